@@ -1,0 +1,3 @@
+from gpttui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""`gpttui <command>`: a thin dispatcher.
+
+Each command lives in `gpttui/commands/<name>.py` with HELP, add_arguments(parser) and
+run(args) -> exit code, and is imported only when chosen, so `gpttui --help` stays fast and
+never imports torch. Commands with OVERRIDES = True take nanoGPT-style `--key=value` config
+overrides in `args.overrides`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from gpttui import __version__
+
+COMMANDS = {
+    "launch": "open the dashboard on a config, a run directory, or the bundled demo",
+    "train": "train headless, printing nanoGPT's log lines",
+    "config": "print a resolved config and what it implies (parameters, tokens, memory)",
+    "prepare": "tokenize parquet / text / jsonl into train.bin and val.bin",
+    "sample": "generate text from a checkpoint (nanoGPT sample.py flags)",
+    "open": "open runs or nanoGPT logs read-only in the dashboard",
+    "doctor": "judge a run or log: trends, forecast, overheads, true MFU",
+    "export": "write a run's steps and evals as csv, parquet or jsonl",
+    "attach": "reconnect the dashboard to a detached running engine",
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gpttui",
+        description="Train small GPT models with a live terminal dashboard.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {n:<9} {h}" for n, h in COMMANDS.items())
+        + "\n\n`gpttui COMMAND --help` for a command's options.",
+    )
+    p.add_argument("--version", action="version", version=f"gpttui {__version__}")
+    p.add_argument("command", choices=list(COMMANDS), metavar="COMMAND")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    top = _top_parser()
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        top.parse_args(argv or ["--help"])
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        top.parse_args([name])  # prints the usage error and exits 2
+    module = importlib.import_module(f"gpttui.commands.{name}")
+    parser = argparse.ArgumentParser(prog=f"gpttui {name}", description=COMMANDS[name])
+    module.add_arguments(parser)
+    if getattr(module, "OVERRIDES", False):
+        args, extra = parser.parse_known_args(rest)
+        bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
+        if bad:
+            parser.error(f"unrecognized arguments: {' '.join(bad)} (config overrides are --key=value)")
+        args.overrides = extra
+    else:
+        args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130

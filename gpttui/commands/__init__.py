@@ -1,0 +1,1 @@
+"""One module per `gpttui` subcommand (see gpttui/cli.py)."""

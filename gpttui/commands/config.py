@@ -1,0 +1,65 @@
+"""`gpttui config FILE [--key=value ...] [--json]`: the resolved config and its figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gpttui import config as C
+
+HELP = "print a resolved config and what it implies"
+OVERRIDES = True
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", help="nanoGPT .py config, .toml config, or a run directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        loaded = C.load(args.file, args.overrides)
+    except C.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg = loaded.config
+    errors = C.validate(cfg)
+    d = C.derive(cfg)
+    warnings = C.size_mismatches(cfg, loaded.source_text, loaded.source)
+    if args.json:
+        print(json.dumps({"config": cfg.to_dict(), "derived": d.to_dict(),
+                          "errors": errors, "warnings": warnings}, indent=2))
+        return 1 if errors else 0
+    print(render(cfg, d))
+    for w in warnings:
+        print(f"warning: {w}")
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def render(cfg: C.TrainConfig, d: C.Derived) -> str:
+    lines = []
+    for group in C.GROUPS:
+        lines.append(f"[{group}]")
+        for name, f in C.FIELDS.items():
+            if f.metadata["group"] == group:
+                value = getattr(cfg, name)
+                mark = "" if value == getattr(C.DEFAULTS, name) else "   (default " + repr(getattr(C.DEFAULTS, name)) + ")"
+                lines.append(f"  {name} = {value!r}{mark}")
+    mem = d.memory_bytes
+    lines += [
+        "",
+        f"number of parameters: {d.params_nanogpt / 1e6:.2f}M",
+        f"  total {C.human_count(d.params_total)} (with position embeddings), "
+        f"non-embedding {C.human_count(d.params_non_embedding)}, vocab {d.vocab_size}",
+        f"tokens per iteration will be: {d.tokens_per_iter:,}",
+        f"tokens at max_iters ({cfg.max_iters:,}): {C.human_count(d.tokens_at_max_iters)} "
+        f"= {d.tokens_per_param:.1f} tokens/parameter (compute-optimal is ~20)",
+        f"FLOPs per token: {C.human_count(d.flops_per_token)}, per iteration: {d.flops_per_iter:.3g}",
+        f"training memory (estimate): {C.human_bytes(mem['total'])} = weights {C.human_bytes(mem['weights'])}"
+        f" + grads {C.human_bytes(mem['grads'])} + AdamW {C.human_bytes(mem['optimizer'])}"
+        f" + activations {C.human_bytes(mem['activations'])}",
+    ]
+    return "\n".join(lines)

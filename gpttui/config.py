@@ -1,0 +1,556 @@
+"""The training config: nanoGPT's knobs, validation, loading and derived figures.
+
+Pure Python (no torch): the UI, `gpttui config` and the doctor all use it.
+nanoGPT `.py` config files are parsed with `ast`, never executed.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import math
+import operator
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+GROUPS = ("model", "data", "optimizer", "schedule", "system", "io")
+
+
+def _f(default: Any, group: str, help: str) -> Any:
+    return field(default=default, metadata={"group": group, "help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of nanoGPT's train.py with its name and default, plus gpttui's own."""
+
+    # I/O
+    out_dir: str = _f("out", "io", "run directory: config.toml, metrics.jsonl, ckpt.pt")
+    eval_interval: int = _f(2000, "io", "evaluate (and maybe checkpoint) every N iterations")
+    log_interval: int = _f(1, "io", "print a training line every N iterations")
+    eval_iters: int = _f(200, "io", "batches averaged per split when evaluating")
+    eval_only: bool = _f(False, "io", "evaluate once and exit")
+    always_save_checkpoint: bool = _f(True, "io", "checkpoint at every eval, not only when val improves")
+    init_from: str = _f("scratch", "io", "'scratch' or 'resume' (from out_dir/ckpt.pt)")
+    wandb_log: bool = _f(False, "io", "accepted for nanoGPT configs; gpttui logs to metrics.jsonl")
+    wandb_project: str = _f("owt", "io", "accepted for nanoGPT configs (names the run)")
+    wandb_run_name: str = _f("gpt2", "io", "accepted for nanoGPT configs (names the run)")
+    keep_checkpoints: int = _f(1, "io", "keep the last K checkpoints (ckpt.pt plus ckpt_<iter>.pt), and the best")
+    sample_on_checkpoint: bool = _f(False, "io", "write a short sample to samples.jsonl at every checkpoint")
+    sample_prompt: str = _f("\n", "io", "prompt for the samples taken at checkpoints")
+    sample_tokens: int = _f(100, "io", "new tokens in each checkpoint sample")
+    # data
+    dataset: str = _f("openwebtext", "data", "dataset name; data lives in data/<dataset> unless data_dir is set")
+    data_dir: str = _f("", "data", "directory with train.bin / val.bin (default data/<dataset>)")
+    gradient_accumulation_steps: int = _f(40, "data", "micro-batches per optimizer step (split across GPUs)")
+    batch_size: int = _f(12, "data", "sequences per micro-batch")
+    block_size: int = _f(1024, "data", "context length in tokens")
+    # model
+    n_layer: int = _f(12, "model", "transformer blocks")
+    n_head: int = _f(12, "model", "attention heads (must divide n_embd)")
+    n_embd: int = _f(768, "model", "embedding width")
+    dropout: float = _f(0.0, "model", "dropout probability (0 for pretraining)")
+    bias: bool = _f(False, "model", "biases in Linear and LayerNorm layers")
+    vocab_size: int = _f(0, "model", "0: from the data's meta (else 50304, GPT-2 padded)")
+    # optimizer
+    learning_rate: float = _f(6e-4, "optimizer", "peak learning rate")
+    weight_decay: float = _f(0.1, "optimizer", "AdamW weight decay on 2-D weights")
+    beta1: float = _f(0.9, "optimizer", "AdamW beta1")
+    beta2: float = _f(0.95, "optimizer", "AdamW beta2")
+    grad_clip: float = _f(1.0, "optimizer", "clip gradient norm at this value (0 = off)")
+    # schedule
+    max_iters: int = _f(600000, "schedule", "total optimizer steps")
+    decay_lr: bool = _f(True, "schedule", "decay the learning rate (else constant)")
+    lr_schedule: str = _f("cosine", "schedule", "'cosine' (nanoGPT's) or 'wsd' (warmup-stable-decay)")
+    warmup_iters: int = _f(2000, "schedule", "linear warmup steps")
+    lr_decay_iters: int = _f(600000, "schedule", "cosine: decay ends here (~max_iters per Chinchilla)")
+    min_lr: float = _f(6e-5, "schedule", "floor of the decay (~learning_rate/10)")
+    decay_frac: float = _f(0.2, "schedule", "wsd: decay over this last fraction of max_iters")
+    # system
+    backend: str = _f("nccl", "system", "DDP backend: 'nccl' (GPU) or 'gloo' (CPU)")
+    device: str = _f("cuda", "system", "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
+    dtype: str = _f("auto", "system", "'float32', 'bfloat16', 'float16', or 'auto' (bf16 if supported, else fp16; fp32 on CPU)")
+    compile: bool = _f(True, "system", "torch.compile the model (GPU only; skipped on CPU)")
+    seed: int = _f(1337, "system", "random seed (rank r uses seed + r)")
+    threads: int = _f(0, "system", "CPU threads for torch (0 = auto, leaving room for the UI)")
+    peak_flops: float = _f(0.0, "system", "device peak FLOP/s for MFU (0 = from the device table or measured)")
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else Path("data") / self.dataset
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(TrainConfig)}
+DEFAULTS = TrainConfig()
+
+# Fields the engine can take while it runs (the `set` command).
+LIVE_FIELDS = frozenset({
+    "max_iters", "lr_decay_iters", "eval_interval", "log_interval", "eval_iters",
+    "always_save_checkpoint", "grad_clip", "learning_rate", "min_lr", "warmup_iters",
+    "decay_frac", "weight_decay", "keep_checkpoints", "sample_on_checkpoint",
+})
+# Fields a checkpoint fixes: changing them means a new run.
+SHAPE_FIELDS = frozenset({"n_layer", "n_head", "n_embd", "bias", "vocab_size"})
+
+DEVICE_RE = re.compile(r"^(cpu|cuda|cuda:\d+|mps|auto)$")
+CHOICES = {
+    "init_from": ("scratch", "resume"),
+    "dtype": ("auto", "float32", "bfloat16", "float16"),
+    "backend": ("nccl", "gloo"),
+    "lr_schedule": ("cosine", "wsd"),
+}
+
+
+class ConfigError(ValueError):
+    """A config problem, already phrased as one line for the user."""
+
+
+# ---------------------------------------------------------------- typing of values
+
+def coerce(key: str, value: Any) -> Any:
+    """Check (and widen int->float) a value for `key`; raise ConfigError if the type is wrong."""
+    if key not in FIELDS:
+        raise ConfigError(f"unknown config key {key!r}" + _suggest(key))
+    want = type(getattr(DEFAULTS, key))
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if want is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)  # 1e6 written for an iteration count
+    if type(value) is not want:
+        raise ConfigError(f"{key}: expected {want.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Parse `--key=text` as nanoGPT's configurator does: a Python literal, else a string."""
+    if key not in FIELDS:
+        raise ConfigError(f"unknown config key {key!r}" + _suggest(key))
+    want = type(getattr(DEFAULTS, key))
+    if want is str:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        return value if isinstance(value, str) else text
+    if want is bool and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ConfigError(f"{key}: expected {want.__name__}, got {text!r}") from None
+    return coerce(key, value)
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """`["--max_iters=2000", "--device=cpu"]` -> {"max_iters": 2000, "device": "cpu"}."""
+    out: dict[str, Any] = {}
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"expected --key=value, got {arg!r}")
+        key, _, text = arg[2:].partition("=")
+        out[key] = parse_value(key, text)
+    return out
+
+
+# ---------------------------------------------------------------- nanoGPT .py files
+
+_BINOPS = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow,
+    ast.Mod: operator.mod,
+}
+
+
+def _eval_node(node: ast.AST, names: dict[str, Any]) -> Any:
+    """Literals, arithmetic on them, and names assigned earlier in the file; nothing else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _eval_node(node.operand, names)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        a, b = _eval_node(node.left, names), _eval_node(node.right, names)
+        if isinstance(node.op, ast.Pow) and isinstance(b, (int, float)) and abs(b) > 64:
+            raise ValueError("exponent too large")
+        try:
+            return _BINOPS[type(node.op)](a, b)
+        except (TypeError, ZeroDivisionError) as e:
+            raise ValueError(str(e)) from None
+    if isinstance(node, ast.Name) and node.id in names:
+        return names[node.id]
+    if isinstance(node, ast.Name) and node.id in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[node.id]
+    raise ValueError(f"only literal values are allowed, not {ast.unparse(node)!r}")
+
+
+def parse_nanogpt_py(text: str, path: str = "<config>") -> dict[str, Any]:
+    """Read `name = value` lines of a nanoGPT config without executing anything."""
+    try:
+        tree = ast.parse(text, filename=path)
+    except SyntaxError as e:
+        raise ConfigError(f"{path}:{e.lineno}: not a valid Python config file: {e.msg}") from None
+    values: dict[str, Any] = {}
+    for stmt in tree.body:
+        where = f"{path}:{stmt.lineno}"
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a docstring
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            target, node = stmt.targets[0].id, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
+            target, node = stmt.target.id, stmt.value
+        else:
+            kind = type(stmt).__name__.lower()
+            raise ConfigError(f"{where}: only `name = value` lines are allowed; found {kind}: "
+                              f"{ast.get_source_segment(text, stmt) or kind!r}"[:200])
+        try:
+            value = _eval_node(node, values)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {target}: {e}") from None
+        if target not in FIELDS:
+            raise ConfigError(f"{where}: unknown config key {target!r}" + _suggest(target))
+        try:
+            values[target] = coerce(target, value)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return values
+
+
+# ---------------------------------------------------------------- TOML
+
+def to_toml(cfg: TrainConfig) -> str:
+    """The config as TOML, one table per group, for RUN_DIR/config.toml."""
+    doc: dict[str, dict[str, Any]] = {g: {} for g in GROUPS}
+    for name, f in FIELDS.items():
+        doc[f.metadata["group"]][name] = getattr(cfg, name)
+    return "# gpttui run config\n" + tomli_w.dumps(doc)
+
+
+def parse_toml(text: str, path: str = "<config>") -> dict[str, Any]:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    values: dict[str, Any] = {}
+    for key, value in doc.items():
+        items = value.items() if isinstance(value, dict) and key in GROUPS else [(key, value)]
+        for k, v in items:
+            try:
+                values[k] = coerce(k, v)
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
+    return values
+
+
+# ---------------------------------------------------------------- loading
+
+@dataclass
+class LoadedConfig:
+    """A resolved config and where it came from (its text feeds the size-promise check)."""
+
+    config: TrainConfig
+    source: str | None = None          # the file it was read from
+    source_text: str = ""              # that file's text (comments promise sizes)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: no such config file")
+    if p.is_dir():
+        p = p / "config.toml"
+        if not p.exists():
+            raise ConfigError(f"{p.parent}: not a run directory (no config.toml)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from None
+    if p.suffix == ".toml":
+        return parse_toml(text, str(p))
+    if p.suffix == ".py":
+        return parse_nanogpt_py(text, str(p))
+    raise ConfigError(f"{p}: expected a nanoGPT .py config, a .toml config or a run directory")
+
+
+def build(values: dict[str, Any]) -> TrainConfig:
+    for k, v in values.items():
+        values[k] = coerce(k, v)
+    return TrainConfig(**values)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> LoadedConfig:
+    """Defaults, then the file (nanoGPT .py, TOML, or a run directory), then --key=value overrides."""
+    values: dict[str, Any] = {}
+    text, source = "", None
+    if path is not None:
+        values.update(read_config_file(path))
+        p = Path(path)
+        source = str(p / "config.toml") if p.is_dir() else str(p)
+        text = Path(source).read_text(encoding="utf-8")
+    ov = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
+    values.update(ov)
+    return LoadedConfig(build(values), source, text, ov)
+
+
+def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    return dataclasses.replace(cfg, **{k: coerce(k, v) for k, v in changes.items()})
+
+
+def save(cfg: TrainConfig, path: str | Path) -> None:
+    """Write TOML atomically (temporary file, then rename)."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(to_toml(cfg), encoding="utf-8")
+    tmp.replace(p)
+
+
+# ---------------------------------------------------------------- validation
+
+def validate(cfg: TrainConfig) -> list[str]:
+    """Every problem, one line each: 'field: what is wrong'. Empty when the config is sound."""
+    errs: list[str] = []
+    for name in ("batch_size", "block_size", "n_layer", "n_head", "n_embd",
+                 "gradient_accumulation_steps", "eval_interval", "log_interval", "eval_iters",
+                 "keep_checkpoints", "sample_tokens"):
+        if getattr(cfg, name) <= 0:
+            errs.append(f"{name}: must be a positive integer, got {getattr(cfg, name)}")
+    for name in ("max_iters", "warmup_iters", "lr_decay_iters", "vocab_size", "threads"):
+        if getattr(cfg, name) < 0:
+            errs.append(f"{name}: must be >= 0, got {getattr(cfg, name)}")
+    if cfg.n_head > 0 and cfg.n_embd % cfg.n_head:
+        errs.append(f"n_embd: {cfg.n_embd} is not divisible by n_head={cfg.n_head}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        errs.append(f"dropout: must be in [0, 1), got {cfg.dropout}")
+    if not cfg.learning_rate > 0:
+        errs.append(f"learning_rate: must be > 0, got {cfg.learning_rate}")
+    if cfg.min_lr < 0:
+        errs.append(f"min_lr: must be >= 0, got {cfg.min_lr}")
+    elif cfg.learning_rate < cfg.min_lr:
+        errs.append(f"min_lr: {cfg.min_lr} is above learning_rate={cfg.learning_rate}")
+    for name in ("beta1", "beta2"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            errs.append(f"{name}: must be in [0, 1), got {getattr(cfg, name)}")
+    for name in ("weight_decay", "grad_clip", "peak_flops"):
+        if getattr(cfg, name) < 0:
+            errs.append(f"{name}: must be >= 0, got {getattr(cfg, name)}")
+    if cfg.decay_lr and cfg.lr_schedule == "cosine" and cfg.warmup_iters > cfg.lr_decay_iters:
+        errs.append(f"warmup_iters: {cfg.warmup_iters} is beyond lr_decay_iters={cfg.lr_decay_iters}")
+    if cfg.decay_lr and cfg.lr_schedule == "wsd":
+        if not 0.0 < cfg.decay_frac <= 1.0:
+            errs.append(f"decay_frac: must be in (0, 1], got {cfg.decay_frac}")
+        elif cfg.warmup_iters > cfg.max_iters * (1 - cfg.decay_frac):
+            errs.append(f"warmup_iters: {cfg.warmup_iters} runs into the wsd decay, which starts at "
+                        f"iter {int(cfg.max_iters * (1 - cfg.decay_frac))}")
+    for name, choices in CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            errs.append(f"{name}: expected one of {', '.join(choices)}; got {getattr(cfg, name)!r}")
+    if not DEVICE_RE.match(cfg.device):
+        errs.append(f"device: expected cpu, cuda, cuda:N, mps or auto; got {cfg.device!r}")
+    if not cfg.out_dir:
+        errs.append("out_dir: must not be empty")
+    return errs
+
+
+def check(cfg: TrainConfig) -> None:
+    errs = validate(cfg)
+    if errs:
+        raise ConfigError("\n".join(errs))
+
+
+# ---------------------------------------------------------------- learning-rate schedule
+
+def lr_at(cfg: TrainConfig, it: int) -> float:
+    """The learning rate at iteration `it` (nanoGPT's get_lr, plus WSD)."""
+    if not cfg.decay_lr:
+        return cfg.learning_rate
+    if it < cfg.warmup_iters:
+        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
+    if cfg.lr_schedule == "wsd":
+        decay_start = cfg.max_iters * (1.0 - cfg.decay_frac)
+        if it < decay_start:
+            return cfg.learning_rate
+        frac = min(1.0, (it - decay_start) / max(1.0, cfg.max_iters - decay_start))
+        return cfg.min_lr + (1.0 - frac) * (cfg.learning_rate - cfg.min_lr)
+    if it > cfg.lr_decay_iters:
+        return cfg.min_lr
+    ratio = (it - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))
+    return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
+
+
+# ---------------------------------------------------------------- derived figures
+
+GPT2_PADDED_VOCAB = 50304
+
+
+def data_vocab_size(data_dir: Path) -> int | None:
+    """Vocabulary size from the data's meta.json (gpttui) or meta.pkl (nanoGPT), if present."""
+    mj = data_dir / "meta.json"
+    if mj.exists():
+        try:
+            v = json.loads(mj.read_text()).get("vocab_size")
+            return int(v) if v else None
+        except (OSError, ValueError):
+            return None
+    mp = data_dir / "meta.pkl"
+    if mp.exists():
+        from gpttui.metapkl import read_meta_pkl
+
+        try:
+            return int(read_meta_pkl(mp)["vocab_size"])
+        except (OSError, ValueError, KeyError):
+            return None
+    return None
+
+
+def effective_vocab_size(cfg: TrainConfig) -> int:
+    if cfg.vocab_size:
+        return cfg.vocab_size
+    return data_vocab_size(cfg.resolved_data_dir()) or GPT2_PADDED_VOCAB
+
+
+@dataclass
+class Derived:
+    """Figures a config implies, computed without torch."""
+
+    vocab_size: int
+    params_total: int           # every parameter (lm_head tied to wte)
+    params_nanogpt: int         # what nanoGPT prints: total without position embeddings
+    params_non_embedding: int   # without token and position embeddings
+    tokens_per_iter: int
+    tokens_at_max_iters: int
+    tokens_per_param: float     # at max_iters, per nanoGPT-counted parameter
+    flops_per_token: float      # nanoGPT's 6N + 12*L*C*T, forward and backward
+    flops_per_iter: float
+    memory_bytes: dict[str, int]  # weights, grads, optimizer, activations, total
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def count_params(n_layer: int, n_embd: int, block_size: int, vocab_size: int, bias: bool) -> tuple[int, int, int]:
+    """(total, without wpe, without wte and wpe) for nanoGPT's GPT."""
+    C = n_embd
+    ln = C + (C if bias else 0)
+    per_layer = (2 * ln + C * 3 * C + (3 * C if bias else 0) + C * C + (C if bias else 0)
+                 + C * 4 * C + (4 * C if bias else 0) + 4 * C * C + (C if bias else 0))
+    wte, wpe = vocab_size * C, block_size * C
+    total = wte + wpe + n_layer * per_layer + ln
+    return total, total - wpe, total - wpe - wte
+
+
+def derive(cfg: TrainConfig, world_size: int = 1) -> Derived:
+    vocab = effective_vocab_size(cfg)
+    total, nano, non_emb = count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)
+    tpi = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
+    # nanoGPT divides gradient_accumulation_steps by the world size, so tokens/iter stay put
+    fpt = 6 * nano + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+    return Derived(
+        vocab_size=vocab,
+        params_total=total,
+        params_nanogpt=nano,
+        params_non_embedding=non_emb,
+        tokens_per_iter=tpi,
+        tokens_at_max_iters=tpi * cfg.max_iters,
+        tokens_per_param=tpi * cfg.max_iters / nano if nano else 0.0,
+        flops_per_token=float(fpt),
+        flops_per_iter=float(fpt) * tpi,
+        memory_bytes=estimate_memory(cfg, total, vocab),
+    )
+
+
+def bytes_per_activation(cfg: TrainConfig) -> int:
+    return 4 if cfg.dtype == "float32" or cfg.device == "cpu" else 2
+
+
+def estimate_memory(cfg: TrainConfig, params: int, vocab: int) -> dict[str, int]:
+    """Rough training memory: fp32 weights, grads and AdamW moments, plus activations.
+
+    Activations per layer follow Korthikanti et al. (34*B*T*C bytes in 16-bit, attention
+    scores not stored thanks to flash/SDPA attention), plus the logits and their gradient.
+    """
+    B, T, C, L = cfg.batch_size, cfg.block_size, cfg.n_embd, cfg.n_layer
+    act_scale = bytes_per_activation(cfg) / 2
+    activations = int(L * 34 * B * T * C * act_scale + 2 * B * T * vocab * 4)
+    mem = {
+        "weights": 4 * params,
+        "grads": 4 * params,
+        "optimizer": 8 * params,
+        "activations": activations,
+    }
+    mem["total"] = sum(mem.values())
+    return mem
+
+
+def human_count(n: float, digits: int = 2) -> str:
+    """123587328 -> '123.59M', 3.1e9 -> '3.10B'."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.{digits}f}{unit}"
+    return f"{n:.0f}"
+
+
+def human_bytes(n: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+# ---------------------------------------------------------------- size promises
+
+_SIZE_RE = re.compile(r"(?<![\w.])~?(\d+(?:\.\d+)?)\s*([MmBb])(?![a-zA-Z])")
+_GPT2_NAMES = {"gpt2-xl": 1558e6, "gpt2-large": 774e6, "gpt2-medium": 350e6}
+
+
+def _sizes_in(text: str) -> list[float]:
+    return [float(n) * (1e6 if u in "Mm" else 1e9) for n, u in _SIZE_RE.findall(text)]
+
+
+def promised_sizes(cfg: TrainConfig, source_text: str = "", source: str | None = None) -> list[tuple[str, float]]:
+    """Parameter counts promised by names and comments: [(where, count), ...].
+
+    Names (out_dir, wandb_run_name, the file name) count as promises; a comment counts only
+    when it speaks of parameters or the model, so `# ~3B tokens seen` is not a size.
+    """
+    found: list[tuple[str, float]] = []
+    names = [("out_dir", cfg.out_dir), ("wandb_run_name", cfg.wandb_run_name)]
+    if source:
+        names.append(("config file name", Path(source).name))
+    for where, text in names:
+        low = text.lower()
+        gpt2 = [size for name, size in _GPT2_NAMES.items() if name in low]
+        found += [(where, s) for s in (gpt2[:1] or _sizes_in(text))]
+    for line_no, line in enumerate(source_text.splitlines(), 1):
+        comment = line[line.index("#"):] if "#" in line else ""
+        if re.search(r"param|model", comment, re.I) and not re.search(r"token", comment, re.I):
+            found += [(f"comment on line {line_no}", s) for s in _sizes_in(comment)]
+    return found
+
+
+def size_mismatches(cfg: TrainConfig, source_text: str = "", source: str | None = None,
+                    tolerance: float = 0.25) -> list[str]:
+    """One warning per promise the config does not keep (more than `tolerance` off)."""
+    built = derive(cfg).params_nanogpt
+    out = []
+    for where, size in promised_sizes(cfg, source_text, source):
+        if abs(built - size) / size > tolerance:
+            out.append(f"{where} promises ~{human_count(size, 0)} parameters, "
+                       f"but this config builds {human_count(built)}")
+    return out

@@ -1,0 +1,38 @@
+"""nanoGPT's character-vocabulary `meta.pkl`, read without trusting the pickle."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+
+class _DataOnly(pickle.Unpickler):
+    """Refuses every global: a meta.pkl holds only dicts, strings and ints."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"meta.pkl refers to {module}.{name}; only plain data is allowed")
+
+
+def read_meta_pkl(path: str | Path) -> dict[str, Any]:
+    """{'vocab_size': int, 'itos': {int: str}, 'stoi': {str: int}} as nanoGPT writes it."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            meta = _DataOnly(f).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+        raise ValueError(f"{p}: not a nanoGPT meta.pkl: {e}") from None
+    if not isinstance(meta, dict) or "vocab_size" not in meta:
+        raise ValueError(f"{p}: not a nanoGPT meta.pkl (expected a dict with vocab_size, stoi, itos)")
+    return meta
+
+
+def write_meta_pkl(path: str | Path, chars: list[str]) -> None:
+    """Write meta.pkl exactly as nanoGPT's shakespeare_char/prepare.py does."""
+    stoi = {ch: i for i, ch in enumerate(chars)}
+    itos = {i: ch for i, ch in enumerate(chars)}
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump({"vocab_size": len(chars), "itos": itos, "stoi": stoi}, f)
+    tmp.replace(p)

@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+
+from gpttui import config as C
+from gpttui.cli import main
+
+FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
+SEED = FIX / "train_fineweb.py"
+
+
+def seed_text() -> str:
+    if SEED.exists():
+        return SEED.read_text()
+    pytest.skip("shared fixtures not beside the checkout")
+
+
+def test_seed_config_reports_nanogpts_parameter_count(tmp_path, capsys):
+    f = tmp_path / "train_fineweb.py"
+    f.write_text(seed_text())
+    assert main(["config", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "number of parameters: 123.59M" in out
+    assert "tokens per iteration will be: 524,288" in out
+
+
+def test_narrow_seed_config_builds_40m_and_warns(tmp_path, capsys):
+    f = tmp_path / "train_fineweb.py"
+    f.write_text(seed_text())
+    main(["config", str(f), "--n_embd=384"])
+    out = capsys.readouterr().out
+    assert "number of parameters: 40.56M" in out
+    assert "promises ~125M parameters, but this config builds 40.56M" in out
+
+
+def test_py_config_is_parsed_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    f = tmp_path / "evil.py"
+    f.write_text(f"batch_size = 4\nopen({str(marker)!r}, 'w')\n")
+    with pytest.raises(C.ConfigError, match=r"evil.py:2: only `name = value` lines"):
+        C.load(f)
+    assert not marker.exists()
+
+
+def test_py_config_arithmetic_and_earlier_names(tmp_path):
+    f = tmp_path / "c.py"
+    f.write_text("max_iters = 5000\nlr_decay_iters = max_iters  # same\ngradient_accumulation_steps = 5 * 8\n")
+    cfg = C.load(f).config
+    assert (cfg.lr_decay_iters, cfg.gradient_accumulation_steps) == (5000, 40)
+
+
+def test_py_config_unknown_key_names_file_and_line(tmp_path):
+    f = tmp_path / "c.py"
+    f.write_text("batch_size = 4\nn_layers = 6\n")
+    with pytest.raises(C.ConfigError, match=r"c.py:2: unknown config key 'n_layers' \(did you mean 'n_layer'\?\)"):
+        C.load(f)
+
+
+def test_overrides_follow_nanogpt_typing():
+    ov = C.parse_overrides(["--max_iters=2000", "--device=cpu", "--compile=False", "--learning_rate=1e-3", "--dropout=0"])
+    assert ov == {"max_iters": 2000, "device": "cpu", "compile": False, "learning_rate": 1e-3, "dropout": 0.0}
+    with pytest.raises(C.ConfigError, match="batch_size: expected int"):
+        C.parse_overrides(["--batch_size=big"])
+    with pytest.raises(C.ConfigError, match="bias: expected bool"):
+        C.parse_overrides(["--bias=3"])
+
+
+def test_validation_messages_one_per_problem():
+    cfg = C.TrainConfig(n_embd=384, n_head=5, min_lr=1.0, learning_rate=0.1, device="tpu", batch_size=0)
+    errs = C.validate(cfg)
+    assert "n_embd: 384 is not divisible by n_head=5" in errs
+    assert any(e.startswith("min_lr:") for e in errs)
+    assert any(e.startswith("device:") for e in errs)
+    assert any(e.startswith("batch_size:") for e in errs)
+    assert C.validate(C.TrainConfig()) == []
+
+
+def test_toml_round_trip(tmp_path):
+    cfg = C.TrainConfig(n_layer=4, lr_schedule="wsd", device="cpu", sample_prompt="ROMEO:")
+    C.save(cfg, tmp_path / "config.toml")
+    assert C.load(tmp_path).config == cfg
+
+
+def test_cosine_and_wsd_schedules():
+    cos = C.TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=10, lr_decay_iters=100, max_iters=100)
+    assert C.lr_at(cos, 10) == pytest.approx(1.0)
+    assert C.lr_at(cos, 55) == pytest.approx(0.55)
+    assert C.lr_at(cos, 200) == pytest.approx(0.1)
+    wsd = C.replace(cos, lr_schedule="wsd", decay_frac=0.2)
+    assert C.lr_at(wsd, 79) == pytest.approx(1.0)
+    assert C.lr_at(wsd, 90) == pytest.approx(0.55)
+    # extending a wsd run only lengthens the stable phase
+    assert C.lr_at(C.replace(wsd, max_iters=200), 90) == pytest.approx(1.0)
