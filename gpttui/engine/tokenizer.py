@@ -1,0 +1,164 @@
+"""Tokenizers: GPT-2 BPE from the bundled ranks, and nanoGPT's character vocabularies.
+
+GPT-2's ranks ship inside the package (assets/r50k_base.tiktoken, the file tiktoken itself
+downloads, checked by the same sha256), so nothing here ever reaches the network: the file
+is read directly rather than through tiktoken.load, which would also copy it into a cache.
+This module never imports torch: `gpttui prepare`, the sampler and the UI all use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tiktoken
+from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
+
+from gpttui.metapkl import read_meta_pkl
+
+GPT2_RANKS = Path(__file__).resolve().parent.parent / "assets" / "r50k_base.tiktoken"
+GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+GPT2_EOT = 50256
+GPT2_VOCAB_SIZE = 50257
+
+
+def _load_ranks(path: Path) -> dict[bytes, int]:
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != GPT2_RANKS_SHA256:
+        raise ValueError(f"{path}: sha256 {digest} is not GPT-2's r50k_base ranks ({GPT2_RANKS_SHA256})")
+    ranks: dict[bytes, int] = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+@functools.cache
+def gpt2() -> tiktoken.Encoding:
+    """The same encoding as tiktoken.get_encoding("gpt2"), built offline (cached per process)."""
+    return tiktoken.Encoding(
+        name="gpt2",
+        pat_str=r50k_pat_str,  # the installed tiktoken's own gpt2 pattern
+        mergeable_ranks=_load_ranks(GPT2_RANKS),
+        special_tokens={ENDOFTEXT: GPT2_EOT},
+        explicit_n_vocab=GPT2_VOCAB_SIZE,
+    )
+
+
+class Tokenizer:
+    """What the sampler, the demo and `prepare` need from a tokenizer."""
+
+    name: str
+    vocab_size: int
+    eot: int | None  # appended after every document, or None (char data has no separator)
+
+    def encode(self, text: str) -> list[int]:
+        """Ordinary text to ids; special tokens in the text are encoded as plain text."""
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        raise NotImplementedError
+
+
+@dataclass
+class GPT2Tokenizer(Tokenizer):
+    name: str = "gpt2"
+    vocab_size: int = GPT2_VOCAB_SIZE
+    eot: int | None = GPT2_EOT
+
+    @property
+    def encoding(self) -> tiktoken.Encoding:
+        return gpt2()
+
+    def encode(self, text: str) -> list[int]:
+        return gpt2().encode_ordinary(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return gpt2().decode(list(ids))
+
+
+@dataclass
+class CharTokenizer(Tokenizer):
+    """nanoGPT's shakespeare_char vocabulary: one id per character, sorted."""
+
+    chars: list[str] = field(default_factory=list)
+    name: str = "char"
+    vocab_size: int = 0
+    eot: int | None = None
+
+    def __post_init__(self) -> None:
+        self.vocab_size = len(self.chars)
+        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+        self.itos = dict(enumerate(self.chars))
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        """The vocabulary of a text, as nanoGPT builds it: sorted(set(text))."""
+        return cls(sorted(set(text)))
+
+    @classmethod
+    def from_meta_pkl(cls, path: str | Path) -> CharTokenizer:
+        meta = read_meta_pkl(path)
+        itos = meta.get("itos")
+        if not isinstance(itos, dict) or sorted(itos) != list(range(len(itos))):
+            raise ValueError(f"{path}: meta.pkl has no itos mapping ids 0..n-1 to characters")
+        return cls([itos[i] for i in range(len(itos))])
+
+    @classmethod
+    def from_meta_json(cls, path: str | Path) -> CharTokenizer:
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+        chars = meta.get("chars")
+        if not isinstance(chars, str) or not chars:
+            raise ValueError(f"{path}: meta.json for a char tokenizer needs 'chars' (the vocabulary, in id order)")
+        return cls(list(chars))
+
+    def encode(self, text: str) -> list[int]:
+        stoi = self.stoi
+        try:
+            return [stoi[c] for c in text]
+        except KeyError:
+            missing = sorted(set(text) - stoi.keys())
+            shown = ", ".join(repr(c) for c in missing[:20]) + (", ..." if len(missing) > 20 else "")
+            raise ValueError(f"characters not in the vocabulary: {shown}") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        itos = self.itos
+        try:
+            return "".join(itos[int(i)] for i in ids)
+        except KeyError as e:
+            raise ValueError(f"token id {e.args[0]} is outside the vocabulary (0..{self.vocab_size - 1})") from None
+
+
+def get(name: str) -> Tokenizer:
+    """A tokenizer that needs no data: only "gpt2" (a char vocabulary comes from its data)."""
+    if name == "gpt2":
+        return GPT2Tokenizer()
+    raise ValueError(f"unknown tokenizer {name!r} (expected gpt2, or char with a data directory)")
+
+
+def for_data_dir(data_dir: str | Path) -> Tokenizer:
+    """The tokenizer a data directory was prepared with.
+
+    nanoGPT's rule: a meta.pkl means a character vocabulary; gpttui's meta.json says so too
+    (and carries the vocabulary); anything else is GPT-2.
+    """
+    d = Path(data_dir)
+    if (d / "meta.pkl").exists():
+        return CharTokenizer.from_meta_pkl(d / "meta.pkl")
+    meta_json = d / "meta.json"
+    if meta_json.exists():
+        try:
+            meta = json.loads(meta_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{meta_json}: not readable JSON: {e}") from None
+        if isinstance(meta, dict) and meta.get("tokenizer") == "char":
+            return CharTokenizer.from_meta_json(meta_json)
+    return GPT2Tokenizer()
+
