@@ -1,0 +1,546 @@
+"""A run's history: metrics.jsonl read/write and nanoGPT stdout-log import.
+
+`RunHistory` is what the dashboard, `gpttui open`, `export` and the doctor share. It is
+built by applying protocol events one at a time (`add`), from a run directory's
+metrics.jsonl (`from_metrics`), or from a nanoGPT `train.py` stdout log (`from_nanogpt_log`).
+`load_run` picks the right one for a path. Pure Python, no torch.
+
+A hello whose start_iter is not past the last recorded iteration means the run resumed from
+an earlier checkpoint: the new branch replaces the abandoned one (no zig-zag in the curves).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from gpttui import config as C
+from gpttui.protocol import encode
+
+NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by an A100's bf16 peak, whatever the card
+
+
+class RunLogError(ValueError):
+    """A path that is not a run, a metrics.jsonl or a nanoGPT log; phrased as one line."""
+
+
+@dataclass
+class Step:
+    iter: int
+    t: float | None
+    loss: float
+    lr: float | None = None
+    dt_ms: float | None = None
+    tokens_per_s: float | None = None
+    mfu: float | None = None          # fraction 0..1 against `RunHistory.mfu_peak`
+    grad_norm: float | None = None
+    tokens: int | None = None         # tokens seen so far
+
+
+@dataclass
+class Eval:
+    iter: int
+    t: float | None
+    train_loss: float | None
+    val_loss: float | None
+
+
+@dataclass
+class Checkpoint:
+    iter: int
+    t: float | None
+    path: str
+    val_loss: float | None
+
+
+@dataclass
+class Session:
+    """One process lifetime of the engine (a hello), or one start of nanoGPT in a log."""
+
+    start_iter: int
+    t_start: float | None = None
+    t_end: float | None = None
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass
+class RunHistory:
+    hello: dict | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    evals: list[Eval] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    state: str | None = None
+    errors: list[dict] = field(default_factory=list)
+    skipped_lines: int = 0
+    source: str = ""
+    # What else a source tells (mostly nanoGPT logs, which carry no hello):
+    kind: str = "events"               # "events" (metrics.jsonl / live) or "nanogpt-log"
+    config_complete: bool = False      # config holds every knob (hello, config.toml, echoed .py)
+    config_text: str = ""              # echoed/loaded config source text (promises sizes)
+    config_file: str | None = None     # its file name
+    config_unknown: dict[str, str] = field(default_factory=dict)  # echoed keys gpttui doesn't know
+    params_reported: float | None = None     # nanoGPT's "number of parameters: 123.59M"
+    tokens_per_iter_reported: int | None = None
+    mfu_peak: float | None = None      # FLOP/s the recorded mfu was measured against
+    mfu_smoothed: bool = False         # nanoGPT prints a running average (0.9/0.1 EMA)
+    sessions: list[Session] = field(default_factory=list)
+    lines: int = 0                     # lines read from the source
+
+    # ------------------------------------------------------------ events
+
+    def add(self, event: dict) -> None:
+        """Apply one protocol event; unknown types and malformed fields are ignored."""
+        kind = event.get("type")
+        it = event.get("iter")
+        if not isinstance(it, int) or isinstance(it, bool):
+            it = self.last_iter or 0
+        t = _num(event.get("t"))
+        handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
+        if handler is None:
+            return
+        handler(event, it, t)
+        if t is not None and self.sessions:
+            s = self.sessions[-1]
+            s.t_start = t if s.t_start is None else s.t_start
+            s.t_end = t if s.t_end is None else max(s.t_end, t)
+
+    def _on_hello(self, e: dict, it: int, t: float | None) -> None:
+        start = e.get("start_iter", it)
+        start = start if isinstance(start, int) else it
+        last = self.last_iter
+        if last is not None and start <= last:
+            self.truncate_from(start)
+        self.hello = e
+        if isinstance(e.get("config"), dict):
+            self.config.update(e["config"])
+            self.config_complete = True
+        if isinstance(e.get("max_iters"), int):
+            self.config["max_iters"] = e["max_iters"]
+        self.mfu_peak = _num(e.get("peak_flops")) or self.mfu_peak
+        self.sessions.append(Session(start, t, t))
+
+    def _on_step(self, e: dict, it: int, t: float | None) -> None:
+        loss = _num(e.get("loss"))
+        step = Step(it, t, math.nan if loss is None else loss, _num(e.get("lr")), _num(e.get("dt_ms")),
+                    _num(e.get("tokens_per_s")), _num(e.get("mfu")), _num(e.get("grad_norm")),
+                    e["tokens"] if isinstance(e.get("tokens"), int) else None)
+        if self.steps and self.steps[-1].iter == it:
+            self.steps[-1] = step
+        else:
+            self.steps.append(step)
+
+    def _on_eval(self, e: dict, it: int, t: float | None) -> None:
+        ev = Eval(it, t, _num(e.get("train_loss")), _num(e.get("val_loss")))
+        if self.evals and self.evals[-1].iter == it:
+            self.evals[-1] = ev
+        else:
+            self.evals.append(ev)
+
+    def _on_checkpoint(self, e: dict, it: int, t: float | None) -> None:
+        self.checkpoints.append(Checkpoint(it, t, str(e.get("path", "")), _num(e.get("val_loss"))))
+
+    def _on_state(self, e: dict, it: int, t: float | None) -> None:
+        if isinstance(e.get("state"), str):
+            self.state = e["state"]
+
+    def _on_config(self, e: dict, it: int, t: float | None) -> None:
+        if isinstance(e.get("changes"), dict):
+            self.config.update(e["changes"])
+
+    def _on_error(self, e: dict, it: int, t: float | None) -> None:
+        self.errors.append(e)
+
+    def truncate_from(self, start: int) -> None:
+        """Drop what was recorded at iterations >= start (the abandoned branch of a resume)."""
+        self.steps = [s for s in self.steps if s.iter < start]
+        self.evals = [e for e in self.evals if e.iter < start]
+        self.checkpoints = [c for c in self.checkpoints if c.iter < start]
+        kept = [s for s in self.sessions if s.start_iter < start]
+        if kept:
+            last_t = [x.t for x in (*self.steps, *self.evals, *self.checkpoints) if x.t is not None]
+            if last_t and kept[-1].t_end is not None:
+                kept[-1].t_end = min(kept[-1].t_end, max(last_t))
+        self.sessions = kept
+
+    def until(self, last: int) -> "RunHistory":
+        """A copy of the history as it stood at iteration `last` (later records dropped)."""
+        h = copy.copy(self)
+        h.steps = [s for s in self.steps if s.iter <= last]
+        h.evals = [e for e in self.evals if e.iter <= last]
+        h.checkpoints = [c for c in self.checkpoints if c.iter <= last]
+        h.sessions = [copy.copy(s) for s in self.sessions if s.start_iter <= last]
+        times = [x.t for x in (*h.steps, *h.evals) if x.t is not None]
+        if h.sessions and times and h.sessions[-1].t_end is not None:
+            h.sessions[-1].t_end = min(h.sessions[-1].t_end, max(times))
+        if self.last_iter is not None and last < self.last_iter:
+            h.state = "running"
+        return h
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def last_iter(self) -> int | None:
+        its = [x[-1].iter for x in (self.steps, self.evals) if x]
+        if its:
+            return max(its)
+        return self.sessions[-1].start_iter if self.sessions else None
+
+    @property
+    def best_val(self) -> float | None:
+        vals = [e.val_loss for e in self.evals if e.val_loss is not None and not math.isnan(e.val_loss)]
+        return min(vals) if vals else None
+
+    @property
+    def tokens_per_iter(self) -> int | None:
+        if self.hello and isinstance(self.hello.get("tokens_per_iter"), int):
+            return self.hello["tokens_per_iter"]
+        if self.tokens_per_iter_reported:
+            return self.tokens_per_iter_reported
+        cfg = self.train_config()
+        if cfg is not None:
+            return cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
+        return None
+
+    @property
+    def max_iters(self) -> int | None:
+        """max_iters as last set (live changes included); None when the source never said."""
+        v = self.config.get("max_iters")
+        if isinstance(v, int):
+            return v
+        return C.DEFAULTS.max_iters if self.config_complete else None
+
+    @property
+    def tokens_seen(self) -> int | None:
+        """Tokens trained on up to the last iteration: the engine's count, else iters x tokens/iter."""
+        if self.steps and self.steps[-1].tokens is not None and self.steps[-1].iter == self.last_iter:
+            return self.steps[-1].tokens
+        tpi, last = self.tokens_per_iter, self.last_iter
+        return tpi * last if tpi and last is not None else None
+
+    def train_config(self) -> C.TrainConfig | None:
+        """The full TrainConfig, when the source gave every knob (else None: don't guess)."""
+        if not self.config_complete:
+            return None
+        values = {k: v for k, v in self.config.items() if k in C.FIELDS}
+        try:
+            return C.build(values)
+        except (C.ConfigError, TypeError):
+            return None
+
+    def val_curve(self) -> tuple[list[int], list[float]]:
+        pts = [(e.iter, e.val_loss) for e in self.evals if e.val_loss is not None]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    # ------------------------------------------------------------ constructors
+
+    @classmethod
+    def from_events(cls, events: Iterator[dict], source: str = "") -> "RunHistory":
+        h = cls(source=source)
+        for e in events:
+            h.add(e)
+        return h
+
+    @classmethod
+    def from_metrics(cls, path: str | Path) -> "RunHistory":
+        """From RUN_DIR/metrics.jsonl (or the file itself); config.toml fills in a missing hello."""
+        p = Path(path)
+        run_dir = p if p.is_dir() else p.parent
+        if p.is_dir():
+            p = p / "metrics.jsonl"
+        h = cls(source=str(p))
+        toml = run_dir / "config.toml"
+        if toml.exists():
+            try:
+                h.config.update(C.read_config_file(toml))
+                h.config_text = toml.read_text(encoding="utf-8")
+                h.config_file = str(toml)
+                h.config_complete = True
+            except C.ConfigError:
+                pass
+        if p.exists():
+            reader = EventReader(p)
+            for e in reader:
+                h.add(e)
+            h.skipped_lines, h.lines = reader.skipped, reader.lines
+        elif not toml.exists():
+            raise RunLogError(f"{run_dir}: not a run directory (no metrics.jsonl or config.toml)")
+        return h
+
+    @classmethod
+    def from_nanogpt_log(cls, path: str | Path) -> "RunHistory":
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
+        return parse_nanogpt_log(text, str(p))
+
+
+# ---------------------------------------------------------------- metrics.jsonl
+
+class EventReader:
+    """Iterate a metrics.jsonl's events; torn or garbled lines are skipped and counted."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.skipped = 0
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[dict]:
+        with open(self.path, "rb") as f:
+            for raw in f:
+                if not raw.strip():
+                    continue
+                self.lines += 1
+                event = _decode(raw)
+                if event is None:
+                    self.skipped += 1
+                else:
+                    yield event
+
+
+def _decode(raw: bytes | str) -> dict | None:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return obj if isinstance(obj, dict) and isinstance(obj.get("type"), str) else None
+
+
+def read_events(path: str | Path) -> Iterator[dict]:
+    """The events of a metrics.jsonl; a torn line (a kill mid-write) is skipped, never fatal."""
+    return iter(EventReader(path))
+
+
+class MetricsTail:
+    """Follow a growing metrics.jsonl: `poll()` returns the events of newly completed lines.
+
+    A last line without its newline is left for the next poll (the writer may be mid-line).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = 0
+        self.skipped = 0
+
+    def poll(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1
+        out = []
+        for raw in data[:end].splitlines():
+            if raw.strip():
+                event = _decode(raw)
+                if event is None:
+                    self.skipped += 1
+                else:
+                    out.append(event)
+        self.offset += end
+        return out
+
+
+def append_event(path: str | Path, event: dict) -> None:
+    """Append one event line to a metrics.jsonl (opens and closes; for occasional writers)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(encode(event))
+
+
+class MetricsWriter:
+    """Append-only metrics.jsonl writer: one JSON object per line, flushed per line."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._f = open(self.path, "a", encoding="utf-8", buffering=1)
+
+    def write(self, event: dict) -> None:
+        self._f.write(encode(event))
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "MetricsWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- nanoGPT logs
+
+_FLOAT = r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
+ITER_RE = re.compile(r"iter (\d+): loss " + _FLOAT + r", time " + _FLOAT + r"ms(?:, mfu " + _FLOAT + r"%)?")
+STEP_RE = re.compile(r"step (\d+): train loss " + _FLOAT + r", val loss " + _FLOAT)
+SAVE_RE = re.compile(r"^saving checkpoint to (.+?)\s*$")
+OVERRIDE_FILE_RE = re.compile(r"^Overriding config with (.+):\s*$")
+OVERRIDE_KV_RE = re.compile(r"^Overriding: (\w+) = (.*?)\s*$")
+TPI_RE = re.compile(r"^tokens per iteration will be: ([\d,]+)\s*$")
+PARAMS_RE = re.compile(r"^number of parameters: ([\d.]+)M\s*$")
+VOCAB_RE = re.compile(r"^(?:found vocab_size = (\d+)|defaulting to vocab_size of GPT-2 to (\d+))")
+RESUME_RE = re.compile(r"^Resuming training from ")
+# Other lines nanoGPT's train.py prints: recognised, so not counted as stray.
+KNOWN_RE = re.compile(
+    r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
+    r"|using fused AdamW|compiling the model|loading weights from pretrained gpt|forcing vocab_size"
+    r"|overriding dropout rate)")
+
+
+def parse_nanogpt_log(text: str, source: str = "<log>") -> RunHistory:
+    """Read nanoGPT train.py stdout. Stray lines (warnings, blanks, shell prompts) are counted.
+
+    nanoGPT prints no timestamps: Step.t stays None and `dt_ms` holds that one iteration's
+    time (see gpttui.doctor for how durations are estimated from it). The printed mfu is a
+    running average against an A100 (mfu_peak = 312e12); its -100% (not yet measured) is None.
+    """
+    h = RunHistory(source=source, kind="nanogpt-log", mfu_peak=NANOGPT_A100_PEAK, mfu_smoothed=True)
+    lines = text.splitlines()
+    h.lines = len(lines)
+    echo: list[str] | None = None    # lines of a config file being echoed
+    in_warmup = False
+    for line in lines:
+        if echo is not None:
+            if _ends_echo(line):
+                _apply_echo(h, "\n".join(echo))
+                echo = None
+            else:
+                echo.append(line)
+                continue
+        if m := STEP_RE.search(line):
+            it = int(m[1])
+            _branch(h, it)
+            h.add({"type": "eval", "iter": it, "train_loss": float(m[2]), "val_loss": float(m[3])})
+        elif m := ITER_RE.search(line):
+            it = int(m[1])
+            _branch(h, it)
+            mfu = float(m[4]) if m[4] is not None else None
+            warming = mfu is not None and mfu <= -100.0   # nanoGPT's first iterations of a process
+            if warming and not in_warmup or not h.sessions:
+                _start_session(h, it)
+            in_warmup = warming
+            mfu = None if warming else mfu
+            h.add({"type": "step", "iter": it, "loss": float(m[2]), "dt_ms": float(m[3]),
+                   "mfu": None if mfu is None else mfu / 100.0})
+        elif m := SAVE_RE.match(line):
+            ev = h.evals[-1] if h.evals else None
+            it = ev.iter if ev else (h.last_iter or 0)
+            h.checkpoints.append(Checkpoint(it, None, m[1], ev.val_loss if ev else None))
+        elif m := OVERRIDE_FILE_RE.match(line):
+            h.config_file = m[1]
+            echo = []
+        elif m := OVERRIDE_KV_RE.match(line):
+            _apply_echo(h, f"{m[1]} = {m[2]}")
+        elif m := TPI_RE.match(line):
+            h.tokens_per_iter_reported = int(m[1].replace(",", ""))
+        elif m := PARAMS_RE.match(line):
+            h.params_reported = float(m[1]) * 1e6
+        elif m := VOCAB_RE.match(line):
+            h.config["vocab_size"] = int(m[1] or m[2])
+        elif RESUME_RE.match(line):
+            h.config["init_from"] = "resume"
+        elif KNOWN_RE.match(line):
+            pass
+        else:
+            h.skipped_lines += 1
+    if echo is not None:
+        _apply_echo(h, "\n".join(echo))
+    return h
+
+
+def _ends_echo(line: str) -> bool:
+    return bool(TPI_RE.match(line) or OVERRIDE_FILE_RE.match(line) or OVERRIDE_KV_RE.match(line)
+                or STEP_RE.search(line) or ITER_RE.search(line) or KNOWN_RE.match(line)
+                or PARAMS_RE.match(line) or RESUME_RE.match(line))
+
+
+def _branch(h: RunHistory, it: int) -> None:
+    """An iteration number going backwards: nanoGPT restarted from an earlier checkpoint."""
+    last = h.last_iter
+    if last is not None and it < last:
+        h.truncate_from(it)
+        _start_session(h, it)
+
+
+def _start_session(h: RunHistory, it: int) -> None:
+    if not h.sessions or h.sessions[-1].start_iter != it:
+        h.sessions.append(Session(it))
+
+
+def _apply_echo(h: RunHistory, text: str) -> None:
+    """Take `name = value` lines of an echoed config; unknown or non-literal ones are recorded."""
+    h.config_text += text + "\n"
+    h.config_complete = True  # nanoGPT's defaults plus these overrides are the whole config
+    try:
+        stmts = ast.parse(text).body
+    except SyntaxError:
+        stmts = []
+        for line in text.splitlines():
+            try:
+                stmts += ast.parse(line).body
+            except SyntaxError:
+                continue
+    known_text = "\n".join(f"{k} = {v!r}" for k, v in h.config.items() if k in C.FIELDS)
+    for stmt in stmts:
+        segment = ast.unparse(stmt)
+        try:
+            values = C.parse_nanogpt_py(known_text + "\n" + segment)
+        except C.ConfigError:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                h.config_unknown[stmt.targets[0].id] = ast.unparse(stmt.value)
+            else:
+                h.config_unknown[segment[:40]] = segment
+            continue
+        h.config.update(values)
+        known_text += "\n" + segment
+
+
+# ---------------------------------------------------------------- any path
+
+def load_run(path: str | Path) -> RunHistory:
+    """A run directory, a metrics.jsonl, or a nanoGPT stdout log."""
+    p = Path(path)
+    if p.is_dir():
+        return RunHistory.from_metrics(p)
+    if not p.exists():
+        raise RunLogError(f"{p}: no such run directory or log file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
+    if p.suffix == ".jsonl" or head.lstrip().startswith(b"{"):
+        return RunHistory.from_metrics(p)
+    h = RunHistory.from_nanogpt_log(p)
+    if not h.steps and not h.evals:
+        raise RunLogError(f"{p}: no nanoGPT 'iter N: loss ...' or 'step N: train loss ...' lines "
+                          "and not a metrics.jsonl")
+    return h
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write tmp + fsync + rename, so a reader never sees half a file."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
