@@ -1,0 +1,107 @@
+"""nanoGPT-format checkpoints: {model, optimizer, model_args, iter_num, best_val_loss, config}.
+
+Written atomically (temporary file in the same directory, fsync, rename, fsync the directory),
+so a crash mid-write leaves the previous checkpoint whole. Read with `weights_only=True`.
+nanoGPT's own checkpoints load too: state-dict keys may carry torch.compile's `_orig_mod.`
+prefix, `best_val_loss` may be a 0-d tensor, and `config` may name a GPU dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpttui.engine.model import MODEL_ARGS
+
+COMPILE_PREFIX = "_orig_mod."
+REQUIRED = ("model", "model_args", "iter_num")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint problem, phrased as one line for the user."""
+
+
+def save(path: str | Path, ckpt: dict[str, Any]) -> None:
+    """Write `ckpt` to `path` atomically; on any failure the old file is untouched."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(p.parent)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return  # not possible on every platform; the rename itself is already atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint (ours or nanoGPT's), normalised: plain state-dict keys, float best_val_loss."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no checkpoint there")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several kinds for foreign or truncated files
+        raise CheckpointError(f"{p}: not a readable checkpoint ({_reason(p, e)})") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
+        have = ", ".join(sorted(ckpt)) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{p}: not a nanoGPT checkpoint (expected keys {', '.join(REQUIRED)}; found {have})")
+    ckpt["model"] = strip_prefix(ckpt["model"])
+    ckpt["iter_num"] = int(ckpt["iter_num"])
+    ckpt["best_val_loss"] = _as_float(ckpt.get("best_val_loss", math.inf))
+    ckpt.setdefault("config", {})
+    return ckpt
+
+
+def _reason(p: Path, e: Exception) -> str:
+    text = str(e)
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return f"it refers to {m.group(1)}, which safe (weights_only) loading refuses"
+    if not zipfile.is_zipfile(p):
+        return "not a torch.save file, or truncated"
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return f"corrupt: {first[:120]}"
+
+
+def _as_float(v: Any) -> float:
+    return float(v.item()) if isinstance(v, torch.Tensor) else float(v)
+
+
+def strip_prefix(state: dict[str, Any]) -> dict[str, Any]:
+    """Drop torch.compile's `_orig_mod.` prefix from state-dict keys, as nanoGPT's train.py does."""
+    return {k[len(COMPILE_PREFIX):] if k.startswith(COMPILE_PREFIX) else k: v for k, v in state.items()}
+
+
+def check_model_args(ckpt_args: dict[str, Any], want: dict[str, Any], path: str | Path) -> None:
+    """Raise if the checkpoint's model shape disagrees with the config's, naming the field."""
+    for name in MODEL_ARGS:
+        if name in ckpt_args and name in want and ckpt_args[name] != want[name]:
+            raise CheckpointError(
+                f"{path}: {name} is {ckpt_args[name]!r} in the checkpoint but {want[name]!r} in the "
+                f"config; a checkpoint fixes the model's shape (start a new run to change it)")
