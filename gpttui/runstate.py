@@ -1,0 +1,258 @@
+"""Is an engine running in this run directory? The engine's lock, status file and heartbeat.
+
+An engine holds an exclusive `flock` on RUN_DIR/engine.lock for its whole life, so two engines
+never train into one directory; the kernel drops the lock when the process dies, however it
+dies. RUN_DIR/engine.json says who holds it (pid, host, start time), what it is doing (state,
+iteration, whether a UI is attached) and where its control socket is; a background thread
+refreshes its heartbeat every few seconds, off the training loop. `status(run_dir)` combines
+the two for UIs and commands: alive (an engine holds the lock), stale (the file says running but
+nobody holds the lock: killed -9, out of memory, machine reboot), or none.
+
+Pure Python, no torch: the UI and every command may import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+LOCK_FILE = "engine.lock"
+STATUS_FILE = "engine.json"
+SOCKET_FILE = "engine.sock"
+HEARTBEAT_S = 2.0
+# Only consulted for an engine on another host (a shared file system), where the lock can't be probed.
+STALE_AFTER_S = 30.0
+FINAL_STATES = frozenset({"finished", "stopped", "failed"})
+
+
+class RunLocked(RuntimeError):
+    """Another engine holds the run directory; the message says which and how to attach."""
+
+
+@dataclass
+class EngineInfo:
+    """The contents of RUN_DIR/engine.json."""
+
+    pid: int
+    host: str
+    started: float
+    heartbeat: float
+    state: str = "starting"
+    reason: str = ""
+    iter: int = 0
+    ui: str = "attached"  # "attached" (a UI owns the engine's pipes) or "detached"
+    socket: str = ""  # the control socket's path ("" until it listens)
+    exit_code: int | None = None  # set when the engine exits on its own terms
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+@dataclass
+class RunStatus:
+    kind: Literal["alive", "stale", "none"]
+    info: EngineInfo | None
+
+    def describe(self, run_dir: str | Path) -> str:
+        """One line for a person: who is running here, or what happened to the last engine."""
+        i = self.info
+        if self.kind == "alive":
+            if i is None:
+                return f"an engine is starting in {run_dir}"
+            return (f"engine pid {i.pid} on {i.host} is {i.state} at iteration {i.iter} in {run_dir} "
+                    f"({i.ui}, heartbeat {_ago(i.heartbeat)})")
+        if self.kind == "stale":
+            assert i is not None
+            return (f"engine pid {i.pid} on {i.host} died while {i.state} at iteration {i.iter} "
+                    f"(last heartbeat {_ago(i.heartbeat)}; killed, out of memory or the machine restarted)")
+        if i is not None:
+            how = f" ({i.reason})" if i.reason else ""
+            return f"no engine is running in {run_dir}; the last one {i.state}{how} at iteration {i.iter}"
+        return f"no engine is running in {run_dir}"
+
+
+def _ago(t: float) -> str:
+    s = max(0.0, time.time() - t)
+    return f"{s:.0f}s ago" if s < 120 else f"{s / 60:.0f} min ago"
+
+
+def read_info(run_dir: str | Path) -> EngineInfo | None:
+    """engine.json, or None if it is missing or unreadable (a half-made directory is not an error)."""
+    try:
+        raw = json.loads((Path(run_dir) / STATUS_FILE).read_text())
+        known = {f.name for f in dataclasses.fields(EngineInfo)}
+        return EngineInfo(**{k: v for k, v in raw.items() if k in known})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def lock_held(run_dir: str | Path) -> bool:
+    """True if some process holds RUN_DIR/engine.lock (probed with a shared non-blocking flock)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def status(run_dir: str | Path) -> RunStatus:
+    """alive / stale / none, with the engine's last words from engine.json."""
+    info = read_info(run_dir)
+    if info is not None and info.host != socket.gethostname():
+        # The lock lives on this host's kernel; for another host trust the heartbeat.
+        if info.final:
+            return RunStatus("none", info)
+        fresh = time.time() - info.heartbeat < STALE_AFTER_S
+        return RunStatus("alive" if fresh else "stale", info)
+    if lock_held(run_dir):
+        return RunStatus("alive", info)
+    if info is None or info.final:
+        return RunStatus("none", info)
+    return RunStatus("stale", info)
+
+
+def _write_json_atomic(path: Path, obj: dict, sync: bool) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(obj, indent=1) + "\n")
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+class EngineStatus:
+    """The engine's side: hold the lock, keep engine.json current, beat the heartbeat.
+
+    `update()` only changes fields in memory and wakes the writer thread, so the training loop
+    never waits on the disk; write errors (a full disk) are swallowed: the status file is
+    advisory, the lock is what guarantees one engine per directory.
+    """
+
+    def __init__(self, run_dir: str | Path, interval: float = HEARTBEAT_S) -> None:
+        self.run_dir = Path(run_dir)
+        self.interval = interval
+        self.info = EngineInfo(pid=os.getpid(), host=socket.gethostname(),
+                               started=time.time(), heartbeat=time.time())
+        self._fd: int | None = None
+        self._mu = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, wait: float = 1.0) -> None:
+        """Take the exclusive lock or raise RunLocked naming the holder.
+
+        Retries for `wait` seconds: `status()` probes the lock with a brief shared lock.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise RunLocked(locked_message(self.run_dir)) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        self._write(sync=False)
+
+    def start(self) -> None:
+        """Start the heartbeat thread (after acquire)."""
+        self._thread = threading.Thread(target=self._run, name="gpttui-heartbeat", daemon=True)
+        self._thread.start()
+
+    def update(self, **fields: object) -> None:
+        """Change fields of engine.json (state, reason, iter, ui, socket); written off-thread."""
+        with self._mu:
+            for k, v in fields.items():
+                setattr(self.info, k, v)
+        if set(fields) != {"iter"}:
+            self._wake.set()
+
+    def close(self, state: str | None = None, reason: str = "", exit_code: int | None = None) -> None:
+        """Final status written synchronously, then the lock released."""
+        self._closed.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._fd is None:
+            return
+        with self._mu:
+            if state is not None:
+                self.info.state, self.info.reason = state, reason
+            self.info.exit_code = exit_code
+        try:
+            self._write(sync=True)
+        except OSError:
+            pass
+        os.close(self._fd)  # releases the flock
+        self._fd = None
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self._write(sync=False)
+            except OSError:
+                pass
+
+    def _write(self, sync: bool) -> None:
+        with self._mu:
+            self.info.heartbeat = time.time()
+            obj = dataclasses.asdict(self.info)
+        _write_json_atomic(self.run_dir / STATUS_FILE, obj, sync)
+
+
+def locked_message(run_dir: str | Path) -> str:
+    """Why an engine can't start here, naming the holder and how to reach it."""
+    try:
+        pid = int((Path(run_dir) / LOCK_FILE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pid = None
+    info = read_info(run_dir)
+    if info is not None and pid in (None, info.pid):
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started))
+        who = f"engine pid {info.pid} on {info.host} (started {started}, {info.state} at iteration {info.iter})"
+    else:
+        who = f"engine pid {pid}" if pid else "another engine"
+    return (f"{run_dir} is already being trained by {who}; "
+            f"attach to it with `gpttui attach {run_dir}` (or stop it there first)")

@@ -1,0 +1,156 @@
+import json
+import os
+import queue
+import socket
+import stat
+import time
+
+import pytest
+
+from gpttui import control, protocol, runstate
+
+
+def _ev(type_, it, **f):
+    ev = protocol.event(type_, it, **f)
+    return ev, protocol.encode(ev)
+
+
+def _step(it):
+    return _ev("step", it, loss=2.0, lr=1e-3, dt_ms=1.0, tokens_per_s=1.0, mfu=0.1, grad_norm=1.0)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """An engine's status + control server on tmp_path, without any training."""
+    es = runstate.EngineStatus(tmp_path)
+    es.acquire()
+    commands: queue.Queue = queue.Queue()
+    server = control.ControlServer(control.socket_path(tmp_path), commands.put)
+    server.start()
+    es.update(state="running", socket=str(server.path))
+    es._write(sync=False)
+    server.publish(*_ev("hello", 0, version=1, config={}, params={}, device="cpu",
+                        peak_flops=1.0, tokens_per_iter=1, start_iter=0))
+    server.publish(*_ev("state", 0, state="running"))
+    yield tmp_path, es, server, commands
+    server.close()
+    es.close("stopped")
+
+
+def _drain_until(client, pred, timeout=5.0):
+    got = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got += client.drain().events
+        if pred(got):
+            return got
+        time.sleep(0.02)
+    raise AssertionError(f"timed out; got {[(e['type'], e['iter']) for e in got]}")
+
+
+def test_socket_is_owner_only_and_newcomers_get_hello_and_state_first(engine):
+    run_dir, es, server, _ = engine
+    mode = stat.S_IMODE(os.stat(server.path).st_mode)
+    assert server.path == run_dir.resolve() / "engine.sock" and mode == 0o600
+    client = control.SocketClient(run_dir)
+    got = _drain_until(client, lambda g: len(g) >= 2)
+    assert [e["type"] for e in got[:2]] == ["hello", "state"]
+    for i in range(1, 4):
+        server.publish(*_step(i))
+    got = _drain_until(client, lambda g: len(g) >= 3)
+    assert [e["iter"] for e in got] == [1, 2, 3]
+    client.close()
+
+
+def test_commands_reach_the_engine_and_garbage_is_answered_with_an_error(engine):
+    run_dir, _, _, commands = engine
+    client = control.SocketClient(run_dir)
+    assert client.send("pause")
+    assert client.send("set", max_iters=500)
+    assert commands.get(timeout=5) == protocol.Command("pause", {})
+    assert commands.get(timeout=5) == protocol.Command("set", {"max_iters": 500})
+    client.send_line("this is not json\n")
+    client.send_line('{"cmd": "explode"}\n')
+    client.send_line("x" * (control.MAX_LINE + 10) + "\n")
+    errors = _drain_until(client, lambda g: sum(e["type"] == "error" for e in g) >= 3)
+    messages = [e["message"] for e in errors if e["type"] == "error"]
+    assert "not JSON" in messages[0] and "unknown command 'explode'" in messages[1]
+    assert "longer than" in messages[2]
+    assert client.send("resume")  # the connection still works after garbage
+    assert commands.get(timeout=5) == protocol.Command("resume", {})
+    assert commands.empty()
+    client.close()
+
+
+def test_a_slow_client_gets_every_lossless_event_and_coalesced_steps(engine):
+    run_dir, _, server, _ = engine
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(str(server.path))
+    time.sleep(0.2)
+    n = 50_000
+    for i in range(1, n + 1):
+        server.publish(*_step(i))
+        if i % 5000 == 0:
+            server.publish(*_ev("eval", i, train_loss=1.0, val_loss=1.5))
+    with server._mu:
+        backlog = max(c.pending_bytes for c in server._conns)
+    assert backlog < 2 * control.COALESCE_AFTER  # a bounded queue, not 50k steps
+    raw.settimeout(5)
+    data = b""
+    while f'"type":"step","iter":{n},'.encode() not in data[-300:]:
+        chunk = raw.recv(1 << 20)
+        assert chunk
+        data += chunk
+    events = [json.loads(l) for l in data.decode().splitlines()]
+    evals = [e["iter"] for e in events if e["type"] == "eval"]
+    steps = [e["iter"] for e in events if e["type"] == "step"]
+    assert evals == list(range(5000, n + 1, 5000))
+    assert steps == sorted(steps) and steps[-1] == n and len(steps) < n
+    raw.close()
+
+
+def test_a_frozen_client_is_dropped_when_its_backlog_passes_the_bound(tmp_path):
+    server = control.ControlServer(control.socket_path(tmp_path), lambda c: None, max_backlog=200_000)
+    server.start()
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(str(server.path))
+    deadline = time.time() + 5
+    while server.client_count == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    for i in range(20_000):  # lossless log events: never coalesced
+        server.publish(*_ev("log", i, message="x" * 100))
+    deadline = time.time() + 5
+    while server.client_count and time.time() < deadline:
+        time.sleep(0.01)
+    assert server.client_count == 0 and server.disconnected_slow == 1
+    server.close()
+    raw.close()
+    assert not server.path.exists()
+
+
+def test_a_long_run_dir_path_gets_a_private_socket_elsewhere(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    path = control.socket_path(deep)
+    assert len(os.fsencode(path)) < 100 and path.parent != deep
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert control.socket_path(deep) == path  # stable: UIs find it again
+
+
+def test_attach_to_nothing_says_so_and_offers_launch(tmp_path):
+    with pytest.raises(control.NotRunning, match=f"no engine is running in {tmp_path}.*gpttui launch {tmp_path}"):
+        control.SocketClient(tmp_path)
+
+
+def test_client_learns_how_the_engine_ended(engine):
+    run_dir, es, server, _ = engine
+    (run_dir / "engine.log").write_text("iter 1: loss 2.0\nsaving checkpoint\n")
+    client = control.SocketClient(run_dir)
+    assert client.alive and client.returncode is None
+    assert client.stderr_tail(2) == ["iter 1: loss 2.0", "saving checkpoint"]
+    server.close()
+    es.close("finished", exit_code=0)
+    client.wait(5)
+    assert client.returncode == 0 and not client.alive
+    assert client.exit_description == "engine finished"
+    assert not client.send("pause")

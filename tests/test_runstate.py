@@ -1,0 +1,104 @@
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gpttui import runstate
+
+
+def test_engine_status_holds_the_lock_and_reports_alive_then_none(tmp_path):
+    es = runstate.EngineStatus(tmp_path)
+    es.acquire()
+    es.start()
+    es.update(state="running", iter=42)
+    st = runstate.status(tmp_path)
+    assert st.kind == "alive" and st.info.pid == os.getpid()
+    es.close("finished", exit_code=0)
+    st = runstate.status(tmp_path)
+    assert st.kind == "none"
+    assert (st.info.state, st.info.iter, st.info.exit_code) == ("finished", 42, 0)
+    assert "the last one finished at iteration 42" in st.describe(tmp_path)
+
+
+def test_a_second_engine_is_refused_naming_the_first_and_how_to_attach(tmp_path):
+    first = runstate.EngineStatus(tmp_path)
+    first.acquire()
+    first.update(state="running", iter=7)
+    first._write(sync=False)
+    second = runstate.EngineStatus(tmp_path)
+    with pytest.raises(runstate.RunLocked) as e:
+        second.acquire(wait=0.2)
+    msg = str(e.value)
+    assert f"engine pid {os.getpid()}" in msg and f"gpttui attach {tmp_path}" in msg
+    assert "running at iteration 7" in msg
+    first.close("stopped")
+    second.acquire(wait=0.2)  # free once the first let go
+    second.close("stopped")
+
+
+def test_heartbeat_refreshes_and_survives_write_errors(tmp_path, monkeypatch):
+    es = runstate.EngineStatus(tmp_path, interval=0.05)
+    es.acquire()
+    first = runstate.read_info(tmp_path).heartbeat
+    real = runstate._write_json_atomic
+    failures = []
+
+    def flaky(path, obj, sync):
+        if len(failures) < 3:
+            failures.append(1)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, obj, sync)
+
+    monkeypatch.setattr(runstate, "_write_json_atomic", flaky)
+    es.start()
+    deadline = time.time() + 5
+    while time.time() < deadline and runstate.read_info(tmp_path).heartbeat == first:
+        time.sleep(0.02)
+    assert len(failures) == 3 and runstate.read_info(tmp_path).heartbeat > first
+    es.close("stopped")
+
+
+def test_a_killed_engine_leaves_a_stale_status_and_a_free_lock(tmp_path):
+    code = (
+        "import sys, time; from gpttui import runstate\n"
+        "es = runstate.EngineStatus(sys.argv[1]); es.acquire(); es.start()\n"
+        "es.update(state='running', iter=12); time.sleep(0.2); print('ready', flush=True); time.sleep(60)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        assert runstate.status(tmp_path).kind == "alive"
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        st = runstate.status(tmp_path)
+        assert st.kind == "stale" and st.info.pid == p.pid and st.info.iter == 12
+        assert "died while running at iteration 12" in st.describe(tmp_path)
+        es = runstate.EngineStatus(tmp_path)  # a new engine may take over
+        es.acquire(wait=0.2)
+        es.close("stopped")
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_status_of_an_empty_or_garbled_directory_is_none(tmp_path):
+    assert runstate.status(tmp_path).kind == "none"
+    assert runstate.status(tmp_path / "missing").kind == "none"
+    (tmp_path / runstate.STATUS_FILE).write_text("{not json")
+    assert runstate.read_info(tmp_path) is None
+    assert runstate.status(tmp_path).kind == "none"
+
+
+def test_status_of_an_engine_on_another_host_trusts_the_heartbeat(tmp_path):
+    info = {"pid": 1, "host": "elsewhere.invalid", "started": time.time() - 100,
+            "heartbeat": time.time(), "state": "running", "iter": 5}
+    (tmp_path / runstate.STATUS_FILE).write_text(json.dumps(info))
+    assert runstate.status(tmp_path).kind == "alive"
+    info["heartbeat"] = time.time() - 3600
+    (tmp_path / runstate.STATUS_FILE).write_text(json.dumps(info))
+    assert runstate.status(tmp_path).kind == "stale"
