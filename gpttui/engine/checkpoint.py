@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -105,3 +106,22 @@ def check_model_args(ckpt_args: dict[str, Any], want: dict[str, Any], path: str 
             raise CheckpointError(
                 f"{path}: {name} is {ckpt_args[name]!r} in the checkpoint but {want[name]!r} in the "
                 f"config; a checkpoint fixes the model's shape (start a new run to change it)")
+
+
+def keep_recent(path: Path, iter_num: int, keep: int, best_iter: int | None) -> None:
+    """With keep > 1, also keep `ckpt_<iter>.pt` (a hard link to ckpt.pt where the file system
+    allows): the `keep` most recent, and the one of the best val loss. With keep <= 1 only
+    ckpt.pt remains, as in nanoGPT."""
+    pattern = re.compile(rf"^{re.escape(path.stem)}_(\d+){re.escape(path.suffix)}$")
+    if keep > 1:
+        numbered = path.with_name(f"{path.stem}_{iter_num}{path.suffix}")
+        numbered.unlink(missing_ok=True)
+        try:
+            os.link(path, numbered)
+        except OSError:
+            shutil.copyfile(path, numbered)
+    old = sorted((int(m.group(1)), f) for f in path.parent.iterdir() if (m := pattern.match(f.name)))
+    doomed = old[:-keep] if keep > 1 else old
+    for it, f in doomed:
+        if it != best_iter or keep <= 1:
+            f.unlink(missing_ok=True)

@@ -1,0 +1,439 @@
+"""The training loop: nanoGPT's train.py, driven by commands and reporting events.
+
+The loop is nanoGPT's (gradient accumulation, autocast, GradScaler for float16, grad
+clipping, evaluate every eval_interval and checkpoint on improvement or always), plus:
+- commands (pause, resume, stop, save, eval, set) taken between iterations; with several
+  processes rank 0 reads them and broadcasts each iteration's list, so all ranks act together;
+- torch's RNG is re-seeded from (seed, rank, iteration) at every iteration, so a run stopped
+  and resumed draws the same batches, and follows the same loss curve, as one never stopped;
+- a non-finite loss or gradient stops the run before the optimizer step, so the last
+  checkpoint stays the last good one.
+Rank 0 alone writes events, logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpttui import config as C
+from gpttui import protocol, rundir
+from gpttui.engine import checkpoint as K
+from gpttui.engine import hardware
+from gpttui.engine.channel import Channel, CommandReader
+from gpttui.engine.data import Batches, DataError
+from gpttui.engine.model import GPT, MODEL_ARGS, GPTConfig
+
+FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this iteration
+POLL_S = 0.5  # while paused, rank 0 re-broadcasts this often so other ranks never time out
+
+
+class Stop(Exception):
+    """Ends the run with a final state: 'finished', 'stopped' or 'failed'."""
+
+    def __init__(self, state: str, reason: str = ""):
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def ddp(self) -> bool:
+        return self.world_size > 1
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        if int(os.environ.get("RANK", -1)) == -1:
+            return cls()
+        return cls(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+
+
+def _seed(*parts: int) -> int:
+    """A seed from integers; tuple hashing of ints is the same in every process."""
+    return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class Trainer:
+    def __init__(self, cfg: C.TrainConfig, run_dir: Path, chan: Channel,
+                 commands: CommandReader | None, dist: Dist | None = None):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.chan = chan
+        self.commands = commands
+        self.dist = dist or Dist()
+        self.iter_num = 0
+        self.start_iter = 0
+        self.best_val_loss = math.inf
+        self.best_iter: int | None = None
+        self.last_val_loss: float | None = None
+        self.paused = False
+        self.stop_requested = False
+        self.eval_requested = False
+        self.save_requested = False
+        self.state = "starting"
+        fault = os.environ.get(FAULT_NAN_ENV, "")
+        self.fault_iter = int(fault) if fault.strip() else -1
+
+    # ------------------------------------------------------------------ events and logs
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        if self.dist.master:
+            self.chan.emit(type_, self.iter_num, **fields)
+
+    def log(self, message: str, lossy: bool = False) -> None:
+        if self.dist.master:
+            self.chan.log(message, lossy)
+
+    def note(self, message: str) -> None:
+        if self.dist.master:
+            self.chan.note(message, self.iter_num)
+
+    def set_state(self, state: str, reason: str = "") -> None:
+        if state != self.state:
+            self.state = state
+            self.emit("state", state=state, **({"reason": reason} if reason else {}))
+
+    # ------------------------------------------------------------------ entry point
+
+    def run(self) -> int:
+        """Train until finished, stopped or failed; the exit code (0 finished/stopped, 1 failed)."""
+        self.set_state("starting")
+        try:
+            self.setup()
+            self.loop()
+        except Stop as s:
+            final = s
+        except (C.ConfigError, K.CheckpointError, DataError, rundir.RunDirError) as e:
+            final = self.fail(str(e))
+        except torch.cuda.OutOfMemoryError:
+            final = self.fail(f"out of GPU memory at iter {self.iter_num}: lower batch_size "
+                              f"(raise gradient_accumulation_steps to keep tokens/iter) or block_size")
+        except Exception as e:
+            final = self.fail(f"{type(e).__name__}: {e}", traceback.format_exc())
+        if final.state != "failed":
+            self.log(f"{final.state} at iter {self.iter_num}" + (f": {final.reason}" if final.reason else ""))
+        self.set_state(final.state, final.reason)
+        if self.dist.ddp and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        return 1 if final.state == "failed" else 0
+
+    def fail(self, message: str, tb: str | None = None) -> Stop:
+        """Report a failure (error event, one log line; the traceback goes to engine.log only)."""
+        self.emit("error", message=message, **({"traceback": tb} if tb else {}))
+        if self.dist.master:
+            if tb and self.chan.logfile:
+                self.chan.logfile.write(tb)
+                self.chan.logfile.flush()
+            self.chan.log(f"error: {message}")
+        elif self.dist.ddp:
+            print(f"[rank {self.dist.rank}] error: {message}", flush=True)
+        return Stop("failed", message)
+
+    # ------------------------------------------------------------------ set-up
+
+    def setup(self) -> None:
+        cfg, d = self.cfg, self.dist
+        C.check(cfg)
+        threads = cfg.threads or max(1, hardware.auto_threads() // d.world_size)
+        torch.set_num_threads(threads)
+        dev = hardware.pick(f"cuda:{d.local_rank}" if d.ddp and cfg.device.startswith("cuda") else cfg.device,
+                            cfg.dtype)
+        if d.ddp:
+            backend = cfg.backend if dev.device_type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+            if dev.device_type == "cuda":
+                torch.cuda.set_device(dev.device)
+        if dev.note:
+            self.note(dev.note)
+        self.dev = dev
+        if dev.device_type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        assert cfg.gradient_accumulation_steps % d.world_size == 0, \
+            f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must divide by the {d.world_size} processes"
+        self.accum = cfg.gradient_accumulation_steps // d.world_size
+        self.tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
+        self.log(f"tokens per iteration will be: {self.tokens_per_iter:,}")
+
+        vocab = C.effective_vocab_size(cfg)
+        meta_vocab = C.data_vocab_size(cfg.resolved_data_dir())
+        if meta_vocab and not cfg.vocab_size:
+            self.log(f"found vocab_size = {meta_vocab} (inside {cfg.resolved_data_dir()})")
+        self.model_args = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                               block_size=cfg.block_size, bias=cfg.bias, vocab_size=vocab,
+                               dropout=cfg.dropout)
+        ckpt = None
+        if cfg.init_from == "resume":
+            path = self.run_dir / rundir.CKPT
+            self.log(f"Resuming training from {self.run_dir}")
+            ckpt = K.load(path, map_location=dev.device)
+            K.check_model_args(ckpt["model_args"], self.model_args, path)
+            self.iter_num = self.start_iter = ckpt["iter_num"]
+            self.best_val_loss = ckpt["best_val_loss"]
+            self.best_iter = ckpt.get("best_iter")
+        gpt_config = GPTConfig(**self.model_args)
+        self.batches = Batches(cfg.resolved_data_dir(), cfg.block_size, cfg.batch_size, dev.device, vocab)
+        torch.manual_seed(_seed(cfg.seed, d.rank))
+        model = GPT(gpt_config)
+        if ckpt is not None:
+            try:
+                model.load_state_dict(ckpt["model"])
+            except RuntimeError as e:
+                raise K.CheckpointError(f"{self.run_dir / rundir.CKPT}: weights do not fit the model: "
+                                        f"{str(e).splitlines()[0]}") from None
+        self.log(f"number of parameters: {model.get_num_params() / 1e6:.2f}M")
+        model.to(dev.device)
+        self.raw_model = model
+        self.scaler = torch.amp.GradScaler(dev.device_type, enabled=dev.dtype == "float16")
+        self.optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                                    (cfg.beta1, cfg.beta2), dev.device_type, self.log)
+        if ckpt is not None and "optimizer" in ckpt:
+            fused = [g.get("fused") for g in self.optimizer.param_groups]
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            for g, f in zip(self.optimizer.param_groups, fused):
+                g["fused"] = f  # a checkpoint made on a GPU (fused AdamW) resumes anywhere
+        del ckpt
+        self.fwd_model: torch.nn.Module = model
+        if cfg.compile and dev.device_type == "cuda":
+            self.log("compiling the model... (takes a ~minute)")
+            self.fwd_model = torch.compile(model)
+        elif cfg.compile:
+            self.log(f"compile skipped on {dev.device_type}: no gain there, and a slow cold start")
+        self.model: torch.nn.Module = self.fwd_model
+        if d.ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.model = DDP(self.fwd_model, device_ids=[d.local_rank] if dev.device_type == "cuda" else None)
+        self.ctx = (nullcontext() if dev.device_type == "cpu" or dev.dtype == "float32"
+                    else torch.amp.autocast(device_type=dev.device_type, dtype=getattr(torch, dev.dtype)))
+        self.peak, source = hardware.peak_flops(dev, cfg.peak_flops, threads)
+        self.log(f"device {dev.device} ({dev.name}), {dev.dtype}, {threads} CPU thread(s); "
+                 f"peak {self.peak / 1e12:.3g} TFLOP/s ({source})")
+        total = model.get_num_params(non_embedding=False)
+        self.emit("hello", version=protocol.PROTOCOL_VERSION, config=cfg.to_dict(),
+                  params={"total": total, "nanogpt": model.get_num_params(),
+                          "non_embedding": total - model.transformer.wpe.weight.numel()
+                          - model.transformer.wte.weight.numel()},
+                  device=dev.device, device_name=dev.name, dtype=dev.dtype, peak_flops=self.peak,
+                  tokens_per_iter=self.tokens_per_iter, start_iter=self.start_iter,
+                  max_iters=cfg.max_iters, world_size=d.world_size, run_dir=str(self.run_dir),
+                  pid=os.getpid(), threads=threads)
+        if self.dist.master and self.commands is not None:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.commands is not None:
+            self.commands.push(protocol.Command("stop", {}))
+
+    # ------------------------------------------------------------------ commands
+
+    def poll(self, block: bool = False) -> None:
+        """Take waiting commands (rank 0 reads, every rank applies the same list)."""
+        cmds: list[protocol.Command | str] = []
+        if self.commands is not None:
+            cmds = self.commands.wait(POLL_S) if block else self.commands.drain()
+        elif block and not self.dist.ddp:
+            time.sleep(POLL_S)
+        if self.dist.ddp:
+            box: list[Any] = [cmds]
+            torch.distributed.broadcast_object_list(box, src=0)
+            cmds = box[0]
+        for cmd in cmds:
+            self.apply(cmd)
+
+    def apply(self, cmd: protocol.Command | str) -> None:
+        if isinstance(cmd, str):
+            self.emit("error", message=cmd)
+            return
+        if cmd.cmd == "pause":
+            self.paused = True
+            self.set_state("paused")
+        elif cmd.cmd == "resume":
+            self.paused = False
+            self.set_state("running")
+        elif cmd.cmd == "stop":
+            self.stop_requested = True
+        elif cmd.cmd == "save":
+            self.save_requested = True
+        elif cmd.cmd == "eval":
+            self.eval_requested = True
+        elif cmd.cmd == "set":
+            self.apply_set(cmd.values)
+
+    def apply_set(self, values: dict[str, Any]) -> None:
+        """Change live fields; refuse the whole set (an error event) if any value is wrong."""
+        try:
+            frozen = sorted(k for k in values if k not in C.LIVE_FIELDS)
+            if frozen:
+                raise C.ConfigError(f"{', '.join(frozen)}: cannot change while training "
+                                    f"(live fields: {', '.join(sorted(C.LIVE_FIELDS))})")
+            new = C.replace(self.cfg, **values)
+            errors = C.validate(new)
+            if errors:
+                raise C.ConfigError("; ".join(errors))
+        except C.ConfigError as e:
+            self.emit("error", message=f"set refused: {e}")
+            return
+        changes = {k: getattr(new, k) for k in values if getattr(new, k) != getattr(self.cfg, k)}
+        self.cfg = new
+        if "weight_decay" in changes:
+            self.optimizer.param_groups[0]["weight_decay"] = new.weight_decay
+        if self.dist.master:
+            rundir.write_config(new, self.run_dir)
+        self.emit("config", changes=changes)
+        self.log(f"config changed: {', '.join(f'{k}={v!r}' for k, v in changes.items()) or 'nothing'}")
+
+    # ------------------------------------------------------------------ the loop
+
+    def loop(self) -> None:
+        cfg = self.cfg
+        if self.iter_num >= cfg.max_iters and not cfg.eval_only:
+            self.note(f"already at iter {self.iter_num} = max_iters; raise max_iters to train on")
+        self.set_state("running")
+        running_mfu = -1.0
+        local_iter = 0
+        while True:
+            self.poll()
+            while self.paused and not self.stop_requested:
+                self.poll(block=True)
+            if self.stop_requested:
+                self.checkpoint(force=True)
+                raise Stop("stopped", "stop requested")
+            cfg = self.cfg  # `set` replaces it
+            it = self.iter_num
+            at_end = it >= cfg.max_iters
+            if it % cfg.eval_interval == 0 or at_end or self.eval_requested:
+                self.eval_requested = False
+                losses = self.evaluate()
+                if losses is not None:
+                    improved = losses["val"] < self.best_val_loss
+                    if improved:
+                        self.best_val_loss, self.best_iter = losses["val"], it
+                    if (improved or cfg.always_save_checkpoint) and it > self.start_iter:
+                        self.checkpoint()
+            if self.save_requested:
+                self.save_requested = False
+                self.checkpoint(force=True)
+            if cfg.eval_only:
+                raise Stop("finished", "eval_only")
+            if at_end:
+                raise Stop("finished", f"max_iters={cfg.max_iters} reached")
+
+            dt, lossf = self.train_step(it, cfg)
+            mfu = self.raw_model.estimate_mfu(cfg.batch_size * self.accum, dt, self.peak)
+            self.emit("step", loss=lossf, lr=self.lr, dt_ms=dt * 1000,
+                      tokens_per_s=self.tokens_per_iter / dt, mfu=mfu, grad_norm=self.grad_norm,
+                      tokens=(it + 1) * self.tokens_per_iter)
+            self.iter_num = it + 1
+            if it % cfg.log_interval == 0 and self.dist.master:
+                running_mfu = mfu if running_mfu < 0 or local_iter < 5 else 0.9 * running_mfu + 0.1 * mfu
+                self.log(f"iter {it}: loss {lossf:.4f}, time {dt * 1000:.2f}ms, mfu {running_mfu * 100:.2f}%, "
+                         f"tok/s {self.tokens_per_iter / dt:,.0f}", lossy=True)
+            local_iter += 1
+
+    def train_step(self, it: int, cfg: C.TrainConfig) -> tuple[float, float]:
+        """One optimizer step; (seconds, mean micro-batch loss). Raises Stop on a non-finite loss."""
+        t0 = time.perf_counter()
+        torch.manual_seed(_seed(cfg.seed, self.dist.rank, it))
+        self.lr = C.lr_at(cfg, it)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        model, accum = self.model, self.accum
+        loss_sum = None
+        for micro in range(accum):
+            x, y = self.batches.get("train")
+            if self.dist.ddp:
+                model.require_backward_grad_sync = micro == accum - 1  # all-reduce once, at the end
+            with self.ctx:
+                _, loss = model(x, y)
+                loss = loss / accum
+            if it == self.fault_iter:
+                loss = loss * float("nan")
+            self.scaler.scale(loss).backward()
+            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+        params = self.raw_model.parameters()
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        lossf, self.grad_norm = torch.stack([loss_sum.float(), norm.float()]).tolist()
+        scaled = self.scaler.is_enabled()  # float16: inf gradients are the scaler's to skip
+        if not math.isfinite(lossf) or (not scaled and not math.isfinite(self.grad_norm)):
+            what = f"loss {lossf}" if not math.isfinite(lossf) else f"gradient norm {self.grad_norm}"
+            last = (f"the last good checkpoint ({self.run_dir / rundir.CKPT}) is kept"
+                    if (self.run_dir / rundir.CKPT).exists() else "no checkpoint was written")
+            raise self.fail(f"non-finite {what} at iter {it}; stopped before the optimizer step, {last}")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0, lossf
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float] | None:
+        """Mean loss over eval_iters batches of each split (rank 0 only, as nanoGPT)."""
+        if not self.dist.master:
+            return None
+        self.set_state("evaluating")
+        torch.manual_seed(_seed(self.cfg.seed, self.dist.rank, self.iter_num, 1))
+        model = self.fwd_model
+        model.eval()
+        out = {}
+        for split in ("train", "val"):
+            losses = torch.zeros(self.cfg.eval_iters, device=self.dev.device)
+            for k in range(self.cfg.eval_iters):
+                x, y = self.batches.get(split)
+                with self.ctx:
+                    _, loss = model(x, y)
+                losses[k] = loss
+            out[split] = losses.mean().item()
+        model.train()
+        self.last_val_loss = out["val"]
+        best = min(self.best_val_loss, out["val"])
+        self.log(f"step {self.iter_num}: train loss {out['train']:.4f}, val loss {out['val']:.4f}")
+        self.emit("eval", train_loss=out["train"], val_loss=out["val"], best_val_loss=best)
+        self.set_state("running")
+        return out
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Write ckpt.pt (rank 0). `force`: also when nothing was trained since the last one."""
+        if not self.dist.master or (not force and self.iter_num == 0):
+            return
+        self.set_state("saving")
+        ckpt = {
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "model_args": self.model_args,
+            "iter_num": self.iter_num,
+            "best_val_loss": self.best_val_loss,
+            "best_iter": self.best_iter,
+            "config": self.cfg.to_dict(),
+        }
+        self.log(f"saving checkpoint to {self.run_dir}")
+        path = self.run_dir / rundir.CKPT
+        K.save(path, ckpt)
+        K.keep_recent(path, self.iter_num, self.cfg.keep_checkpoints, self.best_iter)
+        self.emit("checkpoint", path=str(path), val_loss=self.last_val_loss)
+        self.set_state("paused" if self.paused else "running")
