@@ -7,11 +7,13 @@ Under `torchrun` every process runs this; rank 0 alone talks.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 from gpttui import config as C
 from gpttui import rundir
+from gpttui.protocol import Command
 
 USAGE = "usage: python -m gpttui.engine RUN_DIR [--key=value ...]"
 
@@ -33,8 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     if dist.master:
         chan = Channel(run_dir, sys.stdout.buffer, sys.stderr.buffer)
         commands = CommandReader(sys.stdin)
+        # Ctrl+C or SIGTERM: checkpoint, then exit (other ranks follow the broadcast stop)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: commands.push(Command("stop", {})))
     else:
         chan, commands = Channel(None), None
+        # rank 0 takes the signal and broadcasts a stop; dying here would strand its broadcast
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
     try:
         loaded = C.load(run_dir, argv[1:])
         cfg = C.replace(loaded.config, out_dir=str(run_dir))

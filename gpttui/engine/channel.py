@@ -17,7 +17,7 @@ import sys
 import threading
 from collections import deque
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from gpttui import protocol
 
@@ -90,6 +90,8 @@ class Channel:
         self.out = LineWriter(stdout, name="events") if stdout else None
         self.err = LineWriter(stderr, name="log") if stderr else None
         self.lock = threading.Lock()
+        # more readers of every event, e.g. a control socket: called as f(event, line), must not block
+        self.listeners: list[Callable[[dict[str, Any], str], None]] = []
 
     def emit(self, type_: str, iter_: int, **fields: Any) -> dict[str, Any]:
         ev = protocol.event(type_, iter_, **fields)
@@ -100,6 +102,8 @@ class Channel:
                 self.metrics.flush()
             if self.out:
                 self.out.put(line.encode(), lossy=type_ not in protocol.LOSSLESS)
+            for listener in self.listeners:
+                listener(ev, line)
         return ev
 
     def log(self, message: str, lossy: bool = False) -> None:

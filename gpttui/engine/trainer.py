@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 import traceback
 from contextlib import nullcontext
@@ -91,7 +90,7 @@ class Trainer:
         self.stop_requested = False
         self.eval_requested = False
         self.save_requested = False
-        self.state = "starting"
+        self.state = ""
         fault = os.environ.get(FAULT_NAN_ENV, "")
         self.fault_iter = int(fault) if fault.strip() else -1
 
@@ -239,13 +238,6 @@ class Trainer:
                   tokens_per_iter=self.tokens_per_iter, start_iter=self.start_iter,
                   max_iters=cfg.max_iters, world_size=d.world_size, run_dir=str(self.run_dir),
                   pid=os.getpid(), threads=threads)
-        if self.dist.master and self.commands is not None:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.commands is not None:
-            self.commands.push(protocol.Command("stop", {}))
 
     # ------------------------------------------------------------------ commands
 
