@@ -1,0 +1,119 @@
+"""`gpttui launch [CONFIG | RUN_DIR] [--key=value ...]`: the dashboard on a run.
+
+No argument: the bundled demo in ./gpttui-demo (made on first use, resumed after).
+A config file (.py or .toml): a new run in its out_dir. A run directory: its history, then
+resume (or attach, when its engine is still running). Config problems are reported here, in
+one line, before the dashboard opens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gpttui import config as C
+from gpttui import rundir
+
+HELP = "open the dashboard on a config, a run directory, or the bundled demo"
+OVERRIDES = True
+
+
+class LaunchError(Exception):
+    """Said to the user in one line; nothing has started."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", nargs="?",
+                   help="nanoGPT .py or .toml config, or a run directory (default: the demo in ./gpttui-demo)")
+    p.epilog = "Config overrides go after the target, nanoGPT style: --batch_size=8 --max_iters=2000"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        plan = make_plan(args.target, args.overrides)
+    except (LaunchError, C.ConfigError, rundir.RunDirError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from gpttui.app import GpttuiApp  # Textual is imported only once the plan holds
+
+    code = GpttuiApp(plan).run()
+    return int(code or 0)
+
+
+def make_plan(target: str | None, overrides: list[str]):
+    from gpttui.app import DataToPrepare, LaunchPlan
+
+    if target is None:
+        from gpttui import demo
+
+        run_dir = Path.cwd() / demo.DIR_NAME
+        if (run_dir / rundir.CONFIG).is_file():
+            plan = _run_dir_plan(run_dir, overrides)
+            plan.note = "demo"
+            return plan
+        cfg = demo.demo_config(run_dir)
+        loaded = C.LoadedConfig(_with_overrides(cfg, overrides), None, "", {})
+        _check(loaded.config)
+        need = None if demo.data_ready(run_dir) else DataToPrepare(run_dir / "data", demo.TEXT, "char")
+        return LaunchPlan(run_dir, loaded, prepare=need, note="demo", new_run=True)
+
+    path = Path(target)
+    if path.is_dir():
+        if not (path / rundir.CONFIG).is_file():
+            raise LaunchError(f"{path}: not a run directory (no {rundir.CONFIG}); "
+                              "give a config file to start a run")
+        return _run_dir_plan(path, overrides)
+    if not path.exists():
+        raise LaunchError(f"{path}: no such config file or run directory")
+
+    loaded = C.load(path, overrides)
+    cfg = loaded.config
+    _check(cfg)
+    run_dir = Path(cfg.out_dir)
+    if cfg.init_from == "scratch" and (run_dir / rundir.CKPT).is_file():
+        raise LaunchError(f"{run_dir}: already holds a run (ckpt.pt): open it with `gpttui launch {run_dir}` "
+                          "to resume, or choose another out_dir")
+    need = _missing_data(cfg)
+    if need is None:
+        cfg, _ = rundir.prepare(cfg, run_dir)  # writes RUN_DIR/config.toml
+        loaded = C.LoadedConfig(cfg, loaded.source, loaded.source_text, loaded.overrides)
+    return LaunchPlan(run_dir, loaded, prepare=need, new_run=need is not None)
+
+
+def _run_dir_plan(run_dir: Path, overrides: list[str]):
+    from gpttui import runstate
+    from gpttui.app import LaunchPlan
+
+    loaded = C.load(run_dir, overrides)
+    _check(loaded.config)
+    status = runstate.status(run_dir)
+    if status.kind == "alive":
+        if overrides:
+            raise LaunchError(f"{run_dir}: its engine is running (pid {status.info.pid if status.info else '?'}); "
+                              "overrides can't apply to a running run: change live fields from the dashboard")
+        return LaunchPlan(run_dir, loaded, start=False, attach=True)
+    init = "resume" if (run_dir / rundir.CKPT).is_file() else "scratch"
+    args = [f"--init_from={init}", *overrides]
+    return LaunchPlan(run_dir, loaded, engine_args=args, prepare=_missing_data(loaded.config))
+
+
+def _missing_data(cfg: C.TrainConfig):
+    from gpttui.app import DataToPrepare
+
+    d = cfg.resolved_data_dir()
+    if (d / "train.bin").is_file() and (d / "val.bin").is_file():
+        rundir.check_data(cfg)  # sizes and vocabulary: fail here, in one line
+        return None
+    tokenizer = "char" if cfg.dataset.endswith("_char") else "gpt2"
+    return DataToPrepare(d, None, tokenizer)
+
+
+def _with_overrides(cfg: C.TrainConfig, overrides: list[str]) -> C.TrainConfig:
+    return C.replace(cfg, **C.parse_overrides(overrides)) if overrides else cfg
+
+
+def _check(cfg: C.TrainConfig) -> None:
+    errors = C.validate(cfg)
+    if errors:
+        raise LaunchError("invalid config:\n  " + "\n  ".join(errors))

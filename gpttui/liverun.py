@@ -1,0 +1,199 @@
+"""What the dashboard knows about a run, fed one protocol event at a time, in bounded memory.
+
+`LiveRun.add(event)` updates:
+  - `history`, a `runlog.RunHistory` (hello, config, evals, checkpoints, state, errors), whose
+    `steps` list is thinned once it grows past HISTORY_STEPS (recent steps stay exact), so a
+    run of a million iterations does not hold a million objects; metrics.jsonl has them all;
+  - `series`, the chart's min/max-preserving step history (widgets/series.py);
+  - short rings of recent MFU, tokens/s, lr and grad norm for the sparklines;
+  - timing: run time with the gaps between sessions removed, steady ms/iter, the pauses that
+    evals and checkpoints cost, and an ETA that counts them.
+No Textual and no torch: tests and benches use it directly.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from typing import Any, Iterable
+
+from gpttui import config as C
+from gpttui.runlog import RunHistory
+from gpttui.widgets.series import StepSeries
+
+HISTORY_STEPS = 20_000   # RunHistory.steps is thinned past this ...
+HISTORY_RECENT = 5_000   # ... keeping the most recent ones exact
+SPARK_POINTS = 512
+ACTIVE_STATES = frozenset({"starting", "running", "paused", "evaluating", "saving"})
+
+
+class LiveRun:
+    def __init__(self) -> None:
+        self.history = RunHistory(source="live")
+        self.series = StepSeries()
+        self.mfu: deque[float] = deque(maxlen=SPARK_POINTS)
+        self.tokens_per_s: deque[float] = deque(maxlen=SPARK_POINTS)
+        self.lr: deque[float] = deque(maxlen=SPARK_POINTS)
+        self.grad_norm: deque[float] = deque(maxlen=SPARK_POINTS)
+        self.dt_ms: deque[float] = deque(maxlen=64)
+        self.eval_pauses: deque[float] = deque(maxlen=8)   # seconds an eval (+ checkpoint) stopped training
+        self.iter: int = 0
+        self.tokens: float = 0.0
+        self.loss: float | None = None
+        self.version = 0          # bumps on every applied event
+        self.evals_version = 0    # bumps when the eval table changes
+        self.dropped = 0          # step events the UI never saw (it fell behind)
+        self._session_t0: float | None = None   # wall time the current session started
+        self._base = 0.0                        # run time accumulated by earlier sessions
+        self._last_t: float | None = None       # wall time of the newest event
+        self._last_step_t: float | None = None
+        self._eval_since_step = False
+
+    # ------------------------------------------------------------ events
+
+    def add_all(self, events: Iterable[dict[str, Any]]) -> None:
+        for e in events:
+            self.add(e)
+
+    def add(self, e: dict[str, Any]) -> None:
+        kind = e.get("type")
+        t = e.get("t") if isinstance(e.get("t"), (int, float)) else None
+        if kind == "hello":
+            self._on_hello(e, t)
+        self.history.add(e)
+        if kind == "step":
+            self._on_step(e, t)
+        elif kind in ("eval", "checkpoint"):
+            self._eval_since_step = True
+            self.evals_version += 1
+        elif kind == "config" and isinstance(e.get("changes"), dict):
+            self.evals_version += 1  # best/gap notes don't change, but max_iters may have
+        if t is not None:
+            self._last_t = t if self._last_t is None else max(self._last_t, t)
+        self.version += 1
+
+    def _on_hello(self, e: dict[str, Any], t: float | None) -> None:
+        start = e.get("start_iter")
+        if isinstance(start, int):
+            last = self.history.last_iter
+            if last is not None and start <= last:
+                self.series.truncate_from(start)
+                self.evals_version += 1
+            self.iter = start
+        if self._session_t0 is not None and self._last_t is not None:
+            self._base += max(0.0, self._last_t - self._session_t0)
+        self._session_t0 = t
+        self._last_step_t = None
+        self._eval_since_step = False
+
+    def _on_step(self, e: dict[str, Any], t: float | None) -> None:
+        it = e.get("iter")
+        loss = e.get("loss")
+        if not isinstance(it, int):
+            return
+        self.iter = it
+        tokens = e.get("tokens")
+        tpi = self.history.tokens_per_iter or 0
+        self.tokens = float(tokens) if isinstance(tokens, (int, float)) else float(it * tpi)
+        if self._session_t0 is None and t is not None:
+            self._session_t0 = t  # a history without a hello
+        elapsed = self._base + (t - self._session_t0 if t is not None and self._session_t0 is not None else 0.0)
+        if isinstance(loss, (int, float)):
+            self.loss = float(loss)
+            self.series.add(it, self.tokens, elapsed, float(loss))
+        for ring, key in ((self.mfu, "mfu"), (self.tokens_per_s, "tokens_per_s"),
+                          (self.lr, "lr"), (self.grad_norm, "grad_norm"), (self.dt_ms, "dt_ms")):
+            v = e.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                ring.append(float(v))
+        dt = e.get("dt_ms")
+        if self._eval_since_step and self._last_step_t is not None and t is not None:
+            pause = t - self._last_step_t - (dt / 1000.0 if isinstance(dt, (int, float)) else 0.0)
+            if pause > 0:
+                self.eval_pauses.append(pause)
+        self._eval_since_step = False
+        self._last_step_t = t
+        steps = self.history.steps
+        if len(steps) > HISTORY_STEPS:
+            old = steps[:-HISTORY_RECENT]
+            self.history.steps = old[::2] + steps[-HISTORY_RECENT:]
+
+    # ------------------------------------------------------------ figures
+
+    @property
+    def hello(self) -> dict[str, Any]:
+        return self.history.hello or {}
+
+    @property
+    def state(self) -> str | None:
+        return self.history.state
+
+    @property
+    def max_iters(self) -> int | None:
+        return self.history.max_iters
+
+    def train_config(self) -> C.TrainConfig | None:
+        return self.history.train_config()
+
+    @property
+    def ms_per_iter(self) -> float | None:
+        """Median time of the recent iterations (evals not included)."""
+        return statistics.median(self.dt_ms) if self.dt_ms else None
+
+    def elapsed(self, now: float | None = None) -> float:
+        """Run time in seconds: all sessions, the gaps between them left out."""
+        if self._session_t0 is None:
+            return self._base
+        end = self._last_t if self._last_t is not None else self._session_t0
+        if now is not None and self.state in ACTIVE_STATES:
+            end = max(end, now)
+        return self._base + max(0.0, end - self._session_t0)
+
+    def eval_pause(self) -> float | None:
+        """Seconds an eval (and its checkpoint) costs: measured, else estimated from ms/iter."""
+        if self.eval_pauses:
+            return statistics.mean(self.eval_pauses)
+        ms, cfg = self.ms_per_iter, self.train_config()
+        if ms is None or cfg is None:
+            return None
+        # two splits x eval_iters forward passes of one micro-batch, ~1/3 of a training pass each
+        return 2 * cfg.eval_iters * ms / (3 * max(1, cfg.gradient_accumulation_steps)) / 1000.0
+
+    def eta(self) -> float | None:
+        """Seconds to max_iters: the steady iteration time plus the evals still to come."""
+        ms, end = self.ms_per_iter, self.max_iters
+        if ms is None or end is None:
+            return None
+        left = max(0, end - self.iter)
+        cfg = self.train_config()
+        evals = 0
+        if cfg is not None and cfg.eval_interval > 0:
+            evals = end // cfg.eval_interval - self.iter // cfg.eval_interval
+        return left * ms / 1000.0 + max(0, evals) * (self.eval_pause() or 0.0)
+
+    def eval_rows(self) -> list[tuple[int, float | None, float | None, float | None, str]]:
+        """(iter, train loss, val loss, gap, note) per eval: note says best so far / checkpoint saved."""
+        saved = {c.iter for c in self.history.checkpoints}
+        rows = []
+        best = math.inf
+        for ev in self.history.evals:
+            notes = []
+            if ev.val_loss is not None and ev.val_loss < best:
+                best = ev.val_loss
+                notes.append("best so far")
+            if ev.iter in saved:
+                notes.append("checkpoint saved")
+            gap = (ev.val_loss - ev.train_loss
+                   if ev.val_loss is not None and ev.train_loss is not None else None)
+            rows.append((ev.iter, ev.train_loss, ev.val_loss, gap, ", ".join(notes)))
+        return rows
+
+    @property
+    def last_checkpoint_iter(self) -> int | None:
+        cps = self.history.checkpoints
+        return cps[-1].iter if cps else None
+
+    @property
+    def last_error(self) -> dict[str, Any] | None:
+        return self.history.errors[-1] if self.history.errors else None

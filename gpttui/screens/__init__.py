@@ -1,0 +1,1 @@
+"""The app's screens: the dashboard and the modal screens it opens."""

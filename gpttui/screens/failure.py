@@ -1,0 +1,57 @@
+"""The engine failed: its error and traceback, the last checkpoint, and a key to resume from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Label, Static
+
+
+@dataclass
+class Failure:
+    message: str
+    exit_code: int | None = None
+    traceback: str = ""
+    stderr_tail: list[str] = field(default_factory=list)
+    checkpoint_iter: int | None = None   # None: no checkpoint to resume from
+
+
+class FailureScreen(ModalScreen[str | None]):
+    """Dismisses with "resume", "quit", or None (back to the dashboard)."""
+
+    BINDINGS = [
+        Binding("r", "choose('resume')", "Resume from checkpoint"),
+        Binding("escape,enter", "choose(None)", "Back to dashboard"),
+        Binding("q", "choose('quit')", "Quit"),
+    ]
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__()
+        self.failure = failure
+
+    def compose(self) -> ComposeResult:
+        f = self.failure
+        with Vertical(id="failure"):
+            code = "" if f.exit_code is None else f" (exit code {f.exit_code})"
+            yield Label(f"The engine stopped with an error{code}", id="title")
+            yield Static(Text(f.message, style="bold red"), id="message")
+            if f.checkpoint_iter is not None:
+                where = f"Last checkpoint: iteration {f.checkpoint_iter:,}. Press r to resume from it."
+            else:
+                where = "No checkpoint was written yet: r starts the run again from scratch."
+            yield Static(where, id="checkpoint")
+            with VerticalScroll(id="details"):
+                if f.traceback:
+                    yield Static(Text(f.traceback.rstrip()), classes="traceback")
+                if f.stderr_tail:
+                    yield Label("last lines of the engine's log:", classes="dim")
+                    yield Static(Text("\n".join(f.stderr_tail)), classes="stderr")
+        yield Footer()
+
+    def action_choose(self, what: str | None) -> None:
+        self.dismiss(what)

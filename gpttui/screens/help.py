@@ -1,0 +1,43 @@
+"""Every key of the dashboard, with what it does."""
+
+from __future__ import annotations
+
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+CHART_HELP = (
+    "The chart draws each step's loss (blue: the min and max of the steps each column "
+    "covers, so spikes stay visible), its smoothed curve (yellow: a debiased exponential "
+    "moving average, 0 = off) and the val loss at each eval (red dots)."
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark,enter", "dismiss", "Close")]
+
+    def __init__(self, bindings: list[Binding]) -> None:
+        super().__init__()
+        self.key_bindings = bindings
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for b in self.key_bindings:
+            if b.description:
+                keys = " / ".join(_key_name(k) for k in b.key.split(","))
+                table.add_row(keys, b.tooltip or b.description)
+        with VerticalScroll(id="help"):
+            yield Static("[b]gpttui keys[/]  (Esc to close)\n")
+            yield Static(table)
+            yield Static("\n" + CHART_HELP)
+
+
+def _key_name(key: str) -> str:
+    return {"space": "space", "question_mark": "?", "left_square_bracket": "[",
+            "right_square_bracket": "]"}.get(key, key)

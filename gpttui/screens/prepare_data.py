@@ -1,0 +1,117 @@
+"""A run's data directory has no train.bin: prepare it here, from a path the user types (or the
+demo's bundled text), showing `gpttui prepare`'s progress. The work runs on a thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
+
+from gpttui.widgets import fmt
+
+
+class Cancelled(Exception):
+    pass
+
+
+class PrepareScreen(ModalScreen[bool | None]):
+    """Dismisses True once train.bin and val.bin exist, None if the user gives up."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, need) -> None:  # need: gpttui.app.DataToPrepare
+        super().__init__()
+        self.need = need
+        self._cancel = False
+        self._running = False
+
+    def compose(self) -> ComposeResult:
+        n = self.need
+        with Vertical(id="prepare"):
+            yield Label(f"No training data in {n.data_dir}", id="title")
+            if n.source is None:
+                yield Static("Prepare it now: give text, jsonl or parquet files (paths or globs, "
+                             "separated by spaces).")
+                yield Input(placeholder="e.g. input.txt  or  fineweb/*.parquet", id="source")
+                with Horizontal(id="row"):
+                    yield Label("tokenizer ")
+                    yield Select([("GPT-2 BPE", "gpt2"), ("characters", "char")], value=n.tokenizer,
+                                 allow_blank=False, id="tokenizer")
+                    yield Button("Prepare", variant="primary", id="go")
+            else:
+                yield Static(f"Preparing {n.source.name} with the {n.tokenizer} tokenizer…")
+            yield ProgressBar(total=100, show_eta=False, id="bar")
+            yield Static("", id="info")
+
+    def on_mount(self) -> None:
+        if self.need.source is not None:
+            self._start([str(self.need.source)], self.need.tokenizer)
+        else:
+            self.query_one("#source", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._go()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "go":
+            self._go()
+
+    def _go(self) -> None:
+        if self._running:
+            return
+        sources = self.query_one("#source", Input).value.split()
+        if not sources:
+            self.query_one("#info", Static).update("[red]type a path first[/]")
+            return
+        self._start(sources, str(self.query_one("#tokenizer", Select).value))
+
+    def _start(self, sources: list[str], tokenizer: str) -> None:
+        self._running = True
+        self.query_one("#info", Static).update("starting…")
+        self._prepare(sources, tokenizer)
+
+    @work(thread=True, exclusive=True)
+    def _prepare(self, sources: list[str], tokenizer: str) -> None:
+        from gpttui.engine.prepare import PrepareError, prepare
+
+        def progress(p) -> None:
+            if self._cancel:
+                raise Cancelled()
+            self.app.call_from_thread(self._show, p)
+
+        try:
+            result = prepare(sources, self.need.data_dir, tokenizer=tokenizer, progress=progress)
+        except Cancelled:
+            self.app.call_from_thread(self.dismiss, None)
+            return
+        except (PrepareError, OSError) as e:
+            self.app.call_from_thread(self._failed, str(e))
+            return
+        self.app.call_from_thread(self._done, result.tokens)
+
+    def _show(self, p) -> None:
+        self.query_one("#bar", ProgressBar).update(progress=100 * p.fraction)
+        self.query_one("#info", Static).update(
+            f"{p.phase}: {p.documents:,} documents, {fmt.count(p.tokens)} tokens, "
+            f"{p.mb_per_s:.1f} MB/s, ETA {fmt.duration(p.eta_s)}")
+
+    def _failed(self, message: str) -> None:
+        self._running = False
+        self.query_one("#info", Static).update(f"[red]{message}[/]")
+
+    def _done(self, tokens: dict[str, int]) -> None:
+        self.query_one("#bar", ProgressBar).update(progress=100)
+        self.app.notify(f"data ready: {fmt.count(tokens.get('train'))} train, "
+                        f"{fmt.count(tokens.get('val'))} val tokens", timeout=4)
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        if self._running:
+            self._cancel = True
+        else:
+            self.dismiss(None)

@@ -1,0 +1,75 @@
+"""A learning-rate schedule chart: the schedule before a change and after it (plotext).
+
+Drawn at the widget's own size on every render; the lr is sampled at about two points per
+column (plotext's braille resolution), plus the points either side of "now" so a jump in
+the rate shows as a jump.
+"""
+
+from __future__ import annotations
+
+import plotext
+from rich.text import Text
+from textual.widget import Widget
+
+from gpttui.config import TrainConfig, human_count, lr_at
+
+# plotext's "simple" theme gives its signals these terminal colours, in order
+BEFORE_COLOR = "blue"
+AFTER_COLOR = "green"
+
+
+def sample_iters(end: int, n: int, extra: tuple[int, ...] = ()) -> list[int]:
+    """About `n` iteration numbers spread over [0, end], with `extra` ones included."""
+    step = max(1, end // max(1, n))
+    its = set(range(0, end + 1, step)) | {end} | {e for e in extra if 0 <= e <= end}
+    return sorted(its)
+
+
+class LRChart(Widget):
+    """The lr schedule of `before` up to its max_iters and of `after` up to its own, with a
+    vertical line at the current iteration."""
+
+    DEFAULT_CSS = "LRChart { height: 10; min-height: 6; }"
+
+    def __init__(self, before: TrainConfig, now: int, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.before = before
+        self.after: TrainConfig | None = None
+        self.now = now
+
+    def show(self, before: TrainConfig, after: TrainConfig | None, now: int) -> None:
+        self.before, self.after, self.now = before, after, now
+        self.refresh()
+
+    def render(self) -> Text:
+        width, height = self.content_size
+        if width < 20 or height < 4:
+            return Text("(too small for the chart)")
+        return Text.from_ansi(self._plot(width, height))
+
+    def _plot(self, width: int, height: int) -> str:
+        end = max(self.before.max_iters, self.after.max_iters if self.after else 0, self.now, 1)
+        extra = (self.now, self.now + 1, self.before.warmup_iters)
+        fig = plotext.figure  # plotext keeps one global figure: clear it, draw, build at once
+        fig.clear()
+        plotext.terminal.limit(False, False)  # the widget, not the terminal, sets the size
+        fig.theme("simple")
+        fig.plot_size(width, height)
+        peak = 0.0
+        for cfg, label in ((self.before, "before"), (self.after, "after")):
+            if cfg is None:
+                continue
+            xs = sample_iters(cfg.max_iters, 2 * width, extra)
+            ys = [lr_at(cfg, x) for x in xs]
+            peak = max(peak, *ys)
+            sig = fig.signal(xs, ys)
+            sig.lines()
+            fig.draw(sig)
+        fig.line(self.now, orientation="vertical")
+        fig.legend(False)
+        ticks = [round(end * k / 4) for k in range(5)]
+        fig.ruler(axis=0).ticks(ticks, [human_count(t, 1) if t >= 1000 else str(t) for t in ticks])
+        fig.ruler(axis=0).lim(0, end)
+        yt = [peak * k / 2 for k in range(3)]
+        fig.ruler(axis=1).ticks(yt, [f"{y:.1e}" for y in yt])
+        return fig.build().string()

@@ -1,0 +1,35 @@
+"""A small panel: a caption with the latest value, and a sparkline of the recent ones."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, Sparkline
+
+from gpttui.widgets import fmt
+
+
+class SparkPanel(Vertical):
+    def __init__(self, title: str, formatter: Callable[[float | None], str] = fmt.number,
+                 **kw) -> None:
+        super().__init__(**kw)
+        self.title = title
+        self.formatter = formatter
+        self._shown: tuple[int, float | None] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.title, classes="caption")
+        yield Sparkline([], summary_function=max)
+
+    def show(self, values: deque[float], version: int) -> None:
+        """Assign new data only when it changed (Sparkline redraws on every assignment)."""
+        last = values[-1] if values else None
+        if self._shown == (version, last):
+            return
+        self._shown = (version, last)
+        self.query_one(Label).update(f"{self.title} [b]{self.formatter(last)}[/]")
+        width = max(1, self.size.width)
+        self.query_one(Sparkline).data = list(values)[-2 * width:]

@@ -1,0 +1,73 @@
+"""CPU and RAM (psutil) and GPU utilisation and memory (nvidia-ml-py), each "n/a" when absent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.widgets import Static
+
+from gpttui.config import human_bytes
+
+
+@dataclass
+class Figures:
+    cpu: str = "n/a"
+    ram: str = "n/a"
+    gpu: str = "n/a"
+    vram: str = "n/a"
+
+
+class Probe:
+    """Reads the figures; every source is optional and a failing one reads "n/a"."""
+
+    def __init__(self) -> None:
+        try:
+            import psutil
+
+            self._psutil = psutil
+            psutil.cpu_percent(None)  # primes the counter: the next call measures since now
+        except Exception:
+            self._psutil = None
+        self._nvml = None
+        self._gpus: list = []
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._gpus = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            self._nvml = pynvml
+        except Exception:
+            self._nvml = None
+
+    def read(self) -> Figures:
+        f = Figures()
+        if self._psutil is not None:
+            try:
+                f.cpu = f"{self._psutil.cpu_percent(None):.0f}%"
+                vm = self._psutil.virtual_memory()
+                f.ram = f"{human_bytes(vm.used)}/{human_bytes(vm.total)}"
+            except Exception:
+                pass
+        if self._nvml is not None and self._gpus:
+            try:
+                utils, used, total = [], 0, 0
+                for h in self._gpus:
+                    utils.append(self._nvml.nvmlDeviceGetUtilizationRates(h).gpu)
+                    mem = self._nvml.nvmlDeviceGetMemoryInfo(h)
+                    used, total = used + mem.used, total + mem.total
+                f.gpu = " ".join(f"{u}%" for u in utils)
+                f.vram = f"{human_bytes(used)}/{human_bytes(total)}"
+            except Exception:
+                pass
+        return f
+
+
+class SystemFigures(Static):
+    def on_mount(self) -> None:
+        self._probe = Probe()
+        self.sample()
+        self.set_interval(2.0, self.sample)
+
+    def sample(self) -> None:
+        f = self._probe.read()
+        self.update(f"[dim]CPU[/] {f.cpu}  [dim]RAM[/] {f.ram}\n[dim]GPU[/] {f.gpu}  [dim]VRAM[/] {f.vram}")
