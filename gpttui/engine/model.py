@@ -6,7 +6,9 @@ lm_head.weight), so checkpoints move both ways. Differences from nanoGPT: nothin
 PyTorch's scaled_dot_product_attention, and MFU is measured against a peak FLOP/s the caller
 passes (the real device's), not a fixed A100.
 
-Attention lives in CausalSelfAttention.forward alone, so a KV cache for sampling slots in there.
+Attention lives in CausalSelfAttention.forward alone; for sampling it takes a KVCache, a
+preallocated buffer of every layer's keys and values, so decoding feeds one token per step
+instead of recomputing the whole context (the training path passes no cache and is unchanged).
 """
 
 from __future__ import annotations
@@ -36,6 +38,28 @@ class GPTConfig:
 MODEL_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size")
 
 
+class KVCache:
+    """Keys and values of the positions decoded so far, for every layer, preallocated.
+
+    Buffers hold block_size positions, so no step allocates or concatenates; `pos` counts the
+    filled ones. A forward with T tokens writes positions pos..pos+T-1 and attends to 0..pos+T-1;
+    several tokens at once (a prompt) only start from an empty cache. When it is full the
+    caller decides what to keep and refills it (`reset`, then a forward of the kept tokens).
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int = 1, device: torch.device | str | None = None,
+                 dtype: torch.dtype = torch.float32):
+        hs = config.n_embd // config.n_head
+        shape = (config.n_layer, batch_size, config.n_head, config.block_size, hs)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.size = config.block_size
+        self.pos = 0
+
+    def reset(self) -> None:
+        self.pos = 0
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
 
@@ -61,16 +85,33 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        if cache is None:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        else:
+            y = self._attend_cached(q, k, v, cache, layer)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y))
+
+    @staticmethod
+    def _attend_cached(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache,
+                       layer: int) -> torch.Tensor:
+        """Store this step's keys and values at cache.pos, attend over everything cached."""
+        start, T = cache.pos, q.size(2)
+        end = start + T
+        assert end <= cache.size, "KV cache full: reset it and refill with the tokens to keep"
+        assert T == 1 or start == 0, "several tokens at once only into an empty cache"
+        ks, vs = cache.k[layer], cache.v[layer]
+        ks[:, :, start:end] = k
+        vs[:, :, start:end] = v
+        # one query sees every cached position; a prompt (start == 0) is causal as in training
+        return F.scaled_dot_product_attention(q, ks[:, :, :end], vs[:, :, :end], is_causal=T > 1)
 
 
 class MLP(nn.Module):
@@ -95,8 +136,8 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -139,17 +180,24 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(logits, loss). Without targets only the last position's logits are computed."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, loss). Without targets only the last position's logits are computed.
+
+        With a cache, idx holds the tokens after the cache.pos already cached (the positions
+        continue from there) and the cache advances past them.
+        """
         b, t = idx.size()
-        assert t <= self.config.block_size, f"Cannot forward sequence of length {t}, block size is only {self.config.block_size}"
-        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        start = 0 if cache is None else cache.pos
+        assert start + t <= self.config.block_size, f"Cannot forward sequence of length {start + t}, block size is only {self.config.block_size}"
+        pos = torch.arange(start, start + t, dtype=torch.long, device=idx.device)
         tok_emb = self.transformer.wte(idx)  # (b, t, n_embd)
         pos_emb = self.transformer.wpe(pos)  # (t, n_embd)
         x = self.transformer.drop(tok_emb + pos_emb)
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.pos += t
         x = self.transformer.ln_f(x)
         if targets is not None:
             logits = self.lm_head(x)
