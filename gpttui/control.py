@@ -10,12 +10,14 @@ queue under a lock; it never blocks on a socket. Per client:
     fewer steps, never old ones, while a client that keeps up gets every one;
   - a client whose backlog passes `max_backlog` bytes (frozen, not reading) is disconnected:
     the engine's memory stays bounded, and everything is in metrics.jsonl for when it returns.
-On connect a client first gets the engine's latest hello and state events.
 Bad command lines are answered to their sender with an error event and otherwise ignored.
 
 UI side, `SocketClient`: the face of `gpttui.client.ProtocolProcess` (drain, send, alive,
 returncode, stderr_tail, signal, terminate) over the socket, so the dashboard drives an engine it
-spawned and one it attached to alike. Its "stderr" is the tail of RUN_DIR/engine.log.
+spawned and one it attached to alike. Its "stderr" is the tail of RUN_DIR/engine.log. Given
+`history_from` (a byte offset into metrics.jsonl, e.g. where the UI's history read ended) it
+first delivers the events written since then, and drops the live copies of those: the seam
+between history and live events has no gap and no duplicate.
 
 The socket is created owner-only (0600). Linux limits socket paths to 107 bytes, so a run
 directory with a long path gets its socket in a private 0700 directory under the temp dir; the
@@ -46,6 +48,7 @@ COALESCE_AFTER = 64 << 10  # a client this far behind gets only the newest step-
 MAX_LINE = 64 << 10  # longest command line accepted
 CHUNK = 64 << 10  # bytes moved from a client's queue to its socket at a time
 BATCH_S = 0.005  # the I/O thread wakes at most every 5 ms while events stream
+SEAM_LINES = 10_000  # history lines checked against live ones when attaching
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS
 
 
@@ -133,7 +136,6 @@ class ControlServer:
         self.max_backlog = max_backlog
         self._mu = threading.Lock()
         self._conns: list[_Conn] = []
-        self._replay: dict[str, bytes] = {}  # latest hello and state lines, sent to newcomers
         self._iter = 0
         self._wake_pending = False
         self._closed = False
@@ -177,11 +179,9 @@ class ControlServer:
         type_ = ev.get("type", "")
         with self._mu:
             self._iter = ev.get("iter", self._iter)
-            if not self._conns and type_ not in ("hello", "state"):
+            if not self._conns:
                 return
             data = line.encode()
-            if type_ in ("hello", "state"):
-                self._replay[type_] = data
             wake = False
             for c in self._conns:
                 wake |= c.enqueue(type_, data, self.max_backlog)
@@ -268,9 +268,6 @@ class ControlServer:
             sock.setblocking(False)
             conn = _Conn(sock)
             with self._mu:
-                for type_ in ("hello", "state"):
-                    if type_ in self._replay:
-                        conn.enqueue(type_, self._replay[type_], self.max_backlog)
                 self._conns.append(conn)
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
@@ -390,7 +387,8 @@ class _Exit:
 class SocketClient:
     """A running engine reached through its control socket, with ProtocolProcess's interface."""
 
-    def __init__(self, run_dir: str | Path, *, connect_timeout: float = 3.0) -> None:
+    def __init__(self, run_dir: str | Path, *, history_from: int | None = None,
+                 connect_timeout: float = 3.0) -> None:
         self.run_dir = Path(run_dir)
         st = runstate.status(self.run_dir)
         if st.kind != "alive":
@@ -407,6 +405,9 @@ class SocketClient:
         self._closed = threading.Event()
         self._exit: _Exit | None = None
         self._log_pos = self._log_start()
+        self._seam: set[bytes] = set()  # history lines that may also arrive live
+        if history_from is not None:
+            self._catch_up(history_from)
         self._threads = [
             threading.Thread(target=self._read_socket, daemon=True, name=f"attach-{self.pid}"),
             threading.Thread(target=self._tail_log, daemon=True, name=f"engine-log-{self.pid}"),
@@ -447,12 +448,33 @@ class SocketClient:
         self._stderr_new.extend(recent[-50:])  # the log panel opens on the engine's recent lines
         return size
 
+    def _catch_up(self, offset: int) -> None:
+        """Queue the events metrics.jsonl got since `offset` (read after connecting, so every
+        event is either in them or still to come on the socket; the live copies are dropped)."""
+        try:
+            with open(self.run_dir / "metrics.jsonl", "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except OSError:
+            return
+        raws = data[:data.rfind(b"\n") + 1].splitlines()
+        for raw in raws:
+            try:
+                self._events.append(protocol.decode_event(raw))
+            except protocol.ProtocolError:
+                continue
+        # Only the newest lines can still be on their way through the socket.
+        self._seam = {raw.strip() for raw in raws[-SEAM_LINES:]}
+
     # ------------------------------------------------------------ reader threads
 
     def _read_socket(self) -> None:
         with self.sock.makefile("rb") as stream:
             try:
                 for line in stream:
+                    if self._seam and line.strip() in self._seam:
+                        self._seam.discard(line.strip())
+                        continue
                     try:
                         ev = protocol.decode_event(line)
                     except protocol.ProtocolError:
@@ -590,9 +612,11 @@ class SocketClient:
             code = self.wait(5.0)
         return code
 
-    def close_stdin(self) -> None:
-        """Detach: close the connection; the engine keeps training."""
+    def detach(self) -> None:
+        """Leave the engine training on; only this connection closes."""
         self.close()
+
+    close_stdin = detach
 
     def close(self) -> None:
         self._closed.set()

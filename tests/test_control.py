@@ -3,6 +3,7 @@ import os
 import queue
 import socket
 import stat
+import threading
 import time
 
 import pytest
@@ -29,9 +30,6 @@ def engine(tmp_path):
     server.start()
     es.update(state="running", socket=str(server.path))
     es._write(sync=False)
-    server.publish(*_ev("hello", 0, version=1, config={}, params={}, device="cpu",
-                        peak_flops=1.0, tokens_per_iter=1, start_iter=0))
-    server.publish(*_ev("state", 0, state="running"))
     yield tmp_path, es, server, commands
     server.close()
     es.close("stopped")
@@ -48,17 +46,54 @@ def _drain_until(client, pred, timeout=5.0):
     raise AssertionError(f"timed out; got {[(e['type'], e['iter']) for e in got]}")
 
 
-def test_socket_is_owner_only_and_newcomers_get_hello_and_state_first(engine):
+def _emit(run_dir, server, ev_line):
+    """What the engine's channel does: metrics.jsonl first, then the socket."""
+    ev, line = ev_line
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(line)
+    server.publish(ev, line)
+
+
+def test_socket_is_owner_only_and_streams_events_live(engine):
     run_dir, es, server, _ = engine
     mode = stat.S_IMODE(os.stat(server.path).st_mode)
     assert server.path == run_dir.resolve() / "engine.sock" and mode == 0o600
     client = control.SocketClient(run_dir)
-    got = _drain_until(client, lambda g: len(g) >= 2)
-    assert [e["type"] for e in got[:2]] == ["hello", "state"]
+    deadline = time.time() + 5
+    while server.client_count == 0 and time.time() < deadline:
+        time.sleep(0.01)
     for i in range(1, 4):
         server.publish(*_step(i))
     got = _drain_until(client, lambda g: len(g) >= 3)
     assert [e["iter"] for e in got] == [1, 2, 3]
+    client.close()
+
+
+def test_attaching_after_reading_history_leaves_no_gap_and_no_duplicate(engine):
+    run_dir, _, server, _ = engine
+    for i in range(1, 21):
+        _emit(run_dir, server, _step(i))
+    offset = (run_dir / "metrics.jsonl").stat().st_size  # a UI read history up to here ...
+    for i in range(21, 31):
+        _emit(run_dir, server, _step(i))  # ... while these were written
+    stop = threading.Event()
+
+    def engine_goes_on():
+        i = 31
+        while not stop.is_set() and i <= 400:
+            _emit(run_dir, server, _step(i))
+            if i % 50 == 0:
+                _emit(run_dir, server, _ev("eval", i, train_loss=1.0, val_loss=1.5))
+            i += 1
+            time.sleep(0.001)
+
+    t = threading.Thread(target=engine_goes_on)
+    t.start()
+    client = control.SocketClient(run_dir, history_from=offset)
+    t.join()
+    got = _drain_until(client, lambda g: g and g[-1]["type"] == "eval" and g[-1]["iter"] == 400)
+    assert [e["iter"] for e in got if e["type"] == "step"] == list(range(21, 401))
+    assert [e["iter"] for e in got if e["type"] == "eval"] == list(range(50, 401, 50))
     client.close()
 
 

@@ -1,0 +1,94 @@
+"""What lets an engine outlive its UI: the run lock, engine.json, the control socket, UI loss.
+
+`EngineHost` is rank 0's companion for the engine's whole life:
+  - it takes RUN_DIR/engine.lock (a second engine on the directory is refused, naming the first
+    and how to attach) and keeps RUN_DIR/engine.json current (state, iteration, heartbeat);
+  - it serves RUN_DIR/engine.sock: every event the channel emits goes to attached UIs, and
+    their commands join stdin's in the same queue;
+  - when the UI that spawned the engine goes away (stdin reaches end of input on a pipe, or
+    stdout/stderr break) it queues an internal `ui_lost` command once; the trainer then
+    checkpoints and, by config.on_ui_lost, trains on detached ("detach") or stops ("stop").
+    The dead pipes are pointed at /dev/null so no stray write can fail later; the human log
+    goes on in RUN_DIR/engine.log and the events in metrics.jsonl and on the socket.
+Torch-free (like channel.py), engine-only.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from gpttui import control, protocol, runstate
+
+UI_LOST = "ui_lost"  # internal command (never read from a pipe or socket: not in protocol.COMMANDS)
+
+
+def stdin_is_pipe() -> bool:
+    """Only a pipe's end of input means a UI went away (not /dev/null, a file or a terminal)."""
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class EngineHost:
+    def __init__(self, run_dir: str | Path, push: Any) -> None:
+        """`push(Command)` queues a command for the training loop (CommandReader.push)."""
+        self.run_dir = Path(run_dir)
+        self.push = push
+        self.status = runstate.EngineStatus(self.run_dir)
+        self.server: control.ControlServer | None = None
+        self._lost = threading.Event()
+
+    def start(self) -> None:
+        """Take the run lock (raises runstate.RunLocked), listen on the socket, start the heartbeat."""
+        self.status.acquire()
+        self.server = control.ControlServer(control.socket_path(self.run_dir), self.push)
+        self.server.start()
+        self.status.update(socket=str(self.server.path))
+        self.status.start()
+
+    def listener(self, ev: dict[str, Any], line: str) -> None:
+        """Channel listener: every event to socket clients; state and iteration to engine.json."""
+        if self.server is not None:
+            self.server.publish(ev, line)
+        type_ = ev.get("type")
+        if type_ == "step":
+            self.status.update(iter=ev["iter"])
+        elif type_ == "state":
+            self.status.update(state=ev["state"], reason=ev.get("reason", ""), iter=ev["iter"])
+
+    def ui_lost(self, why: str, broken: bool = False) -> None:
+        """The spawning UI is gone (`broken`: its pipes fail on write). Safe from any thread."""
+        if broken:
+            _silence_stdio()
+        if self._lost.is_set():
+            return
+        self._lost.set()
+        self.status.update(ui="detached")
+        self.push(protocol.Command(UI_LOST, {"why": why}))
+
+    def close(self, exit_code: int) -> None:
+        """Stop serving, record the exit code, release the lock (the state was already published)."""
+        if self.server is not None:
+            self.server.close()
+        self.status.close(exit_code=exit_code)
+
+
+def _silence_stdio() -> None:
+    """Point fds 1 and 2 at /dev/null: the reader is gone, and a write to a dead pipe must never
+    become an exception in some library's print or warning."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in (1, 2):
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+    os.close(null)
