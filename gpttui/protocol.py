@@ -34,7 +34,8 @@ STATES = ("starting", "running", "paused", "evaluating", "saving", "finished", "
 # Events the engine never coalesces or drops on a full pipe.
 LOSSLESS = frozenset(EVENT_TYPES - {"step", "token", "progress"})
 
-COMMANDS = frozenset({"pause", "resume", "stop", "save", "eval", "set"})
+COMMANDS = frozenset({"pause", "resume", "stop", "save", "eval", "set",
+                      "sample"})  # sample: the sampler process's request (engine/sample.py)
 
 
 class ProtocolError(ValueError):
@@ -94,6 +95,11 @@ def decode_command(line: str | bytes) -> Command:
     cmd = obj["cmd"]
     if cmd not in COMMANDS:
         raise ProtocolError(f"unknown command {cmd!r}; expected one of {', '.join(sorted(COMMANDS))}")
+    if cmd == "sample":
+        values = obj.get("values", {})
+        if not isinstance(values, dict):
+            raise ProtocolError('sample takes {"values": {...}}, e.g. {"cmd": "sample", "values": {"start": "ROMEO:"}}')
+        return Command("sample", dict(values))
     if cmd != "set":
         return Command(cmd, {})
     if isinstance(obj.get("values"), dict):
