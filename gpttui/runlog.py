@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpttui import config as C
+from gpttui.peaks import NANOGPT_A100_PEAK
 from gpttui.protocol import encode
-
-NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by an A100's bf16 peak, whatever the card
 
 
 class RunLogError(ValueError):

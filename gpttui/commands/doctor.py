@@ -1,0 +1,42 @@
+"""`gpttui doctor RUN|LOG [--until N] [--forecast-at N] [--device NAME] [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "judge a run or nanoGPT log: parameters, tokens, trend, forecast, time, MFU"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory, metrics.jsonl, or a nanoGPT train.py log")
+    p.add_argument("--until", type=int, metavar="N", help="judge the run as it stood at iteration N")
+    p.add_argument("--forecast-at", type=int, metavar="N", help="also forecast val loss at iteration N")
+    p.add_argument("--device", metavar="NAME",
+                   help="GPU the run used (e.g. 'RTX 4070'), for MFU against its real peak")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpttui import doctor
+    from gpttui.runlog import RunLogError, load_run
+
+    for name in ("until", "forecast_at"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            print(f"error: --{name.replace('_', '-')}: expected an iteration >= 0, got {value}", file=sys.stderr)
+            return 2
+    try:
+        history = load_run(args.run)
+    except RunLogError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.until is not None:
+        history = history.until(args.until)
+    report = doctor.diagnose(history, forecast_at=args.forecast_at, device=args.device)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(doctor.render(report))
+    return 0

@@ -1,0 +1,584 @@
+"""The run doctor: judge a run (live, finished, or an old nanoGPT log) with numbers.
+
+`diagnose(history)` returns a `Report`: parameters against what the config promises, tokens
+seen per parameter, the val-loss trend and plateau, the train/val gap, a schedule-aware
+forecast (gpttui.forecast), time (mean iteration, eval/checkpoint overhead, duration, ETA)
+and MFU against the real device's peak. Unknown figures stay None, never guessed.
+
+How time is estimated from nanoGPT logs (they carry no timestamps): `time Tms` on an
+`iter N` line is the time of that single iteration, printed every log_interval iterations.
+An iteration that starts with an eval (and checkpoint) includes that pause, so it shows up
+as ~15 s more than its neighbours. So:
+  - normal iteration time = the logged times of iterations that are neither warm-up (the
+    first WARMUP iterations of each start of the process: compile, the -100% MFU lines) nor
+    eval iterations; a running median of them is interpolated over every iteration;
+  - eval overhead per eval = a logged eval iteration's time minus the normal time there; evals
+    at unlogged iterations are charged the mean of the measured ones;
+  - duration = the sum over every iteration from the first to the last: its logged time when
+    logged, else the interpolated normal time plus the eval overhead if it evaluated;
+  - eval_overhead (fraction) = all eval overhead / duration; the first iteration's excess
+    (compile, and the eval at a start) is counted as start-up, not as eval overhead.
+For metrics.jsonl runs the events carry wall time: duration is the sum of the sessions'
+spans, and each gap between step events longer than its iterations' step times is charged
+to evals/checkpoints when one happened in it, else to pauses.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpttui import config as C
+from gpttui import forecast as F
+from gpttui.peaks import NANOGPT_A100_PEAK, table_peak
+from gpttui.runlog import RunHistory
+
+WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a process on
+CHINCHILLA = 20.0        # compute-optimal tokens per parameter
+FINISHED = ("finished", "stopped", "failed")
+
+
+@dataclass
+class Finding:
+    key: str
+    title: str
+    lines: list[str]
+    verdict: str
+    level: str = "ok"       # ok | note | warn
+
+
+@dataclass
+class Timing:
+    method: str | None = None           # "timestamps" | "iteration times"
+    mean_iter_ms: float | None = None
+    iterations: int = 0
+    duration_s: float | None = None
+    train_s: float | None = None
+    eval_overhead_s: float | None = None
+    eval_overhead: float | None = None  # fraction of duration
+    eval_pause_s: float | None = None   # mean pause per eval
+    evals: int = 0
+    startup_s: float | None = None
+    paused_s: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass
+class Report:
+    source: str
+    kind: str
+    last_iter: int | None
+    max_iters: int | None
+    params: dict[str, Any] = field(default_factory=dict)
+    tokens: dict[str, Any] = field(default_factory=dict)
+    trend: dict[str, Any] = field(default_factory=dict)
+    gap: dict[str, Any] = field(default_factory=dict)
+    forecast: F.Forecast | None = None
+    forecasts: list[F.Forecast] = field(default_factory=list)
+    forecast_note: str = ""
+    timing: Timing = field(default_factory=Timing)
+    mfu: dict[str, Any] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    skipped_lines: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        t = self.timing
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "last_iter": self.last_iter,
+            "max_iters": self.max_iters,
+            "params": self.params.get("nanogpt"),
+            "params_total": self.params.get("total"),
+            "params_non_embedding": self.params.get("non_embedding"),
+            "tokens_per_iter": self.tokens.get("per_iter"),
+            "tokens_seen": self.tokens.get("seen"),
+            "tokens_per_param": _round(self.tokens.get("per_param"), 2),
+            "duration_s": _round(t.duration_s, 1),
+            "eval_overhead": _round(t.eval_overhead, 5),
+            "eval_overhead_s": _round(t.eval_overhead_s, 1),
+            "mean_iter_ms": _round(t.mean_iter_ms, 2),
+            "eta_s": _round(t.eta_s, 1),
+            "timing": {k: _round(v, 5) if isinstance(v, float) else v for k, v in asdict(t).items()},
+            "forecast": self.forecast.to_dict() if self.forecast else None,
+            "forecasts": [f.to_dict() for f in self.forecasts],
+            "forecast_note": self.forecast_note,
+            "trend": self.trend,
+            "gap": self.gap,
+            "mfu": self.mfu,
+            "skipped_lines": self.skipped_lines,
+            "findings": [asdict(f) for f in self.findings],
+        }
+
+
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, digits)
+
+
+# ---------------------------------------------------------------- the whole report
+
+def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None = None) -> Report:
+    """Judge a run as its history stands (use `history.until(N)` to judge it at iteration N)."""
+    r = Report(h.source, h.kind, h.last_iter, h.max_iters, skipped_lines=h.skipped_lines)
+    cfg = h.train_config()
+    r.params, f_params = _params(h, cfg)
+    r.tokens, f_tokens = _tokens(h, r.params.get("nanogpt"))
+    r.trend, f_trend = _trend(h)
+    r.gap, f_gap = _gap(h)
+    f_forecast = _forecast(h, r, cfg, forecast_at)
+    r.timing, f_time = _time(h, cfg)
+    r.mfu, f_mfu = _mfu(h, cfg, r.timing, device)
+    r.findings = [f_params, f_tokens, f_trend, f_gap, f_forecast, f_time, f_mfu]
+    if h.skipped_lines or h.errors:
+        lines = []
+        if h.skipped_lines:
+            what = "stray lines" if h.kind == "nanogpt-log" else "torn or garbled lines"
+            lines.append(f"{h.skipped_lines} {what} skipped of {h.lines}")
+        if h.errors:
+            lines.append(f"{len(h.errors)} error event(s); last: {h.errors[-1].get('message', '')[:100]}")
+        r.findings.append(Finding("data", "data", lines,
+                                  "the rest of the source was read" if not h.errors else "the run reported errors",
+                                  "note" if not h.errors else "warn"))
+    return r
+
+
+# ---------------------------------------------------------------- parameters
+
+def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], Finding]:
+    p: dict[str, Any] = {"nanogpt": None, "total": None, "non_embedding": None, "source": None}
+    lines: list[str] = []
+    level, verdict = "ok", ""
+    hp = (h.hello or {}).get("params")
+    if isinstance(hp, dict) and hp.get("nanogpt"):
+        p.update(nanogpt=hp.get("nanogpt"), total=hp.get("total"), non_embedding=hp.get("non_embedding"),
+                 source="engine")
+    elif cfg is not None:
+        vocab = cfg.vocab_size or (C.GPT2_PADDED_VOCAB if h.kind == "nanogpt-log" else C.effective_vocab_size(cfg))
+        total, nano, non_emb = C.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)
+        p.update(nanogpt=nano, total=total, non_embedding=non_emb, source="config")
+    reported = h.params_reported
+    if p["nanogpt"] is None and reported:
+        p.update(nanogpt=int(round(reported)), source="log")
+    if p["nanogpt"] is None:
+        return p, Finding("params", "parameters", ["not in this source (no config, no 'number of parameters' line)"],
+                          "unknown: give the config to judge the model size", "note")
+    lines.append(f"{p['nanogpt'] / 1e6:.2f}M (nanoGPT's count, without position embeddings)")
+    if p["total"] is not None:
+        lines.append(f"total {C.human_count(p['total'])} with position embeddings, "
+                     f"non-embedding {C.human_count(p['non_embedding'])}")
+    problems = []
+    if reported and p["source"] != "log" and abs(p["nanogpt"] - reported) / reported > 0.005:
+        problems.append(f"the log says {reported / 1e6:.2f}M but the echoed config builds {p['nanogpt'] / 1e6:.2f}M")
+    if cfg is not None and h.config_text:
+        problems += C.size_mismatches(cfg, h.config_text, h.config_file)
+    if problems:
+        level, verdict = "warn", "; ".join(problems)
+    else:
+        promised = C.promised_sizes(cfg, h.config_text, h.config_file) if cfg is not None and h.config_text else []
+        verdict = (f"matches the ~{C.human_count(promised[0][1], 0)} the {promised[0][0]} promises" if promised
+                   else "no size promised by the config's names or comments to check against")
+    return p, Finding("params", "parameters", lines, verdict, level)
+
+
+# ---------------------------------------------------------------- tokens
+
+def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]:
+    tpi, seen = h.tokens_per_iter, h.tokens_seen
+    t: dict[str, Any] = {"per_iter": tpi, "seen": seen, "per_param": None, "at_max_iters": None,
+                         "per_param_at_max_iters": None}
+    if seen is None:
+        return t, Finding("tokens", "tokens", ["tokens per iteration unknown (no config or 'tokens per iteration' line)"],
+                          "unknown", "note")
+    lines = [f"{C.human_count(seen)} seen = {h.last_iter:,} iters x {tpi:,} tokens"]
+    if h.max_iters and tpi:
+        t["at_max_iters"] = h.max_iters * tpi
+    if not params:
+        return t, Finding("tokens", "tokens", lines, "tokens per parameter unknown (parameters unknown)", "note")
+    t["per_param"] = seen / params
+    lines[0] += f" = {t['per_param']:.1f} tokens/parameter (compute-optimal ~{CHINCHILLA:.0f})"
+    if t["at_max_iters"]:
+        t["per_param_at_max_iters"] = t["at_max_iters"] / params
+        lines.append(f"at max_iters {h.max_iters:,}: {C.human_count(t['at_max_iters'])} "
+                     f"= {t['per_param_at_max_iters']:.1f} tokens/parameter")
+    ratio = t["per_param"]
+    if ratio < 0.5 * CHINCHILLA:
+        verdict, level = f"under-trained for its size: {ratio / CHINCHILLA:.0%} of compute-optimal so far", "note"
+    elif ratio <= 1.5 * CHINCHILLA:
+        verdict, level = "about compute-optimal", "ok"
+    else:
+        verdict, level = (f"{ratio / CHINCHILLA:.1f}x compute-optimal: past the compute-optimal point, "
+                          "more data than a bigger model would use (fine for a model you will run a lot)"), "ok"
+    return t, Finding("tokens", "tokens", lines, verdict, level)
+
+
+# ---------------------------------------------------------------- trend and gap
+
+def _recent(h: RunHistory) -> list:
+    evs = [e for e in h.evals if e.iter > 0 and e.val_loss is not None and math.isfinite(e.val_loss)]
+    if len(evs) < 2:
+        return evs
+    last = evs[-1].iter
+    window = [e for e in evs if e.iter >= 0.75 * last]
+    return window if len(window) >= 3 else evs[-3:]
+
+
+def _slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares slope and its standard error."""
+    x, y = np.array(xs, float), np.array(ys, float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return 0.0, math.inf
+    a, b = np.polyfit(x, y, 1)
+    if len(x) < 3:
+        return float(a), math.inf
+    resid = y - (a * x + b)
+    se = math.sqrt(float(resid @ resid) / (len(x) - 2) / float(((x - x.mean()) ** 2).sum()))
+    return float(a), se
+
+
+def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
+    evs = _recent(h)
+    if len(evs) < 2:
+        return {"per_1000": None, "plateau": None}, Finding(
+            "trend", "loss trend", [f"{len(evs)} eval(s) so far"], "needs at least 2 evals", "note")
+    slope, se = _slope([e.iter for e in evs], [e.val_loss for e in evs])
+    per_k = slope * 1000
+    level_now = evs[-1].val_loss
+    rel = per_k / level_now
+    plateau = len(evs) >= 3 and (slope + se >= 0 or rel > -0.001)
+    trend = {"per_1000": round(per_k, 5), "relative_per_1000": round(rel, 5), "plateau": plateau,
+             "window": [evs[0].iter, evs[-1].iter], "evals": len(evs), "best_val": h.best_val}
+    lines = [f"val {per_k:+.4f} per 1000 iters ({rel:+.2%}) over evals {evs[0].iter:,}-{evs[-1].iter:,} "
+             f"({len(evs)} evals); best val {h.best_val:.4f}"]
+    if plateau:
+        verdict, level = "plateau: no clear improvement over the recent evals", "warn"
+    elif slope < 0:
+        verdict, level = "still falling", "ok"
+    else:
+        verdict, level = "rising", "warn"
+    return trend, Finding("trend", "loss trend", lines, verdict, level)
+
+
+def _gap(h: RunHistory) -> tuple[dict[str, Any], Finding]:
+    evs = [e for e in _recent(h) if e.train_loss is not None and math.isfinite(e.train_loss)]
+    if not evs:
+        return {"gap": None, "overfitting": None}, Finding("gap", "train/val gap", ["no eval with both losses"],
+                                                            "unknown", "note")
+    last = evs[-1]
+    gap = last.val_loss - last.train_loss
+    overfit = False
+    if len(evs) >= 3:
+        its = [e.iter for e in evs]
+        vs, vse = _slope(its, [e.val_loss for e in evs])
+        ts, tse = _slope(its, [e.train_loss for e in evs])
+        overfit = vs - vse > 0 and ts + tse < 0
+    g = {"gap": round(gap, 5), "relative": round(gap / last.train_loss, 5), "overfitting": overfit,
+         "at_iter": last.iter}
+    lines = [f"val {last.val_loss:.4f} - train {last.train_loss:.4f} = {gap:+.4f} ({gap / last.train_loss:+.1%}) "
+             f"at iter {last.iter:,}"]
+    if overfit:
+        verdict, level = "overfitting: val rises while train falls; stop, add data, or raise dropout", "warn"
+    elif gap / last.train_loss > 0.1:
+        verdict, level = "val well above train: memorising (watch for val turning up)", "warn"
+    elif gap < 0:
+        verdict, level = "val below train: no overfitting (the splits differ a little)", "ok"
+    else:
+        verdict, level = "small gap: no overfitting", "ok"
+    return g, Finding("gap", "train/val gap", lines, verdict, level)
+
+
+# ---------------------------------------------------------------- forecast
+
+def _schedule(h: RunHistory, cfg: C.TrainConfig | None, horizon: int, end: int) -> tuple[np.ndarray, str]:
+    """lr(i) for i in 0..horizon; without a config, nanoGPT's cosine shape ending at `end`."""
+    if cfg is None:
+        assumed = C.TrainConfig(max_iters=end, lr_decay_iters=end)
+        note = (f"lr schedule unknown (no config): assumed nanoGPT's cosine (warm-up {assumed.warmup_iters}, "
+                f"min_lr = lr/10) decaying to iter {end:,}")
+        return F.lr_schedule(assumed, horizon), note
+    sched = F.lr_schedule(cfg, horizon)
+    recorded = [(s.iter, s.lr) for s in h.steps if s.lr is not None and 0 <= s.iter <= horizon]
+    note = f"{cfg.lr_schedule} schedule from the config"
+    if len(recorded) >= 2:   # the lrs the run really used (live changes included), then the config's
+        its = np.array([r[0] for r in recorded])
+        past = np.arange(its.max() + 1)
+        sched[: len(past)] = np.interp(past, its, [r[1] for r in recorded])
+        note += " (recorded lrs up to the last step)"
+    return sched, note
+
+
+def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: int | None) -> Finding:
+    its, vals = h.val_curve()
+    last_eval = max((i for i in its), default=None)
+    targets: list[int] = []
+    if h.max_iters:
+        targets += [h.max_iters, 2 * h.max_iters]
+    if forecast_at:
+        targets.append(forecast_at)
+    if not targets and last_eval is not None:
+        targets.append(last_eval)
+    targets = sorted(set(targets))
+    if not targets or last_eval is None:
+        return Finding("forecast", "forecast", ["no evals yet"], "needs evals", "note")
+    horizon = max(max(targets), last_eval)
+    sched, r.forecast_note = _schedule(h, cfg, horizon, max(forecast_at or 0, last_eval))
+    fit = F.fit(its, vals, sched / sched.max())
+    if fit is None:
+        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"],
+                       f"needs at least {F.MIN_POINTS} evals past the first tenth of the run", "note")
+    r.forecasts = [fit.predict(t) for t in targets]
+    primary = forecast_at or h.max_iters or last_eval
+    r.forecast = next(f for f in r.forecasts if f.iter == primary)
+    lines = []
+    for f in r.forecasts:
+        tag = ("max_iters" if f.iter == h.max_iters else "2x max_iters" if h.max_iters and f.iter == 2 * h.max_iters
+               else "--forecast-at" if f.iter == forecast_at else "last eval")
+        lines.append(f"val {f.val_loss:.3f} ({f.low:.3f}-{f.high:.3f}) at iter {f.iter:,} ({tag})")
+    lines.append(f"fit on {fit.n_points} evals {fit.first_iter:,}-{fit.last_iter:,}; {r.forecast_note}")
+    best = h.best_val
+    f = r.forecast
+    if f.iter <= last_eval:
+        verdict = f"the fit puts val at {f.val_loss:.3f} by iter {f.iter:,}"
+    else:
+        verdict = f"{f.val_loss - vals[-1]:+.3f} more from here to iter {f.iter:,}"
+        if h.max_iters and len(r.forecasts) > 1 and f.iter == h.max_iters:
+            twice = next(x for x in r.forecasts if x.iter == 2 * h.max_iters)
+            verdict += f"; doubling max_iters would give {twice.val_loss - f.val_loss:+.3f} beyond that"
+    if best is not None and f.iter > last_eval:
+        verdict += f" (best so far {best:.3f})"
+    return Finding("forecast", "forecast", lines, verdict, "ok")
+
+
+# ---------------------------------------------------------------- time
+
+def _session_starts(h: RunHistory) -> list[int]:
+    starts = [s.start_iter for s in h.sessions]
+    if h.steps and (not starts or h.steps[0].iter < min(starts)):
+        starts.append(h.steps[0].iter)
+    return sorted(set(starts))
+
+
+def _warm(iters: np.ndarray, starts: list[int]) -> np.ndarray:
+    warm = np.zeros(len(iters), bool)
+    for s in starts:
+        warm |= (iters >= s) & (iters < s + WARMUP)
+    return warm
+
+
+def _rolling_median(x: np.ndarray, k: int = 5) -> np.ndarray:
+    half = k // 2
+    return np.array([np.median(x[max(0, i - half): i + half + 1]) for i in range(len(x))])
+
+
+def _time(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[Timing, Finding]:
+    steps = [s for s in h.steps if s.dt_ms is not None and math.isfinite(s.dt_ms) and s.dt_ms > 0]
+    if not steps:
+        return Timing(), Finding("time", "time", ["no iteration times in this source"], "unknown", "note")
+    its = np.array([s.iter for s in steps])
+    dts = np.array([s.dt_ms for s in steps]) / 1000.0
+    starts = _session_starts(h)
+    eval_its = {e.iter for e in h.evals} | {c.iter for c in h.checkpoints}
+    warm = _warm(its, starts)
+    is_eval = np.array([i in eval_its for i in its])
+    normal = ~warm & ~is_eval
+    if not normal.any():
+        normal = ~warm if (~warm).any() else np.ones(len(its), bool)
+    n_its, n_dts = its[normal], _rolling_median(dts[normal])
+    t = Timing(mean_iter_ms=float(dts[normal].mean() * 1000))
+    timed = any(s.t is not None for s in steps) and h.kind != "nanogpt-log"
+    if timed:
+        _time_from_stamps(h, t, steps, n_its, n_dts, eval_its, starts)
+    else:
+        _time_from_dts(h, t, its, dts, warm, n_its, n_dts, eval_its)
+    _eta(h, cfg, t)
+    lines = [f"mean iteration {t.mean_iter_ms:,.1f} ms (warm-up and eval iterations excluded)"]
+    if t.duration_s is not None:
+        lines.append(f"duration {_hms(t.duration_s)} for {t.iterations:,} iterations "
+                     f"({t.method}{'' if t.method == 'timestamps' else ', estimated'})")
+    if t.eval_overhead is not None:
+        lines.append(f"evals/checkpoints {_hms(t.eval_overhead_s)} = {t.eval_overhead:.2%} of wall time "
+                     f"({t.evals} evals, {t.eval_pause_s:.1f} s each)")
+    if t.startup_s:
+        lines.append(f"start-up (compile, first eval) {_hms(t.startup_s)}")
+    if t.paused_s:
+        lines.append(f"paused/idle {_hms(t.paused_s)}")
+    if t.eta_s is not None:
+        lines.append(f"ETA {_hms(t.eta_s)} to max_iters {h.max_iters:,}")
+    if t.eval_overhead is None:
+        verdict, level = "eval overhead not measurable (no logged iteration coincides with an eval)", "note"
+    elif t.eval_overhead > 0.1:
+        verdict, level = "evals cost over 10% of the time: raise eval_interval or lower eval_iters", "warn"
+    else:
+        verdict, level = "eval overhead is small", "ok"
+    return t, Finding("time", "time", lines, verdict, level)
+
+
+def _time_from_dts(h: RunHistory, t: Timing, its: np.ndarray, dts: np.ndarray, warm: np.ndarray,
+                   n_its: np.ndarray, n_dts: np.ndarray, eval_its: set[int]) -> None:
+    t.method = "iteration times"
+    first, last = int(its.min()), int(h.last_iter if h.last_iter is not None else its.max())
+    every = np.arange(first, last + 1)
+    base = np.interp(every, n_its, n_dts)
+    logged = dict(zip(its.tolist(), dts.tolist()))
+    warm_its = set(its[warm].tolist())
+    excess = [logged[i] - base[i - first] for i in sorted(eval_its) if i in logged and i not in warm_its]
+    pause = float(np.mean(excess)) if excess else None
+    unlogged_evals = [i for i in eval_its if first <= i <= last and i not in logged]
+    n_logged = [i for i in logged if first <= i <= last]
+    total = sum(logged[i] for i in n_logged) + float(base.sum() - sum(base[i - first] for i in n_logged))
+    t.iterations = last - first + 1
+    t.startup_s = float(sum(max(0.0, logged[i] - base[i - first]) for i in warm_its if first <= i <= last))
+    t.evals = len(excess) + len(unlogged_evals)
+    if pause is None:
+        t.duration_s = total if not unlogged_evals else None
+        return
+    t.eval_pause_s = pause
+    t.eval_overhead_s = float(sum(excess)) + pause * len(unlogged_evals)
+    t.duration_s = total + pause * len(unlogged_evals)
+    t.train_s = t.duration_s - t.eval_overhead_s - t.startup_s
+    t.eval_overhead = t.eval_overhead_s / t.duration_s
+
+
+def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, n_dts: np.ndarray,
+                      eval_its: set[int], starts: list[int]) -> None:
+    t.method = "timestamps"
+    t.duration_s = sum((s.t_end - s.t_start) for s in h.sessions
+                       if s.t_start is not None and s.t_end is not None)
+    evals = sorted(eval_its)
+    eval_s = paused = startup = 0.0
+    pauses: list[float] = []
+    prev = None
+    for s in steps:
+        if s.t is None:
+            continue
+        if prev is not None and s.iter > prev.iter and s.iter not in starts:
+            expected = float(np.interp(np.arange(prev.iter + 1, s.iter + 1), n_its, n_dts).sum())
+            extra = max(0.0, (s.t - prev.t) - expected)
+            inside = [e for e in evals if prev.iter < e <= s.iter]
+            if inside:
+                eval_s += extra
+                pauses.append(extra / len(inside))
+            else:
+                paused += extra
+        prev = s
+    for sess in h.sessions:   # hello -> first step: model build, data, the eval at the start
+        first = next((s for s in steps if s.t is not None and s.iter >= sess.start_iter), None)
+        if first is not None and sess.t_start is not None and first.t >= sess.t_start:
+            startup += first.t - sess.t_start
+    t.iterations = (h.last_iter or 0) - (starts[0] if starts else 0)
+    t.startup_s, t.paused_s = startup, paused
+    t.evals = len(pauses)
+    if pauses and t.duration_s:
+        t.eval_pause_s = statistics.fmean(pauses)
+        t.eval_overhead_s = eval_s
+        t.eval_overhead = eval_s / t.duration_s
+        t.train_s = t.duration_s - eval_s - startup - paused
+    elif t.duration_s:
+        t.eval_overhead_s, t.eval_overhead = 0.0, 0.0
+        t.train_s = t.duration_s - startup - paused
+
+
+def _eta(h: RunHistory, cfg: C.TrainConfig | None, t: Timing) -> None:
+    last, mx = h.last_iter, h.max_iters
+    if last is None or not mx or last >= mx or h.state in FINISHED or t.mean_iter_ms is None:
+        return
+    eval_every = cfg.eval_interval if cfg is not None else _spacing([e.iter for e in h.evals])
+    n_evals = 0
+    if eval_every:
+        n_evals = mx // eval_every - last // eval_every
+    t.eta_s = (mx - last) * t.mean_iter_ms / 1000 + n_evals * (t.eval_pause_s or 0.0)
+
+
+def _spacing(its: list[int]) -> int | None:
+    diffs = [b - a for a, b in zip(its, its[1:]) if b > a]
+    return int(statistics.median(diffs)) if diffs else None
+
+
+def _hms(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    d, rem = divmod(s, 86400)
+    hms = f"{rem // 3600}h{rem % 3600 // 60:02d}m{rem % 60:02d}s"
+    return f"{d}d {hms}" if d else hms
+
+
+# ---------------------------------------------------------------- MFU
+
+def _mfu(h: RunHistory, cfg: C.TrainConfig | None, timing: Timing, device: str | None) -> tuple[dict[str, Any], Finding]:
+    hello = h.hello or {}
+    dev_name = device or hello.get("device_name") or hello.get("device")
+    dtype = hello.get("dtype") or (cfg.dtype if cfg is not None and cfg.dtype != "auto" else "bfloat16")
+    peak = table_peak(dev_name, dtype) if device else (_num(hello.get("peak_flops")) or
+                                                       (table_peak(dev_name, dtype) if dev_name else None))
+    m: dict[str, Any] = {"device": dev_name, "device_peak_flops": peak, "mfu": None,
+                         "reported_mean": None, "reported_peak_flops": h.mfu_peak, "flops_per_iter": None}
+    starts = _session_starts(h)
+    vals = [s.mfu for s in h.steps if s.mfu is not None and math.isfinite(s.mfu)
+            and not any(st <= s.iter < st + WARMUP for st in starts)]
+    if vals:
+        m["reported_mean"] = round(statistics.fmean(vals), 5)
+    # FLOPs per iteration: the config's (nanoGPT's 6N + 12LCT per token), else inverted from the
+    # first measured MFU line (nanoGPT's running average starts at that iteration's own value).
+    fpi = None
+    if cfg is not None:
+        vocab = cfg.vocab_size or C.GPT2_PADDED_VOCAB
+        nano = C.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)[1]
+        fpi = (6 * nano + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size) * (h.tokens_per_iter or 0) or None
+    if fpi is None and h.mfu_peak:
+        first = next((s for s in h.steps if s.mfu and s.dt_ms and not any(st <= s.iter < st + WARMUP for st in starts)),
+                     None)
+        if first is not None:
+            fpi = first.mfu * h.mfu_peak * first.dt_ms / 1000
+    m["flops_per_iter"] = fpi
+    lines = []
+    if vals:
+        against = (f"nanoGPT's A100 constant ({NANOGPT_A100_PEAK / 1e12:.0f} TFLOP/s)"
+                   if h.kind == "nanogpt-log" else f"{(h.mfu_peak or 0) / 1e12:.3g} TFLOP/s")
+        avg = "running average" if h.mfu_smoothed else "mean"
+        lines.append(f"reported {avg} {m['reported_mean']:.2%} against {against} (warm-up excluded)")
+    step_s = timing.mean_iter_ms / 1000 if timing.mean_iter_ms else None
+    if fpi and step_s:
+        if h.kind == "nanogpt-log":
+            m["steady_vs_a100"] = round(fpi / step_s / NANOGPT_A100_PEAK, 5)
+            lines.append(f"steady state {m['steady_vs_a100']:.2%} vs the A100 constant "
+                         f"({fpi / step_s / 1e12:.1f} TFLOP/s achieved; evals excluded)")
+        if peak:
+            m["mfu"] = round(fpi / step_s / peak, 5)
+    elif h.kind != "nanogpt-log" and vals and peak:
+        m["mfu"] = m["reported_mean"] * (h.mfu_peak or peak) / peak
+    if m["mfu"] is not None:
+        lines.append(f"MFU {m['mfu']:.1%} of {dev_name}'s {peak / 1e12:.3g} TFLOP/s ({dtype})")
+        verdict = ("low: check the batch size, compile and dtype" if m["mfu"] < 0.2 else
+                   "typical for a small GPT" if m["mfu"] < 0.5 else "high: well used")
+        level = "note" if m["mfu"] < 0.2 else "ok"
+    elif h.kind == "nanogpt-log":
+        verdict, level = ("the log's MFU is against an A100 whatever the card: pass --device "
+                          "(e.g. --device 'RTX 4070') to get MFU against the real peak"), "note"
+        if dev_name and not peak:
+            verdict = f"no peak FLOP/s known for {dev_name!r}; the log's MFU is against an A100"
+    else:
+        verdict, level = "MFU unknown (no device peak)", "note"
+    return m, Finding("mfu", "MFU", lines or ["no MFU figures"], verdict, level)
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 else None
+
+
+# ---------------------------------------------------------------- text
+
+def render(r: Report) -> str:
+    head = f"{r.source}: {'nanoGPT log' if r.kind == 'nanogpt-log' else 'run'}"
+    if r.last_iter is not None:
+        head += f", iter {r.last_iter:,}" + (f" of {r.max_iters:,}" if r.max_iters else " (max_iters unknown)")
+    out = [head]
+    mark = {"ok": "ok  ", "note": "note", "warn": "WARN"}
+    for f in r.findings:
+        out.append(f"{f.title:<14}{f.lines[0]}")
+        out += [f"{'':<14}{line}" for line in f.lines[1:]]
+        out.append(f"{'':<14}[{mark[f.level]}] {f.verdict}")
+    return "\n".join(out)

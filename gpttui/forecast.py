@@ -1,0 +1,169 @@
+"""Forecast a run's val loss from the evals so far, aware of the learning-rate schedule.
+
+Model (after Tissue et al. 2024, "Scaling Law with Learning Rate Annealing"):
+
+    L(t) = E + A * S(t)^-alpha - b * L_ref * D(t)
+
+- S(t) is the lr area: the sum of lr(i)/peak_lr over iterations i < t, i.e. the
+  steps the run has taken measured in peak-lr steps. Progress follows a power law in it,
+  so a constant-lr run reduces to the usual power law in steps.
+- D(t) is the annealing deficit: how far the lr has come down from its peak, as a fraction
+  of the peak, lagged by an exponential moving average of ~100 iterations (the loss takes a
+  while to settle after the lr drops). It is 0 during warm-up and at constant lr, and ~0.9 at
+  the end of nanoGPT's cosine (min_lr = lr/10). A cosine decay's late drop is this term.
+- b is fixed at ANNEAL_GAIN (a full anneal removes ~3% of the loss, as LR cool-down
+  studies report). Fitting it from half a run was unstable in back-tests (an lr that has
+  only started to fall cannot separate it from the power law), so it is a constant, not a
+  fit parameter; L_ref is the mean of the last evals used.
+- E, A are linear least squares for each alpha on a grid; the alphas are averaged with
+  weights exp(-SSE / 2 sigma^2) (sigma from the best fit's residuals), which gives the
+  central value and the model spread. The band adds that spread, the eval noise and a
+  +-30% uncertainty on b.
+
+Back-tests on the fixture logs (fit on the first half, predict the last eval) are printed by
+tests/test_doctor.py. Pure numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+ANNEAL_GAIN = 0.035      # loss fraction removed per unit of normalised lr decay
+ANNEAL_LAG = 0.99        # per-iteration EMA factor of the lr the loss "feels"
+ALPHAS = np.linspace(0.05, 2.0, 79)
+MIN_POINTS = 3
+
+
+@dataclass
+class Forecast:
+    iter: int
+    val_loss: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict:
+        return {"iter": self.iter, "val_loss": round(self.val_loss, 4),
+                "low": round(self.low, 4), "high": round(self.high, 4)}
+
+
+@dataclass
+class Fit:
+    """A fitted curve: call `predict(iter)` for a forecast with its band."""
+
+    area: np.ndarray            # lr area S(i) for i in 0..horizon
+    deficit: np.ndarray         # annealing deficit D(i)
+    alphas: np.ndarray
+    weights: np.ndarray
+    coefs: np.ndarray           # (n_alpha, 2): E, A per alpha
+    l_ref: float
+    sigma: float                # eval noise (residual std of the best fit)
+    n_points: int
+    first_iter: int
+    last_iter: int
+
+    def _features(self, it: int) -> tuple[float, float]:
+        it = min(max(it, 1), len(self.area) - 1)
+        return float(self.area[it]), float(self.deficit[it])
+
+    def curve(self, its: Sequence[int]) -> np.ndarray:
+        """The central fitted curve at the given iterations (for charts)."""
+        return np.array([self._predict_all(it, ANNEAL_GAIN) @ self.weights for it in its])
+
+    def _predict_all(self, it: int, gain: float) -> np.ndarray:
+        s, d = self._features(it)
+        return self.coefs[:, 0] + self.coefs[:, 1] * s ** -self.alphas - gain * self.l_ref * d
+
+    def predict(self, it: int) -> Forecast:
+        preds = self._predict_all(it, ANNEAL_GAIN)
+        mean = float(preds @ self.weights)
+        spread = math.sqrt(float(self.weights @ (preds - mean) ** 2))
+        _, d_now = self._features(self.last_iter)
+        _, d_then = self._features(it)
+        anneal_unc = 0.3 * ANNEAL_GAIN * self.l_ref * abs(d_then - d_now)
+        # how far past the data we extrapolate, in doublings of the fitted span
+        reach = max(0.0, math.log2(max(it, 1) / max(self.last_iter, 1)))
+        half = 2.0 * spread + self.sigma * (1.0 + reach) + anneal_unc
+        return Forecast(it, mean, mean - half, mean + half)
+
+
+def area_deficit(schedule: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """S(i) and D(i) for a normalised schedule (see the module docstring)."""
+    area = np.concatenate([[0.0], np.cumsum(schedule)[:-1]]) + 1.0  # steps taken, >= 1
+    drop = np.maximum.accumulate(schedule) - schedule                # 0 in warm-up
+    deficit = np.empty_like(drop)
+    acc = 0.0
+    for i, x in enumerate(drop):
+        acc = ANNEAL_LAG * acc + (1.0 - ANNEAL_LAG) * x
+        deficit[i] = acc
+    return area, deficit
+
+
+def schedule_array(lr_fn: Callable[[int], float], horizon: int) -> np.ndarray:
+    """lr(i)/peak for i in 0..horizon (peak = the largest value)."""
+    lrs = np.array([lr_fn(i) for i in range(horizon + 1)], dtype=float)
+    peak = lrs.max() if lrs.size and lrs.max() > 0 else 1.0
+    return lrs / peak
+
+
+def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> Fit | None:
+    """Fit the model on (iter, val_loss) points; None with fewer than MIN_POINTS usable ones.
+
+    Iteration 0 (the untrained model) and the first tenth of the span (the fast initial
+    transient) are left out; non-finite losses are ignored.
+    """
+    pts = [(int(i), float(v)) for i, v in zip(iters, losses)
+           if i > 0 and v is not None and math.isfinite(v)]
+    if not pts:
+        return None
+    last = max(i for i, _ in pts)
+    if last >= len(schedule):
+        raise ValueError("schedule shorter than the evals")
+    pts = [(i, v) for i, v in pts if i >= 0.1 * last]
+    if len(pts) < MIN_POINTS:
+        return None
+    it = np.array([p[0] for p in pts])
+    y = np.array([p[1] for p in pts])
+    area, deficit = area_deficit(schedule)
+    l_ref = float(y[-min(3, len(y)):].mean())
+    target = y + ANNEAL_GAIN * l_ref * deficit[it]     # the loss without the annealing bonus
+    x = area[it]
+    coefs, sses, alphas = [], [], []
+    for a in ALPHAS:
+        X = np.column_stack([np.ones_like(x), x ** -a])
+        coef, *_ = np.linalg.lstsq(X, target, rcond=None)
+        if coef[1] < 0:          # a loss that rises with training is not this model
+            continue
+        coefs.append(coef)
+        sses.append(float(((X @ coef - target) ** 2).sum()))
+        alphas.append(a)
+    if not coefs:
+        return None
+    sse = np.array(sses)
+    dof = max(len(y) - 3, 1)
+    sigma = math.sqrt(sse.min() / dof) if sse.min() > 0 else 1e-6
+    w = np.exp(-(sse - sse.min()) / (2 * sigma ** 2))
+    w /= w.sum()
+    return Fit(area, deficit, np.array(alphas), w, np.array(coefs), l_ref, sigma, len(y),
+               int(it[0]), int(it[-1]))
+
+
+def lr_schedule(cfg, horizon: int) -> np.ndarray:
+    """config.lr_at(cfg, i) for i in 0..horizon, vectorised (a long run has ~10^6 iterations)."""
+    it = np.arange(horizon + 1, dtype=float)
+    lr, min_lr = cfg.learning_rate, cfg.min_lr
+    if not cfg.decay_lr:
+        return np.full_like(it, lr)
+    if cfg.lr_schedule == "wsd":
+        start = cfg.max_iters * (1.0 - cfg.decay_frac)
+        frac = np.clip((it - start) / max(1.0, cfg.max_iters - start), 0.0, 1.0)
+        out = min_lr + (1.0 - frac) * (lr - min_lr)
+    else:
+        ratio = (it - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
+        out = min_lr + 0.5 * (1.0 + np.cos(np.pi * np.clip(ratio, 0.0, 1.0))) * (lr - min_lr)
+        out = np.where(it > cfg.lr_decay_iters, min_lr, out)
+    warm = it < cfg.warmup_iters
+    return np.where(warm, lr * (it + 1) / (cfg.warmup_iters + 1), out)
