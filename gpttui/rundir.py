@@ -8,8 +8,11 @@ UI fail fast with one clear line instead of a traceback from the engine.
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gpttui import config as C
 
@@ -70,6 +73,8 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
     ckpt = rd / CKPT
     if cfg.init_from == "resume" and not ckpt.is_file():
         raise RunDirError(f"{ckpt}: no checkpoint to resume from (use --init_from=scratch to start)")
+    if cfg.init_from == "resume":
+        check_shape(cfg, ckpt, info.vocab_size)
     if cfg.init_from == "scratch" and ckpt.is_file() and not force:
         raise RunDirError(f"{rd}: already holds a run (ckpt.pt); resume it with `gpttui train {rd}`, "
                           f"or choose another out_dir")
@@ -93,3 +98,78 @@ def write_config(cfg: C.TrainConfig, run_dir: str | Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------- checkpoints, without torch
+
+SHAPE_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size")
+
+
+class _Opaque:
+    """Stands in for every object a checkpoint's pickle names (tensors, storages...)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class _Dict(dict):
+    """An OrderedDict stand-in that takes attributes (state dicts carry `_metadata`)."""
+
+
+class _Peek(pickle.Unpickler):
+    """Reads the plain parts of a torch checkpoint; every global becomes an inert _Opaque,
+    so nothing in the file is ever imported or called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _Dict if (module, name) == ("collections", "OrderedDict") else _Opaque
+
+    def persistent_load(self, pid: Any) -> None:
+        return None
+
+
+def peek_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """A torch.save checkpoint's dict with tensors blanked out (model_args, iter_num, config are
+    intact), or None if the file is not a readable zip checkpoint."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next(n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl"))
+            with z.open(name) as f:
+                obj = _Peek(f).load()
+    except (OSError, zipfile.BadZipFile, StopIteration, pickle.UnpicklingError, EOFError,
+            ValueError, TypeError, AttributeError, IndexError, KeyError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def check_shape(cfg: C.TrainConfig, ckpt: Path, data_vocab: int | None) -> None:
+    """Refuse a config whose model shape disagrees with the checkpoint it would resume."""
+    peek = peek_checkpoint(ckpt)
+    args = peek.get("model_args") if peek else None
+    if not isinstance(args, dict):
+        return  # the engine reads it with torch and says what is wrong
+    want = {name: getattr(cfg, name) for name in SHAPE_ARGS}
+    want["vocab_size"] = cfg.vocab_size or data_vocab or C.GPT2_PADDED_VOCAB
+    for name in SHAPE_ARGS:
+        if name in args and args[name] != want[name]:
+            raise RunDirError(
+                f"{ckpt}: {name} is {args[name]!r} in the checkpoint but {want[name]!r} in the "
+                f"config; a checkpoint fixes the model's shape (start a new run to change it)")
+
+
+def config_from_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    """Config values saved in RUN_DIR/ckpt.pt (nanoGPT saves every knob of train.py there),
+    for a nanoGPT out_dir that has no config.toml. Unknown keys and ill-typed values are skipped."""
+    path = Path(run_dir) / CKPT
+    peek = peek_checkpoint(path)
+    if peek is None or not isinstance(peek.get("config"), dict):
+        raise RunDirError(f"{path}: cannot read a config from this checkpoint")
+    values: dict[str, Any] = {}
+    for key, value in peek["config"].items():
+        try:
+            values[key] = C.coerce(key, value)
+        except C.ConfigError:
+            continue
+    return values
