@@ -1,0 +1,130 @@
+"""`gpttui train` and run-directory preparation: what a nanoGPT user types, what they see."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine_kit import TINY, make_char_data, read_events, tiny_config
+from gpttui import config as C
+from gpttui import rundir
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_char_data(tmp_path_factory.mktemp("data"), n_chars=30_000)
+
+
+def write_py_config(path: Path, data: Path, out: Path, **over) -> Path:
+    values = {**TINY, "data_dir": str(data), "out_dir": str(out), "max_iters": 20,
+              "lr_decay_iters": 20, "eval_interval": 10, **over}
+    path.write_text("# a nanoGPT-style config\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items()))
+    return path
+
+
+def gpttui(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gpttui", *args], input=stdin or "", text=True,
+                          capture_output=True, timeout=120, cwd=cwd)
+
+
+def test_train_prints_nanogpt_lines_then_resumes_from_the_run_dir(data, tmp_path):
+    out = tmp_path / "out-tiny"
+    cfg = write_py_config(tmp_path / "train_tiny.py", data, out)
+    first = gpttui("train", str(cfg))
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == f"Overriding config with {cfg}:"
+    assert "tokens per iteration will be: 128" in lines
+    assert any(line.startswith("number of parameters: 0.03M") for line in lines)
+    assert "step 10: train loss" in first.stdout and f"saving checkpoint to {out}" in lines
+    assert any(line.startswith("iter 19: loss ") and line.endswith(tuple("0123456789")) and "tok/s" in line
+               for line in lines)
+    assert first.stderr == ""
+
+    again = gpttui("train", str(out), "--max_iters=30", "--lr_decay_iters=30")
+    assert again.returncode == 0, again.stderr
+    assert "Overriding: max_iters = 30" in again.stdout and f"Resuming training from {out}" in again.stdout
+    assert "iter 20: loss" in again.stdout and "iter 19:" not in again.stdout
+    assert C.load(out).config.max_iters == 30  # kept for the next resume
+    assert read_events(out, "hello")[-1]["start_iter"] == 20
+
+
+def test_stop_from_a_pipe_checkpoints_and_exits_zero(data, tmp_path):
+    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
+    r = gpttui("train", str(cfg), stdin='{"cmd": "stop"}\n')
+    assert r.returncode == 0, r.stderr
+    assert "stopped at iter" in r.stdout
+    assert read_events(tmp_path / "run", "state")[-1]["state"] == "stopped"
+    assert (tmp_path / "run" / "ckpt.pt").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data_dir=/nonexistent/data"], "/nonexistent/data: data directory not found"),
+    (["--block_size=40000"], "needs at least 40001"),
+    (["--n_lyer=3"], "unknown config key 'n_lyer' (did you mean 'n_layer'?)"),
+    (["--n_layer=three"], "n_layer: expected int, got 'three'"),
+    (["--n_embd=33"], "n_embd: 33 is not divisible by n_head=2"),
+])
+def test_bad_input_is_one_clear_line(data, tmp_path, args, message):
+    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run")
+    r = gpttui("train", str(cfg), *args)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and message in r.stderr
+    assert not (tmp_path / "run").exists()  # nothing half-made
+
+
+def test_missing_bin_and_clobbering_are_refused(data, tmp_path):
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "train.bin").write_bytes((data / "train.bin").read_bytes())
+    cfg = write_py_config(tmp_path / "c.py", lone, tmp_path / "run")
+    r = gpttui("train", str(cfg))
+    assert r.returncode == 2 and f"{lone / 'val.bin'}: missing" in r.stderr
+
+    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run", max_iters=10, lr_decay_iters=10)
+    assert gpttui("train", str(cfg)).returncode == 0
+    r = gpttui("train", str(cfg))
+    assert r.returncode == 2 and "already holds a run" in r.stderr
+    r = gpttui("train", str(tmp_path / "run"), "--n_embd=64", "--n_head=2")
+    assert r.returncode == 2
+    assert "n_embd is 32 in the checkpoint but 64 in the config" in r.stderr
+    assert C.load(tmp_path / "run").config.n_embd == 32  # the run's config was not touched
+    assert gpttui("train", str(cfg), "--force").returncode == 0
+
+
+def test_non_finite_loss_exits_nonzero_naming_the_iteration(data, tmp_path):
+    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run")
+    r = subprocess.run([sys.executable, "-m", "gpttui", "train", str(cfg)], capture_output=True, text=True,
+                       timeout=120, env={**__import__("os").environ, "GPTTUI_FAULT_NAN_AT": "13"})
+    assert r.returncode == 1
+    assert "error: non-finite loss nan at iter 13" in r.stderr
+    assert "last good checkpoint" in r.stderr and "Traceback" not in r.stderr + r.stdout
+
+
+def test_nanogpt_out_dir_without_config_toml_resumes(data, tmp_path):
+    """A directory with only nanoGPT's ckpt.pt: its saved config is read without torch."""
+    first = tmp_path / "first"
+    rundir.prepare(tiny_config(data, first, max_iters=10, lr_decay_iters=30), first)
+    assert gpttui("train", str(first), "--init_from=scratch", "--force").returncode == 0
+    ng = tmp_path / "out-nanogpt"
+    ng.mkdir()
+    (ng / "ckpt.pt").write_bytes((first / "ckpt.pt").read_bytes())
+    r = gpttui("train", str(ng), "--max_iters=15")
+    assert r.returncode == 0, r.stderr
+    assert "iter 10: loss" in r.stdout and "iter 14: loss" in r.stdout
+    assert C.load(ng).config.n_embd == 32 and C.load(ng).config.init_from == "resume"
+
+
+def test_prepare_writes_absolute_data_dir_and_refuses_resume_without_checkpoint(data, tmp_path):
+    cfg = tiny_config(data, tmp_path / "run")
+    written, info = rundir.prepare(cfg)
+    assert Path(written.data_dir).is_absolute() and info.vocab_size == len(set(
+        (Path(__file__).parents[1] / "gpttui/assets/tinyshakespeare.txt").read_text()[:30_000]))
+    assert C.load(tmp_path / "run").config == written
+    with pytest.raises(rundir.RunDirError, match="no checkpoint to resume from"):
+        rundir.prepare(C.replace(cfg, init_from="resume"))
+    with pytest.raises(rundir.RunDirError, match="vocab_size: 10 is smaller than the data's vocabulary"):
+        rundir.prepare(C.replace(cfg, vocab_size=10))
