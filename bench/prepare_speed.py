@@ -1,0 +1,222 @@
+"""Throughput and peak memory of `gpttui prepare` vs a plain single-process loop.
+
+    python bench/prepare_speed.py                       # 300 MB speed runs, memory at 100 MB and 1 GB
+    python bench/prepare_speed.py --speed-mb 100 --runs 3 --mem-mb 50,200
+
+Builds FineWeb-schema parquet files (text, id, dump, url, date, file_path, language,
+language_score, token_count; row groups of 1000 documents, snappy) from real text:
+tiny Shakespeare, the Python standard library's sources and /usr/share/doc. Every document
+is 1-3 windows of random length (log-normal, median ~2 kB like web pages) at random
+offsets in random corpus files, so no two documents are the same string.
+
+Then, in the same run and alternating so both see the same machine load:
+- plain: `pq.read_table(path, columns=["text"])`, then `encode_ordinary` + 50256 per document
+  in one process, written as one uint16 file (the loop people write by hand);
+- gpttui: `gpttui prepare PATH --out DIR --force` (all cores by default).
+Both run as subprocesses, timed from start to exit (imports and worker start-up included).
+Peak RSS is the whole process tree's (parent + workers) sampled every 20 ms. "others" is
+the CPU other processes used during the run, in cores (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAKESPEARE = ROOT / "gpttui" / "assets" / "tinyshakespeare.txt"
+ROWS_PER_GROUP = 1000
+
+PLAIN_LOOP = """
+import sys, time, numpy as np, pyarrow.parquet as pq
+from gpttui.engine.tokenizer import gpt2
+enc = gpt2()
+texts = pq.read_table(sys.argv[1], columns=["text"]).column("text").to_pylist()
+parts = []
+for t in texts:
+    if t:
+        ids = enc.encode_ordinary(t)
+        ids.append(enc.eot_token)
+        parts.append(np.array(ids, dtype=np.uint16))
+out = np.concatenate(parts)
+out.tofile(sys.argv[2])
+print(len(out))
+"""
+
+
+def corpus() -> list[str]:
+    """Real text: Shakespeare, stdlib sources, /usr/share/doc (about 100-200 MB)."""
+    texts = [SHAKESPEARE.read_text(encoding="utf-8")]
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts)
+    files += sorted(p for p in Path("/usr/share/doc").rglob("*") if p.suffix in ("", ".txt", ".md")
+                    and p.is_file() and not p.is_symlink())
+    for p in files:
+        try:
+            t = p.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        if len(t) > 2000:
+            texts.append(t)
+    # Shakespeare is prose; give it weight comparable to the code
+    return texts + [texts[0]] * 20
+
+
+def build_parquet(path: Path, mb: int, seed: int) -> tuple[int, int]:
+    """A FineWeb-schema parquet with about mb MB of text. Returns (documents, text bytes)."""
+    rng = random.Random(seed)
+    texts = corpus()
+    schema = pa.schema([("text", pa.string()), ("id", pa.string()), ("dump", pa.string()),
+                        ("url", pa.string()), ("date", pa.string()), ("file_path", pa.string()),
+                        ("language", pa.string()), ("language_score", pa.float64()),
+                        ("token_count", pa.int64())])
+    target = mb * 1_000_000
+    ndocs = nbytes = 0
+    with pq.ParquetWriter(path, schema, compression="snappy") as w:
+        while nbytes < target:
+            rows: dict[str, list] = {k: [] for k in schema.names}
+            for _ in range(ROWS_PER_GROUP):
+                parts = []
+                for _ in range(rng.choice((1, 1, 2, 3))):
+                    src = rng.choice(texts)
+                    n = min(int(rng.lognormvariate(7.2, 1.0)), len(src), 100_000)
+                    at = rng.randrange(0, len(src) - n + 1)
+                    parts.append(src[at:at + n])
+                doc = "\n\n".join(parts)
+                b = len(doc.encode("utf-8"))
+                nbytes += b
+                ndocs += 1
+                rows["text"].append(doc)
+                rows["id"].append(f"<urn:uuid:{rng.getrandbits(128):032x}>")
+                rows["dump"].append("CC-MAIN-2013-20")
+                rows["url"].append(f"http://example.org/{rng.getrandbits(40):x}.html")
+                rows["date"].append("2013-05-18T05:48:54Z")
+                rows["file_path"].append("s3://commoncrawl/crawl-data/CC-MAIN-2013-20/segments/"
+                                         f"{rng.getrandbits(32)}/warc/CC-MAIN-{ndocs:08d}.warc.gz")
+                rows["language"].append("en")
+                rows["language_score"].append(round(rng.uniform(0.65, 1.0), 4))
+                rows["token_count"].append(b // 4)  # approximate; not used by anything here
+            w.write_table(pa.table(rows, schema=schema))
+    return ndocs, nbytes
+
+
+@dataclass
+class Measure:
+    seconds: float
+    peak_rss: int  # bytes, whole process tree
+    tokens: int
+    others: float  # cores used by other processes during the run
+
+
+def run_measured(argv: list[str]) -> tuple[Measure, str]:
+    """Run argv; sample the tree's RSS; account the CPU others used meanwhile."""
+    cpu0 = psutil.cpu_times()
+    ours0 = os.times()
+    t0 = time.perf_counter()
+    proc = psutil.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            procs = [proc] + proc.children(recursive=True)
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    out, err = proc.communicate()
+    dt = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"{argv[:3]} failed ({proc.returncode}):\n{err}")
+    cpu1 = psutil.cpu_times()
+    ours1 = os.times()
+    busy = (sum(cpu1) - cpu1.idle - getattr(cpu1, "iowait", 0)) - (sum(cpu0) - cpu0.idle - getattr(cpu0, "iowait", 0))
+    ours = (ours1.children_user + ours1.children_system) - (ours0.children_user + ours0.children_system)
+    return Measure(dt, peak, 0, max(0.0, (busy - ours) / dt)), out
+
+
+def plain(parquet: Path, work: Path) -> Measure:
+    m, out = run_measured([sys.executable, "-c", PLAIN_LOOP, str(parquet), str(work / "plain.bin")])
+    m.tokens = int(out.split()[-1])
+    return m
+
+
+def gpttui(parquet: Path, work: Path, workers: int | None) -> Measure:
+    import json
+
+    argv = [sys.executable, "-m", "gpttui", "prepare", str(parquet), "--out", str(work / "out"), "--force"]
+    if workers:
+        argv += ["--workers", str(workers)]
+    m, _ = run_measured(argv)
+    meta = json.loads((work / "out" / "meta.json").read_text())
+    m.tokens = meta["tokens"]["train"] + meta["tokens"]["val"]
+    return m
+
+
+def line(name: str, ms: list[Measure], nbytes: int) -> str:
+    secs = statistics.median(m.seconds for m in ms)
+    return (f"  {name:<8} {nbytes / 1e6 / secs:7.1f} MB/s  {ms[0].tokens / secs / 1e6:6.2f}M tokens/s  "
+            f"median {secs:6.1f} s of {[round(m.seconds, 1) for m in ms]}  "
+            f"peak RSS {max(m.peak_rss for m in ms) / 2**20:6.0f} MiB  "
+            f"others {statistics.median(m.others for m in ms):.2f} cores")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--speed-mb", type=int, default=300, help="text size for the speed runs")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--mem-mb", default="100,1000", help="text sizes for the memory runs")
+    ap.add_argument("--workers", type=int, default=None, help="passed to gpttui prepare")
+    ap.add_argument("--workdir", default=None, help="where the parquet files go (default: a temp dir)")
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="gpttui-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.2f} at start; files in {work}")
+
+    path = work / f"fineweb_{args.speed_mb}mb.parquet"
+    t = time.time()
+    ndocs, nbytes = build_parquet(path, args.speed_mb, seed=1)
+    print(f"built {path.name}: {ndocs:,} documents, {nbytes / 1e6:.0f} MB of text, "
+          f"{path.stat().st_size / 1e6:.0f} MB on disk ({time.time() - t:.0f} s)")
+    results: dict[str, list[Measure]] = {"plain": [], "gpttui": []}
+    for _ in range(args.runs):
+        results["plain"].append(plain(path, work))
+        results["gpttui"].append(gpttui(path, work, args.workers))
+    print(f"speed on {nbytes / 1e6:.0f} MB, {args.runs} runs each:")
+    print(line("plain", results["plain"], nbytes))
+    print(line("gpttui", results["gpttui"], nbytes))
+    ratio = (statistics.median(m.seconds for m in results["plain"])
+             / statistics.median(m.seconds for m in results["gpttui"]))
+    print(f"  ratio gpttui/plain: {ratio:.2f}x (target >= 1.8x on 2 cores)")
+    if results["plain"][0].tokens != results["gpttui"][0].tokens:
+        print(f"  WARNING: token counts differ: plain {results['plain'][0].tokens} "
+              f"vs gpttui {results['gpttui'][0].tokens}")
+    path.unlink()
+
+    print("peak RSS as the input grows (one run each):")
+    for mb in map(int, args.mem_mb.split(",")):
+        p = work / f"fineweb_{mb}mb.parquet"
+        _, nb = build_parquet(p, mb, seed=mb)
+        g = gpttui(p, work, args.workers)
+        pl = plain(p, work)
+        print(f"  {nb / 1e6:6.0f} MB text ({p.stat().st_size / 1e6:.0f} MB parquet): "
+              f"gpttui {g.peak_rss / 2**20:5.0f} MiB in {g.seconds:5.1f} s, "
+              f"plain {pl.peak_rss / 2**20:5.0f} MiB in {pl.seconds:5.1f} s, "
+              f"others {max(g.others, pl.others):.2f} cores")
+        p.unlink()
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""`gpttui prepare SOURCE... --out DIR`: parquet, text and JSON lines into train.bin / val.bin.
+
+The work is gpttui.engine.prepare (no torch); this module parses flags and shows progress:
+a rich bar on a terminal, a plain line every few seconds otherwise (logs, pipes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from gpttui.engine import prepare as P
+
+HELP = "tokenize parquet / text / jsonl into train.bin and val.bin"
+PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = """examples:
+  gpttui prepare fineweb/data/CC-MAIN-2013-20/000_00000.parquet --out data/fineweb
+  gpttui prepare 'fineweb/**/*.parquet' notes.txt --out data/mix --val-fraction 0.005
+  gpttui prepare input.txt --tokenizer char --out data/shakespeare_char
+
+gpt2 appends <|endoftext|> (50256) after every document; the val split is by documents
+(every 1/val-fraction-th document, or the last --val-docs N). char writes nanoGPT's meta.pkl
+and splits the concatenated text by position: the first 90% train, the last 10% val."""
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="parquet, .txt or .jsonl files, directories (searched recursively) or globs "
+                        "('**' for any depth; quote them)")
+    p.add_argument("--out", required=True, help="output directory (train.bin, val.bin, meta.json)")
+    p.add_argument("--tokenizer", choices=["gpt2", "char"], default="gpt2",
+                   help="gpt2: GPT-2 BPE (bundled, offline); char: nanoGPT's character vocabulary")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--val-fraction", type=float, default=None,
+                       help="share held out for validation (default 0.0005 for gpt2, 0.1 for char)")
+    split.add_argument("--val-docs", type=int, default=None, help="hold out the last N documents instead")
+    p.add_argument("--text-column", default="text",
+                   help="parquet column / jsonl field holding the text (default: text)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="tokenizing processes (default: all cores)")
+    p.add_argument("--split-blank-lines", action="store_true",
+                   help="a .txt file's paragraphs (separated by blank lines) are documents, "
+                        "instead of one document per file")
+    p.add_argument("--errors", choices=["strict", "replace"], default="strict",
+                   help="invalid UTF-8 in text files: stop with its byte offset, or replace with U+FFFD")
+    p.add_argument("--force", action="store_true", help="redo even if meta.json says the output is up to date")
+
+
+def run(args: argparse.Namespace) -> int:
+    show = _RichProgress() if sys.stdout.isatty() else _PlainProgress()
+    try:
+        with show:
+            result = P.prepare(
+                args.sources, args.out, tokenizer=args.tokenizer, val_fraction=args.val_fraction,
+                val_docs=args.val_docs, text_column=args.text_column, workers=args.workers,
+                split_blank_lines=args.split_blank_lines, errors=args.errors, force=args.force,
+                progress=show.update)
+    except P.PrepareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
+        return 130
+    meta = result.meta
+    if result.up_to_date:
+        print(f"{args.out} is up to date: meta.json matches these {len(meta['sources'])} source(s) "
+              "and options; nothing to do (--force to redo)")
+        return 0
+    print(summary(meta, args.out))
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def summary(meta: dict, out: str) -> str:
+    tok, docs = meta["tokens"], meta["documents"]
+    per_split = (f" ({docs['train']:,} / {docs['val']:,} documents)" if "train" in docs else "")
+    lines = [
+        f"wrote {out}: train.bin {tok['train']:,} tokens, val.bin {tok['val']:,} tokens{per_split}, "
+        f"{meta['dtype']}, {meta['tokenizer']} vocab {meta['vocab_size']:,}",
+        f"{docs['total']:,} documents from {len(meta['sources'])} source(s)"
+        + (f", {docs['skipped_empty']:,} null or empty texts skipped" if docs["skipped_empty"] else ""),
+    ]
+    secs = max(meta["seconds"], 1e-9)
+    total = tok["train"] + tok["val"]
+    lines.append(f"{meta['text_bytes'] / 1e6:,.1f} MB of text in {meta['seconds']:.1f} s: "
+                 f"{meta['text_bytes'] / 1e6 / secs:.1f} MB/s, {total / secs / 1e6:.2f}M tokens/s, "
+                 f"{meta['workers']} worker(s)")
+    return "\n".join(lines)
+
+
+class _PlainProgress:
+    """A line every PLAIN_EVERY seconds, for logs and pipes."""
+
+    def __init__(self) -> None:
+        self.last = time.time()
+
+    def __enter__(self) -> _PlainProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def update(self, p: P.ProgressInfo) -> None:
+        now = time.time()
+        if p.phase == "done" or now - self.last < PLAIN_EVERY:
+            return
+        self.last = now
+        eta = f", ETA {_duration(p.eta_s)}" if p.eta_s is not None else ""
+        what = "scanning characters" if p.phase == "scan" else "tokenizing"
+        print(f"{what}: {p.fraction:.0%}, {p.documents:,} documents, {p.tokens:,} tokens, "
+              f"{p.text_bytes / 1e6:,.1f} MB, {p.mb_per_s:.1f} MB/s{eta}", flush=True)
+
+
+class _RichProgress:
+    """A rich progress bar: documents, tokens, MB/s and ETA."""
+
+    def __enter__(self) -> _RichProgress:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[docs]:,} docs  {task.fields[tokens]:,} tokens  "
+                       "{task.fields[rate]:.1f} MB/s  ETA {task.fields[eta]}"),
+            transient=True,
+        )
+        self.progress.__enter__()
+        self.tasks: dict[str, int] = {}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, p: P.ProgressInfo) -> None:
+        phase = "tokenize" if p.phase == "done" else p.phase
+        if phase not in self.tasks:
+            label = "scanning characters" if phase == "scan" else "tokenizing"
+            self.tasks[phase] = self.progress.add_task(label, total=1.0, docs=0, tokens=0, rate=0.0, eta="-")
+        self.progress.update(self.tasks[phase], completed=p.fraction, docs=p.documents, tokens=p.tokens,
+                             rate=p.mb_per_s, eta=_duration(p.eta_s) if p.eta_s is not None else "-")
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
