@@ -147,7 +147,11 @@ class RunHistory:
             self.evals.append(ev)
 
     def _on_checkpoint(self, e: dict, it: int, t: float | None) -> None:
-        self.checkpoints.append(Checkpoint(it, t, str(e.get("path", "")), _num(e.get("val_loss"))))
+        ckpt = Checkpoint(it, t, str(e.get("path", "")), _num(e.get("val_loss")))
+        if self.checkpoints and self.checkpoints[-1].iter == it and self.checkpoints[-1].path == ckpt.path:
+            self.checkpoints[-1] = ckpt    # saved again at the same iteration (e.g. after a resume)
+        else:
+            self.checkpoints.append(ckpt)
 
     def _on_state(self, e: dict, it: int, t: float | None) -> None:
         if isinstance(e.get("state"), str):
@@ -161,10 +165,13 @@ class RunHistory:
         self.errors.append(e)
 
     def truncate_from(self, start: int) -> None:
-        """Drop what was recorded at iterations >= start (the abandoned branch of a resume)."""
+        """Drop what was recorded at iterations >= start (the abandoned branch of a resume).
+
+        A checkpoint at `start` stays: it is the one the new branch resumed from.
+        """
         self.steps = [s for s in self.steps if s.iter < start]
         self.evals = [e for e in self.evals if e.iter < start]
-        self.checkpoints = [c for c in self.checkpoints if c.iter < start]
+        self.checkpoints = [c for c in self.checkpoints if c.iter <= start]
         kept = [s for s in self.sessions if s.start_iter < start]
         if kept:
             last_t = [x.t for x in (*self.steps, *self.evals, *self.checkpoints) if x.t is not None]
@@ -433,11 +440,11 @@ def parse_nanogpt_log(text: str, source: str = "<log>") -> RunHistory:
             in_warmup = warming
             mfu = None if warming else mfu
             h.add({"type": "step", "iter": it, "loss": float(m[2]), "dt_ms": float(m[3]),
-                   "mfu": None if mfu is None else mfu / 100.0})
+                   "mfu": None if mfu is None else round(mfu / 100.0, 8)})
         elif m := SAVE_RE.match(line):
             ev = h.evals[-1] if h.evals else None
             it = ev.iter if ev else (h.last_iter or 0)
-            h.checkpoints.append(Checkpoint(it, None, m[1], ev.val_loss if ev else None))
+            h.add({"type": "checkpoint", "iter": it, "path": m[1], "val_loss": ev.val_loss if ev else None})
         elif m := OVERRIDE_FILE_RE.match(line):
             h.config_file = m[1]
             echo = []

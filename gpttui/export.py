@@ -1,0 +1,137 @@
+"""Export a RunHistory: rows of steps and evals (csv, parquet, jsonl) and the loss chart.
+
+Rows follow the source one to one: a step row per step event (nanoGPT `iter N:` line), an
+eval row per eval event (`step N:` line); evals sort before the step of the same iteration,
+as nanoGPT prints them. Writes are atomic (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from gpttui.runlog import RunHistory, atomic_write_bytes
+
+SCHEMA = pa.schema([
+    ("kind", pa.string()),
+    ("iter", pa.int64()),
+    ("t", pa.float64()),
+    ("loss", pa.float64()),
+    ("lr", pa.float64()),
+    ("dt_ms", pa.float64()),
+    ("tokens_per_s", pa.float64()),
+    ("mfu", pa.float64()),
+    ("grad_norm", pa.float64()),
+    ("tokens", pa.int64()),
+    ("train_loss", pa.float64()),
+    ("val_loss", pa.float64()),
+    ("checkpoint", pa.string()),
+])
+TRAIN_COLOUR, VAL_COLOUR = 33, 208   # blue line, orange points (xterm-256 indices)
+MAX_CHART_POINTS = 4000   # plotext costs ~15 us a point; min/max buckets keep the shape
+
+
+def rows(h: RunHistory) -> list[dict]:
+    """Step and eval rows in iteration order (eval first within an iteration)."""
+    ckpt = {c.iter: c.path for c in h.checkpoints}
+    out = [(e.iter, 0, i, {"kind": "eval", "iter": e.iter, "t": e.t, "train_loss": e.train_loss,
+                           "val_loss": e.val_loss, "checkpoint": ckpt.get(e.iter)})
+           for i, e in enumerate(h.evals)]
+    out += [(s.iter, 1, i, {"kind": "step", "iter": s.iter, "t": s.t, "loss": s.loss, "lr": s.lr,
+                            "dt_ms": s.dt_ms, "tokens_per_s": s.tokens_per_s, "mfu": s.mfu,
+                            "grad_norm": s.grad_norm, "tokens": s.tokens})
+            for i, s in enumerate(h.steps)]
+    out.sort(key=lambda r: r[:3])
+    return [{name: r[3].get(name) for name in SCHEMA.names} for r in out]
+
+
+def table(h: RunHistory) -> pa.Table:
+    return pa.Table.from_pylist(rows(h), schema=SCHEMA)
+
+
+def write_rows(h: RunHistory, path: str | Path, fmt: str) -> int:
+    """Write the rows as csv, parquet or jsonl; returns the row count."""
+    tbl = table(h)
+    if fmt == "jsonl":
+        lines = [json.dumps({k: _json_value(v) for k, v in r.items()}, allow_nan=False)
+                 for r in tbl.to_pylist()]
+        atomic_write_bytes(path, ("\n".join(lines) + "\n" if lines else "").encode())
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(tbl, sink)
+        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(tbl, sink)
+        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    return tbl.num_rows
+
+
+def _json_value(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _thin(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ~2n points: each bucket keeps its min and its max (spikes stay visible)."""
+    if len(x) <= 2 * n:
+        return x, y
+    out_x, out_y = [], []
+    for idx in np.array_split(np.arange(len(x)), n):
+        seg = y[idx]
+        lo, hi = idx[np.nanargmin(seg)], idx[np.nanargmax(seg)]
+        for i in sorted({lo, hi}):
+            out_x.append(x[i])
+            out_y.append(y[i])
+    return np.array(out_x), np.array(out_y)
+
+
+def chart_matrix(h: RunHistory, width: int = 100, height: int = 30):
+    """The loss chart (train steps as a line, val evals as points) as a plotext matrix."""
+    import plotext as plt
+
+    fig = plt.figure
+    fig.clear()
+    fig.plot_size(width, height)
+    steps = [(s.iter, s.loss) for s in h.steps if s.loss is not None and math.isfinite(s.loss)]
+    if steps:
+        x, y = _thin(np.array([s[0] for s in steps], float), np.array([s[1] for s in steps]),
+                     MAX_CHART_POINTS // 2)
+        train = plt.marker("braille", plt.pixel(foreground=TRAIN_COLOUR))
+        fig.draw(fig.signal(x.tolist(), y.tolist(), marker=train).lines().label("train"))
+    its, vals = h.val_curve()
+    if its:
+        val = plt.marker("●", plt.pixel(foreground=VAL_COLOUR))
+        fig.draw(fig.signal([float(i) for i in its], vals, marker=val).label("val"))
+    if steps or its:   # the legend in the top right corner, in data units, away from the curve
+        xs = [s[0] for s in steps] + list(its)
+        ys = [s[1] for s in steps] + list(vals)
+        fig.legend(True, x=float(max(xs)), y=float(max(ys)), ha="right", va="top", relative=True)
+    fig.title(f"{Path(h.source).name}: loss")
+    fig.label("iter", axis="x")
+    fig.label("loss", axis="y")
+    return fig.build()
+
+
+def write_chart(h: RunHistory, path: str | Path, width: int = 100, height: int = 30) -> None:
+    """Save the chart as plotext saves it (.html: a web page, else plain text), atomically."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}")
+    try:
+        chart_matrix(h, width, height).save(str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

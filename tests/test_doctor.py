@@ -1,0 +1,181 @@
+"""The run doctor on the real fixture logs (figures the log implies, forecast back-tests) and on
+synthetic runs (timestamps, overfitting, plateau)."""
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from gpttui import cli, doctor, protocol
+from gpttui.runlog import MetricsWriter, RunHistory, load_run
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
+LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
+LOG_40M = FIXTURES / "train_log_fineweb_40m.txt"
+
+
+def time_lines(path: Path) -> tuple[dict[int, float], set[int]]:
+    """{iter: seconds} from the `iter N: ... time Tms` lines and the eval iterations, read by regex."""
+    text = path.read_text(encoding="utf-8")
+    times = {int(i): float(ms) / 1000 for i, ms in re.findall(r"iter (\d+): loss \S+, time ([\d.]+)ms", text)}
+    evals = {int(i) for i in re.findall(r"^step (\d+):", text, re.M)}
+    return times, evals
+
+
+@pytest.mark.parametrize("path", [LOG_124M, LOG_40M])
+def test_duration_and_eval_overhead_follow_the_time_lines(path):
+    times, evals = time_lines(path)
+    last = max(times)
+    normal = [t for i, t in times.items() if i > 0 and i not in evals]
+    pauses = [times[i] - statistics.median(normal) for i in evals if i in times and i > 0]
+    n_evals = len([i for i in evals if i > 0])
+    # every iteration at the normal pace, plus a measured pause per eval, plus iter 0's compile
+    expected = (last + 1) * statistics.median(normal) + n_evals * statistics.fmean(pauses) \
+        + (times[0] - statistics.median(normal))
+    r = doctor.diagnose(load_run(path))
+    t = r.timing
+    assert t.iterations == last + 1
+    assert t.duration_s == pytest.approx(expected, rel=0.005)
+    assert t.evals == n_evals
+    assert t.eval_pause_s == pytest.approx(statistics.fmean(pauses), rel=0.01)
+    assert t.eval_overhead == pytest.approx(n_evals * statistics.fmean(pauses) / expected, rel=0.02)
+    assert t.mean_iter_ms == pytest.approx(statistics.fmean(normal) * 1000, rel=1e-6)
+    print(f"\n{path.name}: duration {t.duration_s / 3600:.2f} h, eval overhead {t.eval_overhead:.3%} "
+          f"({t.evals} evals x {t.eval_pause_s:.1f} s), mean iteration {t.mean_iter_ms:.1f} ms")
+
+
+def test_124m_log_parameters_tokens_and_mfu():
+    r = doctor.diagnose(load_run(LOG_124M))
+    assert r.params["nanogpt"] == 123_587_328                    # "number of parameters: 123.59M"
+    assert round(r.params["nanogpt"] / 1e6, 2) == 123.59
+    assert r.params["non_embedding"] == 123_587_328 - 50304 * 768
+    assert r.tokens["seen"] == 10200 * 524_288
+    assert r.tokens["per_param"] == pytest.approx(10200 * 524_288 / 123_587_328)
+    assert r.max_iters == 12000 and r.timing.eta_s is not None
+    # nanoGPT's MFU is against an A100; the steady state (evals excluded) is flops / (dt * 312e12)
+    flops = (6 * 123_587_328 + 12 * 12 * 768 * 1024) * 524_288
+    assert r.mfu["steady_vs_a100"] == pytest.approx(flops / (r.timing.mean_iter_ms / 1000) / 312e12, rel=1e-3)
+    assert r.mfu["mfu"] is None and "--device" in r.findings[-2].verdict
+    withdev = doctor.diagnose(load_run(LOG_124M), device="RTX 4090")
+    assert withdev.mfu["mfu"] == pytest.approx(flops / (r.timing.mean_iter_ms / 1000) / 165.2e12, rel=1e-3)
+    verdicts = {f.key: f for f in r.findings}
+    assert "~125M" in verdicts["params"].verdict and verdicts["params"].level == "ok"
+    assert verdicts["data"].lines == ["3 stray lines skipped of 136"]
+
+
+def test_40m_log_unknowns_are_null_not_guessed(capsys):
+    assert cli.main(["doctor", str(LOG_40M), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"] is None and out["tokens_seen"] is None and out["max_iters"] is None
+    assert out["duration_s"] > 20 * 3600 and 0.005 < out["eval_overhead"] < 0.01
+    assert out["forecast"]["iter"] == 20000                       # the last known iteration
+    assert set(out["forecast"]) == {"iter", "val_loss", "low", "high"}
+    assert out["mfu"]["mfu"] is None
+
+
+def back_test(path: Path, frac: float) -> tuple[float, dict]:
+    h = load_run(path)
+    its, vals = h.val_curve()
+    last, truth = its[-1], vals[-1]
+    cut = int(last * frac)
+    f = doctor.diagnose(h.until(cut), forecast_at=last).forecast
+    return (f.val_loss - truth) / truth, {"truth": truth, "low": f.low, "high": f.high, "cut": cut, "at": last}
+
+
+@pytest.mark.parametrize("path", [LOG_124M, LOG_40M])
+def test_forecast_back_tests(path):
+    """Fit on the evals up to a cut, predict the log's last val loss (printed with -s)."""
+    errors = {}
+    for frac in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        err, info = back_test(path, frac)
+        errors[frac] = err
+        print(f"\n{path.name}: fit to iter {info['cut']:>5}, predict iter {info['at']}: "
+              f"error {err:+.2%} (band {info['low']:.3f}-{info['high']:.3f}, truth {info['truth']:.4f})", end="")
+        if frac == 0.5:
+            assert info["low"] <= info["truth"] <= info["high"]
+    assert abs(errors[0.5]) < 0.01          # the goal: first half -> final within 1%
+    assert max(abs(e) for e in errors.values()) < 0.02
+
+
+def test_until_judges_the_log_at_that_iteration(capsys):
+    assert cli.main(["doctor", str(LOG_124M), "--until", "6000", "--forecast-at", "9000", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["last_iter"] == 6000 and out["tokens_seen"] == 6000 * 524_288
+    assert out["forecast"]["iter"] == 9000
+    assert [f["iter"] for f in out["forecasts"]] == [9000, 12000, 24000]
+    assert out["duration_s"] < doctor.diagnose(load_run(LOG_124M)).timing.duration_s
+
+
+def test_text_report_has_a_verdict_per_finding(capsys):
+    assert cli.main(["doctor", str(LOG_124M)]) == 0
+    text = capsys.readouterr().out
+    for title in ("parameters", "tokens", "loss trend", "train/val gap", "forecast", "time", "MFU"):
+        assert re.search(rf"^{re.escape(title)}\s", text, re.M), title
+    assert "123.59M" in text and "5.35B seen" in text
+    assert text.count("[ok  ]") + text.count("[note]") + text.count("[WARN]") == 8
+
+
+def test_bad_path_is_one_line_and_exit_2(tmp_path, capsys):
+    assert cli.main(["doctor", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such run directory or log file" in err
+
+
+def synthetic(evals: list[tuple[int, float, float]]) -> RunHistory:
+    h = RunHistory(source="synthetic")
+    for it, train, val in evals:
+        h.add({"type": "eval", "iter": it, "train_loss": train, "val_loss": val})
+    return h
+
+
+def test_overfitting_is_flagged_when_val_rises_while_train_falls():
+    h = synthetic([(i * 100, 2.0 - i * 0.05, 2.1 - i * 0.05 if i < 8 else 1.75 + (i - 8) * 0.03) for i in range(14)])
+    r = doctor.diagnose(h)
+    assert r.gap["overfitting"] is True
+    gap = next(f for f in r.findings if f.key == "gap")
+    assert gap.level == "warn" and "overfitting" in gap.verdict
+
+
+def test_plateau_is_detected_and_a_falling_loss_is_not():
+    flat = synthetic([(i * 100, 2.0, 2.0 + (0.002 if i % 2 else -0.002)) for i in range(1, 13)])
+    assert doctor.diagnose(flat).trend["plateau"] is True
+    falling = synthetic([(i * 100, 3.0 / i ** 0.3, 3.0 / i ** 0.3) for i in range(1, 13)])
+    r = doctor.diagnose(falling)
+    assert r.trend["plateau"] is False and r.trend["per_1000"] < 0
+
+
+def test_run_with_timestamps_splits_wall_time_into_training_evals_and_pauses(tmp_path):
+    """A metrics.jsonl: 10 ms steps, a 2 s eval at iter 10, a 5 s pause at iter 15."""
+    run = tmp_path / "run"
+    run.mkdir()
+    t = 1000.0
+    with MetricsWriter(run / "metrics.jsonl") as w:
+        def put(kind, it, **kw):
+            w.write({**protocol.event(kind, it, **kw), "t": t})
+        put("hello", 0, version=1, config={"max_iters": 40, "eval_interval": 10, "gradient_accumulation_steps": 1,
+                                           "batch_size": 4, "block_size": 16, "n_layer": 2, "n_embd": 32,
+                                           "n_head": 2, "vocab_size": 65},
+            params={"total": 30000, "nanogpt": 29000, "non_embedding": 25000}, device="cpu",
+            peak_flops=1e11, tokens_per_iter=64, start_iter=0, max_iters=40)
+        t += 1.0                                   # start-up
+        for i in range(20):
+            if i == 10:
+                t += 2.0                           # the eval
+                put("eval", i, train_loss=2.0, val_loss=2.1, best_val_loss=2.1)
+            if i == 15:
+                t += 5.0                           # a pause
+            t += 0.010
+            put("step", i, loss=2.5, lr=1e-3, dt_ms=10.0, tokens_per_s=6400.0, mfu=0.2, grad_norm=1.0,
+                tokens=(i + 1) * 64)
+    r = doctor.diagnose(load_run(run))
+    tm = r.timing
+    assert tm.method == "timestamps"
+    assert tm.duration_s == pytest.approx(1.0 + 2.0 + 5.0 + 0.2, abs=0.01)
+    assert tm.eval_overhead_s == pytest.approx(2.0, abs=0.01) and tm.evals == 1
+    assert tm.paused_s == pytest.approx(5.0, abs=0.01)
+    assert tm.eval_overhead == pytest.approx(2.0 / 8.2, rel=0.01)
+    assert tm.eta_s == pytest.approx(21 * 0.010 + 3 * 2.0, rel=0.01)   # iters 20..40, evals at 20, 30, 40
+    assert r.params["nanogpt"] == 29000 and r.tokens["seen"] == 20 * 64
+    assert r.mfu["reported_mean"] == pytest.approx(0.2)

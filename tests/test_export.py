@@ -1,0 +1,83 @@
+"""`gpttui export`: one row per iter/step line, csv/parquet/jsonl, the plotext chart, atomic writes."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from gpttui import cli
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
+LOGS = [FIXTURES / "train_log_fineweb_124m.txt", FIXTURES / "train_log_fineweb_40m.txt"]
+
+
+def record_lines(path: Path) -> tuple[int, int]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return (sum(1 for x in lines if re.search(r"iter \d+: loss", x)),
+            sum(1 for x in lines if re.match(r"step \d+: train loss", x)))
+
+
+@pytest.mark.parametrize("log", LOGS)
+def test_csv_has_exactly_one_row_per_iter_and_step_line(log, tmp_path, capsys):
+    out = tmp_path / "rows.csv"
+    assert cli.main(["export", str(log), "--format", "csv", "-o", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    iters, steps = record_lines(log)
+    assert len(rows) == iters + steps
+    assert sum(r["kind"] == "step" for r in rows) == iters and sum(r["kind"] == "eval" for r in rows) == steps
+    # nanoGPT's order: the eval ("step N") before the training line ("iter N") of the same iteration
+    assert [r["kind"] for r in rows[:2]] == ["eval", "step"] and rows[0]["iter"] == rows[1]["iter"] == "0"
+    assert [int(r["iter"]) for r in rows] == sorted(int(r["iter"]) for r in rows)
+    first_eval = rows[0]
+    assert float(first_eval["val_loss"]) > 10 and first_eval["loss"] == ""
+    assert f"{iters + steps} rows" in capsys.readouterr().out
+
+
+def test_parquet_and_jsonl_hold_the_same_rows(tmp_path):
+    log = LOGS[0]
+    assert cli.main(["export", str(log), "-o", str(tmp_path / "r.parquet")]) == 0   # format from the suffix
+    assert cli.main(["export", str(log), "-o", str(tmp_path / "r.jsonl")]) == 0
+    table = pq.read_table(tmp_path / "r.parquet")
+    lines = (tmp_path / "r.jsonl").read_text().splitlines()
+    assert table.num_rows == len(lines) == sum(record_lines(log))
+    assert table.column("kind").to_pylist() == [json.loads(x)["kind"] for x in lines]
+    step = next(json.loads(x) for x in lines if json.loads(x)["iter"] == 7800 and json.loads(x)["kind"] == "step")
+    assert step["loss"] == 3.2876 and step["dt_ms"] == 9349.59 and step["mfu"] == 0.1363
+    ev = next(json.loads(x) for x in lines if json.loads(x)["kind"] == "eval" and json.loads(x)["iter"] == 500)
+    assert ev["val_loss"] == 5.5055 and ev["checkpoint"] == "out-fineweb"
+
+
+def test_chart_saved_as_text_and_html(tmp_path):
+    log = LOGS[1]
+    assert cli.main(["export", str(log), "--chart", str(tmp_path / "loss.txt")]) == 0
+    assert cli.main(["export", str(log), "--chart", str(tmp_path / "loss.html")]) == 0
+    text = (tmp_path / "loss.txt").read_text()
+    assert "train_log_fineweb_40m.txt: loss" in text and "train" in text and "val" in text
+    assert "2.0e4" in text                                   # the x axis reaches the last iteration
+    assert "\x1b[" not in text                               # plain text, no colour codes
+    html = (tmp_path / "loss.html").read_text()
+    assert html.lstrip().startswith("<!DOCTYPE html>") and "<pre>" in html
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.html", "loss.txt"]   # no temporaries left
+
+
+def test_bad_requests_fail_with_one_line_and_write_nothing(tmp_path, capsys):
+    log = str(LOGS[0])
+    assert cli.main(["export", log, "-o", str(tmp_path / "rows.xlsx")]) == 2
+    assert "--format" in capsys.readouterr().err
+    assert cli.main(["export", log, "-o", str(tmp_path / "no" / "such" / "dir.csv")]) == 2
+    assert "directory does not exist" in capsys.readouterr().err
+    assert cli.main(["export", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.txt" in err
+    assert cli.main(["export", log]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_is_replaced_whole(tmp_path):
+    out = tmp_path / "r.csv"
+    out.write_text("old content that is longer than nothing\n" * 1000)
+    assert cli.main(["export", str(LOGS[0]), "-o", str(out)]) == 0
+    assert out.read_text().startswith('"kind","iter"') and "old content" not in out.read_text()

@@ -1,0 +1,187 @@
+"""Run history: metrics.jsonl (torn lines, resumes) and nanoGPT log import on the real fixture logs."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from gpttui import protocol
+from gpttui.runlog import (MetricsTail, MetricsWriter, RunHistory, RunLogError, load_run,
+                           parse_nanogpt_log, read_events)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
+LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
+LOG_40M = FIXTURES / "train_log_fineweb_40m.txt"
+
+
+def count_lines(path: Path) -> tuple[int, int, int]:
+    """(iter lines, step lines, saving lines), counted independently of the importer."""
+    text = path.read_text(encoding="utf-8").splitlines()
+    iters = sum(1 for line in text if re.search(r"iter \d+: loss", line))
+    steps = sum(1 for line in text if re.match(r"step \d+: train loss", line))
+    saves = sum(1 for line in text if line.startswith("saving checkpoint to "))
+    return iters, steps, saves
+
+
+@pytest.mark.parametrize("path,stray", [(LOG_124M, 3), (LOG_40M, 2)])
+def test_fixture_logs_import_every_record_and_count_stray_lines(path, stray):
+    h = load_run(path)
+    iters, steps, saves = count_lines(path)
+    assert (len(h.steps), len(h.evals), len(h.checkpoints)) == (iters, steps, saves)
+    assert h.skipped_lines == stray
+    assert h.kind == "nanogpt-log"
+    # the -100% MFU line is "not measured", not a value; the others are fractions against an A100
+    assert h.steps[0].mfu is None and h.mfu_peak == 312e12
+    assert 0.1 < h.steps[1].mfu < 0.2
+    # every checkpoint belongs to the eval just before it
+    assert all(c.iter in {e.iter for e in h.evals} for c in h.checkpoints)
+    assert [s.iter for s in h.steps] == sorted(s.iter for s in h.steps)
+
+
+def test_124m_log_config_echo_params_and_junk_prefixed_record():
+    h = load_run(LOG_124M)
+    assert h.config_file == "config/train_fineweb.py"
+    assert h.config["n_layer"] == 12 and h.config["n_embd"] == 768 and h.config["max_iters"] == 12000
+    assert h.config["vocab_size"] == 50304          # "defaulting to vocab_size of GPT-2 to 50304"
+    assert h.config_complete and not h.config_unknown
+    assert h.tokens_per_iter == 524_288 and h.max_iters == 12000
+    assert h.params_reported == pytest.approx(123.59e6)
+    assert "~125M parameters" in h.config_text
+    step = next(s for s in h.steps if s.iter == 7800)   # the line reads "33iter 7800: ..."
+    assert (step.loss, step.dt_ms, step.mfu) == (3.2876, 9349.59, 0.1363)
+    assert h.last_iter == 10200 and h.best_val == 3.3581
+    assert h.tokens_seen == 10200 * 524_288
+
+
+def test_40m_log_has_no_config_so_its_figures_stay_unknown():
+    h = load_run(LOG_40M)
+    assert h.config == {} and not h.config_complete
+    assert h.tokens_per_iter is None and h.max_iters is None and h.tokens_seen is None
+    assert h.params_reported is None and h.train_config() is None
+    assert h.last_iter == 20000 and h.evals[-1].val_loss == 3.5228
+
+
+def test_stray_lines_overrides_unknown_keys_and_restarts_are_tolerated():
+    text = "\n".join([
+        "$ python train.py config/x.py --max_iters=300",
+        "Overriding config with config/x.py:",
+        "n_layer = 2",
+        "my_own_knob = 7  # a key gpttui does not know",
+        "import time",
+        "",
+        "Overriding: max_iters = 300",
+        "found vocab_size = 65 (inside data/shakespeare_char/meta.pkl)",
+        "tokens per iteration will be: 16,384",
+        "step 0: train loss 4.2000, val loss 4.2100",
+        "iter 0: loss 4.1900, time 900.00ms, mfu -100.00%",
+        "   ",
+        "Traceback (most recent call last):",
+        "iter 100: loss 2.5000, time 40.00ms, mfu 3.00%",
+        "step 200: train loss 2.0000, val loss 2.1000",
+        "saving checkpoint to out",
+        "iter 200: loss 2.0500, time 60.00ms, mfu 2.90%",
+        "iter 300: loss 1.9000, time 40.00ms, mfu 2.95%",
+        "Resuming training from out",            # restarted from the iter-200 checkpoint
+        "step 200: train loss 2.0000, val loss 2.1000",
+        "iter 200: loss 2.0400, time 800.00ms, mfu -100.00%",
+        "iter 250: loss 1.9500, time 41.00ms, mfu 3.00%",
+        "iter 260: loss 1.9",                  # torn at the end
+    ])
+    h = parse_nanogpt_log(text, "x.log")
+    assert h.config["n_layer"] == 2 and h.config["max_iters"] == 300 and h.config["vocab_size"] == 65
+    assert h.config_unknown["my_own_knob"] == "7"
+    assert h.tokens_per_iter == 16384
+    # "$ python", the whitespace line, the Traceback line and the torn record are stray
+    assert h.skipped_lines == 4
+    # the abandoned iter-300 branch is gone; iterations only move forward
+    assert [s.iter for s in h.steps] == [0, 100, 200, 250]
+    assert h.steps[2].dt_ms == 800.0
+    assert [e.iter for e in h.evals] == [0, 200] and len(h.checkpoints) == 1
+    assert [s.start_iter for s in h.sessions] == [0, 200]
+
+
+def events_run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    with MetricsWriter(run / "metrics.jsonl") as w:
+        w.write(protocol.event("hello", 0, version=1, config={"max_iters": 20, "eval_interval": 5},
+                               params={"total": 10, "nanogpt": 9, "non_embedding": 5}, device="cpu",
+                               peak_flops=1e11, tokens_per_iter=64, start_iter=0, max_iters=20))
+        for i in range(11):
+            w.write(protocol.event("step", i, loss=3.0 - i * 0.1, lr=1e-3, dt_ms=10.0, tokens_per_s=6400.0,
+                                   mfu=0.3, grad_norm=1.0, tokens=(i + 1) * 64))
+            if i % 5 == 0:
+                w.write(protocol.event("eval", i, train_loss=3.0 - i * 0.1, val_loss=3.1 - i * 0.1,
+                                       best_val_loss=3.1 - i * 0.1))
+                w.write(protocol.event("checkpoint", i, path=str(run / "ckpt.pt"), val_loss=3.1 - i * 0.1))
+        w.write(protocol.event("config", 10, changes={"max_iters": 40}))
+        w.write({"type": "brand_new_type", "iter": 10, "t": 0.0, "whatever": 1})
+    return run
+
+
+def test_metrics_jsonl_torn_last_line_is_skipped_and_counted(tmp_path):
+    run = events_run(tmp_path)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"type": "step", "iter": 11, "loss": 2.')   # killed mid-write
+    h = RunHistory.from_metrics(run)
+    assert h.skipped_lines == 1
+    assert h.last_iter == 10 and len(h.steps) == 11 and len(h.evals) == 3 and len(h.checkpoints) == 3
+    assert h.max_iters == 40                       # the live change
+    assert h.tokens_per_iter == 64 and h.tokens_seen == 11 * 64
+    assert len(list(read_events(run / "metrics.jsonl"))) == 11 + 3 + 3 + 1 + 1 + 1
+    assert load_run(run / "metrics.jsonl").last_iter == 10
+
+
+def test_hello_with_an_earlier_start_replaces_the_abandoned_branch(tmp_path):
+    h = RunHistory.from_metrics(events_run(tmp_path))
+    h.add(protocol.event("hello", 5, version=1, config={"max_iters": 20}, params={}, device="cpu",
+                         peak_flops=1e11, tokens_per_iter=64, start_iter=5))
+    assert h.last_iter == 4
+    assert [e.iter for e in h.evals] == [0] and [c.iter for c in h.checkpoints] == [0, 5]  # resumed from 5
+    for i in range(5, 8):
+        h.add(protocol.event("step", i, loss=1.0, lr=1e-3, dt_ms=10.0, tokens_per_s=1.0, mfu=0.3, grad_norm=1.0))
+    its = [s.iter for s in h.steps]
+    assert its == list(range(8))                   # no zig-zag
+    assert len(h.sessions) == 2
+
+
+def test_until_judges_the_run_as_it_stood(tmp_path):
+    h = RunHistory.from_metrics(events_run(tmp_path))
+    past = h.until(6)
+    assert past.last_iter == 6 and [e.iter for e in past.evals] == [0, 5]
+    assert h.last_iter == 10                       # the original is untouched
+
+
+def test_metrics_tail_waits_for_the_newline(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(protocol.encode(protocol.event("state", 0, state="running")) + '{"type": "st')
+    tail = MetricsTail(path)
+    assert [e["state"] for e in tail.poll()] == ["running"]
+    with open(path, "a") as f:
+        f.write('ate", "iter": 0, "state": "paused"}\n')
+    assert [e["state"] for e in tail.poll()] == ["paused"]
+    assert tail.poll() == [] and tail.skipped == 0
+
+
+def test_load_run_refuses_what_is_not_a_run(tmp_path):
+    with pytest.raises(RunLogError, match="no such run directory or log file"):
+        load_run(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("hello\nworld\n")
+    with pytest.raises(RunLogError, match="notes.txt: no nanoGPT"):
+        load_run(tmp_path / "notes.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunLogError, match="not a run directory"):
+        load_run(tmp_path / "empty")
+
+
+def test_metrics_writer_writes_one_json_object_per_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    w = MetricsWriter(path)
+    w.write(protocol.event("log", 0, message="a"))
+    # flushed per line: readable before close
+    assert json.loads(path.read_text().splitlines()[0])["message"] == "a"
+    w.write(protocol.event("step", 1, loss=float("nan"), lr=0.0, dt_ms=1.0, tokens_per_s=1.0, mfu=0.0, grad_norm=0.0))
+    w.close()
+    step = json.loads(path.read_text().splitlines()[1])
+    assert step["loss"] is None                    # NaN travels as null
