@@ -67,9 +67,9 @@ class EngineProc:
     """`python -m gpttui.engine RUN_DIR` with stdin/stdout pipes; events collected on a thread."""
 
     def __init__(self, run_dir: Path, *overrides: str, env: dict[str, str] | None = None,
-                 module: str = "gpttui.engine"):
+                 launcher: tuple[str, ...] = ("-m", "gpttui.engine")):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, str(run_dir), *overrides],
+            [sys.executable, *launcher, str(run_dir), *overrides],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, text=True)
         self.events: list[dict] = []
