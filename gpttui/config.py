@@ -45,6 +45,8 @@ class TrainConfig:
     sample_on_checkpoint: bool = _f(False, "io", "write a short sample to samples.jsonl at every checkpoint")
     sample_prompt: str = _f("\n", "io", "prompt for the samples taken at checkpoints")
     sample_tokens: int = _f(100, "io", "new tokens in each checkpoint sample")
+    on_ui_lost: str = _f("detach", "io", "when the UI that started the engine dies: 'detach' (checkpoint, "
+                         "train on headless; `gpttui attach` reconnects) or 'stop' (checkpoint, exit)")
     # data
     dataset: str = _f("openwebtext", "data", "dataset name; data lives in data/<dataset> unless data_dir is set")
     data_dir: str = _f("", "data", "directory with train.bin / val.bin (default data/<dataset>)")
@@ -95,7 +97,7 @@ DEFAULTS = TrainConfig()
 LIVE_FIELDS = frozenset({
     "max_iters", "lr_decay_iters", "eval_interval", "log_interval", "eval_iters",
     "always_save_checkpoint", "grad_clip", "learning_rate", "min_lr", "warmup_iters",
-    "decay_frac", "weight_decay", "keep_checkpoints", "sample_on_checkpoint",
+    "decay_frac", "weight_decay", "keep_checkpoints", "sample_on_checkpoint", "on_ui_lost",
 })
 # Fields a checkpoint fixes: changing them means a new run.
 SHAPE_FIELDS = frozenset({"n_layer", "n_head", "n_embd", "bias", "vocab_size"})
@@ -106,6 +108,7 @@ CHOICES = {
     "dtype": ("auto", "float32", "bfloat16", "float16"),
     "backend": ("nccl", "gloo"),
     "lr_schedule": ("cosine", "wsd"),
+    "on_ui_lost": ("detach", "stop"),
 }
 
 

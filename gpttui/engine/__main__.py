@@ -3,6 +3,8 @@
 Reads RUN_DIR/config.toml (plus overrides, which are written back so a resume keeps them),
 trains, speaks the protocol: events on stdout, human log on stderr, commands on stdin.
 Under `torchrun` every process runs this; rank 0 alone talks.
+Rank 0 also holds the run directory's lock and serves its control socket (engine/host.py):
+a second engine on the same directory exits with code 3 and says how to attach instead.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from pathlib import Path
 
 from gpttui import config as C
-from gpttui import rundir
+from gpttui import protocol, rundir
 from gpttui.protocol import Command
 
 USAGE = "usage: python -m gpttui.engine RUN_DIR [--key=value ...]"
@@ -32,12 +34,37 @@ def main(argv: list[str] | None = None) -> int:
     from gpttui.engine.trainer import Dist, Trainer
 
     dist = Dist.from_env()
+    host = None
     if dist.master:
-        chan = Channel(run_dir, sys.stdout.buffer, sys.stderr.buffer)
-        commands = CommandReader(sys.stdin)
+        from gpttui.engine.host import EngineHost, stdin_is_pipe
+        from gpttui.runstate import RunLocked
+
+        host = EngineHost(run_dir, lambda cmd: commands.push(cmd))
+        try:
+            host.start()
+        except RunLocked as e:  # write nothing into a directory another engine owns
+            sys.stdout.write(protocol.encode(protocol.event("error", 0, message=str(e))))
+            print(f"error: {e}", file=sys.stderr)
+            return 3
+        lost = host.ui_lost
+        chan = Channel(run_dir, sys.stdout.buffer, sys.stderr.buffer,
+                       on_broken=lambda: lost("the UI went away (its event pipe broke)", broken=True),
+                       on_disk_full=lambda e: commands.push(Command("disk_full", {
+                           "what": "metrics.jsonl", "error": e.strerror or str(e)})))
+        chan.listeners.append(host.listener)
+        commands = CommandReader(sys.stdin, on_eof=(lambda: lost("the UI went away (its command pipe closed)"))
+                                 if stdin_is_pipe() else None)
+
+        def on_signal(signum: int, frame: object) -> None:
+            # the first signal stops with a checkpoint; a second one ends the process at once
+            # (the default action), the last complete checkpoint standing
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            commands.push(Command("stop", {}))
+
         # Ctrl+C or SIGTERM: checkpoint, then exit (other ranks follow the broadcast stop)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: commands.push(Command("stop", {})))
+            signal.signal(sig, on_signal)
     else:
         chan, commands = Channel(None), None
         # rank 0 takes the signal and broadcasts a stop; dying here would strand its broadcast
@@ -54,11 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         chan.log(f"error: {e}")
         chan.emit("state", 0, state="failed", reason=str(e))
         chan.close()
+        if host is not None:
+            host.close(2)
         return 2
+    code = 1
     try:
-        return Trainer(cfg, run_dir, chan, commands, dist).run()
+        code = Trainer(cfg, run_dir, chan, commands, dist).run()
+        return code
     finally:
         chan.close()
+        if host is not None:
+            host.close(code)
 
 
 if __name__ == "__main__":

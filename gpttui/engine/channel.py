@@ -8,6 +8,10 @@ stderr and are also appended to RUN_DIR/engine.log.
 
 Commands are read from stdin on a thread and handed over through a queue; end of input just
 ends the thread (the UI may detach and training goes on).
+
+Both files are durable.AppendFile: a full disk never tears a line or raises here; `on_disk_full`
+is told and the lines wait in memory. `on_broken` is told when stdout or stderr breaks, and
+CommandReader's `on_eof` at end of input (engine/host.py turns both into "the UI is gone").
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from gpttui import protocol
+from gpttui.engine.durable import AppendFile
 
 
 class LineWriter:
@@ -29,8 +34,10 @@ class LineWriter:
     one if that one is lossy too. Lossless lines are always queued.
     """
 
-    def __init__(self, stream: IO[bytes], cap: int = 256, name: str = "writer"):
+    def __init__(self, stream: IO[bytes], cap: int = 256, name: str = "writer",
+                 on_broken: Callable[[], None] | None = None):
         self.stream = stream
+        self.on_broken = on_broken
         self.cap = cap
         self.lines: deque[tuple[bool, bytes]] = deque()
         self.lossy = 0
@@ -70,6 +77,8 @@ class LineWriter:
                 with self.cond:
                     self.broken = True
                     self.lines.clear()
+                if self.on_broken is not None:
+                    self.on_broken()
                 return
 
     def close(self, timeout: float = 2.0) -> None:
@@ -84,11 +93,13 @@ class Channel:
     """Events and human log lines of one engine process (rank 0's; other ranks get a mute one)."""
 
     def __init__(self, run_dir: Path | None, stdout: IO[bytes] | None = None,
-                 stderr: IO[bytes] | None = None):
-        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if run_dir else None
-        self.logfile = open(run_dir / "engine.log", "a", encoding="utf-8") if run_dir else None
-        self.out = LineWriter(stdout, name="events") if stdout else None
-        self.err = LineWriter(stderr, name="log") if stderr else None
+                 stderr: IO[bytes] | None = None, *,
+                 on_broken: Callable[[], None] | None = None,
+                 on_disk_full: Callable[[OSError], None] | None = None):
+        self.metrics = AppendFile(run_dir / "metrics.jsonl", on_disk_full, faults=True) if run_dir else None
+        self.logfile = AppendFile(run_dir / "engine.log") if run_dir else None
+        self.out = LineWriter(stdout, name="events", on_broken=on_broken) if stdout else None
+        self.err = LineWriter(stderr, name="log", on_broken=on_broken) if stderr else None
         self.lock = threading.Lock()
         # more readers of every event, e.g. a control socket: called as f(event, line), must not block
         self.listeners: list[Callable[[dict[str, Any], str], None]] = []
@@ -99,7 +110,6 @@ class Channel:
         with self.lock:
             if self.metrics:
                 self.metrics.write(line)
-                self.metrics.flush()
             if self.out:
                 self.out.put(line.encode(), lossy=type_ not in protocol.LOSSLESS)
             for listener in self.listeners:
@@ -111,7 +121,6 @@ class Channel:
         with self.lock:
             if self.logfile:
                 self.logfile.write(message + "\n")
-                self.logfile.flush()
             if self.err:
                 self.err.put((message + "\n").encode(), lossy=lossy)
 
@@ -133,9 +142,10 @@ class CommandReader:
     """Reads command lines from `stream` on a daemon thread into a queue of Command | str
     (a str is the error message for a bad line)."""
 
-    def __init__(self, stream: IO[str] | None = None):
+    def __init__(self, stream: IO[str] | None = None, on_eof: Callable[[], None] | None = None):
         self.queue: queue.SimpleQueue[protocol.Command | str] = queue.SimpleQueue()
         self.stream = stream if stream is not None else sys.stdin
+        self.on_eof = on_eof
         self.thread = threading.Thread(target=self._run, name="commands", daemon=True)
         self.thread.start()
 
@@ -150,6 +160,8 @@ class CommandReader:
                     self.queue.put(f"bad command {line.strip()[:120]!r}: {e}")
         except (OSError, ValueError):
             pass  # stdin closed under us: same as end of input
+        if self.on_eof is not None:
+            self.on_eof()
 
     def push(self, cmd: protocol.Command) -> None:
         """Queue a command from inside the process (signal handlers)."""

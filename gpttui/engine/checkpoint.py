@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from gpttui.engine import durable
 from gpttui.engine.model import MODEL_ARGS
 
 COMPILE_PREFIX = "_orig_mod."
@@ -36,6 +37,7 @@ def save(path: str | Path, ckpt: dict[str, Any]) -> None:
     try:
         with open(tmp, "wb") as f:
             torch.save(ckpt, f)
+            durable.injected_save_delay()  # a test hook's window to kill us mid-write
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)

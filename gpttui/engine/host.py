@@ -16,6 +16,7 @@ Torch-free (like channel.py), engine-only.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import threading
@@ -47,6 +48,7 @@ class EngineHost:
     def start(self) -> None:
         """Take the run lock (raises runstate.RunLocked), listen on the socket, start the heartbeat."""
         self.status.acquire()
+        remove_leftovers(self.run_dir)
         self.server = control.ControlServer(control.socket_path(self.run_dir), self.push)
         self.server.start()
         self.status.update(socket=str(self.server.path))
@@ -77,6 +79,24 @@ class EngineHost:
         if self.server is not None:
             self.server.close()
         self.status.close(exit_code=exit_code)
+
+
+# Temporary files of atomic writes (checkpoint.save, rundir.write_config, runstate): a dead
+# engine's are garbage once we hold the lock.
+_LEFTOVER = re.compile(r"^\.[\w.-]+\.(tmp\d+|\d+\.tmp)$")
+
+
+def remove_leftovers(run_dir: Path) -> list[str]:
+    """Delete the half-written temporary files a killed engine left behind; their names."""
+    gone = []
+    for p in run_dir.iterdir():
+        if _LEFTOVER.match(p.name) and p.is_file():
+            try:
+                p.unlink()
+                gone.append(p.name)
+            except OSError:
+                pass
+    return gone
 
 
 def _silence_stdio() -> None:

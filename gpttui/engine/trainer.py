@@ -27,9 +27,10 @@ import torch
 from gpttui import config as C
 from gpttui import protocol, rundir
 from gpttui.engine import checkpoint as K
-from gpttui.engine import hardware
+from gpttui.engine import durable, hardware
 from gpttui.engine.channel import Channel, CommandReader
 from gpttui.engine.data import Batches, DataError
+from gpttui.engine.host import UI_LOST
 from gpttui.engine.model import GPT, MODEL_ARGS, GPTConfig
 
 FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this iteration
@@ -273,6 +274,31 @@ class Trainer:
             self.eval_requested = True
         elif cmd.cmd == "set":
             self.apply_set(cmd.values)
+        elif cmd.cmd == "disk_full":  # internal, from a failed write (see durable.py)
+            self.on_disk_full(cmd.values["what"], cmd.values["error"])
+        elif cmd.cmd == UI_LOST:  # internal, from engine/host.py
+            self.on_ui_lost(cmd.values["why"])
+
+    def on_disk_full(self, what: str, error: str) -> None:
+        """Pause instead of crashing; the checkpoint is retried when the user resumes."""
+        self.paused = True
+        self.save_requested = True
+        self.emit("error", message=f"disk full writing {what} ({error}); training paused at iter "
+                                   f"{self.iter_num}, the last complete checkpoint is kept. "
+                                   f"Free some space, then resume")
+        self.log(f"disk full writing {what}: paused; free some space, then resume")
+        self.set_state("paused", "disk full")
+
+    def on_ui_lost(self, why: str) -> None:
+        """The UI that spawned this engine is gone: checkpoint, then detach or stop (on_ui_lost)."""
+        if self.cfg.on_ui_lost == "stop":
+            self.note(f"{why}: saving a checkpoint and stopping (on_ui_lost = 'stop')")
+            self.stop_requested = True
+            return
+        self.note(f"{why}: saving a checkpoint and training on detached; "
+                  f"`gpttui attach {self.run_dir}` reconnects")
+        if self.iter_num > self.start_iter:
+            self.save_requested = True
 
     def apply_set(self, values: dict[str, Any]) -> None:
         """Change live fields; refuse the whole set (an error event) if any value is wrong."""
@@ -311,8 +337,9 @@ class Trainer:
             while self.paused and not self.stop_requested:
                 self.poll(block=True)
             if self.stop_requested:
-                self.checkpoint(force=True)
-                raise Stop("stopped", "stop requested")
+                saved = self.checkpoint(force=True)
+                raise Stop("stopped", "stop requested" if saved else
+                           "stop requested; no new checkpoint (disk full), the last complete one is kept")
             cfg = self.cfg  # `set` replaces it
             it = self.iter_num
             at_end = it >= cfg.max_iters
@@ -409,10 +436,16 @@ class Trainer:
         self.set_state("running")
         return out
 
-    def checkpoint(self, force: bool = False) -> None:
-        """Write ckpt.pt (rank 0). `force`: also when nothing was trained since the last one."""
+    def checkpoint(self, force: bool = False) -> bool:
+        """Write ckpt.pt (rank 0). `force`: also when nothing was trained since the last one.
+        False if it could not be written (a full disk pauses the run; a non-finite val loss
+        never replaces a good checkpoint)."""
         if not self.dist.master or (not force and self.iter_num == 0):
-            return
+            return True
+        if self.last_val_loss is not None and not math.isfinite(self.last_val_loss):
+            self.emit("error", message=f"val loss {self.last_val_loss} at iter {self.iter_num}: "
+                                       f"checkpoint not written, the last good one is kept")
+            return False
         self.set_state("saving")
         ckpt = {
             "model": self.raw_model.state_dict(),
@@ -425,7 +458,21 @@ class Trainer:
         }
         self.log(f"saving checkpoint to {self.run_dir}")
         path = self.run_dir / rundir.CKPT
-        K.save(path, ckpt)
-        K.keep_recent(path, self.iter_num, self.cfg.keep_checkpoints, self.best_iter)
+        try:
+            durable.check_injected_fault()
+            K.save(path, ckpt)
+            K.keep_recent(path, self.iter_num, self.cfg.keep_checkpoints, self.best_iter)
+        except OSError as e:
+            if not durable.is_disk_full(e):
+                raise
+            full = protocol.Command("disk_full", {"what": f"the checkpoint at iter {self.iter_num}",
+                                                  "error": e.strerror or str(e)})
+            # through the command queue, so that with several processes every rank pauses
+            if self.commands is not None:
+                self.commands.push(full)
+            else:
+                self.apply(full)
+            return False
         self.emit("checkpoint", path=str(path), val_loss=self.last_val_loss)
         self.set_state("paused" if self.paused else "running")
+        return True

@@ -1,0 +1,100 @@
+"""Writing through a full disk: append-only files that never tear a line, and the disk-full rule.
+
+A full disk (ENOSPC, or EDQUOT for a quota) must pause training, not crash it: the engine
+reports it as an error event, keeps what it could not write in memory, and writes it once space
+is freed, so metrics.jsonl loses nothing and never holds half a line followed by more lines.
+
+Test hooks (environment variables, read once at start):
+  GPTTUI_FAULT_DISK_FULL=PATH   every metrics and checkpoint write fails with ENOSPC while PATH
+                                exists; deleting PATH "frees the space";
+  GPTTUI_FAULT_SLOW_SAVE=SECS   a checkpoint write sleeps SECS with its temporary file half made,
+                                a window for killing the engine mid-checkpoint.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+FAULT_DISK_FULL_ENV = "GPTTUI_FAULT_DISK_FULL"
+FAULT_SLOW_SAVE_ENV = "GPTTUI_FAULT_SLOW_SAVE"
+_FAULT_PATH = os.environ.get(FAULT_DISK_FULL_ENV, "")
+_SLOW_SAVE_S = float(os.environ.get(FAULT_SLOW_SAVE_ENV, "") or 0)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS
+
+
+def check_injected_fault() -> None:
+    """Raise ENOSPC while the test hook's file exists (no cost without the hook)."""
+    if _FAULT_PATH and os.path.exists(_FAULT_PATH):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + f" (injected: {_FAULT_PATH} exists)")
+
+
+def injected_save_delay() -> None:
+    """Sleep mid-checkpoint when the slow-save test hook asks for it."""
+    if _SLOW_SAVE_S > 0:
+        time.sleep(_SLOW_SAVE_S)
+
+
+class AppendFile:
+    """An append-only text file whose lines survive a full disk whole.
+
+    `write` appends to a pending buffer and writes as much of it as the disk takes; what does
+    not fit stays pending (a line cut by a partial write is finished later, never followed by
+    another line first) and is retried at the next write or `flush`. `on_full(exc)` is called
+    once each time the disk fills. Beyond `cap` pending bytes, new text is dropped and counted.
+    File-object-like: write(str), flush(), close().
+    """
+
+    def __init__(self, path: str | Path, on_full: Callable[[OSError], None] | None = None,
+                 cap: int = 64 << 20, faults: bool = False) -> None:
+        self.path = Path(path)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.on_full = on_full
+        self.cap = cap
+        self.faults = faults  # the test hook applies (metrics.jsonl yes, engine.log no)
+        self.pending = bytearray()
+        self.full = False
+        self.dropped_bytes = 0
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8")
+        if len(self.pending) + len(data) > self.cap:
+            self.dropped_bytes += len(data)
+        else:
+            self.pending += data
+        self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        """Write what is pending; on a full disk keep it and tell on_full (once per episode)."""
+        while self.pending:
+            try:
+                if self.faults:
+                    check_injected_fault()
+                n = os.write(self.fd, self.pending)
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if not is_disk_full(e):
+                    raise
+                if not self.full:
+                    self.full = True
+                    if self.on_full is not None:
+                        self.on_full(e)
+                return
+            del self.pending[:n]
+        self.full = False
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            os.close(self.fd)
