@@ -516,6 +516,18 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def human_duration(seconds: float) -> str:
+    """47 -> '47s', 754 -> '12m 34s', 47000 -> '13h 03m', 200000 -> '2d 07h'."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
 # ---------------------------------------------------------------- size promises
 
 _SIZE_RE = re.compile(r"(?<![\w.])~?(\d+(?:\.\d+)?)\s*([MmBb])(?![a-zA-Z])")

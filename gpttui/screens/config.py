@@ -1,0 +1,534 @@
+"""The config editor: every field by group, validated as you type, beside the figures it implies.
+
+Used from the dashboard (key c) on a run, or standalone to try a config:
+
+    python -m gpttui.screens.config config/train_fineweb.py
+
+It dismisses with a ConfigResult (or None): `live` changes go to the engine's `set` command,
+`restart` ones need a restart from the checkpoint, `new_run` starts a run from `config`.
+Saving as TOML happens here and keeps the editor open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from gpttui import config as C
+
+Action = Literal["live", "restart", "new_run"]
+COMPUTE_OPTIMAL_TOKENS_PER_PARAM = 20  # Hoffmann et al. (Chinchilla)
+
+
+class ConfigResult(TypedDict):
+    """The user's choice: `changes` (fields that differ from the config the screen was given)
+    applied live or by a restart from the checkpoint, or a new run from `config`."""
+
+    changes: dict[str, Any]
+    action: Action
+    config: C.TrainConfig
+
+
+def format_value(value: Any) -> str:
+    """A value as the user types it; `C.parse_value(name, format_value(v)) == v`."""
+    if isinstance(value, str):
+        plain = value == value.strip() and value.isprintable() and value[:1] not in ("'", '"')
+        return value if plain else repr(value)
+    return repr(value)
+
+
+@dataclass
+class FieldCheck:
+    """The candidate config built from the form's texts, and what is wrong with it, by field."""
+
+    config: C.TrainConfig
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)   # every problem once, 'field: reason'
+
+    @property
+    def ok(self) -> bool:
+        return not self.lines
+
+
+def check_fields(texts: dict[str, str], base: C.TrainConfig) -> FieldCheck:
+    """Parse each text as its field's type, then validate the whole config.
+
+    A text that doesn't parse leaves the field at its `base` value in the candidate (so the
+    figures still show something). A validation problem is marked on its field and on any
+    field it names (`n_embd: 384 is not divisible by n_head=5` marks both).
+    """
+    values: dict[str, Any] = {}
+    problems: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for name, text in texts.items():
+        try:
+            values[name] = C.parse_value(name, text)
+        except C.ConfigError as e:
+            lines.append(str(e))
+            problems.setdefault(name, []).append(_reason(name, str(e)))
+    cfg = dataclasses.replace(base, **values)
+    for line in C.validate(cfg):
+        if line in lines:
+            continue
+        lines.append(line)
+        head, _, reason = line.partition(": ")
+        for name in C.FIELDS:
+            if name == head or f"{name}=" in reason:
+                problems.setdefault(name, []).append(reason if name == head else line)
+    return FieldCheck(cfg, problems, lines)
+
+
+def _reason(name: str, message: str) -> str:
+    return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
+
+
+@dataclass
+class ApplyPlan:
+    """What applying a candidate config to an existing run means."""
+
+    changes: dict[str, Any]
+    action: Literal["live", "restart"] | None   # None: nothing to apply, or refused
+    refusals: list[str]
+
+
+def plan_apply(run: C.TrainConfig, candidate: C.TrainConfig, current_iter: int | None = None) -> ApplyPlan:
+    """Live if every change is a LIVE_FIELD, else a restart from the checkpoint, unless a change
+    is impossible under the run's checkpoint (its model shape, a longer context, its directory)."""
+    changes = {n: getattr(candidate, n) for n in C.FIELDS if getattr(candidate, n) != getattr(run, n)}
+    refusals: list[str] = []
+    for name, new in changes.items():
+        old = getattr(run, name)
+        if name == "vocab_size":
+            old, new = C.effective_vocab_size(run), C.effective_vocab_size(candidate)
+            if old == new:
+                continue
+        if name in C.SHAPE_FIELDS:
+            refusals.append(f"{name}: the checkpoint's model has {name}={old!r}; a model's shape "
+                            f"can't change under a checkpoint (start a new run instead)")
+        elif name == "block_size" and new > old:
+            refusals.append(f"block_size: the checkpoint's position embeddings cover {old} tokens; "
+                            f"a longer context needs a new run")
+        elif name == "out_dir":
+            refusals.append(f"out_dir: this run lives in {old!r}; to train elsewhere start a new run")
+        elif name == "init_from":
+            refusals.append("init_from: a restart always resumes from the run's checkpoint")
+    if current_iter is not None and "max_iters" in changes and candidate.max_iters <= current_iter:
+        refusals.append(f"max_iters: {candidate.max_iters:,} is not beyond the run's current "
+                        f"iteration {current_iter:,} (to end the run, stop it)")
+    if refusals or not changes:
+        return ApplyPlan(changes, None, refusals)
+    return ApplyPlan(changes, "live" if changes.keys() <= C.LIVE_FIELDS else "restart", [])
+
+
+def new_run_problem(cfg: C.TrainConfig) -> str | None:
+    """Why a new run can't start from `cfg` in its out_dir, if it can't."""
+    out = Path(cfg.out_dir)
+    if cfg.init_from == "scratch" and ((out / "metrics.jsonl").exists() or (out / "ckpt.pt").exists()):
+        return f"out_dir: {cfg.out_dir!r} already holds a run; choose a new out_dir for a new run"
+    if cfg.init_from == "resume" and not (out / "ckpt.pt").exists():
+        return f"init_from: 'resume' needs {out / 'ckpt.pt'}, which does not exist"
+    return None
+
+
+def figures(cfg: C.TrainConfig, base: C.TrainConfig, *, measured_ms_per_iter: float | None = None,
+            device_memory_bytes: int | None = None) -> Text:
+    """The figures a config implies, compared with `base` where they differ."""
+    d, b = C.derive(cfg), C.derive(base)
+    t = Text()
+
+    def head(title: str) -> None:
+        t.append(f"{title}\n", style="bold")
+
+    def was(now: float, then: float, fmt=C.human_count) -> None:
+        if now != then:
+            t.append(f"  (was {fmt(then)})", style="dim")
+
+    head("Parameters")
+    t.append(f" number of parameters: {d.params_nanogpt / 1e6:.2f}M", style="bold cyan")
+    was(d.params_nanogpt, b.params_nanogpt)
+    t.append(f"\n total {C.human_count(d.params_total)} · non-embedding "
+             f"{C.human_count(d.params_non_embedding)} · vocab {d.vocab_size:,}\n")
+    head("Tokens")
+    t.append(f" per iteration {d.tokens_per_iter:,}")
+    was(d.tokens_per_iter, b.tokens_per_iter, lambda n: f"{n:,}")
+    t.append(f"\n at max_iters ({cfg.max_iters:,}) {C.human_count(d.tokens_at_max_iters)}\n")
+    ratio = d.tokens_per_param / COMPUTE_OPTIMAL_TOKENS_PER_PARAM
+    verdict = ("near compute-optimal" if 0.5 <= ratio <= 2 else
+               "fewer than compute-optimal" if ratio < 0.5 else "more than compute-optimal")
+    t.append(f" per parameter {d.tokens_per_param:.1f} vs ~{COMPUTE_OPTIMAL_TOKENS_PER_PARAM}: {verdict}\n")
+    head("Compute")
+    t.append(f" FLOPs/token {C.human_count(d.flops_per_token)} · per iteration {d.flops_per_iter:.3g}\n")
+    head("Training memory (estimate)")
+    m = d.memory_bytes
+    t.append(f" weights {C.human_bytes(m['weights'])} · grads {C.human_bytes(m['grads'])}\n"
+             f" AdamW {C.human_bytes(m['optimizer'])} · activations {C.human_bytes(m['activations'])}\n"
+             f" total {C.human_bytes(m['total'])}")
+    if device_memory_bytes:
+        share = m["total"] / device_memory_bytes
+        t.append(f" of {C.human_bytes(device_memory_bytes)} device memory ({share:.0%})")
+        if share > 1:
+            t.append("\n does not fit: lower batch_size (raise gradient_accumulation_steps to keep "
+                     "tokens/iter) or block_size", style="bold red")
+    t.append("\n")
+    head("Time")
+    if measured_ms_per_iter:
+        est = measured_ms_per_iter * d.flops_per_iter / b.flops_per_iter if b.flops_per_iter else measured_ms_per_iter
+        t.append(f" measured {measured_ms_per_iter:,.0f} ms/iter")
+        if round(est) != round(measured_ms_per_iter):
+            t.append(f"; this config ≈ {est:,.0f} ms/iter (scaled by FLOPs)")
+        t.append(f"\n max_iters take ≈ {C.human_duration(est / 1000 * cfg.max_iters)} (without eval pauses)")
+    else:
+        t.append(" per iteration: known once the run has measured one", style="dim")
+    return t
+
+
+def device_memory(device: str) -> int | None:
+    """Memory of the training device in bytes: RAM for 'cpu', the GPU's for 'cuda[:N]' when
+    nvidia-ml-py is installed; None when unknown."""
+    try:
+        if device == "cpu":
+            import psutil
+
+            return int(psutil.virtual_memory().total)
+        if device.startswith("cuda"):
+            import pynvml
+
+            pynvml.nvmlInit()
+            index = int(device.partition(":")[2] or 0)
+            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).total)
+    except Exception:  # no psutil, no NVML, no such GPU: the figure is simply unknown
+        return None
+    return None
+
+
+class FieldRow(Vertical):
+    """One config field: name, an input holding its value, default and help; its problem below."""
+
+    def __init__(self, name: str, value: Any) -> None:
+        super().__init__(id=f"row-{name}", classes="field-row")
+        self.field_name = name
+        self.value_text = format_value(value)
+        self._shown: tuple[tuple[str, ...], bool] | None = None
+
+    def compose(self) -> ComposeResult:
+        meta = C.FIELDS[self.field_name].metadata
+        default = format_value(getattr(C.DEFAULTS, self.field_name)) or "''"
+        with Horizontal(classes="field-line"):
+            yield Label(self.field_name, classes="name")
+            yield Input(self.value_text, id=f"f-{self.field_name}", compact=True)
+            yield Static(f"default {default} · {meta['help']}", classes="help", markup=False)
+        yield Static("", classes="problem", markup=False)
+
+    def show(self, problems: list[str] | None, changed: bool) -> None:
+        state = (tuple(problems or ()), changed)
+        if state == self._shown:
+            return  # most rows don't change on a keystroke: don't lay them out again
+        self._shown = state
+        self.set_class(bool(problems), "-invalid")
+        self.set_class(changed, "-changed")
+        self.query_one(".problem", Static).update("✗ " + "; ".join(problems) if problems else "")
+
+
+class ConfigScreen(Screen[ConfigResult | None]):
+    """Edit a config. With `live`, the config is an existing run's and Apply changes that run."""
+
+    CSS_PATH = "config.tcss"
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+r", "apply", "Apply to run"),
+        Binding("ctrl+n", "new_run", "New run"),
+        Binding("ctrl+s", "save", "Save TOML"),
+        Binding("ctrl+o", "open", "Open file"),
+        Binding("down", "move(1)", "Next field", show=False, priority=True),
+        Binding("up", "move(-1)", "Previous field", show=False, priority=True),
+    ]
+
+    def __init__(self, loaded: C.LoadedConfig | None = None, *, live: bool = False,
+                 measured_ms_per_iter: float | None = None, device_memory_bytes: int | None = None,
+                 current_iter: int | None = None) -> None:
+        """Without `loaded`, the screen edits the run of gpttui's app (its public API)."""
+        super().__init__()
+        if loaded is None:
+            app: Any = self.app
+            loaded = dataclasses.replace(app.loaded, config=app.config)
+            live = app.engine_alive or (Path(app.run_dir) / "ckpt.pt").exists()
+            measured_ms_per_iter = app.ms_per_iter
+            current_iter = app.live.iter if live else None
+            device_memory_bytes = device_memory(app.live.hello.get("device") or app.config.device)
+        self.loaded = loaded
+        self.live = live
+        self.measured_ms_per_iter = measured_ms_per_iter
+        self.device_memory_bytes = device_memory_bytes
+        self.current_iter = current_iter
+        self.base = loaded.config   # changes are counted against this (the run's config when live)
+        self.check = check_fields({n: format_value(getattr(self.base, n)) for n in C.FIELDS}, self.base)
+        self.plan: ApplyPlan | None = None
+        self.new_run_refusal: str | None = None
+        self.rows: dict[str, FieldRow] = {}
+        self._enabled: tuple[bool | None, bool | None] | None = None
+        self._shown: dict[str, Text] = {}
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._title(), id="title", markup=False)
+        with Horizontal(id="body"):
+            with VerticalScroll(id="form"):
+                for group in C.GROUPS:
+                    yield Static(group.upper() if group == "io" else group.capitalize(), classes="group")
+                    for name, f in C.FIELDS.items():
+                        if f.metadata["group"] == group:
+                            row = FieldRow(name, getattr(self.base, name))
+                            self.rows[name] = row
+                            yield row
+            with VerticalScroll(id="side"):
+                yield Static(id="problems")
+                yield Static(id="warnings")
+                yield Static(id="figures")
+        yield Static("", id="field-help", markup=False)
+        with Horizontal(id="filebar"):
+            yield Label("file", classes="name")
+            yield Input(self.loaded.source or "", id="path", compact=True,
+                        placeholder="a nanoGPT .py, a .toml or a run directory")
+            yield Button("Open", id="open", compact=True)
+            yield Button("Save TOML", id="save", compact=True)
+        with Horizontal(id="actions"):
+            yield Static("", id="status", markup=False)
+            if self.live:
+                yield Button("Apply", id="apply", variant="primary", compact=True)
+            yield Button("New run", id="new-run", compact=True)
+            yield Button("Cancel", id="cancel", compact=True)
+        yield Footer()
+
+    def _title(self) -> str:
+        src = Path(self.loaded.source).name if self.loaded.source else "defaults"
+        if self.live:
+            at = f", iteration {self.current_iter:,}" if self.current_iter is not None else ""
+            return f"Config of the run in {self.base.out_dir}{at} (from {src})"
+        return f"Config: {src}"
+
+    def on_mount(self) -> None:
+        self._recompute()
+        self.query_one("#f-n_layer", Input).focus()
+
+    # ------------------------------------------------------------------ validation and figures
+
+    @on(Input.Changed, ".field-row Input")
+    def _field_changed(self) -> None:
+        self._recompute()
+
+    def _recompute(self) -> None:
+        texts = {n: self.query_one(f"#f-{n}", Input).value for n in C.FIELDS}
+        self.check = check = check_fields(texts, self.base)
+        for name, row in self.rows.items():
+            changed = name in check.problems or getattr(check.config, name) != getattr(self.base, name)
+            row.show(check.problems.get(name), changed)
+        self._fill("#figures", figures(
+            check.config, self.base, measured_ms_per_iter=self.measured_ms_per_iter,
+            device_memory_bytes=self.device_memory_bytes))
+        warnings = C.size_mismatches(check.config, self.loaded.source_text, self.loaded.source)
+        self._fill("#warnings", Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow"))
+        self.plan = plan_apply(self.base, check.config, self.current_iter) if self.live and check.ok else None
+        self.new_run_refusal = new_run_problem(check.config) if check.ok else None
+        self._fill("#problems", self._problems_text())
+        if self.live:
+            apply = self.query_one("#apply", Button)
+            apply.disabled = self.plan is None or self.plan.action is None
+            apply.label = {"live": "Apply live", "restart": "Restart from checkpoint"}.get(
+                self.plan.action if self.plan else None, "Apply")
+        self.query_one("#new-run", Button).disabled = not check.ok or self.new_run_refusal is not None
+        enabled = (self.check_action("apply", ()), self.check_action("new_run", ()))
+        if enabled != self._enabled:  # the footer redraws every key on refresh_bindings: only when needed
+            self._enabled = enabled
+            self.refresh_bindings()
+
+    def _fill(self, selector: str, text: Text) -> None:
+        """Show `text` in a side panel (a relayout only when it differs from what is shown)."""
+        if self._shown.get(selector) == text:
+            return
+        self._shown[selector] = text
+        widget = self.query_one(selector, Static)
+        widget.update(text)
+        widget.set_class(bool(text.plain.strip()), "-filled")
+
+    def _problems_text(self) -> Text:
+        t = Text()
+        if not self.check.ok:
+            t.append("Can't be applied:\n", style="bold red")
+            for line in self.check.lines:
+                t.append(f" ✗ {line}\n", style="red")
+            return t
+        if self.plan is not None:
+            if self.plan.refusals:
+                t.append("Can't apply to this run:\n", style="bold red")
+                for line in self.plan.refusals:
+                    t.append(f" ✗ {line}\n", style="red")
+            elif self.plan.action:
+                how = ("ctrl+r applies these now, while the run trains:" if self.plan.action == "live"
+                       else "ctrl+r restarts the run from its checkpoint with:")
+                t.append(how + "\n", style="bold green")
+                for name, value in self.plan.changes.items():
+                    t.append(f" {name}: {format_value(getattr(self.base, name))} → {format_value(value)}\n")
+        if self.new_run_refusal:
+            t.append(f"New run: {self.new_run_refusal}\n", style="yellow")
+        return t
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "apply":
+            if not self.live:
+                return False
+            return True if self.plan is not None and self.plan.action else None
+        if action == "new_run":
+            return True if self.check.ok and self.new_run_refusal is None else None
+        return True
+
+    # ------------------------------------------------------------------ focus and help
+
+    def on_descendant_focus(self, event: Any) -> None:
+        widget = event.widget
+        if isinstance(widget, Input) and widget.id and widget.id.startswith("f-"):
+            name = widget.id[2:]
+            meta = C.FIELDS[name].metadata
+            live = " · changes live" if name in C.LIVE_FIELDS else ""
+            self.query_one("#field-help", Static).update(
+                f"{name} ({meta['group']}): {meta['help']} · default "
+                f"{format_value(getattr(C.DEFAULTS, name))}{live}")
+
+    def action_move(self, step: int) -> None:
+        names = list(self.rows)
+        focused = self.focused
+        if isinstance(focused, Input) and focused.id and focused.id.startswith("f-"):
+            i = (names.index(focused.id[2:]) + step) % len(names)
+        else:
+            i = 0 if step > 0 else len(names) - 1
+        self.query_one(f"#f-{names[i]}", Input).focus()
+
+    @on(Input.Submitted, ".field-row Input")
+    def _next_field(self) -> None:
+        self.action_move(1)
+
+    # ------------------------------------------------------------------ actions
+
+    def _status(self, message: str, error: bool = False) -> None:
+        self.query_one("#status", Static).update(Text(message, style="bold red" if error else "green"))
+
+    @on(Button.Pressed, "#apply")
+    def action_apply(self) -> None:
+        if self.plan is None or self.plan.action is None:
+            self._status("nothing to apply" if self.plan and not self.plan.refusals and self.check.ok
+                         else "fix the marked fields first", error=True)
+            return
+        self.dismiss(ConfigResult(changes=self.plan.changes, action=self.plan.action, config=self.check.config))
+
+    @on(Button.Pressed, "#new-run")
+    def action_new_run(self) -> None:
+        if not self.check.ok or self.new_run_refusal:
+            self._status(self.new_run_refusal or "fix the marked fields first", error=True)
+            return
+        changes = {n: getattr(self.check.config, n) for n in C.FIELDS
+                   if getattr(self.check.config, n) != getattr(self.base, n)}
+        self.dismiss(ConfigResult(changes=changes, action="new_run", config=self.check.config))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> None:
+        text = self.query_one("#path", Input).value.strip()
+        if not text:
+            self._status("type the .toml path to save to, then ctrl+s", error=True)
+            self.query_one("#path", Input).focus()
+            return
+        path = Path(text).expanduser()
+        if path.is_dir():
+            path = path / "config.toml"
+        if path.suffix != ".toml":
+            self._status(f"save writes TOML: give a path ending in .toml (e.g. {path.with_suffix('.toml')})",
+                         error=True)
+            return
+        if not self.check.ok:
+            self._status("fix the marked fields before saving", error=True)
+            return
+        try:
+            C.save(self.check.config, path)
+        except OSError as e:
+            self._status(f"{path}: cannot write: {e.strerror or e}", error=True)
+            return
+        self.query_one("#path", Input).value = str(path)
+        self._status(f"saved {path}")
+
+    def action_open(self) -> None:
+        path_input = self.query_one("#path", Input)
+        if self.focused is not path_input:
+            path_input.focus()
+            self._status("type a config path (nanoGPT .py, .toml or run directory) and press Enter")
+            return
+        self._open()
+
+    @on(Input.Submitted, "#path")
+    @on(Button.Pressed, "#open")
+    def _open(self) -> None:
+        text = self.query_one("#path", Input).value.strip()
+        if not text:
+            self._status("type a config path (nanoGPT .py, .toml or run directory) first", error=True)
+            return
+        try:
+            loaded = C.load(Path(text).expanduser())
+        except C.ConfigError as e:
+            self._status(str(e), error=True)
+            return
+        self.loaded = loaded
+        if not self.live:
+            self.base = loaded.config
+        for name in self.rows:
+            self.query_one(f"#f-{name}", Input).value = format_value(getattr(loaded.config, name))
+        self.query_one("#title", Static).update(self._title())
+        self._recompute()
+        self._status(f"opened {loaded.source}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Try the editor on a file; prints what it was dismissed with as JSON."""
+    import argparse
+    import json
+    import sys
+
+    from textual.app import App
+
+    p = argparse.ArgumentParser(prog="python -m gpttui.screens.config", description=__doc__.splitlines()[0])
+    p.add_argument("file", nargs="?", help="nanoGPT .py config, .toml config or run directory")
+    p.add_argument("--live", action="store_true", help="treat it as a running run's config")
+    p.add_argument("--ms-per-iter", type=float, help="a measured time per iteration")
+    args = p.parse_args(argv)
+    try:
+        loaded = C.load(args.file)
+    except C.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results: list[ConfigResult | None] = []
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(ConfigScreen(loaded, live=args.live, measured_ms_per_iter=args.ms_per_iter),
+                             lambda r: (results.append(r), self.exit()))
+
+    Host().run()
+    if results and results[0] is not None:
+        r = results[0]
+        print(json.dumps({**r, "config": r["config"].to_dict()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

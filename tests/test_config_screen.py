@@ -1,0 +1,254 @@
+"""The config editor, driven with the pilot as a user would: type, look at the screen, apply."""
+
+import asyncio
+import functools
+from pathlib import Path
+
+import pytest
+from textual.app import App
+from textual.widgets import Button, Input
+
+from gpttui import config as C
+from gpttui.screens.config import (ConfigScreen, check_fields, format_value, new_run_problem,
+                                   plan_apply)
+
+SIDE = "#side"
+SEED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt" / "train_fineweb.py"
+UNSET = object()
+
+
+@pytest.fixture
+def seed(tmp_path) -> C.LoadedConfig:
+    if not SEED.exists():
+        pytest.skip("shared fixtures not beside the checkout")
+    f = tmp_path / "train_fineweb.py"
+    f.write_text(SEED.read_text())
+    return C.load(f)
+
+
+class Host(App):
+    """Pushes one screen and keeps what it was dismissed with."""
+
+    def __init__(self, screen) -> None:
+        super().__init__()
+        self.pushed = screen
+        self.result = UNSET
+
+    def on_mount(self) -> None:
+        self.push_screen(self.pushed, self._done)
+
+    def _done(self, result) -> None:
+        self.result = result
+
+
+def pilot_test(fn):
+    """Run an async pilot test with asyncio (no pytest plugin needed)."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        asyncio.run(fn(*args, **kwargs))
+    return run
+
+
+def screen_text(app: App, selector: str | None = None) -> str:
+    """What the terminal shows (in the region of `selector`, if given), one line per row."""
+    strips = app.screen._compositor.render_strips()
+    if selector is None:
+        return "\n".join(strip.text for strip in strips)
+    r = app.screen.query_one(selector).content_region
+    return "\n".join(strip.crop(r.x, r.right).text for strip in strips[r.y:r.bottom])
+
+
+def flat(app: App, selector: str | None = None) -> str:
+    """The shown text with line breaks and runs of spaces as one space (undoes wrapping)."""
+    return " ".join(screen_text(app, selector).split())
+
+
+async def type_into(pilot, field: str, text: str) -> None:
+    pilot.app.screen.query_one(f"#f-{field}", Input).focus()
+    await pilot.pause()
+    await pilot.press("end", "ctrl+u", *text)   # clear the old value, type the new
+    await pilot.pause()
+
+
+# ---------------------------------------------------------------- pure parts
+
+def test_format_value_round_trips_every_field(seed):
+    for cfg in (C.DEFAULTS, seed.config, C.replace(C.DEFAULTS, out_dir=" odd'dir", sample_prompt="\n")):
+        for name in C.FIELDS:
+            assert C.parse_value(name, format_value(getattr(cfg, name))) == getattr(cfg, name), name
+
+
+def test_check_marks_both_fields_of_a_shape_conflict(seed):
+    texts = {n: format_value(getattr(seed.config, n)) for n in C.FIELDS}
+    texts.update(n_embd="384", n_head="5", max_iters="lots")
+    check = check_fields(texts, seed.config)
+    assert not check.ok
+    assert check.problems["n_embd"] == ["384 is not divisible by n_head=5"]
+    assert check.problems["n_head"] == ["n_embd: 384 is not divisible by n_head=5"]
+    assert check.problems["max_iters"] == ["expected int, got 'lots'"]
+    assert check.config.max_iters == seed.config.max_iters  # the bad text leaves the old value
+
+
+def test_plan_apply_live_restart_and_refusals(seed):
+    run = seed.config
+    assert plan_apply(run, C.replace(run, max_iters=24000, learning_rate=1e-4)).action == "live"
+    plan = plan_apply(run, C.replace(run, batch_size=4, gradient_accumulation_steps=128, max_iters=20000))
+    assert plan.action == "restart" and plan.changes == {
+        "batch_size": 4, "gradient_accumulation_steps": 128, "max_iters": 20000}
+    assert plan_apply(run, C.replace(run, block_size=512)).action == "restart"
+    refused = plan_apply(run, C.replace(run, n_embd=384, n_head=6, block_size=2048))
+    assert refused.action is None
+    assert [r.split(":")[0] for r in refused.refusals] == ["block_size", "n_head", "n_embd"]
+    assert "can't change under a checkpoint" in refused.refusals[1]
+    late = plan_apply(run, C.replace(run, max_iters=900), current_iter=1000)
+    assert late.action is None and "not beyond the run's current iteration 1,000" in late.refusals[0]
+    assert plan_apply(run, run).action is None
+
+
+def test_new_run_refuses_a_directory_that_holds_a_run(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "metrics.jsonl").write_text("")
+    assert "already holds a run" in new_run_problem(C.replace(C.DEFAULTS, out_dir=str(tmp_path / "old")))
+    assert new_run_problem(C.replace(C.DEFAULTS, out_dir=str(tmp_path / "new"))) is None
+
+
+def test_human_duration():
+    assert [C.human_duration(s) for s in (47, 754, 47000, 200000)] == ["47s", "12m 34s", "13h 03m", "2d 07h"]
+
+
+# ---------------------------------------------------------------- the screen
+
+@pilot_test
+async def test_seed_config_shows_123m_then_40m_with_warning_then_refuses_n_head_5(seed):
+    app = Host(ConfigScreen(seed))
+    async with app.run_test(size=(140, 60)) as pilot:
+        await pilot.pause()
+        text = flat(app, SIDE)
+        assert "number of parameters: 123.59M" in text
+        assert "per iteration 524,288" in text
+        assert "promises" not in text
+
+        await type_into(pilot, "n_embd", "384")
+        text = flat(app, SIDE)
+        assert "number of parameters: 40.56M (was 123.59M)" in text
+        assert "comment on line 16 promises ~125M parameters, but this config builds 40.56M" in text
+        assert not app.screen.query_one("#new-run", Button).disabled
+
+        await type_into(pilot, "n_head", "5")
+        text = flat(app, SIDE)
+        assert "✗ n_embd: 384 is not divisible by n_head=5" in text
+        row = flat(app, "#row-n_head")
+        assert row.startswith("n_head 5 default 12") and "✗ n_embd: 384 is not divisible by n_head=5" in row
+        assert app.screen.query_one("#new-run", Button).disabled
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.result is UNSET  # refused: the screen stays
+
+
+@pilot_test
+async def test_arrow_keys_walk_the_fields_and_show_their_help(seed):
+    app = Host(ConfigScreen(seed))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("down", "down")
+        assert app.screen.focused.id == "f-n_embd"
+        assert "n_embd (model): embedding width · default 768" in flat(app, "#field-help")
+        await pilot.press("up")
+        assert app.screen.focused.id == "f-n_head"
+
+
+@pilot_test
+async def test_live_run_applies_live_fields_at_once(seed):
+    app = Host(ConfigScreen(seed, live=True, current_iter=3000))
+    async with app.run_test(size=(140, 60)) as pilot:
+        await type_into(pilot, "max_iters", "24000")
+        assert "ctrl+r applies these now, while the run trains: max_iters: 12000 → 24000" in flat(app, SIDE)
+        assert str(app.screen.query_one("#apply", Button).label) == "Apply live"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+    assert app.result["action"] == "live"
+    assert app.result["changes"] == {"max_iters": 24000}
+    assert app.result["config"].max_iters == 24000
+
+
+@pilot_test
+async def test_live_run_restarts_for_batch_and_refuses_shape(seed):
+    app = Host(ConfigScreen(seed, live=True, current_iter=3000))
+    async with app.run_test(size=(140, 60)) as pilot:
+        await type_into(pilot, "n_embd", "384")
+        assert "✗ n_embd: the checkpoint's model has n_embd=768; a model's shape can't change" in flat(app, SIDE)
+        assert app.screen.query_one("#apply", Button).disabled
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert app.result is UNSET
+
+        await type_into(pilot, "n_embd", "768")
+        await type_into(pilot, "batch_size", "4")
+        assert "ctrl+r restarts the run from its checkpoint with: batch_size: 8 → 4" in flat(app, SIDE)
+        await pilot.click("#apply")
+        await pilot.pause()
+    assert app.result["action"] == "restart" and app.result["changes"] == {"batch_size": 4}
+
+
+@pilot_test
+async def test_save_as_toml_writes_the_edited_config(seed, tmp_path):
+    target = tmp_path / "narrow.toml"
+    app = Host(ConfigScreen(seed))
+    async with app.run_test(size=(140, 60)) as pilot:
+        await type_into(pilot, "n_embd", "384")
+        app.screen.query_one("#path", Input).value = str(tmp_path / "narrow.py")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "save writes TOML: give a path ending in .toml" in flat(app, "#status")
+        assert not (tmp_path / "narrow.py").exists()
+
+        app.screen.query_one("#path", Input).value = str(target)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert f"saved {target}" in flat(app, "#status")
+        assert app.result is UNSET  # saving keeps the editor open
+    saved = C.load(target).config
+    assert saved == C.replace(seed.config, n_embd=384)
+
+
+@pilot_test
+async def test_open_a_toml_and_start_a_new_run_from_it(seed, tmp_path):
+    other = tmp_path / "small.toml"
+    C.save(C.replace(C.DEFAULTS, n_layer=4, n_head=4, n_embd=128, out_dir=str(tmp_path / "run-small")), other)
+    app = Host(ConfigScreen(seed))
+    async with app.run_test(size=(140, 60)) as pilot:
+        path = app.screen.query_one("#path", Input)
+        path.value = "/nonexistent/x.toml"
+        path.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "/nonexistent/x.toml: no such config file" in flat(app, "#status")
+        path.value = str(other)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.query_one("#f-n_embd", Input).value == "128"
+        assert f"opened {other}" in flat(app, "#status")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+    assert app.result["action"] == "new_run"
+    assert app.result["config"].n_embd == 128
+    assert app.result["config"].out_dir == str(tmp_path / "run-small")
+
+
+@pilot_test
+async def test_escape_cancels(seed):
+    app = Host(ConfigScreen(seed))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_into(pilot, "n_layer", "6")
+        await pilot.press("escape")
+        await pilot.pause()
+    assert app.result is None
+
+
+@pilot_test
+async def test_fits_80x24_and_shows_problems_first(seed):
+    app = Host(ConfigScreen(seed, live=True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await type_into(pilot, "n_embd", "384")
+        text = flat(app, SIDE)
+        assert "n_embd: the checkpoint's model has n_embd=768" in text
+        assert "promises ~125M parameters" in text
