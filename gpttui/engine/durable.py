@@ -37,6 +37,12 @@ def check_injected_fault() -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + f" (injected: {_FAULT_PATH} exists)")
 
 
+def _ends_torn(fd: int) -> bool:
+    """The file is not empty and its last line has no newline (its writer was killed mid-line)."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+
+
 def injected_save_delay() -> None:
     """Sleep mid-checkpoint when the slow-save test hook asks for it."""
     if _SLOW_SAVE_S > 0:
@@ -56,13 +62,15 @@ class AppendFile:
     def __init__(self, path: str | Path, on_full: Callable[[OSError], None] | None = None,
                  cap: int = 64 << 20, faults: bool = False) -> None:
         self.path = Path(path)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self.on_full = on_full
         self.cap = cap
         self.faults = faults  # the test hook applies (metrics.jsonl yes, engine.log no)
         self.pending = bytearray()
         self.full = False
         self.dropped_bytes = 0
+        if _ends_torn(self.fd):
+            self.pending += b"\n"  # a killed writer's half line stays alone on its line
 
     def write(self, text: str) -> int:
         data = text.encode("utf-8")
