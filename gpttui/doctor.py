@@ -38,6 +38,7 @@ from gpttui.peaks import NANOGPT_A100_PEAK, table_peak
 from gpttui.runlog import RunHistory
 
 WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a process on
+PAUSE_STEPS = 10         # a gap this many step-times longer than expected is a pause
 CHINCHILLA = 20.0        # compute-optimal tokens per parameter
 FINISHED = ("finished", "stopped", "failed")
 
@@ -63,7 +64,8 @@ class Timing:
     eval_pause_s: float | None = None   # mean pause per eval
     evals: int = 0
     startup_s: float | None = None
-    paused_s: float | None = None
+    paused_s: float | None = None       # gaps between steps with no eval, longer than PAUSE_STEPS steps
+    wall_iter_ms: float | None = None   # wall time per iteration outside evals and pauses
     eta_s: float | None = None
 
 
@@ -131,7 +133,7 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
     r.gap, f_gap = _gap(h)
     f_forecast = _forecast(h, r, cfg, forecast_at)
     r.timing, f_time = _time(h, cfg)
-    r.mfu, f_mfu = _mfu(h, cfg, r.timing, device)
+    r.mfu, f_mfu = _mfu(h, cfg, r.params.get("nanogpt"), r.timing, device)
     r.findings = [f_params, f_tokens, f_trend, f_gap, f_forecast, f_time, f_mfu]
     if h.skipped_lines or h.errors:
         lines = []
@@ -161,6 +163,11 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
         total, nano, non_emb = C.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)
         p.update(nanogpt=nano, total=total, non_embedding=non_emb, source="config")
     reported = h.params_reported
+    if reported and p["source"] == "config" and not cfg.vocab_size \
+            and abs(p["nanogpt"] - reported) > max(0.005 * reported, 5_000):
+        # the log never said its vocabulary (50304 was assumed): its own count wins;
+        # the non-embedding count does not depend on the vocabulary
+        p.update(nanogpt=int(round(reported)), total=None, source="log")
     if p["nanogpt"] is None and reported:
         p.update(nanogpt=int(round(reported)), source="log")
     if p["nanogpt"] is None:
@@ -170,8 +177,10 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
     if p["total"] is not None:
         lines.append(f"total {C.human_count(p['total'])} with position embeddings, "
                      f"non-embedding {C.human_count(p['non_embedding'])}")
+    elif p["non_embedding"] is not None:
+        lines.append(f"non-embedding {C.human_count(p['non_embedding'])}")
     problems = []
-    if reported and p["source"] != "log" and abs(p["nanogpt"] - reported) / reported > 0.005:
+    if reported and p["source"] != "log" and abs(p["nanogpt"] - reported) > max(0.005 * reported, 5_000):
         problems.append(f"the log says {reported / 1e6:.2f}M but the echoed config builds {p['nanogpt'] / 1e6:.2f}M")
     if cfg is not None and h.config_text:
         problems += C.size_mismatches(cfg, h.config_text, h.config_file)
@@ -403,8 +412,10 @@ def _time(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[Timing, Finding]:
                      f"({t.evals} evals, {t.eval_pause_s:.1f} s each)")
     if t.startup_s:
         lines.append(f"start-up (compile, first eval) {_hms(t.startup_s)}")
+    if t.wall_iter_ms:
+        lines.append(f"{t.wall_iter_ms:,.1f} ms of wall time per iteration between evals")
     if t.paused_s:
-        lines.append(f"paused/idle {_hms(t.paused_s)}")
+        lines.append(f"paused {_hms(t.paused_s)}")
     if t.eta_s is not None:
         lines.append(f"ETA {_hms(t.eta_s)} to max_iters {h.max_iters:,}")
     if t.eval_overhead is None:
@@ -448,7 +459,8 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
     t.duration_s = sum((s.t_end - s.t_start) for s in h.sessions
                        if s.t_start is not None and s.t_end is not None)
     evals = sorted(eval_its)
-    eval_s = paused = startup = 0.0
+    eval_s = paused = startup = stepping = 0.0
+    stepped = 0
     pauses: list[float] = []
     prev = None
     for s in steps:
@@ -461,9 +473,14 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
             if inside:
                 eval_s += extra
                 pauses.append(extra / len(inside))
-            else:
+            elif extra > PAUSE_STEPS * expected / (s.iter - prev.iter):
                 paused += extra
+            else:   # logging, event writing: part of what an iteration costs
+                stepping += s.t - prev.t
+                stepped += s.iter - prev.iter
         prev = s
+    if stepped:
+        t.wall_iter_ms = stepping / stepped * 1000
     for sess in h.sessions:   # hello -> first step: model build, data, the eval at the start
         first = next((s for s in steps if s.t is not None and s.iter >= sess.start_iter), None)
         if first is not None and sess.t_start is not None and first.t >= sess.t_start:
@@ -489,7 +506,8 @@ def _eta(h: RunHistory, cfg: C.TrainConfig | None, t: Timing) -> None:
     n_evals = 0
     if eval_every:
         n_evals = mx // eval_every - last // eval_every
-    t.eta_s = (mx - last) * t.mean_iter_ms / 1000 + n_evals * (t.eval_pause_s or 0.0)
+    per_iter = (t.wall_iter_ms or t.mean_iter_ms) / 1000
+    t.eta_s = (mx - last) * per_iter + n_evals * (t.eval_pause_s or 0.0)
 
 
 def _spacing(its: list[int]) -> int | None:
@@ -500,6 +518,8 @@ def _spacing(its: list[int]) -> int | None:
 def _hms(s: float | None) -> str:
     if s is None:
         return "?"
+    if s < 60:
+        return f"{s:.1f} s"
     s = int(round(s))
     d, rem = divmod(s, 86400)
     hms = f"{rem // 3600}h{rem % 3600 // 60:02d}m{rem % 60:02d}s"
@@ -508,11 +528,12 @@ def _hms(s: float | None) -> str:
 
 # ---------------------------------------------------------------- MFU
 
-def _mfu(h: RunHistory, cfg: C.TrainConfig | None, timing: Timing, device: str | None) -> tuple[dict[str, Any], Finding]:
-    hello = h.hello or {}
-    dev_name = device or hello.get("device_name") or hello.get("device")
-    dtype = hello.get("dtype") or (cfg.dtype if cfg is not None and cfg.dtype != "auto" else "bfloat16")
-    peak = table_peak(dev_name, dtype) if device else (_num(hello.get("peak_flops")) or
+def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: Timing,
+         device: str | None) -> tuple[dict[str, Any], Finding]:
+    known = h.device
+    dev_name = device or known.get("device_name") or known.get("device")
+    dtype = known.get("dtype") or (cfg.dtype if cfg is not None and cfg.dtype != "auto" else "bfloat16")
+    peak = table_peak(dev_name, dtype) if device else (_num(known.get("peak_flops")) or
                                                        (table_peak(dev_name, dtype) if dev_name else None))
     m: dict[str, Any] = {"device": dev_name, "device_peak_flops": peak, "mfu": None,
                          "reported_mean": None, "reported_peak_flops": h.mfu_peak, "flops_per_iter": None}
@@ -524,10 +545,8 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, timing: Timing, device: str |
     # FLOPs per iteration: the config's (nanoGPT's 6N + 12LCT per token), else inverted from the
     # first measured MFU line (nanoGPT's running average starts at that iteration's own value).
     fpi = None
-    if cfg is not None:
-        vocab = cfg.vocab_size or C.GPT2_PADDED_VOCAB
-        nano = C.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)[1]
-        fpi = (6 * nano + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size) * (h.tokens_per_iter or 0) or None
+    if cfg is not None and params:
+        fpi = (6 * params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size) * (h.tokens_per_iter or 0) or None
     if fpi is None and h.mfu_peak:
         first = next((s for s in h.steps if s.mfu and s.dt_ms and not any(st <= s.iter < st + WARMUP for st in starts)),
                      None)
@@ -535,14 +554,15 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, timing: Timing, device: str |
             fpi = first.mfu * h.mfu_peak * first.dt_ms / 1000
     m["flops_per_iter"] = fpi
     lines = []
+    a100 = h.mfu_peak == NANOGPT_A100_PEAK
     if vals:
         against = (f"nanoGPT's A100 constant ({NANOGPT_A100_PEAK / 1e12:.0f} TFLOP/s)"
-                   if h.kind == "nanogpt-log" else f"{(h.mfu_peak or 0) / 1e12:.3g} TFLOP/s")
+                   if a100 else f"{(h.mfu_peak or 0) / 1e12:.3g} TFLOP/s")
         avg = "running average" if h.mfu_smoothed else "mean"
         lines.append(f"reported {avg} {m['reported_mean']:.2%} against {against} (warm-up excluded)")
     step_s = timing.mean_iter_ms / 1000 if timing.mean_iter_ms else None
     if fpi and step_s:
-        if h.kind == "nanogpt-log":
+        if a100:
             m["steady_vs_a100"] = round(fpi / step_s / NANOGPT_A100_PEAK, 5)
             lines.append(f"steady state {m['steady_vs_a100']:.2%} vs the A100 constant "
                          f"({fpi / step_s / 1e12:.1f} TFLOP/s achieved; evals excluded)")
@@ -555,7 +575,7 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, timing: Timing, device: str |
         verdict = ("low: check the batch size, compile and dtype" if m["mfu"] < 0.2 else
                    "typical for a small GPT" if m["mfu"] < 0.5 else "high: well used")
         level = "note" if m["mfu"] < 0.2 else "ok"
-    elif h.kind == "nanogpt-log":
+    elif a100:
         verdict, level = ("the log's MFU is against an A100 whatever the card: pass --device "
                           "(e.g. --device 'RTX 4070') to get MFU against the real peak"), "note"
         if dev_name and not peak:

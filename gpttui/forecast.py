@@ -36,6 +36,7 @@ ANNEAL_GAIN = 0.035      # loss fraction removed per unit of normalised lr decay
 ANNEAL_LAG = 0.99        # per-iteration EMA factor of the lr the loss "feels"
 ALPHAS = np.linspace(0.05, 2.0, 79)
 MIN_POINTS = 3
+START = 0.1
 
 
 @dataclass
@@ -122,7 +123,7 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> 
     last = max(i for i, _ in pts)
     if last >= len(schedule):
         raise ValueError("schedule shorter than the evals")
-    pts = [(i, v) for i, v in pts if i >= 0.1 * last]
+    pts = [(i, v) for i, v in pts if i >= START * last]
     if len(pts) < MIN_POINTS:
         return None
     it = np.array([p[0] for p in pts])

@@ -93,6 +93,7 @@ class RunHistory:
     tokens_per_iter_reported: int | None = None
     mfu_peak: float | None = None      # FLOP/s the recorded mfu was measured against
     mfu_smoothed: bool = False         # nanoGPT prints a running average (0.9/0.1 EMA)
+    device: dict[str, Any] = field(default_factory=dict)  # device, device_name, dtype, peak_flops
     sessions: list[Session] = field(default_factory=list)
     lines: int = 0                     # lines read from the source
 
@@ -127,6 +128,7 @@ class RunHistory:
         if isinstance(e.get("max_iters"), int):
             self.config["max_iters"] = e["max_iters"]
         self.mfu_peak = _num(e.get("peak_flops")) or self.mfu_peak
+        self.device = {k: e[k] for k in ("device", "device_name", "dtype", "peak_flops") if k in e}
         self.sessions.append(Session(start, t, t))
 
     def _on_step(self, e: dict, it: int, t: float | None) -> None:
@@ -399,6 +401,9 @@ TPI_RE = re.compile(r"^tokens per iteration will be: ([\d,]+)\s*$")
 PARAMS_RE = re.compile(r"^number of parameters: ([\d.]+)M\s*$")
 VOCAB_RE = re.compile(r"^(?:found vocab_size = (\d+)|defaulting to vocab_size of GPT-2 to (\d+))")
 RESUME_RE = re.compile(r"^Resuming training from ")
+# gpttui's engine log says which device and peak its MFU is against, and how the run ended.
+DEVICE_RE = re.compile(r"^device (\S+) \((.*)\), (\w+),.*; peak ([\d.]+) TFLOP/s")
+END_RE = re.compile(r"^(finished|stopped|failed) at iter (\d+)")
 # Other lines nanoGPT's train.py prints: recognised, so not counted as stray.
 KNOWN_RE = re.compile(
     r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
@@ -458,6 +463,11 @@ def parse_nanogpt_log(text: str, source: str = "<log>") -> RunHistory:
             h.config["vocab_size"] = int(m[1] or m[2])
         elif RESUME_RE.match(line):
             h.config["init_from"] = "resume"
+        elif m := DEVICE_RE.match(line):
+            h.device = {"device": m[1], "device_name": m[2], "dtype": m[3], "peak_flops": float(m[4]) * 1e12}
+            h.mfu_peak, h.mfu_smoothed = float(m[4]) * 1e12, True
+        elif m := END_RE.match(line):
+            h.state = m[1]
         elif KNOWN_RE.match(line):
             pass
         else:
