@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from gpttui.engine import prepare as P
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 HELP = "tokenize parquet / text / jsonl into train.bin and val.bin"
 PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
@@ -117,6 +121,9 @@ class _PlainProgress:
 class _RichProgress:
     """A rich progress bar: documents, tokens, MB/s and ETA."""
 
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console
+
     def __enter__(self) -> _RichProgress:
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
@@ -124,7 +131,7 @@ class _RichProgress:
             TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
             TextColumn("{task.fields[docs]:,} docs  {task.fields[tokens]:,} tokens  "
                        "{task.fields[rate]:.1f} MB/s  ETA {task.fields[eta]}"),
-            transient=True,
+            transient=True, console=self.console,
         )
         self.progress.__enter__()
         self.tasks: dict[str, int] = {}

@@ -219,7 +219,7 @@ class _Splitter:
 
     def __init__(self, out: Path, dtype: np.dtype, opts: dict, total_chars: int | None):
         self.dtype = dtype
-        self.files = {s: open(out / f"{s}.bin.partial", "wb") for s in ("train", "val")}
+        self.files = {s: open(out / f"{s}.bin.partial", "w+b") for s in ("train", "val")}
         self.tokens = {"train": 0, "val": 0}
         self.docs = {"train": 0, "val": 0}  # documents that start in each split (document rules)
         self.doc_index = 0  # documents started so far

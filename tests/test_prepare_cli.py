@@ -1,0 +1,206 @@
+"""`gpttui prepare` on the command line: messages, bad input, interruption."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gpttui import cli
+from gpttui.commands import prepare as cmd
+from gpttui.engine import prepare as P
+
+SHAKESPEARE = Path(__file__).resolve().parent.parent / "gpttui" / "assets" / "tinyshakespeare.txt"
+TEXT = SHAKESPEARE.read_text(encoding="utf-8")
+
+
+def parquet(path: Path, texts: list, **columns) -> Path:
+    pq.write_table(pa.table({"text": pa.array(texts, pa.string()), **columns}), path, row_group_size=20)
+    return path
+
+
+def docs(n: int, size: int = 400) -> list[str]:
+    return [TEXT[i * size:(i + 1) * size] for i in range(n)]
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["prepare", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_prints_what_it_wrote_then_up_to_date(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = parquet(tmp_path / "a.parquet", docs(30) + [None, ""])
+    code, out, err = run(capsys, src, "--out", tmp_path / "data", "--val-docs", "3")
+    assert code == 0 and err == ""
+    meta = json.loads((tmp_path / "data" / "meta.json").read_text())
+    assert f"train.bin {meta['tokens']['train']:,} tokens, val.bin {meta['tokens']['val']:,} tokens" in out
+    assert "(27 / 3 documents)" in out and "2 null or empty texts skipped" in out
+    assert "MB/s" in out and "tokens/s" in out
+    code, out, err = run(capsys, src, "--out", tmp_path / "data", "--val-docs", "3")
+    assert code == 0 and "is up to date" in out and "--force" in out
+    code, out, err = run(capsys, src, "--out", tmp_path / "data", "--val-docs", "3", "--force")
+    assert code == 0 and "wrote" in out
+
+
+def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cmd, "PLAIN_EVERY", 0.0)
+    monkeypatch.setattr(P, "PROGRESS_EVERY", 0.0)
+    src = parquet(tmp_path / "a.parquet", docs(100))
+    code, out, _ = run(capsys, src, "--out", tmp_path / "data")
+    lines = [ln for ln in out.splitlines() if ln.startswith("tokenizing:")]
+    assert code == 0 and len(lines) >= 3  # a row group of 20 documents at a time
+    assert all(k in lines[-1] for k in ("100%", "100 documents", "tokens", "MB/s", "ETA"))
+
+
+def test_rich_progress_shows_documents_tokens_rate() -> None:
+    from rich.console import Console
+
+    screen = io.StringIO()
+    show = cmd._RichProgress(Console(file=screen, force_terminal=True, width=150))
+    with show:
+        show.update(P.ProgressInfo("tokenize", 1234, 0, 56789, 2_000_000, 0.5, 1.0, "a.parquet"))
+        show.progress.refresh()
+    text = screen.getvalue()
+    for shown in ("tokenizing", "50%", "1,234 docs", "56,789 tokens", "2.0 MB/s", "ETA 0m01s"):
+        assert shown in text
+
+
+BAD = {
+    "missing file": (lambda d: [d / "nope.parquet"], "nope.parquet: no such file or directory"),
+    "empty glob": (lambda d: [str(d / "*.parquet")], "matches no .parquet, .txt or .jsonl files"),
+    "empty directory": (lambda d: [d], "directory holds no .parquet, .txt or .jsonl files"),
+    "unknown kind": (lambda d: [_write(d / "a.csv", b"a,b\n")], "a.csv: unknown file type"),
+    "not parquet": (lambda d: [_write(d / "a.parquet", b"just text, really")], "a.parquet: not a parquet file"),
+    "no such column": (lambda d: [parquet(d / "a.parquet", ["x"], body=["y"], url=["z"])],
+                       "no column 'content' (columns: text, body, url; choose one with --text-column)"),
+    "not strings": (lambda d: [_int_column(d / "a.parquet")], "column 'content' holds int64, expected strings"),
+    "all empty": (lambda d: [parquet(d / "a.parquet", [None, "", None])],
+                  "no documents: all 3 texts are empty or null"),
+    "bad utf-8": (lambda d: [_write(d / "a.txt", "héllo\n".encode() * 3 + b"bad \xff byte")],
+                  "a.txt: invalid UTF-8 at byte offset 25 (fix the file, or pass --errors replace)"),
+    "bad utf-8 jsonl": (lambda d: [_write(d / "a.jsonl", b'{"content": "ok"}\n{"content": "\xc3("}\n')],
+                        "a.jsonl: invalid UTF-8 at byte offset 31 (line 2)"),
+    "bad json": (lambda d: [_write(d / "a.jsonl", b'{"content": "ok"}\n{"content": \n')],
+                 "a.jsonl: line 2 is not JSON"),
+    "jsonl no field": (lambda d: [_write(d / "a.jsonl", b'{"text": "ok", "id": 1}\n')],
+                       "a.jsonl: line 1 has no field 'content' (fields: text, id;"),
+    "one document": (lambda d: [_write(d / "a.txt", b"only one document\n")],
+                     "need at least 2 non-empty documents for a train and a val split, the input holds 1"),
+    "too many val docs": (lambda d: [parquet(d / "a.parquet", ["a", "b", "c"]), "--val-docs", "3"],
+                          "--val-docs 3 leaves no training documents (the input holds 3)"),
+}
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _int_column(path: Path) -> Path:
+    pq.write_table(pa.table({"content": [1, 2]}), path)
+    return path
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_one_line_nonzero_nothing_written(case: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    make, message = BAD[case]
+    src = tmp_path / "src"
+    src.mkdir()
+    args = make(src)
+    out = tmp_path / "data"
+    column = [] if case in ("missing file", "empty glob", "empty directory", "unknown kind", "all empty",
+                            "bad utf-8", "one document", "too many val docs", "not parquet") else \
+        ["--text-column", "content"]
+    code, stdout, err = run(capsys, *args, "--out", out, *column)
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_output_directory_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "data").write_text("I am a file")
+    code, _, err = run(capsys, SHAKESPEARE, "--out", tmp_path / "data")
+    assert code == 1 and err == f"error: {tmp_path / 'data'}: is a file, expected a directory for train.bin and val.bin\n"
+    assert (tmp_path / "data").read_text() == "I am a file"
+
+
+def test_errors_replace_substitutes_u_fffd(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "a.txt").write_bytes(b"bad \xff byte")
+    (tmp_path / "b.txt").write_bytes(b"fine")
+    code, _, err = run(capsys, tmp_path / "a.txt", tmp_path / "b.txt", "--out", tmp_path / "data",
+                       "--errors", "replace", "--val-docs", "1")
+    assert code == 0, err
+    from gpttui.engine.tokenizer import gpt2
+
+    assert np.fromfile(tmp_path / "data" / "train.bin", np.uint16).tolist() == \
+        gpt2().encode_ordinary("bad \ufffd byte") + [50256]
+
+
+def test_exception_mid_run_keeps_the_previous_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = parquet(tmp_path / "a.parquet", docs(200))
+    out = tmp_path / "data"
+    P.prepare([src], out)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    calls = []
+
+    def cancel(p: P.ProgressInfo) -> None:
+        calls.append(p)
+        if len(calls) == 2:
+            raise RuntimeError("cancelled by the UI")
+
+    monkeypatch.setattr(P, "PROGRESS_EVERY", 0.0)
+    with pytest.raises(RuntimeError, match="cancelled"):
+        P.prepare([src], out, force=True, progress=cancel)
+    fresh = tmp_path / "fresh"
+    calls.clear()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        P.prepare([src], fresh, progress=cancel)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # no partials, old files intact
+    assert list(fresh.iterdir()) == []
+
+
+def _start_slow_prepare(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """A CLI run on ~13 MB of text with one worker: long enough to be caught mid-way."""
+    big = [TEXT[i:i + 3000] for i in range(0, len(TEXT) - 3000, 997)] * 4
+    src = parquet(tmp_path / "big.parquet", big)
+    out = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "gpttui", "prepare", str(src), "--out", str(out),
+                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = out / "train.bin.partial"
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size > 0):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    return proc, out
+
+
+def test_killed_run_leaves_no_train_bin(tmp_path: Path) -> None:
+    proc, out = _start_slow_prepare(tmp_path)
+    proc.kill()
+    proc.wait()
+    names = {p.name for p in out.iterdir()}
+    assert "train.bin" not in names and "meta.json" not in names and "val.bin" not in names
+    assert "train.bin.partial" in names  # clearly unfinished; the next run overwrites it
+
+
+def test_ctrl_c_cleans_up_and_says_so(tmp_path: Path) -> None:
+    proc, out = _start_slow_prepare(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip() == f"interrupted: nothing written to {out}"
+    assert list(out.iterdir()) == []
