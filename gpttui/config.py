@@ -407,9 +407,12 @@ def data_vocab_size(data_dir: Path) -> int | None:
     mj = data_dir / "meta.json"
     if mj.exists():
         try:
-            v = json.loads(mj.read_text()).get("vocab_size")
+            meta = json.loads(mj.read_text())
+            if meta.get("tokenizer") == "gpt2":
+                return None  # GPT-2 ids: pad to 50304 as nanoGPT does for data without meta.pkl
+            v = meta.get("vocab_size")
             return int(v) if v else None
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             return None
     mp = data_dir / "meta.pkl"
     if mp.exists():

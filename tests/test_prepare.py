@@ -290,3 +290,24 @@ def test_gpt2_over_char_data_removes_the_stale_meta_pkl(tmp_path: Path) -> None:
     r = P.prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(5))], out)
     assert not (out / "meta.pkl").exists()
     assert any("meta.pkl" in n for n in r.notes)
+
+
+def test_vocabulary_over_65536_characters_is_uint32_and_says_so(tmp_path: Path) -> None:
+    cps = [c for c in range(0x100, 0x100 + 70_000) if not 0xD800 <= c <= 0xDFFF]
+    text = "".join(map(chr, cps))
+    (tmp_path / "wide.txt").write_text(text, encoding="utf-8")
+    r = P.prepare([tmp_path / "wide.txt"], tmp_path / "data", tokenizer="char")
+    assert r.meta["dtype"] == "uint32" and r.meta["vocab_size"] == len(cps)
+    assert "uint32" in r.meta["note"] and any("nanoGPT" in n and "uint32" in n for n in r.notes)
+    cut = int(len(text) * 0.9)
+    assert read_bins(tmp_path / "data", np.uint32) == (list(range(cut)), list(range(cut, len(cps))))
+
+
+def test_training_config_sizes_the_vocabulary_as_nanogpt(tmp_path: Path) -> None:
+    """GPT-2 data pads to 50304 (nanoGPT without meta.pkl); char data uses its meta's size."""
+    from gpttui import config as C
+
+    P.prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(5))], tmp_path / "gpt")
+    P.prepare([SHAKESPEARE], tmp_path / "char", tokenizer="char")
+    assert C.effective_vocab_size(C.TrainConfig(data_dir=str(tmp_path / "gpt"))) == 50304
+    assert C.effective_vocab_size(C.TrainConfig(data_dir=str(tmp_path / "char"))) == 65

@@ -225,18 +225,19 @@ class _Splitter:
         self.doc_index = 0  # documents started so far
         self.open = False  # the last chunk ended inside a document
         self.moved_docs = 0  # documents moved from the end of train to val at finish
-        self.tail = opts["val_docs"]
-        if opts["tokenizer"] == "char" and self.tail is None:
+        self.val_docs = opts["val_docs"]
+        if self.val_docs is not None:
+            self.rule = "tail"
+        elif opts["tokenizer"] == "char":
             self.rule = "chars"
             self.train_chars = int(total_chars * (1 - opts["val_fraction"]))
-        elif self.tail is None:
+        else:
             self.rule = "fraction"
             frac = Fraction(str(opts["val_fraction"])).limit_denominator(1_000_000)
             self.p, self.q = frac.numerator, frac.denominator
-            self.tail = 1  # keep the last train document's start, in case val ends up empty
-        else:
-            self.rule = "tail"
-        self.starts: deque[int] = deque(maxlen=self.tail)  # train offsets of the latest documents
+        # train.bin offsets of the latest documents: the val tail, or the last document in case
+        # the fraction selects none
+        self.starts: deque[int] = deque(maxlen=self.val_docs or 1)
 
     def _write(self, split: str, toks: np.ndarray) -> None:
         if len(toks):
@@ -252,7 +253,7 @@ class _Splitter:
         self.open = open_end
         if nseg == 0:
             return
-        idx = self.doc_index - first_new + np.arange(nseg, dtype=np.int64)
+        first_index = self.doc_index - first_new  # of segment 0
         self.doc_index += nseg - first_new
         if self.rule == "chars":
             cut = min(max(self.train_chars - self.tokens["train"], 0), len(toks))
@@ -260,6 +261,7 @@ class _Splitter:
             self._write("val", toks[cut:])
             return
         if self.rule == "fraction":
+            idx = first_index + np.arange(nseg, dtype=np.int64)
             val = (idx + 1) * self.p // self.q > idx * self.p // self.q
         else:
             val = np.zeros(nseg, dtype=bool)
@@ -278,8 +280,8 @@ class _Splitter:
     def finish(self) -> None:
         """Move documents from the end of train to val if the rule says so; check both splits."""
         total = self.doc_index
-        if self.rule == "tail" and self.docs["train"] <= self.tail:
-            raise PrepareError(f"--val-docs {self.tail} leaves no training documents "
+        if self.rule == "tail" and self.docs["train"] <= self.val_docs:
+            raise PrepareError(f"--val-docs {self.val_docs} leaves no training documents "
                                f"(the input holds {total})")
         if self.rule == "fraction" and self.docs["val"] == 0:
             if self.docs["train"] < 2:
@@ -324,7 +326,7 @@ class _Splitter:
                     "rule": "the first train_chars characters of the concatenated text are train, "
                             "the rest val (nanoGPT's shakespeare_char)"}
         if self.rule == "tail":
-            return {"by": "documents", "val_docs": self.tail, "rule": "the last val_docs documents are val"}
+            return {"by": "documents", "val_docs": self.val_docs, "rule": "the last val_docs documents are val"}
         return {"by": "documents", "val_fraction": opts["val_fraction"], "p": self.p, "q": self.q,
                 "rule": "document i (0-based, input order, empty ones not counted) is val "
                         "when (i+1)*p//q > i*p//q",
