@@ -197,3 +197,8 @@ class EngineClient(ProtocolProcess):
     def __init__(self, run_dir: str | Path, overrides: Sequence[str] = (), **kw: Any) -> None:
         self.run_dir = Path(run_dir)
         super().__init__(engine_argv(run_dir, overrides), **kw)
+
+    def detach(self) -> None:
+        """Let the engine train on without this UI: at the end of its stdin it checkpoints and
+        goes headless (config.on_ui_lost); `gpttui attach RUN_DIR` reconnects."""
+        self.close_stdin()
