@@ -1,0 +1,147 @@
+"""`gpttui sample --out_dir=RUN [nanoGPT sample.py flags]`: print samples as they are made.
+
+Takes nanoGPT sample.py's flags in its `--key=value` form (or `--key value`) with its defaults,
+plus --top_p, --ckpt, --stop_at_eot, --data_dir and --threads, and prints what nanoGPT prints:
+each sample (prompt included) followed by a '---------------' line, on stdout; notes and the
+speed go to stderr. The work happens in the sampler process (`python -m gpttui.engine.sample`),
+so this command never imports torch; the text streams as each token is decoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from gpttui import protocol
+
+HELP = "generate text from a checkpoint (nanoGPT sample.py flags)"
+SEPARATOR = "---------------"
+
+
+def _nano_str(text: str) -> str:
+    """nanoGPT's configurator: a Python literal if the value is one (--start="'\\n'"), else the text."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return value if isinstance(value, str) else text
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def _top_k(text: str) -> int | None:
+    if text in ("None", "none", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number (or None/0 for no top-k), got {text!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--init_from", default="resume", help="only 'resume' (a checkpoint); nanoGPT's gpt2* need a download")
+    p.add_argument("--out_dir", default="out", type=_nano_str, help="run directory; its ckpt.pt is sampled")
+    p.add_argument("--ckpt", default="", type=_nano_str, help="a checkpoint file to sample instead of OUT_DIR/ckpt.pt")
+    p.add_argument("--start", default="\n", type=_nano_str,
+                   help="the prompt, or FILE:prompt.txt; empty starts from <|endoftext|> (GPT-2) or a newline")
+    p.add_argument("--num_samples", default=10, type=int, help="samples to draw (default 10)")
+    p.add_argument("--max_new_tokens", default=500, type=int, help="tokens generated per sample (default 500)")
+    p.add_argument("--temperature", default=0.8, type=float, help="1 = as trained, lower = more predictable, 0 = greedy")
+    p.add_argument("--top_k", default=200, type=_top_k, help="keep only the k most likely tokens (None/0: all)")
+    p.add_argument("--top_p", default=1.0, type=float, help="keep the fewest tokens holding this much probability (1: off)")
+    p.add_argument("--seed", default=1337, type=int, help="same seed, same text (nanoGPT's, for the same checkpoint)")
+    p.add_argument("--device", default="auto", type=_nano_str, help="cpu, cuda, cuda:N, mps or auto")
+    p.add_argument("--dtype", default="auto", type=_nano_str,
+                   help="bfloat16 / float16 autocast on a GPU; the CPU always uses float32")
+    p.add_argument("--compile", default=False, type=_bool, nargs="?", const=True,
+                   help="accepted for nanoGPT's command lines; unused (the KV cache is the speed-up)")
+    p.add_argument("--stop_at_eot", default=False, type=_bool, nargs="?", const=True,
+                   help="end a sample at <|endoftext|>")
+    p.add_argument("--data_dir", default="", type=_nano_str,
+                   help="where the character vocabulary's meta.pkl is, if not data/<dataset>")
+    p.add_argument("--threads", default=0, type=int, help="CPU threads (0: 1 while the run trains, else all)")
+
+
+def request_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The sampler's Request fields from the parsed flags."""
+    names = ("out_dir", "ckpt", "start", "num_samples", "max_new_tokens", "temperature", "top_k", "top_p",
+             "seed", "stop_at_eot", "data_dir", "threads")
+    return {n: getattr(args, n) for n in names}
+
+
+def sampler_argv(device: str = "auto", dtype: str = "auto") -> list[str]:
+    return [sys.executable, "-m", "gpttui.engine.sample", f"--device={device}", f"--dtype={dtype}"]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.init_from != "resume":
+        print(f"error: init_from: only 'resume' is supported (got {args.init_from!r}); pretrained GPT-2 "
+              f"weights would need a download", file=sys.stderr)
+        return 2
+    ckpt = Path(args.ckpt) if args.ckpt else Path(args.out_dir) / "ckpt.pt"
+    if not ckpt.is_file():
+        print(f"error: {ckpt}: no checkpoint there (train first, or give --out_dir / --ckpt)", file=sys.stderr)
+        return 2
+    if args.compile:
+        print("note: --compile is not used: the sampler decodes with a KV cache instead", file=sys.stderr)
+    proc = subprocess.Popen(sampler_argv(args.device, args.dtype), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, start_new_session=True, text=True, encoding="utf-8")
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(protocol.command("sample", **request_values(args)))
+        proc.stdin.close()
+        code = _print_events(proc.stdout)
+    except BaseException:
+        proc.kill()
+        raise
+    proc.wait()
+    if code is None:
+        print(f"error: the sampler exited (code {proc.returncode}) before finishing", file=sys.stderr)
+        return 1
+    return code
+
+
+def _print_events(stream: Any) -> int | None:
+    """Print samples as nanoGPT does; the exit code once the request ends (None: it never did)."""
+    out = sys.stdout
+    total_tokens = 0
+    total_s = 0.0
+    firsts: list[float] = []
+    for line in stream:
+        try:
+            e = protocol.decode_event(line)
+        except protocol.ProtocolError:
+            print(line.rstrip("\n"), file=sys.stderr)
+            continue
+        kind = e["type"]
+        if kind == "token":
+            out.write(e["text"])
+            out.flush()
+        elif kind == "sample_done":
+            out.write("\n" + SEPARATOR + "\n")
+            out.flush()
+            total_tokens += e.get("tokens", 0)
+            total_s += e.get("seconds", 0.0)
+            firsts.append(e.get("first_token_s", 0.0))
+        elif kind == "log":
+            print(e["message"], file=sys.stderr)
+        elif kind == "error":
+            print(f"error: {e['message']}", file=sys.stderr)
+        elif kind == "state" and e["state"] in ("finished", "stopped", "failed"):
+            if firsts:
+                rate = total_tokens / total_s if total_s > 0 else 0.0
+                print(f"{len(firsts)} sample(s), {total_tokens} tokens at {rate:.1f} tokens/s "
+                      f"(first token after {1000 * firsts[0]:.0f} ms)", file=sys.stderr)
+            return 0 if e["state"] == "finished" else 1
+    return None

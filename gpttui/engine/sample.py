@@ -1,0 +1,598 @@
+"""Text from a checkpoint: KV-cached generation with nanoGPT's sampling, and the sampler process.
+
+    python -m gpttui.engine.sample [--device=auto] [--dtype=auto] [--threads=N]
+
+is the sampler process. It reads commands on stdin, one JSON line each:
+`{"cmd": "sample", "values": {...}}` (a Request: nanoGPT sample.py's knobs) and `{"cmd": "stop"}`
+(cancel the request being generated and any queued). For every sample it streams `token`
+events - first the prompt (prompt: true), then the new text piece by piece, so the pieces
+concatenate to what nanoGPT's sample.py prints - and a `sample_done`; each request ends with a
+`state` event (finished, stopped or failed). It exits when stdin closes and its queue is done.
+`gpttui sample` and the TUI's sampling pane (key g) drive it.
+
+Speed: the KVCache (model.py) makes each new token one single-position forward. Each step
+reads every weight once, so decoding is bound by memory bandwidth (bench/sample_speed.py
+measures how close it gets). Loops per token stay short: no tensor is allocated for the cache,
+nothing is concatenated, and the one host sync per token is reading the sampled id.
+
+Past block_size nanoGPT recomputes the last block_size tokens for every new token. Here, when
+the cache is full, it is refilled with the last `keep` tokens (block_size // 2 by default) and
+decoding continues: one prefill of block_size/2 tokens per block_size/2 new tokens, so a token
+sees between block_size/2 and block_size tokens of context (nanoGPT's see exactly block_size;
+keep=block_size reproduces that, at nanoGPT's cost).
+
+Same seed, same text - and the text nanoGPT's sample.py prints for that checkpoint and seed:
+nanoGPT seeds torch, then builds the model (its random init draws from the generator), then
+samples with torch.multinomial over the whole vocabulary. `Loaded.seed` reproduces that state,
+and `pick` is nanoGPT's sampling step, so the same random numbers choose the same tokens
+(while the context fits in block_size; only float rounding, cached against recomputed
+attention, could flip a near tie).
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import math
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch.nn import functional as F
+
+from gpttui import protocol, runstate
+from gpttui.engine import checkpoint as K
+from gpttui.engine import hardware
+from gpttui.engine.model import GPT, GPTConfig, KVCache
+from gpttui.engine.tokenizer import GPT2Tokenizer, Tokenizer, for_data_dir, gpt2
+
+SAMPLES_FILE = "samples.jsonl"
+SEPARATOR = "---------------"  # nanoGPT prints this line after every sample
+EOT_TEXT = "<|endoftext|>"
+ACTIVE_STATES = frozenset({"starting", "running", "evaluating", "saving"})
+
+
+class SampleError(ValueError):
+    """A sampling problem, phrased as one line for the user."""
+
+
+# ---------------------------------------------------------------- requests
+
+@dataclass
+class Request:
+    """One `sample` command: nanoGPT sample.py's knobs (names and defaults) plus gpttui's."""
+
+    out_dir: str = "out"        # the run; its ckpt.pt is sampled unless ckpt is given
+    ckpt: str = ""              # a checkpoint file (overrides out_dir/ckpt.pt)
+    start: str = "\n"           # the prompt, or FILE:path to read it from a file
+    num_samples: int = 10
+    max_new_tokens: int = 500
+    temperature: float = 0.8    # 0: greedy (always the most likely token)
+    top_k: int | None = 200     # None or 0: no top-k filter
+    top_p: float = 1.0          # nucleus filter; 1: off
+    seed: int = 1337
+    stop_at_eot: bool = False   # end a sample at <|endoftext|> (GPT-2 vocabularies)
+    data_dir: str = ""          # where meta.pkl is, when nanoGPT's places don't have it
+    threads: int = 0            # CPU threads; 0: 1 while the run trains, else all cores
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> Request:
+        """Check names, types and ranges; SampleError names the first bad field."""
+        known = {f.name: f for f in fields(cls)}
+        kw: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                raise SampleError(f"unknown sample setting {key!r} (expected one of {', '.join(known)})")
+            default = getattr(cls, key)
+            if key == "top_k" and value is None:
+                kw[key] = None
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise SampleError(f"{key}: expected true or false, got {value!r}")
+                kw[key] = value
+            elif isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                kw[key] = float(value)
+            elif isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
+                kw[key] = value
+            elif isinstance(default, str) and isinstance(value, str):
+                kw[key] = value
+            else:
+                raise SampleError(f"{key}: expected {type(default).__name__}, got {value!r}")
+        req = cls(**kw)
+        if req.top_k == 0:
+            req.top_k = None
+        checks = [
+            (req.num_samples >= 1, "num_samples: must be at least 1"),
+            (req.max_new_tokens >= 1, "max_new_tokens: must be at least 1"),
+            (math.isfinite(req.temperature) and req.temperature >= 0, "temperature: must be >= 0 (0 = greedy)"),
+            (req.top_k is None or req.top_k > 0, "top_k: must be positive (0 or null: off)"),
+            (0 < req.top_p <= 1, "top_p: must be in (0, 1] (1 = off)"),
+            (req.threads >= 0, "threads: must be >= 0 (0 = automatic)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SampleError(message)
+        return req
+
+    def checkpoint_path(self) -> Path:
+        return Path(self.ckpt) if self.ckpt else Path(self.out_dir) / "ckpt.pt"
+
+    def prompt_text(self) -> str:
+        """The prompt; `FILE:path` reads it from a file, as nanoGPT's sample.py does."""
+        if not self.start.startswith("FILE:"):
+            return self.start
+        path = Path(self.start[5:])
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SampleError(f"start: cannot read prompt file {path}: {e.strerror if isinstance(e, OSError) else e}") from None
+
+
+# ---------------------------------------------------------------- loading
+
+def find_tokenizer(ckpt_config: dict[str, Any], ckpt_path: Path, data_dir: str = "") -> tuple[Tokenizer, str]:
+    """(tokenizer, where it came from). nanoGPT looks for data/<dataset>/meta.pkl (relative to
+    the working directory) and otherwise uses GPT-2; before that, gpttui tries an explicit
+    data_dir and the run's own data_dir, and after it data/<dataset> next to the run directory."""
+    dirs: list[Path] = []
+    if data_dir:
+        dirs.append(Path(data_dir))
+    if ckpt_config.get("data_dir"):
+        dirs.append(Path(str(ckpt_config["data_dir"])))
+    dataset = ckpt_config.get("dataset")
+    if dataset:
+        dirs += [Path("data") / str(dataset), ckpt_path.resolve().parent.parent / "data" / str(dataset)]
+    for d in dirs:
+        if (d / "meta.pkl").is_file() or (d / "meta.json").is_file():
+            try:
+                tok = for_data_dir(d)
+            except ValueError as e:
+                raise SampleError(str(e)) from None
+            meta = d / ("meta.pkl" if (d / "meta.pkl").is_file() else "meta.json")
+            return tok, f"{tok.name} vocabulary ({tok.vocab_size}) from {meta}"
+    return GPT2Tokenizer(), "GPT-2 BPE (bundled ranks)"
+
+
+@dataclass
+class Loaded:
+    """A checkpoint's model in eval mode on its device, with the tokenizer to talk to it."""
+
+    model: GPT
+    tokenizer: Tokenizer
+    path: Path
+    stamp: tuple[int, int, int]       # (inode, mtime_ns, size) of the file that was read
+    iter_num: int
+    val_loss: float | None
+    model_args: dict[str, Any]
+    device: str
+    ctx: AbstractContextManager[Any]  # autocast on a GPU, nothing on the CPU
+    tokenizer_source: str
+    load_s: float
+    rng_states: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def seed(self, seed: int) -> None:
+        """Seed torch as nanoGPT's sample.py does: manual_seed, then the model's random init."""
+        if self.device != "cpu":
+            torch.manual_seed(seed)  # a GPU samples with its own generator, untouched by the init
+            return
+        if seed not in self.rng_states:
+            torch.manual_seed(seed)
+            GPT(GPTConfig(**self.model_args))  # only for the random numbers its init draws
+            self.rng_states[seed] = torch.get_rng_state()
+        torch.set_rng_state(self.rng_states[seed])
+
+    @property
+    def n_params(self) -> int:
+        return self.model.get_num_params()
+
+
+def encode_prompt(tok: Tokenizer, text: str) -> list[int]:
+    """A prompt's ids. Empty: start from <|endoftext|> (GPT-2) or a newline (characters)."""
+    if not text:
+        if tok.eot is not None:
+            return [tok.eot]
+        text = "\n"
+    if isinstance(tok, GPT2Tokenizer):
+        return gpt2().encode(text, allowed_special={EOT_TEXT})  # as nanoGPT: the text may name it
+    try:
+        return tok.encode(text)
+    except ValueError as e:
+        raise SampleError(f"prompt: {e}") from None
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: str = "",
+         seed: int | None = None) -> Loaded:
+    """Read a checkpoint once, whole, and build its model. gpttui writes checkpoints by rename,
+    so the file read is always a complete one; a nanoGPT run writes in place, so a read that
+    races its write is retried once the file stops changing."""
+    p = Path(path)
+    t0 = time.perf_counter()
+    try:
+        dev = hardware.pick(device, dtype)
+    except RuntimeError as e:
+        raise SampleError(str(e)) from None
+    for attempt in range(3):
+        try:
+            stamp = _stamp(p)
+        except OSError:
+            raise SampleError(f"{p}: no checkpoint there (train first, or pick another file)") from None
+        try:
+            ckpt = K.load(p, map_location="cpu")
+            break
+        except K.CheckpointError as e:
+            if attempt == 2 or _stamp(p) == stamp:
+                raise SampleError(str(e)) from None
+            time.sleep(0.5)  # it was being written: read the finished file
+    args = {f.name: ckpt["model_args"][f.name] for f in fields(GPTConfig) if f.name in ckpt["model_args"]}
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        model = GPT(GPTConfig(**args))
+    except (TypeError, AssertionError) as e:
+        raise SampleError(f"{p}: model_args {args} do not describe a GPT: {e}") from None
+    rng = {seed: torch.get_rng_state()} if seed is not None and dev.device_type == "cpu" else {}
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise SampleError(f"{p}: weights do not fit the model_args: {str(e).splitlines()[0]}") from None
+    model.eval().to(dev.device)
+    config = ckpt.get("config") or {}
+    tok, source = find_tokenizer(config if isinstance(config, dict) else {}, p, data_dir)
+    if tok.vocab_size > model.config.vocab_size:
+        dataset = config.get("dataset", "?") if isinstance(config, dict) else "?"
+        raise SampleError(
+            f"{p}: the model's vocab_size is {model.config.vocab_size} but the tokenizer found is "
+            f"{source}; a character model needs its meta.pkl (looked for data/{dataset}/meta.pkl "
+            f"and the run's data_dir): pass --data_dir=DIR")
+    ctx = (nullcontext() if dev.device_type == "cpu" or dev.dtype == "float32"
+           else torch.amp.autocast(device_type=dev.device_type, dtype=getattr(torch, dev.dtype)))
+    val = ckpt.get("best_val_loss")
+    return Loaded(model, tok, p, stamp, ckpt["iter_num"],
+                  float(val) if val is not None and math.isfinite(float(val)) else None,
+                  args, dev.device, ctx, source, time.perf_counter() - t0, rng)
+
+
+# ---------------------------------------------------------------- generation
+
+def pick(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float = 1.0) -> torch.Tensor:
+    """The next token ids (B, 1) from last-position logits (B, V): nanoGPT's sampling step
+    (temperature, top-k, multinomial over the whole vocabulary), plus a nucleus filter.
+    Temperature 0 is greedy. Modifies `logits`."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        v, i = torch.topk(logits, min(top_k, logits.size(-1)))
+        logits[logits < v[:, [-1]]] = -float("Inf")
+    if top_p < 1.0:
+        vals, idx = (v, i) if top_k is not None else torch.sort(logits, descending=True)
+        probs = F.softmax(vals, dim=-1)
+        mass_before = probs.cumsum(dim=-1) - probs  # keep the fewest tokens holding top_p
+        logits.scatter_(1, idx, vals.masked_fill(mass_before >= top_p, -float("Inf")))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1)
+
+
+@torch.inference_mode()
+def generate(model: GPT, prompt: list[int], max_new_tokens: int, *, temperature: float = 0.8,
+             top_k: int | None = 200, top_p: float = 1.0, vocab_size: int | None = None,
+             stop_token: int | None = None, keep: int | None = None,
+             cache_dtype: torch.dtype | None = None) -> Iterator[int]:
+    """Yield new token ids one by one, decoding with a KVCache.
+
+    A prompt longer than block_size is cropped to its last block_size tokens (as nanoGPT);
+    past block_size the cache is refilled with the last `keep` tokens (module docstring).
+    Ids from vocab_size up (the padding of 50257 to 50304) are never drawn. The generator may
+    be abandoned at any point (that is how a sample is cancelled).
+    """
+    if not prompt:
+        raise ValueError("generate needs at least one prompt token")
+    block = model.config.block_size
+    keep = block // 2 if keep is None else keep
+    assert 1 <= keep <= block, f"keep={keep} must be in 1..{block}"
+    device = model.lm_head.weight.device
+    cache = KVCache(model.config, device=device, dtype=cache_dtype or model.lm_head.weight.dtype)
+    seq = list(prompt)
+    logits, _ = model(torch.tensor([seq[-block:]], device=device), cache=cache)
+    for n in range(max_new_tokens):
+        last = logits[:, -1, :]
+        if vocab_size is not None and vocab_size < last.size(-1):
+            last[:, vocab_size:] = -float("Inf")
+        nxt = pick(last, temperature, top_k, top_p)
+        token = int(nxt)  # the one host sync per token
+        yield token
+        if token == stop_token or n == max_new_tokens - 1:
+            return
+        seq.append(token)
+        if cache.pos == block:  # full: slide the window
+            cache.reset()
+            logits, _ = model(torch.tensor([seq[-keep:]], device=device), cache=cache)
+        else:
+            logits, _ = model(nxt.view(1, 1), cache=cache)
+
+
+@torch.no_grad()
+def generate_uncached(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                      top_k: int | None = None) -> torch.Tensor:
+    """nanoGPT's model.generate, verbatim: the whole context recomputed for every new token.
+    The baseline bench/sample_speed.py measures and the tests compare the cached path to."""
+    for _ in range(max_new_tokens):
+        idx_cond = idx if idx.size(1) <= model.config.block_size else idx[:, -model.config.block_size:]
+        logits, _ = model(idx_cond)
+        logits = logits[:, -1, :] / temperature
+        if top_k is not None:
+            v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+            logits[logits < v[:, [-1]]] = -float("Inf")
+        probs = F.softmax(logits, dim=-1)
+        idx_next = torch.multinomial(probs, num_samples=1)
+        idx = torch.cat((idx, idx_next), dim=1)
+    return idx
+
+
+class TextStream:
+    """Token ids to text as they arrive. A GPT-2 token may hold part of a UTF-8 character, so
+    bytes are decoded incrementally; the pieces join to exactly tokenizer.decode(ids)."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self._bytes = gpt2().decode_single_token_bytes if isinstance(tokenizer, GPT2Tokenizer) else None
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def push(self, token: int) -> str:
+        if self._bytes is None:
+            return self.tokenizer.decode([token])
+        return self._utf8.decode(self._bytes(token))
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True) if self._bytes is not None else ""
+
+
+@dataclass
+class Sample:
+    """One finished sample, as `sample_done` reports it."""
+
+    prompt: str
+    text: str                 # the new text only
+    tokens: int
+    seconds: float
+    first_token_s: float      # from the start of the sample to its first new token
+    stopped: bool = False     # cancelled before the end
+    eot: bool = False         # ended at <|endoftext|>
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def sample_stream(loaded: Loaded, req: Request, prompt: list[int],
+                  on_piece: Callable[[str], None], cancelled: Callable[[], bool] = lambda: False) -> Sample:
+    """Generate one sample, passing each new piece of text to on_piece as it is made."""
+    tok = loaded.tokenizer
+    stream = TextStream(tok)
+    pieces: list[str] = []
+    stop_token = tok.eot if req.stop_at_eot else None
+    t0 = time.perf_counter()
+    first = 0.0
+    n = 0
+    eot = stopped = False
+    with loaded.ctx:
+        gen = generate(loaded.model, prompt, req.max_new_tokens, temperature=req.temperature,
+                       top_k=req.top_k, top_p=req.top_p, vocab_size=tok.vocab_size, stop_token=stop_token,
+                       cache_dtype=_autocast_dtype(loaded.ctx))
+        for token in gen:
+            n += 1
+            if n == 1:
+                first = time.perf_counter() - t0
+            if token == stop_token:
+                eot = True
+                break
+            piece = stream.push(token)
+            if piece:
+                pieces.append(piece)
+                on_piece(piece)
+            if cancelled():
+                stopped = True
+                break
+        gen.close()
+    tail = stream.flush()
+    if tail:
+        pieces.append(tail)
+        on_piece(tail)
+    return Sample(tok.decode(prompt), "".join(pieces), n, time.perf_counter() - t0, first, stopped, eot)
+
+
+def _autocast_dtype(ctx: AbstractContextManager[Any] | None) -> torch.dtype | None:
+    """Under autocast keys and values come out in its dtype: the cache holds that."""
+    return ctx.fast_dtype if isinstance(ctx, torch.amp.autocast) else None
+
+
+# ---------------------------------------------------------------- samples at checkpoints
+
+def checkpoint_sample(model: GPT, cfg: Any, iter_num: int, val_loss: float | None, ckpt_path: Path,
+                      ctx: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
+    """The trainer's hook: cfg.sample_tokens from cfg.sample_prompt with the model in memory,
+    appended to RUN_DIR/samples.jsonl as {iter, t, val_loss, prompt, text, ckpt}. The seed is
+    the same at every checkpoint, so what changes between samples is the weights. Torch's RNG
+    and the model's train/eval mode are left as they were."""
+    tok = for_data_dir(cfg.resolved_data_dir())
+    ids = encode_prompt(tok, cfg.sample_prompt)
+    device = model.lm_head.weight.device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)
+            with ctx or nullcontext():
+                new = list(generate(model, ids, cfg.sample_tokens, vocab_size=tok.vocab_size,
+                                    cache_dtype=_autocast_dtype(ctx)))
+    finally:
+        model.train(was_training)
+    record = {"iter": iter_num, "t": round(time.time(), 3), "val_loss": val_loss, "prompt": cfg.sample_prompt,
+              "text": tok.decode(new), "ckpt": str(ckpt_path)}
+    append_jsonl(Path(cfg.out_dir) / SAMPLES_FILE, record)
+    return record
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """One line, written with a single append (a reader never sees half of it)."""
+    line = protocol.encode(record).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- the sampler process
+
+def auto_threads(run_dir: Path) -> int:
+    """One thread while an engine trains in the run directory (training keeps the rest), else all."""
+    st = runstate.status(run_dir)
+    if st.kind == "alive" and (st.info is None or st.info.state in ACTIVE_STATES):
+        return 1
+    return hardware.auto_threads()
+
+
+class Sampler:
+    """The process's state: loaded checkpoints, the request queue, cancellation."""
+
+    def __init__(self, out: IO[str], device: str, dtype: str, threads: int):
+        self.out = out
+        self.device = device
+        self.dtype = dtype
+        self.threads = threads
+        self.loaded: Loaded | None = None
+        self.requests: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue()
+        self.received = 0       # requests read so far (their ids are 1..received)
+        self.cancel_upto = 0    # requests with an id up to this one are cancelled
+        self._out_lock = threading.Lock()
+
+    def emit(self, type_: str, iter_: int = 0, **fields: Any) -> None:
+        line = protocol.encode(protocol.event(type_, iter_, **fields))
+        with self._out_lock:
+            self.out.write(line)
+            self.out.flush()
+
+    def read_commands(self, stream: IO[str]) -> None:
+        """The stdin thread: queue sample requests, take stop at once."""
+        for line in stream:
+            if not line.strip():
+                continue
+            try:
+                cmd = protocol.decode_command(line)
+            except protocol.ProtocolError as e:
+                self.emit("error", message=f"command refused: {e}")
+                continue
+            if cmd.cmd == "sample":
+                self.received += 1
+                self.requests.put((self.received, cmd.values))
+            elif cmd.cmd == "stop":
+                self.cancel_upto = self.received
+            else:
+                self.emit("error", message=f"command refused: the sampler takes sample and stop, not {cmd.cmd}")
+        self.requests.put(None)
+
+    def serve(self, stdin: IO[str]) -> int:
+        threading.Thread(target=self.read_commands, args=(stdin,), daemon=True, name="commands").start()
+        failed = False
+        while (item := self.requests.get()) is not None:
+            rid, values = item
+            failed = not self.run(rid, values) or failed
+        return 1 if failed else 0
+
+    def get_model(self, req: Request) -> Loaded:
+        """The request's checkpoint, loaded again only if its file changed since."""
+        path = req.checkpoint_path()
+        have = self.loaded
+        try:
+            same = have is not None and have.path == path and have.stamp == _stamp(path)
+        except OSError:
+            same = False
+        if not same:
+            self.loaded = None  # free the old model before reading the new one
+            self.loaded = load(path, self.device, self.dtype, req.data_dir, seed=req.seed)
+            self.emit_loaded(self.loaded)
+        assert self.loaded is not None
+        return self.loaded
+
+    def emit_loaded(self, m: Loaded) -> None:
+        val = f", val loss {m.val_loss:.4f}" if m.val_loss is not None else ""
+        self.emit("log", m.iter_num,
+                  message=f"loaded {m.path} (iter {m.iter_num}{val}; {m.n_params / 1e6:.2f}M parameters, "
+                          f"block_size {m.model.config.block_size}; {m.tokenizer_source}; {m.device}) "
+                          f"in {m.load_s:.2f}s",
+                  ckpt=str(m.path), iter_num=m.iter_num, val_loss=m.val_loss, params=m.n_params,
+                  block_size=m.model.config.block_size, tokenizer=m.tokenizer.name,
+                  vocab_size=m.tokenizer.vocab_size, device=m.device, load_s=round(m.load_s, 3))
+
+    def run(self, rid: int, values: dict[str, Any]) -> bool:
+        """One request; False if it failed (an error event says why)."""
+        iter_ = 0
+        try:
+            req = Request.from_values(values)
+            cancelled = lambda: rid <= self.cancel_upto  # noqa: E731
+            if cancelled():
+                self.emit("state", state="stopped", reason="cancelled before it started")
+                return True
+            m = self.get_model(req)
+            iter_ = m.iter_num
+            threads = req.threads or self.threads or auto_threads(m.path.parent)
+            torch.set_num_threads(threads)
+            prompt = encode_prompt(m.tokenizer, req.prompt_text())
+            prompt_text = m.tokenizer.decode(prompt)
+            m.seed(req.seed)
+            self.emit("state", iter_, state="running", threads=threads, prompt_tokens=len(prompt))
+            for k in range(req.num_samples):
+                if cancelled():
+                    break
+                self.emit("token", iter_, text=prompt_text, sample=k, prompt=True)
+                s = sample_stream(m, req, prompt, lambda piece: self.emit("token", iter_, text=piece, sample=k),
+                                  cancelled)
+                self.emit("sample_done", iter_, text=s.text, sample=k, prompt=s.prompt, tokens=s.tokens,
+                          seconds=round(s.seconds, 3), first_token_s=round(s.first_token_s, 4),
+                          tokens_per_s=round(s.tokens_per_s, 1), stopped=s.stopped, eot=s.eot,
+                          seed=req.seed, ckpt=str(m.path), val_loss=m.val_loss,
+                          temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)
+            if cancelled():
+                self.emit("state", iter_, state="stopped", reason="cancelled")
+            else:
+                self.emit("state", iter_, state="finished")
+            return True
+        except SampleError as e:
+            self.emit("error", iter_, message=str(e))
+        except Exception as e:  # report, keep serving
+            self.emit("error", iter_, message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        self.emit("state", iter_, state="failed")
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gpttui.engine.sample",
+                                description="The sampler process: sample/stop commands on stdin, events on stdout.")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    p.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (the CPU always uses float32)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: 1 while the run trains, else all)")
+    args = p.parse_args(argv)
+    sampler = Sampler(sys.stdout, args.device, args.dtype, args.threads)
+    try:
+        return sampler.serve(sys.stdin)
+    except BrokenPipeError:  # whoever reads our events is gone
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
