@@ -95,12 +95,22 @@ def area_deficit(schedule: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """S(i) and D(i) for a normalised schedule (see the module docstring)."""
     area = np.concatenate([[0.0], np.cumsum(schedule)[:-1]]) + 1.0  # steps taken, >= 1
     drop = np.maximum.accumulate(schedule) - schedule                # 0 in warm-up
-    deficit = np.empty_like(drop)
-    acc = 0.0
-    for i, x in enumerate(drop):
-        acc = ANNEAL_LAG * acc + (1.0 - ANNEAL_LAG) * x
-        deficit[i] = acc
-    return area, deficit
+    return area, _ema(drop, ANNEAL_LAG)
+
+
+def _ema(x: np.ndarray, lam: float, block: int = 1024) -> np.ndarray:
+    """y[i] = lam*y[i-1] + (1-lam)*x[i], y[-1] = 0; vectorised in blocks (lam**-block stays finite)."""
+    out = np.empty_like(x, dtype=float)
+    powers = lam ** np.arange(block)
+    carry = 0.0
+    for start in range(0, len(x), block):
+        seg = x[start:start + block]
+        n = len(seg)
+        p = powers[:n]
+        acc = np.cumsum(seg / p) * p * (1.0 - lam)       # sum_k lam^(i-k) (1-lam) x_k within the block
+        out[start:start + n] = acc + carry * p * lam
+        carry = out[start + n - 1]
+    return out
 
 
 def schedule_array(lr_fn: Callable[[int], float], horizon: int) -> np.ndarray:

@@ -1,0 +1,133 @@
+"""`gpttui open` with several runs: their val loss on one chart, a table of runs, and the
+highlighted run's evals. Enter opens that run in the dashboard, d its doctor."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from gpttui.config import human_count
+from gpttui.widgets.eval_table import EvalTable
+from gpttui.widgets.overlay_chart import Curve, OverlayChart
+
+if TYPE_CHECKING:
+    from gpttui.viewer import ViewerApp
+
+RUN_COLUMNS = ("", "run", "kind", "iter", "best val", "last val", "tokens seen", "state")
+
+
+class CompareScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "open_run", "Dashboard", tooltip="the highlighted run in the dashboard (Esc back)"),
+        Binding("d", "doctor", "Doctor", tooltip="judge the highlighted run"),
+        Binding("a", "axis", "X axis", tooltip="val loss by iteration / tokens seen"),
+        Binding("l", "log_y", "Log y", tooltip="log-scale y axis on/off"),
+        Binding("q", "quit_app", "Quit"),
+    ]
+
+    app: "ViewerApp"
+
+    def compose(self) -> ComposeResult:
+        yield Static("loading…", id="compare-title")
+        yield OverlayChart(id="overlay")
+        with Horizontal(id="compare-bottom"):
+            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield EvalTable(id="compare-evals")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._columns()
+        self.query_one("#runs").border_title = "runs"
+        self.query_one("#compare-evals").border_title = "evals"
+        self.query_one(OverlayChart).x_axis = getattr(self.app, "axis", "iter")
+
+    def _columns(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        if not table.columns:
+            for name in RUN_COLUMNS:
+                table.add_column(name, key=name or "colour")
+
+    def show_runs(self) -> None:
+        """(Re)fill the chart and the table from the app's runs."""
+        self._columns()
+        runs = self.app.runs
+        chart = self.query_one(OverlayChart)
+        chart.set_curves([Curve(r.name, r.history, r.colour) for r in runs if not r.error])
+        table = self.query_one("#runs", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for i, r in enumerate(runs):
+            h = r.history
+            kind = "log" if h.kind == "nanogpt-log" else "run"
+            state = ("error" if r.error else "live" if r.tail is not None else h.state or "—")
+            last_val = next((e.val_loss for e in reversed(h.evals) if e.val_loss is not None), None)
+            table.add_row(Text("■", style=f"color({r.colour})"), r.name, kind,
+                          f"{h.last_iter:,}" if h.last_iter is not None else "—",
+                          f"{h.best_val:.4f}" if h.best_val is not None else "—",
+                          f"{last_val:.4f}" if last_val is not None else "—",
+                          human_count(h.tokens_seen) if h.tokens_seen else "—", state, key=str(i))
+        if runs:
+            table.move_cursor(row=min(max(cursor, 0), len(runs) - 1))
+        self._title()
+        self._show_evals()
+
+    def _title(self) -> None:
+        chart = self.query_one(OverlayChart)
+        t = Text(f" {len(self.app.runs)} runs, read-only ", style="bold reverse")
+        for r in self.app.runs:
+            t.append("  ")
+            t.append("■ ", style=f"color({r.colour})")
+            t.append(r.name)
+        if chart.skipped:
+            t.append(f"   not on the tokens axis (tokens/iter unknown): {', '.join(chart.skipped)}", style="dim")
+        self.query_one("#compare-title", Static).update(t)
+
+    def _show_evals(self) -> None:
+        runs = self.app.runs
+        row = self.query_one("#runs", DataTable).cursor_row
+        if runs and 0 <= row < len(runs):
+            evals = self.query_one(EvalTable)
+            evals._shown = -1
+            evals.show(runs[row].live)
+            evals.border_title = f"evals: {runs[row].name}"
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "runs":
+            self._show_evals()
+
+    def _highlighted(self) -> int | None:
+        row = self.query_one("#runs", DataTable).cursor_row
+        return row if 0 <= row < len(self.app.runs) and not self.app.runs[row].error else None
+
+    def action_open_run(self) -> None:
+        i = self._highlighted()
+        if i is not None:
+            self.app.open_dashboard(i)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open_run()
+
+    def action_doctor(self) -> None:
+        from gpttui.screens.doctor import DoctorScreen
+
+        i = self._highlighted()
+        if i is not None:
+            run = self.app.runs[i]
+            self.app.push_screen(DoctorScreen(run.history, run.name))
+
+    def action_axis(self) -> None:
+        self.query_one(OverlayChart).cycle_x_axis()
+        self.call_after_refresh(self._title)
+
+    def action_log_y(self) -> None:
+        chart = self.query_one(OverlayChart)
+        chart.log_y = not chart.log_y
+
+    def action_quit_app(self) -> None:
+        self.app.exit(0)

@@ -1,0 +1,134 @@
+"""Several runs' val loss on one plotext chart, each in its own colour, by iteration or tokens.
+
+Evals are few (one per eval_interval), so every point is drawn; the rendering is cached and
+rebuilt only when a run's evals, the axis or the size change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import plotext as plt
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from gpttui.runlog import RunHistory
+
+# 8-bit colours, one per run, in order (distinct on dark and light themes)
+PALETTE = (9, 12, 10, 11, 13, 14, 208, 141, 44, 203)
+AXES = ("iter", "tokens")
+
+
+def colour(i: int) -> int:
+    return PALETTE[i % len(PALETTE)]
+
+
+def hex_colour(i: int) -> str:
+    """The palette entry as #rrggbb, for Rich markup next to the chart."""
+    return f"color({colour(i)})"
+
+
+@dataclass
+class Curve:
+    name: str
+    history: RunHistory
+    colour: int
+
+
+def val_points(h: RunHistory, axis: str) -> tuple[list[float], list[float]] | None:
+    """(x, val) of a run's evals; None by tokens when its tokens per iteration are unknown.
+
+    Iteration 0 (the untrained model, ~ln(vocab)) is left out so the curves fill the chart.
+    """
+    its, vals = h.val_curve()
+    keep = [k for k, i in enumerate(its) if i > 0]
+    its, vals = [its[k] for k in keep], [vals[k] for k in keep]
+    if axis == "tokens":
+        tpi = h.tokens_per_iter
+        if not tpi:
+            return None
+        return [float(i) * tpi for i in its], vals
+    return [float(i) for i in its], vals
+
+
+def _scale(axis: str, span: float) -> tuple[float, str]:
+    if axis == "iter":
+        return (1e3, "iteration (K)") if span >= 1e4 else (1.0, "iteration")
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if span >= div:
+            return div, f"tokens seen ({unit})"
+    return 1.0, "tokens seen"
+
+
+class OverlayChart(Widget):
+    x_axis: reactive[str] = reactive("iter")
+    log_y: reactive[bool] = reactive(False)
+
+    def __init__(self, curves: list[Curve] | None = None, **kw) -> None:
+        super().__init__(**kw)
+        self.curves: list[Curve] = curves or []
+        self._key: tuple | None = None
+        self._text = Text("")
+        self.skipped: list[str] = []   # runs not drawn on this axis (tokens per iteration unknown)
+
+    def set_curves(self, curves: list[Curve]) -> None:
+        self.curves = curves
+        self.refresh()
+
+    def cycle_x_axis(self) -> None:
+        self.x_axis = AXES[(AXES.index(self.x_axis) + 1) % len(AXES)]
+
+    def watch_x_axis(self) -> None:
+        self._retitle()
+
+    def watch_log_y(self) -> None:
+        self._retitle()
+
+    def on_mount(self) -> None:
+        self._retitle()
+
+    def _retitle(self) -> None:
+        self.border_title = "val loss"
+        self.border_subtitle = f"x: {self.x_axis}{'  log-y' if self.log_y else ''}"
+        self.refresh()
+
+    def render(self) -> Text:
+        w, h = self.content_size
+        key = (w, h, self.x_axis, self.log_y,
+               tuple((id(c.history), len(c.history.evals), c.history.last_iter) for c in self.curves))
+        if key != self._key:
+            self._key = key
+            self._text = self.build(w, h)
+        return self._text
+
+    def build(self, width: int, height: int) -> Text:
+        if width < 20 or height < 5:
+            return Text("")
+        series, self.skipped = [], []
+        for c in self.curves:
+            pts = val_points(c.history, self.x_axis)
+            if pts is None:
+                self.skipped.append(c.name)
+            elif pts[0]:
+                series.append((c, pts))
+        if not series:
+            why = "no evals yet" if not self.skipped else "tokens per iteration unknown for every run"
+            return Text(why, style="dim", justify="center")
+        span = max(max(p[0]) for _, p in series)
+        div, xlabel = _scale(self.x_axis, span)
+        fig = plt.figure
+        fig.clear()
+        fig.theme("gpttui")
+        fig.plot_size(width, height)
+        fig.legend(False)
+        for c, (xs, ys) in series:
+            marker = plt.marker("braille", plt.pixel(foreground=c.colour))
+            fig.draw(fig.signal([x / div for x in xs], ys, marker=marker).lines())
+            dots = plt.marker("●", plt.pixel(foreground=c.colour))
+            fig.draw(fig.signal([x / div for x in xs], ys, marker=dots))
+        if self.log_y:
+            fig.ruler(axis="y").scale("log")
+        fig.label(xlabel, axis="x")
+        fig.label("val loss", axis="y")
+        return Text.from_ansi(fig.build().string(), no_wrap=True)
