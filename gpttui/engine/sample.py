@@ -425,7 +425,7 @@ def _autocast_dtype(ctx: AbstractContextManager[Any] | None) -> torch.dtype | No
 def checkpoint_sample(model: GPT, cfg: Any, iter_num: int, val_loss: float | None, ckpt_path: Path,
                       ctx: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
     """The trainer's hook: cfg.sample_tokens from cfg.sample_prompt with the model in memory,
-    appended to RUN_DIR/samples.jsonl as {iter, t, val_loss, prompt, text, ckpt}. The seed is
+    appended to samples.jsonl beside the checkpoint as {iter, t, val_loss, prompt, text, ckpt}. The seed is
     the same at every checkpoint, so what changes between samples is the weights. Torch's RNG
     and the model's train/eval mode are left as they were."""
     tok = for_data_dir(cfg.resolved_data_dir())
@@ -443,7 +443,7 @@ def checkpoint_sample(model: GPT, cfg: Any, iter_num: int, val_loss: float | Non
         model.train(was_training)
     record = {"iter": iter_num, "t": round(time.time(), 3), "val_loss": val_loss, "prompt": cfg.sample_prompt,
               "text": tok.decode(new), "ckpt": str(ckpt_path)}
-    append_jsonl(Path(cfg.out_dir) / SAMPLES_FILE, record)
+    append_jsonl(ckpt_path.parent / SAMPLES_FILE, record)
     return record
 
 

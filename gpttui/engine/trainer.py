@@ -32,6 +32,7 @@ from gpttui.engine.channel import Channel, CommandReader
 from gpttui.engine.data import Batches, DataError
 from gpttui.engine.host import UI_LOST
 from gpttui.engine.model import GPT, MODEL_ARGS, GPTConfig
+from gpttui.engine.sample import checkpoint_sample
 
 FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this iteration
 POLL_S = 0.5  # while paused, rank 0 re-broadcasts this often so other ranks never time out
@@ -474,5 +475,15 @@ class Trainer:
                 self.apply(full)
             return False
         self.emit("checkpoint", path=str(path), val_loss=self.last_val_loss)
+        if self.cfg.sample_on_checkpoint:
+            self.sample_at_checkpoint(path)
         self.set_state("paused" if self.paused else "running")
         return True
+
+    def sample_at_checkpoint(self, path: Path) -> None:
+        """A short fixed-prompt sample into RUN_DIR/samples.jsonl, so the text can be seen
+        improving as the loss falls; a problem there is logged, never stops training."""
+        try:
+            checkpoint_sample(self.raw_model, self.cfg, self.iter_num, self.last_val_loss, path, self.ctx)
+        except Exception as e:
+            self.log(f"sample at checkpoint failed: {type(e).__name__}: {e}")
