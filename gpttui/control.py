@@ -518,8 +518,8 @@ class SocketClient:
             exit_ = _Exit(info.exit_code if info.exit_code is not None else 0,
                           f"engine {info.state}" + (f" ({info.reason})" if info.reason else ""))
         else:
-            exit_ = _Exit(-signal.SIGKILL, f"engine pid {self.pid} died without a word "
-                          "(killed, out of memory, or a crash in native code)")
+            exit_ = _Exit(-signal.SIGKILL, f"engine pid {self.pid} died without recording why: killed "
+                          "(kill -9, out of memory) or a crash in native code; see its log")
         with self._lock:
             self._exit = exit_
 

@@ -74,7 +74,7 @@ class RunStatus:
         if self.kind == "stale":
             assert i is not None
             return (f"engine pid {i.pid} on {i.host} died while {i.state} at iteration {i.iter} "
-                    f"(last heartbeat {_ago(i.heartbeat)}; killed, out of memory or the machine restarted)")
+                    f"(last heartbeat {_ago(i.heartbeat)}; killed, crashed, out of memory, or the machine restarted)")
         if i is not None:
             how = f" ({i.reason})" if i.reason else ""
             return f"no engine is running in {run_dir}; the last one {i.state}{how} at iteration {i.iter}"

@@ -15,6 +15,7 @@ Torch-free (like channel.py), engine-only.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import re
 import stat
@@ -49,6 +50,10 @@ class EngineHost:
         """Take the run lock (raises runstate.RunLocked), listen on the socket, start the heartbeat."""
         self.status.acquire()
         remove_leftovers(self.run_dir)
+        # A crash in native code (segfault, abort) leaves its Python stack in engine.log,
+        # which an attached UI shows as the engine's last words.
+        self._crash_log = open(self.run_dir / "engine.log", "a")
+        faulthandler.enable(self._crash_log)
         self.server = control.ControlServer(control.socket_path(self.run_dir), self.push)
         self.server.start()
         self.status.update(socket=str(self.server.path))

@@ -110,7 +110,7 @@ def test_engine_killed_under_an_attached_ui_is_reported_with_what_is_left(make_r
     assert client.alive
     eng.kill9()
     assert client.wait(10) == -signal.SIGKILL
-    assert not client.alive and "died without a word" in client.exit_description
+    assert not client.alive and "died without recording why" in client.exit_description
     assert any("saving checkpoint" in line for line in client.stderr_tail(40))  # engine.log's tail
     assert runstate.status(rd).kind == "stale"
     assert ckpt_iter(rd / "ckpt.pt") >= 20
