@@ -232,6 +232,25 @@ async def test_open_a_toml_and_start_a_new_run_from_it(seed, tmp_path):
     assert app.result["action"] == "new_run"
     assert app.result["config"].n_embd == 128
     assert app.result["config"].out_dir == str(tmp_path / "run-small")
+    # changes are counted against the config the screen was opened with (the app applies them to it)
+    assert C.replace(seed.config, **app.result["changes"]) == app.result["config"]
+
+
+@pilot_test
+async def test_new_run_refused_into_a_directory_holding_a_run(seed, tmp_path):
+    (tmp_path / "out-fineweb").mkdir()
+    (tmp_path / "out-fineweb" / "ckpt.pt").write_bytes(b"")
+    app = Host(ConfigScreen(C.LoadedConfig(C.replace(seed.config, out_dir=str(tmp_path / "out-fineweb")))))
+    async with app.run_test(size=(140, 60)) as pilot:
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert "already holds a run; choose a new out_dir" in flat(app, "#status")
+        assert app.result is UNSET
+        await type_into(pilot, "out_dir", str(tmp_path / "out-narrow"))
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+    assert app.result["action"] == "new_run"
+    assert app.result["changes"] == {"out_dir": str(tmp_path / "out-narrow")}
 
 
 @pilot_test
@@ -252,3 +271,54 @@ async def test_fits_80x24_and_shows_problems_first(seed):
         text = flat(app, SIDE)
         assert "n_embd: the checkpoint's model has n_embd=768" in text
         assert "promises ~125M parameters" in text
+
+
+# ---------------------------------------------------------------- in the real app, with a real engine
+
+@pytest.mark.timeout(180)
+@pilot_test
+async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_path):
+    import json
+
+    from test_extend_screen import tiny_run_config, wait_for
+    from gpttui.app import GpttuiApp
+    from gpttui.commands.launch import make_plan
+
+    plan = make_plan(str(tiny_run_config(tmp_path, max_iters=100000, lr_decay_iters=100000, eval_interval=10)), [])
+    app = GpttuiApp(plan)
+
+    def events(kind: str) -> list[dict]:
+        lines = (plan.run_dir / "metrics.jsonl").read_text().splitlines()
+        return [e for e in map(json.loads, lines) if e["type"] == kind]
+
+    async with app.run_test(size=(140, 50)) as pilot:
+        await wait_for(pilot, lambda: app.live.iter >= 3, 60, "the engine to train")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen), 5, "the config editor")
+        assert "Config of the run in" in flat(app, "#title")
+        assert "number of parameters: 0.01M" in flat(app, SIDE)
+        await type_into(pilot, "eval_interval", "7")
+        assert "ctrl+r applies these now, while the run trains: eval_interval: 10 → 7" in flat(app, SIDE)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: events("config"), 10, "the engine's config event")
+        assert events("config")[-1]["changes"] == {"eval_interval": 7}
+
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen), 5, "the config editor")
+        assert app.screen.query_one("#f-eval_interval", Input).value == "7"  # the run's config, live changes in
+        await type_into(pilot, "n_embd", "48")
+        assert app.screen.query_one("#apply", Button).disabled
+        await type_into(pilot, "n_embd", "32")
+        await type_into(pilot, "batch_size", "2")
+        assert "restarts the run from its checkpoint with: batch_size: 4 → 2" in flat(app, SIDE)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: len(events("hello")) == 2 and app.live.iter > events("hello")[1]["start_iter"],
+                       60, "the engine to restart from its checkpoint and train")
+        restarted = events("hello")[1]
+        assert restarted["config"]["batch_size"] == 2 and restarted["start_iter"] > 0
+        assert restarted["tokens_per_iter"] == 2 * 16
+        await pilot.press("x")
+        await pilot.pause(0.5)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.engine_alive, 30, "the engine to stop")
+    assert app.ui_errors == []

@@ -131,13 +131,14 @@ def test_forecast_from_a_power_law_lands_near_it():
 @pilot_test
 async def test_finished_run_extended_to_twice_its_length():
     screen = ExtendScreen(SEED, current_iter=12000, tokens_per_iter=TPI, ms_per_iter=3900.0,
-                          evals=EVALS, eval_overhead_s_per_eval=15.0)
+                          evals=EVALS, eval_overhead_s_per_eval=15.0, resume_iter=12000)
     app = Host(screen)
     async with app.run_test(size=(110, 40)) as pilot:
         await settle(pilot)
         now = flat(app, "#now")
         assert "iteration 12,000 of max_iters 12,000 · cosine: warmup 500, decay to 12,000" in now
         assert "6.29B tokens seen" in now
+        assert "not running: Apply resumes it from its checkpoint at iteration 12,000" in now
         assert app.screen.query_one("#apply", Button).disabled
 
         await pilot.press(*"24000")
@@ -193,3 +194,87 @@ async def test_token_budget_on_a_wsd_run():
         await pilot.click("#apply")
         await pilot.pause()
     assert app.result == {"max_iters": n}
+
+
+# ---------------------------------------------------------------- in the real app, with a real engine
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 60
+
+
+def tiny_run_config(root, **changes) -> "Path":
+    """A tiny character model on tiny data (nanoGPT's format), as a TOML config."""
+    import numpy as np
+
+    from gpttui.metapkl import write_meta_pkl
+
+    data = root / "data"
+    data.mkdir()
+    chars = sorted(set(TEXT))
+    ids = np.array([chars.index(c) for c in TEXT], dtype=np.uint16)
+    ids[:2400].tofile(data / "train.bin")
+    ids[2400:].tofile(data / "val.bin")
+    write_meta_pkl(data / "meta.pkl", chars)
+    cfg = C.replace(C.DEFAULTS, out_dir=str(root / "run"), data_dir=str(data), n_layer=1, n_head=2,
+                    n_embd=32, block_size=16, batch_size=4, gradient_accumulation_steps=1,
+                    device="cpu", dtype="float32", compile=False, threads=1, eval_iters=2,
+                    log_interval=1, learning_rate=1e-3, min_lr=1e-4, warmup_iters=2,
+                    always_save_checkpoint=True, **changes)
+    C.save(cfg, root / "tiny.toml")
+    return root / "tiny.toml"
+
+
+async def wait_for(pilot, pred, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def config_events(run_dir) -> list[dict]:
+    import json
+
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["type"] == "config"]
+
+
+@pytest.mark.timeout(180)
+@pilot_test
+async def test_e_extends_a_running_run_then_a_finished_one(tmp_path):
+    from gpttui.app import GpttuiApp
+    from gpttui.commands.launch import make_plan
+
+    plan = make_plan(str(tiny_run_config(tmp_path, max_iters=30, lr_decay_iters=30, eval_interval=10)), [])
+    app = GpttuiApp(plan)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.live.iter >= 5, 60, "the engine to train")
+        await pilot.press("space")  # pause, so the run can't end before the change lands
+        await wait_for(pilot, lambda: app.live.state == "paused", 10, "paused")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), 5, "the extend screen")
+        assert f"iteration {app.live.iter:,} of max_iters 30" in flat(app, "#now")
+        await pilot.press("6", "0", "enter")
+        await wait_for(pilot, lambda: config_events(plan.run_dir), 10, "the engine's config event")
+        assert config_events(plan.run_dir)[-1]["changes"] == {"max_iters": 60, "lr_decay_iters": 60}
+        await wait_for(pilot, lambda: app.live.max_iters == 60, 5, "the header's max to change")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.live.state == "finished" and not app.engine_alive, 90,
+                       "the run to finish and its engine to exit")
+        assert app.live.iter > 30  # trained past the old end
+
+        # a finished run: extending resumes it from its checkpoint with the new end
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), 5, "the extend screen")
+        assert "not running: Apply resumes it from its checkpoint" in flat(app, "#now")
+        await pilot.press("+", "1", "0", "enter")
+        await wait_for(pilot, lambda: app.live.max_iters == 70 and app.live.iter > 60, 60,
+                       "the resumed run to train past 60")
+        assert app.live.hello["config"]["lr_decay_iters"] == 70
+        await pilot.press("x")
+        await pilot.pause(0.5)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.engine_alive, 30, "the engine to stop")
+    assert app.ui_errors == []

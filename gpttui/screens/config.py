@@ -31,8 +31,8 @@ COMPUTE_OPTIMAL_TOKENS_PER_PARAM = 20  # Hoffmann et al. (Chinchilla)
 
 
 class ConfigResult(TypedDict):
-    """The user's choice: `changes` (fields that differ from the config the screen was given)
-    applied live or by a restart from the checkpoint, or a new run from `config`."""
+    """The user's choice: `changes` (fields that differ from the config the screen was opened
+    with) applied live or by a restart from the checkpoint, or a new run from `config`."""
 
     changes: dict[str, Any]
     action: Action
@@ -270,10 +270,10 @@ class ConfigScreen(Screen[ConfigResult | None]):
         self.measured_ms_per_iter = measured_ms_per_iter
         self.device_memory_bytes = device_memory_bytes
         self.current_iter = current_iter
-        self.base = loaded.config   # changes are counted against this (the run's config when live)
+        self.origin = loaded.config  # results' `changes` are counted against this
+        self.base = loaded.config    # rows are marked changed against this (an opened file's when not live)
         self.check = check_fields({n: format_value(getattr(self.base, n)) for n in C.FIELDS}, self.base)
         self.plan: ApplyPlan | None = None
-        self.new_run_refusal: str | None = None
         self.rows: dict[str, FieldRow] = {}
         self._enabled: tuple[bool | None, bool | None] | None = None
         self._shown: dict[str, Text] = {}
@@ -302,8 +302,9 @@ class ConfigScreen(Screen[ConfigResult | None]):
                         placeholder="a nanoGPT .py, a .toml or a run directory")
             yield Button("Open", id="open", compact=True)
             yield Button("Save TOML", id="save", compact=True)
+        yield Static("", id="status", markup=False)
         with Horizontal(id="actions"):
-            yield Static("", id="status", markup=False)
+            yield Static("", id="spacer")
             if self.live:
                 yield Button("Apply", id="apply", variant="primary", compact=True)
             yield Button("New run", id="new-run", compact=True)
@@ -311,11 +312,11 @@ class ConfigScreen(Screen[ConfigResult | None]):
         yield Footer()
 
     def _title(self) -> str:
-        src = Path(self.loaded.source).name if self.loaded.source else "defaults"
+        src = f" (from {Path(self.loaded.source).name})" if self.loaded.source else ""
         if self.live:
             at = f", iteration {self.current_iter:,}" if self.current_iter is not None else ""
-            return f"Config of the run in {self.base.out_dir}{at} (from {src})"
-        return f"Config: {src}"
+            return f"Config of the run in {self.base.out_dir}{at}{src}"
+        return f"Config{src}"
 
     def on_mount(self) -> None:
         self._recompute()
@@ -339,14 +340,13 @@ class ConfigScreen(Screen[ConfigResult | None]):
         warnings = C.size_mismatches(check.config, self.loaded.source_text, self.loaded.source)
         self._fill("#warnings", Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow"))
         self.plan = plan_apply(self.base, check.config, self.current_iter) if self.live and check.ok else None
-        self.new_run_refusal = new_run_problem(check.config) if check.ok else None
         self._fill("#problems", self._problems_text())
         if self.live:
             apply = self.query_one("#apply", Button)
             apply.disabled = self.plan is None or self.plan.action is None
             apply.label = {"live": "Apply live", "restart": "Restart from checkpoint"}.get(
                 self.plan.action if self.plan else None, "Apply")
-        self.query_one("#new-run", Button).disabled = not check.ok or self.new_run_refusal is not None
+        self.query_one("#new-run", Button).disabled = not check.ok
         enabled = (self.check_action("apply", ()), self.check_action("new_run", ()))
         if enabled != self._enabled:  # the footer redraws every key on refresh_bindings: only when needed
             self._enabled = enabled
@@ -379,8 +379,6 @@ class ConfigScreen(Screen[ConfigResult | None]):
                 t.append(how + "\n", style="bold green")
                 for name, value in self.plan.changes.items():
                     t.append(f" {name}: {format_value(getattr(self.base, name))} → {format_value(value)}\n")
-        if self.new_run_refusal:
-            t.append(f"New run: {self.new_run_refusal}\n", style="yellow")
         return t
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -389,7 +387,7 @@ class ConfigScreen(Screen[ConfigResult | None]):
                 return False
             return True if self.plan is not None and self.plan.action else None
         if action == "new_run":
-            return True if self.check.ok and self.new_run_refusal is None else None
+            return True if self.check.ok else None
         return True
 
     # ------------------------------------------------------------------ focus and help
@@ -420,7 +418,9 @@ class ConfigScreen(Screen[ConfigResult | None]):
     # ------------------------------------------------------------------ actions
 
     def _status(self, message: str, error: bool = False) -> None:
-        self.query_one("#status", Static).update(Text(message, style="bold red" if error else "green"))
+        status = self.query_one("#status", Static)
+        status.update(Text(message, style="bold red" if error else "green"))
+        status.display = bool(message)
 
     @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:
@@ -432,11 +432,12 @@ class ConfigScreen(Screen[ConfigResult | None]):
 
     @on(Button.Pressed, "#new-run")
     def action_new_run(self) -> None:
-        if not self.check.ok or self.new_run_refusal:
-            self._status(self.new_run_refusal or "fix the marked fields first", error=True)
+        problem = new_run_problem(self.check.config) if self.check.ok else "fix the marked fields first"
+        if problem:
+            self._status(problem, error=True)
             return
         changes = {n: getattr(self.check.config, n) for n in C.FIELDS
-                   if getattr(self.check.config, n) != getattr(self.base, n)}
+                   if getattr(self.check.config, n) != getattr(self.origin, n)}
         self.dismiss(ConfigResult(changes=changes, action="new_run", config=self.check.config))
 
     @on(Button.Pressed, "#cancel")

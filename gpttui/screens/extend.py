@@ -78,7 +78,7 @@ def describe_change(before: C.TrainConfig, after: C.TrainConfig, now: int) -> st
     if not before.decay_lr:
         return f"decay_lr is off: the rate stays at {was:.2e}; only the end moves."
     if now < before.warmup_iters:
-        lead = f"Still warming up (until {before.warmup_iters:,}); "
+        lead = f"Still warming up (until {before.warmup_iters:,}). "
     else:
         lead = ""
     if before.lr_schedule == "wsd":
@@ -165,8 +165,10 @@ class ExtendScreen(Screen[dict | None]):
 
     def __init__(self, config: C.TrainConfig | None = None, *, current_iter: int = 0,
                  tokens_per_iter: int | None = None, ms_per_iter: float | None = None,
-                 evals: list | None = None, eval_overhead_s_per_eval: float | None = None) -> None:
-        """Without `config`, the screen extends the run of gpttui's app (its public API)."""
+                 evals: list | None = None, eval_overhead_s_per_eval: float | None = None,
+                 resume_iter: int | None = None) -> None:
+        """Without `config`, the screen extends the run of gpttui's app (its public API).
+        `resume_iter`: the run is not running, and applying resumes it from a checkpoint there."""
         super().__init__()
         if config is None:
             app: Any = self.app
@@ -176,12 +178,14 @@ class ExtendScreen(Screen[dict | None]):
             ms_per_iter = app.ms_per_iter
             evals = app.history.evals
             eval_overhead_s_per_eval = live.eval_pause()
+            resume_iter = None if app.engine_alive else live.last_checkpoint_iter
         self.config = config
         self.current_iter = current_iter
         self.tokens_per_iter = tokens_per_iter or C.derive(config).tokens_per_iter
         self.ms_per_iter = ms_per_iter
         self.evals = list(evals or [])
         self.eval_overhead = eval_overhead_s_per_eval
+        self.resume_iter = resume_iter
         self.values: dict[str, int] | None = None
 
     def compose(self) -> ComposeResult:
@@ -215,6 +219,9 @@ class ExtendScreen(Screen[dict | None]):
                  f"({self.tokens_per_iter:,}/iter) · lr {C.lr_at(cfg, it):.2e}")
         if self.ms_per_iter:
             t.append(f" · {self.ms_per_iter:,.0f} ms/iter")
+        if self.resume_iter is not None:
+            t.append(f"\n    not running: Apply resumes it from its checkpoint at iteration "
+                     f"{self.resume_iter:,}", style="yellow")
         return t
 
     def _legend(self, after: bool) -> Text:
