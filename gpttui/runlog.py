@@ -298,12 +298,17 @@ class RunHistory:
 # ---------------------------------------------------------------- metrics.jsonl
 
 class EventReader:
-    """Iterate a metrics.jsonl's events; torn or garbled lines are skipped and counted."""
+    """Iterate a metrics.jsonl's events; torn or garbled lines are skipped and counted.
+
+    `end` is the byte offset the reading stopped at: a UI attaching to the running engine
+    passes it on (control.SocketClient's history_from) so nothing falls between history and live.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.skipped = 0
         self.lines = 0
+        self.end = 0
 
     def __iter__(self) -> Iterator[dict]:
         with open(self.path, "rb") as f:
@@ -316,6 +321,7 @@ class EventReader:
                     self.skipped += 1
                 else:
                     yield event
+            self.end = f.tell()
 
 
 def _decode(raw: bytes | str) -> dict | None:
