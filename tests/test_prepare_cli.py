@@ -87,6 +87,7 @@ BAD = {
     "not strings": (lambda d: [_int_column(d / "a.parquet")], "column 'content' holds int64, expected strings"),
     "all empty": (lambda d: [parquet(d / "a.parquet", [None, "", None])],
                   "no documents: all 3 texts are empty or null"),
+    "no rows": (lambda d: [parquet(d / "a.parquet", [])], "no documents: the sources hold no text"),
     "bad utf-8": (lambda d: [_write(d / "a.txt", "héllo\n".encode() * 3 + b"bad \xff byte")],
                   "a.txt: invalid UTF-8 at byte offset 25 (fix the file, or pass --errors replace)"),
     "bad utf-8 jsonl": (lambda d: [_write(d / "a.jsonl", b'{"content": "ok"}\n{"content": "\xc3("}\n')],
@@ -120,7 +121,7 @@ def test_bad_input_one_line_nonzero_nothing_written(case: str, tmp_path: Path,
     src.mkdir()
     args = make(src)
     out = tmp_path / "data"
-    column = [] if case in ("missing file", "empty glob", "empty directory", "unknown kind", "all empty",
+    column = [] if case in ("missing file", "empty glob", "empty directory", "unknown kind", "all empty", "no rows",
                             "bad utf-8", "one document", "too many val docs", "not parquet") else \
         ["--text-column", "content"]
     code, stdout, err = run(capsys, *args, "--out", out, *column)
@@ -204,3 +205,21 @@ def test_ctrl_c_cleans_up_and_says_so(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert err.strip() == f"interrupted: nothing written to {out}"
     assert list(out.iterdir()) == []
+
+
+def test_a_worker_that_dies_is_one_line_and_nothing_written(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    monkeypatch.setattr(P, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(P, "PROGRESS_EVERY", 0.0)
+    src = parquet(tmp_path / "a.parquet", docs(2000))
+
+    def kill_a_worker(p: P.ProgressInfo) -> None:
+        workers = [c for c in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+        if workers:
+            workers[0].kill()
+
+    with pytest.raises(P.PrepareError, match="a tokenizing worker process died"):
+        P.prepare([src], tmp_path / "data", workers=2, progress=kill_a_worker)
+    assert list((tmp_path / "data").iterdir()) == []

@@ -41,6 +41,8 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -129,7 +131,10 @@ def prepare(
     except OSError as e:
         raise PrepareError(f"{out}: cannot create the output directory ({e.strerror})") from None
     with _locked(out):
-        return _Run(srcs, out, opts, command, workers, progress).run()
+        try:
+            return _Run(srcs, out, opts, command, workers, progress).run()
+        except OSError as e:  # unreadable input, full disk…: one line, the partial files are gone
+            raise PrepareError(f"{e.filename or out}: {e.strerror or e}") from None
 
 
 def _options(tokenizer: str, val_fraction: float | None, val_docs: int | None, text_column: str,
@@ -373,6 +378,12 @@ def _encode_chars(texts: S.Texts, open_end: bool, codes: np.ndarray, dtype: np.d
     return Encoded(np.searchsorted(codes, cps).astype(dtype), ends, skipped, nbytes)
 
 
+def _no_documents(skipped: int) -> str:
+    if skipped:
+        return f"no documents: all {skipped} texts are empty or null"
+    return "no documents: the sources hold no text"
+
+
 def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl+C and cleans up
     gpt2()
@@ -451,7 +462,7 @@ class _Run:
             units += chunk.units
             self._report("scan", docs, skipped, 0, nbytes, units, t0, src.path)
         if not n:
-            raise PrepareError(f"no text: all {skipped} documents are empty or null")
+            raise PrepareError(_no_documents(skipped))
         return sorted(seen), n
 
     def _tokenize(self, splitter: _Splitter, chars: list[str] | None, dtype: np.dtype) -> dict:
@@ -476,13 +487,14 @@ class _Run:
                          nbytes, units, t0, src.path)
 
         if parallel:
-            for src, chunk, encoded in _in_pool(self._chunks(), self.workers):
-                write(src, chunk, encoded)
+            with _Workers(self.workers) as workers:
+                for src, chunk, encoded in workers.map(self._chunks()):
+                    write(src, chunk, encoded)
         else:
             for src, chunk in self._chunks():
                 write(src, chunk, encode(chunk.texts, chunk.open_end))
         if docs == 0:
-            raise PrepareError(f"no documents: all {skipped} texts are empty or null")
+            raise PrepareError(_no_documents(skipped))
         elapsed = time.time() - t0
         self._report("done", docs, skipped, splitter.tokens["train"] + splitter.tokens["val"], nbytes,
                      units, t0, self.srcs[-1].path, force=True)
@@ -536,20 +548,38 @@ class _Run:
         _fsync_path(out)
 
 
-def _in_pool(chunks: Iterable[tuple[Source, S.Chunk]], workers: int
-             ) -> Iterator[tuple[Source, S.Chunk, Encoded]]:
-    """encode_gpt2 over worker processes, results in input order, 2 chunks per worker in flight."""
-    ctx = multiprocessing.get_context("spawn")  # fork is unsafe from a threaded caller (the TUI)
-    with ctx.Pool(workers, initializer=_worker_init) as pool:  # __exit__ terminates the workers
-        pending: deque = deque()
+class _Workers:
+    """encode_gpt2 in worker processes; results in input order, 2 chunks per worker in flight."""
+
+    def __init__(self, n: int):
+        self.n = n
+        # spawn: fork is unsafe from a threaded caller (the TUI runs prepare in a thread)
+        self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_worker_init)
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # running chunks finish (a fraction of a second), queued ones are dropped
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, chunks: Iterable[tuple[Source, S.Chunk]]) -> Iterator[tuple[Source, S.Chunk, Encoded]]:
+        pending: deque[tuple[Source, S.Chunk, Future]] = deque()
         for src, chunk in chunks:
-            pending.append((src, chunk, pool.apply_async(encode_gpt2, (chunk.texts, chunk.open_end))))
-            if len(pending) >= 2 * workers:
-                src0, chunk0, res = pending.popleft()
-                yield src0, chunk0, res.get()
+            pending.append((src, chunk, self.pool.submit(encode_gpt2, chunk.texts, chunk.open_end)))
+            if len(pending) >= 2 * self.n:
+                yield self._result(*pending.popleft())
         while pending:
-            src0, chunk0, res = pending.popleft()
-            yield src0, chunk0, res.get()
+            yield self._result(*pending.popleft())
+
+    @staticmethod
+    def _result(src: Source, chunk: S.Chunk, future: Future) -> tuple[Source, S.Chunk, Encoded]:
+        try:
+            return src, chunk, future.result()
+        except BrokenProcessPool:
+            raise PrepareError("a tokenizing worker process died (out of memory?): "
+                               "try fewer --workers") from None
 
 
 def _write_synced(path: Path, text: str) -> None:

@@ -208,8 +208,11 @@ def _parquet_file(path: Path, mtime: float) -> pq.ParquetFile:
 def materialize(texts: Texts) -> tuple[list[str], int, int]:
     """A chunk's texts as strings, with the null/empty texts dropped here and the text bytes read."""
     if isinstance(texts, RowGroup):
-        pf = _parquet_file(texts.path, texts.path.stat().st_mtime)
-        table = pf.read_row_group(texts.index, columns=[texts.column], use_threads=False)
+        try:
+            pf = _parquet_file(texts.path, texts.path.stat().st_mtime)
+            table = pf.read_row_group(texts.index, columns=[texts.column], use_threads=False)
+        except pa.ArrowException as e:
+            raise PrepareError(f"{texts.path}: row group {texts.index} unreadable ({_first_line(e)})") from None
         kept, skipped, nbytes = _non_empty(table.column(0).combine_chunks())
         return kept.to_pylist(), skipped, nbytes
     if isinstance(texts, pa.Array):
