@@ -223,3 +223,10 @@ def test_a_worker_that_dies_is_one_line_and_nothing_written(tmp_path: Path,
     with pytest.raises(P.PrepareError, match="a tokenizing worker process died"):
         P.prepare([src], tmp_path / "data", workers=2, progress=kill_a_worker)
     assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_prepare_never_imports_torch() -> None:
+    code = ("import sys; from gpttui import cli; from gpttui.commands import prepare; "
+            "from gpttui.engine import prepare as P; P.prepare; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -188,10 +188,13 @@ def _up_to_date(out: Path, srcs: list[Source], opts: dict) -> dict | None:
     if (meta is None or meta.get("format") != FORMAT or meta.get("options") != opts
             or meta.get("sources") != [s.record() for s in srcs]):
         return None
-    itemsize = np.dtype(meta.get("dtype", "uint16")).itemsize
-    for split in ("train", "val"):
+    try:
+        sizes = {split: meta["tokens"][split] * np.dtype(meta["dtype"]).itemsize for split in ("train", "val")}
+    except (KeyError, TypeError):
+        return None
+    for split, size in sizes.items():
         path = out / f"{split}.bin"
-        if not path.is_file() or path.stat().st_size != meta["tokens"][split] * itemsize:
+        if not path.is_file() or path.stat().st_size != size:
             return None
     if opts["tokenizer"] == "char" and not (out / "meta.pkl").is_file():
         return None

@@ -84,7 +84,7 @@ def resolve(specs: Sequence[str | os.PathLike], text_column: str = "text") -> li
     paths: list[Path] = []
     for spec in map(str, specs):
         spec = os.path.expanduser(spec)
-        if re.search(r"[*?[]", spec):
+        if not os.path.exists(spec) and re.search(r"[*?[]", spec):
             found = sorted(glob.glob(spec, recursive=True))
             files = [f for p in map(Path, found) for f in (_dir_files(p) if p.is_dir() else [p])]
             files = [f for f in files if f.suffix.lower() in KINDS]
