@@ -158,21 +158,24 @@ class Trainer:
         C.check(cfg)
         threads = cfg.threads or max(1, hardware.auto_threads() // d.world_size)
         torch.set_num_threads(threads)
-        dev = hardware.pick(f"cuda:{d.local_rank}" if d.ddp and cfg.device.startswith("cuda") else cfg.device,
-                            cfg.dtype)
+        if cfg.gradient_accumulation_steps % d.world_size:
+            raise C.ConfigError(f"gradient_accumulation_steps: {cfg.gradient_accumulation_steps} does not "
+                                f"divide among {d.world_size} processes")
+        device = cfg.device
+        if d.ddp and device.split(":")[0] in ("cuda", "auto") and torch.cuda.is_available():
+            device = f"cuda:{d.local_rank}"  # one GPU per process
+        dev = hardware.pick(device, cfg.dtype)
         if d.ddp:
             backend = cfg.backend if dev.device_type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
-            if dev.device_type == "cuda":
-                torch.cuda.set_device(dev.device)
+        if dev.device_type == "cuda":
+            torch.cuda.set_device(dev.device)
         if dev.note:
             self.note(dev.note)
         self.dev = dev
         if dev.device_type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        assert cfg.gradient_accumulation_steps % d.world_size == 0, \
-            f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must divide by the {d.world_size} processes"
         self.accum = cfg.gradient_accumulation_steps // d.world_size
         self.tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
         self.log(f"tokens per iteration will be: {self.tokens_per_iter:,}")
@@ -231,6 +234,8 @@ class Trainer:
         self.peak, source = hardware.peak_flops(dev, cfg.peak_flops, threads)
         self.log(f"device {dev.device} ({dev.name}), {dev.dtype}, {threads} CPU thread(s); "
                  f"peak {self.peak / 1e12:.3g} TFLOP/s ({source})")
+        # per process, as nanoGPT's estimate_mfu: FLOPs of this rank's micro-batches
+        self.flops_per_iter = model.flops_per_token() * cfg.block_size * cfg.batch_size * self.accum
         total = model.get_num_params(non_embedding=False)
         self.emit("hello", version=protocol.PROTOCOL_VERSION, config=cfg.to_dict(),
                   params={"total": total, "nanogpt": model.get_num_params(),
@@ -362,7 +367,7 @@ class Trainer:
                 raise Stop("finished", f"max_iters={cfg.max_iters} reached")
 
             dt, lossf = self.train_step(it, cfg)
-            mfu = self.raw_model.estimate_mfu(cfg.batch_size * self.accum, dt, self.peak)
+            mfu = self.flops_per_iter / dt / self.peak
             self.emit("step", loss=lossf, lr=self.lr, dt_ms=dt * 1000,
                       tokens_per_s=self.tokens_per_iter / dt, mfu=mfu, grad_norm=self.grad_norm,
                       tokens=(it + 1) * self.tokens_per_iter)
@@ -376,7 +381,7 @@ class Trainer:
     def train_step(self, it: int, cfg: C.TrainConfig) -> tuple[float, float]:
         """One optimizer step; (seconds, mean micro-batch loss). Raises Stop on a non-finite loss."""
         t0 = time.perf_counter()
-        torch.manual_seed(_seed(cfg.seed, self.dist.rank, it))
+        self.reseed(cfg.seed, self.dist.rank, it)
         self.lr = C.lr_at(cfg, it)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
@@ -411,13 +416,23 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - t0, lossf
 
+    def reseed(self, *parts: int) -> None:
+        """Seed the generators batches and dropout draw from (torch.manual_seed would also visit
+        every backend: ~0.3 ms, too much per iteration)."""
+        seed = _seed(*parts)
+        torch.default_generator.manual_seed(seed)
+        if self.dev.device_type == "cuda":
+            torch.cuda.manual_seed(seed)
+        elif self.dev.device_type == "mps":
+            torch.mps.manual_seed(seed)
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float] | None:
         """Mean loss over eval_iters batches of each split (rank 0 only, as nanoGPT)."""
         if not self.dist.master:
             return None
         self.set_state("evaluating")
-        torch.manual_seed(_seed(self.cfg.seed, self.dist.rank, self.iter_num, 1))
+        self.reseed(self.cfg.seed, self.dist.rank, self.iter_num, 1)
         model = self.fwd_model
         model.eval()
         out = {}
