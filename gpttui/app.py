@@ -75,6 +75,10 @@ class GpttuiApp(App):
         self.failure: Failure | None = None
         self.loading = True
         self._seen_state: str | None = None
+        self._error_shown_at = 0.0
+        self._save_asked = False
+        self._bindings_key: tuple[bool, bool] | None = None
+        self.ui_errors: list[str] = []  # exceptions the timer caught (tests assert there are none)
 
     # ------------------------------------------------------------ public API for screens
 
@@ -157,7 +161,7 @@ class GpttuiApp(App):
         self.loading = False
         self.dashboard.rebind()
         if self.plan.attach:
-            self._attach()
+            self._attach_engine()
         elif self.plan.prepare is not None:
             self._prepare_data(self.plan.prepare)
         elif self.plan.start:
@@ -193,9 +197,9 @@ class GpttuiApp(App):
         self.engine = EngineClient(self.run_dir, args)
         self.dashboard.write_log([f"── engine started (pid {self.engine.pid}): "
                                   f"python -m gpttui.engine {self.run_dir} {' '.join(args)}".rstrip()])
-        self.refresh_bindings()
+        self._sync_bindings()
 
-    def _attach(self) -> None:
+    def _attach_engine(self) -> None:
         """Watch and drive an engine that is already running (through its control socket)."""
         try:
             from gpttui.control import NotRunning, SocketClient
@@ -209,11 +213,22 @@ class GpttuiApp(App):
             self.notify(f"Could not attach: {e}", severity="error")
             return
         self.dashboard.write_log([f"── attached to the engine (pid {self.engine.pid})"])
-        self.refresh_bindings()
+        self._sync_bindings()
 
     # ------------------------------------------------------------ the timer
 
     def _tick(self) -> None:
+        try:
+            self._drain()
+        except Exception as e:  # a display bug must not take the run down with the UI
+            self.ui_errors.append(repr(e))
+            if len(self.ui_errors) == 1:
+                import traceback
+
+                self.dashboard.write_log(traceback.format_exc().splitlines())
+                self.notify(f"display error (see the log pane): {e!r}", severity="error")
+
+    def _drain(self) -> None:
         eng = self.engine
         if eng is not None:
             d = eng.drain()
@@ -227,8 +242,16 @@ class GpttuiApp(App):
                 self.live.dropped += d.dropped
             if eng.finished_reading:
                 self._engine_exited(eng)
+        self._sync_bindings()
         if self.screen is self.dashboard or self.dashboard.is_attached:
             self.dashboard.refresh_panels()
+
+    def _sync_bindings(self) -> None:
+        """Re-check which keys apply (the footer recomposes, so only when that changes)."""
+        key = (self.engine_alive, self.can_resume)
+        if key != self._bindings_key:
+            self._bindings_key = key
+            self.refresh_bindings()
 
     def _on_event(self, e: dict[str, Any]) -> None:
         kind = e.get("type")
@@ -238,18 +261,21 @@ class GpttuiApp(App):
                 self._seen_state = state
                 if not (self.stopping and state in ("saving", "running")):
                     self.pending = ""
-                self.refresh_bindings()
         elif kind == "hello":
             self.pending = ""
         elif kind == "checkpoint":
-            self.notify(f"checkpoint saved at iteration {e.get('iter', 0):,}", timeout=3)
+            if self._save_asked:  # the user asked; automatic ones show in the eval table
+                self._save_asked = False
+                self.notify(f"checkpoint saved at iteration {e.get('iter', 0):,}", timeout=3)
         elif kind == "config":
             changes = e.get("changes") or {}
             self.pending = ""
             if changes:
                 self.notify("applied: " + ", ".join(f"{k}={v}" for k, v in changes.items()), timeout=4)
         elif kind == "error":
-            if self.live.state not in FINAL_STATES and e.get("message"):
+            now = time.monotonic()
+            if e.get("message") and self.live.state not in FINAL_STATES and now - self._error_shown_at > 2:
+                self._error_shown_at = now  # a flood of errors must not flood the screen
                 self.notify(str(e["message"]), severity="error", timeout=6)
 
     def _engine_exited(self, eng: ProtocolProcess) -> None:
@@ -259,7 +285,7 @@ class GpttuiApp(App):
         self.stopping = False
         state = self.live.state
         self.dashboard.write_log([f"── engine exited with code {code}"])
-        self.refresh_bindings()
+        self._sync_bindings()
         if self.quit_when_stopped:
             self.exit(code)
             return
@@ -293,6 +319,7 @@ class GpttuiApp(App):
     def command(self, cmd: str, pending: str = "") -> None:
         if self.send(cmd):
             self.pending = pending
+            self._save_asked = self._save_asked or cmd == "save"
             self.dashboard.refresh_panels(force=True)
 
     def stop_engine(self) -> None:

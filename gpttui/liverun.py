@@ -38,7 +38,7 @@ class LiveRun:
         self.grad_norm: deque[float] = deque(maxlen=SPARK_POINTS)
         self.dt_ms: deque[float] = deque(maxlen=64)
         self.eval_pauses: deque[float] = deque(maxlen=8)   # seconds an eval (+ checkpoint) stopped training
-        self.iter: int = 0
+        self.iter: int = 0        # iterations done (the engine's iter_num)
         self.tokens: float = 0.0
         self.loss: float | None = None
         self.version = 0          # bumps on every applied event
@@ -69,20 +69,25 @@ class LiveRun:
             self.evals_version += 1
         elif kind == "config" and isinstance(e.get("changes"), dict):
             self.evals_version += 1  # best/gap notes don't change, but max_iters may have
+        it = e.get("iter")
+        if kind not in ("hello", "step") and isinstance(it, int) and it > self.iter:
+            self.iter = it  # an eval, checkpoint or final state at the iteration about to run
         if t is not None:
             self._last_t = t if self._last_t is None else max(self._last_t, t)
         self.version += 1
 
     def _on_hello(self, e: dict[str, Any], t: float | None) -> None:
         start = e.get("start_iter")
+        if self._session_t0 is not None and self._last_t is not None:
+            self._base += max(0.0, self._last_t - self._session_t0)
         if isinstance(start, int):
             last = self.history.last_iter
             if last is not None and start <= last:
                 self.series.truncate_from(start)
                 self.evals_version += 1
+                if self.series.raw:  # run time as it stood where the new branch starts
+                    self._base = self.series.raw[-1][2]
             self.iter = start
-        if self._session_t0 is not None and self._last_t is not None:
-            self._base += max(0.0, self._last_t - self._session_t0)
         self._session_t0 = t
         self._last_step_t = None
         self._eval_since_step = False
@@ -92,7 +97,7 @@ class LiveRun:
         loss = e.get("loss")
         if not isinstance(it, int):
             return
-        self.iter = it
+        self.iter = it + 1  # iterations done: the engine's iter_num once this step is taken
         tokens = e.get("tokens")
         tpi = self.history.tokens_per_iter or 0
         self.tokens = float(tokens) if isinstance(tokens, (int, float)) else float(it * tpi)

@@ -41,7 +41,7 @@ class ConfirmScreen(ModalScreen[str | None]):
             yield Static(self.message, id="message")
             with Horizontal(id="buttons"):
                 for i, c in enumerate(self.choices):
-                    label = f"{c.label} [{c.key}]" if c.key else c.label
+                    label = f"{c.label} ({c.key})" if c.key else c.label
                     yield Button(label, id=f"choice-{i}", variant=c.variant)
 
     def on_mount(self) -> None:

@@ -38,7 +38,8 @@ from gpttui.widgets.system import SystemFigures
 if TYPE_CHECKING:
     from gpttui.app import GpttuiApp
 
-CHART_HZ = 4.0
+CHART_HZ = 4.0   # chart rebuilds per second at most (plotext: a few ms each)
+PANEL_HZ = 2.0   # sparklines and the eval table
 
 # key -> (module under gpttui.screens, screen class, what it is called in a notification)
 OTHER_SCREENS = {
@@ -93,8 +94,9 @@ class DashboardScreen(Screen):
         self.query_one("#chart").border_title = "loss"
         self.query_one("#evals").border_title = "evals"
         self.query_one("#log").border_title = "engine log"
-        self._chart_at = 0.0
-        self._status_at = 0.0
+        self._chart_at = self._panels_at = 0.0
+        self._status_key: tuple | None = None
+        self._panels_version = -1
         self.refresh_panels(force=True)
 
     # ------------------------------------------------------------ panels
@@ -106,23 +108,26 @@ class DashboardScreen(Screen):
         self.refresh_panels(force=True)
 
     def refresh_panels(self, force: bool = False) -> None:
+        """Redraw what changed: the status line at the app's tick rate (a key's effect shows at
+        once), the slower panels at PANEL_HZ, the chart at CHART_HZ."""
         app, live = self.app, self.app.live
         now = time.monotonic()
-        if force or live.version != getattr(self, "_seen", None) or now - self._status_at >= 1.0:
-            self._seen = live.version
-            self._status_at = now
+        status = (live.version, app.display_state, app.pending, int(now))
+        if force or status != self._status_key:
+            self._status_key = status
             self.query_one(RunHeader).show(live, app.run_dir, app.header_note)
             self.query_one(StatusLine).show(live, app.display_state, app.pending)
+        if force or (live.version != self._panels_version and now - self._panels_at >= 1.0 / PANEL_HZ):
+            self._panels_version, self._panels_at = live.version, now
             self.query_one("#spark-loss", SparkPanel).show(_losses(live), live.version)
             self.query_one("#spark-mfu", SparkPanel).show(live.mfu, live.version)
             self.query_one("#spark-tps", SparkPanel).show(live.tokens_per_s, live.version)
             self.query_one("#spark-lr", SparkPanel).show(live.lr, live.version)
             self.query_one("#spark-gn", SparkPanel).show(live.grad_norm, live.version)
             self.query_one(EvalTable).show(live)
-        chart = self.query_one(LossChart)
         if force or now - self._chart_at >= 1.0 / CHART_HZ:
             self._chart_at = now
-            chart.refresh()  # cheap unless the data or size changed (render() caches)
+            self.query_one(LossChart).refresh()  # cheap unless the data or size changed (render() caches)
 
     def write_log(self, lines: list[str]) -> None:
         self.query_one(LogPane).write_lines(lines)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -25,16 +25,15 @@ class HelpScreen(ModalScreen[None]):
         self.key_bindings = bindings
 
     def compose(self) -> ComposeResult:
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold cyan", no_wrap=True)
-        table.add_column()
+        keys = Text()
         for b in self.key_bindings:
             if b.description:
-                keys = " / ".join(_key_name(k) for k in b.key.split(","))
-                table.add_row(keys, b.tooltip or b.description)
+                names = " / ".join(_key_name(k) for k in b.key.split(","))
+                keys.append(f"{names:>10}  ", style="bold cyan")
+                keys.append(f"{b.tooltip or b.description}\n")
         with VerticalScroll(id="help"):
             yield Static("[b]gpttui keys[/]  (Esc to close)\n")
-            yield Static(table)
+            yield Static(keys)
             yield Static("\n" + CHART_HELP)
 
 

@@ -28,7 +28,7 @@ class PrepareScreen(ModalScreen[bool | None]):
         super().__init__()
         self.need = need
         self._cancel = False
-        self._running = False
+        self._busy = False
 
     def compose(self) -> ComposeResult:
         n = self.need
@@ -62,7 +62,7 @@ class PrepareScreen(ModalScreen[bool | None]):
             self._go()
 
     def _go(self) -> None:
-        if self._running:
+        if self._busy:
             return
         sources = self.query_one("#source", Input).value.split()
         if not sources:
@@ -71,7 +71,7 @@ class PrepareScreen(ModalScreen[bool | None]):
         self._start(sources, str(self.query_one("#tokenizer", Select).value))
 
     def _start(self, sources: list[str], tokenizer: str) -> None:
-        self._running = True
+        self._busy = True
         self.query_one("#info", Static).update("starting…")
         self._prepare(sources, tokenizer)
 
@@ -101,7 +101,7 @@ class PrepareScreen(ModalScreen[bool | None]):
             f"{p.mb_per_s:.1f} MB/s, ETA {fmt.duration(p.eta_s)}")
 
     def _failed(self, message: str) -> None:
-        self._running = False
+        self._busy = False
         self.query_one("#info", Static).update(f"[red]{message}[/]")
 
     def _done(self, tokens: dict[str, int]) -> None:
@@ -111,7 +111,7 @@ class PrepareScreen(ModalScreen[bool | None]):
         self.dismiss(True)
 
     def action_cancel(self) -> None:
-        if self._running:
+        if self._busy:
             self._cancel = True
         else:
             self.dismiss(None)

@@ -19,17 +19,19 @@ class SparkPanel(Vertical):
         self.title = title
         self.formatter = formatter
         self._shown: tuple[int, float | None] | None = None
+        self._caption = Label(self.title, classes="caption")
+        self._spark = Sparkline([], summary_function=max)
 
     def compose(self) -> ComposeResult:
-        yield Label(self.title, classes="caption")
-        yield Sparkline([], summary_function=max)
+        yield self._caption
+        yield self._spark
 
     def show(self, values: deque[float], version: int) -> None:
         """Assign new data only when it changed (Sparkline redraws on every assignment)."""
         last = values[-1] if values else None
-        if self._shown == (version, last):
+        if self._shown == (version, last) or not self._spark.is_mounted:
             return
         self._shown = (version, last)
-        self.query_one(Label).update(f"{self.title} [b]{self.formatter(last)}[/]")
+        self._caption.update(f"{self.title} [b]{self.formatter(last)}[/]")
         width = max(1, self.size.width)
-        self.query_one(Sparkline).data = list(values)[-2 * width:]
+        self._spark.data = list(values)[-2 * width:]

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 from textual.widgets import Static
 
-from gpttui.config import human_bytes
-
 
 @dataclass
 class Figures:
@@ -45,7 +43,7 @@ class Probe:
             try:
                 f.cpu = f"{self._psutil.cpu_percent(None):.0f}%"
                 vm = self._psutil.virtual_memory()
-                f.ram = f"{human_bytes(vm.used)}/{human_bytes(vm.total)}"
+                f.ram = f"{vm.used / 2**30:.1f}/{vm.total / 2**30:.0f}G"
             except Exception:
                 pass
         if self._nvml is not None and self._gpus:
@@ -56,7 +54,7 @@ class Probe:
                     mem = self._nvml.nvmlDeviceGetMemoryInfo(h)
                     used, total = used + mem.used, total + mem.total
                 f.gpu = " ".join(f"{u}%" for u in utils)
-                f.vram = f"{human_bytes(used)}/{human_bytes(total)}"
+                f.vram = f"{used / 2**30:.1f}/{total / 2**30:.0f}G"
             except Exception:
                 pass
         return f

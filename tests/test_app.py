@@ -1,0 +1,290 @@
+"""The dashboard driven headless (App.run_test) with a REAL engine subprocess on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app_helpers import run, tiny_config, wait_for
+from gpttui.app import GpttuiApp
+from gpttui.commands.launch import LaunchError, make_plan
+from gpttui.screens.confirm import ConfirmScreen
+from gpttui.screens.dashboard import DashboardScreen
+from gpttui.screens.failure import FailureScreen
+from gpttui.widgets.eval_table import EvalTable
+from gpttui.widgets.log_pane import LogPane
+from gpttui.widgets.loss_chart import LossChart
+from gpttui.widgets.status import StatusLine
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def text_of(widget) -> str:
+    """What a Static-like widget shows, as plain text."""
+    r = widget.render()
+    return getattr(r, "plain", str(r))
+
+
+def status(app) -> str:
+    return text_of(app.screen.query_one(StatusLine)) if isinstance(app.screen, DashboardScreen) else \
+        text_of(app.dashboard.query_one(StatusLine))
+
+
+def events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped) counts as gone
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_live_panels_pause_resume_save_and_quit(tmp_path):
+    plan = make_plan(str(tiny_config(tmp_path)), [])
+    run_dir = plan.run_dir
+
+    async def go():
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.live.iter >= 12 and app.live.history.evals, 60, "steps and an eval")
+            await pilot.pause(0.3)
+            dash = app.dashboard
+            header = text_of(dash.query_one("#header"))
+            assert "run" in header and "cpu" in header and "tokens/iter 64" in header and str(run_dir) in header
+            assert "params" in header
+            st = status(app)
+            assert st.split()[0] in ("running", "evaluating", "saving") and "/100,000" in st and "tokens" in st and "ETA" in st
+            chart = dash.query_one(LossChart)
+            assert chart.builds >= 1 and "iteration" in chart.render().plain
+            await wait_for(pilot, lambda: dash.query_one(EvalTable).row_count >= 1, 5, "the eval table")
+            assert "%" in text_of(dash.query_one("#spark-mfu")._caption)  # "MFU 1.2%"
+            assert any("tokens per iteration" in line for line in dash.query_one(LogPane).lines)
+            first = app.live.history.steps[0].loss
+            assert 3.0 < first < 4.5 and app.live.loss < first  # ln(28 symbols) = 3.3 at first, then it learns
+
+            await pilot.press("space")
+            await wait_for(pilot, lambda: "paused" in status(app), 5, "paused on screen")
+            paused_at = app.live.iter
+            await pilot.pause(1.0)
+            assert app.live.iter == paused_at, "iterations went on while paused"
+            await pilot.press("space")
+            await wait_for(pilot, lambda: app.live.iter > paused_at + 2, 10, "training to go on")
+            assert "paused" not in status(app)
+
+            n_ckpt = sum(e["type"] == "checkpoint" for e in events(run_dir))
+            await pilot.press("s")
+            await wait_for(pilot, lambda: sum(e["type"] == "checkpoint" for e in events(run_dir)) > n_ckpt,
+                           10, "a checkpoint")
+            assert (run_dir / "ckpt.pt").stat().st_size > 0
+
+            pid = app.engine.pid
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await pilot.press("enter")  # the highlighted default: stop and save
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            return pid, app.ui_errors
+
+    pid, ui_errors = run(go())
+    assert ui_errors == []
+    assert not pid_alive(pid)
+    evs = events(run_dir)
+    assert evs[-1]["type"] == "state" and evs[-1]["state"] == "stopped"
+    last_step = max(e["iter"] for e in evs if e["type"] == "step")
+    assert any(e["type"] == "checkpoint" and e["iter"] == last_step + 1 for e in evs)
+
+
+def test_stop_key_asks_then_checkpoints_and_r_resumes(tmp_path):
+    plan = make_plan(str(tiny_config(tmp_path)), [])
+    run_dir = plan.run_dir
+
+    async def go():
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.live.iter >= 3, 60, "steps")
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the stop question")
+            await pilot.press("n")  # no: keep training
+            await pilot.pause(0.5)
+            assert app.engine_alive and isinstance(app.screen, DashboardScreen)
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the stop question")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.engine_alive and app.engine is None, 20, "the engine to stop")
+            assert "stopped" in status(app)
+            stopped_at = app.live.iter
+            assert (run_dir / "ckpt.pt").exists()
+            await pilot.press("r")
+            await wait_for(pilot, lambda: app.live.iter > stopped_at + 2, 60, "the resumed run to train")
+            assert app.live.hello["start_iter"] == stopped_at
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            return app.ui_errors
+
+    assert run(go()) == []
+    starts = [e["start_iter"] for e in events(run_dir) if e["type"] == "hello"]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] > 0
+
+
+def _finished_run(tmp_path: Path, **changes) -> Path:
+    """A run trained to the end by the engine alone (no UI), as `gpttui train` would."""
+    cfg_path = tiny_config(tmp_path, max_iters=20, lr_decay_iters=20, eval_interval=5, **changes)
+    plan = make_plan(str(cfg_path), [])
+    proc = subprocess.run([sys.executable, "-m", "gpttui.engine", str(plan.run_dir)],
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    return plan.run_dir
+
+
+def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path):
+    run_dir = _finished_run(tmp_path)
+    evals = [e for e in events(run_dir) if e["type"] == "eval"]
+    assert [e["iter"] for e in evals] == [0, 5, 10, 15, 20]
+    plan = make_plan(str(run_dir), [])
+    plan.start = False  # look at the rebuilt history only
+
+    async def go():
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: not app.loading, 10, "the history")
+            await pilot.pause(0.3)
+            table = app.dashboard.query_one(EvalTable)
+            rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+            chart_text = app.dashboard.query_one(LossChart).render().plain
+            return rows, status(app), chart_text, app.live.iter, app.ui_errors
+
+    rows, st, chart_text, it, ui_errors = run(go())
+    assert ui_errors == []
+    assert [r[0] for r in rows] == ["0", "5", "10", "15", "20"]
+    assert rows[-1][2] == f"{evals[-1]['val_loss']:.4f}"
+    best = min(range(5), key=lambda i: evals[i]["val_loss"])
+    assert "best so far" in rows[best][4]
+    assert "checkpoint saved" in rows[-1][4]
+    assert it == 20 and "finished" in st and "20/20" in st
+    assert "iteration" in chart_text  # the step curve is drawn from the file
+
+
+def test_resumed_from_earlier_checkpoint_replaces_the_abandoned_branch(tmp_path):
+    run_dir = _finished_run(tmp_path)
+    plan = make_plan(str(run_dir), ["--max_iters=30", "--lr_decay_iters=30"])
+
+    async def go():
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.live.state == "finished" and app.engine is None, 90, "the run to end")
+            win = app.live.series.window()
+            return win.iters.tolist(), [r[0] for r in app.live.eval_rows()], app.ui_errors
+
+    iters, eval_iters, ui_errors = run(go())
+    assert ui_errors == []
+    assert iters == sorted(iters) and len(iters) == len(set(iters)), "the curve zig-zags"
+    assert iters[-1] == 29 and eval_iters == [0, 5, 10, 15, 20, 25, 30]
+
+
+def test_engine_failure_shows_error_checkpoint_and_r_resumes(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path, eval_interval=4)
+    plan = make_plan(str(cfg), [])
+    monkeypatch.setenv("GPTTUI_FAULT_NAN_AT", "6")  # the engine's test hook: a NaN loss at iter 6
+
+    async def go():
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen), 60, "the failure screen")
+            screen = app.screen
+            shown = " ".join(text_of(w) for w in screen.query("Static, Label"))
+            assert "non-finite loss" in shown and "iter 6" in shown
+            assert "Last checkpoint: iteration 4" in shown and "exit code 1" in shown
+            assert "failed" in status(app)
+            monkeypatch.delenv("GPTTUI_FAULT_NAN_AT")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: app.live.iter >= 8, 60, "the resumed run past the fault")
+            assert app.live.hello["start_iter"] == 4
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            return app.ui_errors
+
+    assert run(go()) == []
+
+
+def test_missing_data_is_prepared_from_a_typed_path_then_the_run_starts(tmp_path):
+    src = tmp_path / "corpus.txt"
+    src.write_text("To be, or not to be, that is the question.\n" * 200)
+    cfg = tiny_config(tmp_path, data_dir=str(tmp_path / "fresh"), dataset="fresh_char", eval_interval=5)
+    plan = make_plan(str(cfg), [])
+    assert plan.prepare is not None and plan.prepare.tokenizer == "char"
+
+    async def go():
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(100, 30)) as pilot:
+            from gpttui.screens.prepare_data import PrepareScreen
+
+            await wait_for(pilot, lambda: isinstance(app.screen, PrepareScreen), 10, "the prepare screen")
+            await pilot.click("#source")
+            await pilot.press(*str(src))
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.live.iter >= 2, 60, "training on the prepared data")
+            await pilot.press("q", "y")
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            return app.ui_errors
+
+    assert run(go()) == []
+    assert (tmp_path / "fresh" / "train.bin").stat().st_size > 0
+    assert (tmp_path / "fresh" / "meta.pkl").exists()
+    assert (tmp_path / "run" / "config.toml").exists()
+
+
+def test_a_bad_config_is_refused_before_anything_starts(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, n_head=3)  # 32 is not divisible by 3
+    with pytest.raises(LaunchError, match="n_embd: 32 is not divisible by n_head=3"):
+        make_plan(str(cfg), [])
+    from gpttui.cli import main
+
+    assert main(["launch", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "n_embd" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    assert main(["launch", str(cfg), "--batch_size=x"]) == 2
+    assert "batch_size" in capsys.readouterr().err
+
+
+def test_keys_for_screens_not_there_yet_notify_instead_of_crashing(tmp_path, monkeypatch):
+    from gpttui.screens import dashboard
+
+    monkeypatch.setitem(dashboard.OTHER_SCREENS, "doctor", ("no_such_module", "DoctorScreen", "The run doctor"))
+    plan = make_plan(str(tiny_config(tmp_path)), [])
+    plan.start = False
+
+    async def go():
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await wait_for(pilot, lambda: not app.loading, 10)
+            await pilot.press("d")
+            await pilot.pause(0.2)
+            notes = [n.message for n in app._notifications]
+            await pilot.press("question_mark")
+            await pilot.pause(0.2)
+            help_text = " ".join(text_of(w) for w in app.screen.query("Static"))
+            await pilot.press("escape")
+            await pilot.press("q")  # no engine: quits at once
+            await wait_for(pilot, lambda: not app.is_running, 5)
+            return notes, help_text, app.ui_errors
+
+    notes, help_text, ui_errors = run(go())
+    assert "The run doctor is not available yet." in notes
+    assert "pause or resume training" in help_text and "save a checkpoint now" in help_text
+    assert ui_errors == []
