@@ -38,6 +38,7 @@ import multiprocessing
 import os
 import shlex
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -387,6 +388,12 @@ def _no_documents(skipped: int) -> str:
     return "no documents: the sources hold no text"
 
 
+def _spawnable() -> bool:
+    """Spawned workers re-run the main module from its file: a script read from stdin has none."""
+    main_file = getattr(sys.modules["__main__"], "__file__", None)
+    return main_file is None or os.path.isfile(main_file)
+
+
 def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl+C and cleans up
     gpt2()
@@ -473,6 +480,10 @@ class _Run:
         units = 0.0
         t0 = self._last_report = time.time()
         parallel = chars is None and self.workers > 1 and self.est >= PARALLEL_MIN_BYTES
+        if parallel and not _spawnable():
+            parallel = False
+            self.notes.append("tokenized in one process: worker processes re-import the main module, "
+                              f"and {sys.modules['__main__'].__file__} is not a file")
         if chars is not None:
             codes = np.array([ord(c) for c in chars], dtype=np.uint32)
             encode: Callable = functools.partial(_encode_chars, codes=codes, dtype=dtype)
