@@ -575,6 +575,8 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
         verdict = ("low: check the batch size, compile and dtype" if m["mfu"] < 0.2 else
                    "typical for a small GPT" if m["mfu"] < 0.5 else "high: well used")
         level = "note" if m["mfu"] < 0.2 else "ok"
+    elif not vals and not fpi:
+        verdict, level = "no MFU or FLOPs figures in this source", "note"
     elif a100:
         verdict, level = ("the log's MFU is against an A100 whatever the card: pass --device "
                           "(e.g. --device 'RTX 4070') to get MFU against the real peak"), "note"

@@ -2,25 +2,32 @@
 
 Model (after Tissue et al. 2024, "Scaling Law with Learning Rate Annealing"):
 
-    L(t) = E + A * S(t)^-alpha - b * L_ref * D(t)
+    L(t) = c0 + c1 * g_lambda(S(t)) - b * L_ref * D(t),   g_lambda(S) = (S^lambda - 1) / lambda
 
-- S(t) is the lr area: the sum of lr(i)/peak_lr over iterations i < t, i.e. the
-  steps the run has taken measured in peak-lr steps. Progress follows a power law in it,
-  so a constant-lr run reduces to the usual power law in steps.
+- S(t) is the lr area: the sum of lr(i)/peak_lr over iterations i < t, i.e. the steps the
+  run has taken measured in peak-lr steps (a constant-lr run: S = steps).
+- g_lambda is a Box-Cox family with c1 <= 0 (the loss falls as S grows): lambda < 0 is the
+  usual power law E + A * S^-alpha (alpha = -lambda), lambda = 0 is log-linear, and
+  0 < lambda <= 1 decelerates less, down to linear in S. Large GPTs on web text sit at
+  lambda ~ -0.5 (their loss flattens); small models early in training (a char model on
+  Shakespeare) are near-linear in lr area, which no power law can follow, so the family
+  spans both and the data choose.
 - D(t) is the annealing deficit: how far the lr has come down from its peak, as a fraction
   of the peak, lagged by an exponential moving average of ~100 iterations (the loss takes a
   while to settle after the lr drops). It is 0 during warm-up and at constant lr, and ~0.9 at
   the end of nanoGPT's cosine (min_lr = lr/10). A cosine decay's late drop is this term.
 - b is fixed at ANNEAL_GAIN (a full anneal removes ~3% of the loss, as LR cool-down
   studies report). Fitting it from half a run was unstable in back-tests (an lr that has
-  only started to fall cannot separate it from the power law), so it is a constant, not a
-  fit parameter; L_ref is the mean of the last evals used.
-- E, A are linear least squares for each alpha on a grid; the alphas are averaged with
+  only started to fall cannot separate it from the progress term), so it is a constant, not
+  a fit parameter; L_ref is the mean of the last evals used.
+- c0, c1 are linear least squares for each lambda on a grid; the lambdas are averaged with
   weights exp(-SSE / 2 sigma^2) (sigma from the best fit's residuals), which gives the
-  central value and the model spread. The band adds that spread, the eval noise and a
-  +-30% uncertainty on b.
+  central value and the model spread. The band adds that spread, the eval noise (growing
+  with the doublings extrapolated) and a +-30% uncertainty on b.
+- Iteration 0 and the first tenth of the fitted span (the fast initial transient) are
+  left out of the fit.
 
-Back-tests on the fixture logs (fit on the first half, predict the last eval) are printed by
+Back-tests (fit on the first part of a run, predict its last eval) are printed by
 tests/test_doctor.py. Pure numpy.
 """
 
@@ -34,9 +41,9 @@ import numpy as np
 
 ANNEAL_GAIN = 0.035      # loss fraction removed per unit of normalised lr decay
 ANNEAL_LAG = 0.99        # per-iteration EMA factor of the lr the loss "feels"
-ALPHAS = np.linspace(0.05, 2.0, 79)
+LAMBDAS = np.linspace(-2.0, 1.0, 121)
 MIN_POINTS = 3
-START = 0.1
+FIT_START = 0.1         # evals before this fraction of the last one are the initial transient
 
 
 @dataclass
@@ -57,9 +64,9 @@ class Fit:
 
     area: np.ndarray            # lr area S(i) for i in 0..horizon
     deficit: np.ndarray         # annealing deficit D(i)
-    alphas: np.ndarray
+    lambdas: np.ndarray
     weights: np.ndarray
-    coefs: np.ndarray           # (n_alpha, 2): E, A per alpha
+    coefs: np.ndarray           # (n_lambda, 2): c0, c1 per lambda
     l_ref: float
     sigma: float                # eval noise (residual std of the best fit)
     n_points: int
@@ -76,7 +83,10 @@ class Fit:
 
     def _predict_all(self, it: int, gain: float) -> np.ndarray:
         s, d = self._features(it)
-        return self.coefs[:, 0] + self.coefs[:, 1] * s ** -self.alphas - gain * self.l_ref * d
+        lam = self.lambdas
+        safe = np.where(np.abs(lam) < 1e-9, 1.0, lam)
+        g = np.where(np.abs(lam) < 1e-9, math.log(s), (s ** lam - 1.0) / safe)
+        return self.coefs[:, 0] + self.coefs[:, 1] * g - gain * self.l_ref * d
 
     def predict(self, it: int) -> Forecast:
         preds = self._predict_all(it, ANNEAL_GAIN)
@@ -89,6 +99,10 @@ class Fit:
         reach = max(0.0, math.log2(max(it, 1) / max(self.last_iter, 1)))
         half = 2.0 * spread + self.sigma * (1.0 + reach) + anneal_unc
         return Forecast(it, mean, mean - half, mean + half)
+
+
+def _g(s: np.ndarray, lam: float) -> np.ndarray:
+    return np.log(s) if abs(lam) < 1e-9 else (s ** lam - 1.0) / lam
 
 
 def area_deficit(schedule: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +138,8 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> 
     """Fit the model on (iter, val_loss) points; None with fewer than MIN_POINTS usable ones.
 
     Iteration 0 (the untrained model) and the first tenth of the span (the fast initial
-    transient) are left out; non-finite losses are ignored.
+    transient) are left out; non-finite losses are ignored. `schedule` is lr(i)/peak for
+    i in 0..the furthest iteration to be predicted.
     """
     pts = [(int(i), float(v)) for i, v in zip(iters, losses)
            if i > 0 and v is not None and math.isfinite(v)]
@@ -133,7 +148,7 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> 
     last = max(i for i, _ in pts)
     if last >= len(schedule):
         raise ValueError("schedule shorter than the evals")
-    pts = [(i, v) for i, v in pts if i >= START * last]
+    pts = [(i, v) for i, v in pts if i >= FIT_START * last]
     if len(pts) < MIN_POINTS:
         return None
     it = np.array([p[0] for p in pts])
@@ -142,15 +157,15 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> 
     l_ref = float(y[-min(3, len(y)):].mean())
     target = y + ANNEAL_GAIN * l_ref * deficit[it]     # the loss without the annealing bonus
     x = area[it]
-    coefs, sses, alphas = [], [], []
-    for a in ALPHAS:
-        X = np.column_stack([np.ones_like(x), x ** -a])
+    coefs, sses, lambdas = [], [], []
+    for lam in LAMBDAS:
+        X = np.column_stack([np.ones_like(x), _g(x, lam)])
         coef, *_ = np.linalg.lstsq(X, target, rcond=None)
-        if coef[1] < 0:          # a loss that rises with training is not this model
+        if coef[1] > 0:          # a loss that rises with training is not this model
             continue
         coefs.append(coef)
         sses.append(float(((X @ coef - target) ** 2).sum()))
-        alphas.append(a)
+        lambdas.append(lam)
     if not coefs:
         return None
     sse = np.array(sses)
@@ -158,7 +173,7 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> 
     sigma = math.sqrt(sse.min() / dof) if sse.min() > 0 else 1e-6
     w = np.exp(-(sse - sse.min()) / (2 * sigma ** 2))
     w /= w.sum()
-    return Fit(area, deficit, np.array(alphas), w, np.array(coefs), l_ref, sigma, len(y),
+    return Fit(area, deficit, np.array(lambdas), w, np.array(coefs), l_ref, sigma, len(y),
                int(it[0]), int(it[-1]))
 
 

@@ -14,6 +14,11 @@ from gpttui.runlog import MetricsWriter, RunHistory, load_run
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
 LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
 LOG_40M = FIXTURES / "train_log_fineweb_40m.txt"
+# gpttui runs made on this CPU (hello + evals of metrics.jsonl): the demo's char model on
+# tiny Shakespeare (4x128, 5000 iters) and a smaller one (2x64, 1500 iters), cosine schedules
+RUNS = Path(__file__).resolve().parent / "fixtures" / "runs"
+CHAR_DEMO = RUNS / "char_4x128_5000.jsonl"
+CHAR_SMALL = RUNS / "char_2x64_1500.jsonl"
 
 
 def time_lines(path: Path) -> tuple[dict[int, float], set[int]]:
@@ -84,19 +89,22 @@ def back_test(path: Path, frac: float) -> tuple[float, dict]:
     return (f.val_loss - truth) / truth, {"truth": truth, "low": f.low, "high": f.high, "cut": cut, "at": last}
 
 
-@pytest.mark.parametrize("path", [LOG_124M, LOG_40M])
-def test_forecast_back_tests(path):
-    """Fit on the evals up to a cut, predict the log's last val loss (printed with -s)."""
+@pytest.mark.parametrize("path,goal", [(LOG_124M, 0.01), (LOG_40M, 0.01), (CHAR_DEMO, 0.02), (CHAR_SMALL, 0.02)])
+def test_forecast_back_tests(path, goal):
+    """Fit on the evals up to a cut, predict the run's last val loss (printed with -s).
+
+    The first half must land within `goal` (1% on the GPT-2 logs, the 2% bar on the small
+    char runs), inside its band; later cuts within 2%."""
     errors = {}
     for frac in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
         err, info = back_test(path, frac)
         errors[frac] = err
         print(f"\n{path.name}: fit to iter {info['cut']:>5}, predict iter {info['at']}: "
               f"error {err:+.2%} (band {info['low']:.3f}-{info['high']:.3f}, truth {info['truth']:.4f})", end="")
-        if frac == 0.5:
+        if frac >= 0.5:
             assert info["low"] <= info["truth"] <= info["high"]
-    assert abs(errors[0.5]) < 0.01          # the goal: first half -> final within 1%
-    assert max(abs(e) for e in errors.values()) < 0.02
+    assert abs(errors[0.5]) < goal
+    assert max(abs(e) for f, e in errors.items() if f >= 0.5) < 0.02
 
 
 def test_until_judges_the_log_at_that_iteration(capsys):
