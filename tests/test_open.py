@@ -63,7 +63,7 @@ def test_two_logs_overlay_then_dashboard_then_doctor():
             await pilot.pause(0.2)
             assert app.screen.query_one(EvalTable).row_count == 41
             assert app.display_state == "nanoGPT log" and not app.engine_alive
-            assert app.live.iter == 20000 and app.live.elapsed() > 20 * 3600   # estimated from the time lines
+            assert app.live.history.last_iter == 20000 and app.live.elapsed() > 20 * 3600   # estimated from the time lines
             await pilot.press("d")
             await until(pilot, lambda: isinstance(app.screen, DoctorScreen) and app.screen.report is not None)
             report = app.screen.report
@@ -114,11 +114,11 @@ def test_a_running_run_is_followed_live(tmp_path, monkeypatch):
         app = ViewerApp([run])
         async with app.run_test(size=(140, 45)) as pilot:
             await until(pilot, lambda: not app.loading)
-            assert app.live.iter == 4 and app.header_note == "read-only, live"
+            assert app.live.history.last_iter == 4 and app.header_note == "read-only, live"
             for i in range(5, 12):
                 step(i)
             writer.write(protocol.event("eval", 11, train_loss=2.9, val_loss=3.0, best_val_loss=3.0))
-            await until(pilot, lambda: app.live.iter == 11)
+            await until(pilot, lambda: app.live.history.last_iter == 11)
             await until(pilot, lambda: app.screen.query_one(EvalTable).row_count == 1)
             assert app.display_state == "running"
     asyncio.run(scenario())
