@@ -1,0 +1,100 @@
+"""`gpttui sample`: nanoGPT sample.py's flags and output (and its text for its seed), bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine_kit import SHAKESPEARE
+from gpttui.engine.tokenizer import CharTokenizer
+from gpttui.metapkl import write_meta_pkl
+
+torch.set_num_threads(1)
+NANOGPT = Path(__file__).parent / "fixtures" / "nanogpt_model.py"
+ARGS = dict(n_layer=2, n_head=2, n_embd=32, block_size=64, bias=True, vocab_size=65, dropout=0.0)
+# run `gpttui sample` in a fresh interpreter and say whether it imported torch
+CLI = ("import sys; from gpttui.cli import main; rc = main(sys.argv[1:]); "
+       "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr); sys.exit(rc)")
+
+
+def nanogpt():
+    spec = importlib.util.spec_from_file_location("nanogpt_model", NANOGPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def nano_run(tmp_path) -> tuple[Path, CharTokenizer]:
+    """A shakespeare_char run as nanoGPT's own train.py leaves it (its model class, its keys)."""
+    chars = sorted(set(SHAKESPEARE.read_text(encoding="utf-8")))
+    (tmp_path / "data" / "shakespeare_char").mkdir(parents=True)
+    write_meta_pkl(tmp_path / "data" / "shakespeare_char" / "meta.pkl", chars)
+    ng = nanogpt()
+    torch.manual_seed(3)
+    model = ng.GPT(ng.GPTConfig(**ARGS))
+    (tmp_path / "out-shakespeare-char").mkdir()
+    torch.save({"model": {"_orig_mod." + k: v for k, v in model.state_dict().items()}, "optimizer": {},
+                "model_args": ARGS, "iter_num": 5000, "best_val_loss": torch.tensor(1.47),
+                "config": {"dataset": "shakespeare_char", "dtype": "bfloat16"}},
+               tmp_path / "out-shakespeare-char" / "ckpt.pt")
+    return tmp_path, CharTokenizer(chars)
+
+
+def gpttui_sample(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", CLI, "sample", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def nanogpt_sample_py(run: Path, tok: CharTokenizer, start: str, num_samples: int, max_new_tokens: int,
+                      seed: int) -> str:
+    """What nanoGPT's sample.py prints (its steps, on the CPU)."""
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    torch.manual_seed(seed)
+    ng = nanogpt()
+    model = ng.GPT(ng.GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()})
+    model.eval()
+    x = torch.tensor([tok.encode(start)])
+    out = []
+    with torch.no_grad():
+        for _ in range(num_samples):
+            y = model.generate(x, max_new_tokens, temperature=0.8, top_k=200)
+            out.append(tok.decode(y[0].tolist()) + "\n---------------\n")
+    return "".join(out)
+
+
+def test_prints_what_nanogpt_sample_py_prints_in_both_flag_forms(nano_run):
+    cwd, tok = nano_run
+    (cwd / "prompt.txt").write_text("JULIET:\nO Romeo, Romeo!", encoding="utf-8")
+    want = nanogpt_sample_py(cwd / "out-shakespeare-char", tok, "JULIET:\nO Romeo, Romeo!", 2, 30, 42)
+    a = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--start=FILE:prompt.txt", "--num_samples=2",
+                      "--max_new_tokens=30", "--seed=42", "--device=cpu", "--compile=False")
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == want
+    assert "no torch" in a.stderr and "iter 5000" in a.stderr and "tokens/s" in a.stderr
+    b = gpttui_sample(cwd, "--out_dir", "out-shakespeare-char", "--start", "FILE:prompt.txt", "--num_samples", "2",
+                      "--max_new_tokens", "30", "--seed", "42", "--compile", "--top_k=None")
+    # top_k=None keeps all 65 characters, as top_k=200 does: same text, whichever flag form
+    assert b.returncode == 0 and b.stdout == want, b.stderr
+    assert "--compile is not used" in b.stderr
+
+
+def test_bad_input_is_one_line_and_a_nonzero_exit(nano_run):
+    cwd, _ = nano_run
+    r = gpttui_sample(cwd, "--out_dir=nowhere")
+    assert r.returncode == 2 and "error: nowhere/ckpt.pt: no checkpoint there" in r.stderr and not r.stdout
+    r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--start=héllo", "--num_samples=1")
+    assert r.returncode == 1 and "error: prompt: characters not in the vocabulary: 'é'" in r.stderr
+    (cwd / "junk.pt").write_bytes(b"\x00" * 100)
+    r = gpttui_sample(cwd, "--ckpt=junk.pt", "--num_samples=1")
+    assert r.returncode == 1 and "junk.pt: not a readable checkpoint" in r.stderr
+    r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--temperature=hot")
+    assert r.returncode == 2 and "--temperature: invalid float value: 'hot'" in r.stderr
+    r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--top_p=0")
+    assert r.returncode == 1 and "error: top_p: must be in (0, 1]" in r.stderr
