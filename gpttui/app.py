@@ -24,7 +24,7 @@ from gpttui import config as C
 from gpttui import rundir
 from gpttui.client import EngineClient, ProtocolProcess
 from gpttui.liverun import ACTIVE_STATES, LiveRun
-from gpttui.runlog import RunHistory, read_events
+from gpttui.runlog import EventReader, RunHistory
 from gpttui.screens.confirm import Choice, ConfirmScreen
 from gpttui.screens.dashboard import DashboardScreen
 from gpttui.screens.failure import Failure, FailureScreen
@@ -75,6 +75,7 @@ class GpttuiApp(App):
         self.failure: Failure | None = None
         self.loading = True
         self._seen_state: str | None = None
+        self._history_end = 0  # byte offset of metrics.jsonl the history was read up to
         self._error_shown_at = 0.0
         self._save_asked = False
         self._bindings_key: tuple[bool, bool] | None = None
@@ -151,7 +152,9 @@ class GpttuiApp(App):
         live = LiveRun()
         metrics = self.run_dir / rundir.METRICS
         if metrics.exists():
-            live.add_all(read_events(metrics))
+            reader = EventReader(metrics)
+            live.add_all(reader)
+            self._history_end = reader.end  # attaching picks up here: no gap, no duplicate
         if live.state in ACTIVE_STATES and not self.plan.attach:
             live.history.state = "stopped"  # the engine that wrote this is gone
         self.call_from_thread(self._history_loaded, live)
@@ -201,14 +204,10 @@ class GpttuiApp(App):
 
     def _attach_engine(self) -> None:
         """Watch and drive an engine that is already running (through its control socket)."""
+        from gpttui.control import NotRunning, SocketClient
+
         try:
-            from gpttui.control import NotRunning, SocketClient
-        except ImportError:
-            self.notify("This run's engine is running elsewhere; attaching is not available yet.",
-                        severity="warning")
-            return
-        try:
-            self.engine = SocketClient(self.run_dir)
+            self.engine = SocketClient(self.run_dir, history_from=self._history_end)
         except (NotRunning, OSError) as e:
             self.notify(f"Could not attach: {e}", severity="error")
             return
@@ -293,7 +292,8 @@ class GpttuiApp(App):
             self.notify(f"run {state} at iteration {self.live.iter:,}", timeout=5)
             return
         err = self.live.last_error or {}
-        message = err.get("message") or (f"the engine exited with code {code} while {state or 'starting'}")
+        message = (err.get("message") or getattr(eng, "exit_description", "")  # an attached engine's end
+                   or f"the engine exited with code {code} while {state or 'starting'}")
         self.live.history.state = "failed"
         self._show_failure(Failure(message, code, err.get("traceback") or "", eng.stderr_tail(30),
                                    self._checkpoint_iter()))

@@ -163,10 +163,18 @@ def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path):
             await pilot.pause(0.3)
             table = app.dashboard.query_one(EvalTable)
             rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
-            chart_text = app.dashboard.query_one(LossChart).render().plain
-            return rows, status(app), chart_text, app.live.iter, app.ui_errors
+            chart = app.dashboard.query_one(LossChart)
+            chart_text = chart.render().plain
+            widths = [chart.content_size.width]
+            for size in ((160, 50), (80, 24)):  # resizing redraws at the new size
+                await pilot.resize_terminal(*size)
+                await pilot.pause(0.3)
+                widths.append(chart.content_size.width)
+                assert max(len(line) for line in chart.render().plain.splitlines()) == widths[-1]
+            return rows, status(app), chart_text, app.live.iter, app.ui_errors, widths
 
-    rows, st, chart_text, it, ui_errors = run(go())
+    rows, st, chart_text, it, ui_errors, widths = run(go())
+    assert widths[1] > widths[0] == widths[2] >= 40
     assert ui_errors == []
     assert [r[0] for r in rows] == ["0", "5", "10", "15", "20"]
     assert rows[-1][2] == f"{evals[-1]['val_loss']:.4f}"

@@ -22,6 +22,7 @@ ZOOM_STEPS = (0, 5000, 1000, 200)   # last N iterations; 0 = the whole run
 RAW, SMOOTH, VAL = 12, 11, 9         # 8-bit colours: blue, yellow, red
 
 plt.add_theme("gpttui", text=8)
+plt.terminal.limit(False, False)  # the widget, not the terminal plotext sees, sets the size
 
 
 def _marker(symbol: str, colour: int) -> plt.marker:
