@@ -580,18 +580,16 @@ class _Workers:
 
     def map(self, chunks: Iterable[tuple[Source, S.Chunk]]) -> Iterator[tuple[Source, S.Chunk, Encoded]]:
         pending: deque[tuple[Source, S.Chunk, Future]] = deque()
-        for src, chunk in chunks:
-            pending.append((src, chunk, self.pool.submit(encode_gpt2, chunk.texts, chunk.open_end)))
-            if len(pending) >= 2 * self.n:
-                yield self._result(*pending.popleft())
-        while pending:
-            yield self._result(*pending.popleft())
-
-    @staticmethod
-    def _result(src: Source, chunk: S.Chunk, future: Future) -> tuple[Source, S.Chunk, Encoded]:
         try:
-            return src, chunk, future.result()
-        except BrokenProcessPool:
+            for src, chunk in chunks:
+                pending.append((src, chunk, self.pool.submit(encode_gpt2, chunk.texts, chunk.open_end)))
+                if len(pending) >= 2 * self.n:
+                    src, chunk, future = pending.popleft()
+                    yield src, chunk, future.result()
+            while pending:
+                src, chunk, future = pending.popleft()
+                yield src, chunk, future.result()
+        except BrokenProcessPool:  # from submit() or result()
             raise PrepareError("a tokenizing worker process died (out of memory?): "
                                "try fewer --workers") from None
 
