@@ -236,6 +236,23 @@ def test_bad_request_values_name_the_field(values, message):
 
 # ---------------------------------------------------------------- the sampler process
 
+def test_one_thread_while_the_run_trains_or_the_cores_are_busy(tmp_path, monkeypatch):
+    from gpttui import runstate
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    cores = S.hardware.auto_threads()
+    assert S.auto_threads(tmp_path) == cores
+    engine = runstate.EngineStatus(tmp_path)
+    engine.acquire()  # an engine training here
+    try:
+        assert S.auto_threads(tmp_path) == 1
+    finally:
+        engine.close(state="finished")
+    assert S.auto_threads(tmp_path) == cores
+    monkeypatch.setattr(os, "getloadavg", lambda: (float(cores), 1.0, 1.0))  # other work on every core
+    assert S.auto_threads(tmp_path) == 1
+
+
 class Sampler:
     def __init__(self, cwd: Path):
         self.proc = subprocess.Popen([sys.executable, "-m", "gpttui.engine.sample", "--threads=1"], cwd=cwd,

@@ -82,7 +82,7 @@ class Request:
     seed: int = 1337
     stop_at_eot: bool = False   # end a sample at <|endoftext|> (GPT-2 vocabularies)
     data_dir: str = ""          # where meta.pkl is, when nanoGPT's places don't have it
-    threads: int = 0            # CPU threads; 0: 1 while the run trains, else all cores
+    threads: int = 0            # CPU threads; 0: auto_threads() (1 while the run trains)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> Request:
@@ -460,11 +460,15 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- the sampler process
 
 def auto_threads(run_dir: Path) -> int:
-    """One thread while an engine trains in the run directory (training keeps the rest), else all."""
+    """One thread while an engine trains in the run directory (training keeps the rest); else
+    the cores the load average leaves free, at least one. Oversubscribed cores are the worst
+    case for decoding: each token is a few hundred tiny parallel regions, and a thread that
+    waits for a busy core stalls all of them (2 threads on 2 busy cores ran ~10x slower than 1)."""
     st = runstate.status(run_dir)
     if st.kind == "alive" and (st.info is None or st.info.state in ACTIVE_STATES):
         return 1
-    return hardware.auto_threads()
+    cores = hardware.auto_threads()
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
 
 
 class Sampler:
@@ -585,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
                                 description="The sampler process: sample/stop commands on stdin, events on stdout.")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (the CPU always uses float32)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: 1 while the run trains, else all)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: 1 while the run trains, else the cores the load leaves free)")
     args = p.parse_args(argv)
     sampler = Sampler(sys.stdout, args.device, args.dtype, args.threads)
     try:

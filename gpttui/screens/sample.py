@@ -14,6 +14,8 @@ a fixed-prompt sample the engine writes at every checkpoint when sample_on_check
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -70,21 +72,31 @@ def parse_settings(texts: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """The run's ckpt.pt first, then any other *.pt in the run directory, newest first."""
+def list_checkpoints(run_dir: Path) -> list[tuple[Path, os.stat_result]]:
+    """The run's ckpt.pt first, then any other *.pt in the run directory, newest first.
+    (The engine deletes old ckpt_<iter>.pt files as it goes: a file gone by now is skipped.)"""
+    found = []
     try:
-        found = [p for p in run_dir.glob("*.pt") if p.is_file()]
+        for p in run_dir.glob("*.pt"):
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((p, st))
     except OSError:
         return []
-    main = [p for p in found if p.name == "ckpt.pt"]
-    rest = sorted((p for p in found if p.name != "ckpt.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return main + rest
+    found.sort(key=lambda ps: (ps[0].name != "ckpt.pt", -ps[1].st_mtime))
+    return found
 
 
 def read_samples_jsonl(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Whole records appended since `offset`, and the offset after them (a torn last line waits)."""
+    """Whole records appended since `offset`, and the offset after them (a torn last line waits).
+    A file shorter than `offset` was replaced: it is read again from the start."""
     try:
         with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < offset:
+                offset = 0
             f.seek(offset)
             data = f.read()
     except OSError:
@@ -355,23 +367,27 @@ class SampleScreen(Screen):
 
     def refresh_files(self) -> None:
         """Pick up new checkpoints and new lines of samples.jsonl (cheap: a glob and a stat)."""
-        paths = list_checkpoints(self.run_dir)
-        sig = tuple((p.name, p.stat().st_mtime_ns) for p in paths if p.exists())
+        found = list_checkpoints(self.run_dir)
+        sig = tuple((p.name, st.st_mtime_ns) for p, st in found)
         if sig != self._ckpt_sig:
             self._ckpt_sig = sig
             sel = self.query_one("#ckpt", Select)
             keep = sel.value
-            options = [(f"{p.name}  ({time.strftime('%H:%M:%S', time.localtime(p.stat().st_mtime))}, "
-                        f"{p.stat().st_size / 1e6:.1f} MB)", str(p)) for p in paths]
+            options = [(f"{p.name}  ({time.strftime('%H:%M:%S', time.localtime(st.st_mtime))}, "
+                        f"{st.st_size / 1e6:.1f} MB)", str(p)) for p, st in found]
             sel.set_options(options)
             values = [v for _, v in options]
             if keep in values:
                 sel.value = keep
             elif values:
                 sel.value = values[0]
+        before = self._samples_offset
         rows, self._samples_offset = read_samples_jsonl(self.run_dir / SAMPLES_FILE, self._samples_offset)
+        ol = self.query_one("#over-time-list", OptionList)
+        if self._samples_offset < before:  # the file was replaced: start the list again
+            self.over_time.clear()
+            ol.clear_options()
         if rows:
-            ol = self.query_one("#over-time-list", OptionList)
             for row in rows:
                 self.over_time.append(row)
                 val = row.get("val_loss")
