@@ -1,6 +1,6 @@
 """Throughput and peak memory of `gpttui prepare` vs a plain single-process loop.
 
-    python bench/prepare_speed.py                       # 300 MB speed runs, memory at 100 MB and 1 GB
+    python bench/prepare_speed.py                       # 300 MB speed runs, memory at 100 MB and 1.2 GB
     python bench/prepare_speed.py --speed-mb 100 --runs 3 --mem-mb 50,200
 
 Builds FineWeb-schema parquet files (text, id, dump, url, date, file_path, language,
@@ -178,7 +178,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--speed-mb", type=int, default=300, help="text size for the speed runs")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--mem-mb", default="100,1000", help="text sizes for the memory runs")
+    ap.add_argument("--mem-mb", default="100,1200", help="text sizes for the memory runs")
     ap.add_argument("--workers", type=int, default=None, help="passed to gpttui prepare")
     ap.add_argument("--workdir", default=None, help="where the parquet files go (default: a temp dir)")
     args = ap.parse_args()

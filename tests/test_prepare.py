@@ -243,12 +243,25 @@ def test_long_text_cut_into_pieces_tokenizes_as_a_whole(tmp_path: Path, monkeypa
     assert read_bins(tmp_path / "out") == (enc.encode_ordinary(part) + [50256],
                                            enc.encode_ordinary("The end.\n") + [50256])
     assert r.meta["documents"] == {"total": 2, "skipped_empty": 0, "train": 1, "val": 1}
-    # the same text cut by hand at every safe place: each cut keeps the tokens
-    text = TEXT[:5000]
-    while (cut := S.safe_cut(text)) > 0:
-        assert enc.encode_ordinary(text[:cut]) + enc.encode_ordinary(TEXT[cut:5000]) == \
-            enc.encode_ordinary(TEXT[:5000])
-        text = text[:cut - 1]
+    # cut by hand at every safe place (after newlines, or before spaces in a one-line text)
+    for whole in (TEXT[:3000], TEXT[:3000].replace("\n", " ")):
+        text, tokens, cuts = whole, enc.encode_ordinary(whole), 0
+        while (cut := S.safe_cut(text)) > 0:
+            assert enc.encode_ordinary(whole[:cut]) + enc.encode_ordinary(whole[cut:]) == tokens
+            text, cuts = whole[:cut - 1], cuts + 1
+        assert cuts > 40
+
+
+def test_one_line_text_is_cut_at_spaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(S, "READ_BLOCK", 3000)
+    monkeypatch.setattr(P, "CHUNK_BYTES", 2000)
+    line = TEXT[:100_000].replace("\n", " ")
+    (tmp_path / "a.txt").write_text(line)
+    (tmp_path / "b.txt").write_text("fin")
+    P.prepare([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", val_docs=1)
+    assert read_bins(tmp_path / "out")[0] == gpt2().encode_ordinary(line) + [50256]
+    assert len(list(S.chunks(S.resolve([tmp_path / "a.txt"])[0], text_column="text",
+                             split_blank_lines=False, errors="strict", target_bytes=2000))) > 10
 
 
 def test_paragraphs_do_not_depend_on_read_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -242,15 +242,17 @@ def _decoded_blocks(path: Path, errors: str) -> Iterator[tuple[str, int]]:
 def safe_cut(text: str) -> int:
     """An index where text can be cut so that GPT-2 tokens of the parts equal those of the whole.
 
-    The cut goes after a newline with a non-space character on both sides: GPT-2's
-    pre-tokenizer then ends a piece at that newline whether or not more text follows, and no
-    piece crosses it. Returns -1 when there is no such place.
+    GPT-2's pre-tokenizer never lets a piece run past a non-space character followed by
+    whitespace, nor start a piece inside whitespace followed by a non-space one. So the text
+    can be cut after a newline, or before a space, that has non-space characters on both sides:
+    the pieces are the same whether or not more text follows. Returns -1 if there is no such place.
     """
-    j = text.rfind("\n", 0, len(text) - 1)
-    while j > 0:
-        if not text[j - 1].isspace() and not text[j + 1].isspace():
-            return j + 1
-        j = text.rfind("\n", 0, j)
+    for sep, after in (("\n", 1), (" ", 0)):
+        j = text.rfind(sep, 0, len(text) - 1)
+        while j > 0:
+            if not text[j - 1].isspace() and not text[j + 1].isspace():
+                return j + after
+            j = text.rfind(sep, 0, j)
     return -1
 
 
