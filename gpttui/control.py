@@ -11,6 +11,9 @@ queue under a lock; it never blocks on a socket. Per client:
   - a client whose backlog passes `max_backlog` bytes (frozen, not reading) is disconnected:
     the engine's memory stays bounded, and everything is in metrics.jsonl for when it returns.
 Bad command lines are answered to their sender with an error event and otherwise ignored.
+A new client's first line is a `log` event, "attached ...", sent once the server has registered
+it: every event published after that line reaches the client, and every earlier one is already
+in metrics.jsonl (the channel writes the file before publishing).
 
 UI side, `SocketClient`: the face of `gpttui.client.ProtocolProcess` (drain, send, alive,
 returncode, stderr_tail, signal, terminate) over the socket, so the dashboard drives an engine it
@@ -43,6 +46,7 @@ from typing import Any, Callable
 from gpttui import protocol, runstate
 from gpttui.client import MAX_PENDING, STDERR_TAIL, Drained
 
+GREETING = "attached to the engine's control socket"
 MAX_BACKLOG = 8 << 20  # bytes a client may fall behind before it is disconnected
 COALESCE_AFTER = 64 << 10  # a client this far behind gets only the newest step-like events
 MAX_LINE = 64 << 10  # longest command line accepted
@@ -269,6 +273,9 @@ class ControlServer:
             conn = _Conn(sock)
             with self._mu:
                 self._conns.append(conn)
+                hi = protocol.event("log", self._iter, message=f"{GREETING} (engine pid {os.getpid()})")
+                conn.enqueue("log", protocol.encode(hi).encode(), self.max_backlog)
+                self._wake_locked()
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
     def _drop(self, c: _Conn, registered: bool = True) -> None:
@@ -396,6 +403,8 @@ class SocketClient:
         path = st.info.socket if st.info and st.info.socket else str(socket_path(self.run_dir))
         self.pid = st.info.pid if st.info else 0
         self.sock = self._connect(path, connect_timeout)
+        self._stream = self.sock.makefile("rb")
+        self._await_greeting(connect_timeout)
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._events: deque[dict[str, Any]] = deque()
@@ -429,6 +438,22 @@ class SocketClient:
                     raise NotRunning(f"cannot reach the engine on {self.run_dir} at {path}: "
                                      f"{e.strerror or e}; {not_running_message(self.run_dir)}") from None
                 time.sleep(0.1)
+
+    def _await_greeting(self, timeout: float) -> None:
+        """Wait until the server has registered us (its first line), so that the history read
+        from metrics.jsonl after this and the live events meet without a gap."""
+        self.sock.settimeout(timeout)
+        try:
+            first = self._stream.readline()
+        except OSError:
+            first = b""
+        finally:
+            self.sock.settimeout(None)
+        if GREETING.encode() not in first:
+            self._stream.close()
+            self.sock.close()
+            raise NotRunning(f"the engine on {self.run_dir} did not answer on its control socket; "
+                             f"{not_running_message(self.run_dir)}")
 
     def _log_start(self) -> int:
         """Start the engine.log tail at about its last STDERR_TAIL lines."""
@@ -469,7 +494,7 @@ class SocketClient:
     # ------------------------------------------------------------ reader threads
 
     def _read_socket(self) -> None:
-        with self.sock.makefile("rb") as stream:
+        with self._stream as stream:
             try:
                 for line in stream:
                     if self._seam and line.strip() in self._seam:

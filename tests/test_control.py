@@ -69,8 +69,15 @@ def test_socket_is_owner_only_and_streams_events_live(engine):
     client.close()
 
 
-def test_attaching_after_reading_history_leaves_no_gap_and_no_duplicate(engine):
+def test_attaching_after_reading_history_leaves_no_gap_and_no_duplicate(engine, monkeypatch):
     run_dir, _, server, _ = engine
+    real_accept = control.ControlServer._accept
+
+    def slow_accept(self):  # a busy engine: its I/O thread takes a while to register a newcomer
+        time.sleep(0.3)
+        real_accept(self)
+
+    monkeypatch.setattr(control.ControlServer, "_accept", slow_accept)
     for i in range(1, 21):
         _emit(run_dir, server, _step(i))
     offset = (run_dir / "metrics.jsonl").stat().st_size  # a UI read history up to here ...

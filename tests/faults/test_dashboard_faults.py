@@ -1,0 +1,135 @@
+"""The dashboard (App.run_test) meeting faults with REAL engines: quit and detach, launch on a
+running run attaches with the whole history, keys drive the attached engine, the engine dies
+under the dashboard and r resumes from its last checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from gpttui import runstate
+from gpttui.app import GpttuiApp
+from gpttui.client import EngineClient
+from gpttui.commands.launch import make_plan
+from gpttui.control import SocketClient
+from gpttui.screens.confirm import ConfirmScreen
+from gpttui.screens.failure import FailureScreen
+from kit import ckpt_iter, events
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def until(pilot, pred, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _info(rd) -> runstate.EngineInfo:
+    return runstate.read_info(rd) or runstate.EngineInfo(0, "", 0, 0)
+
+
+def _shown(screen) -> str:
+    """The text of a screen's labels, statics and buttons."""
+    return " ".join(str(getattr(w, "label", None) or getattr(w.render(), "plain", w.render()))
+                    for w in screen.query("Static, Label, Button"))
+
+
+def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run, engines):
+    rd = make_run(eval_interval=100)
+    engines.dirs.append(rd)
+
+    async def first_ui() -> int:
+        app = GpttuiApp(make_plan(str(rd), []))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.live.iter >= 30, what="30 iterations")
+            assert isinstance(app.engine, EngineClient)
+            pid = app.engine.pid
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            assert "Detach" in _shown(app.screen)
+            await pilot.press("d")
+            await until(pilot, lambda: not app.is_running, 10, "the app to exit")
+        return pid
+
+    pid = asyncio.run(first_ui())
+    # the UI is gone; the engine noticed, checkpointed and trains on
+    t0 = time.monotonic()
+    while _info(rd).ui != "detached" and time.monotonic() - t0 < 30:
+        time.sleep(0.1)
+    assert _info(rd).ui == "detached" and _info(rd).pid == pid
+    at = _info(rd).iter
+    while _info(rd).iter < at + 50 and time.monotonic() - t0 < 60:
+        time.sleep(0.1)
+    assert runstate.status(rd).kind == "alive"
+
+    async def second_ui() -> None:
+        plan = make_plan(str(rd), [])
+        assert plan.attach and not plan.start
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.engine, SocketClient), 30, "attached")
+            await until(pilot, lambda: app.live.iter > at + 60, 30, "live steps after the history")
+            steps = [s.iter for s in app.live.history.steps]
+            assert steps == list(range(steps[0], steps[-1] + 1))  # history + live: no gap, no twice
+            assert steps[0] == 0 and app.live.history.evals[0].iter == 0
+            await pilot.press("space")
+            await until(pilot, lambda: _info(rd).state == "paused", 10, "the engine paused")
+            await pilot.press("space")
+            await until(pilot, lambda: _info(rd).state == "running", 10, "the engine running again")
+            n_ckpt = sum(e["type"] == "checkpoint" for e in events(rd))
+            await pilot.press("s")
+            await until(pilot, lambda: sum(e["type"] == "checkpoint" for e in events(rd)) > n_ckpt, 10,
+                        "a checkpoint on s")
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await pilot.press("y")  # stop and save
+            await until(pilot, lambda: not app.is_running, 30, "the app to exit")
+        assert app.ui_errors == []
+
+    asyncio.run(second_ui())
+    t0 = time.monotonic()
+    while runstate.status(rd).kind == "alive" and time.monotonic() - t0 < 30:
+        time.sleep(0.1)
+    st = runstate.status(rd)
+    assert st.kind == "none" and st.info.state == "stopped"
+    on_disk = [e["iter"] for e in events(rd) if e["type"] == "step"]
+    assert on_disk == list(range(len(on_disk)))  # one session through detach and attach
+    assert ckpt_iter(rd / "ckpt.pt") == on_disk[-1] + 1
+
+
+def test_engine_killed_under_the_attached_dashboard_is_shown_and_r_resumes(make_run, engines):
+    rd = make_run(eval_interval=25)
+    eng = engines(rd)
+    eng.wait_event(lambda e: e["type"] == "checkpoint" and e["iter"] == 25, what="a checkpoint at 25")
+
+    async def go() -> None:
+        app = GpttuiApp(make_plan(str(rd), []))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.engine, SocketClient), 30, "attached")
+            await until(pilot, lambda: app.live.iter >= 35, 30, "live steps")
+            os.kill(eng.pid, signal.SIGKILL)
+            await until(pilot, lambda: isinstance(app.screen, FailureScreen), 20, "the failure screen")
+            shown = _shown(app.screen)
+            last = ckpt_iter(rd / "ckpt.pt")
+            assert "exit code -9" in shown and f"Last checkpoint: iteration {last:,}" in shown
+            assert "iter " in shown  # the tail of the engine's log
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.engine, EngineClient) and app.live.hello
+                        and app.live.hello.get("start_iter") == last, 60, "a new engine resumed from it")
+            await until(pilot, lambda: app.live.iter > last + 5, 60, "training on")
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await pilot.press("y")
+            await until(pilot, lambda: not app.is_running, 30, "the app to exit")
+        assert app.ui_errors == []
+
+    asyncio.run(go())
+    assert runstate.status(rd).info.state == "stopped"
