@@ -16,6 +16,7 @@ from typing import Any
 
 from textual import events
 from textual.binding import Binding
+from textual.css.query import NoMatches
 
 from gpttui import config as C
 from gpttui import rundir, runstate
@@ -247,7 +248,10 @@ class ViewerApp(GpttuiApp):
                     changed = True
                     if run.live.state not in ACTIVE_STATES:
                         run.tail = None if run.live.state in ("finished", "stopped", "failed") else run.tail
-        if self.dashboard is not None and self.screen is self.dashboard:
-            self.dashboard.refresh_panels(force=changed)
-        elif changed and hasattr(self.screen, "show_runs"):
-            self.screen.show_runs()
+        try:
+            if self.dashboard is not None and self.screen is self.dashboard and self.dashboard.is_mounted:
+                self.dashboard.refresh_panels(force=changed)
+            elif changed and hasattr(self.screen, "show_runs"):
+                self.screen.show_runs()
+        except NoMatches:   # the app is closing: its widgets are already gone
+            pass

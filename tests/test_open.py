@@ -22,7 +22,7 @@ LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
 LOG_40M = FIXTURES / "train_log_fineweb_40m.txt"
 
 
-async def until(pilot, pred, timeout: float = 20.0) -> None:
+async def until(pilot, pred, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
