@@ -293,7 +293,8 @@ def test_sampler_process_streams_stops_and_reloads_a_new_checkpoint(char_run):
     try:
         sp.send("sample", out_dir=char_run.name, start="ROMEO:", num_samples=2, max_new_tokens=15)
         evs = sp.until(_end)
-        assert evs[0]["type"] == "log" and "loaded" in evs[0]["message"] and evs[0]["iter"] == 250
+        assert evs[0]["type"] == "log" and evs[0]["ready"]  # torch imported, waiting for requests
+        assert evs[1]["type"] == "log" and "loaded" in evs[1]["message"] and evs[1]["iter"] == 250
         assert evs[-1]["state"] == "finished"
         tokens = [e for e in evs if e["type"] == "token"]
         done = [e for e in evs if e["type"] == "sample_done"]

@@ -60,6 +60,8 @@ def test_text_streams_esc_stops_history_and_samples_over_time(run_dir):
             await pilot.pause()
             screen = app.screen
             assert isinstance(screen, SampleScreen)
+            status = screen.query_one("#status", Static)
+            await wait_for(pilot, lambda: "ready" in str(status.render()), timeout=60, what="sampler ready")
             assert screen.query_one("#ckpt", Select).value == str(run_dir / "ckpt.pt")
             # samples over time, from samples.jsonl
             over = screen.query_one("#over-time-list", OptionList)

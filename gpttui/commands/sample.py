@@ -134,7 +134,7 @@ def _print_events(stream: Any) -> int | None:
             total_tokens += e.get("tokens", 0)
             total_s += e.get("seconds", 0.0)
             firsts.append(e.get("first_token_s", 0.0))
-        elif kind == "log":
+        elif kind == "log" and not e.get("ready"):
             print(e["message"], file=sys.stderr)
         elif kind == "error":
             print(f"error: {e['message']}", file=sys.stderr)

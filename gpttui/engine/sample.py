@@ -512,6 +512,7 @@ class Sampler:
 
     def serve(self, stdin: IO[str]) -> int:
         threading.Thread(target=self.read_commands, args=(stdin,), daemon=True, name="commands").start()
+        self.emit("log", message=f"sampler ready (torch {torch.__version__}, pid {os.getpid()})", ready=True)
         failed = False
         while (item := self.requests.get()) is not None:
             rid, values = item

@@ -247,7 +247,10 @@ class SampleScreen(Screen):
                 self.set_status(f"sample {e['sample'] + 1}/{self._request.get('num_samples', 1)}: "
                                 f"{e['tokens']} tokens at {e['tokens_per_s']:.0f} tokens/s, first after "
                                 f"{1000 * e['first_token_s']:.0f} ms" + (" (stopped)" if e.get("stopped") else ""))
-            elif kind == "log":
+            elif kind == "log" and e.get("ready"):
+                if not self.generating:
+                    self.set_status("ready: type a prompt; Enter (or ctrl+g) generates")
+            elif kind == "log" and e.get("ckpt"):
                 self._iter = e.get("iter_num", e["iter"])
                 val = e.get("val_loss")
                 info = f"iter {self._iter}" + (f" · val loss {val:.4f}" if isinstance(val, (int, float)) else "")
