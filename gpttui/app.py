@@ -28,6 +28,7 @@ from gpttui.runlog import EventReader, RunHistory
 from gpttui.screens.confirm import Choice, ConfirmScreen
 from gpttui.screens.dashboard import DashboardScreen
 from gpttui.screens.failure import Failure, FailureScreen
+from gpttui.widgets import loss_chart
 
 TICK_S = 0.1
 FINAL_STATES = frozenset({"finished", "stopped", "failed"})
@@ -128,7 +129,7 @@ class GpttuiApp(App):
             return "loading"
         state = self.live.state
         if self.engine_alive:
-            return state if state in ACTIVE_STATES else "starting"
+            return state or "starting"
         if self.engine is not None and state in ACTIVE_STATES:
             return "failed"  # it exited without saying it had finished
         return state or "not started"
@@ -143,6 +144,7 @@ class GpttuiApp(App):
         return DashboardScreen()
 
     def on_mount(self) -> None:
+        loss_chart.preload()
         self.dashboard = self.screen
         self.set_interval(TICK_S, self._tick)
         self.run_worker(self._load_history, thread=True, name="load-history")
@@ -197,6 +199,7 @@ class GpttuiApp(App):
         self.stopping = False
         self.pending = "starting the engine…"
         self._seen_state = None
+        self.live.history.state = "starting"  # until the new engine says otherwise
         self.engine = EngineClient(self.run_dir, args)
         self.dashboard.write_log([f"── engine started (pid {self.engine.pid}): "
                                   f"python -m gpttui.engine {self.run_dir} {' '.join(args)}".rstrip()])

@@ -51,18 +51,19 @@ OTHER_SCREENS = {
 
 
 class DashboardScreen(Screen):
+    # Footer order: what a user needs first fits in 80 columns.
     BINDINGS = [
-        Binding("space,p", "toggle_pause", "Pause/Resume", tooltip="pause or resume training"),
+        Binding("space,p", "toggle_pause", "Pause", key_display="space", tooltip="pause or resume training"),
         Binding("s", "save", "Save", tooltip="save a checkpoint now"),
+        Binding("x", "stop", "Stop", tooltip="save a checkpoint and stop the engine (asks first)"),
+        Binding("r", "resume_run", "Resume", tooltip="start the engine again from the last checkpoint"),
+        Binding("q", "quit_app", "Quit", tooltip="quit (asks whether to stop the run and save)"),
+        Binding("question_mark", "help", "Help", tooltip="this list"),
         Binding("v", "evaluate", "Eval", tooltip="evaluate train and val loss now"),
         Binding("e", "open('extend')", "Extend", tooltip="train longer: change max_iters"),
         Binding("c", "open('config')", "Config", tooltip="edit the config (live, restart or new run)"),
         Binding("g", "open('sample')", "Sample", tooltip="generate text from a checkpoint"),
         Binding("d", "open('doctor')", "Doctor", tooltip="judge the run: trends, forecast, MFU"),
-        Binding("x", "stop", "Stop", tooltip="save a checkpoint and stop the engine (asks first)"),
-        Binding("r", "resume_run", "Resume run", tooltip="start the engine again from the last checkpoint"),
-        Binding("q", "quit_app", "Quit", tooltip="quit (asks whether to stop the run and save)"),
-        Binding("question_mark", "help", "Help", tooltip="this list"),
         Binding("a", "chart('x')", "X axis", show=False, tooltip="chart x axis: iteration / tokens seen / run time"),
         Binding("l", "chart('log')", "Log y", show=False, tooltip="chart: log-scale y axis on/off"),
         Binding("left_square_bracket", "chart('less')", "Less smooth", show=False, tooltip="chart: less smoothing (down to off)"),
@@ -88,10 +89,9 @@ class DashboardScreen(Screen):
         with Horizontal(id="bottom"):
             yield EvalTable(id="evals")
             yield LogPane(id="log")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#chart").border_title = "loss"
         self.query_one("#evals").border_title = "evals"
         self.query_one("#log").border_title = "engine log"
         self._chart_at = self._panels_at = 0.0

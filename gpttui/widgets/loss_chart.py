@@ -8,8 +8,10 @@ rebuilt only when the data, the settings or the size change.
 
 from __future__ import annotations
 
+import threading
+from types import ModuleType
+
 import numpy as np
-import plotext as plt
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -21,11 +23,30 @@ SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 ZOOM_STEPS = (0, 5000, 1000, 200)   # last N iterations; 0 = the whole run
 RAW, SMOOTH, VAL = 12, 11, 9         # 8-bit colours: blue, yellow, red
 
-plt.add_theme("gpttui", text=8)
-plt.terminal.limit(False, False)  # the widget, not the terminal plotext sees, sets the size
+_plotext: ModuleType | None = None
+_plotext_lock = threading.Lock()
 
 
-def _marker(symbol: str, colour: int) -> plt.marker:
+def plotext() -> ModuleType:
+    """plotext, imported on first use (it costs ~0.2 s, kept off the first frame)."""
+    global _plotext
+    with _plotext_lock:
+        if _plotext is None:
+            import plotext as plt
+
+            plt.add_theme("gpttui", text=8)
+            plt.terminal.limit(False, False)  # the widget, not the terminal plotext sees, sets the size
+            _plotext = plt
+    return _plotext
+
+
+def preload() -> None:
+    """Import plotext on a thread while the first frame is drawn."""
+    threading.Thread(target=plotext, daemon=True, name="import-plotext").start()
+
+
+def _marker(symbol: str, colour: int):
+    plt = plotext()
     return plt.marker(symbol, plt.pixel(foreground=colour))
 
 
@@ -115,7 +136,7 @@ class LossChart(Widget):
         div, xlabel = _scale(axis, float(x[-1] - x[0]) if len(x) else 0.0)
         columns = max(10, width - 10)  # the plot area, without the y tick labels
         env = column_envelope(x, win.lo, win.hi, win.mean, win.count, columns)
-        fig = plt.figure
+        fig = plotext().figure
         fig.clear()
         fig.theme("gpttui")
         fig.plot_size(width, height)
