@@ -83,7 +83,7 @@ def load(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
 
 def _reason(p: Path, e: Exception) -> str:
     text = str(e)
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    m = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)  # torch 2.4-2.13 wordings
     if m:
         return f"it refers to {m.group(1)}, which safe (weights_only) loading refuses"
     if not zipfile.is_zipfile(p):

@@ -325,7 +325,13 @@ class Trainer:
         if "weight_decay" in changes:
             self.optimizer.param_groups[0]["weight_decay"] = new.weight_decay
         if self.dist.master:
-            rundir.write_config(new, self.run_dir)
+            try:
+                rundir.write_config(new, self.run_dir)
+            except OSError as e:  # the change holds in this session; config.toml keeps the old values
+                if not durable.is_disk_full(e):
+                    raise
+                self.emit("error", message=f"disk full: config.toml not updated ({e.strerror}); "
+                                           f"the change applies until the engine exits")
         self.emit("config", changes=changes)
         self.log(f"config changed: {', '.join(f'{k}={v!r}' for k, v in changes.items()) or 'nothing'}")
 

@@ -95,9 +95,9 @@ def test_nan_loss_stops_the_run_naming_the_iteration_and_keeps_the_checkpoint(ma
     assert max(e["iter"] for e in _steps(events(rd))) == 44  # no step from the bad one on
 
 
-def _disk_full_then_freed(rd, eng, fill, free):
+def _disk_full_then_freed(rd, eng, fill, free, real_disk=False):
     """Fill the disk mid-run; check the engine pauses and says so; free it; resume; check
-    nothing was lost from metrics.jsonl."""
+    nothing was lost from metrics.jsonl. On a real disk a live `set` meanwhile still applies."""
     eng.wait_iter(25)
     fill()
     err = eng.wait_event(lambda e: e["type"] == "error" and "disk full" in e["message"], what="disk full error")
@@ -106,6 +106,11 @@ def _disk_full_then_freed(rd, eng, fill, free):
     time.sleep(1.0)
     assert eng.alive
     paused_at = runstate.read_info(rd).iter
+    if real_disk:  # config.toml can't be rewritten either: said, and the change still applies
+        assert eng.send("set", max_iters=90_000)
+        eng.wait_event(lambda e: e["type"] == "error" and "config.toml not updated" in e["message"])
+        eng.wait_event(lambda e: e["type"] == "config" and e["changes"] == {"max_iters": 90_000})
+        assert eng.alive
     free()
     assert eng.send("resume")
     eng.wait_event(lambda e: e["type"] == "checkpoint" and e["iter"] >= paused_at, what="checkpoint after freeing")
@@ -155,7 +160,27 @@ def test_full_disk_pauses_and_resumes_on_a_real_small_file_system(make_run, engi
             except OSError:
                 pass
 
-    _disk_full_then_freed(rd, eng, fill, filler.unlink)
+    _disk_full_then_freed(rd, eng, fill, filler.unlink, real_disk=True)
+
+
+def test_a_checkpoint_carrying_code_is_refused_with_a_plain_message(make_run, engines, tmp_path):
+    import torch
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    rd = make_run()
+    torch.save({"model": Payload(), "model_args": {}, "iter_num": 1}, rd / "ckpt.pt")
+    eng = engines(rd, ["--init_from=resume"])
+    assert eng.wait(60) == 1
+    eng.pump()
+    message = next(e["message"] for e in eng.seen if e["type"] == "error")
+    assert message.startswith(f"{rd / 'ckpt.pt'}: not a readable checkpoint")
+    assert "system" in message and "refuses" in message and "Traceback" not in message
+    assert not marker.exists()
 
 
 def test_garbage_on_stdin_and_on_the_socket_is_answered_and_ignored(make_run, engines):
