@@ -115,7 +115,7 @@ class DashboardScreen(Screen):
         status = (live.version, app.display_state, app.pending, int(now))
         if force or status != self._status_key:
             self._status_key = status
-            self.query_one(RunHeader).show(live, app.run_dir, app.header_note)
+            self.query_one(RunHeader).show(live, app.run_dir, app.header_note, app.config)
             self.query_one(StatusLine).show(live, app.display_state, app.pending)
         if force or (live.version != self._panels_version and now - self._panels_at >= 1.0 / PANEL_HZ):
             self._panels_version, self._panels_at = live.version, now

@@ -1,4 +1,7 @@
-"""The run's identity line: name, device, parameters, tokens per iteration, dtype, run dir."""
+"""The run's identity line: name, device, parameters, tokens per iteration, dtype, run dir.
+
+Before the engine's hello arrives the figures come from the config (derived without torch).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,35 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
+from gpttui import config as C
 from gpttui.liverun import LiveRun
 from gpttui.widgets import fmt
 
 
 class RunHeader(Static):
-    def show(self, live: LiveRun, run_dir: Path, note: str = "") -> None:
+    _key: tuple | None = None
+
+    def show(self, live: LiveRun, run_dir: Path, note: str, cfg: C.TrainConfig | None) -> None:
         h = live.hello
-        params = (h.get("params") or {}).get("nanogpt") or (h.get("params") or {}).get("total")
-        tpi = live.history.tokens_per_iter
+        key = (id(h), str(run_dir), note)
+        if key == self._key:
+            return
+        self._key = key
+        params = (h.get("params") or {}).get("nanogpt")
+        tpi = h.get("tokens_per_iter")
+        device, dtype = h.get("device"), h.get("dtype")
+        if device and device != "cpu" and h.get("device_name"):
+            device = h["device_name"]  # "NVIDIA GeForce RTX 4070" says more than "cuda:0"
+        if not h and cfg is not None:  # not started yet: what the config implies
+            try:
+                d = C.derive(cfg)
+                params, tpi, device, dtype = d.params_nanogpt, d.tokens_per_iter, cfg.device, cfg.dtype
+            except (OSError, ValueError):
+                pass
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" " + run_dir.name + " ", style="bold reverse")
-        for label, value in (("", h.get("device")), ("params ", fmt.count(params, 2) if params else None),
-                             ("tokens/iter ", f"{tpi:,}" if tpi else None), ("", h.get("dtype"))):
+        for label, value in (("", device), ("params ", fmt.count(params, 2) if params else None),
+                             ("tokens/iter ", f"{tpi:,}" if tpi else None), ("", dtype)):
             if value:
                 t.append("  ")
                 t.append(label, style="dim")
