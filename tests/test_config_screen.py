@@ -5,6 +5,7 @@ import functools
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.app import App
 from textual.widgets import Button, Input
 
@@ -149,8 +150,12 @@ async def test_seed_config_shows_123m_then_40m_with_warning_then_refuses_n_head_
 async def test_arrow_keys_walk_the_fields_and_show_their_help(seed):
     app = Host(ConfigScreen(seed))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("down", "down")
+        for key, char in [("down", None), ("down", None), ("3", "3"), ("8", "8"), ("4", "4")]:
+            app.post_message(events.Key(key, char))   # one burst, as a fast typist or tmux sends it
+        await pilot.pause()
         assert app.screen.focused.id == "f-n_embd"
+        assert app.screen.query_one("#f-n_embd", Input).value == "384"
+        assert app.screen.query_one("#f-n_layer", Input).value == "12"
         assert "n_embd (model): embedding width · default 768" in flat(app, "#field-help")
         await pilot.press("up")
         assert app.screen.focused.id == "f-n_head"
@@ -300,7 +305,7 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
         await type_into(pilot, "eval_interval", "7")
         assert "ctrl+r applies these now, while the run trains: eval_interval: 10 → 7" in flat(app, SIDE)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: events("config"), 10, "the engine's config event")
+        await wait_for(pilot, lambda: events("config"), 30, "the engine's config event")
         assert events("config")[-1]["changes"] == {"eval_interval": 7}
 
         await pilot.press("c")

@@ -247,32 +247,33 @@ async def test_e_extends_a_running_run_then_a_finished_one(tmp_path):
     from gpttui.app import GpttuiApp
     from gpttui.commands.launch import make_plan
 
-    plan = make_plan(str(tiny_run_config(tmp_path, max_iters=30, lr_decay_iters=30, eval_interval=10)), [])
+    plan = make_plan(str(tiny_run_config(tmp_path, max_iters=300, lr_decay_iters=300, eval_interval=50)), [])
     app = GpttuiApp(plan)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.live.iter >= 5, 60, "the engine to train")
         await pilot.press("space")  # pause, so the run can't end before the change lands
-        await wait_for(pilot, lambda: app.live.state == "paused", 10, "paused")
+        await wait_for(pilot, lambda: app.live.state == "paused", 40, "paused")
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), 5, "the extend screen")
-        assert f"iteration {app.live.iter:,} of max_iters 30" in flat(app, "#now")
-        await pilot.press("6", "0", "enter")
-        await wait_for(pilot, lambda: config_events(plan.run_dir), 10, "the engine's config event")
-        assert config_events(plan.run_dir)[-1]["changes"] == {"max_iters": 60, "lr_decay_iters": 60}
-        await wait_for(pilot, lambda: app.live.max_iters == 60, 5, "the header's max to change")
+        assert f"iteration {app.live.iter:,} of max_iters 300" in flat(app, "#now")
+        await pilot.press("6", "0", "0", "enter")
+        await wait_for(pilot, lambda: config_events(plan.run_dir), 30, "the engine's config event")
+        assert config_events(plan.run_dir)[-1]["changes"] == {"max_iters": 600, "lr_decay_iters": 600}
+        await wait_for(pilot, lambda: app.live.max_iters == 600 and "/600" in flat(app), 5,
+                       "the status line's max to change")
         await pilot.press("space")
         await wait_for(pilot, lambda: app.live.state == "finished" and not app.engine_alive, 90,
                        "the run to finish and its engine to exit")
-        assert app.live.iter > 30  # trained past the old end
+        assert app.live.iter > 300  # trained past the old end
 
         # a finished run: extending resumes it from its checkpoint with the new end
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), 5, "the extend screen")
         assert "not running: Apply resumes it from its checkpoint" in flat(app, "#now")
         await pilot.press("+", "1", "0", "enter")
-        await wait_for(pilot, lambda: app.live.max_iters == 70 and app.live.iter > 60, 60,
-                       "the resumed run to train past 60")
-        assert app.live.hello["config"]["lr_decay_iters"] == 70
+        await wait_for(pilot, lambda: app.live.max_iters == 610 and app.live.iter > 600, 60,
+                       "the resumed run to train past 600")
+        assert app.live.hello["config"]["lr_decay_iters"] == 610
         await pilot.press("x")
         await pilot.pause(0.5)
         await pilot.press("y")

@@ -277,6 +277,7 @@ class ConfigScreen(Screen[ConfigResult | None]):
         self.rows: dict[str, FieldRow] = {}
         self._enabled: tuple[bool | None, bool | None] | None = None
         self._shown: dict[str, Text] = {}
+        self._status_error = False
 
     # ------------------------------------------------------------------ layout
 
@@ -327,6 +328,8 @@ class ConfigScreen(Screen[ConfigResult | None]):
     @on(Input.Changed, ".field-row Input")
     def _field_changed(self) -> None:
         self._recompute()
+        if self._status_error and self.check.ok:
+            self._status("")  # "fix the marked fields" no longer holds
 
     def _recompute(self) -> None:
         texts = {n: self.query_one(f"#f-{n}", Input).value for n in C.FIELDS}
@@ -360,6 +363,7 @@ class ConfigScreen(Screen[ConfigResult | None]):
         widget = self.query_one(selector, Static)
         widget.update(text)
         widget.set_class(bool(text.plain.strip()), "-filled")
+        widget.display = bool(text.plain.strip())
 
     def _problems_text(self) -> Text:
         t = Text()
@@ -409,7 +413,8 @@ class ConfigScreen(Screen[ConfigResult | None]):
             i = (names.index(focused.id[2:]) + step) % len(names)
         else:
             i = 0 if step > 0 else len(names) - 1
-        self.query_one(f"#f-{names[i]}", Input).focus()
+        # at once, not after a refresh as widget.focus() does: keys typed right after go there
+        self.set_focus(self.query_one(f"#f-{names[i]}", Input))
 
     @on(Input.Submitted, ".field-row Input")
     def _next_field(self) -> None:
@@ -421,6 +426,7 @@ class ConfigScreen(Screen[ConfigResult | None]):
         status = self.query_one("#status", Static)
         status.update(Text(message, style="bold red" if error else "green"))
         status.display = bool(message)
+        self._status_error = error
 
     @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:
