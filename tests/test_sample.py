@@ -333,6 +333,24 @@ def test_sampler_process_streams_stops_and_reloads_a_new_checkpoint(char_run):
             sp.proc.kill()
 
 
+def test_checkpoint_sample_leaves_rng_threads_and_train_mode_as_they_were(tmp_path, chars):
+    from gpttui import config as C
+
+    write_meta_pkl(tmp_path / "meta.pkl", chars)
+    cfg = C.replace(C.DEFAULTS, out_dir=str(tmp_path), data_dir=str(tmp_path), sample_prompt="KING:",
+                    sample_tokens=25)
+    model = GPT(GPTConfig(**CHAR_ARGS)).train()
+    torch.set_num_threads(2)
+    rng = torch.get_rng_state()
+    try:
+        row = S.checkpoint_sample(model, cfg, 30, 2.5, tmp_path / "ckpt.pt")
+        assert torch.get_num_threads() == 2 and model.training and torch.equal(torch.get_rng_state(), rng)
+    finally:
+        torch.set_num_threads(1)
+    assert row["iter"] == 30 and row["prompt"] == "KING:" and len(row["text"]) == 25
+    assert json.loads((tmp_path / "samples.jsonl").read_text()) == row
+
+
 def test_samples_jsonl_written_at_checkpoints_by_a_real_training_run(tmp_path):
     from engine_kit import EngineProc, make_char_data, prepare_run, step_losses
 

@@ -426,12 +426,16 @@ def checkpoint_sample(model: GPT, cfg: Any, iter_num: int, val_loss: float | Non
                       ctx: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
     """The trainer's hook: cfg.sample_tokens from cfg.sample_prompt with the model in memory,
     appended to samples.jsonl beside the checkpoint as {iter, t, val_loss, prompt, text, ckpt}. The seed is
-    the same at every checkpoint, so what changes between samples is the weights. Torch's RNG
-    and the model's train/eval mode are left as they were."""
+    the same at every checkpoint, so what changes between samples is the weights. Torch's RNG,
+    thread count and the model's train/eval mode are left as they were."""
     tok = for_data_dir(cfg.resolved_data_dir())
     ids = encode_prompt(tok, cfg.sample_prompt)
     device = model.lm_head.weight.device
     was_training = model.training
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # decoding gains little from a second thread, and on busy cores
+        # (another run, the UI, a sampler) 2 threads decoded 50x slower than 1 here
     model.eval()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -441,6 +445,7 @@ def checkpoint_sample(model: GPT, cfg: Any, iter_num: int, val_loss: float | Non
                                     cache_dtype=_autocast_dtype(ctx)))
     finally:
         model.train(was_training)
+        torch.set_num_threads(threads)
     record = {"iter": iter_num, "t": round(time.time(), 3), "val_loss": val_loss, "prompt": cfg.sample_prompt,
               "text": tok.decode(new), "ckpt": str(ckpt_path)}
     append_jsonl(ckpt_path.parent / SAMPLES_FILE, record)
