@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         proc.stdin.write(protocol.command("sample", **request_values(args)))
         proc.stdin.close()
         code = _print_events(proc.stdout)
+    except BrokenPipeError:  # the reader of our output is gone (`| head`): stop quietly
+        proc.kill()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except BaseException:
         proc.kill()
         raise
