@@ -38,7 +38,7 @@ from gpttui.widgets.system import SystemFigures
 if TYPE_CHECKING:
     from gpttui.app import GpttuiApp
 
-CHART_HZ = 4.0   # chart rebuilds per second at most (plotext: a few ms each)
+CHART_HZ = 2.0   # chart rebuilds per second at most (plotext + Rich: ~10 ms each)
 PANEL_HZ = 2.0   # sparklines and the eval table
 
 # key -> (module under gpttui.screens, screen class, what it is called in a notification)
@@ -97,6 +97,7 @@ class DashboardScreen(Screen):
         self._chart_at = self._panels_at = 0.0
         self._status_key: tuple | None = None
         self._panels_version = -1
+        self._chart_data: tuple | None = None
         self.refresh_panels(force=True)
 
     # ------------------------------------------------------------ panels
@@ -125,9 +126,10 @@ class DashboardScreen(Screen):
             self.query_one("#spark-lr", SparkPanel).show(live.lr, live.version)
             self.query_one("#spark-gn", SparkPanel).show(live.grad_norm, live.version)
             self.query_one(EvalTable).show(live)
-        if force or now - self._chart_at >= 1.0 / CHART_HZ:
-            self._chart_at = now
-            self.query_one(LossChart).refresh()  # cheap unless the data or size changed (render() caches)
+        data = (live.series.version, live.evals_version, id(live))
+        if force or (data != self._chart_data and now - self._chart_at >= 1.0 / CHART_HZ):
+            self._chart_at, self._chart_data = now, data
+            self.query_one(LossChart).refresh()  # settings and size changes refresh it themselves
 
     def write_log(self, lines: list[str]) -> None:
         self.query_one(LogPane).write_lines(lines)

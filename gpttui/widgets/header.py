@@ -47,4 +47,4 @@ class RunHeader(Static):
             t.append("  " + note, style="italic yellow")
         t.append("  ")
         t.append(str(run_dir), style="dim")
-        self.update(t)
+        self.update(t, layout=False)  # fixed size: a repaint, not a reflow

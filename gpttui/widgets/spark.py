@@ -32,6 +32,6 @@ class SparkPanel(Vertical):
         if self._shown == (version, last) or not self._spark.is_mounted:
             return
         self._shown = (version, last)
-        self._caption.update(f"{self.title} [b]{self.formatter(last)}[/]")
+        self._caption.update(f"{self.title} [b]{self.formatter(last)}[/]", layout=False)
         width = max(1, self.size.width)
         self._spark.data = list(values)[-2 * width:]

@@ -47,4 +47,4 @@ class StatusLine(Static):
         if state in ("running", "paused", "evaluating", "saving", "starting"):
             t.append("  ETA ", style="dim")
             t.append(fmt.duration(live.eta()))
-        self.update(t)
+        self.update(t, layout=False)  # fixed size: a repaint, not a reflow

@@ -68,4 +68,5 @@ class SystemFigures(Static):
 
     def sample(self) -> None:
         f = self._probe.read()
-        self.update(f"[dim]CPU[/] {f.cpu}  [dim]RAM[/] {f.ram}\n[dim]GPU[/] {f.gpu}  [dim]VRAM[/] {f.vram}")
+        self.update(f"[dim]CPU[/] {f.cpu}  [dim]RAM[/] {f.ram}\n[dim]GPU[/] {f.gpu}  [dim]VRAM[/] {f.vram}",
+                    layout=False)
