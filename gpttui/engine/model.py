@@ -51,8 +51,8 @@ class KVCache:
                  dtype: torch.dtype = torch.float32):
         hs = config.n_embd // config.n_head
         shape = (config.n_layer, batch_size, config.n_head, config.block_size, hs)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.k = torch.empty(shape, device=device, dtype=dtype)  # only filled positions are read
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.size = config.block_size
         self.pos = 0
 
