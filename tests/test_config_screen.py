@@ -326,4 +326,4 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
         await pilot.pause(0.5)
         await pilot.press("y")
         await wait_for(pilot, lambda: not app.engine_alive, 30, "the engine to stop")
-    assert app.ui_errors == []
+        assert app.ui_errors == []  # checked before the app shuts down

@@ -278,4 +278,4 @@ async def test_e_extends_a_running_run_then_a_finished_one(tmp_path):
         await pilot.pause(0.5)
         await pilot.press("y")
         await wait_for(pilot, lambda: not app.engine_alive, 30, "the engine to stop")
-    assert app.ui_errors == []
+        assert app.ui_errors == []  # checked before the app shuts down
