@@ -238,6 +238,7 @@ class GpttuiApp(App):
                 for e in d.events:
                     self.live.add(e)
                     self._on_event(e)
+                self._notify_errors(d.events)
             if d.stderr:
                 self.dashboard.write_log(d.stderr)
             if d.dropped:
@@ -274,11 +275,18 @@ class GpttuiApp(App):
             self.pending = ""
             if changes:
                 self.notify("applied: " + ", ".join(f"{k}={v}" for k, v in changes.items()), timeout=4)
-        elif kind == "error":
-            now = time.monotonic()
-            if e.get("message") and self.live.state not in FINAL_STATES and now - self._error_shown_at > 2:
-                self._error_shown_at = now  # a flood of errors must not flood the screen
-                self.notify(str(e["message"]), severity="error", timeout=6)
+
+
+    def _notify_errors(self, events: list[dict[str, Any]]) -> None:
+        """Errors the engine survives (a refused `set`, a bad command) as a notification; a fatal
+        one (the batch ends in state failed) is left to the failure screen."""
+        if self.live.state in FINAL_STATES:
+            return
+        errors = [e for e in events if e.get("type") == "error" and e.get("message")]
+        now = time.monotonic()
+        if errors and now - self._error_shown_at > 2:  # a flood of errors must not flood the screen
+            self._error_shown_at = now
+            self.notify(str(errors[-1]["message"]), severity="error", timeout=6)
 
     def _engine_exited(self, eng: ProtocolProcess) -> None:
         code = eng.returncode

@@ -111,8 +111,15 @@ def test_stop_key_asks_then_checkpoints_and_r_resumes(tmp_path):
 
     async def go():
         app = GpttuiApp(plan)
-        async with app.run_test(size=(100, 30)) as pilot:
+        async with app.run_test(size=(100, 30), notifications=True) as pilot:
             await wait_for(pilot, lambda: app.live.iter >= 3, 60, "steps")
+            # what the extend screen hands back: a live `set`, confirmed by the engine's config event
+            app.apply_changes({"max_iters": 50000, "lr_decay_iters": 50000}, "live")
+            await wait_for(pilot, lambda: "/50,000" in status(app), 10, "the new max_iters on screen")
+            assert app.config.max_iters == 50000
+            app.apply_changes({"n_layer": 2}, "live")  # not live-changeable: the engine refuses
+            await wait_for(pilot, lambda: any("set refused" in n.message for n in app._notifications),
+                           10, "the refusal shown")
             await pilot.press("x")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the stop question")
             await pilot.press("n")  # no: keep training
