@@ -175,7 +175,10 @@ class GpttuiApp(App):
     def _prepare_data(self, need: DataToPrepare) -> None:
         from gpttui.screens.prepare_data import PrepareScreen
 
+        self.pending = "preparing the data…"
+
         def done(ok: bool | None) -> None:
+            self.pending = ""
             if ok and self.plan.start:
                 self._start_planned()
             elif not ok:

@@ -151,8 +151,8 @@ class LiveRun:
         if self._session_t0 is None:
             return self._base
         end = self._last_t if self._last_t is not None else self._session_t0
-        if now is not None and self.state in ACTIVE_STATES:
-            end = max(end, now)
+        if now is not None and self.state in ACTIVE_STATES and self.state != "starting":
+            end = max(end, now)  # (a starting engine has not begun its session yet)
         return self._base + max(0.0, end - self._session_t0)
 
     def eval_pause(self) -> float | None:

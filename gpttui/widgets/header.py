@@ -20,7 +20,9 @@ class RunHeader(Static):
 
     def show(self, live: LiveRun, run_dir: Path, note: str, cfg: C.TrainConfig | None) -> None:
         h = live.hello
-        key = (id(h), str(run_dir), note)
+        data_known = bool(h) or cfg is None or bool(cfg.vocab_size) or \
+            C.data_vocab_size(cfg.resolved_data_dir()) is not None
+        key = (id(h), str(run_dir), note, data_known)
         if key == self._key:
             return
         self._key = key
@@ -30,9 +32,11 @@ class RunHeader(Static):
         if device and device != "cpu" and h.get("device_name"):
             device = h["device_name"]  # "NVIDIA GeForce RTX 4070" says more than "cuda:0"
         if not h and cfg is not None:  # not started yet: what the config implies
+            device, dtype = cfg.device, cfg.dtype
             try:
                 d = C.derive(cfg)
-                params, tpi, device, dtype = d.params_nanogpt, d.tokens_per_iter, cfg.device, cfg.dtype
+                tpi = d.tokens_per_iter
+                params = d.params_nanogpt if data_known else None  # the vocabulary comes with the data
             except (OSError, ValueError):
                 pass
         t = Text(no_wrap=True, overflow="ellipsis")
