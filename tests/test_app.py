@@ -68,30 +68,30 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path):
             assert st.split()[0] in ("running", "evaluating", "saving") and "/100,000" in st and "tokens" in st and "ETA" in st
             chart = dash.query_one(LossChart)
             assert chart.builds >= 1 and "iteration" in chart.render().plain
-            await wait_for(pilot, lambda: dash.query_one(EvalTable).row_count >= 1, 5, "the eval table")
+            await wait_for(pilot, lambda: dash.query_one(EvalTable).row_count >= 1, 30, "the eval table")
             assert "%" in text_of(dash.query_one("#spark-mfu")._caption)  # "MFU 1.2%"
             assert any("tokens per iteration" in line for line in dash.query_one(LogPane).lines)
             first = app.live.history.steps[0].loss
             assert 3.0 < first < 4.5 and app.live.loss < first  # ln(28 symbols) = 3.3 at first, then it learns
 
             await pilot.press("space")
-            await wait_for(pilot, lambda: "paused" in status(app), 5, "paused on screen")
+            await wait_for(pilot, lambda: "paused" in status(app), 30, "paused on screen")
             paused_at = app.live.iter
             await pilot.pause(1.0)
             assert app.live.iter == paused_at, "iterations went on while paused"
             await pilot.press("space")
-            await wait_for(pilot, lambda: app.live.iter > paused_at + 2, 10, "training to go on")
+            await wait_for(pilot, lambda: app.live.iter > paused_at + 2, 30, "training to go on")
             assert "paused" not in status(app)
 
             n_ckpt = sum(e["type"] == "checkpoint" for e in events(run_dir))
             await pilot.press("s")
             await wait_for(pilot, lambda: sum(e["type"] == "checkpoint" for e in events(run_dir)) > n_ckpt,
-                           10, "a checkpoint")
+                           30, "a checkpoint")
             assert (run_dir / "ckpt.pt").stat().st_size > 0
 
             pid = app.engine.pid
             await pilot.press("q")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
             await pilot.press("enter")  # the highlighted default: stop and save
             await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
             return pid, app.ui_errors
@@ -115,20 +115,20 @@ def test_stop_key_asks_then_checkpoints_and_r_resumes(tmp_path):
             await wait_for(pilot, lambda: app.live.iter >= 3, 60, "steps")
             # what the extend screen hands back: a live `set`, confirmed by the engine's config event
             app.apply_changes({"max_iters": 50000, "lr_decay_iters": 50000}, "live")
-            await wait_for(pilot, lambda: "/50,000" in status(app), 10, "the new max_iters on screen")
+            await wait_for(pilot, lambda: "/50,000" in status(app), 30, "the new max_iters on screen")
             assert app.config.max_iters == 50000
             app.apply_changes({"n_layer": 2}, "live")  # not live-changeable: the engine refuses
             await wait_for(pilot, lambda: any("set refused" in n.message for n in app._notifications),
-                           10, "the refusal shown")
+                           30, "the refusal shown")
             await pilot.press("x")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the stop question")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the stop question")
             await pilot.press("n")  # no: keep training
             await pilot.pause(0.5)
             assert app.engine_alive and isinstance(app.screen, DashboardScreen)
             await pilot.press("x")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the stop question")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the stop question")
             await pilot.press("y")
-            await wait_for(pilot, lambda: not app.engine_alive and app.engine is None, 20, "the engine to stop")
+            await wait_for(pilot, lambda: not app.engine_alive and app.engine is None, 30, "the engine to stop")
             assert "stopped" in status(app)
             stopped_at = app.live.iter
             assert (run_dir / "ckpt.pt").exists()
@@ -136,7 +136,7 @@ def test_stop_key_asks_then_checkpoints_and_r_resumes(tmp_path):
             await wait_for(pilot, lambda: app.live.iter > stopped_at + 2, 60, "the resumed run to train")
             assert app.live.hello["start_iter"] == stopped_at
             await pilot.press("q")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
             await pilot.press("y")
             await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
             return app.ui_errors
@@ -166,7 +166,7 @@ def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path):
     async def go():
         app = GpttuiApp(plan)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: not app.loading, 10, "the history")
+            await wait_for(pilot, lambda: not app.loading, 30, "the history")
             await pilot.pause(0.3)
             table = app.dashboard.query_one(EvalTable)
             rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
@@ -228,7 +228,7 @@ def test_engine_failure_shows_error_checkpoint_and_r_resumes(tmp_path, monkeypat
             await wait_for(pilot, lambda: app.live.iter >= 8, 60, "the resumed run past the fault")
             assert app.live.hello["start_iter"] == 4
             await pilot.press("q")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
             await pilot.press("enter")
             await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
             return app.ui_errors
@@ -248,7 +248,7 @@ def test_missing_data_is_prepared_from_a_typed_path_then_the_run_starts(tmp_path
         async with app.run_test(size=(100, 30)) as pilot:
             from gpttui.screens.prepare_data import PrepareScreen
 
-            await wait_for(pilot, lambda: isinstance(app.screen, PrepareScreen), 10, "the prepare screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, PrepareScreen), 30, "the prepare screen")
             await pilot.click("#source")
             await pilot.press(*str(src))
             await pilot.press("enter")
@@ -287,7 +287,7 @@ def test_keys_for_screens_not_there_yet_notify_instead_of_crashing(tmp_path, mon
     async def go():
         app = GpttuiApp(plan)
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
-            await wait_for(pilot, lambda: not app.loading, 10)
+            await wait_for(pilot, lambda: not app.loading, 30)
             await pilot.press("d")
             await pilot.pause(0.2)
             notes = [n.message for n in app._notifications]
@@ -296,7 +296,7 @@ def test_keys_for_screens_not_there_yet_notify_instead_of_crashing(tmp_path, mon
             help_text = " ".join(text_of(w) for w in app.screen.query("Static"))
             await pilot.press("escape")
             await pilot.press("q")  # no engine: quits at once
-            await wait_for(pilot, lambda: not app.is_running, 5)
+            await wait_for(pilot, lambda: not app.is_running, 30)
             return notes, help_text, app.ui_errors
 
     notes, help_text, ui_errors = run(go())
