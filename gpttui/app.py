@@ -80,6 +80,7 @@ class GpttuiApp(App):
         self._error_shown_at = 0.0
         self._save_asked = False
         self._bindings_key: tuple[bool, bool] | None = None
+        self._after_stop: list[str] = []  # engine args for a restart once the running one stopped
         self.ui_errors: list[str] = []  # exceptions the timer caught (tests assert there are none)
 
     # ------------------------------------------------------------ public API for screens
@@ -368,9 +369,8 @@ class GpttuiApp(App):
     def _restart_when_stopped(self) -> None:
         if self.engine is not None:
             self.set_timer(0.2, self._restart_when_stopped)
-            return
-        self.failure = None
-        self._spawn(self._after_stop)
+        elif self.failure is None:  # (a failed stop shows its failure screen instead)
+            self._spawn(self._after_stop)
 
     def start_new_run(self, cfg: C.TrainConfig) -> None:
         """Switch to a new run directory (cfg.out_dir) with this config."""

@@ -303,3 +303,25 @@ def test_keys_for_screens_not_there_yet_notify_instead_of_crashing(tmp_path, mon
     assert "The run doctor is not available yet." in notes
     assert "pause or resume training" in help_text and "save a checkpoint now" in help_text
     assert ui_errors == []
+
+
+def test_a_restart_change_resumes_from_the_checkpoint_with_the_new_value(tmp_path):
+    """What the config screen hands back for a field that can't change live (batch_size)."""
+    plan = make_plan(str(tiny_config(tmp_path)), [])
+
+    async def go():
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.live.iter >= 3, 60, "steps")
+            app.apply_changes({"batch_size": 8}, "restart")
+            await wait_for(pilot, lambda: app.live.hello.get("tokens_per_iter") == 128 and app.live.iter > 0
+                           and app.engine_alive, 90, "the engine restarted with batch_size=8")
+            header = text_of(app.dashboard.query_one("#header"))
+            start = app.live.hello["start_iter"]
+            await pilot.press("q", "y")
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            return header, start, app.ui_errors
+
+    header, start, ui_errors = run(go())
+    assert ui_errors == [] and start > 0 and "tokens/iter 128" in header
+    assert "batch_size = 8" in (plan.run_dir / "config.toml").read_text()
