@@ -32,6 +32,9 @@ HEARTBEAT_S = 2.0
 # Only consulted for an engine on another host (a shared file system), where the lock can't be probed.
 STALE_AFTER_S = 30.0
 FINAL_STATES = frozenset({"finished", "stopped", "failed"})
+# engine.json is padded to this size: on a full disk, where no temporary file can be made, it is
+# overwritten in place (no new blocks needed), so its state still says "paused: disk full".
+STATUS_BYTES = 1024
 
 
 class RunLocked(RuntimeError):
@@ -88,12 +91,17 @@ def _ago(t: float) -> str:
 
 def read_info(run_dir: str | Path) -> EngineInfo | None:
     """engine.json, or None if it is missing or unreadable (a half-made directory is not an error)."""
-    try:
-        raw = json.loads((Path(run_dir) / STATUS_FILE).read_text())
-        known = {f.name for f in dataclasses.fields(EngineInfo)}
-        return EngineInfo(**{k: v for k, v in raw.items() if k in known})
-    except (OSError, ValueError, TypeError):
-        return None
+    known = {f.name for f in dataclasses.fields(EngineInfo)}
+    for attempt in range(2):  # a read racing an in-place rewrite (full disk) may see a mix
+        try:
+            raw = json.loads((Path(run_dir) / STATUS_FILE).read_text())
+            return EngineInfo(**{k: v for k, v in raw.items() if k in known})
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError):
+            if attempt == 0:
+                time.sleep(0.01)
+    return None
 
 
 def lock_held(run_dir: str | Path) -> bool:
@@ -131,11 +139,17 @@ def status(run_dir: str | Path) -> RunStatus:
     return RunStatus("stale", info)
 
 
+def _status_bytes(obj: dict) -> bytes:
+    """engine.json's text padded to STATUS_BYTES, so that it can be rewritten in place."""
+    data = (json.dumps(obj, indent=1) + "\n").encode()
+    return data + b" " * max(0, STATUS_BYTES - len(data))
+
+
 def _write_json_atomic(path: Path, obj: dict, sync: bool) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(obj, indent=1) + "\n")
+        with open(tmp, "wb") as f:
+            f.write(_status_bytes(obj))
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -239,7 +253,24 @@ class EngineStatus:
         with self._mu:
             self.info.heartbeat = time.time()
             obj = dataclasses.asdict(self.info)
-        _write_json_atomic(self.run_dir / STATUS_FILE, obj, sync)
+        path = self.run_dir / STATUS_FILE
+        try:
+            _write_json_atomic(path, obj, sync)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            _overwrite_in_place(path, _status_bytes(obj), e)
+
+
+def _overwrite_in_place(path: Path, data: bytes, why: OSError) -> None:
+    """Rewrite a file without allocating (same size or smaller); else re-raise `why`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        if len(data) > os.fstat(fd).st_size:
+            raise why
+        os.pwrite(fd, data, 0)
+    finally:
+        os.close(fd)
 
 
 def locked_message(run_dir: str | Path) -> str:

@@ -51,7 +51,7 @@ def test_heartbeat_refreshes_and_survives_write_errors(tmp_path, monkeypatch):
     def flaky(path, obj, sync):
         if len(failures) < 3:
             failures.append(1)
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(errno.EIO, "Input/output error")
         real(path, obj, sync)
 
     monkeypatch.setattr(runstate, "_write_json_atomic", flaky)
@@ -102,3 +102,21 @@ def test_status_of_an_engine_on_another_host_trusts_the_heartbeat(tmp_path):
     info["heartbeat"] = time.time() - 3600
     (tmp_path / runstate.STATUS_FILE).write_text(json.dumps(info))
     assert runstate.status(tmp_path).kind == "stale"
+
+
+def test_status_is_rewritten_in_place_when_the_disk_is_full(tmp_path, monkeypatch):
+    es = runstate.EngineStatus(tmp_path)
+    es.acquire()
+    es.update(state="running", iter=40)
+    es._write(sync=False)
+
+    def no_space(path, obj, sync):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runstate, "_write_json_atomic", no_space)
+    es.update(state="paused", reason="disk full", iter=41)
+    es._write(sync=False)
+    info = runstate.read_info(tmp_path)
+    assert (info.state, info.reason, info.iter) == ("paused", "disk full", 41)
+    assert (tmp_path / runstate.STATUS_FILE).stat().st_size == runstate.STATUS_BYTES
+    es.close("stopped")

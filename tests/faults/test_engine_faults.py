@@ -103,8 +103,10 @@ def _disk_full_then_freed(rd, eng, fill, free, real_disk=False):
     err = eng.wait_event(lambda e: e["type"] == "error" and "disk full" in e["message"], what="disk full error")
     assert "paused" in err["message"] and "Free some space" in err["message"]
     eng.wait_event(lambda e: e["type"] == "state" and e["state"] == "paused" and e.get("reason") == "disk full")
+    # engine.json says so too (rewritten in place when no temporary file fits on the disk)
+    wait_for(lambda: runstate.read_info(rd).reason == "disk full", 10, "engine.json: paused, disk full")
     time.sleep(1.0)
-    assert eng.alive
+    assert eng.alive and runstate.read_info(rd).state == "paused"
     paused_at = runstate.read_info(rd).iter
     if real_disk:  # config.toml can't be rewritten either: said, and the change still applies
         assert eng.send("set", max_iters=90_000)
