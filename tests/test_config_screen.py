@@ -90,17 +90,24 @@ def test_check_marks_both_fields_of_a_shape_conflict(seed):
     assert check.config.max_iters == seed.config.max_iters  # the bad text leaves the old value
 
 
-def test_plan_apply_live_restart_and_refusals(seed):
+def test_plan_apply_live_restart_and_refusals(seed, tmp_path):
     run = seed.config
     assert plan_apply(run, C.replace(run, max_iters=24000, learning_rate=1e-4)).action == "live"
     plan = plan_apply(run, C.replace(run, batch_size=4, gradient_accumulation_steps=128, max_iters=20000))
     assert plan.action == "restart" and plan.changes == {
         "batch_size": 4, "gradient_accumulation_steps": 128, "max_iters": 20000}
-    assert plan_apply(run, C.replace(run, block_size=512)).action == "restart"
-    refused = plan_apply(run, C.replace(run, n_embd=384, n_head=6, block_size=2048))
+    assert plan_apply(run, C.replace(run, dropout=0.1, device="cpu")).action == "restart"
+    refused = plan_apply(run, C.replace(run, n_embd=384, n_head=6, block_size=512))
     assert refused.action is None
     assert [r.split(":")[0] for r in refused.refusals] == ["block_size", "n_head", "n_embd"]
     assert "can't change under a checkpoint" in refused.refusals[1]
+    assert plan_apply(run, C.replace(run, vocab_size=50304)).action == "restart"  # 0 meant 50304 here
+    char_data = tmp_path / "chars"
+    char_data.mkdir()
+    (char_data / "meta.json").write_text('{"vocab_size": 65}')
+    other = plan_apply(run, C.replace(run, data_dir=str(char_data)))
+    assert other.refusals == ["vocab_size: the checkpoint's model has a vocabulary of 50,304; this "
+                              "config's (with its data) is 65 (start a new run instead)"]
     late = plan_apply(run, C.replace(run, max_iters=900), current_iter=1000)
     assert late.action is None and "not beyond the run's current iteration 1,000" in late.refusals[0]
     assert plan_apply(run, run).action is None

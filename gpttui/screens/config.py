@@ -103,21 +103,25 @@ class ApplyPlan:
 
 def plan_apply(run: C.TrainConfig, candidate: C.TrainConfig, current_iter: int | None = None) -> ApplyPlan:
     """Live if every change is a LIVE_FIELD, else a restart from the checkpoint, unless a change
-    is impossible under the run's checkpoint (its model shape, a longer context, its directory)."""
+    is impossible under the run's checkpoint (its model shape or context length, its directory)."""
     changes = {n: getattr(candidate, n) for n in C.FIELDS if getattr(candidate, n) != getattr(run, n)}
     refusals: list[str] = []
+    if changes.keys() & {"vocab_size", "dataset", "data_dir"}:
+        # the vocabulary the model would be built with (0 = from the data's meta)
+        old, new = C.effective_vocab_size(run), C.effective_vocab_size(candidate)
+        if old != new:
+            refusals.append(f"vocab_size: the checkpoint's model has a vocabulary of {old:,}; this "
+                            f"config's (with its data) is {new:,} (start a new run instead)")
     for name, new in changes.items():
         old = getattr(run, name)
         if name == "vocab_size":
-            old, new = C.effective_vocab_size(run), C.effective_vocab_size(candidate)
-            if old == new:
-                continue
+            continue  # judged above by the effective vocabulary
         if name in C.SHAPE_FIELDS:
             refusals.append(f"{name}: the checkpoint's model has {name}={old!r}; a model's shape "
                             f"can't change under a checkpoint (start a new run instead)")
-        elif name == "block_size" and new > old:
-            refusals.append(f"block_size: the checkpoint's position embeddings cover {old} tokens; "
-                            f"a longer context needs a new run")
+        elif name == "block_size":  # the checkpoint's position embeddings; rundir.check_shape agrees
+            refusals.append(f"block_size: the checkpoint's model was built for {old}-token contexts; "
+                            f"another context length needs a new run")
         elif name == "out_dir":
             refusals.append(f"out_dir: this run lives in {old!r}; to train elsewhere start a new run")
         elif name == "init_from":
