@@ -52,7 +52,7 @@ class EngineInfo:
     state: str = "starting"
     reason: str = ""
     iter: int = 0
-    ui: str = "attached"  # "attached" (a UI owns the engine's pipes) or "detached"
+    ui: str = "attached"  # "attached" (a UI owns its pipes), "detached" (that UI went away) or "headless"
     socket: str = ""  # the control socket's path ("" until it listens)
     exit_code: int | None = None  # set when the engine exits on its own terms
 

@@ -56,7 +56,8 @@ class EngineHost:
         faulthandler.enable(self._crash_log)
         self.server = control.ControlServer(control.socket_path(self.run_dir), self.push)
         self.server.start()
-        self.status.update(socket=str(self.server.path))
+        # no pipe on stdin: nobody to detach from (a shell's `< /dev/null`, `gpttui train`)
+        self.status.update(socket=str(self.server.path), ui="attached" if stdin_is_pipe() else "headless")
         self.status.start()
 
     def listener(self, ev: dict[str, Any], line: str) -> None:
