@@ -253,7 +253,9 @@ class ExtendScreen(Screen[dict | None]):
                 error = str(e)
         self.values = values if after is not None else None
         self.query_one("#end", Input).set_class(bool(error), "-invalid")
-        self.query_one("#error", Static).update(Text(f"✗ {error}", style="bold red") if error else "")
+        error_line = self.query_one("#error", Static)
+        error_line.update(Text(f"✗ {error}", style="bold red") if error else "")
+        error_line.display = bool(error)
         self.query_one("#chart", LRChart).show(cfg, after, self.current_iter)
         self.query_one("#legend", Static).update(self._legend(after is not None))
         self.query_one("#summary", Static).update(self._summary(after))
