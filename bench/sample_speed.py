@@ -131,7 +131,8 @@ def main() -> None:
     threads = [int(t) for t in args.threads.split(",")]
     lengths = [int(n) for n in args.tokens.split(",")]
     cores = len(os.sched_getaffinity(0))
-    print(f"torch {torch.__version__}, {cores} cores, {load()} (1-minute average; 0 = idle)")
+    print(f"torch {torch.__version__}, {cores} cores, {load()} (1-minute average; 0 = idle), "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     bw = {}
     for th in threads:
         bw[th] = bandwidth(th)
