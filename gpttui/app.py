@@ -156,7 +156,11 @@ class GpttuiApp(App):
         metrics = self.run_dir / rundir.METRICS
         if metrics.exists():
             reader = EventReader(metrics)
-            live.add_all(reader)
+            for n, e in enumerate(reader, 1):
+                live.add(e)
+                if n % 50_000 == 0:  # a long run's history takes seconds: say how far it got
+                    self.pending = f"reading {rundir.METRICS}: {n:,} events"
+            self.pending = ""
             self._history_end = reader.end  # attaching picks up here: no gap, no duplicate
         if live.state in ACTIVE_STATES and not self.plan.attach:
             live.history.state = "stopped"  # the engine that wrote this is gone
