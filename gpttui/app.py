@@ -391,6 +391,8 @@ class GpttuiApp(App):
 
     def request_quit(self) -> None:
         """q: quit; a live engine is asked about first (stop and save, detach, or cancel)."""
+        if isinstance(self.screen, ConfirmScreen):
+            return  # already asking (a second Ctrl+C)
         if not self.engine_alive:
             self.exit(0)
             return
