@@ -91,13 +91,16 @@ class DashboardScreen(Screen):
             yield LogPane(id="log")
         yield Footer(compact=True, show_command_palette=False)
 
-    def on_mount(self) -> None:
-        self.query_one("#evals").border_title = "evals"
-        self.query_one("#log").border_title = "engine log"
+    def __init__(self) -> None:
+        super().__init__()
         self._chart_at = self._panels_at = 0.0
         self._status_key: tuple | None = None
         self._panels_version = -1
         self._chart_data: tuple | None = None
+
+    def on_mount(self) -> None:
+        self.query_one("#evals").border_title = "evals"
+        self.query_one("#log").border_title = "engine log"
         self.refresh_panels(force=True)
 
     # ------------------------------------------------------------ panels
@@ -111,6 +114,8 @@ class DashboardScreen(Screen):
     def refresh_panels(self, force: bool = False) -> None:
         """Redraw what changed: the status line at the app's tick rate (a key's effect shows at
         once), the slower panels at PANEL_HZ, the chart at CHART_HZ."""
+        if not self.is_mounted:
+            return  # (the history can be read before the panels exist)
         app, live = self.app, self.app.live
         now = time.monotonic()
         status = (live.version, app.display_state, app.pending, int(now))
