@@ -97,10 +97,12 @@ class DashboardScreen(Screen):
         self._status_key: tuple | None = None
         self._panels_version = -1
         self._chart_data: tuple | None = None
+        self._ready = False  # set in on_mount (Screen.is_mounted is still False there)
 
     def on_mount(self) -> None:
         self.query_one("#evals").border_title = "evals"
         self.query_one("#log").border_title = "engine log"
+        self._ready = True
         self.refresh_panels(force=True)
 
     # ------------------------------------------------------------ panels
@@ -114,7 +116,7 @@ class DashboardScreen(Screen):
     def refresh_panels(self, force: bool = False) -> None:
         """Redraw what changed: the status line at the app's tick rate (a key's effect shows at
         once), the slower panels at PANEL_HZ, the chart at CHART_HZ."""
-        if not self.is_mounted:
+        if not self._ready:
             return  # (the history can be read before the panels exist)
         app, live = self.app, self.app.live
         now = time.monotonic()
