@@ -122,7 +122,7 @@ def main() -> None:
         loader = mp.Process(target=ui_load, args=(args.ui_load,), daemon=True)
         loader.start()
     print(f"shakespeare_char CPU recipe, {args.iters} iters x {args.runs} runs, cores={os.cpu_count()}, "
-          f"ui load={args.ui_load:.0%}, load average before={os.getloadavg()[0]:.2f}")
+          f"ui load={args.ui_load:.0%}, load average before={os.getloadavg()[0]:.2f}", flush=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             data = char_data(Path(tmp))
@@ -135,7 +135,8 @@ def main() -> None:
                 tok = RECIPE["batch_size"] * RECIPE["block_size"]
                 print(f"threads={threads}: engine {e:.2f} ms/iter ({tok / e * 1000:,.0f} tokens/s), "
                       f"bare nanoGPT loop {b:.2f} ms/iter; engine/bare = {e / b:.3f}  "
-                      f"[engine runs {', '.join(f'{v:.1f}' for v in eng)}; bare {', '.join(f'{v:.1f}' for v in bare)}]")
+                      f"[engine runs {', '.join(f'{v:.1f}' for v in eng)}; bare {', '.join(f'{v:.1f}' for v in bare)}]",
+                      flush=True)
     finally:
         if loader:
             loader.terminate()

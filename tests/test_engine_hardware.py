@@ -35,3 +35,52 @@ def test_configured_peak_wins_and_cpu_peak_is_measured_once(tmp_path, monkeypatc
     again, _ = H.peak_flops(dev, threads=1)
     assert len(calls) == 1 and first == again and (tmp_path / "peak.json").is_file()
     assert 1e9 < first < 1e13 and source.startswith("measured float32 matmul")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed(tuner: H.ThreadTuner, clock: FakeClock, ms_per_threads: dict[int, float], n: int) -> list:
+    """Run n iterations whose time depends on the thread count in force; return the changes."""
+    threads, changes = tuner.current, []
+    for _ in range(n):
+        dt = ms_per_threads[threads] / 1000
+        clock.now += dt
+        change = tuner.observe(dt)
+        if change:
+            threads = change[0]
+            changes.append(change)
+    return changes
+
+
+def test_tuner_drops_a_thread_when_the_cores_are_contended():
+    clock = FakeClock()
+    tuner = H.ThreadTuner(2, clock=clock)
+    changes = feed(tuner, clock, {2: 800.0, 1: 100.0}, 30)
+    assert changes[0] == (1, "") and "1 CPU thread(s) run faster than 2" in changes[1][1]
+    assert tuner.current == 1
+
+
+def test_tuner_keeps_every_core_on_an_idle_machine_and_probes_rarely():
+    clock = FakeClock()
+    tuner = H.ThreadTuner(2, clock=clock)
+    changes = feed(tuner, clock, {2: 43.0, 1: 73.0}, 5000)  # 3.6 minutes of training
+    assert tuner.current == 2 and all(note == "" for _, note in changes)
+    probes = [c for c in changes if c[0] == 1]
+    assert 2 <= len(probes) <= 5  # backing off: 0 s, 20 s, 60 s, 140 s ...
+    # a probe of the slow setting is abandoned after 2 measured iterations
+    assert sum(1 for c in changes) == 2 * len(probes)
+
+
+def test_tuner_returns_to_every_core_when_the_load_goes_away():
+    clock = FakeClock()
+    tuner = H.ThreadTuner(2, clock=clock)
+    feed(tuner, clock, {2: 800.0, 1: 100.0}, 30)
+    assert tuner.current == 1
+    changes = feed(tuner, clock, {2: 43.0, 1: 73.0}, 2000)
+    assert tuner.current == 2 and any("2 CPU thread(s) run faster than 1" in note for _, note in changes)

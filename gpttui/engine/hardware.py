@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -127,6 +130,65 @@ def _write_cache(cache: dict[str, float]) -> None:
 
 
 def auto_threads() -> int:
-    """CPU threads for training when the config says 0 (see README: measured on 2 cores)."""
+    """CPU threads to start with when the config says 0: every core, as nanoGPT (ThreadTuner
+    then backs off by one if that turns out slower)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores)
+
+
+class ThreadTuner:
+    """Automatic CPU threads: measures `high` against `high - 1` threads and keeps the faster.
+
+    On a few cores shared with busy processes (a dashboard, a sampler, other users), torch's
+    OpenMP threads spin-wait for a preempted sibling, and all cores become many times slower
+    than one fewer (measured on 2 busy cores, nanoGPT's CPU recipe: 1 thread 58-105 ms/iter,
+    2 threads 230-840 ms/iter), while on an idle machine all cores are ~1.7x faster (43 vs
+    73 ms/iter). No fixed choice is right, so: run `window` iterations, try the other count
+    for up to `window` iterations (abandoned after 2 if clearly slower), switch if it is 10%
+    faster. Probes repeat, spaced from `interval_s` doubling up to `max_interval_s` while
+    nothing changes, so a probe of the slow setting costs little.
+    """
+
+    def __init__(self, high: int, window: int = 8, interval_s: float = 20.0,
+                 max_interval_s: float = 600.0, clock: Callable[[], float] = time.monotonic):
+        self.choices = (high, high - 1)
+        self.current = high
+        self.window = window
+        self.interval_s = interval_s
+        self.max_interval_s = max_interval_s
+        self.interval = interval_s
+        self.clock = clock
+        self.base: deque[float] = deque(maxlen=window)
+        self.trial: list[float] = []
+        self.trying: int | None = None
+        self.skip = 1  # the first iteration after a change pays for it: not measured
+        self.next_probe = clock()  # the first probe as soon as a window is measured
+
+    def observe(self, dt: float) -> tuple[int, str] | None:
+        """Feed one iteration's seconds; returns (threads to set, a note or "") on a change."""
+        if self.skip:
+            self.skip -= 1
+            return None
+        if self.trying is None:
+            self.base.append(dt)
+            if len(self.base) == self.window and self.clock() >= self.next_probe:
+                self.trying = self.choices[1] if self.current == self.choices[0] else self.choices[0]
+                self.trial, self.skip = [], 1
+                return self.trying, ""
+            return None
+        self.trial.append(dt)
+        ref, got = statistics.median(self.base), statistics.median(self.trial)
+        if len(self.trial) < self.window and not (len(self.trial) >= 2 and got > 1.5 * ref):
+            return None
+        tried, self.trying, self.skip = self.trying, None, 1
+        if got < 0.9 * ref:
+            old, self.current = self.current, tried
+            self.base = deque(self.trial, maxlen=self.window)
+            self.interval = self.interval_s
+            self.next_probe = self.clock() + self.interval
+            return tried, (f"{tried} CPU thread(s) run faster than {old} here now "
+                           f"({got * 1e3:.0f} vs {ref * 1e3:.0f} ms/iter): using {tried}")
+        self.base.clear()
+        self.interval = min(2 * self.interval, self.max_interval_s)
+        self.next_probe = self.clock() + self.interval
+        return self.current, ""

@@ -173,6 +173,8 @@ class Trainer:
         if dev.note:
             self.note(dev.note)
         self.dev = dev
+        self.tuner = (hardware.ThreadTuner(threads)
+                      if not cfg.threads and dev.device_type == "cpu" and threads > 1 and not d.ddp else None)
         if dev.device_type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -383,6 +385,10 @@ class Trainer:
                 self.log(f"iter {it}: loss {lossf:.4f}, time {dt * 1000:.2f}ms, mfu {running_mfu * 100:.2f}%, "
                          f"tok/s {self.tokens_per_iter / dt:,.0f}", lossy=True)
             local_iter += 1
+            if self.tuner and (change := self.tuner.observe(dt)):
+                torch.set_num_threads(change[0])
+                if change[1]:
+                    self.note(change[1])
 
     def train_step(self, it: int, cfg: C.TrainConfig) -> tuple[float, float]:
         """One optimizer step; (seconds, mean micro-batch loss). Raises Stop on a non-finite loss."""
