@@ -54,10 +54,17 @@ class EngineHost:
         # which an attached UI shows as the engine's last words.
         self._crash_log = open(self.run_dir / "engine.log", "a")
         faulthandler.enable(self._crash_log)
-        self.server = control.ControlServer(control.socket_path(self.run_dir), self.push)
-        self.server.start()
         # no pipe on stdin: nobody to detach from (a shell's `< /dev/null`, `gpttui train`)
-        self.status.update(socket=str(self.server.path), ui="attached" if stdin_is_pipe() else "headless")
+        self.status.update(ui="attached" if stdin_is_pipe() else "headless")
+        try:
+            server = control.ControlServer(control.socket_path(self.run_dir), self.push)
+            server.start()
+        except OSError as e:  # e.g. a file system without sockets: train anyway, unattachable
+            print(f"warning: no control socket ({e}); `gpttui attach` won't reach this engine",
+                  file=sys.stderr, flush=True)
+        else:
+            self.server = server
+            self.status.update(socket=str(server.path))
         self.status.start()
 
     def listener(self, ev: dict[str, Any], line: str) -> None:
