@@ -72,12 +72,32 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
 
 
-def run_dashboard(cfg: Path, out: Path, session: str) -> float:
+def ui_process(session: str):
+    """The `gpttui launch` process running in the tmux session (psutil.Process)."""
+    import psutil
+
+    pane = psutil.Process(int(tmux("list-panes", "-t", session, "-F", "#{pane_pid}").split()[0]))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for p in [pane, *pane.children(recursive=True)]:
+            if "launch" in p.cmdline():
+                return p
+        time.sleep(0.05)
+    raise RuntimeError("no gpttui launch process in the tmux pane")
+
+
+def run_dashboard(cfg: Path, out: Path, session: str) -> tuple[float, float]:
+    """ms/iter with the dashboard open, and the UI process's CPU (fraction of a core) meanwhile."""
     cmd = f"{' '.join(GPTTUI)} launch {cfg} --out_dir={out}"
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd)
     try:
+        ui = ui_process(session)
+        while not (out / "metrics.jsonl").exists() or '"type":"step"' not in (out / "metrics.jsonl").read_text():
+            time.sleep(0.2)
+        c0, t0 = sum(ui.cpu_times()[:2]), time.monotonic()
         while not finished(out):
             time.sleep(0.2)
+        ui_cpu = (sum(ui.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
         time.sleep(0.5)
         tmux("send-keys", "-t", session, "q")
         deadline = time.time() + 20
@@ -85,7 +105,7 @@ def run_dashboard(cfg: Path, out: Path, session: str) -> float:
             time.sleep(0.1)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-    return ms_per_iter(out)
+    return ms_per_iter(out), ui_cpu
 
 
 def first_frame(run_dir: Path, session: str) -> float:
@@ -158,14 +178,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gpttui-ui-bench-"))
     try:
         cfg = make_config(work, args.iters)
-        headless, ui = [], []
+        headless, ui, ui_cpu = [], [], []
         for r in range(args.runs):
             headless.append(run_headless(cfg, work / f"train{r}"))
-            ui.append(run_dashboard(cfg, work / f"ui{r}", f"gpttui-bench-{os.getpid()}-{r}"))
-            print(f"run {r}: headless {headless[-1]:.2f} ms/iter, dashboard {ui[-1]:.2f} ms/iter", flush=True)
+            ms, cpu = run_dashboard(cfg, work / f"ui{r}", f"gpttui-bench-{os.getpid()}-{r}")
+            ui.append(ms)
+            ui_cpu.append(cpu)
+            print(f"run {r}: headless {headless[-1]:.2f} ms/iter, dashboard {ui[-1]:.2f} ms/iter "
+                  f"(UI process {100 * cpu:.1f}% of a core)", flush=True)
         h, u = statistics.median(headless), statistics.median(ui)
         print(f"throughput ({args.iters} iters, median of {args.runs}): headless {h:.2f} ms/iter, "
-              f"dashboard {u:.2f} ms/iter, ratio {u / h:.3f} (goal <= 1.03)")
+              f"dashboard {u:.2f} ms/iter, ratio {u / h:.3f} (goal <= 1.03); UI process "
+              f"{100 * statistics.median(ui_cpu):.1f}% of a core; load average {os.getloadavg()[0]:.1f}")
 
         frames = [first_frame(work / "train0", f"gpttui-frame-{os.getpid()}-{i}") for i in range(args.frames)]
         print(f"first frame of `gpttui launch RUN_DIR`: median {statistics.median(frames):.2f} s "
