@@ -14,14 +14,15 @@ char: nanoGPT's shakespeare_char. The vocabulary is sorted(set(all text)), writt
 as nanoGPT does; documents are concatenated with no separator, and the split is by position:
 the first int(n * (1 - val_fraction)) characters are train (val_fraction defaults to 0.1, so a
 single text file gives exactly nanoGPT's first 90% / last 10%); val_docs N holds out the last N
-documents instead. char needs two passes (vocabulary, then ids) and runs in one process (numpy
-maps characters to ids at hundreds of MB/s).
+documents instead. char needs two passes (vocabulary, then ids) and runs in one process: numpy
+maps characters to ids (tiny Shakespeare takes ~0.05 s).
 
-Parallelism: the main process reads chunks of a few MB and hands them to worker processes
-(each holding its own encoding); results are written in input order, with at most two chunks
-per worker in flight, so memory is bounded whatever the input size. Processes, not tiktoken's
-threads: on 2 cores two processes give ~1.8x, threads ~1.4x. Small inputs are tokenized in
-process, since starting workers costs more than they save.
+Parallelism: worker processes, each holding its own encoding, tokenize chunks of a few MB:
+parquet row groups they read themselves (the main process only names them), text and jsonl
+chunks the main process reads. Results are written in input order with at most two chunks per
+worker in flight, so memory is bounded whatever the input size. Processes, not tiktoken's
+threads: on 2 cores two processes give ~1.8x, threads ~1.4x (DESIGN.md). Small inputs are
+tokenized in process, since starting workers costs more than they save.
 
 Safety: everything is written as *.partial, fsynced, and renamed only when complete (meta.json
 last), so an interrupted run leaves no train.bin that looks finished. A re-run with the same
@@ -52,7 +53,7 @@ import numpy as np
 
 from gpttui.engine import sources as S
 from gpttui.engine.sources import PrepareError, Source
-from gpttui.engine.tokenizer import GPT2_EOT, GPT2_VOCAB_SIZE, CharTokenizer, gpt2
+from gpttui.engine.tokenizer import GPT2_EOT, GPT2_VOCAB_SIZE, gpt2
 from gpttui.metapkl import write_meta_pkl
 
 FORMAT = "gpttui-prepare/1"
@@ -423,8 +424,7 @@ class _Run:
         try:
             if self.opts["tokenizer"] == "char":
                 chars, total_chars = self._scan()
-                tok = CharTokenizer(chars)
-                vocab_size = tok.vocab_size
+                vocab_size = len(chars)
             else:
                 chars, total_chars, vocab_size = None, None, GPT2_VOCAB_SIZE
             dtype = np.dtype(np.uint16 if vocab_size <= UINT16_VOCAB else np.uint32)

@@ -3,8 +3,9 @@
 `resolve` turns the user's paths, directories and globs into checked `Source`s before anything
 is written (missing files, non-parquet files and missing text columns fail here, in one line).
 `chunks` then streams a source as `Chunk`s of a few MB of text, so memory stays bounded
-whatever the input size: parquet through `ParquetFile.iter_batches` (never a whole table),
-text files block by block through an incremental UTF-8 decoder that knows byte offsets.
+whatever the input size: parquet a row group at a time (never a whole table; row groups over
+64 MB through `iter_batches`), text files block by block through an incremental UTF-8 decoder
+that knows byte offsets, long documents cut where GPT-2's tokens don't change (`safe_cut`).
 """
 
 from __future__ import annotations
