@@ -4,7 +4,7 @@
 is written (missing files, non-parquet files and missing text columns fail here, in one line).
 `chunks` then streams a source as `Chunk`s of a few MB of text, so memory stays bounded
 whatever the input size: parquet a row group at a time (never a whole table; row groups over
-64 MB through `iter_batches`), text files block by block through an incremental UTF-8 decoder
+32 MB through `iter_batches`), text files block by block through an incremental UTF-8 decoder
 that knows byte offsets, long documents cut where GPT-2's tokens don't change (`safe_cut`).
 """
 
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 KINDS = {".parquet": "parquet", ".txt": "txt", ".jsonl": "jsonl"}
 READ_BLOCK = 1 << 22  # bytes per read() of a text file
-MAX_ROW_GROUP_BYTES = 64 << 20  # larger parquet row groups are cut into batches by the reader
+MAX_ROW_GROUP_BYTES = 32 << 20  # larger parquet row groups are cut into batches by the reader
 # A blank line: a newline, then lines holding only whitespace, then a newline.
 BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")
 
