@@ -176,8 +176,9 @@ def chunks(src: Source, *, text_column: str, split_blank_lines: bool, errors: st
 
 def _parquet_chunks(src: Source, text_column: str, target_bytes: int) -> Iterator[Chunk]:
     """A row group per chunk, read by whoever tokenizes it; large ones in batches read here."""
-    # pre_buffer=True (the default) keeps every row group read so far: memory would grow with the file
-    with pq.ParquetFile(src.path, pre_buffer=False) as pf:
+    # pre_buffer=True (the default) keeps every row group read so far: memory would grow with the
+    # file; buffer_size reads a big row group's pages as needed rather than its whole column chunk
+    with pq.ParquetFile(src.path, pre_buffer=False, buffer_size=1 << 20) as pf:
         md = pf.metadata
         col = pf.schema_arrow.names.index(text_column)
         for i in range(md.num_row_groups):
