@@ -72,6 +72,10 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
 
 
+def alive(session: str) -> bool:
+    return subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0
+
+
 def ui_process(session: str):
     """The `gpttui launch` process running in the tmux session (psutil.Process)."""
     import psutil
@@ -101,7 +105,7 @@ def run_dashboard(cfg: Path, out: Path, session: str) -> tuple[float, float]:
         time.sleep(0.5)
         tmux("send-keys", "-t", session, "q")
         deadline = time.time() + 20
-        while time.time() < deadline and session in tmux("list-sessions", "-F", "#S").split():
+        while time.time() < deadline and alive(session):
             time.sleep(0.1)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
@@ -126,8 +130,7 @@ def first_frame(run_dir: Path, session: str) -> float:
         time.sleep(0.3)
         subprocess.run(["tmux", "send-keys", "-t", session, "y"], capture_output=True)
         deadline = time.time() + 20
-        while time.time() < deadline and subprocess.run(
-                ["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:
+        while time.time() < deadline and alive(session):
             time.sleep(0.1)
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
