@@ -75,7 +75,11 @@ def get_batch():
     y = torch.stack([torch.from_numpy((data[i+1:i+1+T]).astype(np.int64)) for i in ix])
     return x, y
 model = GPT(GPTConfig(block_size=T, vocab_size=65, n_layer=4, n_head=4, n_embd=128, dropout=0.0))
-opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
+# nanoGPT's configure_optimizers: two groups, fused only on CUDA
+decay = [p for p in model.parameters() if p.dim() >= 2]
+nodecay = [p for p in model.parameters() if p.dim() < 2]
+opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": nodecay, "weight_decay": 0.0}],
+                        lr=1e-3, betas=(0.9, 0.99))
 x, y = get_batch()
 t0 = None
 for it in range(iters):

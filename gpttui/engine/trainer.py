@@ -464,6 +464,15 @@ class Trainer:
         self.set_state("running")
         return out
 
+    def _optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state dict, flagged fused only on CUDA as nanoGPT's would be (its
+        resume takes our flags, and an older torch has no fused CPU kernel)."""
+        state = self.optimizer.state_dict()
+        if self.dev.device_type != "cuda":
+            for group in state["param_groups"]:
+                group["fused"] = None
+        return state
+
     def checkpoint(self, force: bool = False) -> bool:
         """Write ckpt.pt (rank 0). `force`: also when nothing was trained since the last one.
         False if it could not be written (a full disk pauses the run; a non-finite val loss
@@ -477,7 +486,7 @@ class Trainer:
         self.set_state("saving")
         ckpt = {
             "model": self.raw_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self._optimizer_state(),
             "model_args": self.model_args,
             "iter_num": self.iter_num,
             "best_val_loss": self.best_val_loss,
