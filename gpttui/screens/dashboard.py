@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 CHART_HZ = 2.0   # chart rebuilds per second at most (plotext + Rich: ~10 ms each)
 PANEL_HZ = 2.0   # sparklines and the eval table
+STATUS_HZ = 4.0  # the status line's figures (a state change shows at once)
 
 # key -> (module under gpttui.screens, screen class, what it is called in a notification)
 OTHER_SCREENS = {
@@ -95,6 +96,7 @@ class DashboardScreen(Screen):
         super().__init__()
         self._chart_at = self._panels_at = 0.0
         self._status_key: tuple | None = None
+        self._status_version, self._status_at = -1, 0.0
         self._panels_version = -1
         self._chart_data: tuple | None = None
         self._ready = False  # set in on_mount (Screen.is_mounted is still False there)
@@ -114,15 +116,17 @@ class DashboardScreen(Screen):
         self.refresh_panels(force=True)
 
     def refresh_panels(self, force: bool = False) -> None:
-        """Redraw what changed: the status line at the app's tick rate (a key's effect shows at
+        """Redraw what changed: the status line at STATUS_HZ (a new state or pending command at
         once), the slower panels at PANEL_HZ, the chart at CHART_HZ."""
         if not self._ready:
             return  # (the history can be read before the panels exist)
         app, live = self.app, self.app.live
         now = time.monotonic()
-        status = (live.version, app.display_state, app.pending, int(now))
-        if force or status != self._status_key:
-            self._status_key = status
+        said = (app.display_state, app.pending)  # a key's effect: shown on the next tick
+        if force or said != self._status_key or (
+                live.version != self._status_version and now - self._status_at >= 1.0 / STATUS_HZ) \
+                or now - self._status_at >= 1.0:  # elapsed ticks on
+            self._status_key, self._status_version, self._status_at = said, live.version, now
             self.query_one(RunHeader).show(live, app.run_dir, app.header_note, app.config)
             self.query_one(StatusLine).show(live, app.display_state, app.pending)
         if force or (live.version != self._panels_version and now - self._panels_at >= 1.0 / PANEL_HZ):
