@@ -7,7 +7,7 @@ wall time between step events (so event writing, command polling and logging are
 iterations 10..N. The reference is the same model and optimizer in nanoGPT train.py's bare
 loop, in its own process. Prints the median of the runs for each and their ratio.
 
-    python bench/train_speed.py [--iters 200] [--runs 3] [--threads 1,2] [--ui-load 0.1]
+    python bench/train_speed.py [--iters 200] [--runs 3] [--threads 0,1,2] [--ui-load 0.1]
 
 --ui-load F runs a process that keeps a core busy F of the time (a dashboard's share) while
 measuring: that is how the engine's automatic thread count was chosen (see README).
@@ -65,7 +65,8 @@ BARE = r"""
 import sys, time, numpy as np, torch
 from gpttui.engine.model import GPT, GPTConfig
 data_dir, iters, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-torch.set_num_threads(threads)
+if threads:
+    torch.set_num_threads(threads)  # else torch's default, as nanoGPT's train.py runs
 torch.manual_seed(1337)
 B, T = 12, 64
 def get_batch():
@@ -115,12 +116,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--threads", default="", help="comma-separated thread counts (default: the engine's auto)")
+    ap.add_argument("--threads", default="0", help="comma-separated thread counts; 0 = the engine's automatic "
+                    "choice and torch's default for the reference (default)")
     ap.add_argument("--ui-load", type=float, default=0.0, help="fraction of a core kept busy meanwhile")
     args = ap.parse_args()
-    from gpttui.engine.hardware import auto_threads  # imports torch; fine in a bench
-
-    counts = [int(n) for n in args.threads.split(",")] if args.threads else [auto_threads()]
+    counts = [int(n) for n in args.threads.split(",")]
     loader = None
     if args.ui_load > 0:
         loader = mp.Process(target=ui_load, args=(args.ui_load,), daemon=True)
@@ -137,7 +137,7 @@ def main() -> None:
                     bare.append(bare_ms_per_iter(data, args.iters, threads))
                 e, b = statistics.median(eng), statistics.median(bare)
                 tok = RECIPE["batch_size"] * RECIPE["block_size"]
-                print(f"threads={threads}: engine {e:.2f} ms/iter ({tok / e * 1000:,.0f} tokens/s), "
+                print(f"threads={threads or 'auto'}: engine {e:.2f} ms/iter ({tok / e * 1000:,.0f} tokens/s), "
                       f"bare nanoGPT loop {b:.2f} ms/iter; engine/bare = {e / b:.3f}  "
                       f"[engine runs {', '.join(f'{v:.1f}' for v in eng)}; bare {', '.join(f'{v:.1f}' for v in bare)}]",
                       flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,20 @@ def test_prepare_writes_absolute_data_dir_and_refuses_resume_without_checkpoint(
         rundir.prepare(C.replace(cfg, init_from="resume"))
     with pytest.raises(rundir.RunDirError, match="vocab_size: 10 is smaller than the data's vocabulary"):
         rundir.prepare(C.replace(cfg, vocab_size=10))
+
+
+def test_ctrl_c_stops_with_a_checkpoint(data, tmp_path):
+    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
+    proc = subprocess.Popen([sys.executable, "-m", "gpttui", "train", str(cfg)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("iter 5:"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "stopping: saving a checkpoint" in err and "stopped at iter" in out
+    stopped = read_events(tmp_path / "run", "state")[-1]
+    assert stopped["state"] == "stopped" and stopped["iter"] > 5
+    # our stdin stayed open, so the engine never thought its UI had gone
+    assert "went away" not in (tmp_path / "run" / "engine.log").read_text()

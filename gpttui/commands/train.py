@@ -13,8 +13,9 @@ import argparse
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gpttui import config as C
 from gpttui import rundir
@@ -63,14 +64,28 @@ def run(args: argparse.Namespace) -> int:
     return run_engine(Path(cfg.out_dir))
 
 
+def forward_commands(src: IO[str], dst: IO[str]) -> None:
+    """Copy command lines to the engine. The engine's stdin stays open at the end of ours: to the
+    engine a closed command pipe means its UI died, but a finished `echo ... |` is no such thing."""
+    try:
+        for line in src:
+            dst.write(line)
+            dst.flush()
+    except (OSError, ValueError):
+        pass  # the engine has exited
+
+
 def run_engine(run_dir: Path) -> int:
     """Run the engine as a child, copy its log to stdout ("error:" lines to stderr), return its code."""
-    stdin = subprocess.DEVNULL if sys.stdin is None or sys.stdin.isatty() else None
+    forward = sys.stdin is not None and not sys.stdin.isatty()
     child = subprocess.Popen(
         [sys.executable, "-u", "-m", "gpttui.engine", str(run_dir)],
-        stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1,
+        stdin=subprocess.PIPE if forward else subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, bufsize=1,
         start_new_session=True,  # Ctrl+C is ours to turn into a clean stop
     )
+    if forward:
+        threading.Thread(target=forward_commands, args=(sys.stdin, child.stdin), daemon=True).start()
     interrupts = 0
 
     def on_signal(signum: int, frame: Any) -> None:
