@@ -24,17 +24,18 @@ def test_gpu_peaks_by_name_and_dtype():
     assert H.table_peak("Mystery Accelerator 9000", "bfloat16") is None
 
 
-def test_configured_peak_wins_and_cpu_peak_is_measured_once(tmp_path, monkeypatch):
+def test_configured_peak_wins_and_cpu_peak_is_the_best_of_a_few_measurements(tmp_path, monkeypatch):
     dev = H.pick("cpu", "auto")
     assert H.peak_flops(dev, configured=5e11) == (5e11, "config peak_flops")
     monkeypatch.setattr(H, "CACHE", tmp_path / "peak.json")
     calls = []
     real = H.measure_matmul_peak
     monkeypatch.setattr(H, "measure_matmul_peak", lambda d: calls.append(d) or real(d, seconds=0.05))
-    first, source = H.peak_flops(dev, threads=1)
-    again, _ = H.peak_flops(dev, threads=1)
-    assert len(calls) == 1 and first == again and (tmp_path / "peak.json").is_file()
-    assert 1e9 < first < 1e13 and source.startswith("measured float32 matmul")
+    peaks = [H.peak_flops(dev, threads=1)[0] for _ in range(H.MEASUREMENTS + 2)]
+    assert len(calls) == H.MEASUREMENTS  # then the cached best is trusted
+    assert peaks == sorted(peaks) and peaks[-1] == peaks[-2]  # never lowered by a busy moment
+    assert (tmp_path / "peak.json").is_file()
+    assert 1e9 < peaks[-1] < 1e13 and H.peak_flops(dev, threads=1)[1].startswith("measured float32 matmul")
 
 
 class FakeClock:
