@@ -225,7 +225,7 @@ class Trainer:
             self.log("compiling the model... (takes a ~minute)")
             self.fwd_model = torch.compile(model)
         elif cfg.compile:
-            self.log(f"compile skipped on {dev.device_type}: no gain there, and a slow cold start")
+            self.note(f"compile skipped on {dev.device_type}: no gain there, and a slow cold start")
         self.model: torch.nn.Module = self.fwd_model
         if d.ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -411,8 +411,8 @@ class Trainer:
             self.scaler.scale(loss).backward()
             loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
         params = self.raw_model.parameters()
+        self.scaler.unscale_(self.optimizer)  # float16: true gradients for the norm and the clip
         if cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
