@@ -9,6 +9,7 @@ a second engine on the same directory exits with code 3 and says how to attach i
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {run_dir}: not a run directory (no {rundir.CONFIG})", file=sys.stderr)
         return 2
 
+    master = os.environ.get("RANK", "0") == "0"
+    if master:
+        from gpttui.engine import signals
+
+        signals.block()  # before torch or any thread starts
     from gpttui.engine.channel import Channel, CommandReader  # torch-free, but engine-only
     from gpttui.engine.trainer import Dist, Trainer
 
@@ -55,16 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         commands = CommandReader(sys.stdin, on_eof=(lambda: lost("the UI went away (its command pipe closed)"))
                                  if stdin_is_pipe() else None)
 
-        def on_signal(signum: int, frame: object) -> None:
-            # the first signal stops with a checkpoint; a second one ends the process at once
-            # (the default action), the last complete checkpoint standing
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, signal.SIG_DFL)
-            commands.push(Command("stop", {}))
-
-        # Ctrl+C or SIGTERM: checkpoint, then exit (other ranks follow the broadcast stop)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, on_signal)
+        # Ctrl+C or SIGTERM: checkpoint, then exit (other ranks follow the broadcast stop);
+        # a second signal ends the process at once, the last complete checkpoint standing
+        signals.watch(lambda sig: commands.push(Command("stop", {})))
     else:
         chan, commands = Channel(None), None
         # rank 0 takes the signal and broadcasts a stop; dying here would strand its broadcast

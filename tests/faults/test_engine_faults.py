@@ -76,10 +76,13 @@ def test_a_second_signal_exits_at_once_leaving_the_last_complete_checkpoint(make
     eng.signal(signal.SIGTERM)
     eng.wait_event(lambda e: e["type"] == "state" and e["state"] == "saving" and e["iter"] > 20,
                    what="the stop's checkpoint being written")
-    t0 = time.monotonic()
+    # two signals sent within one scheduling slice merge into one in the kernel (POSIX signals
+    # don't queue); a person's second Ctrl+C comes far later, still inside this 2 s write
+    time.sleep(0.3)
     eng.signal(signal.SIGTERM)
-    code = eng.wait(10)
-    assert time.monotonic() - t0 < 2.0 and code == -signal.SIGTERM
+    # killed by the signal itself, inside the (2 s) write: the stop's checkpoint never landed,
+    # so the last complete one stands (waiting for the write would have exited 0 at a later iter)
+    assert eng.wait(10) == -signal.SIGTERM
     assert ckpt_iter(rd / "ckpt.pt") == 20
 
 
