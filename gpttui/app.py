@@ -318,8 +318,15 @@ class GpttuiApp(App):
                                    self._checkpoint_iter()))
 
     def _checkpoint_iter(self) -> int | None:
-        if not (self.run_dir / rundir.CKPT).exists():
+        """The iteration a resume would start from: the file on disk is the truth (an engine
+        killed between writing ckpt.pt and reporting it leaves the history one behind)."""
+        path = self.run_dir / rundir.CKPT
+        if not path.exists():
             return None
+        peek = rundir.peek_checkpoint(path) or {}
+        it = peek.get("iter_num")
+        if isinstance(it, int):
+            return it
         return self.live.last_checkpoint_iter if self.live.last_checkpoint_iter is not None else 0
 
     def _show_failure(self, failure: Failure) -> None:

@@ -116,7 +116,8 @@ def test_engine_killed_under_the_attached_dashboard_is_shown_and_r_resumes(make_
             await until(pilot, lambda: isinstance(app.engine, SocketClient), 30, "attached")
             await until(pilot, lambda: app.live.iter >= 35, 30, "live steps")
             os.kill(eng.pid, signal.SIGKILL)
-            await until(pilot, lambda: isinstance(app.screen, FailureScreen), 20, "the failure screen")
+            await until(pilot, lambda: isinstance(app.screen, FailureScreen) and "exit code" in _shown(app.screen),
+                        20, "the failure screen")
             shown = _shown(app.screen)
             last = ckpt_iter(rd / "ckpt.pt")
             assert "exit code -9" in shown and f"Last checkpoint: iteration {last:,}" in shown
