@@ -88,6 +88,25 @@ def test_pause_holds_the_iteration_and_resume_continues(data, tmp_path):
     assert eng.finish() == 0
 
 
+def test_eval_and_save_work_while_paused(data, tmp_path):
+    run = prepare_run(data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000, eval_interval=1000)
+    eng = EngineProc(run)
+    eng.wait_step(5)
+    eng.send({"cmd": "pause"})
+    paused = eng.wait_state("paused")
+    eng.send({"cmd": "eval"})
+    ev = eng.wait_for(lambda e: e["type"] == "eval" and e["iter"] == paused["iter"])
+    assert ev["val_loss"] > 0
+    eng.send({"cmd": "save"})
+    ck = eng.wait_for(lambda e: e["type"] == "checkpoint" and e["iter"] == paused["iter"])
+    assert K.load(run / "ckpt.pt")["iter_num"] == ck["iter"]
+    after = eng.wait_for(lambda e: e["type"] == "state" and e["t"] >= ck["t"])
+    assert after["state"] == "paused"  # still paused after evaluating and saving
+    assert max(e["iter"] for e in eng.events if e["type"] == "step") < paused["iter"]
+    eng.send({"cmd": "stop"})
+    assert eng.finish() == 0
+
+
 def test_set_max_iters_changes_where_it_ends(data, tmp_path):
     run = prepare_run(data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
     eng = EngineProc(run)

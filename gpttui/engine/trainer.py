@@ -92,6 +92,7 @@ class Trainer:
         self.stop_requested = False
         self.eval_requested = False
         self.save_requested = False
+        self.disk_full = False  # paused for a full disk: its checkpoint is retried on resume
         self.state = ""
         fault = os.environ.get(FAULT_NAN_ENV, "")
         self.fault_iter = int(fault) if fault.strip() else -1
@@ -272,7 +273,7 @@ class Trainer:
             self.paused = True
             self.set_state("paused")
         elif cmd.cmd == "resume":
-            self.paused = False
+            self.paused = self.disk_full = False
             self.set_state("running")
         elif cmd.cmd == "stop":
             self.stop_requested = True
@@ -289,7 +290,7 @@ class Trainer:
 
     def on_disk_full(self, what: str, error: str) -> None:
         """Pause instead of crashing; the checkpoint is retried when the user resumes."""
-        self.paused = True
+        self.paused = self.disk_full = True
         self.save_requested = True
         self.emit("error", message=f"disk full writing {what} ({error}); training paused at iter "
                                    f"{self.iter_num}, the last complete checkpoint is kept. "
@@ -339,6 +340,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
+    def eval_and_checkpoint(self, it: int, cfg: C.TrainConfig) -> None:
+        """nanoGPT's eval step: checkpoint when val improved or always_save_checkpoint."""
+        self.eval_requested = False
+        losses = self.evaluate()
+        if losses is not None:
+            improved = losses["val"] < self.best_val_loss
+            if improved:
+                self.best_val_loss, self.best_iter = losses["val"], it
+            if (improved or cfg.always_save_checkpoint) and it > self.start_iter:
+                self.checkpoint()
+
+    def serve_while_paused(self) -> None:
+        """`eval` and `save` work while paused: look at the val loss, keep a checkpoint now."""
+        if self.eval_requested and not self.stop_requested:
+            self.eval_and_checkpoint(self.iter_num, self.cfg)
+        if self.save_requested and not self.disk_full and not self.stop_requested:
+            self.save_requested = False
+            self.checkpoint(force=True)
+
     def loop(self) -> None:
         cfg = self.cfg
         if self.iter_num >= cfg.max_iters and not cfg.eval_only:
@@ -350,6 +370,7 @@ class Trainer:
             self.poll()
             while self.paused and not self.stop_requested:
                 self.poll(block=True)
+                self.serve_while_paused()
             if self.stop_requested:
                 saved = self.checkpoint(force=True)
                 raise Stop("stopped", "stop requested" if saved else
@@ -358,14 +379,7 @@ class Trainer:
             it = self.iter_num
             at_end = it >= cfg.max_iters
             if it % cfg.eval_interval == 0 or at_end or self.eval_requested:
-                self.eval_requested = False
-                losses = self.evaluate()
-                if losses is not None:
-                    improved = losses["val"] < self.best_val_loss
-                    if improved:
-                        self.best_val_loss, self.best_iter = losses["val"], it
-                    if (improved or cfg.always_save_checkpoint) and it > self.start_iter:
-                        self.checkpoint()
+                self.eval_and_checkpoint(it, cfg)
             if self.save_requested:
                 self.save_requested = False
                 self.checkpoint(force=True)
@@ -461,7 +475,7 @@ class Trainer:
         best = min(self.best_val_loss, out["val"])
         self.log(f"step {self.iter_num}: train loss {out['train']:.4f}, val loss {out['val']:.4f}")
         self.emit("eval", train_loss=out["train"], val_loss=out["val"], best_val_loss=best)
-        self.set_state("running")
+        self.set_state("paused" if self.paused else "running")
         return out
 
     def _optimizer_state(self) -> dict[str, Any]:
