@@ -82,6 +82,8 @@ def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run,
             assert steps[0] == 0 and app.live.history.evals[0].iter == 0
             await pilot.press("space")
             await until(pilot, lambda: _info(rd).state == "paused", 10, "the engine paused")
+            # space toggles on what the screen shows: let the paused state reach it first
+            await until(pilot, lambda: app.live.state == "paused", 10, "the screen saying paused")
             await pilot.press("space")
             await until(pilot, lambda: _info(rd).state == "running", 10, "the engine running again")
             n_ckpt = sum(e["type"] == "checkpoint" for e in events(rd))
