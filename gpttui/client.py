@@ -28,6 +28,20 @@ MAX_PENDING = 20_000
 STDERR_TAIL = 400  # stderr lines kept for the failure screen
 
 
+def thin_steps(events: deque[dict[str, Any]]) -> tuple[deque[dict[str, Any]], int]:
+    """Every other step-like event dropped (lossless ones all kept), and how many went."""
+    kept: deque[dict[str, Any]] = deque()
+    odd, dropped = False, 0
+    for ev in events:
+        if ev["type"] not in protocol.LOSSLESS:
+            odd = not odd
+            if odd:
+                dropped += 1
+                continue
+        kept.append(ev)
+    return kept, dropped
+
+
 @dataclass
 class Drained:
     """What arrived since the last drain."""
@@ -90,16 +104,8 @@ class ProtocolProcess:
 
     def _thin(self) -> None:
         """Drop every other step-like event among those waiting (caller holds the lock)."""
-        kept: deque[dict[str, Any]] = deque()
-        odd = False
-        for ev in self._events:
-            if ev["type"] not in protocol.LOSSLESS:
-                odd = not odd
-                if odd:
-                    self._dropped += 1
-                    continue
-            kept.append(ev)
-        self._events = kept
+        self._events, dropped = thin_steps(self._events)
+        self._dropped += dropped
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
         for raw in stream:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gpttui import protocol, runstate
-from gpttui.client import MAX_PENDING, STDERR_TAIL, Drained
+from gpttui.client import MAX_PENDING, STDERR_TAIL, Drained, thin_steps
 
 GREETING = "attached to the engine's control socket"
 MAX_BACKLOG = 8 << 20  # bytes a client may fall behind before it is disconnected
@@ -515,16 +515,8 @@ class SocketClient:
         self._on_disconnect()
 
     def _thin(self) -> None:
-        kept: deque[dict[str, Any]] = deque()
-        odd = False
-        for ev in self._events:
-            if ev["type"] not in protocol.LOSSLESS:
-                odd = not odd
-                if odd:
-                    self._dropped += 1
-                    continue
-            kept.append(ev)
-        self._events = kept
+        self._events, dropped = thin_steps(self._events)
+        self._dropped += dropped
 
     def _on_disconnect(self) -> None:
         """The socket closed: the engine exited (or we closed). Find out how it ended."""
