@@ -94,7 +94,7 @@ def breakdown(model: GPT, vocab: int | None) -> str:
         fwd, smp = median_time(step, 50), median_time(sample, 50)
         head = median_time(lambda: lm(h), 50)
     return (f"forward {1e3 * fwd:.2f} ms (of which lm_head {1e3 * head:.2f} ms), "
-            f"sampling {1e3 * smp:.2f} ms (nanoGPT's multinomial draws one random number per vocabulary entry)")
+            f"sampling {1e3 * smp:.2f} ms (one random number per vocabulary entry, as nanoGPT's multinomial)")
 
 
 def bf16_head(model: GPT) -> str:

@@ -100,6 +100,21 @@ def test_same_seed_gives_nanogpts_text_for_a_nanogpt_checkpoint(char_run, chars)
     assert other != [w[len("ROMEO:"):] for w in want]
 
 
+def test_draw_is_torch_multinomial_to_the_random_number():
+    """The cheaper draw picks what torch.multinomial picks and leaves the generator where it does."""
+    assert S._draw_is_multinomial()
+    g = torch.Generator().manual_seed(0)
+    for case in range(40):
+        logits = torch.randn(1, 50304, generator=g) * (0.1 + case / 4)
+        if case % 2:
+            logits[logits < torch.topk(logits, 200).values[:, [-1]]] = -float("Inf")
+        probs = torch.softmax(logits, dim=-1)
+        torch.manual_seed(case)
+        want, want_state = torch.multinomial(probs, 1), torch.get_rng_state()
+        torch.manual_seed(case)
+        assert torch.equal(S.draw(probs), want) and torch.equal(torch.get_rng_state(), want_state)
+
+
 # ---------------------------------------------------------------- the cache is exact
 
 def _greedy_reference(model: GPT, prompt: list[int], n: int, keep: int) -> list[int]:

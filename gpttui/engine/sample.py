@@ -24,15 +24,16 @@ keep=block_size reproduces that, at nanoGPT's cost).
 Same seed, same text - and the text nanoGPT's sample.py prints for that checkpoint and seed:
 nanoGPT seeds torch, then builds the model (its random init draws from the generator), then
 samples with torch.multinomial over the whole vocabulary. `Loaded.seed` reproduces that state,
-and `pick` is nanoGPT's sampling step, so the same random numbers choose the same tokens
-(while the context fits in block_size; only float rounding, cached against recomputed
-attention, could flip a near tie).
+and `pick` is nanoGPT's sampling step (`draw` is multinomial's own arithmetic, cheaper), so the
+same random numbers choose the same tokens (while the context fits in block_size; only float
+rounding, cached against recomputed attention, could flip a near tie).
 """
 
 from __future__ import annotations
 
 import argparse
 import codecs
+import functools
 import math
 import os
 import queue
@@ -284,7 +285,35 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: flo
         mass_before = probs.cumsum(dim=-1) - probs  # keep the fewest tokens holding top_p
         logits.scatter_(1, idx, vals.masked_fill(mass_before >= top_p, -float("Inf")))
     probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1)
+    return draw(probs)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """torch.multinomial(probs, 1): the same choice from the same random numbers, ~3x cheaper
+    on the CPU (0.3 ms instead of 0.9 ms for GPT-2's vocabulary, ~15% of a 6x384 model's step).
+    multinomial draws Exp(1) noise q for every entry and takes argmax(probs / q); its
+    exponential_ takes a scalar log per entry, while the same uniforms drawn in one call and a
+    vectorised log1p give the same q. Checked against torch.multinomial once per process; on
+    other devices or dtypes, or a torch that draws differently, torch.multinomial itself."""
+    if probs.device.type != "cpu" or probs.dtype != torch.float32 or not _draw_is_multinomial():
+        return torch.multinomial(probs, num_samples=1, generator=generator)
+    u = torch.rand(probs.shape, dtype=torch.float64, generator=generator)
+    q = (-torch.log1p(-u)).float()
+    return (probs / q).argmax(dim=-1, keepdim=True)
+
+
+@functools.cache
+def _draw_is_multinomial() -> bool:
+    g = torch.Generator().manual_seed(1234)
+    probs = F.softmax(torch.randn(4, 5003, generator=g), dim=-1)
+    probs[:, 3000:] = 0.0  # as after a top-k filter
+    start = g.get_state()
+    want = torch.multinomial(probs, num_samples=1, generator=g)
+    want_state = g.get_state()
+    g.set_state(start)
+    u = torch.rand(probs.shape, dtype=torch.float64, generator=g)
+    got = (probs / (-torch.log1p(-u)).float()).argmax(dim=-1, keepdim=True)
+    return torch.equal(want, got) and torch.equal(g.get_state(), want_state)
 
 
 @torch.inference_mode()
