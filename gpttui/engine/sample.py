@@ -57,7 +57,6 @@ from gpttui.engine.model import GPT, GPTConfig, KVCache
 from gpttui.engine.tokenizer import GPT2Tokenizer, Tokenizer, for_data_dir, gpt2
 
 SAMPLES_FILE = "samples.jsonl"
-SEPARATOR = "---------------"  # nanoGPT prints this line after every sample
 EOT_TEXT = "<|endoftext|>"
 ACTIVE_STATES = frozenset({"starting", "running", "evaluating", "saving"})
 
@@ -88,7 +87,7 @@ class Request:
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> Request:
         """Check names, types and ranges; SampleError names the first bad field."""
-        known = {f.name: f for f in fields(cls)}
+        known = [f.name for f in fields(cls)]
         kw: dict[str, Any] = {}
         for key, value in values.items():
             if key not in known:

@@ -32,9 +32,9 @@ from textual.widgets import (Button, Footer, Input, Label, OptionList, Select, S
 from textual.widgets.option_list import Option
 
 from gpttui.client import ProtocolProcess
+from gpttui.commands.sample import SEPARATOR
 
-SAMPLES_FILE = "samples.jsonl"
-SEPARATOR = "---------------"
+SAMPLES_FILE = "samples.jsonl"  # written by the engine (engine/sample.py), read here without torch
 TICK_S = 0.05
 FILES_EVERY = 40  # ticks between looks at the run directory (~2 s)
 
@@ -154,14 +154,12 @@ class SampleScreen(Screen):
         self._run_dir = Path(run_dir) if run_dir is not None else None
         self.sampler: ProtocolProcess | None = None
         self.generating = False
-        self.stopping = False
         self.history: list[Done] = []
         self.over_time: list[dict[str, Any]] = []
         self._samples_offset = 0
         self._ckpt_sig: tuple[tuple[str, int], ...] = ()
         self._ticks = 0
         self._request: dict[str, Any] = {}
-        self._iter = 0
 
     # ------------------------------------------------------------ layout
 
@@ -229,7 +227,7 @@ class SampleScreen(Screen):
         if sp.finished_reading and not got.events:
             tail = (sp.stderr_tail(1) or [""])[-1]
             self.sampler = None
-            self.generating = self.stopping = False
+            self.generating = False
             self.set_status(f"the sampler exited (code {sp.returncode}){': ' + tail if tail else ''}; "
                             f"Generate starts a new one", error=True)
 
@@ -251,9 +249,8 @@ class SampleScreen(Screen):
                 if not self.generating:
                     self.set_status("ready: type a prompt; Enter (or ctrl+g) generates")
             elif kind == "log" and e.get("ckpt"):
-                self._iter = e.get("iter_num", e["iter"])
                 val = e.get("val_loss")
-                info = f"iter {self._iter}" + (f" · val loss {val:.4f}" if isinstance(val, (int, float)) else "")
+                info = f"iter {e.get('iter_num', e['iter'])}" + (f" · val loss {val:.4f}" if isinstance(val, (int, float)) else "")
                 self.query_one("#ckpt-info", Static).update(
                     f"{info} · {e.get('params', 0) / 1e6:.2f}M params · {e.get('tokenizer', '?')} "
                     f"vocab {e.get('vocab_size', '?')} · block {e.get('block_size', '?')}")
@@ -274,7 +271,7 @@ class SampleScreen(Screen):
             self.set_status(f"generating from iter {e['iter']} on {threads} CPU thread(s)"
                             + (" (the run is training)" if threads == 1 else "") + " · Esc stops")
             return
-        self.generating = self.stopping = False
+        self.generating = False
         if state == "stopped":
             self.set_status("stopped")
         elif state == "finished" and not self.query_one("#status", Static).has_class("error"):
@@ -334,7 +331,6 @@ class SampleScreen(Screen):
     def action_cancel_or_close(self) -> None:
         if self.generating and self.sampler is not None:
             self.sampler.send("stop")
-            self.stopping = True
             self.set_status("stopping…")
         else:
             self.dismiss(None)
