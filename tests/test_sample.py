@@ -254,8 +254,9 @@ def test_bad_request_values_name_the_field(values, message):
 def test_one_thread_while_the_run_trains_or_the_cores_are_busy(tmp_path, monkeypatch):
     from gpttui import runstate
 
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     cores = S.hardware.auto_threads()
+    monkeypatch.setattr(S.psutil, "cpu_count", lambda: cores)
+    monkeypatch.setattr(S.psutil, "cpu_percent", lambda interval: 3.0)  # an idle machine
     assert S.auto_threads(tmp_path) == cores
     engine = runstate.EngineStatus(tmp_path)
     engine.acquire()  # an engine training here
@@ -264,8 +265,8 @@ def test_one_thread_while_the_run_trains_or_the_cores_are_busy(tmp_path, monkeyp
     finally:
         engine.close(state="finished")
     assert S.auto_threads(tmp_path) == cores
-    monkeypatch.setattr(os, "getloadavg", lambda: (float(cores), 1.0, 1.0))  # other work on every core
-    assert S.auto_threads(tmp_path) == 1
+    monkeypatch.setattr(S.psutil, "cpu_percent", lambda interval: 100.0 * (cores - 1) / cores + 5)
+    assert S.auto_threads(tmp_path) == 1  # another process keeps all but one core busy
 
 
 class Sampler:

@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="end a sample at <|endoftext|>")
     p.add_argument("--data_dir", default="", type=_nano_str,
                    help="where the character vocabulary's meta.pkl is, if not data/<dataset>")
-    p.add_argument("--threads", default=0, type=int, help="CPU threads (0: 1 while the run trains, else the cores the load leaves free)")
+    p.add_argument("--threads", default=0, type=int, help="CPU threads (0: 1 while the run trains, else the cores left idle)")
 
 
 def request_values(args: argparse.Namespace) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
 import torch
 from torch.nn import functional as F
 
@@ -494,14 +495,16 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 def auto_threads(run_dir: Path) -> int:
     """One thread while an engine trains in the run directory (training keeps the rest); else
-    the cores the load average leaves free, at least one. Oversubscribed cores are the worst
-    case for decoding: each token is a few hundred tiny parallel regions, and a thread that
-    waits for a busy core stalls all of them (2 threads on 2 busy cores ran ~10x slower than 1)."""
+    the cores other processes leave idle right now (measured over 0.1 s: the load average
+    would count this sampler's own last request), at least one. Oversubscribed cores are the
+    worst case for decoding: each token is a few hundred small parallel regions, and a thread
+    waiting for a busy core stalls each of them (2 threads on busy cores ran 10-50x slower)."""
     st = runstate.status(run_dir)
     if st.kind == "alive" and (st.info is None or st.info.state in ACTIVE_STATES):
         return 1
     cores = hardware.auto_threads()
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+    busy = psutil.cpu_percent(interval=0.1) / 100 * (psutil.cpu_count() or cores)
+    return max(1, min(cores, int(cores - busy + 0.4)))
 
 
 class Sampler:
@@ -623,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
                                 description="The sampler process: sample/stop commands on stdin, events on stdout.")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (the CPU always uses float32)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: 1 while the run trains, else the cores the load leaves free)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: 1 while the run trains, else the cores left idle)")
     args = p.parse_args(argv)
     sampler = Sampler(sys.stdout, args.device, args.dtype, args.threads)
     try:
