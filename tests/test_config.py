@@ -5,14 +5,12 @@ import pytest
 from gpttui import config as C
 from gpttui.cli import main
 
-FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
+FIX = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 SEED = FIX / "train_fineweb.py"
 
 
 def seed_text() -> str:
-    if SEED.exists():
-        return SEED.read_text()
-    pytest.skip("shared fixtures not beside the checkout")
+    return SEED.read_text()
 
 
 def test_seed_config_reports_nanogpts_parameter_count(tmp_path, capsys):

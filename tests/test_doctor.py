@@ -11,7 +11,7 @@ import pytest
 from gpttui import cli, doctor, protocol
 from gpttui.runlog import MetricsWriter, RunHistory, load_run
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
 LOG_40M = FIXTURES / "train_log_fineweb_40m.txt"
 # gpttui runs made on this CPU (hello + evals of metrics.jsonl): the demo's char model on

@@ -10,7 +10,7 @@ import pytest
 
 from gpttui import cli
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOGS = [FIXTURES / "train_log_fineweb_124m.txt", FIXTURES / "train_log_fineweb_40m.txt"]
 
 

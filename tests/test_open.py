@@ -17,7 +17,7 @@ from gpttui.viewer import ViewerApp, log_times
 from gpttui.widgets.eval_table import EvalTable
 from gpttui.widgets.overlay_chart import OverlayChart
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
 LOG_40M = FIXTURES / "train_log_fineweb_40m.txt"
 

@@ -10,7 +10,7 @@ from gpttui import protocol
 from gpttui.runlog import (MetricsTail, MetricsWriter, RunHistory, RunLogError, load_run,
                            parse_nanogpt_log, read_events)
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nanogpt"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
 LOG_40M = FIXTURES / "train_log_fineweb_40m.txt"
 

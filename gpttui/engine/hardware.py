@@ -27,38 +27,87 @@ MEASUREMENTS = 3  # engine starts that measure the CPU's peak before the cached 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpttui" / "peak_flops.json"
 
 
+class DeviceError(RuntimeError):
+    """The configured device can't be had here (no CUDA, no such index)."""
+
+
 @dataclass
 class Device:
     """Where and how the engine trains."""
 
-    device: str        # 'cpu', 'cuda', 'cuda:1', 'mps'
+    device: str        # 'cpu', 'cuda:0', 'cuda:1', 'mps': a CUDA device always has its index
     device_type: str   # 'cpu', 'cuda', 'mps' (for autocast)
     dtype: str         # the dtype actually used: 'float32', 'bfloat16', 'float16'
     name: str          # human name, e.g. 'NVIDIA GeForce RTX 4090' or the CPU model
     note: str = ""     # why the dtype differs from the one asked for, if it does
+    dtype_reason: str = ""  # why this dtype, in a few words (shown beside it)
+    index: int | None = None  # the CUDA device index
 
 
-def pick(device: str, dtype: str) -> Device:
-    """Resolve 'auto' device and dtype. On the CPU training always runs float32: half-precision
-    matmuls there are 8-100x slower than fp32."""
+def pick(device: str, dtype: str, local_rank: int | None = None) -> Device:
+    """Resolve the configured device and dtype once, to what this process will really use.
+
+    'cuda' and 'auto' become 'cuda:N' (torch.cuda.set_device refuses a device without an index):
+    N is `local_rank` under torchrun (one GPU per process), else the current device. On the CPU
+    training always runs float32: half-precision matmuls there are 8-100x slower than fp32."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     device_type = device.split(":")[0]
     if device_type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device: 'cuda' asked for, but torch sees no CUDA GPU (use --device=cpu or auto)")
-        name = torch.cuda.get_device_name(torch.device(device))
-        if dtype == "auto":
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        return Device(device, device_type, dtype, name)
+        index = cuda_index(device, local_rank)
+        name = torch.cuda.get_device_name(index)
+        dtype, reason, note = cuda_dtype(dtype, torch.cuda.get_device_capability(index), name)
+        return Device(f"cuda:{index}", "cuda", dtype, name, note, reason, index)
     if device_type == "mps":
         if not torch.backends.mps.is_available():
-            raise RuntimeError("device: 'mps' asked for, but torch sees no Apple GPU")
-        return Device(device, device_type, "float32" if dtype == "auto" else dtype, "Apple GPU (mps)")
+            raise DeviceError("device: 'mps' asked for, but torch sees no Apple GPU")
+        dtype = "float32" if dtype == "auto" else dtype
+        return Device(device, device_type, dtype, "Apple GPU (mps)", dtype_reason="as configured")
+    if device_type != "cpu":
+        raise DeviceError(f"device: {device!r} is not one of cpu, cuda, cuda:N, mps, auto")
     note = ""
     if dtype not in ("auto", "float32"):
         note = f"dtype {dtype} asked for; the CPU trains in float32 (half-precision matmuls are far slower there)"
-    return Device("cpu", "cpu", "float32", cpu_name(), note)
+    return Device("cpu", "cpu", "float32", cpu_name(), note, "the CPU's fast path")
+
+
+def cuda_index(device: str, local_rank: int | None = None) -> int:
+    """The CUDA device index for 'cuda' or 'cuda:N', checked against the GPUs torch sees."""
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device: {device!r} asked for, but torch sees no CUDA GPU "
+                          f"(use --device=cpu or auto)")
+    count = torch.cuda.device_count()
+    _, _, rest = device.partition(":")
+    if local_rank is not None:
+        index = local_rank  # torchrun: one GPU per process, whatever the config names
+    elif rest:
+        if not rest.isdigit():
+            raise DeviceError(f"device: {device!r}: expected cuda or cuda:N with N a GPU index")
+        index = int(rest)
+    else:
+        index = torch.cuda.current_device()
+    if index >= count:
+        raise DeviceError(f"device: cuda:{index} asked for, but torch sees {count} CUDA GPU(s) "
+                          f"(cuda:0{f'..cuda:{count - 1}' if count > 1 else ''})")
+    return index
+
+
+def cuda_dtype(dtype: str, capability: tuple[int, int], name: str) -> tuple[str, str, str]:
+    """(dtype, reason, note). torch.cuda.is_bf16_supported() says True below compute capability
+    8.0 too (T4, V100), where bfloat16 is emulated and slow: there float16 with a GradScaler."""
+    cc = f"{capability[0]}.{capability[1]}"
+    native_bf16 = capability >= (8, 0)
+    if dtype == "auto":
+        if native_bf16:
+            return "bfloat16", f"native on compute capability {cc}", ""
+        return "float16", f"compute capability {cc} has no native bfloat16; GradScaler on", ""
+    if dtype == "bfloat16" and not native_bf16:
+        return ("float16", f"compute capability {cc} has no native bfloat16; GradScaler on",
+                f"dtype bfloat16 asked for, but {name} (compute capability {cc}) only emulates it: "
+                f"training in float16 with a GradScaler instead")
+    if dtype == "float32":
+        return dtype, "as configured; TF32 matmuls" if native_bf16 else "as configured", ""
+    return dtype, "as configured" + ("; GradScaler on" if dtype == "float16" else ""), ""
 
 
 def cpu_name() -> str:

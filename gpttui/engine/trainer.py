@@ -126,7 +126,7 @@ class Trainer:
             self.loop()
         except Stop as s:
             final = s
-        except (C.ConfigError, K.CheckpointError, DataError, rundir.RunDirError) as e:
+        except (C.ConfigError, K.CheckpointError, DataError, rundir.RunDirError, hardware.DeviceError) as e:
             final = self.fail(str(e))
         except torch.cuda.OutOfMemoryError:
             final = self.fail(f"out of GPU memory at iter {self.iter_num}: lower batch_size "
@@ -162,15 +162,13 @@ class Trainer:
         if cfg.gradient_accumulation_steps % d.world_size:
             raise C.ConfigError(f"gradient_accumulation_steps: {cfg.gradient_accumulation_steps} does not "
                                 f"divide among {d.world_size} processes")
-        device = cfg.device
-        if d.ddp and device.split(":")[0] in ("cuda", "auto") and torch.cuda.is_available():
-            device = f"cuda:{d.local_rank}"  # one GPU per process
-        dev = hardware.pick(device, cfg.dtype)
+        dev = hardware.pick(cfg.device, cfg.dtype, local_rank=d.local_rank if d.ddp else None)
+        self.log(f"training on {dev.device} ({dev.name}) in {dev.dtype}: {dev.dtype_reason}")
         if d.ddp:
             backend = cfg.backend if dev.device_type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
-        if dev.device_type == "cuda":
-            torch.cuda.set_device(dev.device)
+        if dev.index is not None:
+            torch.cuda.set_device(dev.index)
         if dev.note:
             self.note(dev.note)
         self.dev = dev
@@ -244,7 +242,8 @@ class Trainer:
                   params={"total": total, "nanogpt": model.get_num_params(),
                           "non_embedding": total - model.transformer.wpe.weight.numel()
                           - model.transformer.wte.weight.numel()},
-                  device=dev.device, device_name=dev.name, dtype=dev.dtype, peak_flops=self.peak,
+                  device=dev.device, device_name=dev.name, dtype=dev.dtype, dtype_reason=dev.dtype_reason,
+                  peak_flops=self.peak,
                   tokens_per_iter=self.tokens_per_iter, start_iter=self.start_iter,
                   max_iters=cfg.max_iters, world_size=d.world_size, run_dir=str(self.run_dir),
                   pid=os.getpid(), threads=threads)

@@ -29,6 +29,8 @@ class RunHeader(Static):
         params = (h.get("params") or {}).get("nanogpt")
         tpi = h.get("tokens_per_iter")
         device, dtype = h.get("device"), h.get("dtype")
+        if dtype and isinstance(h.get("dtype_reason"), str) and h["dtype_reason"]:
+            dtype = f"{dtype} ({h['dtype_reason']})"
         if device and device != "cpu" and h.get("device_name"):
             device = h["device_name"]  # "NVIDIA GeForce RTX 4070" says more than "cuda:0"
         if not h and cfg is not None:  # not started yet: what the config implies
