@@ -3,7 +3,8 @@
 `diagnose(history)` returns a `Report`: parameters against what the config promises, tokens
 seen per parameter, the val-loss trend and plateau, the train/val gap, a schedule-aware
 forecast (gpttui.forecast), time (mean iteration, eval/checkpoint overhead, duration, ETA)
-and MFU against the real device's peak. Unknown figures stay None, never guessed.
+and MFU per GPU against the real device's peak (how it and the engine's own average: `_mfu`).
+Unknown figures stay None, never guessed.
 
 How time is estimated from nanoGPT logs (they carry no timestamps): `time Tms` on an
 `iter N` line is the time of that single iteration, printed every log_interval iterations.
@@ -382,8 +383,22 @@ def _rolling_median(x: np.ndarray, k: int = 5) -> np.ndarray:
     return np.array([np.median(x[max(0, i - half): i + half + 1]) for i in range(len(x))])
 
 
+def _timed_steps(h: RunHistory) -> list:
+    return [s for s in h.steps if s.dt_ms is not None and math.isfinite(s.dt_ms) and s.dt_ms > 0]
+
+
+def _steady(h: RunHistory, its: np.ndarray) -> np.ndarray:
+    """Which iterations time the steady state: not warm-up, not evals (else what there is)."""
+    eval_its = {e.iter for e in h.evals} | {c.iter for c in h.checkpoints}
+    warm = _warm(its, _session_starts(h))
+    normal = ~warm & ~np.array([i in eval_its for i in its], bool)
+    if not normal.any():
+        normal = ~warm if (~warm).any() else np.ones(len(its), bool)
+    return normal
+
+
 def _time(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[Timing, Finding]:
-    steps = [s for s in h.steps if s.dt_ms is not None and math.isfinite(s.dt_ms) and s.dt_ms > 0]
+    steps = _timed_steps(h)
     if not steps:
         return Timing(), Finding("time", "time", ["no iteration times in this source"], "unknown", "note")
     its = np.array([s.iter for s in steps])
@@ -391,10 +406,7 @@ def _time(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[Timing, Finding]:
     starts = _session_starts(h)
     eval_its = {e.iter for e in h.evals} | {c.iter for c in h.checkpoints}
     warm = _warm(its, starts)
-    is_eval = np.array([i in eval_its for i in its])
-    normal = ~warm & ~is_eval
-    if not normal.any():
-        normal = ~warm if (~warm).any() else np.ones(len(its), bool)
+    normal = _steady(h, its)
     n_its, n_dts = its[normal], _rolling_median(dts[normal])
     t = Timing(mean_iter_ms=float(dts[normal].mean() * 1000))
     timed = any(s.t is not None for s in steps) and h.kind != "nanogpt-log"
@@ -528,22 +540,58 @@ def _hms(s: float | None) -> str:
 
 # ---------------------------------------------------------------- MFU
 
+def _world_sizes(h: RunHistory, its: np.ndarray) -> np.ndarray:
+    """Processes that trained each iteration: its session's hello `world_size` (1 when unknown)."""
+    ws = np.ones(len(its))
+    for s in sorted(h.sessions, key=lambda s: s.start_iter):
+        ws[its >= s.start_iter] = s.world_size
+    return ws
+
+
+def _gpu_flops_per_s(h: RunHistory, fpi: float) -> float | None:
+    """FLOP/s one GPU achieved in steady steps: total FLOPs over total step time.
+
+    `fpi` is one iteration's FLOPs over all ranks; each rank did fpi / world_size of them in
+    that step's dt (the engine's dt is rank 0's, and the ranks wait for each other)."""
+    steps = _timed_steps(h)
+    if not steps:
+        return None
+    its = np.array([s.iter for s in steps])
+    dts = np.array([s.dt_ms for s in steps]) / 1000.0
+    steady = _steady(h, its)
+    return float(fpi * np.sum(1.0 / _world_sizes(h, its)[steady]) / dts[steady].sum())
+
+
 def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: Timing,
          device: str | None) -> tuple[dict[str, Any], Finding]:
+    """MFU per GPU: one rank's FLOPs over its step time, against one GPU's dense peak for the dtype.
+
+    Two figures, averaged differently:
+      - `reported_mean`: the plain mean of the logged per-step values after warm-up. The engine's
+        step mfu = (FLOPs of this rank's micro-batches) / that step's dt / peak (trainer.py); a
+        nanoGPT log's is its running average against the A100 constant.
+      - `mfu`: the doctor's own, total over total: (6N + 12LCT) x tokens_per_iter / world_size
+        FLOPs per steady step (warm-up and eval iterations excluded), summed, over the summed dt
+        of those steps, over the peak. A mean of ratios weighs fast steps a little more, so with
+        jittery step times the engine's mean sits slightly above; with steady ones they agree.
+    tokens_per_iter (the hello's) counts all ranks, hence the division by the world size.
+    """
     known = h.device
     dev_name = device or known.get("device_name") or known.get("device")
     dtype = known.get("dtype") or (cfg.dtype if cfg is not None and cfg.dtype != "auto" else "bfloat16")
     peak = table_peak(dev_name, dtype) if device else (_num(known.get("peak_flops")) or
                                                        (table_peak(dev_name, dtype) if dev_name else None))
-    m: dict[str, Any] = {"device": dev_name, "device_peak_flops": peak, "mfu": None,
+    world = h.sessions[-1].world_size if h.sessions else 1
+    m: dict[str, Any] = {"device": dev_name, "device_peak_flops": peak, "mfu": None, "world_size": world,
                          "reported_mean": None, "reported_peak_flops": h.mfu_peak, "flops_per_iter": None}
     starts = _session_starts(h)
     vals = [s.mfu for s in h.steps if s.mfu is not None and math.isfinite(s.mfu)
             and not any(st <= s.iter < st + WARMUP for st in starts)]
     if vals:
         m["reported_mean"] = round(statistics.fmean(vals), 5)
-    # FLOPs per iteration: the config's (nanoGPT's 6N + 12LCT per token), else inverted from the
-    # first measured MFU line (nanoGPT's running average starts at that iteration's own value).
+    # FLOPs per iteration, all ranks: the config's (nanoGPT's 6N + 12LCT per token), else inverted
+    # from the first measured MFU line (a per-rank figure: nanoGPT's running average starts at that
+    # iteration's own value), times that iteration's world size.
     fpi = None
     if cfg is not None and params:
         fpi = (6 * params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size) * (h.tokens_per_iter or 0) or None
@@ -551,7 +599,7 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
         first = next((s for s in h.steps if s.mfu and s.dt_ms and not any(st <= s.iter < st + WARMUP for st in starts)),
                      None)
         if first is not None:
-            fpi = first.mfu * h.mfu_peak * first.dt_ms / 1000
+            fpi = first.mfu * h.mfu_peak * first.dt_ms / 1000 * _world_sizes(h, np.array([first.iter]))[0]
     m["flops_per_iter"] = fpi
     lines = []
     a100 = h.mfu_peak == NANOGPT_A100_PEAK
@@ -560,18 +608,20 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
                    if a100 else f"{(h.mfu_peak or 0) / 1e12:.3g} TFLOP/s")
         avg = "running average" if h.mfu_smoothed else "mean"
         lines.append(f"reported {avg} {m['reported_mean']:.2%} against {against} (warm-up excluded)")
-    step_s = timing.mean_iter_ms / 1000 if timing.mean_iter_ms else None
-    if fpi and step_s:
+    achieved = _gpu_flops_per_s(h, fpi) if fpi else None
+    per_gpu = f" per GPU ({world} processes)" if world > 1 else ""
+    if achieved:
         if a100:
-            m["steady_vs_a100"] = round(fpi / step_s / NANOGPT_A100_PEAK, 5)
+            m["steady_vs_a100"] = round(achieved / NANOGPT_A100_PEAK, 5)
             lines.append(f"steady state {m['steady_vs_a100']:.2%} vs the A100 constant "
-                         f"({fpi / step_s / 1e12:.1f} TFLOP/s achieved; evals excluded)")
+                         f"({achieved / 1e12:.1f} TFLOP/s achieved{per_gpu}; evals excluded)")
         if peak:
-            m["mfu"] = round(fpi / step_s / peak, 5)
+            m["mfu"] = round(achieved / peak, 5)
     elif h.kind != "nanogpt-log" and vals and peak:
         m["mfu"] = m["reported_mean"] * (h.mfu_peak or peak) / peak
     if m["mfu"] is not None:
-        lines.append(f"MFU {m['mfu']:.1%} of {dev_name}'s {peak / 1e12:.3g} TFLOP/s ({dtype})")
+        how = "total FLOPs over total step time" if achieved else "the reported mean rescaled"
+        lines.append(f"MFU {m['mfu']:.1%}{per_gpu} of {dev_name}'s {peak / 1e12:.3g} TFLOP/s ({dtype}), {how}")
         verdict = ("low: check the batch size, compile and dtype" if m["mfu"] < 0.2 else
                    "typical for a small GPT" if m["mfu"] < 0.5 else "high: well used")
         level = "note" if m["mfu"] < 0.2 else "ok"
@@ -584,6 +634,8 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
             verdict = f"no peak FLOP/s known for {dev_name!r}; the log's MFU is against an A100"
     else:
         verdict, level = "MFU unknown (no device peak)", "note"
+        if dev_name and not peak:
+            verdict = f"MFU unknown: no peak FLOP/s figure for {dev_name!r} ({dtype})"
     return m, Finding("mfu", "MFU", lines or ["no MFU figures"], verdict, level)
 
 

@@ -66,6 +66,7 @@ class Session:
     start_iter: int
     t_start: float | None = None
     t_end: float | None = None
+    world_size: int = 1                # processes (GPUs) that trained it; the hello's world_size
 
 
 def _num(value: Any) -> float | None:
@@ -129,7 +130,9 @@ class RunHistory:
             self.config["max_iters"] = e["max_iters"]
         self.mfu_peak = _num(e.get("peak_flops")) or self.mfu_peak
         self.device = {k: e[k] for k in ("device", "device_name", "dtype", "peak_flops") if k in e}
-        self.sessions.append(Session(start, t, t))
+        ws = e.get("world_size")
+        ws = ws if isinstance(ws, int) and not isinstance(ws, bool) and ws > 0 else 1
+        self.sessions.append(Session(start, t, t, ws))
 
     def _on_step(self, e: dict, it: int, t: float | None) -> None:
         loss = _num(e.get("loss"))

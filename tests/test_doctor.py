@@ -2,6 +2,7 @@
 synthetic runs (timestamps, overfitting, plateau)."""
 
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gpttui import cli, doctor, protocol
+from gpttui import config as C
 from gpttui.runlog import MetricsWriter, RunHistory, load_run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
@@ -187,3 +189,81 @@ def test_run_with_timestamps_splits_wall_time_into_training_evals_and_pauses(tmp
     assert tm.eta_s == pytest.approx(21 * 0.010 + 3 * 2.0, rel=0.01)   # iters 20..40, evals at 20, 30, 40
     assert r.params["nanogpt"] == 29000 and r.tokens["seen"] == 20 * 64
     assert r.mfu["reported_mean"] == pytest.approx(0.2)
+
+
+# ---------------------------------------------------------------- MFU per GPU
+
+PEAK_4070 = 58.3e12      # RTX 4070, bfloat16 dense
+
+
+def engine_metrics(run: Path, sessions: list[tuple[int, int, int | None]], mfu: float = 0.29) -> list[float]:
+    """A metrics.jsonl as the engine writes it (hello per process start, a step per iteration),
+    for nanoGPT's 124M on an RTX 4070; sessions are (start_iter, end_iter, world_size or None for
+    an engine too old to say). Each step's mfu is computed as trainer.py does: FLOPs of one rank's
+    micro-batches / dt / peak. Returns those values after warm-up, the engine's own figures."""
+    cfg = C.build({"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024, "batch_size": 12,
+                   "gradient_accumulation_steps": 40, "vocab_size": 50304, "max_iters": 200,
+                   "eval_interval": 25, "device": "cuda", "dtype": "bfloat16"})
+    total, nano, non_emb = C.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, 50304, cfg.bias)
+    flops_per_token = 6 * nano + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+    tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size   # all ranks
+    engine: list[float] = []
+    t = 1000.0
+    run.mkdir(exist_ok=True)
+    with MetricsWriter(run / "metrics.jsonl") as w:
+        def put(kind, it, **kw):
+            w.write({**protocol.event(kind, it, **kw), "t": t})
+        for start, end, world in sessions:
+            extra = {} if world is None else {"world_size": world}
+            put("hello", start, version=1, config=cfg.to_dict(), params={"total": total, "nanogpt": nano,
+                "non_embedding": non_emb}, device="cuda:0", device_name="NVIDIA GeForce RTX 4070",
+                dtype="bfloat16", peak_flops=PEAK_4070, tokens_per_iter=tokens_per_iter, start_iter=start,
+                max_iters=cfg.max_iters, **extra)
+            accum = cfg.gradient_accumulation_steps // (world or 1)           # this rank's micro-batches
+            rank_flops = flops_per_token * cfg.block_size * cfg.batch_size * accum
+            for i in range(start, end):
+                if i % cfg.eval_interval == 0:
+                    t += 30.0
+                    put("eval", i, train_loss=3.0, val_loss=3.1, best_val_loss=3.1)
+                dt = rank_flops / (mfu * PEAK_4070) * (1 + 0.1 * math.sin(1.7 * i)) * (4 if i == start else 1)
+                t += dt
+                step_mfu = rank_flops / dt / PEAK_4070
+                put("step", i, loss=3.0, lr=6e-4, dt_ms=dt * 1000, tokens_per_s=tokens_per_iter / dt,
+                    mfu=step_mfu, grad_norm=1.0, tokens=(i + 1) * tokens_per_iter)
+                if i >= start + doctor.WARMUP:
+                    engine.append(step_mfu)
+    return engine
+
+
+def test_mfu_of_a_two_process_run_is_per_gpu_and_agrees_with_the_engine(tmp_path, capsys):
+    engine = engine_metrics(tmp_path / "run", [(0, 80, 2)])
+    r = doctor.diagnose(load_run(tmp_path / "run"))
+    assert r.mfu["world_size"] == 2
+    assert r.mfu["reported_mean"] == pytest.approx(statistics.fmean(engine), abs=1e-5)
+    assert r.mfu["mfu"] == pytest.approx(statistics.fmean(engine), rel=0.10)   # not twice it
+    assert r.mfu["mfu"] == pytest.approx(0.29, rel=0.02)
+    mfu_line = next(f for f in r.findings if f.key == "mfu").lines[-1]
+    assert "per GPU (2 processes)" in mfu_line
+    # the same through the CLI, and with the GPU named by hand
+    assert cli.main(["doctor", str(tmp_path / "run"), "--json", "--device", "RTX 4070"]) == 0
+    assert json.loads(capsys.readouterr().out)["mfu"]["mfu"] == pytest.approx(r.mfu["mfu"], rel=1e-4)
+
+
+@pytest.mark.parametrize("world", [1, None])
+def test_mfu_of_a_single_process_run_is_unchanged(tmp_path, world):
+    engine = engine_metrics(tmp_path / "run", [(0, 80, world)])
+    h = load_run(tmp_path / "run")
+    r = doctor.diagnose(h)
+    # global FLOPs per iteration over the mean steady step time (warm-up and evals excluded)
+    cfg = h.train_config()
+    fpi = (6 * r.params["nanogpt"] + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size) * h.tokens_per_iter
+    assert r.mfu["world_size"] == 1 and r.mfu["flops_per_iter"] == fpi
+    assert r.mfu["mfu"] == pytest.approx(fpi / (r.timing.mean_iter_ms / 1000) / PEAK_4070, rel=1e-4)
+    assert r.mfu["mfu"] == pytest.approx(statistics.fmean(engine), rel=0.10)
+
+
+def test_mfu_of_a_run_resumed_on_fewer_processes_weighs_each_session(tmp_path):
+    engine = engine_metrics(tmp_path / "run", [(0, 50, 2), (50, 100, 1)])
+    r = doctor.diagnose(load_run(tmp_path / "run"))
+    assert r.mfu["world_size"] == 1                  # the last session's
+    assert r.mfu["mfu"] == pytest.approx(statistics.fmean(engine), rel=0.10)
