@@ -85,3 +85,26 @@ def test_tuner_returns_to_every_core_when_the_load_goes_away():
     assert tuner.current == 1
     changes = feed(tuner, clock, {2: 43.0, 1: 73.0}, 2000)
     assert tuner.current == 2 and any("2 CPU thread(s) run faster than 1" in note for _, note in changes)
+
+
+def test_bf16_only_where_the_card_runs_it_natively():
+    assert H.cuda_dtype("auto", (8, 9), "RTX 4070")[0] == "bfloat16"
+    assert H.cuda_dtype("auto", (8, 0), "A100")[0] == "bfloat16"
+    dtype, reason, note = H.cuda_dtype("auto", (7, 5), "Tesla T4")
+    assert dtype == "float16" and "GradScaler" in reason and note == ""
+    dtype, _, note = H.cuda_dtype("bfloat16", (7, 0), "Tesla V100")
+    assert dtype == "float16" and "only emulates it" in note
+    assert H.cuda_dtype("float32", (9, 0), "H100")[:2] == ("float32", "as configured; TF32 matmuls")
+
+
+def test_sampler_takes_the_gpu_only_with_a_margin_left_for_training():
+    card = H.GpuMemory(0, "NVIDIA GeForce RTX 4070", (8, 9), free=0, total=12 * H.GIB)
+    gpt2 = H.inference_bytes(124_439_808, 12, 768, 1024, 50304)
+    assert 1.1 * H.GIB < gpt2 < 1.4 * H.GIB  # bf16 weights, cache, prefill, context
+    card.free = int(2.0 * H.GIB)  # a 124M run at batch 12 leaves about this much
+    assert H.sampler_device(gpt2, card)[0] == "cpu"
+    card.free = int(8.0 * H.GIB)
+    assert H.sampler_device(gpt2, card)[:2] == ("cuda:0", "bfloat16")
+    t4 = H.GpuMemory(1, "Tesla T4", (7, 5), free=14 * H.GIB, total=15 * H.GIB)
+    assert H.sampler_device(gpt2, t4)[:2] == ("cuda:1", "float16")
+    assert H.sampler_device(gpt2, None) == ("cpu", "float32", "no CUDA GPU")

@@ -60,15 +60,22 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def load(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Read a checkpoint (ours or nanoGPT's), normalised: plain state-dict keys, float best_val_loss."""
+def load(path: str | Path, map_location: str = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint (ours or nanoGPT's), normalised: plain state-dict keys, float best_val_loss.
+    `mmap`: tensors stay in the file until touched (a reader of the weights alone never pays
+    for the optimizer state); a file in torch's legacy format is read whole instead."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no checkpoint there")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ckpt = torch.load(p, map_location=map_location, weights_only=True)
+            try:
+                ckpt = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
+            except RuntimeError:
+                if not mmap or zipfile.is_zipfile(p):
+                    raise
+                ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several kinds for foreign or truncated files
         raise CheckpointError(f"{p}: not a readable checkpoint ({_reason(p, e)})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):

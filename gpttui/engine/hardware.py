@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import statistics
 import time
 from collections import deque
@@ -108,6 +110,67 @@ def cuda_dtype(dtype: str, capability: tuple[int, int], name: str) -> tuple[str,
     if dtype == "float32":
         return dtype, "as configured; TF32 matmuls" if native_bf16 else "as configured", ""
     return dtype, "as configured" + ("; GradScaler on" if dtype == "float16" else ""), ""
+
+
+GIB = 1 << 30
+CUDA_CONTEXT_BYTES = 768 << 20  # a CUDA context plus cuBLAS workspaces, before any tensor
+PROBE = ("import json, sys, torch\n"
+         "i = torch.cuda.current_device() if len(sys.argv) < 2 else int(sys.argv[1])\n"
+         "free, total = torch.cuda.mem_get_info(i)\n"
+         "print(json.dumps({'index': i, 'name': torch.cuda.get_device_name(i), 'free': free, 'total': total,\n"
+         "                  'capability': list(torch.cuda.get_device_capability(i))}))\n")
+
+
+@dataclass
+class GpuMemory:
+    """One GPU as a newcomer to it would find it: its free memory right now."""
+
+    index: int
+    name: str
+    capability: tuple[int, int]
+    free: int
+    total: int
+
+
+def probe_gpu(index: int | None = None) -> GpuMemory | None:
+    """torch.cuda.mem_get_info of a GPU, asked in a short child process: the question itself
+    creates a CUDA context, and a sampler that then decides on the CPU must not keep one
+    (hundreds of MB) on a card a training run has nearly filled. None without a usable GPU."""
+    if not torch.cuda.is_available():
+        return None
+    argv = [sys.executable, "-c", PROBE, *([str(index)] if index is not None else [])]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        d = json.loads(r.stdout.strip().splitlines()[-1])
+        return GpuMemory(int(d["index"]), str(d["name"]), (int(d["capability"][0]), int(d["capability"][1])),
+                         int(d["free"]), int(d["total"]))
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def inference_bytes(n_params: int, n_layer: int, n_embd: int, block_size: int, vocab_size: int,
+                    bytes_per_value: int = 2) -> int:
+    """GPU memory a KV-cached sampler needs for one sequence: half-precision weights, the
+    cache of keys and values, fp32 logits, and the CUDA context itself."""
+    weights = n_params * bytes_per_value
+    cache = 2 * n_layer * block_size * n_embd * bytes_per_value
+    activations = block_size * (4 * n_embd + vocab_size) * 4  # a full-window prefill
+    return weights + cache + activations + CUDA_CONTEXT_BYTES
+
+
+def sampler_device(need: int, gpu: GpuMemory | None) -> tuple[str, str, str]:
+    """(device, dtype, why) for a sampler that may share its GPU with a training run: the GPU
+    only if it keeps a margin free (a training run's memory grows at eval and checkpoint
+    time, and running it out of memory costs far more than sampling on the CPU)."""
+    if gpu is None:
+        return "cpu", "float32", "no CUDA GPU"
+    margin = max(GIB, gpu.total // 10)
+    dtype = "bfloat16" if gpu.capability >= (8, 0) else "float16"
+    if gpu.free - need >= margin:
+        return (f"cuda:{gpu.index}", dtype, f"{dtype} on {gpu.name}: needs {need / GIB:.1f} GiB, "
+                f"{gpu.free / GIB:.1f} GiB free")
+    return "cpu", "float32", (f"CPU: {gpu.name} has {gpu.free / GIB:.1f} GiB free, {need / GIB:.1f} GiB "
+                              f"needed plus a {margin / GIB:.1f} GiB margin for the run training there")
 
 
 def cpu_name() -> str:

@@ -179,6 +179,7 @@ class Loaded:
     tokenizer_source: str
     load_s: float
     rng_states: dict[int, torch.Tensor] = field(default_factory=dict)
+    device_reason: str = ""           # why this device: shown in the sampling pane
 
     def seed(self, seed: int) -> None:
         """Seed torch as nanoGPT's sample.py does: manual_seed, then the model's random init."""
@@ -217,22 +218,20 @@ def _stamp(path: Path) -> tuple[int, int, int]:
 
 def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: str = "",
          seed: int | None = None) -> Loaded:
-    """Read a checkpoint once, whole, and build its model. gpttui writes checkpoints by rename,
-    so the file read is always a complete one; a nanoGPT run writes in place, so a read that
-    races its write is retried once the file stops changing."""
+    """Read a checkpoint's weights once and build its model. gpttui writes checkpoints by
+    rename, so the file read is always a complete one; a nanoGPT run writes in place, so a read
+    that races its write is retried once the file stops changing. The file is memory-mapped:
+    the optimizer state beside the weights is never read. device 'auto' with a CUDA GPU takes
+    the GPU only when the model fits beside whatever else runs there (hardware.sampler_device)."""
     p = Path(path)
     t0 = time.perf_counter()
-    try:
-        dev = hardware.pick(device, dtype)
-    except RuntimeError as e:
-        raise SampleError(str(e)) from None
     for attempt in range(3):
         try:
             stamp = _stamp(p)
         except OSError:
             raise SampleError(f"{p}: no checkpoint there (train first, or pick another file)") from None
         try:
-            ckpt = K.load(p, map_location="cpu")
+            ckpt = K.load(p, map_location="cpu", mmap=True)
             break
         except K.CheckpointError as e:
             if attempt == 2 or _stamp(p) == stamp:
@@ -245,12 +244,21 @@ def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: s
         model = GPT(GPTConfig(**args))
     except (TypeError, AssertionError) as e:
         raise SampleError(f"{p}: model_args {args} do not describe a GPT: {e}") from None
-    rng = {seed: torch.get_rng_state()} if seed is not None and dev.device_type == "cpu" else {}
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
         raise SampleError(f"{p}: weights do not fit the model_args: {str(e).splitlines()[0]}") from None
-    model.eval().to(dev.device)
+    try:
+        dev, why = _sampling_device(model, device, dtype)
+    except RuntimeError as e:
+        raise SampleError(str(e)) from None
+    rng = {seed: torch.get_rng_state()} if seed is not None and dev.device_type == "cpu" else {}
+    half = dev.device_type == "cuda" and dev.dtype != "float32"
+    try:
+        model.eval().to(dev.device, dtype=getattr(torch, dev.dtype) if half else None)
+    except (RuntimeError, AssertionError) as e:  # out of memory; a torch built without CUDA asserts
+        raise SampleError(f"{p}: could not put the model on {dev.device} ({why}): "
+                          f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
     config = ckpt.get("config") or {}
     tok, source = find_tokenizer(config if isinstance(config, dict) else {}, p, data_dir)
     if tok.vocab_size > model.config.vocab_size:
@@ -259,12 +267,27 @@ def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: s
             f"{p}: the model's vocab_size is {model.config.vocab_size} but the tokenizer found is "
             f"{source}; a character model needs its meta.pkl (looked for data/{dataset}/meta.pkl "
             f"and the run's data_dir): pass --data_dir=DIR")
-    ctx = (nullcontext() if dev.device_type == "cpu" or dev.dtype == "float32"
+    ctx = (nullcontext() if dev.device_type in ("cpu", "cuda") or dev.dtype == "float32"
            else torch.amp.autocast(device_type=dev.device_type, dtype=getattr(torch, dev.dtype)))
     val = ckpt.get("best_val_loss")
     return Loaded(model, tok, p, stamp, ckpt["iter_num"],
                   float(val) if val is not None and math.isfinite(float(val)) else None,
-                  args, dev.device, ctx, source, time.perf_counter() - t0, rng)
+                  args, dev.device, ctx, source, time.perf_counter() - t0, rng, why)
+
+
+def _sampling_device(model: GPT, device: str, dtype: str) -> tuple[hardware.Device, str]:
+    """The device to sample on and why. 'auto' on a CUDA machine asks the GPU how much memory
+    is free before creating anything there, so a run training on the same card is never put
+    at risk; a device named explicitly is taken as asked."""
+    if device == "auto" and torch.cuda.is_available():
+        c = model.config
+        need = hardware.inference_bytes(model.get_num_params(non_embedding=False), c.n_layer, c.n_embd,
+                                        c.block_size, c.vocab_size)
+        device, auto_dtype, why = hardware.sampler_device(need, hardware.probe_gpu())
+        dev = hardware.pick(device, auto_dtype if dtype == "auto" else dtype)
+        return dev, why
+    dev = hardware.pick(device, dtype)
+    return dev, f"{dev.dtype} on {dev.name}" if dev.device_type != "cpu" else "CPU"
 
 
 # ---------------------------------------------------------------- generation
@@ -275,7 +298,7 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: flo
     Temperature 0 is greedy. Modifies `logits`."""
     if temperature <= 0:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    logits = logits.float() / temperature  # half-precision weights on a GPU give half logits
     if top_k is not None:
         v, i = torch.topk(logits, min(top_k, logits.size(-1)))
         logits[logits < v[:, [-1]]] = -float("Inf")
@@ -574,11 +597,12 @@ class Sampler:
         val = f", val loss {m.val_loss:.4f}" if m.val_loss is not None else ""
         self.emit("log", m.iter_num,
                   message=f"loaded {m.path} (iter {m.iter_num}{val}; {m.n_params / 1e6:.2f}M parameters, "
-                          f"block_size {m.model.config.block_size}; {m.tokenizer_source}; {m.device}) "
-                          f"in {m.load_s:.2f}s",
+                          f"block_size {m.model.config.block_size}; {m.tokenizer_source}; {m.device}: "
+                          f"{m.device_reason}) in {m.load_s:.2f}s",
                   ckpt=str(m.path), iter_num=m.iter_num, val_loss=m.val_loss, params=m.n_params,
                   block_size=m.model.config.block_size, tokenizer=m.tokenizer.name,
-                  vocab_size=m.tokenizer.vocab_size, device=m.device, load_s=round(m.load_s, 3))
+                  vocab_size=m.tokenizer.vocab_size, device=m.device, device_reason=m.device_reason,
+                  load_s=round(m.load_s, 3))
 
     def run(self, rid: int, values: dict[str, Any]) -> bool:
         """One request; False if it failed (an error event says why)."""
@@ -596,7 +620,8 @@ class Sampler:
             prompt = encode_prompt(m.tokenizer, req.prompt_text())
             prompt_text = m.tokenizer.decode(prompt)
             m.seed(req.seed)
-            self.emit("state", iter_, state="running", threads=threads, prompt_tokens=len(prompt))
+            self.emit("state", iter_, state="running", threads=threads, prompt_tokens=len(prompt),
+                      device=m.device)
             for k in range(req.num_samples):
                 if cancelled():
                     break

@@ -253,7 +253,8 @@ class SampleScreen(Screen):
                 info = f"iter {e.get('iter_num', e['iter'])}" + (f" · val loss {val:.4f}" if isinstance(val, (int, float)) else "")
                 self.query_one("#ckpt-info", Static).update(
                     f"{info} · {e.get('params', 0) / 1e6:.2f}M params · {e.get('tokenizer', '?')} "
-                    f"vocab {e.get('vocab_size', '?')} · block {e.get('block_size', '?')}")
+                    f"vocab {e.get('vocab_size', '?')} · block {e.get('block_size', '?')}"
+                    + (f" · {e['device_reason']}" if isinstance(e.get("device_reason"), str) else ""))
             elif kind == "state":
                 self.on_sampler_state(e)
             elif kind == "error":
@@ -267,9 +268,10 @@ class SampleScreen(Screen):
         state = e["state"]
         if state == "running":
             self.generating = True
-            threads = e.get("threads", "?")
-            self.set_status(f"generating from iter {e['iter']} on {threads} CPU thread(s)"
-                            + (" (the run is training)" if threads == 1 else "") + " · Esc stops")
+            threads, device = e.get("threads", "?"), e.get("device", "cpu")
+            where = (f"{threads} CPU thread(s)" + (" (the run is training)" if threads == 1 else "")
+                     if device == "cpu" else str(device))
+            self.set_status(f"generating from iter {e['iter']} on {where} · Esc stops")
             return
         self.generating = False
         if state == "stopped":
