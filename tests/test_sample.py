@@ -101,8 +101,10 @@ def test_same_seed_gives_nanogpts_text_for_a_nanogpt_checkpoint(char_run, chars)
 
 
 def test_draw_is_torch_multinomial_to_the_random_number():
-    """The cheaper draw picks what torch.multinomial picks and leaves the generator where it does."""
-    assert S._draw_is_multinomial()
+    """The cheaper draw picks what torch.multinomial picks and leaves the generator where it does
+    (an older torch that draws differently, e.g. 2.6, gets torch.multinomial itself)."""
+    if tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 13):  # the torch the README installs
+        assert S._draw_is_multinomial()
     g = torch.Generator().manual_seed(0)
     for case in range(40):
         logits = torch.randn(1, 50304, generator=g) * (0.1 + case / 4)
