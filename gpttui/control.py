@@ -188,7 +188,7 @@ class ControlServer:
             data = line.encode()
             wake = False
             for c in self._conns:
-                wake |= c.enqueue(type_, data, self.max_backlog)
+                wake |= c.enqueue(type_, data, self.max_backlog) or c.overflow  # drop it now
             if wake:
                 self._wake_locked()
 
@@ -299,19 +299,17 @@ class ControlServer:
     def _flush(self, c: _Conn) -> None:
         """Write what the socket takes without blocking; watch for writability if more is left."""
         while True:
-            if not c.out:
-                with self._mu:
-                    if c.overflow:
-                        self.disconnected_slow += 1
-                        overflow = True
-                    else:
-                        overflow = False
-                        c.out = c.take(CHUNK)
+            with self._mu:  # also while its socket is full: a frozen client never empties c.out
+                overflow = c.overflow and c in self._conns
                 if overflow:
-                    self._remove(c)
-                    return
-                if not c.out:
-                    break
+                    self.disconnected_slow += 1
+                elif not c.out:
+                    c.out = c.take(CHUNK)
+            if overflow:
+                self._remove(c)
+                return
+            if not c.out:
+                break
             try:
                 n = c.sock.send(c.out)
             except (BlockingIOError, InterruptedError):
