@@ -192,17 +192,33 @@ class ProtocolProcess:
         return code
 
 
-def engine_argv(run_dir: str | Path, overrides: Sequence[str] = ()) -> list[str]:
-    """The command line of the training engine on RUN_DIR."""
-    return [sys.executable, "-m", "gpttui.engine", str(run_dir), *overrides]
+def engine_argv(run_dir: str | Path, overrides: Sequence[str] = (), runner: Sequence[str] = ()) -> list[str]:
+    """The command line of the training engine on RUN_DIR. `runner`: torchrun's flags
+    (`--standalone --nproc_per_node=2`): the engine then runs as a job of several processes,
+    of which rank 0 alone speaks the protocol."""
+    launcher = ["-m", "torch.distributed.run", *runner] if runner else []
+    return [sys.executable, *launcher, "-m", "gpttui.engine", str(run_dir), *overrides]
+
+
+def torchrun_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an engine run by torchrun. torchrun sets OMP_NUM_THREADS=1 for several
+    processes per machine and prints a banner saying so; setting it first spares the user the
+    banner (the engine sets its own thread count either way)."""
+    return {"OMP_NUM_THREADS": "1", **(os.environ if env is None else env)}
 
 
 class EngineClient(ProtocolProcess):
     """The training engine on a run directory."""
 
+    # torchrun's flags for every engine this process starts: `gpttui launch --nproc_per_node=N`
+    # sets them once, so a restart or resume from the dashboard keeps the job's size
+    runner: Sequence[str] = ()
+
     def __init__(self, run_dir: str | Path, overrides: Sequence[str] = (), **kw: Any) -> None:
         self.run_dir = Path(run_dir)
-        super().__init__(engine_argv(run_dir, overrides), **kw)
+        if self.runner:
+            kw["env"] = torchrun_env(kw.get("env"))
+        super().__init__(engine_argv(run_dir, overrides, self.runner), **kw)
 
     def detach(self) -> None:
         """Let the engine train on without this UI: at the end of its stdin it checkpoints and

@@ -3,7 +3,8 @@
 No argument: the bundled demo in ./gpttui-demo (made on first use, resumed after).
 A config file (.py or .toml): a new run in its out_dir. A run directory: its history, then
 resume (or attach, when its engine is still running). Config problems are reported here, in
-one line, before the dashboard opens.
+one line, before the dashboard opens. `--nproc_per_node=N` (and torchrun's flags for several
+machines, as `gpttui train` takes them) runs every engine the dashboard starts as a torchrun job.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from gpttui import config as C
 from gpttui import rundir
+from gpttui.commands.train import add_runner_arguments, runner_flags, world_size, world_size_error
 
 HELP = "open the dashboard on a config, a run directory, or the bundled demo"
 OVERRIDES = True
@@ -26,22 +28,30 @@ class LaunchError(Exception):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?",
                    help="nanoGPT .py or .toml config, or a run directory (default: the demo in ./gpttui-demo)")
+    add_runner_arguments(p)
     p.epilog = "Config overrides go after the target, nanoGPT style: --batch_size=8 --max_iters=2000"
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        plan = make_plan(args.target, args.overrides)
+        runner = runner_flags(args)
+        plan = make_plan(args.target, args.overrides, world_size(args))
+        if runner and plan.attach:
+            raise LaunchError(f"{plan.run_dir}: its engine is running; the job's size can't change under it "
+                              f"(`gpttui launch {plan.run_dir}` without torchrun's flags attaches)")
     except (LaunchError, C.ConfigError, rundir.RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from gpttui.app import GpttuiApp  # Textual is imported only once the plan holds
+    from gpttui.client import EngineClient
 
+    EngineClient.runner = runner
     code = GpttuiApp(plan).run()
     return int(code or 0)
 
 
-def make_plan(target: str | None, overrides: list[str]):
+def make_plan(target: str | None, overrides: list[str], world: int = 1):
+    """What to open and start; `world`: the processes of each engine job (torchrun's)."""
     from gpttui.app import DataToPrepare, LaunchPlan
 
     if target is None:
@@ -49,12 +59,12 @@ def make_plan(target: str | None, overrides: list[str]):
 
         run_dir = Path.cwd() / demo.DIR_NAME
         if (run_dir / rundir.CONFIG).is_file():
-            plan = _run_dir_plan(run_dir, overrides)
+            plan = _run_dir_plan(run_dir, overrides, world)
             plan.note = "demo"
             return plan
         cfg = demo.demo_config(run_dir)
         loaded = C.LoadedConfig(_with_overrides(cfg, overrides), None, "", {})
-        _check(loaded.config)
+        _check(loaded.config, world)
         need = None if demo.data_ready(run_dir) else DataToPrepare(run_dir / "data", demo.TEXT, "char")
         return LaunchPlan(run_dir, loaded, prepare=need, note="demo", new_run=True)
 
@@ -63,13 +73,13 @@ def make_plan(target: str | None, overrides: list[str]):
         if not (path / rundir.CONFIG).is_file():
             raise LaunchError(f"{path}: not a run directory (no {rundir.CONFIG}); "
                               "give a config file to start a run")
-        return _run_dir_plan(path, overrides)
+        return _run_dir_plan(path, overrides, world)
     if not path.exists():
         raise LaunchError(f"{path}: no such config file or run directory")
 
     loaded = C.load(path, overrides)
     cfg = loaded.config
-    _check(cfg)
+    _check(cfg, world)
     run_dir = Path(cfg.out_dir)
     if cfg.init_from == "scratch" and (run_dir / rundir.CKPT).is_file():
         raise LaunchError(f"{run_dir}: already holds a run (ckpt.pt): open it with `gpttui launch {run_dir}` "
@@ -81,12 +91,12 @@ def make_plan(target: str | None, overrides: list[str]):
     return LaunchPlan(run_dir, loaded, prepare=need, new_run=need is not None)
 
 
-def _run_dir_plan(run_dir: Path, overrides: list[str]):
+def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):
     from gpttui import runstate
     from gpttui.app import LaunchPlan
 
     loaded = C.load(run_dir, overrides)
-    _check(loaded.config)
+    _check(loaded.config, world)
     status = runstate.status(run_dir)
     if status.kind == "alive":
         if overrides:
@@ -113,7 +123,9 @@ def _with_overrides(cfg: C.TrainConfig, overrides: list[str]) -> C.TrainConfig:
     return C.replace(cfg, **C.parse_overrides(overrides)) if overrides else cfg
 
 
-def _check(cfg: C.TrainConfig) -> None:
+def _check(cfg: C.TrainConfig, world: int) -> None:
     errors = C.validate(cfg)
+    if error := world_size_error(cfg, world):
+        errors.append(error)
     if errors:
         raise LaunchError("invalid config:\n  " + "\n  ".join(errors))

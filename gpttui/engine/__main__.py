@@ -2,7 +2,8 @@
 
 Reads RUN_DIR/config.toml (plus overrides, which are written back so a resume keeps them),
 trains, speaks the protocol: events on stdout, human log on stderr, commands on stdin.
-Under `torchrun` every process runs this; rank 0 alone talks.
+Under `torchrun` every process runs this; rank 0 alone talks: the other ranks read nothing
+from stdin and write their own errors only, to stderr.
 Rank 0 also holds the run directory's lock and serves its control socket (engine/host.py):
 a second engine on the same directory exits with code 3 and says how to attach instead.
 """
@@ -10,7 +11,6 @@ a second engine on the same directory exits with code 3 and says how to attach i
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -31,16 +31,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {run_dir}: not a run directory (no {rundir.CONFIG})", file=sys.stderr)
         return 2
 
-    master = os.environ.get("RANK", "0") == "0"
-    if master:
-        from gpttui.engine import signals
+    from gpttui.engine import signals
 
-        signals.block()  # before torch or any thread starts
+    signals.block()  # before torch or any thread starts
+    if os.environ.get("RANK", "0") != "0":
+        keep_off_the_pipes()
     from gpttui.engine.channel import Channel, CommandReader  # torch-free, but engine-only
     from gpttui.engine.trainer import Dist, Trainer
 
     dist = Dist.from_env()
     host = None
+    trainer: Trainer | None = None
     if dist.master:
         from gpttui.engine.host import EngineHost, stdin_is_pipe
         from gpttui.runstate import RunLocked
@@ -60,15 +61,27 @@ def main(argv: list[str] | None = None) -> int:
         chan.listeners.append(host.listener)
         commands = CommandReader(sys.stdin, on_eof=(lambda: lost("the UI went away (its command pipe closed)"))
                                  if stdin_is_pipe() else None)
-
-        # Ctrl+C or SIGTERM: checkpoint, then exit (other ranks follow the broadcast stop);
-        # a second signal ends the process at once, the last complete checkpoint standing
-        signals.watch(lambda sig: commands.push(Command("stop", {})))
     else:
         chan, commands = Channel(None), None
-        # rank 0 takes the signal and broadcasts a stop; dying here would strand its broadcast
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_IGN)
+
+    def on_signal(sig: int) -> None:
+        """The first SIGINT or SIGTERM. Rank 0 checkpoints, then exits (the other ranks follow
+        its broadcast stop: they do nothing here). But when a rank has failed, torchrun is ending
+        the job and this process may wait forever in a collective the failed rank will never join:
+        then the failure is reported now and the process ends. A second signal ends the process at
+        once, the last complete checkpoint standing."""
+        failed = trainer.lost_rank() if trainer is not None else None
+        if trainer is None or failed is None:
+            if commands is not None:
+                commands.push(Command("stop", {}))
+            return
+        if trainer.finish(failed):
+            chan.close()
+            if host is not None:
+                host.close(1)
+            os._exit(1)
+
+    signals.watch(on_signal)
     try:
         loaded = C.load(run_dir, argv[1:])
         cfg = C.replace(loaded.config, out_dir=str(run_dir))
@@ -85,12 +98,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     code = 1
     try:
-        code = Trainer(cfg, run_dir, chan, commands, dist).run()
-        return code
+        trainer = Trainer(cfg, run_dir, chan, commands, dist)
+        code = trainer.run()
     finally:
         chan.close()
         if host is not None:
             host.close(code)
+    if dist.ddp and code != 0:
+        # the process group of a failed job may keep threads bound to a dead peer; torch's
+        # destructors at interpreter exit then abort ("terminate called ..."): leave without them
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def keep_off_the_pipes() -> None:
+    """For ranks other than 0: stdin from /dev/null (the UI's commands are rank 0's to read) and
+    stdout into stderr (stdout is rank 0's event stream), whatever a library may print."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
 
 
 if __name__ == "__main__":

@@ -3,24 +3,35 @@
 The loop is nanoGPT's (gradient accumulation, autocast, GradScaler for float16, grad
 clipping, evaluate every eval_interval and checkpoint on improvement or always), plus:
 - commands (pause, resume, stop, save, eval, set) taken between iterations; with several
-  processes rank 0 reads them and broadcasts each iteration's list, so all ranks act together;
+  processes rank 0 reads them and broadcasts each iteration's list, so all ranks act together
+  (over a gloo group when training on NCCL, so that control never waits on the GPU);
 - torch's RNG is re-seeded from (seed, rank, iteration) at every iteration, so a run stopped
   and resumed draws the same batches, and follows the same loss curve, as one never stopped;
 - a non-finite loss or gradient stops the run before the optimizer step, so the last
-  checkpoint stays the last good one.
-Rank 0 alone writes events, logs and checkpoints.
+  checkpoint stays the last good one; with several processes every rank learns of it, so all
+  stop at the same iteration;
+- a failure ends every process of a job: what rank 0 does alone (evaluate, checkpoint) is
+  followed by a broadcast of its outcome; a rank that fails elsewhere records its error in the
+  job's store and exits, and rank 0 reports it as that rank's;
+- a torch.compile that fails (compile is lazy: a missing C compiler or a GPU Triton can't
+  target shows only at the first call) is caught at a warm-up step, and the run goes on eager.
+Rank 0 alone writes events, logs and checkpoints; the other ranks write only their own errors,
+to stderr.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sys
+import threading
 import time
 import traceback
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -35,16 +46,21 @@ from gpttui.engine.model import GPT, MODEL_ARGS, GPTConfig
 from gpttui.engine.sample import checkpoint_sample
 
 FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this iteration
+FAULT_NAN_RANK_ENV = "GPTTUI_FAULT_NAN_RANK"  # ... on this rank only (default: every rank)
 POLL_S = 0.5  # while paused, rank 0 re-broadcasts this often so other ranks never time out
+FAILED_KEY = "gpttui/failed"  # in the job's store: the first rank to fail alone, and why
 
 
 class Stop(Exception):
-    """Ends the run with a final state: 'finished', 'stopped' or 'failed'."""
+    """Ends the run with a final state: 'finished', 'stopped' or 'failed'. `shared`: every rank
+    ends for this reason (rank 0 alone reports it); else the failure is this process's own."""
 
-    def __init__(self, state: str, reason: str = ""):
+    def __init__(self, state: str, reason: str = "", tb: str | None = None, shared: bool = False):
         super().__init__(reason)
         self.state = state
         self.reason = reason
+        self.traceback = tb
+        self.shared = shared
 
 
 @dataclass
@@ -75,6 +91,32 @@ def _seed(*parts: int) -> int:
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF
 
 
+def compile_choice(requested: bool, device_type: str) -> tuple[bool, str]:
+    """Whether to torch.compile, and the note to give when a requested compile is skipped."""
+    if requested and device_type != "cuda":
+        return False, f"compile skipped on {device_type}: no gain there, and a slow cold start"
+    return requested, ""
+
+
+def eager_if_compile_fails(compiled: torch.nn.Module, eager: torch.nn.Module,
+                           warm_up: Callable[[torch.nn.Module], None]) -> tuple[torch.nn.Module, str]:
+    """The compiled model if `warm_up` runs on it, else the eager one and a one-line note why.
+    torch.compile is lazy: no C compiler, a GPU too old for Triton, show only at the first call."""
+    try:
+        warm_up(compiled)
+    except Exception as e:
+        return eager, f"compile failed, training without it: {_root_cause(e)}"
+    return compiled, ""
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost exception as `Type: first line` (torch's compile errors wrap the real one)."""
+    while e.__cause__ is not None or getattr(e, "inner_exception", None) is not None:
+        e = e.__cause__ or e.inner_exception  # type: ignore[attr-defined]
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+
+
 class Trainer:
     def __init__(self, cfg: C.TrainConfig, run_dir: Path, chan: Channel,
                  commands: CommandReader | None, dist: Dist | None = None):
@@ -94,8 +136,14 @@ class Trainer:
         self.save_requested = False
         self.disk_full = False  # paused for a full disk: its checkpoint is retried on resume
         self.state = ""
+        self.ctrl: Any = None   # the process group of control traffic (None: the default group)
+        self.store: Any = None  # the job's key-value store (several processes only)
+        self._end_lock = threading.Lock()
+        self._ended = False
         fault = os.environ.get(FAULT_NAN_ENV, "")
-        self.fault_iter = int(fault) if fault.strip() else -1
+        fault_rank = os.environ.get(FAULT_NAN_RANK_ENV, "").strip()
+        on_this_rank = not fault_rank or int(fault_rank) == self.dist.rank
+        self.fault_iter = int(fault) if fault.strip() and on_this_rank else -1
 
     # ------------------------------------------------------------------ events and logs
 
@@ -127,30 +175,75 @@ class Trainer:
         except Stop as s:
             final = s
         except (C.ConfigError, K.CheckpointError, DataError, rundir.RunDirError, hardware.DeviceError) as e:
-            final = self.fail(str(e))
+            final = Stop("failed", str(e))
         except torch.cuda.OutOfMemoryError:
-            final = self.fail(f"out of GPU memory at iter {self.iter_num}: lower batch_size "
-                              f"(raise gradient_accumulation_steps to keep tokens/iter) or block_size")
+            final = Stop("failed", f"out of GPU memory at iter {self.iter_num}: lower batch_size "
+                                   f"(raise gradient_accumulation_steps to keep tokens/iter) or block_size")
         except Exception as e:
-            final = self.fail(f"{type(e).__name__}: {e}", traceback.format_exc())
-        if final.state != "failed":
-            self.log(f"{final.state} at iter {self.iter_num}" + (f": {final.reason}" if final.reason else ""))
-        self.set_state(final.state, final.reason)
-        if self.dist.ddp and torch.distributed.is_initialized():
+            final = Stop("failed", f"{type(e).__name__}: {e}", traceback.format_exc())
+        self.finish(final)
+        # (a failed job's group may wait on a dead peer: it ends with the process, see __main__)
+        if self.dist.ddp and torch.distributed.is_initialized() and final.state != "failed":
             torch.distributed.destroy_process_group()
         return 1 if final.state == "failed" else 0
 
-    def fail(self, message: str, tb: str | None = None) -> Stop:
-        """Report a failure (error event, one log line; the traceback goes to engine.log only)."""
-        self.emit("error", message=message, **({"traceback": tb} if tb else {}))
+    def finish(self, final: Stop) -> bool:
+        """Say how the run ended: once, though the main thread and the signal watcher (on a failed
+        job) may both get here. False if it was said already."""
+        with self._end_lock:
+            if self._ended:
+                return False
+            self._ended = True
+        if final.state == "failed":
+            final = self.owner_of(final)
+            self.report(final)
+        else:
+            self.log(f"{final.state} at iter {self.iter_num}" + (f": {final.reason}" if final.reason else ""))
+        self.set_state(final.state, final.reason)
+        return True
+
+    def owner_of(self, failure: Stop) -> Stop:
+        """The failure to report. When another rank failed first, this one only echoes it (a
+        collective broken by that rank's exit) and the job ended for the first one's reason;
+        else this failure is recorded for the other ranks to find."""
+        if not self.dist.ddp or failure.shared:
+            return failure
+        first = self.lost_rank()
+        if first is not None:
+            return first
+        if self.store is not None:  # (None: set-up failed before the job formed)
+            try:
+                if not self.store.check([FAILED_KEY]):
+                    self.store.set(FAILED_KEY, json.dumps({"rank": self.dist.rank, "message": failure.reason,
+                                                           "traceback": failure.traceback}))
+            except (RuntimeError, OSError):
+                pass  # the store went with torchrun: this rank's own report still says it
+        return failure
+
+    def lost_rank(self) -> Stop | None:
+        """The failure another rank recorded in the job's store before leaving, if any."""
+        try:
+            if self.store is None or not self.store.check([FAILED_KEY]):
+                return None
+            first = json.loads(self.store.get(FAILED_KEY))
+        except (RuntimeError, OSError, ValueError):
+            return None
+        if first["rank"] == self.dist.rank:
+            return None
+        return Stop("failed", f"rank {first['rank']} failed: {first['message']}", first["traceback"], shared=True)
+
+    def report(self, failure: Stop) -> None:
+        """Rank 0: an error event and one log line (the traceback goes to engine.log only). Other
+        ranks: their own failure as one line on stderr (stdout is rank 0's event stream)."""
+        message, tb = failure.reason, failure.traceback
         if self.dist.master:
+            self.emit("error", message=message, **({"traceback": tb} if tb else {}))
             if tb and self.chan.logfile:
                 self.chan.logfile.write(tb)
                 self.chan.logfile.flush()
             self.chan.log(f"error: {message}")
-        elif self.dist.ddp:
-            print(f"[rank {self.dist.rank}] error: {message}", flush=True)
-        return Stop("failed", message)
+        elif not failure.shared:
+            print(f"error: rank {self.dist.rank} failed: {message}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ set-up
 
@@ -167,6 +260,9 @@ class Trainer:
         if d.ddp:
             backend = cfg.backend if dev.device_type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
+            # commands and fault flags travel every iteration: on a CPU group, never waiting on the GPU
+            self.ctrl = None if backend == "gloo" else torch.distributed.new_group(backend="gloo")
+            self.store = torch.distributed.distributed_c10d._get_default_store()
         if dev.index is not None:
             torch.cuda.set_device(dev.index)
         if dev.note:
@@ -219,19 +315,22 @@ class Trainer:
             for g, f in zip(self.optimizer.param_groups, fused):
                 g["fused"] = f  # a checkpoint made on a GPU (fused AdamW) resumes anywhere
         del ckpt
+        self.ctx = (nullcontext() if dev.device_type == "cpu" or dev.dtype == "float32"
+                    else torch.amp.autocast(device_type=dev.device_type, dtype=getattr(torch, dev.dtype)))
         self.fwd_model: torch.nn.Module = model
-        if cfg.compile and dev.device_type == "cuda":
+        use_compile, why_not = compile_choice(cfg.compile, dev.device_type)
+        if why_not:
+            self.note(why_not)
+        if use_compile:
             self.log("compiling the model... (takes a ~minute)")
-            self.fwd_model = torch.compile(model)
-        elif cfg.compile:
-            self.note(f"compile skipped on {dev.device_type}: no gain there, and a slow cold start")
+            self.fwd_model, failed = eager_if_compile_fails(torch.compile(model), model, self.warm_up)
+            if failed:
+                self.note(failed)
         self.model: torch.nn.Module = self.fwd_model
         if d.ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             self.model = DDP(self.fwd_model, device_ids=[d.local_rank] if dev.device_type == "cuda" else None)
-        self.ctx = (nullcontext() if dev.device_type == "cpu" or dev.dtype == "float32"
-                    else torch.amp.autocast(device_type=dev.device_type, dtype=getattr(torch, dev.dtype)))
         self.peak, source = hardware.peak_flops(dev, cfg.peak_flops, threads)
         self.log(f"device {dev.device} ({dev.name}), {dev.dtype}, {threads} CPU thread(s); "
                  f"peak {self.peak / 1e12:.3g} TFLOP/s ({source})")
@@ -248,6 +347,21 @@ class Trainer:
                   max_iters=cfg.max_iters, world_size=d.world_size, run_dir=str(self.run_dir),
                   pid=os.getpid(), threads=threads)
 
+    def warm_up(self, model: torch.nn.Module) -> None:
+        """A training forward and backward and an evaluation forward: the two graphs a run
+        compiles. Weights, gradients and the mode are left as they were."""
+        x, y = self.batches.get("train")
+        try:
+            with self.ctx:
+                _, loss = model(x, y)
+            loss.backward()
+            model.eval()
+            with torch.no_grad(), self.ctx:
+                model(x, y)
+        finally:
+            model.train()
+            model.zero_grad(set_to_none=True)
+
     # ------------------------------------------------------------------ commands
 
     def poll(self, block: bool = False) -> None:
@@ -259,10 +373,31 @@ class Trainer:
             time.sleep(POLL_S)
         if self.dist.ddp:
             box: list[Any] = [cmds]
-            torch.distributed.broadcast_object_list(box, src=0)
+            torch.distributed.broadcast_object_list(box, src=0, group=self.ctrl)
             cmds = box[0]
-        for cmd in cmds:
-            self.apply(cmd)
+        if cmds:
+            with self.rank0_work():  # `set` writes config.toml
+                for cmd in cmds:
+                    self.apply(cmd)
+
+    @contextmanager
+    def rank0_work(self) -> Iterator[None]:
+        """Around what rank 0 does alone (evaluate, checkpoint, write config.toml) while the other
+        ranks pass by: they wait at its end for the outcome, so that an error there ends every
+        process at the same point instead of leaving them in a collective rank 0 never joins.
+        Enter it on every rank alike: it is one collective call."""
+        failure: Exception | None = None
+        try:
+            yield
+        except Exception as e:
+            failure = e
+        if self.dist.ddp:
+            box: list[Any] = [None if failure is None else f"{type(failure).__name__}: {failure}"]
+            torch.distributed.broadcast_object_list(box, src=0, group=self.ctrl)
+            if box[0] is not None and not self.dist.master:
+                raise Stop("failed", f"rank 0 failed: {box[0]}", shared=True)
+        if failure is not None:
+            raise failure
 
     def apply(self, cmd: protocol.Command | str) -> None:
         if isinstance(cmd, str):
@@ -352,11 +487,16 @@ class Trainer:
 
     def serve_while_paused(self) -> None:
         """`eval` and `save` work while paused: look at the val loss, keep a checkpoint now."""
-        if self.eval_requested and not self.stop_requested:
-            self.eval_and_checkpoint(self.iter_num, self.cfg)
-        if self.save_requested and not self.disk_full and not self.stop_requested:
-            self.save_requested = False
-            self.checkpoint(force=True)
+        evaluate = self.eval_requested and not self.stop_requested
+        save = self.save_requested and not self.disk_full and not self.stop_requested
+        if not (evaluate or save):
+            return
+        with self.rank0_work():
+            if evaluate:
+                self.eval_and_checkpoint(self.iter_num, self.cfg)
+            if save:
+                self.save_requested = False
+                self.checkpoint(force=True)
 
     def loop(self) -> None:
         cfg = self.cfg
@@ -371,17 +511,21 @@ class Trainer:
                 self.poll(block=True)
                 self.serve_while_paused()
             if self.stop_requested:
-                saved = self.checkpoint(force=True)
+                with self.rank0_work():
+                    saved = self.checkpoint(force=True)
                 raise Stop("stopped", "stop requested" if saved else
                            "stop requested; no new checkpoint (disk full), the last complete one is kept")
             cfg = self.cfg  # `set` replaces it
             it = self.iter_num
             at_end = it >= cfg.max_iters
-            if it % cfg.eval_interval == 0 or at_end or self.eval_requested:
-                self.eval_and_checkpoint(it, cfg)
-            if self.save_requested:
-                self.save_requested = False
-                self.checkpoint(force=True)
+            evaluate = it % cfg.eval_interval == 0 or at_end or self.eval_requested
+            if evaluate or self.save_requested:
+                with self.rank0_work():
+                    if evaluate:
+                        self.eval_and_checkpoint(it, cfg)
+                    if self.save_requested:
+                        self.save_requested = False
+                        self.checkpoint(force=True)
             if cfg.eval_only:
                 raise Stop("finished", "eval_only")
             if at_end:
@@ -430,16 +574,35 @@ class Trainer:
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
         lossf, self.grad_norm = torch.stack([loss_sum.float(), norm.float()]).tolist()
-        scaled = self.scaler.is_enabled()  # float16: inf gradients are the scaler's to skip
-        if not math.isfinite(lossf) or (not scaled and not math.isfinite(self.grad_norm)):
-            what = f"loss {lossf}" if not math.isfinite(lossf) else f"gradient norm {self.grad_norm}"
-            last = (f"the last good checkpoint ({self.run_dir / rundir.CKPT}) is kept"
-                    if (self.run_dir / rundir.CKPT).exists() else "no checkpoint was written")
-            raise self.fail(f"non-finite {what} at iter {it}; stopped before the optimizer step, {last}")
+        self.check_finite(it, lossf, self.grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - t0, lossf
+
+    def check_finite(self, it: int, lossf: float, norm: float) -> None:
+        """Raise Stop on a non-finite loss, or gradient norm where no GradScaler is there to skip
+        such a step, on any rank: each rank's pair is summed into a table every rank reads, so all
+        stop at this iteration, before the optimizer step, and rank 0 can say which rank it was."""
+        rows = [[lossf, norm]]
+        if self.dist.ddp:
+            table = torch.zeros(self.dist.world_size, 2, dtype=torch.float64)
+            table[self.dist.rank] = torch.tensor(rows[0], dtype=torch.float64)
+            torch.distributed.all_reduce(table, group=self.ctrl)
+            rows = table.tolist()
+        bad_loss = [(rank, loss) for rank, (loss, _) in enumerate(rows) if not math.isfinite(loss)]
+        bad_norm = [gnorm for _, gnorm in rows if not math.isfinite(gnorm)]
+        if bad_loss:  # (one rank's NaN loss makes every rank's gradients NaN: the loss says where)
+            rank, loss = bad_loss[0]
+            what = f"loss {loss}" + (f" on rank {rank}" if self.dist.ddp else "")
+        elif bad_norm and not self.scaler.is_enabled():  # float16: the scaler skips such steps
+            what = f"gradient norm {bad_norm[0]}"
+        else:
+            return
+        last = (f"the last good checkpoint ({self.run_dir / rundir.CKPT}) is kept"
+                if (self.run_dir / rundir.CKPT).exists() else "no checkpoint was written")
+        raise Stop("failed", f"non-finite {what} at iter {it}; stopped before the optimizer step, {last}",
+                   shared=True)
 
     def reseed(self, *parts: int) -> None:
         """Seed the generators batches and dropout draw from (torch.manual_seed would also visit

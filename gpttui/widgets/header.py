@@ -1,4 +1,5 @@
-"""The run's identity line: name, device, parameters, tokens per iteration, dtype, run dir.
+"""The run's identity line: name, device (×N for a job of N processes), parameters, tokens per
+iteration, dtype, run dir.
 
 Before the engine's hello arrives the figures come from the config (derived without torch).
 """
@@ -33,6 +34,8 @@ class RunHeader(Static):
             dtype = f"{dtype} ({h['dtype_reason']})"
         if device and device != "cpu" and h.get("device_name"):
             device = h["device_name"]  # "NVIDIA GeForce RTX 4070" says more than "cuda:0"
+        if device and (h.get("world_size") or 1) > 1:
+            device = f"{device} ×{h['world_size']}"  # processes of a torchrun job, one per GPU
         if not h and cfg is not None:  # not started yet: what the config implies
             device, dtype = cfg.device, cfg.dtype
             try:
