@@ -16,11 +16,11 @@ import statistics
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import psutil
 
-from gpttui import control, protocol
+from gpttui.ipc import control
+from gpttui.run import protocol
 
 
 def step_line(it: int) -> tuple[dict, str]:

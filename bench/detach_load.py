@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from gpttui import config as C
-from gpttui import rundir, runstate
-from gpttui.metapkl import write_meta_pkl
+from gpttui.data.metapkl import write_meta_pkl
+from gpttui.run import config as C
+from gpttui.run import directory, engine_state
 
 TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=1, gradient_accumulation_steps=1,
             max_iters=10**9, lr_decay_iters=10**9, warmup_iters=10, eval_interval=10**8, eval_iters=1,
@@ -50,7 +50,7 @@ def make_run(root: Path) -> Path:
     write_meta_pkl(data / "meta.pkl", chars)
     rd = root / "run"
     cfg = C.replace(C.TrainConfig(), **TINY, data_dir=str(data), out_dir=str(rd))
-    rundir.prepare(cfg, rd, force=True)
+    directory.prepare(cfg, rd, force=True)
     return rd
 
 
@@ -70,9 +70,9 @@ def one(case: str, seconds: float) -> dict:
             readers = [threading.Thread(target=drain, args=(s,), daemon=True) for s in (p.stdout, p.stderr)]
             for t in readers:
                 t.start()
-        while (runstate.read_info(rd) or runstate.EngineInfo(0, "", 0, 0)).iter < 200:
+        while (engine_state.read_info(rd) or engine_state.EngineInfo(0, "", 0, 0)).iter < 200:
             time.sleep(0.1)  # past start-up
-        info = runstate.read_info(rd)
+        info = engine_state.read_info(rd)
         sock = None
         if case in ("socket", "both"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -45,7 +45,7 @@ ROWS_PER_GROUP = 1000
 
 PLAIN_LOOP = """
 import sys, time, numpy as np, pyarrow.parquet as pq
-from gpttui.engine.tokenizer import gpt2
+from gpttui.data.tokenizer import gpt2
 enc = gpt2()
 texts = pq.read_table(sys.argv[1], columns=["text"]).column("text").to_pylist()
 parts = []

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gpttui import config as C
-from gpttui import rundir
-from gpttui.metapkl import write_meta_pkl
+from gpttui.data.metapkl import write_meta_pkl
+from gpttui.run import config as C
+from gpttui.run import directory
 
 ASSET = Path(__file__).resolve().parents[1] / "gpttui" / "assets" / "tinyshakespeare.txt"
 RECIPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, gradient_accumulation_steps=1,
@@ -53,7 +53,7 @@ def char_data(d: Path) -> Path:
 def engine_ms_per_iter(data: Path, run: Path, iters: int, threads: int) -> float:
     cfg = C.build({**RECIPE, "data_dir": str(data), "out_dir": str(run), "max_iters": iters,
                    "lr_decay_iters": iters, "eval_interval": 10 * iters, "threads": threads})
-    rundir.prepare(cfg, run, force=True)
+    directory.prepare(cfg, run, force=True)
     subprocess.run([sys.executable, "-m", "gpttui.engine", str(run)], check=True,
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(run / "metrics.jsonl") as f:

@@ -34,8 +34,8 @@ WARMUP = 20
 
 
 def make_config(work: Path, iters: int) -> Path:
-    from gpttui.demo import TEXT
-    from gpttui.engine.prepare import prepare
+    from gpttui.data.prepare import prepare
+    from gpttui.run.demo import TEXT
 
     data = work / "data"
     prepare([str(TEXT)], data, tokenizer="char")
@@ -141,8 +141,8 @@ def load(work: Path, rate: int = 1000, seconds: int = 5) -> dict:
     from test_app_load import emitter
 
     from gpttui.app import GpttuiApp
-    from gpttui.client import ProtocolProcess
     from gpttui.commands.launch import make_plan
+    from gpttui.ipc.process import ProtocolProcess
     from gpttui.widgets.loss_chart import LossChart
 
     script = emitter(rate, seconds)

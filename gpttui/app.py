@@ -20,18 +20,17 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 
-from gpttui import config as C
-from gpttui import rundir
-from gpttui.client import EngineClient, ProtocolProcess
-from gpttui.liverun import ACTIVE_STATES, LiveRun
-from gpttui.runlog import EventReader, RunHistory
+from gpttui.analysis.live import LiveRun
+from gpttui.ipc.process import EngineClient, ProtocolProcess
+from gpttui.run import config as C
+from gpttui.run import directory, layout
+from gpttui.run.history import EventReader, RunHistory
 from gpttui.screens.confirm import Choice, ConfirmScreen
 from gpttui.screens.dashboard import DashboardScreen
 from gpttui.screens.failure import Failure, FailureScreen
 from gpttui.widgets import loss_chart
 
 TICK_S = 0.1
-FINAL_STATES = frozenset({"finished", "stopped", "failed"})
 
 
 @dataclass
@@ -131,13 +130,13 @@ class GpttuiApp(App):
         state = self.live.state
         if self.engine_alive:
             return state or "starting"
-        if self.engine is not None and state in ACTIVE_STATES:
+        if self.engine is not None and state in layout.ACTIVE_STATES:
             return "failed"  # it exited without saying it had finished
         return state or "not started"
 
     @property
     def can_resume(self) -> bool:
-        return not self.engine_alive and not self.loading and (self.run_dir / rundir.CONFIG).exists()
+        return not self.engine_alive and not self.loading and (self.run_dir / layout.CONFIG).exists()
 
     # ------------------------------------------------------------ start-up
 
@@ -153,16 +152,16 @@ class GpttuiApp(App):
     def _load_history(self) -> None:
         """Off the UI thread: rebuild the panels' state from metrics.jsonl."""
         live = LiveRun()
-        metrics = self.run_dir / rundir.METRICS
+        metrics = self.run_dir / layout.METRICS
         if metrics.exists():
             reader = EventReader(metrics)
             for n, e in enumerate(reader, 1):
                 live.add(e)
                 if n % 50_000 == 0:  # a long run's history takes seconds: say how far it got
-                    self.pending = f"reading {rundir.METRICS}: {n:,} events"
+                    self.pending = f"reading {layout.METRICS}: {n:,} events"
             self.pending = ""
             self._history_end = reader.end  # attaching picks up here: no gap, no duplicate
-        if live.state in ACTIVE_STATES and not self.plan.attach:
+        if live.state in layout.ACTIVE_STATES and not self.plan.attach:
             live.history.state = "stopped"  # the engine that wrote this is gone
         self.call_from_thread(self._history_loaded, live)
 
@@ -193,8 +192,8 @@ class GpttuiApp(App):
     def _start_planned(self) -> None:
         if self.plan.new_run:
             try:
-                cfg, _ = rundir.prepare(self.loaded.config, self.run_dir)
-            except (rundir.RunDirError, C.ConfigError) as e:
+                cfg, _ = directory.prepare(self.loaded.config, self.run_dir)
+            except (directory.RunDirError, C.ConfigError) as e:
                 self._show_failure(Failure(str(e)))
                 return
             self.loaded = C.LoadedConfig(cfg, self.loaded.source, self.loaded.source_text,
@@ -215,7 +214,7 @@ class GpttuiApp(App):
 
     def _attach_engine(self) -> None:
         """Watch and drive an engine that is already running (through its control socket)."""
-        from gpttui.control import NotRunning, SocketClient
+        from gpttui.ipc.control import NotRunning, SocketClient
 
         try:
             self.engine = SocketClient(self.run_dir, history_from=self._history_end)
@@ -288,7 +287,7 @@ class GpttuiApp(App):
     def _notify_errors(self, events: list[dict[str, Any]]) -> None:
         """Errors the engine survives (a refused `set`, a bad command) as a notification; a fatal
         one (the batch ends in state failed) is left to the failure screen."""
-        if self.live.state in FINAL_STATES:
+        if self.live.state in layout.FINAL_STATES:
             return
         errors = [e for e in events if e.get("type") == "error" and e.get("message")]
         now = time.monotonic()
@@ -320,10 +319,10 @@ class GpttuiApp(App):
     def _checkpoint_iter(self) -> int | None:
         """The iteration a resume would start from: the file on disk is the truth (an engine
         killed between writing ckpt.pt and reporting it leaves the history one behind)."""
-        path = self.run_dir / rundir.CKPT
+        path = self.run_dir / layout.CKPT
         if not path.exists():
             return None
-        peek = rundir.peek_checkpoint(path) or {}
+        peek = directory.peek_checkpoint(path) or {}
         it = peek.get("iter_num")
         if isinstance(it, int):
             return it
@@ -359,16 +358,16 @@ class GpttuiApp(App):
         if self.engine_alive:
             self.notify("The engine is already running.")
             return
-        if not (self.run_dir / rundir.CONFIG).exists():
+        if not (self.run_dir / layout.CONFIG).exists():
             self.notify("This run has no config.toml yet: nothing to resume.", severity="warning")
             return
-        has_ckpt = (self.run_dir / rundir.CKPT).exists()
+        has_ckpt = (self.run_dir / layout.CKPT).exists()
         self._spawn([f"--init_from={'resume' if has_ckpt else 'scratch'}"])
 
     def restart_engine(self, changes: dict[str, Any]) -> None:
         """Resume from the checkpoint with `changes` (stopping the running engine first)."""
         args = [f"--{k}={v!r}" if isinstance(v, str) else f"--{k}={v}" for k, v in changes.items()]
-        has_ckpt = (self.run_dir / rundir.CKPT).exists()
+        has_ckpt = (self.run_dir / layout.CKPT).exists()
         args.append(f"--init_from={'resume' if has_ckpt else 'scratch'}")
         if self.engine_alive:
             self.stop_engine()

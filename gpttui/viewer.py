@@ -18,11 +18,11 @@ from textual import events
 from textual.binding import Binding
 from textual.css.query import NoMatches
 
-from gpttui import config as C
-from gpttui import rundir, runstate
+from gpttui.analysis.live import LiveRun
 from gpttui.app import GpttuiApp, LaunchPlan
-from gpttui.liverun import ACTIVE_STATES, LiveRun
-from gpttui.runlog import MetricsTail, RunHistory, RunLogError, load_run
+from gpttui.run import config as C
+from gpttui.run import engine_state, layout
+from gpttui.run.history import MetricsTail, RunHistory, RunLogError, load_run
 from gpttui.widgets.overlay_chart import colour
 
 POLL_S = 0.5   # how often a live run's metrics.jsonl is read for new lines
@@ -81,20 +81,20 @@ def history_events(h: RunHistory) -> list[dict[str, Any]]:
 def open_source(path: Path, index: int) -> OpenedRun:
     """Read one run directory, metrics.jsonl or nanoGPT log (off the UI thread)."""
     run = OpenedRun(path, path.name, colour(index))
-    metrics = path / rundir.METRICS if path.is_dir() else path
+    metrics = path / layout.METRICS if path.is_dir() else path
     if path.is_dir() or path.suffix == ".jsonl":
         run_dir = path if path.is_dir() else path.parent
-        if path.is_dir() and (path / rundir.CONFIG).exists():
-            run.live.history.config.update(C.read_config_file(path / rundir.CONFIG))
+        if path.is_dir() and (path / layout.CONFIG).exists():
+            run.live.history.config.update(C.read_config_file(path / layout.CONFIG))
             run.live.history.config_complete = True
         run.tail = MetricsTail(metrics)
         run.live.add_all(run.tail.poll())
         run.live.history.skipped_lines = run.tail.skipped
         run.live.history.source = str(metrics)
-        alive = runstate.status(run_dir).kind == "alive"
+        alive = engine_state.status(run_dir).kind == "alive"
         if not alive:
             run.tail = None
-            if run.live.state in ACTIVE_STATES:
+            if run.live.state in layout.ACTIVE_STATES:
                 run.live.history.state = "stopped"   # the engine that wrote this is gone
         return run
     loaded = load_run(path)
@@ -246,7 +246,7 @@ class ViewerApp(GpttuiApp):
                 if events:
                     run.live.add_all(events)
                     changed = True
-                    if run.live.state not in ACTIVE_STATES:
+                    if run.live.state not in layout.ACTIVE_STATES:
                         run.tail = None if run.live.state in ("finished", "stopped", "failed") else run.tail
         try:
             if self.dashboard is not None and self.screen is self.dashboard and self.dashboard.is_mounted:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gpttui.metapkl import write_meta_pkl
+from gpttui.data.metapkl import write_meta_pkl
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 60
 

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gpttui import config as C
-from gpttui import rundir
-from gpttui.metapkl import write_meta_pkl
+from gpttui.data.metapkl import write_meta_pkl
+from gpttui.run import config as C
+from gpttui.run import directory
 
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "gpttui" / "assets" / "tinyshakespeare.txt"
 
@@ -48,7 +48,7 @@ def tiny_config(data_dir: Path, run_dir: Path, **over: Any) -> C.TrainConfig:
 
 
 def prepare_run(data_dir: Path, run_dir: Path, **over: Any) -> Path:
-    rundir.prepare(tiny_config(data_dir, run_dir, **over), run_dir, force=True)
+    directory.prepare(tiny_config(data_dir, run_dir, **over), run_dir, force=True)
     return run_dir
 
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from app_helpers import run, tiny_config, wait_for
+
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import LaunchError, make_plan
 from gpttui.screens.confirm import ConfirmScreen

@@ -8,11 +8,11 @@ import sys
 import time
 
 import pytest
-
 from app_helpers import run, tiny_config, wait_for
+
 from gpttui.app import GpttuiApp
-from gpttui.client import ProtocolProcess
 from gpttui.commands.launch import make_plan
+from gpttui.ipc.process import ProtocolProcess
 from gpttui.screens.dashboard import CHART_HZ
 from gpttui.widgets.loss_chart import LossChart
 
@@ -25,7 +25,7 @@ def emitter(rate: int, seconds: int) -> str:
     """A script writing `rate` step events a second for `seconds`, an eval every 250 steps."""
     return f"""
 import sys, time
-from gpttui import protocol as P
+from gpttui.run import protocol as P
 out = sys.stdout
 out.write(P.encode(P.event("hello", 0, version=1, config={{"max_iters": 10**6, "eval_interval": 250}},
     params={{"total": 1000, "nanogpt": 1000, "non_embedding": 10}}, device="cpu", dtype="float32",

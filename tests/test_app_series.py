@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from gpttui.liverun import HISTORY_STEPS, LiveRun
-from gpttui.widgets.series import BUCKET_CAP, RAW_CAP, StepSeries, column_envelope, ema
+from gpttui.analysis.live import HISTORY_STEPS, LiveRun
+from gpttui.analysis.series import BUCKET_CAP, RAW_CAP, StepSeries, column_envelope, ema
 
 
 def hello(it: int, t: float, **cfg) -> dict:

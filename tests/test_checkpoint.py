@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from engine_kit import EngineProc, make_char_data, prepare_run, read_events, step_losses
+
 from gpttui.engine import checkpoint as K
 from gpttui.engine.model import GPT, GPTConfig
 

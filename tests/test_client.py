@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 import time
 
-from gpttui import client, protocol
+from gpttui.ipc import process
+from gpttui.run import protocol
 
 # Echoes every command back as a log event, writes a stray line and some stderr, then
 # exits with the code given by a `set` command's "code" value.
 ECHO = r"""
 import json, sys
-from gpttui import protocol
+from gpttui.run import protocol
 sys.stderr.write("engine says hi\n"); sys.stderr.flush()
 print("not json at all", flush=True)
 for line in sys.stdin:
@@ -23,8 +24,8 @@ for line in sys.stdin:
 """
 
 
-def _drain_until(p: client.ProtocolProcess, pred, timeout: float = 10.0) -> client.Drained:
-    got = client.Drained()
+def _drain_until(p: process.ProtocolProcess, pred, timeout: float = 10.0) -> process.Drained:
+    got = process.Drained()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         d = p.drain()
@@ -38,7 +39,7 @@ def _drain_until(p: client.ProtocolProcess, pred, timeout: float = 10.0) -> clie
 
 
 def test_send_drain_exit_code_and_stderr():
-    p = client.ProtocolProcess([sys.executable, "-c", ECHO])
+    p = process.ProtocolProcess([sys.executable, "-c", ECHO])
     assert p.send("pause")
     assert p.send("set", max_iters=10, code=0)
     got = _drain_until(p, lambda g: len(g.events) >= 2 and p.finished_reading)
@@ -51,29 +52,29 @@ def test_send_drain_exit_code_and_stderr():
 
 
 def test_nonzero_exit_code_is_reported():
-    p = client.ProtocolProcess([sys.executable, "-c", ECHO])
+    p = process.ProtocolProcess([sys.executable, "-c", ECHO])
     p.send("set", code=3)
     assert p.wait(10) == 3
     assert p.returncode == 3
 
 
 def test_terminate_a_child_that_ignores_stdin():
-    p = client.ProtocolProcess([sys.executable, "-c", "import time; time.sleep(60)"])
+    p = process.ProtocolProcess([sys.executable, "-c", "import time; time.sleep(60)"])
     assert p.alive
     code = p.terminate(grace=2)
     assert code is not None and not p.alive
 
 
 def test_backlog_is_bounded_and_keeps_lossless_events(monkeypatch):
-    monkeypatch.setattr(client, "MAX_PENDING", 1000)
+    monkeypatch.setattr(process, "MAX_PENDING", 1000)
     script = (
-        "import sys\nfrom gpttui import protocol as P\n"
+        "import sys\nfrom gpttui.run import protocol as P\n"
         "for i in range(5000):\n"
         "    sys.stdout.write(P.encode(P.event('step', i, loss=1.0, lr=1e-3, dt_ms=1.0,"
         " tokens_per_s=1.0, mfu=0.1, grad_norm=1.0)))\n"
         "    if i % 100 == 0: sys.stdout.write(P.encode(P.event('eval', i, train_loss=1.0, val_loss=1.0)))\n"
     )
-    p = client.ProtocolProcess([sys.executable, "-c", script])
+    p = process.ProtocolProcess([sys.executable, "-c", script])
     p.wait(20)
     while not p.finished_reading:
         time.sleep(0.01)
@@ -87,7 +88,7 @@ def test_backlog_is_bounded_and_keeps_lossless_events(monkeypatch):
 
 
 def test_engine_argv_runs_the_engine_module_unbuffered(tmp_path):
-    argv = client.engine_argv(tmp_path, ["--max_iters=5"])
+    argv = process.engine_argv(tmp_path, ["--max_iters=5"])
     assert argv[:3] == [sys.executable, "-m", "gpttui.engine"]
     assert argv[3:] == [str(tmp_path), "--max_iters=5"]
     assert protocol.command("pause") == '{"cmd":"pause"}\n'

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from gpttui import config as C
 from gpttui.cli import main
+from gpttui.run import config as C
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 SEED = FIX / "train_fineweb.py"

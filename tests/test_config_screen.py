@@ -9,9 +9,8 @@ from textual import events
 from textual.app import App
 from textual.widgets import Button, Input
 
-from gpttui import config as C
-from gpttui.screens.config import (ConfigScreen, check_fields, format_value, new_run_problem,
-                                   plan_apply)
+from gpttui.run import config as C
+from gpttui.screens.config import ConfigScreen, check_fields, format_value, new_run_problem, plan_apply
 
 SIDE = "#side"
 SEED = Path(__file__).resolve().parent / "fixtures" / "nanogpt" / "train_fineweb.py"
@@ -291,6 +290,7 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
     import json
 
     from test_extend_screen import tiny_run_config, wait_for
+
     from gpttui.app import GpttuiApp
     from gpttui.commands.launch import make_plan
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from gpttui import control, protocol, runstate
+from gpttui.ipc import control
+from gpttui.run import engine_state, protocol
 
 
 def _ev(type_, it, **f):
@@ -23,7 +24,7 @@ def _step(it):
 @pytest.fixture
 def engine(tmp_path):
     """An engine's status + control server on tmp_path, without any training."""
-    es = runstate.EngineStatus(tmp_path)
+    es = engine_state.EngineStatus(tmp_path)
     es.acquire()
     commands: queue.Queue = queue.Queue()
     server = control.ControlServer(control.socket_path(tmp_path), commands.put)
@@ -143,7 +144,7 @@ def test_a_slow_client_gets_every_lossless_event_and_coalesced_steps(engine):
         chunk = raw.recv(1 << 20)
         assert chunk
         data += chunk
-    events = [json.loads(l) for l in data.decode().splitlines()]
+    events = [json.loads(line) for line in data.decode().splitlines()]
     evals = [e["iter"] for e in events if e["type"] == "eval"]
     steps = [e["iter"] for e in events if e["type"] == "step"]
     assert evals == list(range(5000, n + 1, 5000))

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gpttui import cli, doctor, protocol
-from gpttui import config as C
-from gpttui.runlog import MetricsWriter, RunHistory, load_run
+from gpttui import cli
+from gpttui.analysis import doctor
+from gpttui.run import config as C
+from gpttui.run import protocol
+from gpttui.run.history import MetricsWriter, RunHistory, load_run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"

@@ -7,10 +7,10 @@ import tomllib
 
 import pytest
 import torch
-
 from engine_kit import EngineProc, make_char_data, prepare_run, read_events, step_losses
-from gpttui import config as C
+
 from gpttui.engine import checkpoint as K
+from gpttui.run import config as C
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import os
 import threading
 import time
 
-from gpttui import protocol
 from gpttui.engine.channel import Channel, CommandReader, LineWriter
+from gpttui.run import protocol
 
 
 def test_full_pipe_never_blocks_and_keeps_every_lossless_event(tmp_path):

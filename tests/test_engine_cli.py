@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from engine_kit import TINY, make_char_data, read_events, tiny_config
-from gpttui import config as C
-from gpttui import rundir
+
+from gpttui.run import config as C
+from gpttui.run import directory
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_non_finite_loss_exits_nonzero_naming_the_iteration(data, tmp_path):
 def test_nanogpt_out_dir_without_config_toml_resumes(data, tmp_path):
     """A directory with only nanoGPT's ckpt.pt: its saved config is read without torch."""
     first = tmp_path / "first"
-    rundir.prepare(tiny_config(data, first, max_iters=10, lr_decay_iters=30), first)
+    directory.prepare(tiny_config(data, first, max_iters=10, lr_decay_iters=30), first)
     assert gpttui("train", str(first), "--init_from=scratch", "--force").returncode == 0
     ng = tmp_path / "out-nanogpt"
     ng.mkdir()
@@ -121,14 +121,14 @@ def test_nanogpt_out_dir_without_config_toml_resumes(data, tmp_path):
 
 def test_prepare_writes_absolute_data_dir_and_refuses_resume_without_checkpoint(data, tmp_path):
     cfg = tiny_config(data, tmp_path / "run")
-    written, info = rundir.prepare(cfg)
+    written, info = directory.prepare(cfg)
     assert Path(written.data_dir).is_absolute() and info.vocab_size == len(set(
         (Path(__file__).parents[1] / "gpttui/assets/tinyshakespeare.txt").read_text()[:30_000]))
     assert C.load(tmp_path / "run").config == written
-    with pytest.raises(rundir.RunDirError, match="no checkpoint to resume from"):
-        rundir.prepare(C.replace(cfg, init_from="resume"))
-    with pytest.raises(rundir.RunDirError, match="vocab_size: 10 is smaller than the data's vocabulary"):
-        rundir.prepare(C.replace(cfg, vocab_size=10))
+    with pytest.raises(directory.RunDirError, match="no checkpoint to resume from"):
+        directory.prepare(C.replace(cfg, init_from="resume"))
+    with pytest.raises(directory.RunDirError, match="vocab_size: 10 is smaller than the data's vocabulary"):
+        directory.prepare(C.replace(cfg, vocab_size=10))
 
 
 def test_ctrl_c_stops_with_a_checkpoint(data, tmp_path):

@@ -3,15 +3,22 @@
 import asyncio
 import functools
 import math
+from pathlib import Path
 
 import pytest
 from textual.app import App
 from textual.widgets import Button
 
-from gpttui import config as C
-from gpttui.runlog import Eval
-from gpttui.screens.extend import (ExtendScreen, describe_change, evals_between, extend_values,
-                                   forecast_val_loss, parse_end)
+from gpttui.run import config as C
+from gpttui.run.history import Eval
+from gpttui.screens.extend import (
+    ExtendScreen,
+    describe_change,
+    evals_between,
+    extend_values,
+    forecast_val_loss,
+    parse_end,
+)
 
 UNSET = object()
 TPI = 524288
@@ -201,11 +208,11 @@ async def test_token_budget_on_a_wsd_run():
 TEXT = "the quick brown fox jumps over the lazy dog. " * 60
 
 
-def tiny_run_config(root, **changes) -> "Path":
+def tiny_run_config(root, **changes) -> Path:
     """A tiny character model on tiny data (nanoGPT's format), as a TOML config."""
     import numpy as np
 
-    from gpttui.metapkl import write_meta_pkl
+    from gpttui.data.metapkl import write_meta_pkl
 
     data = root / "data"
     data.mkdir()

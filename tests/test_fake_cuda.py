@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from engine_kit import make_char_data
 
 FAKECUDA = Path(__file__).resolve().parent / "fakecuda"

@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 UI_MODULES = [
-    "gpttui.app", "gpttui.client", "gpttui.liverun", "gpttui.demo", "gpttui.commands.launch",
+    "gpttui.app", "gpttui.ipc.process", "gpttui.analysis.live", "gpttui.run.demo", "gpttui.commands.launch",
     "gpttui.screens.dashboard", "gpttui.screens.confirm", "gpttui.screens.help",
     "gpttui.screens.failure", "gpttui.screens.prepare_data",
-    "gpttui.widgets.series", "gpttui.widgets.loss_chart", "gpttui.widgets.spark",
+    "gpttui.analysis.series", "gpttui.widgets.loss_chart", "gpttui.widgets.spark",
     "gpttui.widgets.eval_table", "gpttui.widgets.status", "gpttui.widgets.header",
     "gpttui.widgets.log_pane", "gpttui.widgets.system", "gpttui.widgets.fmt",
 ]

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpttui import cli, protocol
-from gpttui.runlog import MetricsWriter, load_run
+from gpttui import cli
+from gpttui.run import protocol
+from gpttui.run.history import MetricsWriter, load_run
 from gpttui.screens.compare import CompareScreen
 from gpttui.screens.dashboard import DashboardScreen
 from gpttui.screens.doctor import DoctorScreen

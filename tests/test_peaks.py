@@ -3,7 +3,7 @@ type them for `gpttui doctor --device`, matched exactly (never by substring)."""
 
 import pytest
 
-from gpttui.peaks import GPU_PEAKS, model_key, table_peak
+from gpttui.analysis.peaks import GPU_PEAKS, model_key, table_peak
 
 T = 1e12
 

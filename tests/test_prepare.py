@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gpttui.engine import prepare as P
-from gpttui.engine import sources as S
-from gpttui.engine.tokenizer import gpt2
-from gpttui.metapkl import read_meta_pkl
+from gpttui.data import prepare as P
+from gpttui.data import sources as S
+from gpttui.data.metapkl import read_meta_pkl
+from gpttui.data.tokenizer import gpt2
 
 SHAKESPEARE = Path(__file__).resolve().parent.parent / "gpttui" / "assets" / "tinyshakespeare.txt"
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")
@@ -318,7 +318,7 @@ def test_vocabulary_over_65536_characters_is_uint32_and_says_so(tmp_path: Path) 
 
 def test_training_config_sizes_the_vocabulary_as_nanogpt(tmp_path: Path) -> None:
     """GPT-2 data pads to 50304 (nanoGPT without meta.pkl); char data uses its meta's size."""
-    from gpttui import config as C
+    from gpttui.run import config as C
 
     P.prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(5))], tmp_path / "gpt")
     P.prepare([SHAKESPEARE], tmp_path / "char", tokenizer="char")

@@ -17,7 +17,7 @@ import pytest
 
 from gpttui import cli
 from gpttui.commands import prepare as cmd
-from gpttui.engine import prepare as P
+from gpttui.data import prepare as P
 
 SHAKESPEARE = Path(__file__).resolve().parent.parent / "gpttui" / "assets" / "tinyshakespeare.txt"
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")
@@ -143,7 +143,7 @@ def test_errors_replace_substitutes_u_fffd(tmp_path: Path, capsys: pytest.Captur
     code, _, err = run(capsys, tmp_path / "a.txt", tmp_path / "b.txt", "--out", tmp_path / "data",
                        "--errors", "replace", "--val-docs", "1")
     assert code == 0, err
-    from gpttui.engine.tokenizer import gpt2
+    from gpttui.data.tokenizer import gpt2
 
     assert np.fromfile(tmp_path / "data" / "train.bin", np.uint16).tolist() == \
         gpt2().encode_ordinary("bad \ufffd byte") + [50256]
@@ -231,6 +231,6 @@ def test_a_worker_that_dies_is_one_line_and_nothing_written(tmp_path: Path,
 
 def test_prepare_never_imports_torch() -> None:
     code = ("import sys; from gpttui import cli; from gpttui.commands import prepare; "
-            "from gpttui.engine import prepare as P; P.prepare; print('torch' in sys.modules)")
+            "from gpttui.data import prepare as P; P.prepare; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from gpttui import protocol as P
+from gpttui.run import protocol as P
 
 
 def test_event_carries_type_iter_time_and_required_fields():

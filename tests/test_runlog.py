@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from gpttui import protocol
-from gpttui.runlog import (MetricsTail, MetricsWriter, RunHistory, RunLogError, load_run,
-                           parse_nanogpt_log, read_events)
+from gpttui.run import protocol
+from gpttui.run.history import (
+    MetricsTail,
+    MetricsWriter,
+    RunHistory,
+    RunLogError,
+    load_run,
+    parse_nanogpt_log,
+    read_events,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"

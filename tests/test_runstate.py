@@ -8,30 +8,30 @@ import time
 
 import pytest
 
-from gpttui import runstate
+from gpttui.run import engine_state, layout
 
 
 def test_engine_status_holds_the_lock_and_reports_alive_then_none(tmp_path):
-    es = runstate.EngineStatus(tmp_path)
+    es = engine_state.EngineStatus(tmp_path)
     es.acquire()
     es.start()
     es.update(state="running", iter=42)
-    st = runstate.status(tmp_path)
+    st = engine_state.status(tmp_path)
     assert st.kind == "alive" and st.info.pid == os.getpid()
     es.close("finished", exit_code=0)
-    st = runstate.status(tmp_path)
+    st = engine_state.status(tmp_path)
     assert st.kind == "none"
     assert (st.info.state, st.info.iter, st.info.exit_code) == ("finished", 42, 0)
     assert "the last one finished at iteration 42" in st.describe(tmp_path)
 
 
 def test_a_second_engine_is_refused_naming_the_first_and_how_to_attach(tmp_path):
-    first = runstate.EngineStatus(tmp_path)
+    first = engine_state.EngineStatus(tmp_path)
     first.acquire()
     first.update(state="running", iter=7)
     first._write(sync=False)
-    second = runstate.EngineStatus(tmp_path)
-    with pytest.raises(runstate.RunLocked) as e:
+    second = engine_state.EngineStatus(tmp_path)
+    with pytest.raises(engine_state.RunLocked) as e:
         second.acquire(wait=0.2)
     msg = str(e.value)
     assert f"engine pid {os.getpid()}" in msg and f"gpttui attach {tmp_path}" in msg
@@ -42,10 +42,10 @@ def test_a_second_engine_is_refused_naming_the_first_and_how_to_attach(tmp_path)
 
 
 def test_heartbeat_refreshes_and_survives_write_errors(tmp_path, monkeypatch):
-    es = runstate.EngineStatus(tmp_path, interval=0.05)
+    es = engine_state.EngineStatus(tmp_path, interval=0.05)
     es.acquire()
-    first = runstate.read_info(tmp_path).heartbeat
-    real = runstate._write_json_atomic
+    first = engine_state.read_info(tmp_path).heartbeat
+    real = engine_state._write_json_atomic
     failures = []
 
     def flaky(path, obj, sync):
@@ -54,31 +54,31 @@ def test_heartbeat_refreshes_and_survives_write_errors(tmp_path, monkeypatch):
             raise OSError(errno.EIO, "Input/output error")
         real(path, obj, sync)
 
-    monkeypatch.setattr(runstate, "_write_json_atomic", flaky)
+    monkeypatch.setattr(engine_state, "_write_json_atomic", flaky)
     es.start()
     deadline = time.time() + 5
-    while time.time() < deadline and runstate.read_info(tmp_path).heartbeat == first:
+    while time.time() < deadline and engine_state.read_info(tmp_path).heartbeat == first:
         time.sleep(0.02)
-    assert len(failures) == 3 and runstate.read_info(tmp_path).heartbeat > first
+    assert len(failures) == 3 and engine_state.read_info(tmp_path).heartbeat > first
     es.close("stopped")
 
 
 def test_a_killed_engine_leaves_a_stale_status_and_a_free_lock(tmp_path):
     code = (
-        "import sys, time; from gpttui import runstate\n"
-        "es = runstate.EngineStatus(sys.argv[1]); es.acquire(); es.start()\n"
+        "import sys, time; from gpttui.run import engine_state\n"
+        "es = engine_state.EngineStatus(sys.argv[1]); es.acquire(); es.start()\n"
         "es.update(state='running', iter=12); time.sleep(0.2); print('ready', flush=True); time.sleep(60)\n"
     )
     p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
-        assert runstate.status(tmp_path).kind == "alive"
+        assert engine_state.status(tmp_path).kind == "alive"
         p.send_signal(signal.SIGKILL)
         p.wait(10)
-        st = runstate.status(tmp_path)
+        st = engine_state.status(tmp_path)
         assert st.kind == "stale" and st.info.pid == p.pid and st.info.iter == 12
         assert "died while running at iteration 12" in st.describe(tmp_path)
-        es = runstate.EngineStatus(tmp_path)  # a new engine may take over
+        es = engine_state.EngineStatus(tmp_path)  # a new engine may take over
         es.acquire(wait=0.2)
         es.close("stopped")
     finally:
@@ -87,25 +87,25 @@ def test_a_killed_engine_leaves_a_stale_status_and_a_free_lock(tmp_path):
 
 
 def test_status_of_an_empty_or_garbled_directory_is_none(tmp_path):
-    assert runstate.status(tmp_path).kind == "none"
-    assert runstate.status(tmp_path / "missing").kind == "none"
-    (tmp_path / runstate.STATUS_FILE).write_text("{not json")
-    assert runstate.read_info(tmp_path) is None
-    assert runstate.status(tmp_path).kind == "none"
+    assert engine_state.status(tmp_path).kind == "none"
+    assert engine_state.status(tmp_path / "missing").kind == "none"
+    (tmp_path / layout.ENGINE_STATUS).write_text("{not json")
+    assert engine_state.read_info(tmp_path) is None
+    assert engine_state.status(tmp_path).kind == "none"
 
 
 def test_status_of_an_engine_on_another_host_trusts_the_heartbeat(tmp_path):
     info = {"pid": 1, "host": "elsewhere.invalid", "started": time.time() - 100,
             "heartbeat": time.time(), "state": "running", "iter": 5}
-    (tmp_path / runstate.STATUS_FILE).write_text(json.dumps(info))
-    assert runstate.status(tmp_path).kind == "alive"
+    (tmp_path / layout.ENGINE_STATUS).write_text(json.dumps(info))
+    assert engine_state.status(tmp_path).kind == "alive"
     info["heartbeat"] = time.time() - 3600
-    (tmp_path / runstate.STATUS_FILE).write_text(json.dumps(info))
-    assert runstate.status(tmp_path).kind == "stale"
+    (tmp_path / layout.ENGINE_STATUS).write_text(json.dumps(info))
+    assert engine_state.status(tmp_path).kind == "stale"
 
 
 def test_status_is_rewritten_in_place_when_the_disk_is_full(tmp_path, monkeypatch):
-    es = runstate.EngineStatus(tmp_path)
+    es = engine_state.EngineStatus(tmp_path)
     es.acquire()
     es.update(state="running", iter=40)
     es._write(sync=False)
@@ -113,10 +113,10 @@ def test_status_is_rewritten_in_place_when_the_disk_is_full(tmp_path, monkeypatc
     def no_space(path, obj, sync):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runstate, "_write_json_atomic", no_space)
+    monkeypatch.setattr(engine_state, "_write_json_atomic", no_space)
     es.update(state="paused", reason="disk full", iter=41)
     es._write(sync=False)
-    info = runstate.read_info(tmp_path)
+    info = engine_state.read_info(tmp_path)
     assert (info.state, info.reason, info.iter) == ("paused", "disk full", 41)
-    assert (tmp_path / runstate.STATUS_FILE).stat().st_size == runstate.STATUS_BYTES
+    assert (tmp_path / layout.ENGINE_STATUS).stat().st_size == engine_state.STATUS_BYTES
     es.close("stopped")

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from engine_kit import SHAKESPEARE
-from gpttui import protocol
+
+from gpttui.data.metapkl import write_meta_pkl
+from gpttui.data.tokenizer import GPT2_EOT, CharTokenizer, gpt2
 from gpttui.engine import checkpoint as K
 from gpttui.engine import sample as S
 from gpttui.engine.model import GPT, GPTConfig
-from gpttui.engine.tokenizer import GPT2_EOT, CharTokenizer, gpt2
-from gpttui.metapkl import write_meta_pkl
+from gpttui.run import protocol
 
 torch.set_num_threads(1)
 NANOGPT = Path(__file__).parent / "fixtures" / "nanogpt_model.py"
@@ -185,7 +185,7 @@ def test_bpe_checkpoint_streams_text_and_empty_prompt_starts_at_endoftext(bpe_ru
 
 
 def test_text_stream_joins_utf8_split_across_tokens():
-    from gpttui.engine.tokenizer import GPT2Tokenizer
+    from gpttui.data.tokenizer import GPT2Tokenizer
 
     text = "naïve café — 日本語 🙂"
     ids = gpt2().encode(text)
@@ -254,13 +254,13 @@ def test_bad_request_values_name_the_field(values, message):
 # ---------------------------------------------------------------- the sampler process
 
 def test_one_thread_while_the_run_trains_or_the_cores_are_busy(tmp_path, monkeypatch):
-    from gpttui import runstate
+    from gpttui.run import engine_state
 
     cores = S.hardware.auto_threads()
     monkeypatch.setattr(S.psutil, "cpu_count", lambda: cores)
     monkeypatch.setattr(S.psutil, "cpu_percent", lambda interval: 3.0)  # an idle machine
     assert S.auto_threads(tmp_path) == cores
-    engine = runstate.EngineStatus(tmp_path)
+    engine = engine_state.EngineStatus(tmp_path)
     engine.acquire()  # an engine training here
     try:
         assert S.auto_threads(tmp_path) == 1
@@ -352,7 +352,7 @@ def test_sampler_process_streams_stops_and_reloads_a_new_checkpoint(char_run):
 
 
 def test_checkpoint_sample_leaves_rng_threads_and_train_mode_as_they_were(tmp_path, chars):
-    from gpttui import config as C
+    from gpttui.run import config as C
 
     write_meta_pkl(tmp_path / "meta.pkl", chars)
     cfg = C.replace(C.DEFAULTS, out_dir=str(tmp_path), data_dir=str(tmp_path), sample_prompt="KING:",

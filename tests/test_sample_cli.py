@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from engine_kit import SHAKESPEARE
-from gpttui.engine.tokenizer import CharTokenizer
-from gpttui.metapkl import write_meta_pkl
+
+from gpttui.data.metapkl import write_meta_pkl
+from gpttui.data.tokenizer import CharTokenizer
 
 torch.set_num_threads(1)
 NANOGPT = Path(__file__).parent / "fixtures" / "nanogpt_model.py"

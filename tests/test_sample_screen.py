@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from app_helpers import run, wait_for
+from engine_kit import SHAKESPEARE
 from textual.app import App
 from textual.widgets import Input, OptionList, Select, Static, TextArea
 
-from app_helpers import run, wait_for
-from engine_kit import SHAKESPEARE
-from gpttui import config as C
+from gpttui.data.metapkl import write_meta_pkl
 from gpttui.engine.model import GPT, GPTConfig
-from gpttui.metapkl import write_meta_pkl
+from gpttui.run import config as C
+from gpttui.run.layout import SAMPLE_SEPARATOR as SEPARATOR
 from gpttui.screens import sample as pane
-from gpttui.screens.sample import SEPARATOR, SampleScreen
+from gpttui.screens.sample import SampleScreen
 
 torch.set_num_threads(1)
 SAMPLER_ARGV = pane.sampler_argv()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gpttui.engine import tokenizer as T
-from gpttui.metapkl import write_meta_pkl
+from gpttui.data import tokenizer as T
+from gpttui.data.metapkl import write_meta_pkl
 
 SHAKESPEARE = Path(__file__).resolve().parent.parent / "gpttui" / "assets" / "tinyshakespeare.txt"
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpttui import rundir, runstate
+from gpttui.run import engine_state, layout
 
 HELP = "reconnect the dashboard to a detached running engine"
 
@@ -24,18 +24,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    if not (run_dir / rundir.CONFIG).is_file():
-        print(f"error: {run_dir}: not a run directory (no {rundir.CONFIG})", file=sys.stderr)
+    if not (run_dir / layout.CONFIG).is_file():
+        print(f"error: {run_dir}: not a run directory (no {layout.CONFIG})", file=sys.stderr)
         return 2
-    st = runstate.status(run_dir)
+    st = engine_state.status(run_dir)
     if args.status:
         print(st.describe(run_dir))
         return 0 if st.kind == "alive" else 1
     if st.kind != "alive":
         print(f"error: {st.describe(run_dir)}; resume it with `gpttui launch {run_dir}`", file=sys.stderr)
         return 1
-    from gpttui import config as C
     from gpttui.app import GpttuiApp, LaunchPlan  # Textual only once there is something to show
+    from gpttui.run import config as C
 
     try:
         loaded = C.load(run_dir)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from gpttui import config as C
+from gpttui.run import config as C
 
 HELP = "print a resolved config and what it implies"
 OVERRIDES = True

@@ -19,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpttui import doctor
-    from gpttui.runlog import RunLogError, load_run
+    from gpttui.analysis import doctor
+    from gpttui.run.history import RunLogError, load_run
 
     for name in ("until", "forecast_at"):
         value = getattr(args, name)

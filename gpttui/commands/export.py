@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpttui import export
-    from gpttui.runlog import RunLogError, load_run
+    from gpttui.analysis import export
+    from gpttui.run.history import RunLogError, load_run
 
     if not args.output and not args.chart:
         print("error: nothing to write: give -o FILE and/or --chart FILE", file=sys.stderr)

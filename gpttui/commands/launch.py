@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpttui import config as C
-from gpttui import rundir
 from gpttui.commands.train import add_runner_arguments, runner_flags, world_size, world_size_error
+from gpttui.run import config as C
+from gpttui.run import directory, layout
 
 HELP = "open the dashboard on a config, a run directory, or the bundled demo"
 OVERRIDES = True
@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
         if runner and plan.attach:
             raise LaunchError(f"{plan.run_dir}: its engine is running; the job's size can't change under it "
                               f"(`gpttui launch {plan.run_dir}` without torchrun's flags attaches)")
-    except (LaunchError, C.ConfigError, rundir.RunDirError) as e:
+    except (LaunchError, C.ConfigError, directory.RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from gpttui.app import GpttuiApp  # Textual is imported only once the plan holds
-    from gpttui.client import EngineClient
+    from gpttui.ipc.process import EngineClient
 
     EngineClient.runner = runner
     code = GpttuiApp(plan).run()
@@ -55,10 +55,10 @@ def make_plan(target: str | None, overrides: list[str], world: int = 1):
     from gpttui.app import DataToPrepare, LaunchPlan
 
     if target is None:
-        from gpttui import demo
+        from gpttui.run import demo
 
         run_dir = Path.cwd() / demo.DIR_NAME
-        if (run_dir / rundir.CONFIG).is_file():
+        if (run_dir / layout.CONFIG).is_file():
             plan = _run_dir_plan(run_dir, overrides, world)
             plan.note = "demo"
             return plan
@@ -70,8 +70,8 @@ def make_plan(target: str | None, overrides: list[str], world: int = 1):
 
     path = Path(target)
     if path.is_dir():
-        if not (path / rundir.CONFIG).is_file():
-            raise LaunchError(f"{path}: not a run directory (no {rundir.CONFIG}); "
+        if not (path / layout.CONFIG).is_file():
+            raise LaunchError(f"{path}: not a run directory (no {layout.CONFIG}); "
                               "give a config file to start a run")
         return _run_dir_plan(path, overrides, world)
     if not path.exists():
@@ -81,29 +81,29 @@ def make_plan(target: str | None, overrides: list[str], world: int = 1):
     cfg = loaded.config
     _check(cfg, world)
     run_dir = Path(cfg.out_dir)
-    if cfg.init_from == "scratch" and (run_dir / rundir.CKPT).is_file():
+    if cfg.init_from == "scratch" and (run_dir / layout.CKPT).is_file():
         raise LaunchError(f"{run_dir}: already holds a run (ckpt.pt): open it with `gpttui launch {run_dir}` "
                           "to resume, or choose another out_dir")
     need = _missing_data(cfg)
     if need is None:
-        cfg, _ = rundir.prepare(cfg, run_dir)  # writes RUN_DIR/config.toml
+        cfg, _ = directory.prepare(cfg, run_dir)  # writes RUN_DIR/config.toml
         loaded = C.LoadedConfig(cfg, loaded.source, loaded.source_text, loaded.overrides)
     return LaunchPlan(run_dir, loaded, prepare=need, new_run=need is not None)
 
 
 def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):
-    from gpttui import runstate
     from gpttui.app import LaunchPlan
+    from gpttui.run import engine_state
 
     loaded = C.load(run_dir, overrides)
     _check(loaded.config, world)
-    status = runstate.status(run_dir)
+    status = engine_state.status(run_dir)
     if status.kind == "alive":
         if overrides:
             raise LaunchError(f"{run_dir}: its engine is running (pid {status.info.pid if status.info else '?'}); "
                               "overrides can't apply to a running run: change live fields from the dashboard")
         return LaunchPlan(run_dir, loaded, start=False, attach=True)
-    init = "resume" if (run_dir / rundir.CKPT).is_file() else "scratch"
+    init = "resume" if (run_dir / layout.CKPT).is_file() else "scratch"
     args = [f"--init_from={init}", *overrides]
     return LaunchPlan(run_dir, loaded, engine_args=args, prepare=_missing_data(loaded.config))
 
@@ -113,7 +113,7 @@ def _missing_data(cfg: C.TrainConfig):
 
     d = cfg.resolved_data_dir()
     if (d / "train.bin").is_file() and (d / "val.bin").is_file():
-        rundir.check_data(cfg)  # sizes and vocabulary: fail here, in one line
+        directory.check_data(cfg)  # sizes and vocabulary: fail here, in one line
         return None
     tokenizer = "char" if cfg.dataset.endswith("_char") else "gpt2"
     return DataToPrepare(d, None, tokenizer)

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gpttui.run import layout
+
 HELP = "open runs or nanoGPT logs read-only in the dashboard"
 
 
@@ -26,7 +28,7 @@ def check(path: Path) -> str | None:
     if not path.exists():
         return f"{path}: no such run directory or log file"
     if path.is_dir():
-        if not (path / "metrics.jsonl").is_file() and not (path / "config.toml").is_file():
+        if not (path / layout.METRICS).is_file() and not (path / layout.CONFIG).is_file():
             return f"{path}: not a run directory (no metrics.jsonl or config.toml)"
         return None
     try:

@@ -1,6 +1,6 @@
 """`gpttui prepare SOURCE... --out DIR`: parquet, text and JSON lines into train.bin / val.bin.
 
-The work is gpttui.engine.prepare (no torch); this module parses flags and shows progress:
+The work is gpttui.data.prepare (no torch); this module parses flags and shows progress:
 a rich bar on a terminal, a plain line every few seconds otherwise (logs, pipes).
 """
 
@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from gpttui.engine import prepare as P
+from gpttui.data import prepare as P
 
 if TYPE_CHECKING:
     from rich.console import Console

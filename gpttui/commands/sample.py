@@ -17,10 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpttui import protocol
+from gpttui.run import layout, protocol
 
 HELP = "generate text from a checkpoint (nanoGPT sample.py flags)"
-SEPARATOR = "---------------"
 
 
 def _nano_str(text: str) -> str:
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: init_from: only 'resume' is supported (got {args.init_from!r}); pretrained GPT-2 "
               f"weights would need a download", file=sys.stderr)
         return 2
-    ckpt = Path(args.ckpt) if args.ckpt else Path(args.out_dir) / "ckpt.pt"
+    ckpt = Path(args.ckpt) if args.ckpt else Path(args.out_dir) / layout.CKPT
     if not ckpt.is_file():
         print(f"error: {ckpt}: no checkpoint there (train first, or give --out_dir / --ckpt)", file=sys.stderr)
         return 2
@@ -134,7 +133,7 @@ def _print_events(stream: Any) -> int | None:
             out.write(e["text"])
             out.flush()
         elif kind == "sample_done":
-            out.write("\n" + SEPARATOR + "\n")
+            out.write("\n" + layout.SAMPLE_SEPARATOR + "\n")
             out.flush()
             total_tokens += e.get("tokens", 0)
             total_s += e.get("seconds", 0.0)

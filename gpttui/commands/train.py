@@ -24,9 +24,9 @@ import threading
 from pathlib import Path
 from typing import IO, Any, Sequence
 
-from gpttui import config as C
-from gpttui import protocol, rundir
-from gpttui.client import engine_argv, torchrun_env
+from gpttui.ipc.process import engine_argv, torchrun_env
+from gpttui.run import config as C
+from gpttui.run import directory, layout, protocol
 
 HELP = "train headless, printing nanoGPT's log lines"
 OVERRIDES = True
@@ -90,10 +90,10 @@ def resolve(target: str, overrides: list[str]) -> C.LoadedConfig:
     """The config to train: a run directory resumes unless --init_from says otherwise. A nanoGPT
     out_dir (ckpt.pt, no config.toml) takes the config nanoGPT saved in its checkpoint."""
     path = Path(target)
-    if path.is_dir() and not (path / rundir.CONFIG).exists() and (path / rundir.CKPT).exists():
+    if path.is_dir() and not (path / layout.CONFIG).exists() and (path / layout.CKPT).exists():
         ov = C.parse_overrides(overrides)
-        values = {**rundir.config_from_checkpoint(path), **ov}
-        loaded = C.LoadedConfig(C.build(values), str(path / rundir.CKPT), "", ov)
+        values = {**directory.config_from_checkpoint(path), **ov}
+        loaded = C.LoadedConfig(C.build(values), str(path / layout.CKPT), "", ov)
     else:
         loaded = C.load(path, overrides)
     if path.is_dir():
@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         loaded = resolve(args.target, args.overrides)
         if error := world_size_error(loaded.config, world_size(args)):
             raise C.ConfigError(error)
-        cfg, _ = rundir.prepare(loaded.config, force=args.force)
-    except (C.ConfigError, rundir.RunDirError) as e:
+        cfg, _ = directory.prepare(loaded.config, force=args.force)
+    except (C.ConfigError, directory.RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if loaded.source_text and not Path(args.target).is_dir():  # as nanoGPT's configurator does
@@ -151,12 +151,14 @@ class CommandPipe:
 TORCHRUN_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
 # what its failure report (re)says about workers, in the one line the user gets instead
 SHUTDOWN_NOISE = ("closing signal", "failed (exitcode")
+RANK_FAILED = re.compile(r"^error: rank \d+ failed: ")
 
 
 class EngineOutput:
     """Where each stderr line of the engine goes: its log to our stdout, "error:" and "warning:"
-    lines to our stderr, each error once (rank 0 repeats a failed rank's own line). Under torchrun,
-    torchrun's failure traceback is held back and summarised as one line, if no error was said."""
+    lines to our stderr, each error once (rank 0 repeats a failed rank's line, and an error every
+    rank meets is said by each). Under torchrun, torchrun's failure traceback is held back and
+    summarised as one line, if no error was said."""
 
     def __init__(self, out: IO[str], err: IO[str], torchrun: bool) -> None:
         self.out, self.err = out, err
@@ -176,9 +178,10 @@ class EngineOutput:
                 self._write(self.err, text)
             return
         if text.startswith("error:"):
-            if text in self.errors:
+            said = RANK_FAILED.sub("error: ", text)  # "rank 1 failed: X" repeats an "X" said
+            if said in self.errors:
                 return
-            self.errors.add(text)
+            self.errors.add(said)
         self._write(self.err if text.startswith(("error:", "warning:")) else self.out, text)
 
     def end(self) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
-from gpttui import config as C
-from gpttui import protocol, rundir
-from gpttui.protocol import Command
+from gpttui.run import config as C
+from gpttui.run import directory, layout, protocol
+from gpttui.run.protocol import Command
 
 USAGE = "usage: python -m gpttui.engine RUN_DIR [--key=value ...]"
 
@@ -27,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     run_dir = Path(argv[0])
-    if not (run_dir / rundir.CONFIG).is_file():
-        print(f"error: {run_dir}: not a run directory (no {rundir.CONFIG})", file=sys.stderr)
+    if not (run_dir / layout.CONFIG).is_file():
+        print(f"error: {run_dir}: not a run directory (no {layout.CONFIG})", file=sys.stderr)
         return 2
 
     from gpttui.engine import signals
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer: Trainer | None = None
     if dist.master:
         from gpttui.engine.host import EngineHost, stdin_is_pipe
-        from gpttui.runstate import RunLocked
+        from gpttui.run.engine_state import RunLocked
 
         host = EngineHost(run_dir, lambda cmd: commands.push(cmd))
         try:
@@ -64,6 +65,26 @@ def main(argv: list[str] | None = None) -> int:
     else:
         chan, commands = Channel(None), None
 
+    closing = threading.Lock()
+    closed = False
+
+    def close(code: int, exit_now: bool) -> None:
+        """Flush the events and release the run directory, once, though the main thread and the
+        signal watcher may both get here; `exit_now`: end the process inside (the other waits)."""
+        nonlocal closed
+        with closing:
+            if not closed:
+                closed = True
+                chan.close()
+                if host is not None:
+                    host.close(code)
+            if exit_now:
+                # the process group of a failed job may keep threads bound to a dead peer; torch's
+                # destructors at interpreter exit then abort ("terminate called ..."): skip them
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+
     def on_signal(sig: int) -> None:
         """The first SIGINT or SIGTERM. Rank 0 checkpoints, then exits (the other ranks follow
         its broadcast stop: they do nothing here). But when a rank has failed, torchrun is ending
@@ -76,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 commands.push(Command("stop", {}))
             return
         if trainer.finish(failed):
-            chan.close()
-            if host is not None:
-                host.close(1)
-            os._exit(1)
+            close(1, exit_now=True)
 
     signals.watch(on_signal)
     try:
@@ -87,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = C.replace(loaded.config, out_dir=str(run_dir))
         if loaded.overrides and dist.master:
             C.check(cfg)
-            rundir.write_config(cfg, run_dir)
+            directory.write_config(cfg, run_dir)
     except C.ConfigError as e:
         chan.emit("error", 0, message=str(e))
         chan.log(f"error: {e}")
@@ -101,15 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg, run_dir, chan, commands, dist)
         code = trainer.run()
     finally:
-        chan.close()
-        if host is not None:
-            host.close(code)
-    if dist.ddp and code != 0:
-        # the process group of a failed job may keep threads bound to a dead peer; torch's
-        # destructors at interpreter exit then abort ("terminate called ..."): leave without them
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        close(code, exit_now=dist.ddp and code != 0)
     return code
 
 

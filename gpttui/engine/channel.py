@@ -23,8 +23,8 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from gpttui import protocol
 from gpttui.engine.durable import AppendFile
+from gpttui.run import layout, protocol
 
 
 class LineWriter:
@@ -96,8 +96,8 @@ class Channel:
                  stderr: IO[bytes] | None = None, *,
                  on_broken: Callable[[], None] | None = None,
                  on_disk_full: Callable[[OSError], None] | None = None):
-        self.metrics = AppendFile(run_dir / "metrics.jsonl", on_disk_full, faults=True) if run_dir else None
-        self.logfile = AppendFile(run_dir / "engine.log") if run_dir else None
+        self.metrics = AppendFile(run_dir / layout.METRICS, on_disk_full, faults=True) if run_dir else None
+        self.logfile = AppendFile(run_dir / layout.ENGINE_LOG) if run_dir else None
         self.out = LineWriter(stdout, name="events", on_broken=on_broken) if stdout else None
         self.err = LineWriter(stderr, name="log", on_broken=on_broken) if stderr else None
         self.lock = threading.Lock()

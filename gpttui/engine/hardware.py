@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
-import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from gpttui.peaks import table_peak  # the GPU table, shared with the torch-free doctor
+from gpttui.analysis.peaks import table_peak  # the GPU table, shared with the torch-free doctor
 
 MEASUREMENTS = 3  # engine starts that measure the CPU's peak before the cached best is trusted
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpttui" / "peak_flops.json"

@@ -24,7 +24,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gpttui import control, protocol, runstate
+from gpttui.ipc import control
+from gpttui.run import engine_state, layout, protocol
 
 UI_LOST = "ui_lost"  # internal command (never read from a pipe or socket: not in protocol.COMMANDS)
 
@@ -42,17 +43,17 @@ class EngineHost:
         """`push(Command)` queues a command for the training loop (CommandReader.push)."""
         self.run_dir = Path(run_dir)
         self.push = push
-        self.status = runstate.EngineStatus(self.run_dir)
+        self.status = engine_state.EngineStatus(self.run_dir)
         self.server: control.ControlServer | None = None
         self._lost = threading.Event()
 
     def start(self) -> None:
-        """Take the run lock (raises runstate.RunLocked), listen on the socket, start the heartbeat."""
+        """Take the run lock (raises engine_state.RunLocked), listen on the socket, start the heartbeat."""
         self.status.acquire()
         remove_leftovers(self.run_dir)
         # A crash in native code (segfault, abort) leaves its Python stack in engine.log,
         # which an attached UI shows as the engine's last words.
-        self._crash_log = open(self.run_dir / "engine.log", "a")
+        self._crash_log = open(self.run_dir / layout.ENGINE_LOG, "a")
         faulthandler.enable(self._crash_log)
         # no pipe on stdin: nobody to detach from (a shell's `< /dev/null`, `gpttui train`)
         self.status.update(ui="attached" if stdin_is_pipe() else "headless")

@@ -189,7 +189,8 @@ class GPT(nn.Module):
         """
         b, t = idx.size()
         start = 0 if cache is None else cache.pos
-        assert start + t <= self.config.block_size, f"Cannot forward sequence of length {start + t}, block size is only {self.config.block_size}"
+        assert start + t <= self.config.block_size, \
+            f"Cannot forward sequence of length {start + t}, block size is only {self.config.block_size}"
         pos = torch.arange(start, start + t, dtype=torch.long, device=idx.device)
         tok_emb = self.transformer.wte(idx)  # (b, t, n_embd)
         pos_emb = self.transformer.wpe(pos)  # (t, n_embd)

@@ -51,15 +51,13 @@ import psutil
 import torch
 from torch.nn import functional as F
 
-from gpttui import protocol, runstate
+from gpttui.data.tokenizer import GPT2Tokenizer, Tokenizer, for_data_dir, gpt2
 from gpttui.engine import checkpoint as K
 from gpttui.engine import hardware
 from gpttui.engine.model import GPT, GPTConfig, KVCache
-from gpttui.engine.tokenizer import GPT2Tokenizer, Tokenizer, for_data_dir, gpt2
+from gpttui.run import engine_state, layout, protocol
 
-SAMPLES_FILE = "samples.jsonl"
 EOT_TEXT = "<|endoftext|>"
-ACTIVE_STATES = frozenset({"starting", "running", "evaluating", "saving"})
 
 
 class SampleError(ValueError):
@@ -125,7 +123,7 @@ class Request:
         return req
 
     def checkpoint_path(self) -> Path:
-        return Path(self.ckpt) if self.ckpt else Path(self.out_dir) / "ckpt.pt"
+        return Path(self.ckpt) if self.ckpt else Path(self.out_dir) / layout.CKPT
 
     def prompt_text(self) -> str:
         """The prompt; `FILE:path` reads it from a file, as nanoGPT's sample.py does."""
@@ -500,7 +498,7 @@ def checkpoint_sample(model: GPT, cfg: Any, iter_num: int, val_loss: float | Non
         torch.set_num_threads(threads)
     record = {"iter": iter_num, "t": round(time.time(), 3), "val_loss": val_loss, "prompt": cfg.sample_prompt,
               "text": tok.decode(new), "ckpt": str(ckpt_path)}
-    append_jsonl(ckpt_path.parent / SAMPLES_FILE, record)
+    append_jsonl(ckpt_path.parent / layout.SAMPLES, record)
     return record
 
 
@@ -522,8 +520,8 @@ def auto_threads(run_dir: Path) -> int:
     would count this sampler's own last request), at least one. Oversubscribed cores are the
     worst case for decoding: each token is a few hundred small parallel regions, and a thread
     waiting for a busy core stalls each of them (2 threads on busy cores ran 10-50x slower)."""
-    st = runstate.status(run_dir)
-    if st.kind == "alive" and (st.info is None or st.info.state in ACTIVE_STATES):
+    st = engine_state.status(run_dir)
+    if st.kind == "alive" and (st.info is None or st.info.state in layout.TRAINING_STATES):
         return 1
     cores = hardware.auto_threads()
     busy = psutil.cpu_percent(interval=0.1) / 100 * (psutil.cpu_count() or cores)

@@ -35,15 +35,15 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from gpttui import config as C
-from gpttui import protocol, rundir
 from gpttui.engine import checkpoint as K
 from gpttui.engine import durable, hardware
+from gpttui.engine.batches import Batches, DataError
 from gpttui.engine.channel import Channel, CommandReader
-from gpttui.engine.data import Batches, DataError
 from gpttui.engine.host import UI_LOST
-from gpttui.engine.model import GPT, MODEL_ARGS, GPTConfig
+from gpttui.engine.model import GPT, GPTConfig
 from gpttui.engine.sample import checkpoint_sample
+from gpttui.run import config as C
+from gpttui.run import directory, layout, protocol
 
 FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this iteration
 FAULT_NAN_RANK_ENV = "GPTTUI_FAULT_NAN_RANK"  # ... on this rank only (default: every rank)
@@ -174,7 +174,7 @@ class Trainer:
             self.loop()
         except Stop as s:
             final = s
-        except (C.ConfigError, K.CheckpointError, DataError, rundir.RunDirError, hardware.DeviceError) as e:
+        except (C.ConfigError, K.CheckpointError, DataError, directory.RunDirError, hardware.DeviceError) as e:
             final = Stop("failed", str(e))
         except torch.cuda.OutOfMemoryError:
             final = Stop("failed", f"out of GPU memory at iter {self.iter_num}: lower batch_size "
@@ -286,7 +286,7 @@ class Trainer:
                                dropout=cfg.dropout)
         ckpt = None
         if cfg.init_from == "resume":
-            path = self.run_dir / rundir.CKPT
+            path = self.run_dir / layout.CKPT
             self.log(f"Resuming training from {self.run_dir}")
             ckpt = K.load(path, map_location=dev.device)
             K.check_model_args(ckpt["model_args"], self.model_args, path)
@@ -301,7 +301,7 @@ class Trainer:
             try:
                 model.load_state_dict(ckpt["model"])
             except RuntimeError as e:
-                raise K.CheckpointError(f"{self.run_dir / rundir.CKPT}: weights do not fit the model: "
+                raise K.CheckpointError(f"{self.run_dir / layout.CKPT}: weights do not fit the model: "
                                         f"{str(e).splitlines()[0]}") from None
         self.log(f"number of parameters: {model.get_num_params() / 1e6:.2f}M")
         model.to(dev.device)
@@ -463,7 +463,7 @@ class Trainer:
             self.optimizer.param_groups[0]["weight_decay"] = new.weight_decay
         if self.dist.master:
             try:
-                rundir.write_config(new, self.run_dir)
+                directory.write_config(new, self.run_dir)
             except OSError as e:  # the change holds in this session; config.toml keeps the old values
                 if not durable.is_disk_full(e):
                     raise
@@ -599,8 +599,8 @@ class Trainer:
             what = f"gradient norm {bad_norm[0]}"
         else:
             return
-        last = (f"the last good checkpoint ({self.run_dir / rundir.CKPT}) is kept"
-                if (self.run_dir / rundir.CKPT).exists() else "no checkpoint was written")
+        last = (f"the last good checkpoint ({self.run_dir / layout.CKPT}) is kept"
+                if (self.run_dir / layout.CKPT).exists() else "no checkpoint was written")
         raise Stop("failed", f"non-finite {what} at iter {it}; stopped before the optimizer step, {last}",
                    shared=True)
 
@@ -670,7 +670,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
         }
         self.log(f"saving checkpoint to {self.run_dir}")
-        path = self.run_dir / rundir.CKPT
+        path = self.run_dir / layout.CKPT
         try:
             durable.check_injected_fault()
             K.save(path, ckpt)

@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from gpttui.config import human_count
+from gpttui.run.config import human_count
 from gpttui.widgets.eval_table import EvalTable
 from gpttui.widgets.overlay_chart import Curve, OverlayChart
 

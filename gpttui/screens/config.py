@@ -24,7 +24,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from gpttui import config as C
+from gpttui.run import config as C
+from gpttui.run import layout
 
 Action = Literal["live", "restart", "new_run"]
 COMPUTE_OPTIMAL_TOKENS_PER_PARAM = 20  # Hoffmann et al. (Chinchilla)
@@ -137,10 +138,10 @@ def plan_apply(run: C.TrainConfig, candidate: C.TrainConfig, current_iter: int |
 def new_run_problem(cfg: C.TrainConfig) -> str | None:
     """Why a new run can't start from `cfg` in its out_dir, if it can't."""
     out = Path(cfg.out_dir)
-    if cfg.init_from == "scratch" and ((out / "metrics.jsonl").exists() or (out / "ckpt.pt").exists()):
+    if cfg.init_from == "scratch" and ((out / layout.METRICS).exists() or (out / layout.CKPT).exists()):
         return f"out_dir: {cfg.out_dir!r} already holds a run; choose a new out_dir for a new run"
-    if cfg.init_from == "resume" and not (out / "ckpt.pt").exists():
-        return f"init_from: 'resume' needs {out / 'ckpt.pt'}, which does not exist"
+    if cfg.init_from == "resume" and not (out / layout.CKPT).exists():
+        return f"init_from: 'resume' needs {out / layout.CKPT}, which does not exist"
     return None
 
 
@@ -265,7 +266,7 @@ class ConfigScreen(Screen[ConfigResult | None]):
         if loaded is None:
             app: Any = self.app
             loaded = dataclasses.replace(app.loaded, config=app.config)
-            live = app.engine_alive or (Path(app.run_dir) / "ckpt.pt").exists()
+            live = app.engine_alive or (Path(app.run_dir) / layout.CKPT).exists()
             measured_ms_per_iter = app.ms_per_iter
             current_iter = app.live.iter if live else None
             device_memory_bytes = device_memory(app.live.hello.get("device") or app.config.device)
@@ -463,7 +464,7 @@ class ConfigScreen(Screen[ConfigResult | None]):
             return
         path = Path(text).expanduser()
         if path.is_dir():
-            path = path / "config.toml"
+            path = path / layout.CONFIG
         if path.suffix != ".toml":
             self._status(f"save writes TOML: give a path ending in .toml (e.g. {path.with_suffix('.toml')})",
                          error=True)

@@ -1,4 +1,4 @@
-"""The run doctor panel (key d): gpttui.doctor's findings for the run on screen.
+"""The run doctor panel (key d): gpttui.analysis.doctor's findings for the run on screen.
 
 The report is computed off the UI thread on a snapshot of the history, and again every
 REFRESH_S seconds while the run is live.
@@ -17,8 +17,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from gpttui import doctor
-from gpttui.runlog import RunHistory
+from gpttui.analysis import doctor
+from gpttui.run.history import RunHistory
 
 REFRESH_S = 5.0
 LEVEL_STYLE = {"ok": "green", "note": "yellow", "warn": "bold red"}

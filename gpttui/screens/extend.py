@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 from textual.worker import get_current_worker
 
-from gpttui import config as C
+from gpttui.run import config as C
 from gpttui.widgets.lr_chart import AFTER_COLOR, BEFORE_COLOR, LRChart
 
 TOKEN_UNITS = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
@@ -119,7 +119,7 @@ def evals_between(start: int, end: int, eval_interval: int) -> int:
 class Forecast:
     iter: int
     val_loss: float
-    low: float     # the band of gpttui.forecast (model spread, eval noise, extrapolation)
+    low: float     # the band of gpttui.analysis.forecast (model spread, eval noise, extrapolation)
     high: float
     n_evals: int   # evals the fit used
 
@@ -137,8 +137,8 @@ def eval_points(evals: Iterable[Any]) -> list[tuple[int, float]]:
 def forecast_val_loss(before: C.TrainConfig, after: C.TrainConfig, evals: Iterable[Any], at_iter: int,
                       current_iter: int) -> Forecast | None:
     """Val loss at `at_iter` if the run follows `before`'s schedule up to `current_iter` and
-    `after`'s from there (gpttui.forecast's schedule-aware fit; None without enough evals)."""
-    from gpttui import forecast as F  # numpy: imported when a forecast is first asked for
+    `after`'s from there (gpttui.analysis.forecast's schedule-aware fit; None without enough evals)."""
+    from gpttui.analysis import forecast as F  # numpy: imported when a forecast is first asked for
 
     points = eval_points(evals)
     if not points:

@@ -3,8 +3,6 @@ demo's bundled text), showing `gpttui prepare`'s progress. The work runs on a th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -77,7 +75,7 @@ class PrepareScreen(ModalScreen[bool | None]):
 
     @work(thread=True, exclusive=True)
     def _prepare(self, sources: list[str], tokenizer: str) -> None:
-        from gpttui.engine.prepare import PrepareError, prepare
+        from gpttui.data.prepare import PrepareError, prepare
 
         def progress(p) -> None:
             if self._cancel:

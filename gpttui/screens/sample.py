@@ -27,14 +27,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import (Button, Footer, Input, Label, OptionList, Select, Static, TabbedContent,
-                             TabPane, TextArea)
+from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static, TabbedContent, TabPane, TextArea
 from textual.widgets.option_list import Option
 
-from gpttui.client import ProtocolProcess
-from gpttui.commands.sample import SEPARATOR
+from gpttui.ipc.process import ProtocolProcess
+from gpttui.run import layout
 
-SAMPLES_FILE = "samples.jsonl"  # written by the engine (engine/sample.py), read here without torch
 TICK_S = 0.05
 FILES_EVERY = 40  # ticks between looks at the run directory (~2 s)
 
@@ -86,7 +84,7 @@ def list_checkpoints(run_dir: Path) -> list[tuple[Path, os.stat_result]]:
                 found.append((p, st))
     except OSError:
         return []
-    found.sort(key=lambda ps: (ps[0].name != "ckpt.pt", -ps[1].st_mtime))
+    found.sort(key=lambda ps: (ps[0].name != layout.CKPT, -ps[1].st_mtime))
     return found
 
 
@@ -238,7 +236,7 @@ class SampleScreen(Screen):
             if kind == "token":
                 if e.get("prompt"):
                     if e.get("sample", 0) > 0:
-                        out.append("\n" + SEPARATOR + "\n")
+                        out.append("\n" + layout.SAMPLE_SEPARATOR + "\n")
                 out.append(e["text"])
             elif kind == "sample_done":
                 self.add_history(e)
@@ -250,7 +248,8 @@ class SampleScreen(Screen):
                     self.set_status("ready: type a prompt; Enter (or ctrl+g) generates")
             elif kind == "log" and e.get("ckpt"):
                 val = e.get("val_loss")
-                info = f"iter {e.get('iter_num', e['iter'])}" + (f" · val loss {val:.4f}" if isinstance(val, (int, float)) else "")
+                info = f"iter {e.get('iter_num', e['iter'])}"
+                info += f" · val loss {val:.4f}" if isinstance(val, (int, float)) else ""
                 self.query_one("#ckpt-info", Static).update(
                     f"{info} · {e.get('params', 0) / 1e6:.2f}M params · {e.get('tokenizer', '?')} "
                     f"vocab {e.get('vocab_size', '?')} · block {e.get('block_size', '?')}"
@@ -355,7 +354,7 @@ class SampleScreen(Screen):
     @on(OptionList.OptionHighlighted, "#history-list")
     def show_history(self, event: OptionList.OptionHighlighted) -> None:
         d = self.history[int(event.option.id or 0)]
-        head = f"{Path(d.ckpt).name} · iter {d.iter} · {d.settings} · {d.tokens} tokens\n{SEPARATOR}\n"
+        head = f"{Path(d.ckpt).name} · iter {d.iter} · {d.settings} · {d.tokens} tokens\n{layout.SAMPLE_SEPARATOR}\n"
         self.query_one("#history-text", TextArea).load_text(head + d.prompt + d.text)
 
     @on(OptionList.OptionHighlighted, "#over-time-list")
@@ -363,7 +362,7 @@ class SampleScreen(Screen):
         row = self.over_time[int(event.option.id or 0)]
         val = row.get("val_loss")
         head = (f"iter {row.get('iter')}" + (f" · val loss {val:.4f}" if isinstance(val, (int, float)) else "")
-                + f" · {Path(str(row.get('ckpt', ''))).name}\n{SEPARATOR}\n")
+                + f" · {Path(str(row.get('ckpt', ''))).name}\n{layout.SAMPLE_SEPARATOR}\n")
         self.query_one("#over-time-text", TextArea).load_text(head + str(row.get("prompt", "")) + row["text"])
 
     def refresh_files(self) -> None:
@@ -383,7 +382,7 @@ class SampleScreen(Screen):
             elif values:
                 sel.value = values[0]
         before = self._samples_offset
-        rows, self._samples_offset = read_samples_jsonl(self.run_dir / SAMPLES_FILE, self._samples_offset)
+        rows, self._samples_offset = read_samples_jsonl(self.run_dir / layout.SAMPLES, self._samples_offset)
         ol = self.query_one("#over-time-list", OptionList)
         if self._samples_offset < before:  # the file was replaced: start the list again
             self.over_time.clear()

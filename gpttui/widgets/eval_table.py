@@ -5,9 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from gpttui.liverun import LiveRun
+from gpttui.analysis.live import LiveRun
 from gpttui.widgets import fmt
-
 
 MAX_ROWS = 1000  # the most recent evals; the doctor and metrics.jsonl have them all
 COLUMNS = ("step", "train", "val", "gap", "note")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from gpttui.config import human_count
+from gpttui.run.config import human_count
 
 
 def duration(seconds: float | None) -> str:

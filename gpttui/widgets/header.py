@@ -11,8 +11,8 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
-from gpttui import config as C
-from gpttui.liverun import LiveRun
+from gpttui.analysis.live import LiveRun
+from gpttui.run import config as C
 from gpttui.widgets import fmt
 
 

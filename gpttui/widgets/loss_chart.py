@@ -16,8 +16,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from gpttui.liverun import LiveRun
-from gpttui.widgets.series import X_AXES, column_envelope, ema
+from gpttui.analysis.live import LiveRun
+from gpttui.analysis.series import X_AXES, column_envelope, ema
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 ZOOM_STEPS = (0, 5000, 1000, 200)   # last N iterations; 0 = the whole run

@@ -11,7 +11,7 @@ import plotext
 from rich.text import Text
 from textual.widget import Widget
 
-from gpttui.config import TrainConfig, human_count, lr_at
+from gpttui.run.config import TrainConfig, human_count, lr_at
 
 # plotext's "simple" theme gives its signals these terminal colours, in order
 BEFORE_COLOR = "blue"

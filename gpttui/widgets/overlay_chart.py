@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from gpttui.runlog import RunHistory
+from gpttui.run.history import RunHistory
 
 # 8-bit colours, one per run, in order (distinct on dark and light themes)
 PALETTE = (9, 12, 10, 11, 13, 14, 208, 141, 44, 203)

@@ -7,7 +7,7 @@ import time
 from rich.text import Text
 from textual.widgets import Static
 
-from gpttui.liverun import LiveRun
+from gpttui.analysis.live import LiveRun
 from gpttui.widgets import fmt
 
 STATE_STYLE = {

@@ -9,11 +9,11 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-
-from gpttui import config as C
-from gpttui import rundir, runstate
-from gpttui.metapkl import write_meta_pkl
 from kit import SHAKESPEARE, TINY, Engine
+
+from gpttui.data.metapkl import write_meta_pkl
+from gpttui.run import config as C
+from gpttui.run import directory, engine_state
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def make_run(tmp_path, char_data) -> Callable[..., Path]:
         rd = tmp_path / name
         cfg = C.replace(C.TrainConfig(), **{**TINY, "data_dir": str(char_data), "out_dir": str(rd),
                                            **overrides})
-        rundir.prepare(cfg, rd, force=True)
+        directory.prepare(cfg, rd, force=True)
         return rd
 
     return make
@@ -64,8 +64,8 @@ def engines():
             e.signal(signal.SIGKILL)
             e.wait(10)
     for d in {*(e.run_dir for e in started), *dirs}:
-        info = runstate.read_info(d)
-        if info and runstate.status(d).kind == "alive" and info.pid != os.getpid():
+        info = engine_state.read_info(d)
+        if info and engine_state.status(d).kind == "alive" and info.pid != os.getpid():
             try:
                 os.kill(info.pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from gpttui import protocol
-from gpttui.client import EngineClient
+from gpttui.ipc.process import EngineClient
+from gpttui.run import protocol
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "gpttui" / "assets" / "tinyshakespeare.txt"
 

@@ -10,15 +10,15 @@ import signal
 import time
 
 import pytest
+from kit import ckpt_iter, events
 
-from gpttui import runstate
 from gpttui.app import GpttuiApp
-from gpttui.client import EngineClient
 from gpttui.commands.launch import make_plan
-from gpttui.control import SocketClient
+from gpttui.ipc.control import SocketClient
+from gpttui.ipc.process import EngineClient
+from gpttui.run import engine_state
 from gpttui.screens.confirm import ConfirmScreen
 from gpttui.screens.failure import FailureScreen
-from kit import ckpt_iter, events
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,8 +32,8 @@ async def until(pilot, pred, timeout: float = 60.0, what: str = "") -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _info(rd) -> runstate.EngineInfo:
-    return runstate.read_info(rd) or runstate.EngineInfo(0, "", 0, 0)
+def _info(rd) -> engine_state.EngineInfo:
+    return engine_state.read_info(rd) or engine_state.EngineInfo(0, "", 0, 0)
 
 
 def _shown(screen) -> str:
@@ -68,7 +68,7 @@ def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run,
     at = _info(rd).iter
     while _info(rd).iter < at + 50 and time.monotonic() - t0 < 60:
         time.sleep(0.1)
-    assert runstate.status(rd).kind == "alive"
+    assert engine_state.status(rd).kind == "alive"
 
     async def second_ui() -> None:
         plan = make_plan(str(rd), [])
@@ -98,9 +98,9 @@ def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run,
 
     asyncio.run(second_ui())
     t0 = time.monotonic()
-    while runstate.status(rd).kind == "alive" and time.monotonic() - t0 < 30:
+    while engine_state.status(rd).kind == "alive" and time.monotonic() - t0 < 30:
         time.sleep(0.1)
-    st = runstate.status(rd)
+    st = engine_state.status(rd)
     assert st.kind == "none" and st.info.state == "stopped"
     on_disk = [e["iter"] for e in events(rd) if e["type"] == "step"]
     assert on_disk == list(range(len(on_disk)))  # one session through detach and attach
@@ -135,4 +135,4 @@ def test_engine_killed_under_the_attached_dashboard_is_shown_and_r_resumes(make_
         assert app.ui_errors == []
 
     asyncio.run(go())
-    assert runstate.status(rd).info.state == "stopped"
+    assert engine_state.status(rd).info.state == "stopped"

@@ -11,12 +11,13 @@ import sys
 import time
 
 import pytest
+from kit import ckpt_iter, events, wait_for
 
-from gpttui import control, runstate
 from gpttui.engine.durable import FAULT_DISK_FULL_ENV, FAULT_SLOW_SAVE_ENV
 from gpttui.engine.trainer import FAULT_NAN_ENV
-from gpttui.runlog import RunHistory, read_events
-from kit import ckpt_iter, events, wait_for
+from gpttui.ipc import control
+from gpttui.run import engine_state
+from gpttui.run.history import RunHistory, read_events
 
 
 def _steps(evs):
@@ -33,7 +34,7 @@ def test_kill9_mid_checkpoint_keeps_the_previous_one_and_resume_continues(make_r
     assert any(p.name.startswith(".ckpt.pt.tmp") for p in rd.iterdir())
     eng.kill9()
     assert ckpt_iter(rd / "ckpt.pt") == 40
-    st = runstate.status(rd)
+    st = engine_state.status(rd)
     assert st.kind == "stale" and st.info.state == "saving"
     before = _steps(events(rd))
     assert before[-1]["iter"] == 79  # step events carry nanoGPT's iter: 0 .. iter_num - 1
@@ -63,7 +64,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(make_run, engines):
     assert [e["state"] for e in eng.seen if e["type"] == "state"][-1] == "stopped"
     assert any(e["type"] == "checkpoint" and e["iter"] == last for e in eng.seen)
     assert ckpt_iter(rd / "ckpt.pt") == last
-    st = runstate.status(rd)
+    st = engine_state.status(rd)
     assert st.kind == "none" and st.info.state == "stopped" and st.info.exit_code == 0
     assert not (rd / "engine.sock").exists()
 
@@ -107,10 +108,10 @@ def _disk_full_then_freed(rd, eng, fill, free, real_disk=False):
     assert "paused" in err["message"] and "Free some space" in err["message"]
     eng.wait_event(lambda e: e["type"] == "state" and e["state"] == "paused" and e.get("reason") == "disk full")
     # engine.json says so too (rewritten in place when no temporary file fits on the disk)
-    wait_for(lambda: runstate.read_info(rd).reason == "disk full", 10, "engine.json: paused, disk full")
+    wait_for(lambda: engine_state.read_info(rd).reason == "disk full", 10, "engine.json: paused, disk full")
     time.sleep(1.0)
-    assert eng.alive and runstate.read_info(rd).state == "paused"
-    paused_at = runstate.read_info(rd).iter
+    assert eng.alive and engine_state.read_info(rd).state == "paused"
+    paused_at = engine_state.read_info(rd).iter
     if real_disk:  # config.toml can't be rewritten either: said, and the change still applies
         assert eng.send("set", max_iters=90_000)
         eng.wait_event(lambda e: e["type"] == "error" and "config.toml not updated" in e["message"])

@@ -8,13 +8,15 @@ import signal
 import subprocess
 import sys
 
-from gpttui import control, runstate
 from kit import ckpt_iter, events, python, wait_for
+
+from gpttui.ipc import control
+from gpttui.run import engine_state
 
 # A stand-in for the dashboard: spawns the engine with pipes the way `gpttui launch` does.
 UI = """
 import sys, time
-from gpttui.client import EngineClient
+from gpttui.ipc.process import EngineClient
 eng = EngineClient(sys.argv[1])
 print(eng.pid, flush=True)
 while True:
@@ -39,7 +41,7 @@ def _start_ui(rd, engines):
     engines.dirs.append(rd)  # the engine outlives the UI: the fixture kills it at the end
     ui = python(UI, str(rd))
     pid = int(ui.stdout.readline())
-    wait_for(lambda: (runstate.read_info(rd) or runstate.EngineInfo(0, "", 0, 0)).iter >= 20,
+    wait_for(lambda: (engine_state.read_info(rd) or engine_state.EngineInfo(0, "", 0, 0)).iter >= 20,
              what="the engine at iteration 20")
     return ui, pid
 
@@ -58,10 +60,10 @@ def test_ui_killed_engine_checkpoints_trains_on_detached_and_reattaches(make_run
     assert "training on detached" in lost["message"] and f"gpttui attach {rd}" in lost["message"]
     wait_for(lambda: any(e["type"] == "checkpoint" and e["iter"] >= lost["iter"] for e in events(rd)),
              what="the checkpoint taken when the UI went away")
-    info = runstate.read_info(rd)
+    info = engine_state.read_info(rd)
     assert info.ui == "detached" and _pid_alive(pid)
     at = info.iter
-    wait_for(lambda: runstate.read_info(rd).iter >= at + 50, what="training on, detached")
+    wait_for(lambda: engine_state.read_info(rd).iter >= at + 50, what="training on, detached")
 
     client = control.SocketClient(rd, history_from=0)  # full history, then live
     got: list[dict] = []
@@ -74,7 +76,7 @@ def test_ui_killed_engine_checkpoints_trains_on_detached_and_reattaches(make_run
     assert got[0]["type"] == "state" and any(e["type"] == "hello" for e in got)
     assert client.send("pause")
     wait_for(lambda: seen(lambda e: e["type"] == "state" and e["state"] == "paused"), what="paused")
-    wait_for(lambda: runstate.read_info(rd).state == "paused", what="engine.json says paused")
+    wait_for(lambda: engine_state.read_info(rd).state == "paused", what="engine.json says paused")
     assert client.send("resume")
     wait_for(lambda: seen(lambda e: e["type"] == "state" and e["state"] == "running" and e["iter"] > at),
              what="running again")
@@ -95,7 +97,7 @@ def test_ui_killed_with_on_ui_lost_stop_checkpoints_and_exits(make_run, engines)
     ui.send_signal(signal.SIGKILL)
     ui.wait(10)
     wait_for(lambda: not _pid_alive(pid), what="the engine to stop")
-    st = runstate.status(rd)
+    st = engine_state.status(rd)
     assert st.kind == "none" and st.info.state == "stopped"
     last = _session_steps(rd)[-1] + 1
     assert ckpt_iter(rd / "ckpt.pt") == last
@@ -112,7 +114,7 @@ def test_engine_killed_under_an_attached_ui_is_reported_with_what_is_left(make_r
     assert client.wait(10) == -signal.SIGKILL
     assert not client.alive and "died without recording why" in client.exit_description
     assert any("saving checkpoint" in line for line in client.stderr_tail(40))  # engine.log's tail
-    assert runstate.status(rd).kind == "stale"
+    assert engine_state.status(rd).kind == "stale"
     assert ckpt_iter(rd / "ckpt.pt") >= 20
 
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from gpttui import config as C
-from gpttui.peaks import NANOGPT_A100_PEAK
-from gpttui.protocol import encode
+from gpttui.run import config as C
+from gpttui.run import layout
+from gpttui.run.protocol import encode
 
 
 class RunLogError(ValueError):
@@ -268,9 +268,9 @@ class RunHistory:
         p = Path(path)
         run_dir = p if p.is_dir() else p.parent
         if p.is_dir():
-            p = p / "metrics.jsonl"
+            p = p / layout.METRICS
         h = cls(source=str(p))
-        toml = run_dir / "config.toml"
+        toml = run_dir / layout.CONFIG
         if toml.exists():
             try:
                 h.config.update(C.read_config_file(toml))
@@ -400,6 +400,7 @@ class MetricsWriter:
 
 # ---------------------------------------------------------------- nanoGPT logs
 
+NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
 _FLOAT = r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
 ITER_RE = re.compile(r"iter (\d+): loss " + _FLOAT + r", time " + _FLOAT + r"ms(?:, mfu " + _FLOAT + r"%)?")
 STEP_RE = re.compile(r"step (\d+): train loss " + _FLOAT + r", val loss " + _FLOAT)
@@ -424,7 +425,7 @@ def parse_nanogpt_log(text: str, source: str = "<log>") -> RunHistory:
     """Read nanoGPT train.py stdout. Stray lines (warnings, blanks, shell prompts) are counted.
 
     nanoGPT prints no timestamps: Step.t stays None and `dt_ms` holds that one iteration's
-    time (see gpttui.doctor for how durations are estimated from it). The printed mfu is a
+    time (see gpttui.analysis.doctor for how durations are estimated from it). The printed mfu is a
     running average against an A100 (mfu_peak = 312e12); its -100% (not yet measured) is None.
     """
     h = RunHistory(source=source, kind="nanogpt-log", mfu_peak=NANOGPT_A100_PEAK, mfu_smoothed=True)

@@ -19,6 +19,8 @@ from typing import Any
 
 import tomli_w
 
+from gpttui.run import layout
+
 GROUPS = ("model", "data", "optimizer", "schedule", "system", "io")
 
 
@@ -277,7 +279,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not p.exists():
         raise ConfigError(f"{p}: no such config file")
     if p.is_dir():
-        p = p / "config.toml"
+        p = p / layout.CONFIG
         if not p.exists():
             raise ConfigError(f"{p.parent}: not a run directory (no config.toml)")
     try:
@@ -304,7 +306,7 @@ def load(path: str | Path | None = None, overrides: list[str] | dict[str, Any] |
     if path is not None:
         values.update(read_config_file(path))
         p = Path(path)
-        source = str(p / "config.toml") if p.is_dir() else str(p)
+        source = str(p / layout.CONFIG) if p.is_dir() else str(p)
         text = Path(source).read_text(encoding="utf-8")
     ov = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
     values.update(ov)
@@ -416,7 +418,7 @@ def data_vocab_size(data_dir: Path) -> int | None:
             return None
     mp = data_dir / "meta.pkl"
     if mp.exists():
-        from gpttui.metapkl import read_meta_pkl
+        from gpttui.data.metapkl import read_meta_pkl
 
         try:
             return int(read_meta_pkl(mp)["vocab_size"])

@@ -51,10 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gpttui.engine import sources as S
-from gpttui.engine.sources import PrepareError, Source
-from gpttui.engine.tokenizer import GPT2_EOT, GPT2_VOCAB_SIZE, gpt2
-from gpttui.metapkl import write_meta_pkl
+from gpttui.data import sources as S
+from gpttui.data.metapkl import write_meta_pkl
+from gpttui.data.sources import PrepareError, Source
+from gpttui.data.tokenizer import GPT2_EOT, GPT2_VOCAB_SIZE, gpt2
 
 FORMAT = "gpttui-prepare/1"
 DEFAULT_VAL_FRACTION = {"gpt2": 0.0005, "char": 0.1}

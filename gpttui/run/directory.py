@@ -14,12 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpttui import config as C
-
-CONFIG = "config.toml"
-CKPT = "ckpt.pt"
-METRICS = "metrics.jsonl"
-ENGINE_LOG = "engine.log"
+from gpttui.run import config as C
+from gpttui.run import layout
 
 
 class RunDirError(ValueError):
@@ -70,7 +66,7 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
     rd = Path(run_dir if run_dir is not None else cfg.out_dir)
     info = check_data(cfg)
     cfg = C.replace(cfg, out_dir=str(rd), data_dir=str(info.data_dir.resolve()))
-    ckpt = rd / CKPT
+    ckpt = rd / layout.CKPT
     if cfg.init_from == "resume" and not ckpt.is_file():
         raise RunDirError(f"{ckpt}: no checkpoint to resume from (use --init_from=scratch to start)")
     if cfg.init_from == "resume":
@@ -87,8 +83,8 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
 
 def write_config(cfg: C.TrainConfig, run_dir: str | Path) -> None:
     """RUN_DIR/config.toml, atomically: a temporary file, fsync, rename."""
-    p = Path(run_dir) / CONFIG
-    tmp = p.with_name(f".{CONFIG}.tmp{os.getpid()}")
+    p = Path(run_dir) / layout.CONFIG
+    tmp = p.with_name(f".{layout.CONFIG}.tmp{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(C.to_toml(cfg))
@@ -162,7 +158,7 @@ def check_shape(cfg: C.TrainConfig, ckpt: Path, data_vocab: int | None) -> None:
 def config_from_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     """Config values saved in RUN_DIR/ckpt.pt (nanoGPT saves every knob of train.py there),
     for a nanoGPT out_dir that has no config.toml. Unknown keys and ill-typed values are skipped."""
-    path = Path(run_dir) / CKPT
+    path = Path(run_dir) / layout.CKPT
     peek = peek_checkpoint(path)
     if peek is None or not isinstance(peek.get("config"), dict):
         raise RunDirError(f"{path}: cannot read a config from this checkpoint")

@@ -2,7 +2,7 @@
 
 `diagnose(history)` returns a `Report`: parameters against what the config promises, tokens
 seen per parameter, the val-loss trend and plateau, the train/val gap, a schedule-aware
-forecast (gpttui.forecast), time (mean iteration, eval/checkpoint overhead, duration, ETA)
+forecast (gpttui.analysis.forecast), time (mean iteration, eval/checkpoint overhead, duration, ETA)
 and MFU per GPU against the real device's peak (how it and the engine's own average: `_mfu`).
 Unknown figures stay None, never guessed.
 
@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from gpttui import config as C
-from gpttui import forecast as F
-from gpttui.peaks import NANOGPT_A100_PEAK, table_peak
-from gpttui.runlog import RunHistory
+from gpttui.analysis import forecast as F
+from gpttui.analysis.peaks import table_peak
+from gpttui.run import config as C
+from gpttui.run.history import NANOGPT_A100_PEAK, RunHistory
 
 WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a process on
 PAUSE_STEPS = 10         # a gap this many step-times longer than expected is a pause

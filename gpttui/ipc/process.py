@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Sequence
 
-from gpttui import protocol
+from gpttui.run import protocol
 
 # Events waiting for the UI beyond this are thinned: step/token/progress events are dropped
 # (the full history is in metrics.jsonl); lossless events (eval, state, error ...) never are.

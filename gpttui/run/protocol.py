@@ -30,7 +30,6 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 EVENT_TYPES = frozenset(EVENT_FIELDS)
 
-STATES = ("starting", "running", "paused", "evaluating", "saving", "finished", "stopped", "failed")
 # Events the engine never coalesces or drops on a full pipe.
 LOSSLESS = frozenset(EVENT_TYPES - {"step", "token", "progress"})
 

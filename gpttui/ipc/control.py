@@ -15,7 +15,7 @@ A new client's first line is a `log` event, "attached ...", sent once the server
 it: every event published after that line reaches the client, and every earlier one is already
 in metrics.jsonl (the channel writes the file before publishing).
 
-UI side, `SocketClient`: the face of `gpttui.client.ProtocolProcess` (drain, send, alive,
+UI side, `SocketClient`: the face of `gpttui.ipc.process.ProtocolProcess` (drain, send, alive,
 returncode, stderr_tail, signal, terminate) over the socket, so the dashboard drives an engine it
 spawned and one it attached to alike. Its "stderr" is the tail of RUN_DIR/engine.log. Given
 `history_from` (a byte offset into metrics.jsonl, e.g. where the UI's history read ended) it
@@ -29,7 +29,6 @@ real path is recorded in engine.json either way. No torch here.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import selectors
@@ -43,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from gpttui import protocol, runstate
-from gpttui.client import MAX_PENDING, STDERR_TAIL, Drained, thin_steps
+from gpttui.ipc.process import MAX_PENDING, STDERR_TAIL, Drained, thin_steps
+from gpttui.run import engine_state, layout, protocol
 
 GREETING = "attached to the engine's control socket"
 MAX_BACKLOG = 8 << 20  # bytes a client may fall behind before it is disconnected
@@ -62,7 +61,7 @@ class NotRunning(RuntimeError):
 
 def socket_path(run_dir: str | Path) -> Path:
     """Where the engine on `run_dir` listens: RUN_DIR/engine.sock unless that path is too long."""
-    p = Path(run_dir).resolve() / runstate.SOCKET_FILE
+    p = Path(run_dir).resolve() / layout.ENGINE_SOCKET
     if len(os.fsencode(p)) < _SUN_PATH_MAX:
         return p
     d = Path(tempfile.gettempdir()) / f"gpttui-{os.getuid()}"
@@ -378,7 +377,7 @@ class ControlServer:
 # ---------------------------------------------------------------- UI side
 
 def not_running_message(run_dir: str | Path) -> str:
-    st = runstate.status(run_dir)
+    st = engine_state.status(run_dir)
     return (f"{st.describe(run_dir)}; resume it with `gpttui launch {run_dir}`"
             if st.kind != "alive" else st.describe(run_dir))
 
@@ -395,7 +394,7 @@ class SocketClient:
     def __init__(self, run_dir: str | Path, *, history_from: int | None = None,
                  connect_timeout: float = 3.0) -> None:
         self.run_dir = Path(run_dir)
-        st = runstate.status(self.run_dir)
+        st = engine_state.status(self.run_dir)
         if st.kind != "alive":
             raise NotRunning(not_running_message(self.run_dir))
         path = st.info.socket if st.info and st.info.socket else str(socket_path(self.run_dir))
@@ -432,7 +431,7 @@ class SocketClient:
             except OSError as e:
                 sock.close()
                 # The engine may hold the lock but not listen yet (it is starting up).
-                if time.monotonic() >= deadline or runstate.status(self.run_dir).kind != "alive":
+                if time.monotonic() >= deadline or engine_state.status(self.run_dir).kind != "alive":
                     raise NotRunning(f"cannot reach the engine on {self.run_dir} at {path}: "
                                      f"{e.strerror or e}; {not_running_message(self.run_dir)}") from None
                 time.sleep(0.1)
@@ -455,7 +454,7 @@ class SocketClient:
 
     def _log_start(self) -> int:
         """Start the engine.log tail at about its last STDERR_TAIL lines."""
-        log = self.run_dir / "engine.log"
+        log = self.run_dir / layout.ENGINE_LOG
         try:
             size = log.stat().st_size
             with open(log, "rb") as f:
@@ -475,7 +474,7 @@ class SocketClient:
         """Queue the events metrics.jsonl got since `offset` (read after connecting, so every
         event is either in them or still to come on the socket; the live copies are dropped)."""
         try:
-            with open(self.run_dir / "metrics.jsonl", "rb") as f:
+            with open(self.run_dir / layout.METRICS, "rb") as f:
                 f.seek(offset)
                 data = f.read()
         except OSError:
@@ -521,10 +520,10 @@ class SocketClient:
         if self._closed.is_set():
             return
         deadline = time.monotonic() + 3.0
-        st = runstate.status(self.run_dir)
+        st = engine_state.status(self.run_dir)
         while st.kind == "alive" and time.monotonic() < deadline:
             time.sleep(0.1)  # an exiting engine closes the socket just before the lock
-            st = runstate.status(self.run_dir)
+            st = engine_state.status(self.run_dir)
         self._read_log()
         info = st.info
         if st.kind == "alive":
@@ -545,7 +544,7 @@ class SocketClient:
 
     def _read_log(self) -> None:
         try:
-            with open(self.run_dir / "engine.log", "rb") as f:
+            with open(self.run_dir / layout.ENGINE_LOG, "rb") as f:
                 f.seek(self._log_pos)
                 chunk = f.read(1 << 20)
         except OSError:

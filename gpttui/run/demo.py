@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpttui import config as C
+from gpttui.run import config as C
 
 DIR_NAME = "gpttui-demo"
 TEXT = Path(__file__).parent / "assets" / "tinyshakespeare.txt"

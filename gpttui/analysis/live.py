@@ -18,14 +18,14 @@ import statistics
 from collections import deque
 from typing import Any, Iterable
 
-from gpttui import config as C
-from gpttui.runlog import RunHistory
-from gpttui.widgets.series import StepSeries
+from gpttui.analysis.series import StepSeries
+from gpttui.run import config as C
+from gpttui.run import layout
+from gpttui.run.history import RunHistory
 
 HISTORY_STEPS = 20_000   # RunHistory.steps is thinned past this ...
 HISTORY_RECENT = 5_000   # ... keeping the most recent ones exact
 SPARK_POINTS = 512
-ACTIVE_STATES = frozenset({"starting", "running", "paused", "evaluating", "saving"})
 
 
 class LiveRun:
@@ -151,7 +151,7 @@ class LiveRun:
         if self._session_t0 is None:
             return self._base
         end = self._last_t if self._last_t is not None else self._session_t0
-        if now is not None and self.state in ACTIVE_STATES and self.state != "starting":
+        if now is not None and self.state in layout.ACTIVE_STATES and self.state != "starting":
             end = max(end, now)  # (a starting engine has not begun its session yet)
         return self._base + max(0.0, end - self._session_t0)
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import re
 
-NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
-
 T = 1e12
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import tiktoken
 from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
 
-from gpttui.metapkl import read_meta_pkl
+from gpttui.data.metapkl import read_meta_pkl
 
 GPT2_RANKS = Path(__file__).resolve().parent.parent / "assets" / "r50k_base.tiktoken"
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"

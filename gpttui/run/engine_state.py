@@ -25,13 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-LOCK_FILE = "engine.lock"
-STATUS_FILE = "engine.json"
-SOCKET_FILE = "engine.sock"
+from gpttui.run import layout
+
 HEARTBEAT_S = 2.0
 # Only consulted for an engine on another host (a shared file system), where the lock can't be probed.
 STALE_AFTER_S = 30.0
-FINAL_STATES = frozenset({"finished", "stopped", "failed"})
 # engine.json is padded to this size: on a full disk, where no temporary file can be made, it is
 # overwritten in place (no new blocks needed), so its state still says "paused: disk full".
 STATUS_BYTES = 1024
@@ -58,7 +56,7 @@ class EngineInfo:
 
     @property
     def final(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.state in layout.FINAL_STATES
 
 
 @dataclass
@@ -94,7 +92,7 @@ def read_info(run_dir: str | Path) -> EngineInfo | None:
     known = {f.name for f in dataclasses.fields(EngineInfo)}
     for attempt in range(2):  # a read racing an in-place rewrite (full disk) may see a mix
         try:
-            raw = json.loads((Path(run_dir) / STATUS_FILE).read_text())
+            raw = json.loads((Path(run_dir) / layout.ENGINE_STATUS).read_text())
             return EngineInfo(**{k: v for k, v in raw.items() if k in known})
         except FileNotFoundError:
             return None
@@ -107,7 +105,7 @@ def read_info(run_dir: str | Path) -> EngineInfo | None:
 def lock_held(run_dir: str | Path) -> bool:
     """True if some process holds RUN_DIR/engine.lock (probed with a shared non-blocking flock)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(Path(run_dir) / layout.ENGINE_LOCK, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
@@ -187,7 +185,7 @@ class EngineStatus:
         Retries for `wait` seconds: `status()` probes the lock with a brief shared lock.
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.run_dir / layout.ENGINE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -253,7 +251,7 @@ class EngineStatus:
         with self._mu:
             self.info.heartbeat = time.time()
             obj = dataclasses.asdict(self.info)
-        path = self.run_dir / STATUS_FILE
+        path = self.run_dir / layout.ENGINE_STATUS
         try:
             _write_json_atomic(path, obj, sync)
         except OSError as e:
@@ -276,7 +274,7 @@ def _overwrite_in_place(path: Path, data: bytes, why: OSError) -> None:
 def locked_message(run_dir: str | Path) -> str:
     """Why an engine can't start here, naming the holder and how to reach it."""
     try:
-        pid = int((Path(run_dir) / LOCK_FILE).read_text().split()[0])
+        pid = int((Path(run_dir) / layout.ENGINE_LOCK).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         pid = None
     info = read_info(run_dir)

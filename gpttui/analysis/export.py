@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from gpttui.runlog import RunHistory, atomic_write_bytes
+from gpttui.run.history import RunHistory, atomic_write_bytes
 
 SCHEMA = pa.schema([
     ("kind", pa.string()),
