@@ -109,7 +109,7 @@ def test_a_running_run_is_followed_live(tmp_path, monkeypatch):
                                     grad_norm=1.0, tokens=(i + 1) * 64))
     for i in range(5):
         step(i)
-    monkeypatch.setattr("gpttui.viewer.runstate.status", lambda run_dir: SimpleNamespace(kind="alive"))
+    monkeypatch.setattr("gpttui.viewer.engine_state.status", lambda run_dir: SimpleNamespace(kind="alive"))
 
     async def scenario():
         app = ViewerApp([run])
