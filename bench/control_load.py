@@ -19,7 +19,7 @@ import time
 
 import psutil
 
-from gpttui.ipc import control
+from gpttui.ipc import server as control_server
 from gpttui.run import protocol
 
 
@@ -43,7 +43,7 @@ def reader(sock: socket.socket, stop: threading.Event, counts: list[int]) -> Non
 
 def run(kind: str, seconds: float) -> dict:
     with tempfile.TemporaryDirectory() as d:
-        server = control.ControlServer(control.socket_path(d), lambda c: None)
+        server = control_server.ControlServer(control_server.socket_path(d), lambda c: None)
         server.start()
         stop = threading.Event()
         counts = [0]

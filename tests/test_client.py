@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from gpttui.ipc import process
+from gpttui.ipc import inbox, process
 from gpttui.run import protocol
 
 # Echoes every command back as a log event, writes a stray line and some stderr, then
@@ -24,8 +24,8 @@ for line in sys.stdin:
 """
 
 
-def _drain_until(p: process.ProtocolProcess, pred, timeout: float = 10.0) -> process.Drained:
-    got = process.Drained()
+def _drain_until(p: process.ProtocolProcess, pred, timeout: float = 10.0) -> inbox.Drained:
+    got = inbox.Drained()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         d = p.drain()
@@ -66,13 +66,14 @@ def test_terminate_a_child_that_ignores_stdin():
 
 
 def test_backlog_is_bounded_and_keeps_lossless_events(monkeypatch):
-    monkeypatch.setattr(process, "MAX_PENDING", 1000)
+    monkeypatch.setattr(inbox, "MAX_PENDING", 1000)
     script = (
-        "import sys\nfrom gpttui.run import protocol as P\n"
+        "import sys\nfrom gpttui.run import protocol\n"
         "for i in range(5000):\n"
-        "    sys.stdout.write(P.encode(P.event('step', i, loss=1.0, lr=1e-3, dt_ms=1.0,"
+        "    sys.stdout.write(protocol.encode(protocol.event('step', i, loss=1.0, lr=1e-3, dt_ms=1.0,"
         " tokens_per_s=1.0, mfu=0.1, grad_norm=1.0)))\n"
-        "    if i % 100 == 0: sys.stdout.write(P.encode(P.event('eval', i, train_loss=1.0, val_loss=1.0)))\n"
+        "    if i % 100 == 0:\n"
+        "        sys.stdout.write(protocol.encode(protocol.event('eval', i, train_loss=1.0, val_loss=1.0)))\n"
     )
     p = process.ProtocolProcess([sys.executable, "-c", script])
     p.wait(20)

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from gpttui.ipc import control
+from gpttui.ipc.client import NotRunning, SocketClient
+from gpttui.ipc.server import COALESCE_AFTER, MAX_LINE, ControlServer, socket_path
 from gpttui.run import engine_state, protocol
 
 
@@ -27,7 +28,7 @@ def engine(tmp_path):
     es = engine_state.EngineStatus(tmp_path)
     es.acquire()
     commands: queue.Queue = queue.Queue()
-    server = control.ControlServer(control.socket_path(tmp_path), commands.put)
+    server = ControlServer(socket_path(tmp_path), commands.put)
     server.start()
     es.update(state="running", socket=str(server.path))
     es._write(sync=False)
@@ -59,7 +60,7 @@ def test_socket_is_owner_only_and_streams_events_live(engine):
     run_dir, es, server, _ = engine
     mode = stat.S_IMODE(os.stat(server.path).st_mode)
     assert server.path == run_dir.resolve() / "engine.sock" and mode == 0o600
-    client = control.SocketClient(run_dir)
+    client = SocketClient(run_dir)
     deadline = time.time() + 5
     while server.client_count == 0 and time.time() < deadline:
         time.sleep(0.01)
@@ -72,13 +73,13 @@ def test_socket_is_owner_only_and_streams_events_live(engine):
 
 def test_attaching_after_reading_history_leaves_no_gap_and_no_duplicate(engine, monkeypatch):
     run_dir, _, server, _ = engine
-    real_accept = control.ControlServer._accept
+    real_accept = ControlServer._accept
 
     def slow_accept(self):  # a busy engine: its I/O thread takes a while to register a newcomer
         time.sleep(0.3)
         real_accept(self)
 
-    monkeypatch.setattr(control.ControlServer, "_accept", slow_accept)
+    monkeypatch.setattr(ControlServer, "_accept", slow_accept)
     for i in range(1, 21):
         _emit(run_dir, server, _step(i))
     offset = (run_dir / "metrics.jsonl").stat().st_size  # a UI read history up to here ...
@@ -97,7 +98,7 @@ def test_attaching_after_reading_history_leaves_no_gap_and_no_duplicate(engine, 
 
     t = threading.Thread(target=engine_goes_on)
     t.start()
-    client = control.SocketClient(run_dir, history_from=offset)
+    client = SocketClient(run_dir, history_from=offset)
     t.join()
     got = _drain_until(client, lambda g: g and g[-1]["type"] == "eval" and g[-1]["iter"] == 400)
     assert [e["iter"] for e in got if e["type"] == "step"] == list(range(21, 401))
@@ -107,14 +108,14 @@ def test_attaching_after_reading_history_leaves_no_gap_and_no_duplicate(engine, 
 
 def test_commands_reach_the_engine_and_garbage_is_answered_with_an_error(engine):
     run_dir, _, _, commands = engine
-    client = control.SocketClient(run_dir)
+    client = SocketClient(run_dir)
     assert client.send("pause")
     assert client.send("set", max_iters=500)
     assert commands.get(timeout=5) == protocol.Command("pause", {})
     assert commands.get(timeout=5) == protocol.Command("set", {"max_iters": 500})
     client.send_line("this is not json\n")
     client.send_line('{"cmd": "explode"}\n')
-    client.send_line("x" * (control.MAX_LINE + 10) + "\n")
+    client.send_line("x" * (MAX_LINE + 10) + "\n")
     errors = _drain_until(client, lambda g: sum(e["type"] == "error" for e in g) >= 3)
     messages = [e["message"] for e in errors if e["type"] == "error"]
     assert "not JSON" in messages[0] and "unknown command 'explode'" in messages[1]
@@ -137,7 +138,7 @@ def test_a_slow_client_gets_every_lossless_event_and_coalesced_steps(engine):
             server.publish(*_ev("eval", i, train_loss=1.0, val_loss=1.5))
     with server._mu:
         backlog = max(c.pending_bytes for c in server._conns)
-    assert backlog < 2 * control.COALESCE_AFTER  # a bounded queue, not 50k steps
+    assert backlog < 2 * COALESCE_AFTER  # a bounded queue, not 50k steps
     raw.settimeout(5)
     data = b""
     while f'"type":"step","iter":{n},'.encode() not in data[-300:]:
@@ -153,7 +154,7 @@ def test_a_slow_client_gets_every_lossless_event_and_coalesced_steps(engine):
 
 
 def test_a_frozen_client_is_dropped_when_its_backlog_passes_the_bound(tmp_path):
-    server = control.ControlServer(control.socket_path(tmp_path), lambda c: None, max_backlog=200_000)
+    server = ControlServer(socket_path(tmp_path), lambda c: None, max_backlog=200_000)
     server.start()
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -174,21 +175,21 @@ def test_a_frozen_client_is_dropped_when_its_backlog_passes_the_bound(tmp_path):
 
 def test_a_long_run_dir_path_gets_a_private_socket_elsewhere(tmp_path):
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-    path = control.socket_path(deep)
+    path = socket_path(deep)
     assert len(os.fsencode(path)) < 100 and path.parent != deep
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert control.socket_path(deep) == path  # stable: UIs find it again
+    assert socket_path(deep) == path  # stable: UIs find it again
 
 
 def test_attach_to_nothing_says_so_and_offers_launch(tmp_path):
-    with pytest.raises(control.NotRunning, match=f"no engine is running in {tmp_path}.*gpttui launch {tmp_path}"):
-        control.SocketClient(tmp_path)
+    with pytest.raises(NotRunning, match=f"no engine is running in {tmp_path}.*gpttui launch {tmp_path}"):
+        SocketClient(tmp_path)
 
 
 def test_client_learns_how_the_engine_ended(engine):
     run_dir, es, server, _ = engine
     (run_dir / "engine.log").write_text("iter 1: loss 2.0\nsaving checkpoint\n")
-    client = control.SocketClient(run_dir)
+    client = SocketClient(run_dir)
     assert client.alive and client.returncode is None
     assert client.stderr_tail(2) == ["iter 1: loss 2.0", "saving checkpoint"]
     server.close()

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gpttui.ipc import control
+from gpttui.ipc.server import ControlServer, socket_path
 from gpttui.run import engine_state, layout, protocol
 
 UI_LOST = "ui_lost"  # internal command (never read from a pipe or socket: not in protocol.COMMANDS)
@@ -44,7 +44,7 @@ class EngineHost:
         self.run_dir = Path(run_dir)
         self.push = push
         self.status = engine_state.EngineStatus(self.run_dir)
-        self.server: control.ControlServer | None = None
+        self.server: ControlServer | None = None
         self._lost = threading.Event()
 
     def start(self) -> None:
@@ -58,7 +58,7 @@ class EngineHost:
         # no pipe on stdin: nobody to detach from (a shell's `< /dev/null`, `gpttui train`)
         self.status.update(ui="attached" if stdin_is_pipe() else "headless")
         try:
-            server = control.ControlServer(control.socket_path(self.run_dir), self.push)
+            server = ControlServer(socket_path(self.run_dir), self.push)
             server.start()
         except OSError as e:  # e.g. a file system without sockets: train anyway, unattachable
             print(f"warning: no control socket ({e}); `gpttui attach` won't reach this engine",

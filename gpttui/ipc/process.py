@@ -1,8 +1,8 @@
-"""The UI side of a process that speaks the protocol (an engine, a sampler).
+"""The UI side of a child process that speaks the protocol (an engine, a sampler).
 
 `ProtocolProcess` runs any argv whose stdout carries protocol events: stdout and stderr are
-read on background threads into bounded buffers, the UI takes what arrived with `drain()` on
-its own timer (never per event), and `send()` writes command lines to the child's stdin.
+read on background threads into the peer's inbox (inbox.py), the UI takes what arrived with
+`drain()` on its own timer, and `send()` writes command lines to the child's stdin.
 The child gets its own session (Ctrl+C belongs to the UI) and never the terminal's stdin.
 
 No torch, no Textual: the sampler screen and the tests use it as they are.
@@ -15,55 +15,20 @@ import signal
 import subprocess
 import sys
 import threading
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+from gpttui.ipc.peer import Peer
 from gpttui.run import protocol
 
-# Events waiting for the UI beyond this are thinned: step/token/progress events are dropped
-# (the full history is in metrics.jsonl); lossless events (eval, state, error ...) never are.
-MAX_PENDING = 20_000
-STDERR_TAIL = 400  # stderr lines kept for the failure screen
 
-
-def thin_steps(events: deque[dict[str, Any]]) -> tuple[deque[dict[str, Any]], int]:
-    """Every other step-like event dropped (lossless ones all kept), and how many went."""
-    kept: deque[dict[str, Any]] = deque()
-    odd, dropped = False, 0
-    for ev in events:
-        if ev["type"] not in protocol.LOSSLESS:
-            odd = not odd
-            if odd:
-                dropped += 1
-                continue
-        kept.append(ev)
-    return kept, dropped
-
-
-@dataclass
-class Drained:
-    """What arrived since the last drain."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    stderr: list[str] = field(default_factory=list)
-    dropped: int = 0          # step-like events dropped because the UI fell behind
-    bad_lines: int = 0        # stdout lines that were not protocol events
-
-
-class ProtocolProcess:
+class ProtocolProcess(Peer):
     """A child process speaking the protocol: events on stdout, commands on stdin."""
 
     def __init__(self, argv: Sequence[str], *, cwd: str | Path | None = None,
                  env: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.argv = list(argv)
-        self._lock = threading.Lock()
-        self._events: deque[dict[str, Any]] = deque()
-        self._stderr_new: list[str] = []
-        self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
-        self._dropped = 0
-        self._bad = 0
         self._send_lock = threading.Lock()
         child_env = dict(os.environ if env is None else env)
         child_env["PYTHONUNBUFFERED"] = "1"
@@ -89,44 +54,18 @@ class ProtocolProcess:
             try:
                 ev = protocol.decode_event(line)
             except protocol.ProtocolError:
-                with self._lock:
-                    self._bad += 1
-                    text = line.decode("utf-8", "replace").rstrip("\n")
-                    if text:  # a stray print() in the child: show it with the log
-                        self._stderr_new.append(text)
-                        self._stderr_tail.append(text)
+                # a stray print() in the child: show it with the log
+                self.inbox.put_bad(line.decode("utf-8", "replace").rstrip("\n"))
                 continue
-            with self._lock:
-                self._events.append(ev)
-                if len(self._events) > MAX_PENDING:
-                    self._thin()
+            self.inbox.put_event(ev)
         stream.close()
-
-    def _thin(self) -> None:
-        """Drop every other step-like event among those waiting (caller holds the lock)."""
-        self._events, dropped = thin_steps(self._events)
-        self._dropped += dropped
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
         for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self._lock:
-                self._stderr_new.append(line)
-                self._stderr_tail.append(line)
-                if len(self._stderr_new) > STDERR_TAIL:
-                    del self._stderr_new[:-STDERR_TAIL]
+            self.inbox.put_lines([raw.decode("utf-8", "replace").rstrip("\n")])
         stream.close()
 
     # ------------------------------------------------------------ UI side
-
-    def drain(self) -> Drained:
-        """Everything that arrived since the last call (cheap when nothing did)."""
-        with self._lock:
-            out = Drained(list(self._events), self._stderr_new, self._dropped, self._bad)
-            self._events.clear()
-            self._stderr_new = []
-            self._dropped = self._bad = 0
-        return out
 
     def send(self, cmd: str, **values: Any) -> bool:
         """Write one command line; False if the child is gone or its stdin is closed."""
@@ -161,12 +100,8 @@ class ProtocolProcess:
 
     @property
     def finished_reading(self) -> bool:
-        """The child exited and every line it wrote has been read into the buffers."""
+        """The child exited and every line it wrote has been read into the inbox."""
         return self.proc.poll() is not None and not any(t.is_alive() for t in self._threads)
-
-    def stderr_tail(self, n: int = 40) -> list[str]:
-        with self._lock:
-            return list(self._stderr_tail)[-n:]
 
     def wait(self, timeout: float | None = None) -> int | None:
         try:
@@ -181,15 +116,6 @@ class ProtocolProcess:
                 os.killpg(self.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
-
-    def terminate(self, grace: float = 5.0) -> int | None:
-        """SIGTERM, then SIGKILL after `grace` seconds; the exit code."""
-        self.signal(signal.SIGTERM)
-        code = self.wait(grace)
-        if code is None:
-            self.signal(signal.SIGKILL)
-            code = self.wait(5.0)
-        return code
 
 
 def engine_argv(run_dir: str | Path, overrides: Sequence[str] = (), runner: Sequence[str] = ()) -> list[str]:

@@ -15,7 +15,7 @@ from kit import ckpt_iter, events, wait_for
 
 from gpttui.engine.durable import FAULT_DISK_FULL_ENV, FAULT_SLOW_SAVE_ENV
 from gpttui.engine.trainer import FAULT_NAN_ENV
-from gpttui.ipc import control
+from gpttui.ipc.client import SocketClient
 from gpttui.run import engine_state
 from gpttui.run.history import RunHistory, read_events
 
@@ -200,7 +200,7 @@ def test_garbage_on_stdin_and_on_the_socket_is_answered_and_ignored(make_run, en
     messages = [e["message"] for e in eng.seen if e["type"] == "error"]
     assert "not JSON" in messages[0] and "explode" in messages[1] and "n_layer" in messages[3]
 
-    sock = control.SocketClient(rd)
+    sock = SocketClient(rd)
     sock.send_line("\x00\xff garbage\n")
     sock.send_line('{"cmd": 42}\n')
     got = []
