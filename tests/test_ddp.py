@@ -252,3 +252,42 @@ def test_header_shows_the_world_size():
             return str(header.render())
 
     assert "NVIDIA H100 ×8" in asyncio.run(go())
+
+
+@pytest.mark.timeout(240)
+def test_the_dashboard_drives_a_two_process_job(tmp_path, monkeypatch):
+    """What `gpttui launch CONFIG --nproc_per_node=2` sets up: every engine the app starts (here
+    the first, then a resume with r) is a torchrun job; pause and stop reach both ranks."""
+    from app_helpers import run, tiny_config, wait_for
+
+    from gpttui.app import GpttuiApp
+    from gpttui.commands.launch import make_plan
+    from gpttui.screens.confirm import ConfirmScreen
+
+    monkeypatch.setattr(process.EngineClient, "runner", ["--nproc_per_node=2", "--nnodes=1", "--standalone"])
+    plan = make_plan(str(tiny_config(tmp_path, gradient_accumulation_steps=2)), [], world=2)
+
+    async def go() -> tuple[str, int]:
+        app = GpttuiApp(plan)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: app.live.iter >= 3, 120, "steps from the job")
+            header = str(app.dashboard.query_one("#header").render())
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the stop question")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.engine_alive and app.engine is None, 60, "the job to stop")
+            stopped_at = app.live.iter
+            await pilot.press("r")
+            await wait_for(pilot, lambda: app.live.iter > stopped_at + 2, 120, "the resumed job to train")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.is_running, 60, "the app to exit")
+            return header, stopped_at
+
+    header, stopped_at = run(go())
+    assert "cpu ×2" in header
+    assert [(h["world_size"], h["start_iter"]) for h in read_events(plan.run_dir, "hello")] == [(2, 0), (2, stopped_at)]
+    assert [s["state"] for s in read_events(plan.run_dir, "state")][-1] == "stopped"
+    iters = [e["iter"] for e in read_events(plan.run_dir, "step")]
+    assert iters == list(range(len(iters)))  # each iteration once, across the stop
