@@ -12,8 +12,9 @@ import pytest
 from gpttui import cli
 from gpttui.analysis import doctor
 from gpttui.run import config as C
-from gpttui.run import protocol
-from gpttui.run.history import MetricsWriter, RunHistory, load_run
+from gpttui.run import protocol, sizing
+from gpttui.run.history import RunHistory, load_run
+from gpttui.run.metrics import MetricsWriter
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
@@ -206,7 +207,7 @@ def engine_metrics(run: Path, sessions: list[tuple[int, int, int | None]], mfu: 
     cfg = C.build({"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024, "batch_size": 12,
                    "gradient_accumulation_steps": 40, "vocab_size": 50304, "max_iters": 200,
                    "eval_interval": 25, "device": "cuda", "dtype": "bfloat16"})
-    total, nano, non_emb = C.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, 50304, cfg.bias)
+    total, nano, non_emb = sizing.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, 50304, cfg.bias)
     flops_per_token = 6 * nano + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
     tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size   # all ranks
     engine: list[float] = []

@@ -6,16 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gpttui.run import protocol
-from gpttui.run.history import (
-    MetricsTail,
-    MetricsWriter,
-    RunHistory,
-    RunLogError,
-    load_run,
-    parse_nanogpt_log,
-    read_events,
-)
+from gpttui.run import nanogpt_log, protocol
+from gpttui.run.history import RunHistory, RunLogError, load_run
+from gpttui.run.metrics import MetricsTail, MetricsWriter, read_events
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
@@ -95,7 +88,7 @@ def test_stray_lines_overrides_unknown_keys_and_restarts_are_tolerated():
         "iter 250: loss 1.9500, time 41.00ms, mfu 3.00%",
         "iter 260: loss 1.9",                  # torn at the end
     ])
-    h = parse_nanogpt_log(text, "x.log")
+    h = RunHistory.from_nanogpt_text(text, "x.log")
     assert h.config["n_layer"] == 2 and h.config["max_iters"] == 300 and h.config["vocab_size"] == 65
     assert h.config_unknown["my_own_knob"] == "7"
     assert h.tokens_per_iter == 16384
@@ -106,6 +99,27 @@ def test_stray_lines_overrides_unknown_keys_and_restarts_are_tolerated():
     assert h.steps[2].dt_ms == 800.0
     assert [e.iter for e in h.evals] == [0, 200] and len(h.checkpoints) == 1
     assert [s.start_iter for s in h.sessions] == [0, 200]
+
+
+def test_a_checkpoint_after_a_restart_belongs_to_the_eval_that_still_stands():
+    text = "\n".join([
+        "step 500: train loss 2.0000, val loss 2.1000",
+        "iter 500: loss 2.0000, time 900.00ms, mfu -100.00%",
+        "step 1000: train loss 1.5000, val loss 1.6000",
+        "iter 1000: loss 1.5000, time 40.00ms, mfu 3.00%",
+        "iter 600: loss 1.9000, time 800.00ms, mfu -100.00%",   # restarted from an earlier checkpoint
+        "saving checkpoint to out",
+        "device cuda (NVIDIA H100 80GB HBM3), bfloat16, compiled; peak 989.0 TFLOP/s",
+        "stopped at iter 600",
+    ])
+    log = nanogpt_log.parse(text)
+    assert [(e["type"], e["iter"]) for e in log.events] == [
+        ("eval", 500), ("session", 500), ("step", 500), ("eval", 1000), ("step", 1000),
+        ("session", 600), ("step", 600), ("checkpoint", 500)]
+    assert log.events[-1]["val_loss"] == 2.1 and log.mfu_peak == 989e12 and log.state == "stopped"
+    h = RunHistory.from_nanogpt_text(text)
+    assert [e.iter for e in h.evals] == [500] and [s.iter for s in h.steps] == [500, 600]
+    assert [s.start_iter for s in h.sessions] == [500, 600] and h.checkpoints[0].iter == 500
 
 
 def events_run(tmp_path: Path) -> Path:

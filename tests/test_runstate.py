@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from gpttui.fs import atomic
 from gpttui.run import engine_state, layout
 
 
@@ -29,7 +30,7 @@ def test_a_second_engine_is_refused_naming_the_first_and_how_to_attach(tmp_path)
     first = engine_state.EngineStatus(tmp_path)
     first.acquire()
     first.update(state="running", iter=7)
-    first._write(sync=False)
+    first._write()
     second = engine_state.EngineStatus(tmp_path)
     with pytest.raises(engine_state.RunLocked) as e:
         second.acquire(wait=0.2)
@@ -45,16 +46,16 @@ def test_heartbeat_refreshes_and_survives_write_errors(tmp_path, monkeypatch):
     es = engine_state.EngineStatus(tmp_path, interval=0.05)
     es.acquire()
     first = engine_state.read_info(tmp_path).heartbeat
-    real = engine_state._write_json_atomic
+    real = atomic.write_bytes
     failures = []
 
-    def flaky(path, obj, sync):
+    def flaky(path, data):
         if len(failures) < 3:
             failures.append(1)
             raise OSError(errno.EIO, "Input/output error")
-        real(path, obj, sync)
+        real(path, data)
 
-    monkeypatch.setattr(engine_state, "_write_json_atomic", flaky)
+    monkeypatch.setattr(atomic, "write_bytes", flaky)
     es.start()
     deadline = time.time() + 5
     while time.time() < deadline and engine_state.read_info(tmp_path).heartbeat == first:
@@ -108,14 +109,14 @@ def test_status_is_rewritten_in_place_when_the_disk_is_full(tmp_path, monkeypatc
     es = engine_state.EngineStatus(tmp_path)
     es.acquire()
     es.update(state="running", iter=40)
-    es._write(sync=False)
+    es._write()
 
-    def no_space(path, obj, sync):
+    def no_space(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(engine_state, "_write_json_atomic", no_space)
+    monkeypatch.setattr(atomic, "write_bytes", no_space)
     es.update(state="paused", reason="disk full", iter=41)
-    es._write(sync=False)
+    es._write()
     info = engine_state.read_info(tmp_path)
     assert (info.state, info.reason, info.iter) == ("paused", "disk full", 41)
     assert (tmp_path / layout.ENGINE_STATUS).stat().st_size == engine_state.STATUS_BYTES

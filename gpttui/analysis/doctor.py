@@ -36,12 +36,15 @@ import numpy as np
 from gpttui.analysis import forecast as F
 from gpttui.analysis.peaks import table_peak
 from gpttui.run import config as C
-from gpttui.run.history import NANOGPT_A100_PEAK, RunHistory
+from gpttui.run import layout, sizing
+from gpttui.run.history import RunHistory
+from gpttui.run.nanogpt_log import NANOGPT_A100_PEAK
+from gpttui.run.schedule import lr_array
+from gpttui.run.units import human_count, human_duration
 
 WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a process on
 PAUSE_STEPS = 10         # a gap this many step-times longer than expected is a pause
 CHINCHILLA = 20.0        # compute-optimal tokens per parameter
-FINISHED = ("finished", "stopped", "failed")
 
 
 @dataclass
@@ -160,8 +163,8 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
         p.update(nanogpt=hp.get("nanogpt"), total=hp.get("total"), non_embedding=hp.get("non_embedding"),
                  source="engine")
     elif cfg is not None:
-        vocab = cfg.vocab_size or (C.GPT2_PADDED_VOCAB if h.kind == "nanogpt-log" else C.effective_vocab_size(cfg))
-        total, nano, non_emb = C.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)
+        vocab = cfg.vocab_size or (sizing.GPT2_PADDED_VOCAB if h.kind == "nanogpt-log" else sizing.effective_vocab_size(cfg))
+        total, nano, non_emb = sizing.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)
         p.update(nanogpt=nano, total=total, non_embedding=non_emb, source="config")
     reported = h.params_reported
     if reported and p["source"] == "config" and not cfg.vocab_size \
@@ -176,20 +179,20 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
                           "unknown: give the config to judge the model size", "note")
     lines.append(f"{p['nanogpt'] / 1e6:.2f}M (nanoGPT's count, without position embeddings)")
     if p["total"] is not None:
-        lines.append(f"total {C.human_count(p['total'])} with position embeddings, "
-                     f"non-embedding {C.human_count(p['non_embedding'])}")
+        lines.append(f"total {human_count(p['total'])} with position embeddings, "
+                     f"non-embedding {human_count(p['non_embedding'])}")
     elif p["non_embedding"] is not None:
-        lines.append(f"non-embedding {C.human_count(p['non_embedding'])}")
+        lines.append(f"non-embedding {human_count(p['non_embedding'])}")
     problems = []
     if reported and p["source"] != "log" and abs(p["nanogpt"] - reported) > max(0.005 * reported, 5_000):
         problems.append(f"the log says {reported / 1e6:.2f}M but the echoed config builds {p['nanogpt'] / 1e6:.2f}M")
     if cfg is not None and h.config_text:
-        problems += C.size_mismatches(cfg, h.config_text, h.config_file)
+        problems += sizing.size_mismatches(cfg, h.config_text, h.config_file)
     if problems:
         level, verdict = "warn", "; ".join(problems)
     else:
-        promised = C.promised_sizes(cfg, h.config_text, h.config_file) if cfg is not None and h.config_text else []
-        verdict = (f"matches the ~{C.human_count(promised[0][1], 0)} the {promised[0][0]} promises" if promised
+        promised = sizing.promised_sizes(cfg, h.config_text, h.config_file) if cfg is not None and h.config_text else []
+        verdict = (f"matches the ~{human_count(promised[0][1], 0)} the {promised[0][0]} promises" if promised
                    else "no size promised by the config's names or comments to check against")
     return p, Finding("params", "parameters", lines, verdict, level)
 
@@ -203,7 +206,7 @@ def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]
     if seen is None:
         return t, Finding("tokens", "tokens", ["tokens per iteration unknown (no config or 'tokens per iteration' line)"],
                           "unknown", "note")
-    lines = [f"{C.human_count(seen)} seen = {h.last_iter:,} iters x {tpi:,} tokens"]
+    lines = [f"{human_count(seen)} seen = {h.last_iter:,} iters x {tpi:,} tokens"]
     if h.max_iters and tpi:
         t["at_max_iters"] = h.max_iters * tpi
     if not params:
@@ -212,7 +215,7 @@ def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]
     lines[0] += f" = {t['per_param']:.1f} tokens/parameter (compute-optimal ~{CHINCHILLA:.0f})"
     if t["at_max_iters"]:
         t["per_param_at_max_iters"] = t["at_max_iters"] / params
-        lines.append(f"at max_iters {h.max_iters:,}: {C.human_count(t['at_max_iters'])} "
+        lines.append(f"at max_iters {h.max_iters:,}: {human_count(t['at_max_iters'])} "
                      f"= {t['per_param_at_max_iters']:.1f} tokens/parameter")
     ratio = t["per_param"]
     if ratio < 0.5 * CHINCHILLA:
@@ -308,8 +311,8 @@ def _schedule(h: RunHistory, cfg: C.TrainConfig | None, horizon: int, end: int) 
         assumed = C.TrainConfig(max_iters=end, lr_decay_iters=end)
         note = (f"lr schedule unknown (no config): assumed nanoGPT's cosine (warm-up {assumed.warmup_iters}, "
                 f"min_lr = lr/10) decaying to iter {end:,}")
-        return F.lr_schedule(assumed, horizon), note
-    sched = F.lr_schedule(cfg, horizon)
+        return lr_array(assumed, np.arange(horizon + 1)), note
+    sched = lr_array(cfg, np.arange(horizon + 1))
     recorded = [(s.iter, s.lr) for s in h.steps if s.lr is not None and 0 <= s.iter <= horizon]
     note = f"{cfg.lr_schedule} schedule from the config"
     if len(recorded) >= 2:   # the lrs the run really used (live changes included), then the config's
@@ -417,19 +420,19 @@ def _time(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[Timing, Finding]:
     _eta(h, cfg, t)
     lines = [f"mean iteration {t.mean_iter_ms:,.1f} ms (warm-up and eval iterations excluded)"]
     if t.duration_s is not None:
-        lines.append(f"duration {_hms(t.duration_s)} for {t.iterations:,} iterations "
+        lines.append(f"duration {human_duration(t.duration_s)} for {t.iterations:,} iterations "
                      f"({t.method}{'' if t.method == 'timestamps' else ', estimated'})")
     if t.eval_overhead is not None:
-        lines.append(f"evals/checkpoints {_hms(t.eval_overhead_s)} = {t.eval_overhead:.2%} of wall time "
+        lines.append(f"evals/checkpoints {human_duration(t.eval_overhead_s)} = {t.eval_overhead:.2%} of wall time "
                      f"({t.evals} evals, {t.eval_pause_s:.1f} s each)")
     if t.startup_s:
-        lines.append(f"start-up (compile, first eval) {_hms(t.startup_s)}")
+        lines.append(f"start-up (compile, first eval) {human_duration(t.startup_s)}")
     if t.wall_iter_ms:
         lines.append(f"{t.wall_iter_ms:,.1f} ms of wall time per iteration between evals")
     if t.paused_s:
-        lines.append(f"paused {_hms(t.paused_s)}")
+        lines.append(f"paused {human_duration(t.paused_s)}")
     if t.eta_s is not None:
-        lines.append(f"ETA {_hms(t.eta_s)} to max_iters {h.max_iters:,}")
+        lines.append(f"ETA {human_duration(t.eta_s)} to max_iters {h.max_iters:,}")
     if t.eval_overhead is None:
         verdict, level = "eval overhead not measurable (no logged iteration coincides with an eval)", "note"
     elif t.eval_overhead > 0.1:
@@ -512,7 +515,7 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
 
 def _eta(h: RunHistory, cfg: C.TrainConfig | None, t: Timing) -> None:
     last, mx = h.last_iter, h.max_iters
-    if last is None or not mx or last >= mx or h.state in FINISHED or t.mean_iter_ms is None:
+    if last is None or not mx or last >= mx or h.state in layout.FINAL_STATES or t.mean_iter_ms is None:
         return
     eval_every = cfg.eval_interval if cfg is not None else _spacing([e.iter for e in h.evals])
     n_evals = 0
@@ -525,17 +528,6 @@ def _eta(h: RunHistory, cfg: C.TrainConfig | None, t: Timing) -> None:
 def _spacing(its: list[int]) -> int | None:
     diffs = [b - a for a, b in zip(its, its[1:]) if b > a]
     return int(statistics.median(diffs)) if diffs else None
-
-
-def _hms(s: float | None) -> str:
-    if s is None:
-        return "?"
-    if s < 60:
-        return f"{s:.1f} s"
-    s = int(round(s))
-    d, rem = divmod(s, 86400)
-    hms = f"{rem // 3600}h{rem % 3600 // 60:02d}m{rem % 60:02d}s"
-    return f"{d}d {hms}" if d else hms
 
 
 # ---------------------------------------------------------------- MFU

@@ -2,36 +2,28 @@
 
 Rows follow the source one to one: a step row per step event (nanoGPT `iter N:` line), an
 eval row per eval event (`step N:` line); evals sort before the step of the same iteration,
-as nanoGPT prints them. Writes are atomic (temporary file, fsync, rename).
+as nanoGPT prints them. Files are written atomically (gpttui.fs.atomic).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from gpttui.run.history import RunHistory, atomic_write_bytes
+from gpttui.fs import atomic
+from gpttui.run.history import RunHistory
 
-SCHEMA = pa.schema([
-    ("kind", pa.string()),
-    ("iter", pa.int64()),
-    ("t", pa.float64()),
-    ("loss", pa.float64()),
-    ("lr", pa.float64()),
-    ("dt_ms", pa.float64()),
-    ("tokens_per_s", pa.float64()),
-    ("mfu", pa.float64()),
-    ("grad_norm", pa.float64()),
-    ("tokens", pa.int64()),
-    ("train_loss", pa.float64()),
-    ("val_loss", pa.float64()),
-    ("checkpoint", pa.string()),
-])
+_STEP_FIGURES = ("t", "loss", "lr", "dt_ms", "tokens_per_s", "mfu", "grad_norm")
+SCHEMA = pa.schema(
+    [("kind", pa.string()), ("iter", pa.int64())]
+    + [(name, pa.float64()) for name in _STEP_FIGURES]
+    + [("tokens", pa.int64()), ("train_loss", pa.float64()), ("val_loss", pa.float64()), ("checkpoint", pa.string())]
+)
 TRAIN_COLOUR, VAL_COLOUR = 33, 208   # blue line, orange points (xterm-256 indices)
 MAX_CHART_POINTS = 4000   # plotext costs ~15 us a point; min/max buckets keep the shape
 
@@ -60,19 +52,19 @@ def write_rows(h: RunHistory, path: str | Path, fmt: str) -> int:
     if fmt == "jsonl":
         lines = [json.dumps({k: _json_value(v) for k, v in r.items()}, allow_nan=False)
                  for r in tbl.to_pylist()]
-        atomic_write_bytes(path, ("\n".join(lines) + "\n" if lines else "").encode())
+        atomic.write_bytes(path, ("\n".join(lines) + "\n" if lines else "").encode())
     elif fmt == "csv":
         import pyarrow.csv as pacsv
 
         sink = pa.BufferOutputStream()
         pacsv.write_csv(tbl, sink)
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        atomic.write_bytes(path, sink.getvalue().to_pybytes())
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
         sink = pa.BufferOutputStream()
         pq.write_table(tbl, sink)
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        atomic.write_bytes(path, sink.getvalue().to_pybytes())
     else:
         raise ValueError(f"unknown format {fmt!r}")
     return tbl.num_rows
@@ -124,14 +116,11 @@ def chart_matrix(h: RunHistory, width: int = 100, height: int = 30):
 
 
 def write_chart(h: RunHistory, path: str | Path, width: int = 100, height: int = 30) -> None:
-    """Save the chart as plotext saves it (.html: a web page, else plain text), atomically."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}")
-    try:
-        chart_matrix(h, width, height).save(str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Save the chart as plotext saves it (.html: a web page, else plain text), atomically.
+
+    plotext picks the format by the file name's extension, so it saves under the same name in
+    a scratch directory first."""
+    name = Path(path).name
+    with tempfile.TemporaryDirectory() as scratch:
+        chart_matrix(h, width, height).save(str(Path(scratch) / name))
+        atomic.write_bytes(path, (Path(scratch) / name).read_bytes())

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from gpttui.run.schedule import ScheduleConfig, lr_array
 
 ANNEAL_GAIN = 0.035      # loss fraction removed per unit of normalised lr decay
 ANNEAL_LAG = 0.99        # per-iteration EMA factor of the lr the loss "feels"
@@ -48,10 +50,13 @@ FIT_START = 0.1         # evals before this fraction of the last one are the ini
 
 @dataclass
 class Forecast:
+    """The val loss expected at `iter`, with its band (model spread, eval noise, extrapolation)."""
+
     iter: int
     val_loss: float
     low: float
     high: float
+    n_evals: int   # evals the fit used
 
     def to_dict(self) -> dict:
         return {"iter": self.iter, "val_loss": round(self.val_loss, 4),
@@ -98,7 +103,7 @@ class Fit:
         # how far past the data we extrapolate, in doublings of the fitted span
         reach = max(0.0, math.log2(max(it, 1) / max(self.last_iter, 1)))
         half = 2.0 * spread + self.sigma * (1.0 + reach) + anneal_unc
-        return Forecast(it, mean, mean - half, mean + half)
+        return Forecast(it, mean, mean - half, mean + half, self.n_points)
 
 
 def _g(s: np.ndarray, lam: float) -> np.ndarray:
@@ -125,13 +130,6 @@ def _ema(x: np.ndarray, lam: float, block: int = 1024) -> np.ndarray:
         out[start:start + n] = acc + carry * p * lam
         carry = out[start + n - 1]
     return out
-
-
-def schedule_array(lr_fn: Callable[[int], float], horizon: int) -> np.ndarray:
-    """lr(i)/peak for i in 0..horizon (peak = the largest value)."""
-    lrs = np.array([lr_fn(i) for i in range(horizon + 1)], dtype=float)
-    peak = lrs.max() if lrs.size and lrs.max() > 0 else 1.0
-    return lrs / peak
 
 
 def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> Fit | None:
@@ -177,19 +175,6 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> 
                int(it[0]), int(it[-1]))
 
 
-def lr_schedule(cfg, horizon: int) -> np.ndarray:
-    """config.lr_at(cfg, i) for i in 0..horizon, vectorised (a long run has ~10^6 iterations)."""
-    it = np.arange(horizon + 1, dtype=float)
-    lr, min_lr = cfg.learning_rate, cfg.min_lr
-    if not cfg.decay_lr:
-        return np.full_like(it, lr)
-    if cfg.lr_schedule == "wsd":
-        start = cfg.max_iters * (1.0 - cfg.decay_frac)
-        frac = np.clip((it - start) / max(1.0, cfg.max_iters - start), 0.0, 1.0)
-        out = min_lr + (1.0 - frac) * (lr - min_lr)
-    else:
-        ratio = (it - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
-        out = min_lr + 0.5 * (1.0 + np.cos(np.pi * np.clip(ratio, 0.0, 1.0))) * (lr - min_lr)
-        out = np.where(it > cfg.lr_decay_iters, min_lr, out)
-    warm = it < cfg.warmup_iters
-    return np.where(warm, lr * (it + 1) / (cfg.warmup_iters + 1), out)
+# moved to gpttui.run.schedule (lr_array); re-exported until the UI/ipc rework lands
+def lr_schedule(cfg: ScheduleConfig, horizon: int) -> np.ndarray:
+    return lr_array(cfg, np.arange(horizon + 1))

@@ -7,6 +7,8 @@ import json
 import sys
 
 from gpttui.run import config as C
+from gpttui.run import sizing
+from gpttui.run.units import human_bytes, human_count
 
 HELP = "print a resolved config and what it implies"
 OVERRIDES = True
@@ -25,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cfg = loaded.config
     errors = C.validate(cfg)
-    d = C.derive(cfg)
-    warnings = C.size_mismatches(cfg, loaded.source_text, loaded.source)
+    d = sizing.derive(cfg)
+    warnings = sizing.size_mismatches(cfg, loaded.source_text, loaded.source)
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "derived": d.to_dict(),
                           "errors": errors, "warnings": warnings}, indent=2))
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def render(cfg: C.TrainConfig, d: C.Derived) -> str:
+def render(cfg: C.TrainConfig, d: sizing.Derived) -> str:
     lines = []
     for group in C.GROUPS:
         lines.append(f"[{group}]")
@@ -52,14 +54,14 @@ def render(cfg: C.TrainConfig, d: C.Derived) -> str:
     lines += [
         "",
         f"number of parameters: {d.params_nanogpt / 1e6:.2f}M",
-        f"  total {C.human_count(d.params_total)} (with position embeddings), "
-        f"non-embedding {C.human_count(d.params_non_embedding)}, vocab {d.vocab_size}",
+        f"  total {human_count(d.params_total)} (with position embeddings), "
+        f"non-embedding {human_count(d.params_non_embedding)}, vocab {d.vocab_size}",
         f"tokens per iteration will be: {d.tokens_per_iter:,}",
-        f"tokens at max_iters ({cfg.max_iters:,}): {C.human_count(d.tokens_at_max_iters)} "
+        f"tokens at max_iters ({cfg.max_iters:,}): {human_count(d.tokens_at_max_iters)} "
         f"= {d.tokens_per_param:.1f} tokens/parameter (compute-optimal is ~20)",
-        f"FLOPs per token: {C.human_count(d.flops_per_token)}, per iteration: {d.flops_per_iter:.3g}",
-        f"training memory (estimate): {C.human_bytes(mem['total'])} = weights {C.human_bytes(mem['weights'])}"
-        f" + grads {C.human_bytes(mem['grads'])} + AdamW {C.human_bytes(mem['optimizer'])}"
-        f" + activations {C.human_bytes(mem['activations'])}",
+        f"FLOPs per token: {human_count(d.flops_per_token)}, per iteration: {d.flops_per_iter:.3g}",
+        f"training memory (estimate): {human_bytes(mem['total'])} = weights {human_bytes(mem['weights'])}"
+        f" + grads {human_bytes(mem['grads'])} + AdamW {human_bytes(mem['optimizer'])}"
+        f" + activations {human_bytes(mem['activations'])}",
     ]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from gpttui.data import prepare as P
+from gpttui.run.units import human_duration
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -112,7 +113,7 @@ class _PlainProgress:
         if p.phase == "done" or now - self.last < PLAIN_EVERY:
             return
         self.last = now
-        eta = f", ETA {_duration(p.eta_s)}" if p.eta_s is not None else ""
+        eta = f", ETA {human_duration(p.eta_s)}" if p.eta_s is not None else ""
         what = "scanning characters" if p.phase == "scan" else "tokenizing"
         print(f"{what}: {p.fraction:.0%}, {p.documents:,} documents, {p.tokens:,} tokens, "
               f"{p.text_bytes / 1e6:,.1f} MB, {p.mb_per_s:.1f} MB/s{eta}", flush=True)
@@ -146,10 +147,4 @@ class _RichProgress:
             label = "scanning characters" if phase == "scan" else "tokenizing"
             self.tasks[phase] = self.progress.add_task(label, total=1.0, docs=0, tokens=0, rate=0.0, eta="-")
         self.progress.update(self.tasks[phase], completed=p.fraction, docs=p.documents, tokens=p.tokens,
-                             rate=p.mb_per_s, eta=_duration(p.eta_s) if p.eta_s is not None else "-")
-
-
-def _duration(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
+                             rate=p.mb_per_s, eta=human_duration(p.eta_s) if p.eta_s is not None else "-")

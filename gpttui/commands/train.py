@@ -26,7 +26,7 @@ from typing import IO, Any, Sequence
 
 from gpttui.ipc.process import engine_argv, torchrun_env
 from gpttui.run import config as C
-from gpttui.run import directory, layout, protocol
+from gpttui.run import directory, layout, protocol, sizing
 
 HELP = "train headless, printing nanoGPT's log lines"
 OVERRIDES = True
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Overriding config with {args.target}:\n{loaded.source_text.rstrip()}")
     for key, value in loaded.overrides.items():
         print(f"Overriding: {key} = {value!r}")
-    for warning in C.size_mismatches(cfg, loaded.source_text, loaded.source):
+    for warning in sizing.size_mismatches(cfg, loaded.source_text, loaded.source):
         print(f"warning: {warning}", file=sys.stderr)
     return run_engine(Path(cfg.out_dir), runner_flags(args))
 

@@ -6,6 +6,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from gpttui.fs import atomic
+
 
 class _DataOnly(pickle.Unpickler):
     """Refuses every global: a meta.pkl holds only dicts, strings and ints."""
@@ -28,11 +30,8 @@ def read_meta_pkl(path: str | Path) -> dict[str, Any]:
 
 
 def write_meta_pkl(path: str | Path, chars: list[str]) -> None:
-    """Write meta.pkl exactly as nanoGPT's shakespeare_char/prepare.py does."""
+    """Write meta.pkl exactly as nanoGPT's shakespeare_char/prepare.py does (atomically)."""
     stoi = {ch: i for i, ch in enumerate(chars)}
     itos = {i: ch for i, ch in enumerate(chars)}
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    with tmp.open("wb") as f:
+    with atomic.replacing(path) as f:
         pickle.dump({"vocab_size": len(chars), "itos": itos, "stoi": stoi}, f)
-    tmp.replace(p)

@@ -24,15 +24,15 @@ worker in flight, so memory is bounded whatever the input size. Processes, not t
 threads: on 2 cores two processes give ~1.8x, threads ~1.4x (DESIGN.md). Small inputs are
 tokenized in process, since starting workers costs more than they save.
 
-Safety: everything is written as *.partial, fsynced, and renamed only when complete (meta.json
-last), so an interrupted run leaves no train.bin that looks finished. A re-run with the same
+Safety: train.bin and val.bin are written as *.partial, fsynced, and renamed only when complete,
+and meta.json comes last (gpttui.fs.atomic), so an interrupted run leaves no train.bin that looks
+finished. A re-run with the same
 sources (path, size, mtime) and options whose meta.json and .bin files agree does nothing
 unless force=True.
 """
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import multiprocessing
@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -55,6 +56,7 @@ from gpttui.data import sources as S
 from gpttui.data.metapkl import write_meta_pkl
 from gpttui.data.sources import PrepareError, Source
 from gpttui.data.tokenizer import GPT2_EOT, GPT2_VOCAB_SIZE, gpt2
+from gpttui.fs import atomic, lock
 
 FORMAT = "gpttui-prepare/1"
 DEFAULT_VAL_FRACTION = {"gpt2": 0.0005, "char": 0.1}
@@ -203,22 +205,16 @@ def _up_to_date(out: Path, srcs: list[Source], opts: dict) -> dict | None:
     return meta
 
 
-class _locked:
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
     """An exclusive lock on the output directory: two runs must not write the same files."""
-
-    def __init__(self, out: Path):
-        self.out = out
-
-    def __enter__(self) -> None:
-        self.fd = os.open(self.out, os.O_RDONLY)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise PrepareError(f"{self.out}: another gpttui prepare is writing there") from None
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # releases the lock
+    held = lock.FileLock(out)
+    if not held.acquire():
+        raise PrepareError(f"{out}: another gpttui prepare is writing there")
+    try:
+        yield
+    finally:
+        held.release()
 
 
 # --- splitting documents between train and val -------------------------------------------
@@ -409,8 +405,7 @@ class _Run:
         self.est = sum(s.est_bytes for s in srcs) or 1  # progress units: expected text bytes
         self._last_report = 0.0
         self.notes: list[str] = []
-        self.partials = [out / n for n in ("train.bin.partial", "val.bin.partial",
-                                           "meta.pkl.partial", "meta.json.partial")]
+        self.partials = [out / n for n in ("train.bin.partial", "val.bin.partial")]
 
     def _chunks(self) -> Iterator[tuple[Source, S.Chunk]]:
         for src in self.srcs:
@@ -543,23 +538,19 @@ class _Run:
 
     def _commit(self, meta: dict, chars: list[str] | None) -> None:
         out = self.out
-        _write_synced(out / "meta.json.partial", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        if chars is not None:
-            write_meta_pkl(out / "meta.pkl.partial", chars)
-            _fsync_path(out / "meta.pkl.partial")
+        meta_text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
         # meta.json goes first and comes back last: in between the directory is not up to date
         (out / "meta.json").unlink(missing_ok=True)
-        _fsync_path(out)
+        atomic.fsync_dir(out)
         os.replace(out / "val.bin.partial", out / "val.bin")
         if chars is not None:
-            os.replace(out / "meta.pkl.partial", out / "meta.pkl")
+            write_meta_pkl(out / "meta.pkl", chars)
         elif (out / "meta.pkl").exists():
             # a character vocabulary left from an earlier run would make nanoGPT decode GPT-2 ids as chars
             (out / "meta.pkl").unlink()
             self.notes.append(f"removed {out / 'meta.pkl'} left by an earlier character-level preparation")
         os.replace(out / "train.bin.partial", out / "train.bin")
-        os.replace(out / "meta.json.partial", out / "meta.json")
-        _fsync_path(out)
+        atomic.write_text(out / "meta.json", meta_text)  # fsyncs the directory: the renames above too
 
 
 class _Workers:
@@ -592,18 +583,3 @@ class _Workers:
         except BrokenProcessPool:  # from submit() or result()
             raise PrepareError("a tokenizing worker process died (out of memory?): "
                                "try fewer --workers") from None
-
-
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,9 +1,9 @@
 """nanoGPT-format checkpoints: {model, optimizer, model_args, iter_num, best_val_loss, config}.
 
-Written atomically (temporary file in the same directory, fsync, rename, fsync the directory),
-so a crash mid-write leaves the previous checkpoint whole. Read with `weights_only=True`.
-nanoGPT's own checkpoints load too: state-dict keys may carry torch.compile's `_orig_mod.`
-prefix, `best_val_loss` may be a 0-d tensor, and `config` may name a GPU dtype.
+Written atomically (gpttui.fs.atomic), so a crash mid-write leaves the previous checkpoint
+whole. Read with `weights_only=True`. nanoGPT's own checkpoints load too: state-dict keys may
+carry torch.compile's `_orig_mod.` prefix, `best_val_loss` may be a 0-d tensor, and `config`
+may name a GPU dtype.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 
 from gpttui.engine import durable
 from gpttui.engine.model import MODEL_ARGS
+from gpttui.fs import atomic
 
 COMPILE_PREFIX = "_orig_mod."
 REQUIRED = ("model", "model_args", "iter_num")
@@ -32,32 +33,9 @@ class CheckpointError(ValueError):
 
 def save(path: str | Path, ckpt: dict[str, Any]) -> None:
     """Write `ckpt` to `path` atomically; on any failure the old file is untouched."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(ckpt, f)
-            durable.injected_save_delay()  # a test hook's window to kill us mid-write
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(p.parent)
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return  # not possible on every platform; the rename itself is already atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic.replacing(path) as f:
+        torch.save(ckpt, f)
+        durable.injected_save_delay()  # a test hook's window to kill us mid-write
 
 
 def load(path: str | Path, map_location: str = "cpu", mmap: bool = False) -> dict[str, Any]:

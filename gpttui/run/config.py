@@ -1,15 +1,14 @@
-"""The training config: nanoGPT's knobs, validation, loading and derived figures.
+"""The training config: nanoGPT's knobs (the schema), reading them from files and `--key=value`
+overrides, and validation.
 
-Pure Python (no torch): the UI, `gpttui config` and the doctor all use it.
-nanoGPT `.py` config files are parsed with `ast`, never executed.
+nanoGPT `.py` config files are parsed with `ast`, never executed. What a config implies
+(parameters, memory) is in sizing.py, its learning rate over time in schedule.py.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import json
-import math
 import operator
 import re
 import tomllib
@@ -19,7 +18,18 @@ from typing import Any
 
 import tomli_w
 
-from gpttui.run import layout
+from gpttui.fs import atomic
+from gpttui.run import layout, schedule, sizing, units
+from gpttui.run.schedule import wsd_decay_start
+
+lr_at = schedule.lr_at  # moved to gpttui.run.schedule; re-exported until the UI/ipc rework lands
+data_vocab_size = sizing.data_vocab_size  # moved to gpttui.run.sizing; re-exported until the UI/ipc rework lands
+derive = sizing.derive  # moved to gpttui.run.sizing; re-exported until the UI/ipc rework lands
+effective_vocab_size = sizing.effective_vocab_size  # moved to gpttui.run.sizing; re-exported until the UI/ipc rework lands
+size_mismatches = sizing.size_mismatches  # moved to gpttui.run.sizing; re-exported until the UI/ipc rework lands
+human_bytes = units.human_bytes  # moved to gpttui.run.units; re-exported until the UI/ipc rework lands
+human_count = units.human_count  # moved to gpttui.run.units; re-exported until the UI/ipc rework lands
+human_duration = units.human_duration  # moved to gpttui.run.units; re-exported until the UI/ipc rework lands
 
 GROUPS = ("model", "data", "optimizer", "schedule", "system", "io")
 
@@ -318,11 +328,8 @@ def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
 
 
 def save(cfg: TrainConfig, path: str | Path) -> None:
-    """Write TOML atomically (temporary file, then rename)."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(to_toml(cfg), encoding="utf-8")
-    tmp.replace(p)
+    """Write the config as TOML, atomically."""
+    atomic.write_text(path, to_toml(cfg))
 
 
 # ---------------------------------------------------------------- validation
@@ -359,9 +366,9 @@ def validate(cfg: TrainConfig) -> list[str]:
     if cfg.decay_lr and cfg.lr_schedule == "wsd":
         if not 0.0 < cfg.decay_frac <= 1.0:
             errs.append(f"decay_frac: must be in (0, 1], got {cfg.decay_frac}")
-        elif cfg.warmup_iters > cfg.max_iters * (1 - cfg.decay_frac):
+        elif cfg.warmup_iters > wsd_decay_start(cfg):
             errs.append(f"warmup_iters: {cfg.warmup_iters} runs into the wsd decay, which starts at "
-                        f"iter {int(cfg.max_iters * (1 - cfg.decay_frac))}")
+                        f"iter {int(wsd_decay_start(cfg))}")
     for name, choices in CHOICES.items():
         if getattr(cfg, name) not in choices:
             errs.append(f"{name}: expected one of {', '.join(choices)}; got {getattr(cfg, name)!r}")
@@ -377,200 +384,3 @@ def check(cfg: TrainConfig) -> None:
     if errs:
         raise ConfigError("\n".join(errs))
 
-
-# ---------------------------------------------------------------- learning-rate schedule
-
-def lr_at(cfg: TrainConfig, it: int) -> float:
-    """The learning rate at iteration `it` (nanoGPT's get_lr, plus WSD)."""
-    if not cfg.decay_lr:
-        return cfg.learning_rate
-    if it < cfg.warmup_iters:
-        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
-    if cfg.lr_schedule == "wsd":
-        decay_start = cfg.max_iters * (1.0 - cfg.decay_frac)
-        if it < decay_start:
-            return cfg.learning_rate
-        frac = min(1.0, (it - decay_start) / max(1.0, cfg.max_iters - decay_start))
-        return cfg.min_lr + (1.0 - frac) * (cfg.learning_rate - cfg.min_lr)
-    if it > cfg.lr_decay_iters:
-        return cfg.min_lr
-    ratio = (it - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
-    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))
-    return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
-
-
-# ---------------------------------------------------------------- derived figures
-
-GPT2_PADDED_VOCAB = 50304
-
-
-def data_vocab_size(data_dir: Path) -> int | None:
-    """Vocabulary size from the data's meta.json (gpttui) or meta.pkl (nanoGPT), if present."""
-    mj = data_dir / "meta.json"
-    if mj.exists():
-        try:
-            meta = json.loads(mj.read_text())
-            if meta.get("tokenizer") == "gpt2":
-                return None  # GPT-2 ids: pad to 50304 as nanoGPT does for data without meta.pkl
-            v = meta.get("vocab_size")
-            return int(v) if v else None
-        except (OSError, ValueError, AttributeError):
-            return None
-    mp = data_dir / "meta.pkl"
-    if mp.exists():
-        from gpttui.data.metapkl import read_meta_pkl
-
-        try:
-            return int(read_meta_pkl(mp)["vocab_size"])
-        except (OSError, ValueError, KeyError):
-            return None
-    return None
-
-
-def effective_vocab_size(cfg: TrainConfig) -> int:
-    if cfg.vocab_size:
-        return cfg.vocab_size
-    return data_vocab_size(cfg.resolved_data_dir()) or GPT2_PADDED_VOCAB
-
-
-@dataclass
-class Derived:
-    """Figures a config implies, computed without torch."""
-
-    vocab_size: int
-    params_total: int           # every parameter (lm_head tied to wte)
-    params_nanogpt: int         # what nanoGPT prints: total without position embeddings
-    params_non_embedding: int   # without token and position embeddings
-    tokens_per_iter: int
-    tokens_at_max_iters: int
-    tokens_per_param: float     # at max_iters, per nanoGPT-counted parameter
-    flops_per_token: float      # nanoGPT's 6N + 12*L*C*T, forward and backward
-    flops_per_iter: float
-    memory_bytes: dict[str, int]  # weights, grads, optimizer, activations, total
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def count_params(n_layer: int, n_embd: int, block_size: int, vocab_size: int, bias: bool) -> tuple[int, int, int]:
-    """(total, without wpe, without wte and wpe) for nanoGPT's GPT."""
-    C = n_embd
-    ln = C + (C if bias else 0)
-    per_layer = (2 * ln + C * 3 * C + (3 * C if bias else 0) + C * C + (C if bias else 0)
-                 + C * 4 * C + (4 * C if bias else 0) + 4 * C * C + (C if bias else 0))
-    wte, wpe = vocab_size * C, block_size * C
-    total = wte + wpe + n_layer * per_layer + ln
-    return total, total - wpe, total - wpe - wte
-
-
-def derive(cfg: TrainConfig, world_size: int = 1) -> Derived:
-    vocab = effective_vocab_size(cfg)
-    total, nano, non_emb = count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)
-    tpi = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
-    # nanoGPT divides gradient_accumulation_steps by the world size, so tokens/iter stay put
-    fpt = 6 * nano + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
-    return Derived(
-        vocab_size=vocab,
-        params_total=total,
-        params_nanogpt=nano,
-        params_non_embedding=non_emb,
-        tokens_per_iter=tpi,
-        tokens_at_max_iters=tpi * cfg.max_iters,
-        tokens_per_param=tpi * cfg.max_iters / nano if nano else 0.0,
-        flops_per_token=float(fpt),
-        flops_per_iter=float(fpt) * tpi,
-        memory_bytes=estimate_memory(cfg, total, vocab),
-    )
-
-
-def bytes_per_activation(cfg: TrainConfig) -> int:
-    return 4 if cfg.dtype == "float32" or cfg.device == "cpu" else 2
-
-
-def estimate_memory(cfg: TrainConfig, params: int, vocab: int) -> dict[str, int]:
-    """Rough training memory: fp32 weights, grads and AdamW moments, plus activations.
-
-    Activations per layer follow Korthikanti et al. (34*B*T*C bytes in 16-bit, attention
-    scores not stored thanks to flash/SDPA attention), plus the logits and their gradient.
-    """
-    B, T, C, L = cfg.batch_size, cfg.block_size, cfg.n_embd, cfg.n_layer
-    act_scale = bytes_per_activation(cfg) / 2
-    activations = int(L * 34 * B * T * C * act_scale + 2 * B * T * vocab * 4)
-    mem = {
-        "weights": 4 * params,
-        "grads": 4 * params,
-        "optimizer": 8 * params,
-        "activations": activations,
-    }
-    mem["total"] = sum(mem.values())
-    return mem
-
-
-def human_count(n: float, digits: int = 2) -> str:
-    """123587328 -> '123.59M', 3.1e9 -> '3.10B'."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.{digits}f}{unit}"
-    return f"{n:.0f}"
-
-
-def human_bytes(n: float) -> str:
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
-def human_duration(seconds: float) -> str:
-    """47 -> '47s', 754 -> '12m 34s', 47000 -> '13h 03m', 200000 -> '2d 07h'."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
-
-
-# ---------------------------------------------------------------- size promises
-
-_SIZE_RE = re.compile(r"(?<![\w.])~?(\d+(?:\.\d+)?)\s*([MmBb])(?![a-zA-Z])")
-_GPT2_NAMES = {"gpt2-xl": 1558e6, "gpt2-large": 774e6, "gpt2-medium": 350e6}
-
-
-def _sizes_in(text: str) -> list[float]:
-    return [float(n) * (1e6 if u in "Mm" else 1e9) for n, u in _SIZE_RE.findall(text)]
-
-
-def promised_sizes(cfg: TrainConfig, source_text: str = "", source: str | None = None) -> list[tuple[str, float]]:
-    """Parameter counts promised by names and comments: [(where, count), ...].
-
-    Names (out_dir, wandb_run_name, the file name) count as promises; a comment counts only
-    when it speaks of parameters or the model, so `# ~3B tokens seen` is not a size.
-    """
-    found: list[tuple[str, float]] = []
-    names = [("out_dir", cfg.out_dir), ("wandb_run_name", cfg.wandb_run_name)]
-    if source:
-        names.append(("config file name", Path(source).name))
-    for where, text in names:
-        low = text.lower()
-        gpt2 = [size for name, size in _GPT2_NAMES.items() if name in low]
-        found += [(where, s) for s in (gpt2[:1] or _sizes_in(text))]
-    for line_no, line in enumerate(source_text.splitlines(), 1):
-        comment = line[line.index("#"):] if "#" in line else ""
-        if re.search(r"param|model", comment, re.I) and not re.search(r"token", comment, re.I):
-            found += [(f"comment on line {line_no}", s) for s in _sizes_in(comment)]
-    return found
-
-
-def size_mismatches(cfg: TrainConfig, source_text: str = "", source: str | None = None,
-                    tolerance: float = 0.25) -> list[str]:
-    """One warning per promise the config does not keep (more than `tolerance` off)."""
-    built = derive(cfg).params_nanogpt
-    out = []
-    for where, size in promised_sizes(cfg, source_text, source):
-        if abs(built - size) / size > tolerance:
-            out.append(f"{where} promises ~{human_count(size, 0)} parameters, "
-                       f"but this config builds {human_count(built)}")
-    return out

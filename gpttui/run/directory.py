@@ -7,7 +7,6 @@ UI fail fast with one clear line instead of a traceback from the engine.
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gpttui.run import config as C
-from gpttui.run import layout
+from gpttui.run import layout, sizing
 
 
 class RunDirError(ValueError):
@@ -48,7 +47,7 @@ def check_data(cfg: C.TrainConfig) -> DataInfo:
         if tokens[split] <= cfg.block_size:
             raise RunDirError(f"{p}: holds {tokens[split]} tokens, but block_size={cfg.block_size} "
                               f"needs at least {cfg.block_size + 1} (lower block_size or add data)")
-    vocab = C.data_vocab_size(d)
+    vocab = sizing.data_vocab_size(d)
     if vocab and cfg.vocab_size and cfg.vocab_size < vocab:
         raise RunDirError(f"vocab_size: {cfg.vocab_size} is smaller than the data's vocabulary of {vocab}")
     return DataInfo(d, tokens["train"], tokens["val"], vocab)
@@ -82,18 +81,8 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
 
 
 def write_config(cfg: C.TrainConfig, run_dir: str | Path) -> None:
-    """RUN_DIR/config.toml, atomically: a temporary file, fsync, rename."""
-    p = Path(run_dir) / layout.CONFIG
-    tmp = p.with_name(f".{layout.CONFIG}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(C.to_toml(cfg))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """RUN_DIR/config.toml, atomically."""
+    C.save(cfg, Path(run_dir) / layout.CONFIG)
 
 
 # ---------------------------------------------------------------- checkpoints, without torch
@@ -147,7 +136,7 @@ def check_shape(cfg: C.TrainConfig, ckpt: Path, data_vocab: int | None) -> None:
     if not isinstance(args, dict):
         return  # the engine reads it with torch and says what is wrong
     want = {name: getattr(cfg, name) for name in SHAPE_ARGS}
-    want["vocab_size"] = cfg.vocab_size or data_vocab or C.GPT2_PADDED_VOCAB
+    want["vocab_size"] = cfg.vocab_size or data_vocab or sizing.GPT2_PADDED_VOCAB
     for name in SHAPE_ARGS:
         if name in args and args[name] != want[name]:
             raise RunDirError(

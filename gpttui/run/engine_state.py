@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import fcntl
 import json
 import os
 import socket
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from gpttui.fs import atomic, lock
 from gpttui.run import layout
 
 HEARTBEAT_S = 2.0
@@ -103,22 +103,8 @@ def read_info(run_dir: str | Path) -> EngineInfo | None:
 
 
 def lock_held(run_dir: str | Path) -> bool:
-    """True if some process holds RUN_DIR/engine.lock (probed with a shared non-blocking flock)."""
-    try:
-        fd = os.open(Path(run_dir) / layout.ENGINE_LOCK, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True
-        raise
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    """True if some process holds RUN_DIR/engine.lock."""
+    return lock.is_held(Path(run_dir) / layout.ENGINE_LOCK)
 
 
 def status(run_dir: str | Path) -> RunStatus:
@@ -143,23 +129,6 @@ def _status_bytes(obj: dict) -> bytes:
     return data + b" " * max(0, STATUS_BYTES - len(data))
 
 
-def _write_json_atomic(path: Path, obj: dict, sync: bool) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(_status_bytes(obj))
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-
-
 class EngineStatus:
     """The engine's side: hold the lock, keep engine.json current, beat the heartbeat.
 
@@ -173,7 +142,7 @@ class EngineStatus:
         self.interval = interval
         self.info = EngineInfo(pid=os.getpid(), host=socket.gethostname(),
                                started=time.time(), heartbeat=time.time())
-        self._fd: int | None = None
+        self._lock = lock.FileLock(self.run_dir / layout.ENGINE_LOCK)
         self._mu = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -185,24 +154,13 @@ class EngineStatus:
         Retries for `wait` seconds: `status()` probes the lock with a brief shared lock.
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.run_dir / layout.ENGINE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise RunLocked(locked_message(self.run_dir)) from None
-                time.sleep(0.05)
+        if not self._lock.acquire(wait):
+            raise RunLocked(locked_message(self.run_dir))
+        fd = self._lock.fd
+        assert fd is not None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        self._write(sync=False)
+        self._write()
 
     def start(self) -> None:
         """Start the heartbeat thread (after acquire)."""
@@ -223,18 +181,17 @@ class EngineStatus:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._fd is None:
+        if self._lock.fd is None:
             return
         with self._mu:
             if state is not None:
                 self.info.state, self.info.reason = state, reason
             self.info.exit_code = exit_code
         try:
-            self._write(sync=True)
+            self._write()
         except OSError:
             pass
-        os.close(self._fd)  # releases the flock
-        self._fd = None
+        self._lock.release()
 
     def _run(self) -> None:
         while not self._closed.is_set():
@@ -243,21 +200,23 @@ class EngineStatus:
             if self._closed.is_set():
                 return
             try:
-                self._write(sync=False)
+                self._write()
             except OSError:
                 pass
 
-    def _write(self, sync: bool) -> None:
+    def _write(self, sync: bool = True) -> None:
+        """Write engine.json now. Every write is fsynced; `sync` is accepted, and ignored, until
+        tests/test_control.py stops passing it."""
         with self._mu:
             self.info.heartbeat = time.time()
-            obj = dataclasses.asdict(self.info)
+            data = _status_bytes(dataclasses.asdict(self.info))
         path = self.run_dir / layout.ENGINE_STATUS
         try:
-            _write_json_atomic(path, obj, sync)
+            atomic.write_bytes(path, data)
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            _overwrite_in_place(path, _status_bytes(obj), e)
+            _overwrite_in_place(path, data, e)
 
 
 def _overwrite_in_place(path: Path, data: bytes, why: OSError) -> None:

@@ -1,9 +1,9 @@
-"""A run's history: metrics.jsonl read/write and nanoGPT stdout-log import.
+"""A run's history: what the dashboard, `gpttui open`, `export` and the doctor share.
 
-`RunHistory` is what the dashboard, `gpttui open`, `export` and the doctor share. It is
-built by applying protocol events one at a time (`add`), from a run directory's
-metrics.jsonl (`from_metrics`), or from a nanoGPT `train.py` stdout log (`from_nanogpt_log`).
-`load_run` picks the right one for a path. Pure Python, no torch.
+`RunHistory` is built by applying protocol events one at a time (`add`): from a run
+directory's metrics.jsonl (`from_metrics`, read by gpttui.run.metrics), or from a nanoGPT
+`train.py` stdout log (`from_nanogpt_log`, parsed by gpttui.run.nanogpt_log). `load_run`
+picks the right one for a path.
 
 A hello whose start_iter is not past the last recorded iteration means the run resumed from
 an earlier checkpoint: the new branch replaces the abandoned one (no zig-zag in the curves).
@@ -11,19 +11,19 @@ an earlier checkpoint: the new branch replaces the abandoned one (no zig-zag in 
 
 from __future__ import annotations
 
-import ast
 import copy
-import json
 import math
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from gpttui.run import config as C
-from gpttui.run import layout
-from gpttui.run.protocol import encode
+from gpttui.run import layout, metrics, nanogpt_log
+from gpttui.run.metrics import EventReader
+
+MetricsTail = metrics.MetricsTail  # moved to gpttui.run.metrics; re-exported until the UI/ipc rework lands
+MetricsWriter = metrics.MetricsWriter  # moved to gpttui.run.metrics; re-exported until the UI/ipc rework lands
+read_events = metrics.read_events  # moved to gpttui.run.metrics; re-exported until the UI/ipc rework lands
 
 
 class RunLogError(ValueError):
@@ -169,6 +169,15 @@ class RunHistory:
     def _on_error(self, e: dict, it: int, t: float | None) -> None:
         self.errors.append(e)
 
+    def _on_session(self, e: dict, it: int, t: float | None) -> None:
+        """A nanoGPT process starting at `it` (its log has no hello); before the last recorded
+        iteration, a restart from an earlier checkpoint."""
+        last = self.last_iter
+        if last is not None and it < last:
+            self.truncate_from(it)
+        if not self.sessions or self.sessions[-1].start_iter != it:
+            self.sessions.append(Session(it, t, t))
+
     def truncate_from(self, start: int) -> None:
         """Drop what was recorded at iterations >= start (the abandoned branch of a resume).
 
@@ -295,243 +304,19 @@ class RunHistory:
             text = p.read_text(encoding="utf-8", errors="replace")
         except OSError as e:
             raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
-        return parse_nanogpt_log(text, str(p))
+        return cls.from_nanogpt_text(text, str(p))
 
-
-# ---------------------------------------------------------------- metrics.jsonl
-
-class EventReader:
-    """Iterate a metrics.jsonl's events; torn or garbled lines are skipped and counted.
-
-    `end` is the byte offset the reading stopped at: a UI attaching to the running engine
-    passes it on (control.SocketClient's history_from) so nothing falls between history and live.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.skipped = 0
-        self.lines = 0
-        self.end = 0
-
-    def __iter__(self) -> Iterator[dict]:
-        with open(self.path, "rb") as f:
-            for raw in f:
-                if not raw.strip():
-                    continue
-                self.lines += 1
-                event = _decode(raw)
-                if event is None:
-                    self.skipped += 1
-                else:
-                    yield event
-            self.end = f.tell()
-
-
-def _decode(raw: bytes | str) -> dict | None:
-    try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return obj if isinstance(obj, dict) and isinstance(obj.get("type"), str) else None
-
-
-def read_events(path: str | Path) -> Iterator[dict]:
-    """The events of a metrics.jsonl; a torn line (a kill mid-write) is skipped, never fatal."""
-    return iter(EventReader(path))
-
-
-class MetricsTail:
-    """Follow a growing metrics.jsonl: `poll()` returns the events of newly completed lines.
-
-    A last line without its newline is left for the next poll (the writer may be mid-line).
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.offset = 0
-        self.skipped = 0
-
-    def poll(self) -> list[dict]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n") + 1
-        out = []
-        for raw in data[:end].splitlines():
-            if raw.strip():
-                event = _decode(raw)
-                if event is None:
-                    self.skipped += 1
-                else:
-                    out.append(event)
-        self.offset += end
-        return out
-
-
-def append_event(path: str | Path, event: dict) -> None:
-    """Append one event line to a metrics.jsonl (opens and closes; for occasional writers)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(encode(event))
-
-
-class MetricsWriter:
-    """Append-only metrics.jsonl writer: one JSON object per line, flushed per line."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._f = open(self.path, "a", encoding="utf-8", buffering=1)
-
-    def write(self, event: dict) -> None:
-        self._f.write(encode(event))
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self) -> "MetricsWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# ---------------------------------------------------------------- nanoGPT logs
-
-NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
-_FLOAT = r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
-ITER_RE = re.compile(r"iter (\d+): loss " + _FLOAT + r", time " + _FLOAT + r"ms(?:, mfu " + _FLOAT + r"%)?")
-STEP_RE = re.compile(r"step (\d+): train loss " + _FLOAT + r", val loss " + _FLOAT)
-SAVE_RE = re.compile(r"^saving checkpoint to (.+?)\s*$")
-OVERRIDE_FILE_RE = re.compile(r"^Overriding config with (.+):\s*$")
-OVERRIDE_KV_RE = re.compile(r"^Overriding: (\w+) = (.*?)\s*$")
-TPI_RE = re.compile(r"^tokens per iteration will be: ([\d,]+)\s*$")
-PARAMS_RE = re.compile(r"^number of parameters: ([\d.]+)M\s*$")
-VOCAB_RE = re.compile(r"^(?:found vocab_size = (\d+)|defaulting to vocab_size of GPT-2 to (\d+))")
-RESUME_RE = re.compile(r"^Resuming training from ")
-# gpttui's engine log says which device and peak its MFU is against, and how the run ended.
-DEVICE_RE = re.compile(r"^device (\S+) \((.*)\), (\w+),.*; peak ([\d.]+) TFLOP/s")
-END_RE = re.compile(r"^(finished|stopped|failed) at iter (\d+)")
-# Other lines nanoGPT's train.py prints: recognised, so not counted as stray.
-KNOWN_RE = re.compile(
-    r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
-    r"|using fused AdamW|compiling the model|loading weights from pretrained gpt|forcing vocab_size"
-    r"|overriding dropout rate)")
-
-
-def parse_nanogpt_log(text: str, source: str = "<log>") -> RunHistory:
-    """Read nanoGPT train.py stdout. Stray lines (warnings, blanks, shell prompts) are counted.
-
-    nanoGPT prints no timestamps: Step.t stays None and `dt_ms` holds that one iteration's
-    time (see gpttui.analysis.doctor for how durations are estimated from it). The printed mfu is a
-    running average against an A100 (mfu_peak = 312e12); its -100% (not yet measured) is None.
-    """
-    h = RunHistory(source=source, kind="nanogpt-log", mfu_peak=NANOGPT_A100_PEAK, mfu_smoothed=True)
-    lines = text.splitlines()
-    h.lines = len(lines)
-    echo: list[str] | None = None    # lines of a config file being echoed
-    in_warmup = False
-    for line in lines:
-        if echo is not None:
-            if _ends_echo(line):
-                _apply_echo(h, "\n".join(echo))
-                echo = None
-            else:
-                echo.append(line)
-                continue
-        if m := STEP_RE.search(line):
-            it = int(m[1])
-            _branch(h, it)
-            h.add({"type": "eval", "iter": it, "train_loss": float(m[2]), "val_loss": float(m[3])})
-        elif m := ITER_RE.search(line):
-            it = int(m[1])
-            _branch(h, it)
-            mfu = float(m[4]) if m[4] is not None else None
-            warming = mfu is not None and mfu <= -100.0   # nanoGPT's first iterations of a process
-            if warming and not in_warmup or not h.sessions:
-                _start_session(h, it)
-            in_warmup = warming
-            mfu = None if warming else mfu
-            h.add({"type": "step", "iter": it, "loss": float(m[2]), "dt_ms": float(m[3]),
-                   "mfu": None if mfu is None else round(mfu / 100.0, 8)})
-        elif m := SAVE_RE.match(line):
-            ev = h.evals[-1] if h.evals else None
-            it = ev.iter if ev else (h.last_iter or 0)
-            h.add({"type": "checkpoint", "iter": it, "path": m[1], "val_loss": ev.val_loss if ev else None})
-        elif m := OVERRIDE_FILE_RE.match(line):
-            h.config_file = m[1]
-            echo = []
-        elif m := OVERRIDE_KV_RE.match(line):
-            _apply_echo(h, f"{m[1]} = {m[2]}")
-        elif m := TPI_RE.match(line):
-            h.tokens_per_iter_reported = int(m[1].replace(",", ""))
-        elif m := PARAMS_RE.match(line):
-            h.params_reported = float(m[1]) * 1e6
-        elif m := VOCAB_RE.match(line):
-            h.config["vocab_size"] = int(m[1] or m[2])
-        elif RESUME_RE.match(line):
-            h.config["init_from"] = "resume"
-        elif m := DEVICE_RE.match(line):
-            h.device = {"device": m[1], "device_name": m[2], "dtype": m[3], "peak_flops": float(m[4]) * 1e12}
-            h.mfu_peak, h.mfu_smoothed = float(m[4]) * 1e12, True
-        elif m := END_RE.match(line):
-            h.state = m[1]
-        elif KNOWN_RE.match(line):
-            pass
-        else:
-            h.skipped_lines += 1
-    if echo is not None:
-        _apply_echo(h, "\n".join(echo))
-    return h
-
-
-def _ends_echo(line: str) -> bool:
-    return bool(TPI_RE.match(line) or OVERRIDE_FILE_RE.match(line) or OVERRIDE_KV_RE.match(line)
-                or STEP_RE.search(line) or ITER_RE.search(line) or KNOWN_RE.match(line)
-                or PARAMS_RE.match(line) or RESUME_RE.match(line))
-
-
-def _branch(h: RunHistory, it: int) -> None:
-    """An iteration number going backwards: nanoGPT restarted from an earlier checkpoint."""
-    last = h.last_iter
-    if last is not None and it < last:
-        h.truncate_from(it)
-        _start_session(h, it)
-
-
-def _start_session(h: RunHistory, it: int) -> None:
-    if not h.sessions or h.sessions[-1].start_iter != it:
-        h.sessions.append(Session(it))
-
-
-def _apply_echo(h: RunHistory, text: str) -> None:
-    """Take `name = value` lines of an echoed config; unknown or non-literal ones are recorded."""
-    h.config_text += text + "\n"
-    h.config_complete = True  # nanoGPT's defaults plus these overrides are the whole config
-    try:
-        stmts = ast.parse(text).body
-    except SyntaxError:
-        stmts = []
-        for line in text.splitlines():
-            try:
-                stmts += ast.parse(line).body
-            except SyntaxError:
-                continue
-    known_text = "\n".join(f"{k} = {v!r}" for k, v in h.config.items() if k in C.FIELDS)
-    for stmt in stmts:
-        segment = ast.unparse(stmt)
-        try:
-            values = C.parse_nanogpt_py(known_text + "\n" + segment)
-        except C.ConfigError:
-            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-                h.config_unknown[stmt.targets[0].id] = ast.unparse(stmt.value)
-            else:
-                h.config_unknown[segment[:40]] = segment
-            continue
-        h.config.update(values)
-        known_text += "\n" + segment
+    @classmethod
+    def from_nanogpt_text(cls, text: str, source: str = "<log>") -> "RunHistory":
+        log = nanogpt_log.parse(text)
+        h = cls(source=source, kind="nanogpt-log", config=log.config, config_complete=log.config_complete,
+                config_text=log.config_text, config_file=log.config_file, config_unknown=log.config_unknown,
+                params_reported=log.params, tokens_per_iter_reported=log.tokens_per_iter,
+                mfu_peak=log.mfu_peak, mfu_smoothed=True, device=log.device, state=log.state,
+                skipped_lines=log.stray, lines=log.lines)
+        for e in log.events:
+            h.add(e)
+        return h
 
 
 # ---------------------------------------------------------------- any path
@@ -555,18 +340,3 @@ def load_run(path: str | Path) -> RunHistory:
         raise RunLogError(f"{p}: no nanoGPT 'iter N: loss ...' or 'step N: train loss ...' lines "
                           "and not a metrics.jsonl")
     return h
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write tmp + fsync + rename, so a reader never sees half a file."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

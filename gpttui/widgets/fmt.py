@@ -1,24 +1,16 @@
-"""Short human forms of the dashboard's figures."""
+"""The dashboard's figures in short human form: the shared formats of gpttui.run.units, with
+"—" for a figure not known yet."""
 
 from __future__ import annotations
 
 import math
 
-from gpttui.run.config import human_count
+from gpttui.run.units import human_count, human_duration
 
 
 def duration(seconds: float | None) -> str:
-    """62 -> '1m02s', 3725 -> '1h02m', 2 days -> '2d03h'; None -> '—'."""
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    s = int(round(max(0.0, seconds)))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    """62 -> '1m 02s'; None -> '—'."""
+    return "—" if seconds is None or not math.isfinite(seconds) else human_duration(seconds)
 
 
 def count(n: float | None, digits: int = 1) -> str:

@@ -1,0 +1,189 @@
+"""Reading nanoGPT's train.py stdout (and gpttui's engine.log, which prints the same lines).
+
+`parse(text)` turns a log into protocol events (step, eval, checkpoint, and a `session` event
+where a process started) and the facts the log prints once (the echoed config, parameters,
+tokens per iteration, device). RunHistory.from_nanogpt_log applies them. Lines it does not
+know (warnings, blanks, shell prompts) are counted as stray.
+
+nanoGPT prints no timestamps: the events carry no `t`, and a step's `dt_ms` is that one
+iteration's time (gpttui.analysis.doctor estimates durations from it). The printed mfu is a
+running average against an A100 whatever the card (NANOGPT_A100_PEAK); its -100% (the first
+iterations of a process, not yet measured) becomes None.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpttui.run import config as C
+
+NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
+_FLOAT = r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
+ITER_RE = re.compile(r"iter (\d+): loss " + _FLOAT + r", time " + _FLOAT + r"ms(?:, mfu " + _FLOAT + r"%)?")
+STEP_RE = re.compile(r"step (\d+): train loss " + _FLOAT + r", val loss " + _FLOAT)
+SAVE_RE = re.compile(r"^saving checkpoint to (.+?)\s*$")
+OVERRIDE_FILE_RE = re.compile(r"^Overriding config with (.+):\s*$")
+OVERRIDE_KV_RE = re.compile(r"^Overriding: (\w+) = (.*?)\s*$")
+TPI_RE = re.compile(r"^tokens per iteration will be: ([\d,]+)\s*$")
+PARAMS_RE = re.compile(r"^number of parameters: ([\d.]+)M\s*$")
+VOCAB_RE = re.compile(r"^(?:found vocab_size = (\d+)|defaulting to vocab_size of GPT-2 to (\d+))")
+RESUME_RE = re.compile(r"^Resuming training from ")
+# gpttui's engine log says which device and peak its MFU is against, and how the run ended.
+DEVICE_RE = re.compile(r"^device (\S+) \((.*)\), (\w+),.*; peak ([\d.]+) TFLOP/s")
+END_RE = re.compile(r"^(finished|stopped|failed) at iter (\d+)")
+# Other lines nanoGPT's train.py prints: recognised, so not counted as stray.
+KNOWN_RE = re.compile(
+    r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
+    r"|using fused AdamW|compiling the model|loading weights from pretrained gpt|forcing vocab_size"
+    r"|overriding dropout rate)")
+
+
+@dataclass
+class NanogptLog:
+    """What a log says: its records as events, in order, and what it prints once."""
+
+    events: list[dict] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)   # echoed values gpttui knows
+    config_text: str = ""                # the echoed config's source text (it may promise sizes)
+    config_file: str | None = None       # "Overriding config with FILE:"
+    config_complete: bool = False        # a config was echoed: nanoGPT's defaults plus it are the whole config
+    config_unknown: dict[str, str] = field(default_factory=dict)  # echoed keys gpttui doesn't know
+    params: float | None = None          # "number of parameters: 123.59M"
+    tokens_per_iter: int | None = None
+    device: dict[str, Any] = field(default_factory=dict)
+    mfu_peak: float = NANOGPT_A100_PEAK  # FLOP/s the printed mfu is against
+    state: str | None = None             # gpttui's engine log: how the run ended
+    lines: int = 0
+    stray: int = 0
+
+
+class _Parser:
+    """Follows what the history will hold, for the choices that depend on it: an iteration going
+    backwards is a restart from an earlier checkpoint (records from there on are abandoned), and
+    a checkpoint belongs to the last eval that still stands."""
+
+    def __init__(self) -> None:
+        self.log = NanogptLog()
+        self.last: int | None = None                    # the last step or eval iteration
+        self.evals: list[tuple[int, float]] = []        # (iter, val loss) of the standing evals
+        self.in_warmup = False
+        self.started = False                            # a session event was emitted
+        self.echo: list[str] | None = None              # lines of a config file being echoed
+
+    def line(self, line: str) -> None:
+        if self.echo is not None:
+            if not _ends_echo(line):
+                self.echo.append(line)
+                return
+            self._apply_echo("\n".join(self.echo))
+            self.echo = None
+        log = self.log
+        if m := STEP_RE.search(line):
+            it = int(m[1])
+            self._branch(it)
+            self._record({"type": "eval", "iter": it, "train_loss": float(m[2]), "val_loss": float(m[3])})
+            if self.evals and self.evals[-1][0] == it:
+                self.evals.pop()
+            self.evals.append((it, float(m[3])))
+        elif m := ITER_RE.search(line):
+            it = int(m[1])
+            restarted = self._branch(it)
+            mfu = float(m[4]) if m[4] is not None else None
+            warming = mfu is not None and mfu <= -100.0   # nanoGPT's first iterations of a process
+            if not restarted and (warming and not self.in_warmup or not self.started):
+                self._session(it)
+            self.in_warmup = warming
+            mfu = None if warming else mfu
+            self._record({"type": "step", "iter": it, "loss": float(m[2]), "dt_ms": float(m[3]),
+                          "mfu": None if mfu is None else round(mfu / 100.0, 8)})
+        elif m := SAVE_RE.match(line):
+            it, val = self.evals[-1] if self.evals else (self.last or 0, None)
+            log.events.append({"type": "checkpoint", "iter": it, "path": m[1], "val_loss": val})
+        elif m := OVERRIDE_FILE_RE.match(line):
+            log.config_file = m[1]
+            self.echo = []
+        elif m := OVERRIDE_KV_RE.match(line):
+            self._apply_echo(f"{m[1]} = {m[2]}")
+        elif m := TPI_RE.match(line):
+            log.tokens_per_iter = int(m[1].replace(",", ""))
+        elif m := PARAMS_RE.match(line):
+            log.params = float(m[1]) * 1e6
+        elif m := VOCAB_RE.match(line):
+            log.config["vocab_size"] = int(m[1] or m[2])
+        elif RESUME_RE.match(line):
+            log.config["init_from"] = "resume"
+        elif m := DEVICE_RE.match(line):
+            log.device = {"device": m[1], "device_name": m[2], "dtype": m[3], "peak_flops": float(m[4]) * 1e12}
+            log.mfu_peak = float(m[4]) * 1e12
+        elif m := END_RE.match(line):
+            log.state = m[1]
+        elif not KNOWN_RE.match(line):
+            log.stray += 1
+
+    def finish(self) -> NanogptLog:
+        if self.echo is not None:
+            self._apply_echo("\n".join(self.echo))
+        return self.log
+
+    def _record(self, event: dict) -> None:
+        self.log.events.append(event)
+        self.last = event["iter"]
+
+    def _branch(self, it: int) -> bool:
+        """An iteration number going backwards: nanoGPT restarted from an earlier checkpoint."""
+        if self.last is None or it >= self.last:
+            return False
+        self.evals = [e for e in self.evals if e[0] < it]
+        self._session(it)
+        return True
+
+    def _session(self, it: int) -> None:
+        self.log.events.append({"type": "session", "iter": it})
+        self.started = True
+
+    def _apply_echo(self, text: str) -> None:
+        """Take `name = value` lines of an echoed config; unknown or non-literal ones are recorded."""
+        log = self.log
+        log.config_text += text + "\n"
+        log.config_complete = True
+        try:
+            stmts = ast.parse(text).body
+        except SyntaxError:
+            stmts = []
+            for line in text.splitlines():
+                try:
+                    stmts += ast.parse(line).body
+                except SyntaxError:
+                    continue
+        known_text = "\n".join(f"{k} = {v!r}" for k, v in log.config.items() if k in C.FIELDS)
+        for stmt in stmts:
+            segment = ast.unparse(stmt)
+            try:
+                values = C.parse_nanogpt_py(known_text + "\n" + segment)
+            except C.ConfigError:
+                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                    log.config_unknown[stmt.targets[0].id] = ast.unparse(stmt.value)
+                else:
+                    log.config_unknown[segment[:40]] = segment
+                continue
+            log.config.update(values)
+            known_text += "\n" + segment
+
+
+def _ends_echo(line: str) -> bool:
+    return bool(TPI_RE.match(line) or OVERRIDE_FILE_RE.match(line) or OVERRIDE_KV_RE.match(line)
+                or STEP_RE.search(line) or ITER_RE.search(line) or KNOWN_RE.match(line)
+                or PARAMS_RE.match(line) or RESUME_RE.match(line))
+
+
+def parse(text: str) -> NanogptLog:
+    parser = _Parser()
+    lines = text.splitlines()
+    for line in lines:
+        parser.line(line)
+    log = parser.finish()
+    log.lines = len(lines)
+    return log

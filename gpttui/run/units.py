@@ -1,0 +1,31 @@
+"""Human forms of counts, sizes and durations: one format each, for the CLI and the UI alike."""
+
+from __future__ import annotations
+
+
+def human_count(n: float, digits: int = 2) -> str:
+    """123587328 -> '123.59M', 3.1e9 -> '3.10B'."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.{digits}f}{unit}"
+    return f"{n:.0f}"
+
+
+def human_bytes(n: float) -> str:
+    """3 * 2**30 -> '3.0 GiB'."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def human_duration(seconds: float) -> str:
+    """47 -> '47s', 754 -> '12m 34s', 47000 -> '13h 03m', 200000 -> '2d 07h': two units at most."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"

@@ -1,0 +1,48 @@
+"""The lr schedule: the scalar form (the trainer's, every step) and the vectorised one (a forecast
+over a whole run) agree everywhere, on every kind of schedule."""
+
+import numpy as np
+import pytest
+
+from gpttui.run import config as C
+from gpttui.run.schedule import lr_array, lr_at, wsd_decay_start
+
+BASE = C.TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=10, lr_decay_iters=100, max_iters=100)
+SCHEDULES = {
+    "cosine": BASE,
+    "cosine decaying before max_iters": C.replace(BASE, lr_decay_iters=60),
+    "cosine without warm-up": C.replace(BASE, warmup_iters=0),
+    "cosine, decay ends where warm-up does": C.replace(BASE, warmup_iters=60, lr_decay_iters=60),
+    "wsd": C.replace(BASE, lr_schedule="wsd", decay_frac=0.2),
+    "wsd decaying all the way": C.replace(BASE, lr_schedule="wsd", decay_frac=1.0, warmup_iters=0),
+    "linear warm-up only": C.replace(BASE, warmup_iters=1000, lr_decay_iters=1000, max_iters=1000),
+    "constant": C.replace(BASE, decay_lr=False),
+    "nanoGPT's defaults": C.DEFAULTS,
+}
+
+
+@pytest.mark.parametrize("cfg", SCHEDULES.values(), ids=SCHEDULES.keys())
+def test_scalar_and_vectorised_schedules_agree(cfg):
+    its = np.arange(0, 2 * cfg.max_iters + 2, max(1, cfg.max_iters // 5000))
+    vectorised = lr_array(cfg, its)
+    scalar = np.array([lr_at(cfg, int(i)) for i in its])
+    assert vectorised.shape == its.shape
+    np.testing.assert_allclose(vectorised, scalar, rtol=1e-12, atol=0)
+
+
+def test_cosine_and_wsd_schedules():
+    cos = BASE
+    assert lr_at(cos, 10) == pytest.approx(1.0)
+    assert lr_at(cos, 55) == pytest.approx(0.55)
+    assert lr_at(cos, 200) == pytest.approx(0.1)
+    wsd = C.replace(cos, lr_schedule="wsd", decay_frac=0.2)
+    assert wsd_decay_start(wsd) == pytest.approx(80)
+    assert lr_at(wsd, 79) == pytest.approx(1.0)
+    assert lr_at(wsd, 90) == pytest.approx(0.55)
+    # extending a wsd run only lengthens the stable phase
+    assert lr_at(C.replace(wsd, max_iters=200), 90) == pytest.approx(1.0)
+
+
+def test_warm_up_is_linear_and_constant_ignores_it():
+    assert [lr_at(BASE, i) for i in (0, 4, 9)] == pytest.approx([1 / 11, 5 / 11, 10 / 11])
+    assert lr_at(C.replace(BASE, decay_lr=False), 0) == 1.0
