@@ -4,8 +4,8 @@ Batch 1 on the CPU, random-init models (speed does not depend on the weights):
   demo  the demo's character model: n_layer=4 n_head=4 n_embd=128 block_size=64, vocab 65
   bpe   a GPT-2-vocabulary model: n_layer=6 n_head=6 n_embd=384 block_size=1024, vocab 50304
 For each thread count and length: the median wall time of --runs runs of gpttui's
-`engine.sample.generate` (KV cache) and of nanoGPT's `model.generate` (the whole context
-recomputed per token; `engine.sample.generate_uncached`), both with nanoGPT's sampling
+`engine.generate.generate` (KV cache) and of nanoGPT's `model.generate` (the whole context
+recomputed per token; `engine.generate.generate_uncached`), both with nanoGPT's sampling
 (temperature 0.8, top_k 200), their tokens/s and ratio, measured in the same run with the
 runs interleaved. Cached
 decoding reads every weight once per token, so its bound is memory bandwidth / bytes per
@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from gpttui.engine import sample as S
+from gpttui.engine.generate import generate, generate_uncached, pick
 from gpttui.engine.model import GPT, GPTConfig, KVCache
 
 MODELS = {
@@ -86,7 +86,7 @@ def breakdown(model: GPT, vocab: int | None) -> str:
             last = logits.clone()
             if vocab is not None:
                 last[:, vocab:] = -float("Inf")
-            int(S.pick(last, **SAMPLING))
+            int(pick(last, **SAMPLING))
         for f in (step, sample):
             f()
         lm = model.lm_head
@@ -117,7 +117,7 @@ def first_token_ms(model: GPT, prompt_len: int, vocab: int | None) -> float:
     prompt = torch.randint(0, vocab or model.config.vocab_size, (prompt_len,)).tolist()
 
     def first() -> None:
-        gen = S.generate(model, prompt, 1, vocab_size=vocab, **SAMPLING)
+        gen = generate(model, prompt, 1, vocab_size=vocab, **SAMPLING)
         next(gen)
         gen.close()
     first()
@@ -157,11 +157,11 @@ def main() -> None:
 
                 def run_cached() -> None:
                     torch.manual_seed(1)
-                    cached[:] = S.generate(model, [0], n, vocab_size=vocab, **SAMPLING)
+                    cached[:] = generate(model, [0], n, vocab_size=vocab, **SAMPLING)
 
                 def run_recomputed() -> torch.Tensor:
                     torch.manual_seed(1)
-                    return S.generate_uncached(model, x, n, **SAMPLING)
+                    return generate_uncached(model, x, n, **SAMPLING)
 
                 run_cached()  # warm-up
                 before = load()

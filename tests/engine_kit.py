@@ -1,8 +1,10 @@
-"""Shared helpers of the engine tests: character data from tiny Shakespeare, tiny configs,
-and an engine child process whose events are read live."""
+"""Shared helpers of the engine tests: character data from tiny Shakespeare, tiny configs and
+models, nanoGPT's own model.py, and an engine child process whose events are read live.
+(conftest.py turns the data into session fixtures.)"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -11,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
@@ -20,6 +23,8 @@ from gpttui.run import config as C
 from gpttui.run import directory
 
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "gpttui" / "assets" / "tinyshakespeare.txt"
+CHAR_DATA_CHARS = 100_000  # what make_char_data takes from tiny Shakespeare unless told
+NANOGPT_MODEL = Path(__file__).resolve().parent / "fixtures" / "nanogpt_model.py"
 
 TINY = dict(
     n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=8, gradient_accumulation_steps=1,
@@ -29,7 +34,21 @@ TINY = dict(
 )
 
 
-def make_char_data(d: Path, n_chars: int = 100_000) -> Path:
+# model_args of a tiny character model (tiny Shakespeare's 65 characters) and a tiny GPT-2-vocabulary one
+CHAR_ARGS = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, bias=False, vocab_size=65, dropout=0.0)
+BPE_ARGS = dict(n_layer=1, n_head=2, n_embd=16, block_size=32, bias=False, vocab_size=50304, dropout=0.0)
+
+
+def nanogpt() -> ModuleType:
+    """nanoGPT's model.py (GPT, GPTConfig, generate, configure_optimizers), kept verbatim."""
+    spec = importlib.util.spec_from_file_location("nanogpt_model", NANOGPT_MODEL)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def make_char_data(d: Path, n_chars: int = CHAR_DATA_CHARS) -> Path:
     """uint16 train.bin / val.bin (90/10) and nanoGPT's meta.pkl of tiny Shakespeare's start."""
     d.mkdir(parents=True, exist_ok=True)
     text = SHAKESPEARE.read_text(encoding="utf-8")[:n_chars]

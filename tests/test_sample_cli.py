@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from engine_kit import SHAKESPEARE
+from engine_kit import nanogpt
 
 from gpttui.data.metapkl import write_meta_pkl
 from gpttui.data.tokenizer import CharTokenizer
 
 torch.set_num_threads(1)
-NANOGPT = Path(__file__).parent / "fixtures" / "nanogpt_model.py"
 ARGS = dict(n_layer=2, n_head=2, n_embd=32, block_size=64, bias=True, vocab_size=65, dropout=0.0)
 # run `gpttui sample` in a fresh interpreter and say whether it imported torch
 CLI = ("import sys; from gpttui.cli import main; rc = main(sys.argv[1:]); "
        "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr); sys.exit(rc)")
 
 
-def nanogpt():
-    spec = importlib.util.spec_from_file_location("nanogpt_model", NANOGPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture
-def nano_run(tmp_path) -> tuple[Path, CharTokenizer]:
+def nano_run(tmp_path, shakespeare_chars) -> tuple[Path, CharTokenizer]:
     """A shakespeare_char run as nanoGPT's own train.py leaves it (its model class, its keys)."""
-    chars = sorted(set(SHAKESPEARE.read_text(encoding="utf-8")))
     (tmp_path / "data" / "shakespeare_char").mkdir(parents=True)
-    write_meta_pkl(tmp_path / "data" / "shakespeare_char" / "meta.pkl", chars)
+    write_meta_pkl(tmp_path / "data" / "shakespeare_char" / "meta.pkl", shakespeare_chars)
     ng = nanogpt()
     torch.manual_seed(3)
     model = ng.GPT(ng.GPTConfig(**ARGS))
@@ -43,7 +33,7 @@ def nano_run(tmp_path) -> tuple[Path, CharTokenizer]:
                 "model_args": ARGS, "iter_num": 5000, "best_val_loss": torch.tensor(1.47),
                 "config": {"dataset": "shakespeare_char", "dtype": "bfloat16"}},
                tmp_path / "out-shakespeare-char" / "ckpt.pt")
-    return tmp_path, CharTokenizer(chars)
+    return tmp_path, CharTokenizer(shakespeare_chars)
 
 
 def gpttui_sample(cwd: Path, *args: str) -> subprocess.CompletedProcess:

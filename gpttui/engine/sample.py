@@ -1,39 +1,24 @@
-"""Text from a checkpoint: KV-cached generation with nanoGPT's sampling, and the sampler process.
+"""The sampler process: text from a checkpoint, on request, streamed as it is made.
 
     python -m gpttui.engine.sample [--device=auto] [--dtype=auto] [--threads=N]
 
-is the sampler process. It reads commands on stdin, one JSON line each:
-`{"cmd": "sample", "values": {...}}` (a Request: nanoGPT sample.py's knobs) and `{"cmd": "stop"}`
-(cancel the request being generated and any queued). For every sample it streams `token`
-events - first the prompt (prompt: true), then the new text piece by piece, so the pieces
-concatenate to what nanoGPT's sample.py prints - and a `sample_done`; each request ends with a
-`state` event (finished, stopped or failed). It exits when stdin closes and its queue is done.
-`gpttui sample` and the TUI's sampling pane (key g) drive it.
-
-Speed: the KVCache (model.py) makes each new token one single-position forward. Each step
-reads every weight once, so decoding is bound by memory bandwidth (bench/sample_speed.py
-measures how close it gets). Loops per token stay short: no tensor is allocated for the cache,
-nothing is concatenated, and the one host sync per token is reading the sampled id.
-
-Past block_size nanoGPT recomputes the last block_size tokens for every new token. Here, when
-the cache is full, it is refilled with the last `keep` tokens (block_size // 2 by default) and
-decoding continues: one prefill of block_size/2 tokens per block_size/2 new tokens, so a token
-sees between block_size/2 and block_size tokens of context (nanoGPT's see exactly block_size;
-keep=block_size reproduces that, at nanoGPT's cost).
+reads commands on stdin, one JSON line each: `{"cmd": "sample", "values": {...}}` (a Request:
+nanoGPT sample.py's knobs) and `{"cmd": "stop"}` (cancel the request being generated and any
+queued). For every sample it streams `token` events - first the prompt (prompt: true), then the
+new text piece by piece, so the pieces concatenate to what nanoGPT's sample.py prints - and a
+`sample_done`; each request ends with a `state` event (finished, stopped or failed). It exits
+when stdin closes and its queue is done. `gpttui sample` and the TUI's sampling pane (key g)
+drive it. The decoding itself is generate.py's.
 
 Same seed, same text - and the text nanoGPT's sample.py prints for that checkpoint and seed:
 nanoGPT seeds torch, then builds the model (its random init draws from the generator), then
 samples with torch.multinomial over the whole vocabulary. `Loaded.seed` reproduces that state,
-and `pick` is nanoGPT's sampling step (`draw` is multinomial's own arithmetic, cheaper), so the
-same random numbers choose the same tokens (while the context fits in block_size; only float
-rounding, cached against recomputed attention, could flip a near tie).
+and generate.pick is nanoGPT's sampling step.
 """
 
 from __future__ import annotations
 
 import argparse
-import codecs
-import functools
 import math
 import os
 import queue
@@ -41,7 +26,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -49,20 +34,12 @@ from typing import IO, Any
 
 import psutil
 import torch
-from torch.nn import functional as F
 
-from gpttui.data.tokenizer import GPT2Tokenizer, Tokenizer, for_data_dir, gpt2
-from gpttui.engine import checkpoint as K
-from gpttui.engine import hardware
-from gpttui.engine.model import GPT, GPTConfig, KVCache
+from gpttui.data.tokenizer import GPT2Tokenizer, Tokenizer, for_data_dir
+from gpttui.engine import checkpoint, hardware
+from gpttui.engine.generate import SampleError, TextStream, autocast_dtype, encode_prompt, generate
+from gpttui.engine.model import GPT, GPTConfig
 from gpttui.run import engine_state, layout, protocol
-
-EOT_TEXT = "<|endoftext|>"
-
-
-class SampleError(ValueError):
-    """A sampling problem, phrased as one line for the user."""
-
 
 # ---------------------------------------------------------------- requests
 
@@ -195,20 +172,6 @@ class Loaded:
         return self.model.get_num_params()
 
 
-def encode_prompt(tok: Tokenizer, text: str) -> list[int]:
-    """A prompt's ids. Empty: start from <|endoftext|> (GPT-2) or a newline (characters)."""
-    if not text:
-        if tok.eot is not None:
-            return [tok.eot]
-        text = "\n"
-    if isinstance(tok, GPT2Tokenizer):
-        return gpt2().encode(text, allowed_special={EOT_TEXT})  # as nanoGPT: the text may name it
-    try:
-        return tok.encode(text)
-    except ValueError as e:
-        raise SampleError(f"prompt: {e}") from None
-
-
 def _stamp(path: Path) -> tuple[int, int, int]:
     st = path.stat()
     return (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -229,9 +192,9 @@ def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: s
         except OSError:
             raise SampleError(f"{p}: no checkpoint there (train first, or pick another file)") from None
         try:
-            ckpt = K.load(p, map_location="cpu", mmap=True)
+            ckpt = checkpoint.load(p, map_location="cpu", mmap=True)
             break
-        except K.CheckpointError as e:
+        except checkpoint.CheckpointError as e:
             if attempt == 2 or _stamp(p) == stamp:
                 raise SampleError(str(e)) from None
             time.sleep(0.5)  # it was being written: read the finished file
@@ -288,128 +251,7 @@ def _sampling_device(model: GPT, device: str, dtype: str) -> tuple[hardware.Devi
     return dev, f"{dev.dtype} on {dev.name}" if dev.device_type != "cpu" else "CPU"
 
 
-# ---------------------------------------------------------------- generation
-
-def pick(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float = 1.0) -> torch.Tensor:
-    """The next token ids (B, 1) from last-position logits (B, V): nanoGPT's sampling step
-    (temperature, top-k, multinomial over the whole vocabulary), plus a nucleus filter.
-    Temperature 0 is greedy. Modifies `logits`."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits.float() / temperature  # half-precision weights on a GPU give half logits
-    if top_k is not None:
-        v, i = torch.topk(logits, min(top_k, logits.size(-1)))
-        logits[logits < v[:, [-1]]] = -float("Inf")
-    if top_p < 1.0:
-        vals, idx = (v, i) if top_k is not None else torch.sort(logits, descending=True)
-        probs = F.softmax(vals, dim=-1)
-        mass_before = probs.cumsum(dim=-1) - probs  # keep the fewest tokens holding top_p
-        logits.scatter_(1, idx, vals.masked_fill(mass_before >= top_p, -float("Inf")))
-    probs = F.softmax(logits, dim=-1)
-    return draw(probs)
-
-
-def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """torch.multinomial(probs, 1): the same choice from the same random numbers, ~3x cheaper
-    on the CPU (0.3 ms instead of 0.9 ms for GPT-2's vocabulary, ~15% of a 6x384 model's step).
-    multinomial draws Exp(1) noise q for every entry and takes argmax(probs / q); its
-    exponential_ takes a scalar log per entry, while the same uniforms drawn in one call and a
-    vectorised log1p give the same q. Checked against torch.multinomial once per process; on
-    other devices or dtypes, or a torch that draws differently, torch.multinomial itself."""
-    if probs.device.type != "cpu" or probs.dtype != torch.float32 or not _draw_is_multinomial():
-        return torch.multinomial(probs, num_samples=1, generator=generator)
-    u = torch.rand(probs.shape, dtype=torch.float64, generator=generator)
-    q = (-torch.log1p(-u)).float()
-    return (probs / q).argmax(dim=-1, keepdim=True)
-
-
-@functools.cache
-def _draw_is_multinomial() -> bool:
-    g = torch.Generator().manual_seed(1234)
-    probs = F.softmax(torch.randn(4, 5003, generator=g), dim=-1)
-    probs[:, 3000:] = 0.0  # as after a top-k filter
-    start = g.get_state()
-    want = torch.multinomial(probs, num_samples=1, generator=g)
-    want_state = g.get_state()
-    g.set_state(start)
-    u = torch.rand(probs.shape, dtype=torch.float64, generator=g)
-    got = (probs / (-torch.log1p(-u)).float()).argmax(dim=-1, keepdim=True)
-    return torch.equal(want, got) and torch.equal(g.get_state(), want_state)
-
-
-@torch.inference_mode()
-def generate(model: GPT, prompt: list[int], max_new_tokens: int, *, temperature: float = 0.8,
-             top_k: int | None = 200, top_p: float = 1.0, vocab_size: int | None = None,
-             stop_token: int | None = None, keep: int | None = None,
-             cache_dtype: torch.dtype | None = None) -> Iterator[int]:
-    """Yield new token ids one by one, decoding with a KVCache.
-
-    A prompt longer than block_size is cropped to its last block_size tokens (as nanoGPT);
-    past block_size the cache is refilled with the last `keep` tokens (module docstring).
-    Ids from vocab_size up (the padding of 50257 to 50304) are never drawn. The generator may
-    be abandoned at any point (that is how a sample is cancelled).
-    """
-    if not prompt:
-        raise ValueError("generate needs at least one prompt token")
-    block = model.config.block_size
-    keep = block // 2 if keep is None else keep
-    assert 1 <= keep <= block, f"keep={keep} must be in 1..{block}"
-    device = model.lm_head.weight.device
-    cache = KVCache(model.config, device=device, dtype=cache_dtype or model.lm_head.weight.dtype)
-    seq = list(prompt)
-    logits, _ = model(torch.tensor([seq[-block:]], device=device), cache=cache)
-    for n in range(max_new_tokens):
-        last = logits[:, -1, :]
-        if vocab_size is not None and vocab_size < last.size(-1):
-            last[:, vocab_size:] = -float("Inf")
-        nxt = pick(last, temperature, top_k, top_p)
-        token = int(nxt)  # the one host sync per token
-        yield token
-        if token == stop_token or n == max_new_tokens - 1:
-            return
-        seq.append(token)
-        if cache.pos == block:  # full: slide the window
-            cache.reset()
-            logits, _ = model(torch.tensor([seq[-keep:]], device=device), cache=cache)
-        else:
-            logits, _ = model(nxt.view(1, 1), cache=cache)
-
-
-@torch.no_grad()
-def generate_uncached(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                      top_k: int | None = None) -> torch.Tensor:
-    """nanoGPT's model.generate, verbatim: the whole context recomputed for every new token.
-    The baseline bench/sample_speed.py measures and the tests compare the cached path to."""
-    for _ in range(max_new_tokens):
-        idx_cond = idx if idx.size(1) <= model.config.block_size else idx[:, -model.config.block_size:]
-        logits, _ = model(idx_cond)
-        logits = logits[:, -1, :] / temperature
-        if top_k is not None:
-            v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-            logits[logits < v[:, [-1]]] = -float("Inf")
-        probs = F.softmax(logits, dim=-1)
-        idx_next = torch.multinomial(probs, num_samples=1)
-        idx = torch.cat((idx, idx_next), dim=1)
-    return idx
-
-
-class TextStream:
-    """Token ids to text as they arrive. A GPT-2 token may hold part of a UTF-8 character, so
-    bytes are decoded incrementally; the pieces join to exactly tokenizer.decode(ids)."""
-
-    def __init__(self, tokenizer: Tokenizer):
-        self.tokenizer = tokenizer
-        self._bytes = gpt2().decode_single_token_bytes if isinstance(tokenizer, GPT2Tokenizer) else None
-        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def push(self, token: int) -> str:
-        if self._bytes is None:
-            return self.tokenizer.decode([token])
-        return self._utf8.decode(self._bytes(token))
-
-    def flush(self) -> str:
-        return self._utf8.decode(b"", final=True) if self._bytes is not None else ""
-
+# ---------------------------------------------------------------- one sample
 
 @dataclass
 class Sample:
@@ -442,7 +284,7 @@ def sample_stream(loaded: Loaded, req: Request, prompt: list[int],
     with loaded.ctx:
         gen = generate(loaded.model, prompt, req.max_new_tokens, temperature=req.temperature,
                        top_k=req.top_k, top_p=req.top_p, vocab_size=tok.vocab_size, stop_token=stop_token,
-                       cache_dtype=_autocast_dtype(loaded.ctx))
+                       cache_dtype=autocast_dtype(loaded.ctx))
         for token in gen:
             n += 1
             if n == 1:
@@ -465,53 +307,6 @@ def sample_stream(loaded: Loaded, req: Request, prompt: list[int],
     return Sample(tok.decode(prompt), "".join(pieces), n, time.perf_counter() - t0, first, stopped, eot)
 
 
-def _autocast_dtype(ctx: AbstractContextManager[Any] | None) -> torch.dtype | None:
-    """Under autocast keys and values come out in its dtype: the cache holds that."""
-    return ctx.fast_dtype if isinstance(ctx, torch.amp.autocast) else None
-
-
-# ---------------------------------------------------------------- samples at checkpoints
-
-def checkpoint_sample(model: GPT, cfg: Any, iter_num: int, val_loss: float | None, ckpt_path: Path,
-                      ctx: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
-    """The trainer's hook: cfg.sample_tokens from cfg.sample_prompt with the model in memory,
-    appended to samples.jsonl beside the checkpoint as {iter, t, val_loss, prompt, text, ckpt}. The seed is
-    the same at every checkpoint, so what changes between samples is the weights. Torch's RNG,
-    thread count and the model's train/eval mode are left as they were."""
-    tok = for_data_dir(cfg.resolved_data_dir())
-    ids = encode_prompt(tok, cfg.sample_prompt)
-    device = model.lm_head.weight.device
-    was_training = model.training
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # decoding gains little from a second thread, and on busy cores
-        # (another run, the UI, a sampler) 2 threads decoded 50x slower than 1 here
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(cfg.seed)
-            with ctx or nullcontext():
-                new = list(generate(model, ids, cfg.sample_tokens, vocab_size=tok.vocab_size,
-                                    cache_dtype=_autocast_dtype(ctx)))
-    finally:
-        model.train(was_training)
-        torch.set_num_threads(threads)
-    record = {"iter": iter_num, "t": round(time.time(), 3), "val_loss": val_loss, "prompt": cfg.sample_prompt,
-              "text": tok.decode(new), "ckpt": str(ckpt_path)}
-    append_jsonl(ckpt_path.parent / layout.SAMPLES, record)
-    return record
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """One line, written with a single append (a reader never sees half of it)."""
-    line = protocol.encode(record).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------- the sampler process
 
 def auto_threads(run_dir: Path) -> int:
@@ -519,7 +314,7 @@ def auto_threads(run_dir: Path) -> int:
     the cores other processes leave idle right now (measured over 0.1 s: the load average
     would count this sampler's own last request), at least one. Oversubscribed cores are the
     worst case for decoding: each token is a few hundred small parallel regions, and a thread
-    waiting for a busy core stalls each of them (2 threads on busy cores ran 10-50x slower)."""
+    waiting for a busy core stalls each of them."""
     st = engine_state.status(run_dir)
     if st.kind == "alive" and (st.info is None or st.info.state in layout.TRAINING_STATES):
         return 1

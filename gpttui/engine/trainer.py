@@ -39,9 +39,9 @@ from gpttui.engine import checkpoint as K
 from gpttui.engine import durable, hardware
 from gpttui.engine.batches import Batches, DataError
 from gpttui.engine.channel import Channel, CommandReader
+from gpttui.engine.checkpoint_samples import checkpoint_sample
 from gpttui.engine.host import UI_LOST
 from gpttui.engine.model import GPT, GPTConfig
-from gpttui.engine.sample import checkpoint_sample
 from gpttui.run import config as C
 from gpttui.run import directory, layout, protocol
 

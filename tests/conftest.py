@@ -1,0 +1,22 @@
+"""Fixtures any test may ask for by name. Helpers to import are in engine_kit.py (engine runs)
+and app_helpers.py (the dashboard); the fault suite adds its own in faults/conftest.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from engine_kit import SHAKESPEARE, make_char_data
+
+
+@pytest.fixture(scope="session")
+def char_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train.bin / val.bin / meta.pkl of tiny Shakespeare's start, made once per session
+    (read-only: a test that changes data makes its own with engine_kit.make_char_data)."""
+    return make_char_data(tmp_path_factory.mktemp("char_data"))
+
+
+@pytest.fixture(scope="session")
+def shakespeare_chars() -> list[str]:
+    """The characters of all of tiny Shakespeare: nanoGPT's shakespeare_char vocabulary."""
+    return sorted(set(SHAKESPEARE.read_text(encoding="utf-8")))
