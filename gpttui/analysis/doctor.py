@@ -268,10 +268,8 @@ def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
              f"({len(evs)} evals); best val {h.best_val:.4f}"]
     if plateau:
         verdict, level = "plateau: no clear improvement over the recent evals", "warn"
-    elif slope < 0:
-        verdict, level = "still falling", "ok"
     else:
-        verdict, level = "rising", "warn"
+        verdict, level = ("still falling", "ok") if slope < 0 else ("rising", "warn")
     return trend, Finding("trend", "loss trend", lines, verdict, level)
 
 

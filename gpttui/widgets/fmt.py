@@ -1,5 +1,5 @@
-"""The dashboard's figures in short human form: the shared formats of gpttui.run.units, with
-"—" for a figure not known yet."""
+"""Short human forms of the dashboard's figures, "—" for one not known yet; counts and durations
+in the formats the CLI uses too (gpttui.run.units)."""
 
 from __future__ import annotations
 
