@@ -18,6 +18,7 @@ import threading
 import time
 
 import psutil
+from common import per_call_windows
 
 from gpttui.ipc import server as control_server
 from gpttui.run import protocol
@@ -61,20 +62,13 @@ def run(kind: str, seconds: float) -> dict:
         events = [step_line(i) for i in range(1000)]
         evals = protocol.event("eval", 0, train_loss=1.0, val_loss=1.1)
         eval_line = protocol.encode(evals)
-        windows = []
-        n = 0
-        t_end = time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            k = 0
-            while time.perf_counter() - t0 < 0.02:
-                ev, line = events[n % 1000]
-                server.publish(ev, line)
-                if n % 1000 == 999:
-                    server.publish(evals, eval_line)
-                n += 1
-                k += 1
-            windows.append((time.perf_counter() - t0) / k)
+
+        def publish(n: int) -> None:
+            server.publish(*events[n % 1000])
+            if n % 1000 == 999:
+                server.publish(evals, eval_line)
+
+        windows, n = per_call_windows(seconds, 0.02, publish)
         with server._mu:
             queued = sum(c.pending_bytes + len(c.out) for c in server._conns)
         rss = psutil.Process().memory_info().rss

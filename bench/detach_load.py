@@ -27,10 +27,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
+from common import char_data
 
-from gpttui.data.metapkl import write_meta_pkl
 from gpttui.run import config as C
 from gpttui.run import directory, engine_state
 
@@ -40,14 +39,7 @@ TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=1, gradient
 
 
 def make_run(root: Path) -> Path:
-    data = root / "data"
-    data.mkdir()
-    text = (Path(__file__).resolve().parents[1] / "gpttui/assets/tinyshakespeare.txt").read_text()[:20000]
-    chars = sorted(set(text))
-    ids = np.array([chars.index(c) for c in text], dtype=np.uint16)
-    ids[:18000].tofile(data / "train.bin")
-    ids[18000:].tofile(data / "val.bin")
-    write_meta_pkl(data / "meta.pkl", chars)
+    data = char_data(root / "data", n_chars=20_000)
     rd = root / "run"
     cfg = C.replace(C.TrainConfig(), **TINY, data_dir=str(data), out_dir=str(rd))
     directory.prepare(cfg, rd, force=True)

@@ -21,10 +21,10 @@ import socket
 import statistics
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import psutil
+from common import per_call_windows
 
 from gpttui.engine.channel import Channel, CommandReader
 from gpttui.engine.host import EngineHost
@@ -54,20 +54,14 @@ def case(frozen: bool, seconds: float) -> dict:
             threading.Thread(target=lambda: [None for _ in iter(lambda: sock.recv(1 << 16), b"")],
                              daemon=True).start()
         proc = psutil.Process()
-        windows, rss = [], []
-        n = 0
-        t_end = time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            k = 0
-            while time.perf_counter() - t0 < 0.5:
-                chan.emit("step", n, loss=2.5, lr=6e-4, dt_ms=1.0, tokens_per_s=64000.0, mfu=0.01,
-                          grad_norm=1.0, tokens=n * 64)
-                chan.log(f"iter {n}: loss 2.5000, time 1.00ms, mfu 1.00%", lossy=True)
-                n += 1
-                k += 1
-            windows.append((time.perf_counter() - t0) / k)
-            rss.append(proc.memory_info().rss)
+        rss: list[int] = []
+
+        def emit(n: int) -> None:
+            chan.emit("step", n, loss=2.5, lr=6e-4, dt_ms=1.0, tokens_per_s=64000.0, mfu=0.01,
+                      grad_norm=1.0, tokens=n * 64)
+            chan.log(f"iter {n}: loss 2.5000, time 1.00ms, mfu 1.00%", lossy=True)
+
+        windows, n = per_call_windows(seconds, 0.5, emit, lambda: rss.append(proc.memory_info().rss))
         lines = sum(1 for _ in open(rd / "metrics.jsonl", "rb"))
         tenth = max(1, len(rss) // 10)
         growth = statistics.median(rss[-tenth:]) - statistics.median(rss[:tenth])

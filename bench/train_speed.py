@@ -1,8 +1,8 @@
 """Training speed of the engine on a fixed CPU config, against a bare nanoGPT-style loop.
 
 The config is nanoGPT's shakespeare_char CPU recipe (n_layer=4 n_head=4 n_embd=128
-block_size=64 batch_size=12, no accumulation, dropout 0) on character data made here from the
-bundled tiny Shakespeare. Each run is a fresh `python -m gpttui.engine` process; ms/iter is
+block_size=64 batch_size=12, no accumulation, dropout 0) on the bundled tiny Shakespeare,
+prepared as `gpttui prepare --tokenizer char` does. Each run is a fresh `python -m gpttui.engine` process; ms/iter is
 wall time between step events (so event writing, command polling and logging are included),
 iterations 10..N. The reference is the same model and optimizer in nanoGPT train.py's bare
 loop, in its own process. Prints the median of the runs for each and their ratio.
@@ -26,28 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from common import char_data
 
-from gpttui.data.metapkl import write_meta_pkl
 from gpttui.run import config as C
 from gpttui.run import directory
 
-ASSET = Path(__file__).resolve().parents[1] / "gpttui" / "assets" / "tinyshakespeare.txt"
 RECIPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, gradient_accumulation_steps=1,
               dropout=0.0, learning_rate=1e-3, min_lr=1e-4, beta2=0.99, warmup_iters=100,
               device="cpu", compile=False, log_interval=10, eval_iters=1, always_save_checkpoint=False)
-
-
-def char_data(d: Path) -> Path:
-    text = ASSET.read_text(encoding="utf-8")
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    ids = np.fromiter((stoi[c] for c in text), dtype=np.uint16, count=len(text))
-    cut = int(len(ids) * 0.9)
-    ids[:cut].tofile(d / "train.bin")
-    ids[cut:].tofile(d / "val.bin")
-    write_meta_pkl(d / "meta.pkl", chars)
-    return d
 
 
 def engine_ms_per_iter(data: Path, run: Path, iters: int, threads: int) -> float:
@@ -129,7 +115,7 @@ def main() -> None:
           f"ui load={args.ui_load:.0%}, load average before={os.getloadavg()[0]:.2f}", flush=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            data = char_data(Path(tmp))
+            data = char_data(Path(tmp) / "data")
             for threads in counts:
                 eng, bare = [], []
                 for r in range(args.runs):

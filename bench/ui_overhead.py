@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import char_data
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 GPTTUI = [sys.executable, "-m", "gpttui"]
@@ -34,11 +36,7 @@ WARMUP = 20
 
 
 def make_config(work: Path, iters: int) -> Path:
-    from gpttui.data.prepare import prepare
-    from gpttui.run.demo import TEXT
-
-    data = work / "data"
-    prepare([str(TEXT)], data, tokenizer="char")
+    data = char_data(work / "data")
     cfg = work / "bench.toml"
     cfg.write_text(
         f'out_dir = "{work / "run"}"\ndata_dir = "{data}"\ndataset = "shakespeare_char"\n'

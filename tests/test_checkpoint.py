@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from engine_kit import EngineProc, make_char_data, prepare_run, read_events, step_losses
+from engine_kit import EngineProc, nanogpt, prepare_run, read_events, step_losses
 
 from gpttui.engine import checkpoint as K
 from gpttui.engine.model import GPT, GPTConfig
 
 torch.set_num_threads(1)
-FIXTURE = Path(__file__).parent / "fixtures" / "nanogpt_model.py"
-
-
-def nanogpt():
-    spec = importlib.util.spec_from_file_location("nanogpt_model", FIXTURE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_char_data(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def trained_run(data, tmp_path_factory):
+def trained_run(char_data, tmp_path_factory):
     """A run directory the engine trained for 20 iterations."""
-    run = prepare_run(data, tmp_path_factory.mktemp("trained") / "run", max_iters=20, eval_interval=10, bias=True)
+    run = prepare_run(char_data, tmp_path_factory.mktemp("trained") / "run", max_iters=20, eval_interval=10, bias=True)
     eng = EngineProc(run)
     assert eng.finish() == 0, eng.stderr
     return run
@@ -120,8 +106,8 @@ def test_nanogpt_checkpoint_loads_normalised(tmp_path):
     assert list(got["model"]) == [k[len("_orig_mod."):] for k in ckpt["model"]]
 
 
-def test_nanogpt_checkpoint_resumes_in_the_engine(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=15, eval_interval=5)
+def test_nanogpt_checkpoint_resumes_in_the_engine(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=15, eval_interval=5)
     nanogpt_checkpoint(run / "ckpt.pt", 61, 7)
     eng = EngineProc(run, "--init_from=resume", "--dtype=float16")
     assert eng.finish() == 0, eng.stderr
@@ -136,8 +122,8 @@ def test_nanogpt_checkpoint_resumes_in_the_engine(data, tmp_path):
     assert K.load(run / "ckpt.pt")["iter_num"] == 15
 
 
-def test_shape_mismatch_names_the_field(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=15, n_embd=48)
+def test_shape_mismatch_names_the_field(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=15, n_embd=48)
     nanogpt_checkpoint(run / "ckpt.pt", 61, 7)
     eng = EngineProc(run, "--init_from=resume")
     assert eng.finish() == 1

@@ -7,19 +7,14 @@ import tomllib
 
 import pytest
 import torch
-from engine_kit import EngineProc, make_char_data, prepare_run, read_events, step_losses
+from engine_kit import EngineProc, prepare_run, read_events, step_losses
 
 from gpttui.engine import checkpoint as K
 from gpttui.run import config as C
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_char_data(tmp_path_factory.mktemp("data"))
-
-
-def test_loss_falls_and_run_dir_is_complete(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=60, eval_interval=30, learning_rate=1e-2, min_lr=1e-3)
+def test_loss_falls_and_run_dir_is_complete(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=60, eval_interval=30, learning_rate=1e-2, min_lr=1e-3)
     eng = EngineProc(run)
     assert eng.finish() == 0, eng.stderr
     evals = read_events(run, "eval")
@@ -44,11 +39,11 @@ def test_loss_falls_and_run_dir_is_complete(data, tmp_path):
     assert [e["type"] for e in eng.events] == [e["type"] for e in read_events(run)]
 
 
-def test_stop_then_resume_follows_the_same_loss_curve(data, tmp_path):
-    straight = prepare_run(data, tmp_path / "straight", max_iters=40)
+def test_stop_then_resume_follows_the_same_loss_curve(char_data, tmp_path):
+    straight = prepare_run(char_data, tmp_path / "straight", max_iters=40)
     assert EngineProc(straight).finish() == 0
 
-    run = prepare_run(data, tmp_path / "stopped", max_iters=40)
+    run = prepare_run(char_data, tmp_path / "stopped", max_iters=40)
     eng = EngineProc(run)
     eng.wait_step(12)
     eng.send({"cmd": "stop"})
@@ -68,8 +63,8 @@ def test_stop_then_resume_follows_the_same_loss_curve(data, tmp_path):
     assert [b[i] for i in range(40)] == pytest.approx([a[i] for i in range(40)], rel=1e-5)
 
 
-def test_pause_holds_the_iteration_and_resume_continues(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
+def test_pause_holds_the_iteration_and_resume_continues(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
     eng = EngineProc(run)
     eng.wait_step(5)
     eng.send({"cmd": "pause"})
@@ -88,8 +83,8 @@ def test_pause_holds_the_iteration_and_resume_continues(data, tmp_path):
     assert eng.finish() == 0
 
 
-def test_eval_and_save_work_while_paused(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000, eval_interval=1000)
+def test_eval_and_save_work_while_paused(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000, eval_interval=1000)
     eng = EngineProc(run)
     eng.wait_step(5)
     eng.send({"cmd": "pause"})
@@ -107,8 +102,8 @@ def test_eval_and_save_work_while_paused(data, tmp_path):
     assert eng.finish() == 0
 
 
-def test_set_max_iters_changes_where_it_ends(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
+def test_set_max_iters_changes_where_it_ends(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
     eng = EngineProc(run)
     eng.wait_step(3)
     eng.send({"cmd": "set", "values": {"max_iters": 25, "eval_interval": 5}})
@@ -123,8 +118,8 @@ def test_set_max_iters_changes_where_it_ends(data, tmp_path):
     assert saved["schedule"]["max_iters"] == 25 and saved["io"]["eval_interval"] == 5
 
 
-def test_bad_commands_get_error_events_and_training_goes_on(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
+def test_bad_commands_get_error_events_and_training_goes_on(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
     eng = EngineProc(run)
     eng.wait_step(2)
     for bad in ("not json", '{"cmd": "fly"}', '{"cmd": "set", "values": {"n_layer": 4}}',
@@ -149,16 +144,16 @@ def test_bad_commands_get_error_events_and_training_goes_on(data, tmp_path):
     assert K.load(run / "ckpt.pt")["iter_num"] >= saved["iter"]
 
 
-def test_end_of_stdin_does_not_stop_training(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=30)
+def test_end_of_stdin_does_not_stop_training(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=30)
     eng = EngineProc(run)
     eng.proc.stdin.close()  # the UI detached
     assert eng.finish() == 0
     assert step_losses(run).keys() == set(range(30))
 
 
-def test_sigterm_checkpoints_and_exits_cleanly(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
+def test_sigterm_checkpoints_and_exits_cleanly(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
     eng = EngineProc(run)
     eng.wait_step(5)
     eng.proc.terminate()
@@ -167,8 +162,8 @@ def test_sigterm_checkpoints_and_exits_cleanly(data, tmp_path):
     assert K.load(run / "ckpt.pt")["iter_num"] > 5
 
 
-def test_non_finite_loss_fails_and_keeps_the_last_good_checkpoint(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=100, eval_interval=10)
+def test_non_finite_loss_fails_and_keeps_the_last_good_checkpoint(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=100, eval_interval=10)
     eng = EngineProc(run, env={"GPTTUI_FAULT_NAN_AT": "25"})
     assert eng.finish() == 1
     err = read_events(run, "error")[-1]["message"]
@@ -181,8 +176,8 @@ def test_non_finite_loss_fails_and_keeps_the_last_good_checkpoint(data, tmp_path
     assert f"error: {err}" in eng.stderr
 
 
-def test_set_learning_rate_takes_effect_next_iteration(data, tmp_path):
-    run = prepare_run(data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000, decay_lr=False)
+def test_set_learning_rate_takes_effect_next_iteration(char_data, tmp_path):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000, decay_lr=False)
     eng = EngineProc(run)
     eng.wait_step(2)
     eng.send({"cmd": "set", "values": {"learning_rate": 1e-4, "min_lr": 1e-5}})

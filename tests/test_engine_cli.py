@@ -8,15 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_kit import TINY, make_char_data, read_events, tiny_config
+from engine_kit import CHAR_DATA_CHARS, SHAKESPEARE, TINY, read_events, tiny_config
 
 from gpttui.run import config as C
 from gpttui.run import directory
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_char_data(tmp_path_factory.mktemp("data"), n_chars=30_000)
 
 
 def write_py_config(path: Path, data: Path, out: Path, **over) -> Path:
@@ -31,9 +26,9 @@ def gpttui(*args: str, stdin: str | None = None, cwd: Path | None = None) -> sub
                           capture_output=True, timeout=120, cwd=cwd)
 
 
-def test_train_prints_nanogpt_lines_then_resumes_from_the_run_dir(data, tmp_path):
+def test_train_prints_nanogpt_lines_then_resumes_from_the_run_dir(char_data, tmp_path):
     out = tmp_path / "out-tiny"
-    cfg = write_py_config(tmp_path / "train_tiny.py", data, out)
+    cfg = write_py_config(tmp_path / "train_tiny.py", char_data, out)
     first = gpttui("train", str(cfg))
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
@@ -53,8 +48,8 @@ def test_train_prints_nanogpt_lines_then_resumes_from_the_run_dir(data, tmp_path
     assert read_events(out, "hello")[-1]["start_iter"] == 20
 
 
-def test_stop_from_a_pipe_checkpoints_and_exits_zero(data, tmp_path):
-    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
+def test_stop_from_a_pipe_checkpoints_and_exits_zero(char_data, tmp_path):
+    cfg = write_py_config(tmp_path / "c.py", char_data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
     r = gpttui("train", str(cfg), stdin='{"cmd": "stop"}\n')
     assert r.returncode == 0, r.stderr
     assert "stopped at iter" in r.stdout
@@ -69,23 +64,23 @@ def test_stop_from_a_pipe_checkpoints_and_exits_zero(data, tmp_path):
     (["--n_layer=three"], "n_layer: expected int, got 'three'"),
     (["--n_embd=33"], "n_embd: 33 is not divisible by n_head=2"),
 ])
-def test_bad_input_is_one_clear_line(data, tmp_path, args, message):
-    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run")
+def test_bad_input_is_one_clear_line(char_data, tmp_path, args, message):
+    cfg = write_py_config(tmp_path / "c.py", char_data, tmp_path / "run")
     r = gpttui("train", str(cfg), *args)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and message in r.stderr
     assert not (tmp_path / "run").exists()  # nothing half-made
 
 
-def test_missing_bin_and_clobbering_are_refused(data, tmp_path):
+def test_missing_bin_and_clobbering_are_refused(char_data, tmp_path):
     lone = tmp_path / "lone"
     lone.mkdir()
-    (lone / "train.bin").write_bytes((data / "train.bin").read_bytes())
+    (lone / "train.bin").write_bytes((char_data / "train.bin").read_bytes())
     cfg = write_py_config(tmp_path / "c.py", lone, tmp_path / "run")
     r = gpttui("train", str(cfg))
     assert r.returncode == 2 and f"{lone / 'val.bin'}: missing" in r.stderr
 
-    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run", max_iters=10, lr_decay_iters=10)
+    cfg = write_py_config(tmp_path / "c.py", char_data, tmp_path / "run", max_iters=10, lr_decay_iters=10)
     assert gpttui("train", str(cfg)).returncode == 0
     r = gpttui("train", str(cfg))
     assert r.returncode == 2 and "already holds a run" in r.stderr
@@ -96,8 +91,8 @@ def test_missing_bin_and_clobbering_are_refused(data, tmp_path):
     assert gpttui("train", str(cfg), "--force").returncode == 0
 
 
-def test_non_finite_loss_exits_nonzero_naming_the_iteration(data, tmp_path):
-    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run")
+def test_non_finite_loss_exits_nonzero_naming_the_iteration(char_data, tmp_path):
+    cfg = write_py_config(tmp_path / "c.py", char_data, tmp_path / "run")
     r = subprocess.run([sys.executable, "-m", "gpttui", "train", str(cfg)], capture_output=True, text=True,
                        timeout=120, env={**__import__("os").environ, "GPTTUI_FAULT_NAN_AT": "13"})
     assert r.returncode == 1
@@ -105,10 +100,10 @@ def test_non_finite_loss_exits_nonzero_naming_the_iteration(data, tmp_path):
     assert "last good checkpoint" in r.stderr and "Traceback" not in r.stderr + r.stdout
 
 
-def test_nanogpt_out_dir_without_config_toml_resumes(data, tmp_path):
+def test_nanogpt_out_dir_without_config_toml_resumes(char_data, tmp_path):
     """A directory with only nanoGPT's ckpt.pt: its saved config is read without torch."""
     first = tmp_path / "first"
-    directory.prepare(tiny_config(data, first, max_iters=10, lr_decay_iters=30), first)
+    directory.prepare(tiny_config(char_data, first, max_iters=10, lr_decay_iters=30), first)
     assert gpttui("train", str(first), "--init_from=scratch", "--force").returncode == 0
     ng = tmp_path / "out-nanogpt"
     ng.mkdir()
@@ -119,11 +114,11 @@ def test_nanogpt_out_dir_without_config_toml_resumes(data, tmp_path):
     assert C.load(ng).config.n_embd == 32 and C.load(ng).config.init_from == "resume"
 
 
-def test_prepare_writes_absolute_data_dir_and_refuses_resume_without_checkpoint(data, tmp_path):
-    cfg = tiny_config(data, tmp_path / "run")
+def test_prepare_writes_absolute_data_dir_and_refuses_resume_without_checkpoint(char_data, tmp_path):
+    cfg = tiny_config(char_data, tmp_path / "run")
     written, info = directory.prepare(cfg)
-    assert Path(written.data_dir).is_absolute() and info.vocab_size == len(set(
-        (Path(__file__).parents[1] / "gpttui/assets/tinyshakespeare.txt").read_text()[:30_000]))
+    assert Path(written.data_dir).is_absolute()
+    assert info.vocab_size == len(set(SHAKESPEARE.read_text(encoding="utf-8")[:CHAR_DATA_CHARS]))
     assert C.load(tmp_path / "run").config == written
     with pytest.raises(directory.RunDirError, match="no checkpoint to resume from"):
         directory.prepare(C.replace(cfg, init_from="resume"))
@@ -131,8 +126,8 @@ def test_prepare_writes_absolute_data_dir_and_refuses_resume_without_checkpoint(
         directory.prepare(C.replace(cfg, vocab_size=10))
 
 
-def test_ctrl_c_stops_with_a_checkpoint(data, tmp_path):
-    cfg = write_py_config(tmp_path / "c.py", data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
+def test_ctrl_c_stops_with_a_checkpoint(char_data, tmp_path):
+    cfg = write_py_config(tmp_path / "c.py", char_data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000)
     proc = subprocess.Popen([sys.executable, "-m", "gpttui", "train", str(cfg)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:

@@ -4,38 +4,38 @@ from __future__ import annotations
 
 import torch
 
-from gpttui.engine import hardware as H
+from gpttui.engine import hardware
 
 torch.set_num_threads(1)
 
 
 def test_cpu_trains_in_float32_and_says_why():
-    dev = H.pick("cpu", "bfloat16")
+    dev = hardware.pick("cpu", "bfloat16")
     assert (dev.device, dev.dtype) == ("cpu", "float32") and "bfloat16 asked for" in dev.note
-    assert H.pick("cpu", "auto").note == "" and H.pick("cpu", "float32").dtype == "float32"
+    assert hardware.pick("cpu", "auto").note == "" and hardware.pick("cpu", "float32").dtype == "float32"
 
 
 def test_gpu_peaks_by_name_and_dtype():
-    assert H.table_peak("NVIDIA GeForce RTX 4090", "bfloat16") == 165.2e12
-    assert H.table_peak("NVIDIA A100-SXM4-40GB", "float32") == 156e12
-    assert H.table_peak("NVIDIA H100 PCIe", "bfloat16") == 756e12
-    assert H.table_peak("Tesla T4", "float16") == 65e12
-    assert H.table_peak("NVIDIA L4", "bfloat16") == 121e12
-    assert H.table_peak("Mystery Accelerator 9000", "bfloat16") is None
+    assert hardware.table_peak("NVIDIA GeForce RTX 4090", "bfloat16") == 165.2e12
+    assert hardware.table_peak("NVIDIA A100-SXM4-40GB", "float32") == 156e12
+    assert hardware.table_peak("NVIDIA H100 PCIe", "bfloat16") == 756e12
+    assert hardware.table_peak("Tesla T4", "float16") == 65e12
+    assert hardware.table_peak("NVIDIA L4", "bfloat16") == 121e12
+    assert hardware.table_peak("Mystery Accelerator 9000", "bfloat16") is None
 
 
 def test_configured_peak_wins_and_cpu_peak_is_the_best_of_a_few_measurements(tmp_path, monkeypatch):
-    dev = H.pick("cpu", "auto")
-    assert H.peak_flops(dev, configured=5e11) == (5e11, "config peak_flops")
-    monkeypatch.setattr(H, "CACHE", tmp_path / "peak.json")
+    dev = hardware.pick("cpu", "auto")
+    assert hardware.peak_flops(dev, configured=5e11) == (5e11, "config peak_flops")
+    monkeypatch.setattr(hardware, "CACHE", tmp_path / "peak.json")
     calls = []
-    real = H.measure_matmul_peak
-    monkeypatch.setattr(H, "measure_matmul_peak", lambda d: calls.append(d) or real(d, seconds=0.05))
-    peaks = [H.peak_flops(dev, threads=1)[0] for _ in range(H.MEASUREMENTS + 2)]
-    assert len(calls) == H.MEASUREMENTS  # then the cached best is trusted
+    real = hardware.measure_matmul_peak
+    monkeypatch.setattr(hardware, "measure_matmul_peak", lambda d: calls.append(d) or real(d, seconds=0.05))
+    peaks = [hardware.peak_flops(dev, threads=1)[0] for _ in range(hardware.MEASUREMENTS + 2)]
+    assert len(calls) == hardware.MEASUREMENTS  # then the cached best is trusted
     assert peaks == sorted(peaks) and peaks[-1] == peaks[-2]  # never lowered by a busy moment
     assert (tmp_path / "peak.json").is_file()
-    assert 1e9 < peaks[-1] < 1e13 and H.peak_flops(dev, threads=1)[1].startswith("measured float32 matmul")
+    assert 1e9 < peaks[-1] < 1e13 and hardware.peak_flops(dev, threads=1)[1].startswith("measured float32 matmul")
 
 
 class FakeClock:
@@ -46,7 +46,7 @@ class FakeClock:
         return self.now
 
 
-def feed(tuner: H.ThreadTuner, clock: FakeClock, ms_per_threads: dict[int, float], n: int) -> list:
+def feed(tuner: hardware.ThreadTuner, clock: FakeClock, ms_per_threads: dict[int, float], n: int) -> list:
     """Run n iterations whose time depends on the thread count in force; return the changes."""
     threads, changes = tuner.current, []
     for _ in range(n):
@@ -61,7 +61,7 @@ def feed(tuner: H.ThreadTuner, clock: FakeClock, ms_per_threads: dict[int, float
 
 def test_tuner_drops_a_thread_when_the_cores_are_contended():
     clock = FakeClock()
-    tuner = H.ThreadTuner(2, clock=clock)
+    tuner = hardware.ThreadTuner(2, clock=clock)
     changes = feed(tuner, clock, {2: 800.0, 1: 100.0}, 30)
     assert changes[0] == (1, "") and "1 CPU thread(s) run faster than 2" in changes[1][1]
     assert tuner.current == 1
@@ -69,7 +69,7 @@ def test_tuner_drops_a_thread_when_the_cores_are_contended():
 
 def test_tuner_keeps_every_core_on_an_idle_machine_and_probes_rarely():
     clock = FakeClock()
-    tuner = H.ThreadTuner(2, clock=clock)
+    tuner = hardware.ThreadTuner(2, clock=clock)
     changes = feed(tuner, clock, {2: 43.0, 1: 73.0}, 5000)  # 3.6 minutes of training
     assert tuner.current == 2 and all(note == "" for _, note in changes)
     probes = [c for c in changes if c[0] == 1]
@@ -80,7 +80,7 @@ def test_tuner_keeps_every_core_on_an_idle_machine_and_probes_rarely():
 
 def test_tuner_returns_to_every_core_when_the_load_goes_away():
     clock = FakeClock()
-    tuner = H.ThreadTuner(2, clock=clock)
+    tuner = hardware.ThreadTuner(2, clock=clock)
     feed(tuner, clock, {2: 800.0, 1: 100.0}, 30)
     assert tuner.current == 1
     changes = feed(tuner, clock, {2: 43.0, 1: 73.0}, 2000)
@@ -88,23 +88,23 @@ def test_tuner_returns_to_every_core_when_the_load_goes_away():
 
 
 def test_bf16_only_where_the_card_runs_it_natively():
-    assert H.cuda_dtype("auto", (8, 9), "RTX 4070")[0] == "bfloat16"
-    assert H.cuda_dtype("auto", (8, 0), "A100")[0] == "bfloat16"
-    dtype, reason, note = H.cuda_dtype("auto", (7, 5), "Tesla T4")
+    assert hardware.cuda_dtype("auto", (8, 9), "RTX 4070")[0] == "bfloat16"
+    assert hardware.cuda_dtype("auto", (8, 0), "A100")[0] == "bfloat16"
+    dtype, reason, note = hardware.cuda_dtype("auto", (7, 5), "Tesla T4")
     assert dtype == "float16" and "GradScaler" in reason and note == ""
-    dtype, _, note = H.cuda_dtype("bfloat16", (7, 0), "Tesla V100")
+    dtype, _, note = hardware.cuda_dtype("bfloat16", (7, 0), "Tesla V100")
     assert dtype == "float16" and "only emulates it" in note
-    assert H.cuda_dtype("float32", (9, 0), "H100")[:2] == ("float32", "as configured; TF32 matmuls")
+    assert hardware.cuda_dtype("float32", (9, 0), "H100")[:2] == ("float32", "as configured; TF32 matmuls")
 
 
 def test_sampler_takes_the_gpu_only_with_a_margin_left_for_training():
-    card = H.GpuMemory(0, "NVIDIA GeForce RTX 4070", (8, 9), free=0, total=12 * H.GIB)
-    gpt2 = H.inference_bytes(124_439_808, 12, 768, 1024, 50304)
-    assert 1.1 * H.GIB < gpt2 < 1.4 * H.GIB  # bf16 weights, cache, prefill, context
-    card.free = int(2.0 * H.GIB)  # a 124M run at batch 12 leaves about this much
-    assert H.sampler_device(gpt2, card)[0] == "cpu"
-    card.free = int(8.0 * H.GIB)
-    assert H.sampler_device(gpt2, card)[:2] == ("cuda:0", "bfloat16")
-    t4 = H.GpuMemory(1, "Tesla T4", (7, 5), free=14 * H.GIB, total=15 * H.GIB)
-    assert H.sampler_device(gpt2, t4)[:2] == ("cuda:1", "float16")
-    assert H.sampler_device(gpt2, None) == ("cpu", "float32", "no CUDA GPU")
+    card = hardware.GpuMemory(0, "NVIDIA GeForce RTX 4070", (8, 9), free=0, total=12 * hardware.GIB)
+    gpt2 = hardware.inference_bytes(124_439_808, 12, 768, 1024, 50304)
+    assert 1.1 * hardware.GIB < gpt2 < 1.4 * hardware.GIB  # bf16 weights, cache, prefill, context
+    card.free = int(2.0 * hardware.GIB)  # a 124M run at batch 12 leaves about this much
+    assert hardware.sampler_device(gpt2, card)[0] == "cpu"
+    card.free = int(8.0 * hardware.GIB)
+    assert hardware.sampler_device(gpt2, card)[:2] == ("cuda:0", "bfloat16")
+    t4 = hardware.GpuMemory(1, "Tesla T4", (7, 5), free=14 * hardware.GIB, total=15 * hardware.GIB)
+    assert hardware.sampler_device(gpt2, t4)[:2] == ("cuda:1", "float16")
+    assert hardware.sampler_device(gpt2, None) == ("cpu", "float32", "no CUDA GPU")

@@ -13,13 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from engine_kit import SHAKESPEARE
 
-from gpttui.data import prepare as P
-from gpttui.data import sources as S
+from gpttui.data import sources
 from gpttui.data.metapkl import read_meta_pkl
+from gpttui.data.prepare import prepare
 from gpttui.data.tokenizer import gpt2
 
-SHAKESPEARE = Path(__file__).resolve().parent.parent / "gpttui" / "assets" / "tinyshakespeare.txt"
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")
 FINEWEB_COLUMNS = ["text", "id", "dump", "url", "date", "file_path", "language", "language_score",
                    "token_count"]
@@ -88,7 +88,7 @@ def test_parquet_stream_is_gpt2_of_each_document_then_eot(tmp_path: Path) -> Non
     texts[299] = None
     src = write_fineweb(tmp_path / "000_00000.parquet", texts)
     out = tmp_path / "data"
-    r = P.prepare([src], out, val_fraction=0.01)
+    r = prepare([src], out, val_fraction=0.01)
     kept = [t for t in texts if t]
     meta = json.loads((out / "meta.json").read_text())
     assert meta == r.meta and not r.up_to_date
@@ -109,7 +109,7 @@ def test_parquet_stream_is_gpt2_of_each_document_then_eot(tmp_path: Path) -> Non
 def test_nanogpt_loader_reads_the_output(tmp_path: Path) -> None:
     """nanoGPT's get_batch: np.memmap(uint16) and windows of block_size + 1 tokens."""
     out = tmp_path / "data"
-    P.prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(60))], out)
+    prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(60))], out)
     block_size = 64
     for split in ("train", "val"):
         data = np.memmap(out / f"{split}.bin", dtype=np.uint16, mode="r")
@@ -124,14 +124,14 @@ def test_nanogpt_loader_reads_the_output(tmp_path: Path) -> None:
 def test_worker_processes_give_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docs = shakespeare_docs(400, seed=3)
     src = write_fineweb(tmp_path / "a.parquet", docs, row_group_size=25)
-    P.prepare([src], tmp_path / "one", workers=1, val_fraction=0.02)
-    monkeypatch.setattr(P, "PARALLEL_MIN_BYTES", 0)
-    r = P.prepare([src], tmp_path / "two", workers=2, val_fraction=0.02)
+    prepare([src], tmp_path / "one", workers=1, val_fraction=0.02)
+    monkeypatch.setattr("gpttui.data.prepare.PARALLEL_MIN_BYTES", 0)
+    r = prepare([src], tmp_path / "two", workers=2, val_fraction=0.02)
     assert r.meta["workers"] == 2
     # row groups too big for a worker are read here in batches: same bytes again
-    monkeypatch.setattr(S, "MAX_ROW_GROUP_BYTES", 1000)
-    monkeypatch.setattr(P, "CHUNK_BYTES", 5000)
-    P.prepare([src], tmp_path / "batches", workers=2, val_fraction=0.02)
+    monkeypatch.setattr("gpttui.data.sources.MAX_ROW_GROUP_BYTES", 1000)
+    monkeypatch.setattr("gpttui.data.prepare.CHUNK_BYTES", 5000)
+    prepare([src], tmp_path / "batches", workers=2, val_fraction=0.02)
     for d in ("two", "batches"):
         for f in ("train.bin", "val.bin"):
             assert (tmp_path / d / f).read_bytes() == (tmp_path / "one" / f).read_bytes()
@@ -140,7 +140,7 @@ def test_worker_processes_give_the_same_bytes(tmp_path: Path, monkeypatch: pytes
 def test_val_docs_holds_out_the_last_documents(tmp_path: Path) -> None:
     docs = shakespeare_docs(50)
     out = tmp_path / "data"
-    r = P.prepare([write_fineweb(tmp_path / "a.parquet", docs)], out, val_docs=5)
+    r = prepare([write_fineweb(tmp_path / "a.parquet", docs)], out, val_docs=5)
     per_doc = gpt2_docs(docs)
     assert read_bins(out) == ([t for d in per_doc[:45] for t in d], [t for d in per_doc[45:] for t in d])
     assert r.meta["documents"]["val"] == 5 and r.meta["split"]["val_docs"] == 5
@@ -149,7 +149,7 @@ def test_val_docs_holds_out_the_last_documents(tmp_path: Path) -> None:
 def test_fraction_selecting_nothing_makes_the_last_document_val(tmp_path: Path) -> None:
     docs = shakespeare_docs(10)
     out = tmp_path / "data"
-    r = P.prepare([write_fineweb(tmp_path / "a.parquet", docs)], out)  # 0.0005: every 2000th document
+    r = prepare([write_fineweb(tmp_path / "a.parquet", docs)], out)  # 0.0005: every 2000th document
     per_doc = gpt2_docs(docs)
     assert read_bins(out) == ([t for d in per_doc[:9] for t in d], per_doc[9])
     assert r.meta["split"]["last_document_moved_to_val"] is True
@@ -159,7 +159,7 @@ def test_fraction_selecting_nothing_makes_the_last_document_val(tmp_path: Path) 
 def test_char_is_nanogpt_shakespeare_char(tmp_path: Path) -> None:
     """nanoGPT's data/shakespeare_char/prepare.py, step by step."""
     out = tmp_path / "shakespeare_char"
-    r = P.prepare([SHAKESPEARE], out, tokenizer="char")
+    r = prepare([SHAKESPEARE], out, tokenizer="char")
     data = TEXT
     chars = sorted(list(set(data)))
     stoi = {ch: i for i, ch in enumerate(chars)}
@@ -183,13 +183,13 @@ def test_char_val_fraction_and_val_docs(tmp_path: Path) -> None:
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("hello world\n")
     b.write_text("goodbye, moon!\n")
-    P.prepare([a, b], tmp_path / "f", tokenizer="char", val_fraction=0.25)
+    prepare([a, b], tmp_path / "f", tokenizer="char", val_fraction=0.25)
     whole = "hello world\ngoodbye, moon!\n"
     stoi = {c: i for i, c in enumerate(sorted(set(whole)))}
     ids = [stoi[c] for c in whole]
     cut = int(len(whole) * 0.75)
     assert read_bins(tmp_path / "f") == (ids[:cut], ids[cut:])
-    r = P.prepare([a, b], tmp_path / "d", tokenizer="char", val_docs=1)
+    r = prepare([a, b], tmp_path / "d", tokenizer="char", val_docs=1)
     assert read_bins(tmp_path / "d") == (ids[:12], ids[12:])
     assert r.meta["documents"] == {"total": 2, "skipped_empty": 0, "train": 1, "val": 1}
 
@@ -214,7 +214,7 @@ def test_directories_globs_txt_and_jsonl(tmp_path: Path) -> None:
     out = tmp_path / "data"
 
     # a directory is searched recursively, files sorted, hidden ones and unknown kinds left out
-    r = P.prepare([root, tmp_path / "d.jsonl"], out, val_docs=1)
+    r = prepare([root, tmp_path / "d.jsonl"], out, val_docs=1)
     order = [docs[6]] + docs[:4] + docs[4:6] + [docs[7], docs[8]]  # a.txt, empty.txt, sub/b, sub/deeper/c
     per_doc = gpt2_docs(order)
     assert read_bins(out)[0] + read_bins(out)[1] == [t for d in per_doc for t in d]
@@ -223,7 +223,7 @@ def test_directories_globs_txt_and_jsonl(tmp_path: Path) -> None:
                                                                  "c.parquet", "d.jsonl"]
 
     # '**' globs any depth; a .txt split on blank lines (whitespace-only lines count as blank)
-    r = P.prepare([str(root / "**" / "*.parquet"), extra], tmp_path / "g", split_blank_lines=True,
+    r = prepare([str(root / "**" / "*.parquet"), extra], tmp_path / "g", split_blank_lines=True,
                   val_docs=1)
     per_doc = gpt2_docs(docs[:6] + paragraphs)
     train, val = read_bins(tmp_path / "g")
@@ -233,12 +233,12 @@ def test_directories_globs_txt_and_jsonl(tmp_path: Path) -> None:
 
 def test_long_text_cut_into_pieces_tokenizes_as_a_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A big one-document file is streamed in pieces cut where GPT-2 tokens don't change."""
-    monkeypatch.setattr(S, "READ_BLOCK", 3000)
-    monkeypatch.setattr(P, "CHUNK_BYTES", 2000)
+    monkeypatch.setattr("gpttui.data.sources.READ_BLOCK", 3000)
+    monkeypatch.setattr("gpttui.data.prepare.CHUNK_BYTES", 2000)
     part = TEXT[:200_000]
     (tmp_path / "a.txt").write_text(part)
     (tmp_path / "b.txt").write_text("The end.\n")
-    r = P.prepare([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", val_docs=1)
+    r = prepare([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", val_docs=1)
     enc = gpt2()
     assert read_bins(tmp_path / "out") == (enc.encode_ordinary(part) + [50256],
                                            enc.encode_ordinary("The end.\n") + [50256])
@@ -246,21 +246,21 @@ def test_long_text_cut_into_pieces_tokenizes_as_a_whole(tmp_path: Path, monkeypa
     # cut by hand at every safe place (after newlines, or before spaces in a one-line text)
     for whole in (TEXT[:3000], TEXT[:3000].replace("\n", " ")):
         text, tokens, cuts = whole, enc.encode_ordinary(whole), 0
-        while (cut := S.safe_cut(text)) > 0:
+        while (cut := sources.safe_cut(text)) > 0:
             assert enc.encode_ordinary(whole[:cut]) + enc.encode_ordinary(whole[cut:]) == tokens
             text, cuts = whole[:cut - 1], cuts + 1
         assert cuts > 40
 
 
 def test_one_line_text_is_cut_at_spaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(S, "READ_BLOCK", 3000)
-    monkeypatch.setattr(P, "CHUNK_BYTES", 2000)
+    monkeypatch.setattr("gpttui.data.sources.READ_BLOCK", 3000)
+    monkeypatch.setattr("gpttui.data.prepare.CHUNK_BYTES", 2000)
     line = TEXT[:100_000].replace("\n", " ")
     (tmp_path / "a.txt").write_text(line)
     (tmp_path / "b.txt").write_text("fin")
-    P.prepare([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", val_docs=1)
+    prepare([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", val_docs=1)
     assert read_bins(tmp_path / "out")[0] == gpt2().encode_ordinary(line) + [50256]
-    assert len(list(S.chunks(S.resolve([tmp_path / "a.txt"])[0], text_column="text",
+    assert len(list(sources.chunks(sources.resolve([tmp_path / "a.txt"])[0], text_column="text",
                              split_blank_lines=False, errors="strict", target_bytes=2000))) > 10
 
 
@@ -268,13 +268,13 @@ def test_paragraphs_do_not_depend_on_read_blocks(tmp_path: Path, monkeypatch: py
     src = tmp_path / "p.txt"
     long_para = TEXT[:40_000].replace("\n\n", "\n")  # one paragraph bigger than 4 small blocks
     src.write_text("\n\n" + TEXT[:30_000] + "\n  \n\n\n" + long_para + "\n\n" + TEXT[30_000:60_000] + "\n")
-    P.prepare([src], tmp_path / "big", split_blank_lines=True, val_docs=1)
-    monkeypatch.setattr(S, "READ_BLOCK", 1000)
-    monkeypatch.setattr(P, "CHUNK_BYTES", 700)
-    P.prepare([src], tmp_path / "small", split_blank_lines=True, val_docs=1)
+    prepare([src], tmp_path / "big", split_blank_lines=True, val_docs=1)
+    monkeypatch.setattr("gpttui.data.sources.READ_BLOCK", 1000)
+    monkeypatch.setattr("gpttui.data.prepare.CHUNK_BYTES", 700)
+    prepare([src], tmp_path / "small", split_blank_lines=True, val_docs=1)
     assert read_bins(tmp_path / "small") == read_bins(tmp_path / "big")
     text = src.read_text()
-    paras = [p.strip("\r\n") for p in S.BLANK_LINES.split(text) if p.strip()]
+    paras = [p.strip("\r\n") for p in sources.BLANK_LINES.split(text) if p.strip()]
     assert long_para in paras
     train, val = read_bins(tmp_path / "big")
     assert train + val == [t for d in gpt2_docs(paras) for t in d]
@@ -283,24 +283,24 @@ def test_paragraphs_do_not_depend_on_read_blocks(tmp_path: Path, monkeypatch: py
 def test_rerun_is_a_noop_until_inputs_change_or_force(tmp_path: Path) -> None:
     src = write_fineweb(tmp_path / "a.parquet", shakespeare_docs(30))
     out = tmp_path / "data"
-    P.prepare([src], out)
+    prepare([src], out)
     stamp = {f: (out / f).stat().st_mtime_ns for f in ("train.bin", "val.bin", "meta.json")}
-    r = P.prepare([src], out)
+    r = prepare([src], out)
     assert r.up_to_date and r.meta["tokens"]["train"] > 0
     assert {f: (out / f).stat().st_mtime_ns for f in stamp} == stamp
-    assert not P.prepare([src], out, force=True).up_to_date
-    assert not P.prepare([src], out, val_docs=2).up_to_date  # other options: redone
-    assert P.prepare([src], out, val_docs=2).up_to_date
+    assert not prepare([src], out, force=True).up_to_date
+    assert not prepare([src], out, val_docs=2).up_to_date  # other options: redone
+    assert prepare([src], out, val_docs=2).up_to_date
     os.utime(src, (1_000_000_000, 1_000_000_000))  # the source changed
-    assert not P.prepare([src], out, val_docs=2).up_to_date
+    assert not prepare([src], out, val_docs=2).up_to_date
     (out / "val.bin").write_bytes(b"")  # an output that no longer matches meta.json
-    assert not P.prepare([src], out, val_docs=2).up_to_date
+    assert not prepare([src], out, val_docs=2).up_to_date
 
 
 def test_gpt2_over_char_data_removes_the_stale_meta_pkl(tmp_path: Path) -> None:
     out = tmp_path / "data"
-    P.prepare([SHAKESPEARE], out, tokenizer="char")
-    r = P.prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(5))], out)
+    prepare([SHAKESPEARE], out, tokenizer="char")
+    r = prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(5))], out)
     assert not (out / "meta.pkl").exists()
     assert any("meta.pkl" in n for n in r.notes)
 
@@ -309,7 +309,7 @@ def test_vocabulary_over_65536_characters_is_uint32_and_says_so(tmp_path: Path) 
     cps = [c for c in range(0x100, 0x100 + 70_000) if not 0xD800 <= c <= 0xDFFF]
     text = "".join(map(chr, cps))
     (tmp_path / "wide.txt").write_text(text, encoding="utf-8")
-    r = P.prepare([tmp_path / "wide.txt"], tmp_path / "data", tokenizer="char")
+    r = prepare([tmp_path / "wide.txt"], tmp_path / "data", tokenizer="char")
     assert r.meta["dtype"] == "uint32" and r.meta["vocab_size"] == len(cps)
     assert "uint32" in r.meta["note"] and any("nanoGPT" in n and "uint32" in n for n in r.notes)
     cut = int(len(text) * 0.9)
@@ -320,7 +320,7 @@ def test_training_config_sizes_the_vocabulary_as_nanogpt(tmp_path: Path) -> None
     """GPT-2 data pads to 50304 (nanoGPT without meta.pkl); char data uses its meta's size."""
     from gpttui.run import config as C
 
-    P.prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(5))], tmp_path / "gpt")
-    P.prepare([SHAKESPEARE], tmp_path / "char", tokenizer="char")
+    prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(5))], tmp_path / "gpt")
+    prepare([SHAKESPEARE], tmp_path / "char", tokenizer="char")
     assert C.effective_vocab_size(C.TrainConfig(data_dir=str(tmp_path / "gpt"))) == 50304
     assert C.effective_vocab_size(C.TrainConfig(data_dir=str(tmp_path / "char"))) == 65

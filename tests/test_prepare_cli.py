@@ -14,12 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from engine_kit import SHAKESPEARE
 
 from gpttui import cli
 from gpttui.commands import prepare as cmd
-from gpttui.data import prepare as P
+from gpttui.data.prepare import PrepareError, ProgressInfo, prepare
 
-SHAKESPEARE = Path(__file__).resolve().parent.parent / "gpttui" / "assets" / "tinyshakespeare.txt"
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")
 
 
@@ -55,7 +55,7 @@ def test_prints_what_it_wrote_then_up_to_date(tmp_path: Path, capsys: pytest.Cap
 def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cmd, "PLAIN_EVERY", 0.0)
-    monkeypatch.setattr(P, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr("gpttui.data.prepare.PROGRESS_EVERY", 0.0)
     src = parquet(tmp_path / "a.parquet", docs(100))
     code, out, _ = run(capsys, src, "--out", tmp_path / "data")
     lines = [ln for ln in out.splitlines() if ln.startswith("tokenizing:")]
@@ -69,7 +69,7 @@ def test_rich_progress_shows_documents_tokens_rate() -> None:
     screen = io.StringIO()
     show = cmd._RichProgress(Console(file=screen, force_terminal=True, width=150))
     with show:
-        show.update(P.ProgressInfo("tokenize", 1234, 0, 56789, 2_000_000, 0.5, 1.0, "a.parquet"))
+        show.update(ProgressInfo("tokenize", 1234, 0, 56789, 2_000_000, 0.5, 1.0, "a.parquet"))
         show.progress.refresh()
     text = screen.getvalue()
     for shown in ("tokenizing", "50%", "1,234 docs", "56,789 tokens", "2.0 MB/s", "ETA 1s"):
@@ -152,23 +152,23 @@ def test_errors_replace_substitutes_u_fffd(tmp_path: Path, capsys: pytest.Captur
 def test_exception_mid_run_keeps_the_previous_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = parquet(tmp_path / "a.parquet", docs(200))
     out = tmp_path / "data"
-    P.prepare([src], out)
+    prepare([src], out)
     before = {f.name: f.read_bytes() for f in out.iterdir()}
 
     calls = []
 
-    def cancel(p: P.ProgressInfo) -> None:
+    def cancel(p: ProgressInfo) -> None:
         calls.append(p)
         if len(calls) == 2:
             raise RuntimeError("cancelled by the UI")
 
-    monkeypatch.setattr(P, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr("gpttui.data.prepare.PROGRESS_EVERY", 0.0)
     with pytest.raises(RuntimeError, match="cancelled"):
-        P.prepare([src], out, force=True, progress=cancel)
+        prepare([src], out, force=True, progress=cancel)
     fresh = tmp_path / "fresh"
     calls.clear()
     with pytest.raises(RuntimeError, match="cancelled"):
-        P.prepare([src], fresh, progress=cancel)
+        prepare([src], fresh, progress=cancel)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # no partials, old files intact
     assert list(fresh.iterdir()) == []
 
@@ -211,11 +211,11 @@ def test_a_worker_that_dies_is_one_line_and_nothing_written(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import psutil
 
-    monkeypatch.setattr(P, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(P, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr("gpttui.data.prepare.PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr("gpttui.data.prepare.PROGRESS_EVERY", 0.0)
     src = parquet(tmp_path / "a.parquet", docs(2000))
 
-    def kill_a_worker(p: P.ProgressInfo) -> None:
+    def kill_a_worker(p: ProgressInfo) -> None:
         for child in psutil.Process().children(recursive=True):
             try:
                 if "spawn_main" in " ".join(child.cmdline()):
@@ -224,13 +224,13 @@ def test_a_worker_that_dies_is_one_line_and_nothing_written(tmp_path: Path,
             except psutil.Error:  # one already killed: a zombie until reaped
                 pass
 
-    with pytest.raises(P.PrepareError, match="a tokenizing worker process died"):
-        P.prepare([src], tmp_path / "data", workers=2, progress=kill_a_worker)
+    with pytest.raises(PrepareError, match="a tokenizing worker process died"):
+        prepare([src], tmp_path / "data", workers=2, progress=kill_a_worker)
     assert list((tmp_path / "data").iterdir()) == []
 
 
 def test_prepare_never_imports_torch() -> None:
-    code = ("import sys; from gpttui import cli; from gpttui.commands import prepare; "
-            "from gpttui.data import prepare as P; P.prepare; print('torch' in sys.modules)")
+    code = ("import sys; import gpttui.cli, gpttui.commands.prepare, gpttui.data.prepare; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

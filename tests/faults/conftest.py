@@ -1,4 +1,5 @@
-"""Fixtures of the fault-injection suite (kit.py holds what the tests share)."""
+"""Fixtures of the fault-injection suite (kit.py holds what the tests share; char_data comes from
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,28 +8,11 @@ import signal
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pytest
-from kit import SHAKESPEARE, TINY, Engine
+from kit import TINY, Engine
 
-from gpttui.data.metapkl import write_meta_pkl
 from gpttui.run import config as C
 from gpttui.run import directory, engine_state
-
-
-@pytest.fixture(scope="session")
-def char_data(tmp_path_factory) -> Path:
-    """train.bin / val.bin / meta.pkl of the first 40k characters of tiny Shakespeare."""
-    d = tmp_path_factory.mktemp("chardata")
-    text = SHAKESPEARE.read_text(encoding="utf-8")[:40_000]
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    ids = np.fromiter((stoi[c] for c in text), dtype=np.uint16, count=len(text))
-    cut = int(len(ids) * 0.9)
-    ids[:cut].tofile(d / "train.bin")
-    ids[cut:].tofile(d / "val.bin")
-    write_meta_pkl(d / "meta.pkl", chars)
-    return d
 
 
 @pytest.fixture

@@ -18,8 +18,6 @@ from typing import Any, Callable
 from gpttui.ipc.process import EngineClient
 from gpttui.run import protocol
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "gpttui" / "assets" / "tinyshakespeare.txt"
-
 TINY = dict(
     n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4, gradient_accumulation_steps=1,
     dropout=0.0, bias=False, learning_rate=3e-3, min_lr=3e-4, warmup_iters=5, lr_decay_iters=100_000,
@@ -91,6 +89,6 @@ def python(code: str, *args: str, **kw: Any) -> subprocess.Popen:
 
 
 def ckpt_iter(path: Path) -> int:
-    from gpttui.engine import checkpoint as K
+    from gpttui.engine import checkpoint
 
-    return K.load(path)["iter_num"]
+    return checkpoint.load(path)["iter_num"]
