@@ -1,33 +1,58 @@
-"""The Textual app: owns the engine process and the run's live state; the dashboard shows it.
+"""The Textual app, and `EngineRun`: the controller of a run it trains in an engine process.
 
-Flow: the first frame shows at once; a thread reads RUN_DIR/metrics.jsonl (if any) into a
-`LiveRun`; data is prepared if the plan asks for it; then the engine starts (or resumes).
-A ~10 Hz timer drains what the engine wrote (read off the UI thread by `client`) and
-refreshes the panels; nothing is drawn per event.
+The app is the same for every use; what it shows and what its keys do come from its
+controller (`Controller` below). `GpttuiApp(plan)` trains: `EngineRun` starts, resumes or
+attaches to the engine. `gpttui open` gives it viewer.ReadOnlyRuns, which only reads runs.
+Screens read the controller through screens/controller.py's `RunController` and post its intent
+messages; the app hands those to the controller and posts `RunUpdated` to the screens on a
+timer. Neither side calls into the other's internals.
 
-Public API for screens (config, extend, sample, doctor): `run_dir`, `loaded`, `config`,
-`history`, `live`, `ms_per_iter`, `engine_alive`, `send(cmd, **values)`, `apply_changes()`.
-No torch here, ever (tests/test_no_torch.py).
+EngineRun's flow: the first frame shows at once; a thread reads RUN_DIR/metrics.jsonl (if any)
+into a `LiveRun`; data is prepared if the plan asks for it; then the engine starts (or resumes,
+or is attached to). A ~10 Hz timer drains what the engine wrote (read off the UI thread by
+gpttui.ipc) and the screens redraw what changed; nothing is drawn per event.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from textual import on
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import Screen
 
+from gpttui.analysis.config_edit import ApplyAction
 from gpttui.analysis.live import LiveRun
-from gpttui.ipc.process import EngineClient, ProtocolProcess
+from gpttui.ipc.client import NotRunning, SocketClient
+from gpttui.ipc.peer import Peer
+from gpttui.ipc.process import EngineClient
 from gpttui.run import config as C
 from gpttui.run import directory, layout
-from gpttui.run.history import EventReader, RunHistory
+from gpttui.run.history import RunHistory
+from gpttui.run.metrics import EventReader
 from gpttui.screens.confirm import Choice, ConfirmScreen
+from gpttui.screens.controller import (
+    ApplyConfig,
+    DisplayFailed,
+    Intent,
+    LogLines,
+    OpenRun,
+    QuitApp,
+    ResumeRun,
+    RunController,
+    RunUpdated,
+    SendCommand,
+    StopRun,
+)
 from gpttui.screens.dashboard import DashboardScreen
-from gpttui.screens.failure import Failure, FailureScreen
+from gpttui.screens.failure import Failure, FailureChoice, FailureScreen
+from gpttui.screens.prepare_data import PrepareScreen
 from gpttui.widgets import loss_chart
 
 TICK_S = 0.1
@@ -54,21 +79,119 @@ class LaunchPlan:
     attach: bool = False                # its engine is already running: connect to it
 
 
-class GpttuiApp(App):
+class Controller(RunController, Protocol):
+    """What the app drives: the run the screens read, its first screen, its start, its timer and
+    the screens' intents (a controller ignores those it has no use for)."""
+
+    tick_s: float
+
+    def first_screen(self) -> Screen[Any]: ...
+
+    def start(self, app: App[Any]) -> None:
+        """The app is up: read what is there, start what the controller runs."""
+        ...
+
+    def tick(self) -> bool:
+        """Take what arrived since the last tick; True: the screens redraw at once."""
+        ...
+
+    def handle(self, intent: Intent) -> None: ...
+
+    def shutdown(self) -> None:
+        """The app is closing, however it ends."""
+        ...
+
+
+class GpttuiApp(App[int]):
     TITLE = "gpttui"
-    # Every screen's styles, loaded once here (their rules are scoped by screen class).
-    CSS_PATH = ["app.tcss", "screens/dashboard.tcss", "screens/confirm.tcss", "screens/help.tcss",
-                "screens/failure.tcss", "screens/prepare_data.tcss"]
+    CSS_PATH = "app.tcss"   # app-wide; each screen brings its own, scoped to it
     BINDINGS = [Binding("ctrl+c", "ctrl_c", "Quit", show=False, priority=True)]
 
-    def __init__(self, plan: LaunchPlan) -> None:
+    def __init__(self, run: LaunchPlan | Controller) -> None:
+        """A LaunchPlan trains that run (EngineRun); a controller brings its own runs (the viewer's)."""
         super().__init__()
+        self.controller: Controller = EngineRun(run) if isinstance(run, LaunchPlan) else run
+        self.ui_errors: list[str] = []  # exceptions the timer and the screens caught (tests assert none)
+        self._bindings_key: tuple[bool, bool] | None = None
+
+    def get_default_screen(self) -> Screen[Any]:
+        return self.controller.first_screen()
+
+    def on_mount(self) -> None:
+        loss_chart.preload()
+        self.controller.start(self)
+        self.set_interval(self.controller.tick_s, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            force = self.controller.tick()
+        except Exception as e:  # a display bug must not take the run down with the UI
+            self._record_error(repr(e), traceback.format_exc().splitlines())
+            force = False
+        self._sync_bindings()
+        self.update_screens(force)
+
+    def update_screens(self, force: bool = False) -> None:
+        """Tell every screen in the stack that the run moved on (those showing it redraw)."""
+        for screen in self.screen_stack:
+            screen.post_message(RunUpdated(force))
+
+    def _sync_bindings(self) -> None:
+        """Re-check which keys apply (the footer recomposes, so only when that changes)."""
+        key = (self.controller.engine_alive, self.controller.can_resume)
+        if key != self._bindings_key:
+            self._bindings_key = key
+            self.refresh_bindings()
+
+    @on(DisplayFailed)
+    def _display_failed(self, message: DisplayFailed) -> None:
+        self._record_error(message.error, message.traceback)
+
+    def _record_error(self, error: str, lines: list[str]) -> None:
+        self.ui_errors.append(error)
+        if len(self.ui_errors) == 1:
+            self.controller.log.write(lines)
+            self.notify(f"display error (see the log pane): {error}", severity="error")
+
+    @on(SendCommand)
+    @on(StopRun)
+    @on(ResumeRun)
+    @on(ApplyConfig)
+    @on(QuitApp)
+    @on(OpenRun)
+    def _intent(self, intent: Intent) -> None:
+        self.controller.handle(intent)
+        self.update_screens(force=True)   # what it changed (a pending command) shows at once
+
+    def action_ctrl_c(self) -> None:
+        self.controller.handle(QuitApp())
+
+    def on_unmount(self) -> None:
+        self.controller.shutdown()
+
+
+class QuitChoice(Enum):
+    STOP = "stop"       # stop and save, then quit
+    DETACH = "detach"   # quit; the engine trains on and `gpttui attach` reconnects
+    CANCEL = "cancel"
+
+
+class EngineRun:
+    """The controller of a run this app trains: its engine process (started, resumed, restarted
+    or attached to), the LiveRun its events build, and what the status line says about them."""
+
+    tick_s = TICK_S
+    read_only = False
+    app: App[Any]   # set by start()
+
+    def __init__(self, plan: LaunchPlan) -> None:
         self.plan = plan
         self.run_dir = plan.run_dir
         self.loaded = plan.loaded
         self.header_note = plan.note
         self.live = LiveRun()
-        self.engine: ProtocolProcess | None = None
+        self.log = LogLines()
+        self.engine: Peer | None = None
         self.pending = ""              # a command sent, its effect not yet seen
         self.stopping = False          # stop sent; waiting for the checkpoint and the exit
         self.quit_when_stopped = False
@@ -78,11 +201,9 @@ class GpttuiApp(App):
         self._history_end = 0  # byte offset of metrics.jsonl the history was read up to
         self._error_shown_at = 0.0
         self._save_asked = False
-        self._bindings_key: tuple[bool, bool] | None = None
         self._after_stop: list[str] = []  # engine args for a restart once the running one stopped
-        self.ui_errors: list[str] = []  # exceptions the timer caught (tests assert there are none)
 
-    # ------------------------------------------------------------ public API for screens
+    # ------------------------------------------------------------ what screens read
 
     @property
     def history(self) -> RunHistory:
@@ -90,7 +211,6 @@ class GpttuiApp(App):
 
     @property
     def config(self) -> C.TrainConfig:
-        """The run's config as the engine has it now (live changes included)."""
         return self.live.train_config() or self.loaded.config
 
     @property
@@ -100,28 +220,6 @@ class GpttuiApp(App):
     @property
     def engine_alive(self) -> bool:
         return self.engine is not None and self.engine.alive
-
-    def send(self, cmd: str, **values: Any) -> bool:
-        """Send a protocol command to the engine; False (and a notification) if none runs."""
-        if not self.engine_alive or not self.engine.send(cmd, **values):
-            self.notify("No engine is running: press r to resume the run first.", severity="warning")
-            return False
-        return True
-
-    def apply_changes(self, changes: dict[str, Any], action: str = "live") -> None:
-        """Config changes from a screen: `live` sends a set (or resumes a stopped run with them),
-        `restart` restarts the engine from its checkpoint with them, `new_run` starts over."""
-        if not changes and action != "new_run":
-            return
-        if action == "live" and self.engine_alive:
-            self.send("set", **changes)
-            self.pending = "applying " + ", ".join(f"{k}={v}" for k, v in changes.items())
-        elif action in ("live", "restart"):
-            self.restart_engine(changes)
-        elif action == "new_run":
-            self.start_new_run(C.replace(self.config, **changes))
-
-    # ------------------------------------------------------------ state shown
 
     @property
     def display_state(self) -> str:
@@ -138,16 +236,19 @@ class GpttuiApp(App):
     def can_resume(self) -> bool:
         return not self.engine_alive and not self.loading and (self.run_dir / layout.CONFIG).exists()
 
+    @property
+    def can_detach(self) -> bool:
+        """Whether the engine handle can let the engine train on without this UI."""
+        return isinstance(self.engine, EngineClient | SocketClient)
+
     # ------------------------------------------------------------ start-up
 
-    def get_default_screen(self) -> DashboardScreen:
-        return DashboardScreen()
+    def first_screen(self) -> DashboardScreen:
+        return DashboardScreen(self)
 
-    def on_mount(self) -> None:
-        loss_chart.preload()
-        self.dashboard = self.screen
-        self.set_interval(TICK_S, self._tick)
-        self.run_worker(self._load_history, thread=True, name="load-history")
+    def start(self, app: App[Any]) -> None:
+        self.app = app
+        app.run_worker(self._load_history, thread=True, name="load-history")
 
     def _load_history(self) -> None:
         """Off the UI thread: rebuild the panels' state from metrics.jsonl."""
@@ -163,12 +264,11 @@ class GpttuiApp(App):
             self._history_end = reader.end  # attaching picks up here: no gap, no duplicate
         if live.state in layout.ACTIVE_STATES and not self.plan.attach:
             live.history.state = "stopped"  # the engine that wrote this is gone
-        self.call_from_thread(self._history_loaded, live)
+        self.app.call_from_thread(self._history_loaded, live)
 
     def _history_loaded(self, live: LiveRun) -> None:
         self.live = live
         self.loading = False
-        self.dashboard.rebind()
         if self.plan.attach:
             self._attach_engine()
         elif self.plan.prepare is not None:
@@ -177,8 +277,6 @@ class GpttuiApp(App):
             self._start_planned()
 
     def _prepare_data(self, need: DataToPrepare) -> None:
-        from gpttui.screens.prepare_data import PrepareScreen
-
         self.pending = "preparing the data…"
 
         def done(ok: bool | None) -> None:
@@ -186,8 +284,8 @@ class GpttuiApp(App):
             if ok and self.plan.start:
                 self._start_planned()
             elif not ok:
-                self.notify("No data: the run can't start. Quit with q.", severity="warning")
-        self.push_screen(PrepareScreen(need), done)
+                self.app.notify("No data: the run can't start. Quit with q.", severity="warning")
+        self.app.push_screen(PrepareScreen(need.data_dir, need.source, need.tokenizer), done)
 
     def _start_planned(self) -> None:
         if self.plan.new_run:
@@ -207,61 +305,38 @@ class GpttuiApp(App):
         self.pending = "starting the engine…"
         self._seen_state = None
         self.live.history.state = "starting"  # until the new engine says otherwise
-        self.engine = EngineClient(self.run_dir, args)
-        self.dashboard.write_log([f"── engine started (pid {self.engine.pid}): "
-                                  f"python -m gpttui.engine {self.run_dir} {' '.join(args)}".rstrip()])
-        self._sync_bindings()
+        self.engine = engine = EngineClient(self.run_dir, args)
+        self.log.write([f"── engine started (pid {engine.pid}): "
+                        f"python -m gpttui.engine {self.run_dir} {' '.join(args)}".rstrip()])
 
     def _attach_engine(self) -> None:
         """Watch and drive an engine that is already running (through its control socket)."""
-        from gpttui.ipc.control import NotRunning, SocketClient
-
         try:
-            self.engine = SocketClient(self.run_dir, history_from=self._history_end)
+            self.engine = engine = SocketClient(self.run_dir, history_from=self._history_end)
         except (NotRunning, OSError) as e:
-            self.notify(f"Could not attach: {e}", severity="error")
+            self.app.notify(f"Could not attach: {e}", severity="error")
             return
-        self.dashboard.write_log([f"── attached to the engine (pid {self.engine.pid})"])
-        self._sync_bindings()
+        self.log.write([f"── attached to the engine (pid {engine.pid})"])
 
     # ------------------------------------------------------------ the timer
 
-    def _tick(self) -> None:
-        try:
-            self._drain()
-        except Exception as e:  # a display bug must not take the run down with the UI
-            self.ui_errors.append(repr(e))
-            if len(self.ui_errors) == 1:
-                import traceback
-
-                self.dashboard.write_log(traceback.format_exc().splitlines())
-                self.notify(f"display error (see the log pane): {e!r}", severity="error")
-
-    def _drain(self) -> None:
+    def tick(self) -> bool:
         eng = self.engine
-        if eng is not None:
-            d = eng.drain()
-            if d.events:
-                for e in d.events:
-                    self.live.add(e)
-                    self._on_event(e)
-                self._notify_errors(d.events)
-            if d.stderr:
-                self.dashboard.write_log(d.stderr)
-            if d.dropped:
-                self.live.dropped += d.dropped
-            if eng.finished_reading:
-                self._engine_exited(eng)
-        self._sync_bindings()
-        if self.screen is self.dashboard or self.dashboard.is_attached:
-            self.dashboard.refresh_panels()
-
-    def _sync_bindings(self) -> None:
-        """Re-check which keys apply (the footer recomposes, so only when that changes)."""
-        key = (self.engine_alive, self.can_resume)
-        if key != self._bindings_key:
-            self._bindings_key = key
-            self.refresh_bindings()
+        if eng is None:
+            return False
+        d = eng.drain()
+        if d.events:
+            for e in d.events:
+                self.live.add(e)
+                self._on_event(e)
+            self._notify_errors(d.events)
+        if d.stderr:
+            self.log.write(d.stderr)
+        if d.dropped:
+            self.live.dropped += d.dropped
+        if eng.finished_reading:
+            self._engine_exited(eng)
+        return False
 
     def _on_event(self, e: dict[str, Any]) -> None:
         kind = e.get("type")
@@ -276,13 +351,12 @@ class GpttuiApp(App):
         elif kind == "checkpoint":
             if self._save_asked:  # the user asked; automatic ones show in the eval table
                 self._save_asked = False
-                self.notify(f"checkpoint saved at iteration {e.get('iter', 0):,}", timeout=3)
+                self.app.notify(f"checkpoint saved at iteration {e.get('iter', 0):,}", timeout=3)
         elif kind == "config":
             changes = e.get("changes") or {}
             self.pending = ""
             if changes:
-                self.notify("applied: " + ", ".join(f"{k}={v}" for k, v in changes.items()), timeout=4)
-
+                self.app.notify("applied: " + ", ".join(f"{k}={v}" for k, v in changes.items()), timeout=4)
 
     def _notify_errors(self, events: list[dict[str, Any]]) -> None:
         """Errors the engine survives (a refused `set`, a bad command) as a notification; a fatal
@@ -293,21 +367,20 @@ class GpttuiApp(App):
         now = time.monotonic()
         if errors and now - self._error_shown_at > 2:  # a flood of errors must not flood the screen
             self._error_shown_at = now
-            self.notify(str(errors[-1]["message"]), severity="error", timeout=6)
+            self.app.notify(str(errors[-1]["message"]), severity="error", timeout=6)
 
-    def _engine_exited(self, eng: ProtocolProcess) -> None:
+    def _engine_exited(self, eng: Peer) -> None:
         code = eng.returncode
         self.engine = None
         self.pending = ""
         self.stopping = False
         state = self.live.state
-        self.dashboard.write_log([f"── engine exited with code {code}"])
-        self._sync_bindings()
+        self.log.write([f"── engine exited with code {code}"])
         if self.quit_when_stopped:
-            self.exit(code)
+            self.app.exit(code)
             return
         if code == 0 and state in ("finished", "stopped"):
-            self.notify(f"run {state} at iteration {self.live.iter:,}", timeout=5)
+            self.app.notify(f"run {state} at iteration {self.live.iter:,}", timeout=5)
             return
         err = self.live.last_error or {}
         message = (err.get("message") or getattr(eng, "exit_description", "")  # an attached engine's end
@@ -332,34 +405,65 @@ class GpttuiApp(App):
         self.failure = failure
         self.live.history.state = "failed"
 
-        def done(choice: str | None) -> None:
-            if choice == "resume":
+        def done(choice: FailureChoice | None) -> None:
+            if choice is FailureChoice.RESUME:
                 self.resume_run()
-            elif choice == "quit":
-                self.exit(1)
-        self.push_screen(FailureScreen(failure), done)
+            elif choice is FailureChoice.QUIT:
+                self.app.exit(1)
+        self.app.push_screen(FailureScreen(failure), done)
 
-    # ------------------------------------------------------------ actions
+    # ------------------------------------------------------------ intents
+
+    def handle(self, intent: Intent) -> None:
+        match intent:
+            case SendCommand(command=command, pending=pending):
+                self.command(command, pending)
+            case StopRun():
+                self.stop_engine()
+            case ResumeRun():
+                self.resume_run()
+            case ApplyConfig(changes=changes, action=action):
+                self.apply_changes(changes, action)
+            case QuitApp():
+                self.request_quit()
+
+    def send(self, cmd: str, **values: Any) -> bool:
+        """Send a protocol command to the engine; False (and a notification) if none runs."""
+        if self.engine is None or not self.engine.alive or not self.engine.send(cmd, **values):
+            self.app.notify("No engine is running: press r to resume the run first.", severity="warning")
+            return False
+        return True
 
     def command(self, cmd: str, pending: str = "") -> None:
         if self.send(cmd):
             self.pending = pending
             self._save_asked = self._save_asked or cmd == "save"
-            self.dashboard.refresh_panels(force=True)
 
     def stop_engine(self) -> None:
         if self.send("stop"):
             self.stopping = True
             self.pending = "stopping: saving a checkpoint…"
-            self.dashboard.refresh_panels(force=True)
+
+    def apply_changes(self, changes: dict[str, Any], action: ApplyAction) -> None:
+        """LIVE sends a `set` (or resumes a stopped run with the changes), RESTART restarts the
+        engine from its checkpoint with them, NEW_RUN starts over from the changed config."""
+        if not changes and action is not ApplyAction.NEW_RUN:
+            return
+        if action is ApplyAction.LIVE and self.engine_alive:
+            self.send("set", **changes)
+            self.pending = "applying " + ", ".join(f"{k}={v}" for k, v in changes.items())
+        elif action in (ApplyAction.LIVE, ApplyAction.RESTART):
+            self.restart_engine(changes)
+        else:
+            self.start_new_run(C.replace(self.config, **changes))
 
     def resume_run(self) -> None:
         """Start the engine again: from ckpt.pt if there is one, else from scratch."""
         if self.engine_alive:
-            self.notify("The engine is already running.")
+            self.app.notify("The engine is already running.")
             return
         if not (self.run_dir / layout.CONFIG).exists():
-            self.notify("This run has no config.toml yet: nothing to resume.", severity="warning")
+            self.app.notify("This run has no config.toml yet: nothing to resume.", severity="warning")
             return
         has_ckpt = (self.run_dir / layout.CKPT).exists()
         self._spawn([f"--init_from={'resume' if has_ckpt else 'scratch'}"])
@@ -372,78 +476,69 @@ class GpttuiApp(App):
         if self.engine_alive:
             self.stop_engine()
             self._after_stop = args
-            self.set_timer(0.2, self._restart_when_stopped)
+            self.app.set_timer(0.2, self._restart_when_stopped)
         else:
             self._spawn(args)
 
     def _restart_when_stopped(self) -> None:
         if self.engine is not None:
-            self.set_timer(0.2, self._restart_when_stopped)
+            self.app.set_timer(0.2, self._restart_when_stopped)
         elif self.failure is None:  # (a failed stop shows its failure screen instead)
             self._spawn(self._after_stop)
 
     def start_new_run(self, cfg: C.TrainConfig) -> None:
         """Switch to a new run directory (cfg.out_dir) with this config."""
         if self.engine_alive:
-            self.notify("Stop the current run first (x), then start the new one.", severity="warning")
+            self.app.notify("Stop the current run first (x), then start the new one.", severity="warning")
             return
         self.run_dir = Path(cfg.out_dir)
         self.loaded = C.LoadedConfig(cfg)
         self.plan = LaunchPlan(self.run_dir, self.loaded, new_run=True)
         self.live = LiveRun()
         self.loading = True
-        self.dashboard.rebind()
-        self.run_worker(self._load_history, thread=True, name="load-history")
+        self.app.run_worker(self._load_history, thread=True, name="load-history")
 
     def request_quit(self) -> None:
         """q: quit; a live engine is asked about first (stop and save, detach, or cancel)."""
-        if isinstance(self.screen, ConfirmScreen):
+        if isinstance(self.app.screen, ConfirmScreen):
             return  # already asking (a second Ctrl+C)
         if not self.engine_alive:
-            self.exit(0)
+            self.app.exit(0)
             return
         if self.stopping:
-            self.push_screen(ConfirmScreen(
+            self.app.push_screen(ConfirmScreen(
                 "Still saving…", "The engine is writing its checkpoint. Kill it now? "
                 "(the last complete checkpoint stays)",
-                [Choice("wait", "Wait", "n", "primary"), Choice("kill", "Kill it and quit", "y", "error")]),
+                [Choice(False, "Wait", "n", "primary"), Choice(True, "Kill it and quit", "y", "error")]),
                 self._kill_answer)
             return
-        choices = [Choice("stop", "Stop and save", "y", "primary")]
+        choices = [Choice(QuitChoice.STOP, "Stop and save", "y", "primary")]
         if self.can_detach:
-            choices.append(Choice("detach", "Detach: leave it training", "d"))
-        choices.append(Choice("cancel", "Cancel", "n"))
-        self.push_screen(ConfirmScreen(
+            choices.append(Choice(QuitChoice.DETACH, "Detach: leave it training", "d"))
+        choices.append(Choice(QuitChoice.CANCEL, "Cancel", "n"))
+        self.app.push_screen(ConfirmScreen(
             "Quit gpttui?", f"The run is at iteration {self.live.iter:,}. Stop it and save a checkpoint first?",
             choices), self._quit_answer)
 
-    @property
-    def can_detach(self) -> bool:
-        """Whether the engine handle can let the engine train on without this UI (issue 8)."""
-        return hasattr(self.engine, "detach")
-
-    def _quit_answer(self, answer: str | None) -> None:
-        if answer == "stop":
+    def _quit_answer(self, answer: QuitChoice | None) -> None:
+        if answer is QuitChoice.STOP:
             self.quit_when_stopped = True
             self.stop_engine()
             if not self.engine_alive:
-                self.exit(0)
-        elif answer == "detach" and self.engine is not None:
+                self.app.exit(0)
+        elif answer is QuitChoice.DETACH and isinstance(self.engine, EngineClient | SocketClient):
             self.engine.detach()
             self.engine = None
-            self.exit(0)
+            self.app.exit(0)
 
-    def _kill_answer(self, answer: str | None) -> None:
-        if answer == "kill" and self.engine is not None:
+    def _kill_answer(self, kill: bool | None) -> None:
+        if kill and self.engine is not None:
             self.engine.terminate(grace=3.0)
-            self.exit(1)
-
-    def action_ctrl_c(self) -> None:
-        self.request_quit()
+            self.app.exit(1)
 
     # ------------------------------------------------------------ shutdown
 
-    def on_unmount(self) -> None:
+    def shutdown(self) -> None:
         """Whatever ends the app, an engine it owns is not left orphaned without a checkpoint."""
         eng = self.engine
         if eng is not None and eng.alive:

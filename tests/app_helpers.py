@@ -1,32 +1,23 @@
-"""Helpers for the dashboard tests: a tiny character dataset and config, and pilot waits."""
+"""Helpers of the UI tests: a tiny run's config, an app that hosts one screen, pilot waits, and
+what the terminal shows, read through Textual's public API only."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-import numpy as np
+from engine_kit import make_char_data
+from textual.app import App
+from textual.errors import NoWidget
+from textual.geometry import Region
+from textual.screen import Screen
+from textual.widget import Widget
 
-from gpttui.data.metapkl import write_meta_pkl
-
-TEXT = "the quick brown fox jumps over the lazy dog. " * 60
-
-
-def tiny_data(root: Path) -> Path:
-    """train.bin / val.bin / meta.pkl of a small character vocabulary (nanoGPT's format)."""
-    d = root / "data"
-    d.mkdir(parents=True, exist_ok=True)
-    chars = sorted(set(TEXT))
-    stoi = {c: i for i, c in enumerate(chars)}
-    ids = np.array([stoi[c] for c in TEXT], dtype=np.uint16)
-    n = int(len(ids) * 0.9)
-    ids[:n].tofile(d / "train.bin")
-    ids[n:].tofile(d / "val.bin")
-    write_meta_pkl(d / "meta.pkl", chars)
-    return d
-
+from gpttui.run import config as C
+from gpttui.screens.dashboard import DashboardScreen
 
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4,
             gradient_accumulation_steps=1, dropout=0.0, device="cpu", dtype="float32",
@@ -35,25 +26,49 @@ TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4,
             lr_decay_iters=100000, always_save_checkpoint=True, sample_on_checkpoint=False)
 
 
-def tiny_config(root: Path, **changes: Any) -> Path:
-    """A TOML config for a tiny model on tiny data, its run dir at root/run."""
-    data = tiny_data(root)
-    values = {**TINY, "out_dir": str(root / "run"), "data_dir": str(data), **changes}
-    lines = [f"{k} = {_toml(v)}" for k, v in values.items()]
+def tiny_config(root: Path, data_dir: Path | None = None, **changes: Any) -> Path:
+    """A TOML config for a tiny model on `data_dir` (the char_data fixture; None: character data
+    made in root/data), its run dir at root/run."""
+    data_dir = data_dir or make_char_data(root / "data")
+    cfg = C.replace(C.DEFAULTS, **{**TINY, "out_dir": str(root / "run"), "data_dir": str(data_dir), **changes})
     path = root / "tiny.toml"
-    path.write_text("\n".join(lines) + "\n")
+    C.save(cfg, path)
     return path
 
 
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(v)
+# ---------------------------------------------------------------- driving the app
+
+UNSET = object()
 
 
-async def wait_for(pilot, pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+class ScreenHost(App[None]):
+    """Pushes one screen and keeps what it was dismissed with (`result`, UNSET until then)."""
+
+    def __init__(self, screen: Screen[Any]) -> None:
+        super().__init__()
+        self.pushed = screen
+        self.result: Any = UNSET
+
+    def on_mount(self) -> None:
+        self.push_screen(self.pushed, self._done)
+
+    def _done(self, result: Any) -> None:
+        self.result = result
+
+
+def pilot_test(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async pilot test with asyncio (no pytest plugin needed)."""
+    @functools.wraps(fn)
+    def run_it(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+    return run_it
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)
+
+
+async def wait_for(pilot, pred: Callable[[], Any], timeout: float = 30.0, what: str = "") -> None:
     """Let the app run until pred() holds (checked every 50 ms)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,5 +78,63 @@ async def wait_for(pilot, pred: Callable[[], bool], timeout: float = 30.0, what:
     raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
 
 
-def run(coro) -> Any:
-    return asyncio.run(coro)
+def record_notifications(app: App[Any]) -> list[str]:
+    """The messages of every notification the app shows from now on."""
+    shown: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, *args: Any, **kwargs: Any) -> None:
+        shown.append(message)
+        notify(message, *args, **kwargs)
+    app.notify = recording  # type: ignore[method-assign]
+    return shown
+
+
+def dashboard(app: App[Any]) -> DashboardScreen:
+    """The dashboard, on top or under other screens."""
+    return next(s for s in reversed(app.screen_stack) if isinstance(s, DashboardScreen))
+
+
+# ---------------------------------------------------------------- what is shown
+
+def text_of(widget: Widget) -> str:
+    """What a Static-like widget holds, as plain text (shown or not)."""
+    r = widget.render()
+    return getattr(r, "plain", str(r))
+
+
+def screen_text(app: App[Any], selector: str | None = None) -> str:
+    """What the terminal shows of the top screen (in the content region of `selector`, if given),
+    one line per row: every widget drawn into its place on screen, clipped as the screen clips
+    it, in the screen's drawing order."""
+    screen = app.screen
+    width, height = app.size
+    whole = Region(0, 0, width, height)
+    rows = [[" "] * width for _ in range(height)]
+    placed = []
+    for widget in screen.walk_children(Widget):
+        if not (widget.display and widget.visible):
+            continue
+        try:
+            geometry = screen.find_widget(widget)
+        except NoWidget:   # inside a container that is not displayed
+            continue
+        placed.append((geometry.order, widget, geometry.region, geometry.region.intersection(geometry.clip).intersection(whole)))
+    for _, widget, region, visible in sorted(placed, key=lambda p: p[0]):
+        if not visible.area:
+            continue
+        strips = widget.render_lines(visible.translate((-region.x, -region.y)))
+        for dy, strip in enumerate(strips):
+            text = strip.text
+            y = visible.y + dy
+            for dx, char in enumerate(text[:visible.width]):
+                rows[y][visible.x + dx] = char
+    if selector is not None:
+        r = screen.query_one(selector).content_region
+        rows = [row[r.x:r.right] for row in rows[r.y:r.bottom]]
+    return "\n".join("".join(row).rstrip() for row in rows)
+
+
+def flat(app: App[Any], selector: str | None = None) -> str:
+    """The shown text with line breaks and runs of spaces as one space (undoes wrapping)."""
+    return " ".join(screen_text(app, selector).split())

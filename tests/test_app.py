@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_helpers import run, tiny_config, wait_for
+from app_helpers import dashboard, record_notifications, run, text_of, tiny_config, wait_for
 
+from gpttui.analysis.config_edit import ApplyAction
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import LaunchError, make_plan
 from gpttui.screens.confirm import ConfirmScreen
+from gpttui.screens.controller import ApplyConfig
 from gpttui.screens.dashboard import DashboardScreen
 from gpttui.screens.failure import FailureScreen
 from gpttui.widgets.eval_table import EvalTable
@@ -24,15 +26,8 @@ from gpttui.widgets.status import StatusLine
 pytestmark = pytest.mark.timeout(120)
 
 
-def text_of(widget) -> str:
-    """What a Static-like widget shows, as plain text."""
-    r = widget.render()
-    return getattr(r, "plain", str(r))
-
-
 def status(app) -> str:
-    return text_of(app.screen.query_one(StatusLine)) if isinstance(app.screen, DashboardScreen) else \
-        text_of(app.dashboard.query_one(StatusLine))
+    return text_of(dashboard(app).query_one(StatusLine))
 
 
 def events(run_dir: Path) -> list[dict]:
@@ -51,16 +46,17 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def test_live_panels_pause_resume_save_and_quit(tmp_path):
-    plan = make_plan(str(tiny_config(tmp_path)), [])
+def test_live_panels_pause_resume_save_and_quit(tmp_path, char_data):
+    plan = make_plan(str(tiny_config(tmp_path, char_data)), [])
     run_dir = plan.run_dir
 
     async def go():
         app = GpttuiApp(plan)
+        ctl = app.controller
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: app.live.iter >= 12 and app.live.history.evals, 60, "steps and an eval")
+            await wait_for(pilot, lambda: ctl.live.iter >= 12 and ctl.live.history.evals, 60, "steps and an eval")
             await pilot.pause(0.3)
-            dash = app.dashboard
+            dash = dashboard(app)
             header = text_of(dash.query_one("#header"))
             assert "run" in header and "cpu" in header and "tokens/iter 64" in header and str(run_dir) in header
             assert "params" in header
@@ -71,16 +67,16 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path):
             await wait_for(pilot, lambda: dash.query_one(EvalTable).row_count >= 1, 30, "the eval table")
             assert "%" in text_of(dash.query_one("#spark-mfu")._caption)  # "MFU 1.2%"
             assert any("tokens per iteration" in line for line in dash.query_one(LogPane).lines)
-            first = app.live.history.steps[0].loss
-            assert 3.0 < first < 4.5 and app.live.loss < first  # ln(28 symbols) = 3.3 at first, then it learns
+            first = ctl.live.history.steps[0].loss
+            assert 3.0 < first < 4.5 and ctl.live.loss < first  # ln(65 symbols) = 4.2 at first, then it learns
 
             await pilot.press("space")
             await wait_for(pilot, lambda: "paused" in status(app), 30, "paused on screen")
-            paused_at = app.live.iter
+            paused_at = ctl.live.iter
             await pilot.pause(1.0)
-            assert app.live.iter == paused_at, "iterations went on while paused"
+            assert ctl.live.iter == paused_at, "iterations went on while paused"
             await pilot.press("space")
-            await wait_for(pilot, lambda: app.live.iter > paused_at + 2, 30, "training to go on")
+            await wait_for(pilot, lambda: ctl.live.iter > paused_at + 2, 30, "training to go on")
             assert "paused" not in status(app)
 
             n_ckpt = sum(e["type"] == "checkpoint" for e in events(run_dir))
@@ -89,7 +85,7 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path):
                            30, "a checkpoint")
             assert (run_dir / "ckpt.pt").stat().st_size > 0
 
-            pid = app.engine.pid
+            pid = ctl.engine.pid
             await pilot.press("q")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
             await pilot.press("enter")  # the highlighted default: stop and save
@@ -105,36 +101,38 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path):
     assert any(e["type"] == "checkpoint" and e["iter"] == last_step + 1 for e in evs)
 
 
-def test_stop_key_asks_then_checkpoints_and_r_resumes(tmp_path):
-    plan = make_plan(str(tiny_config(tmp_path)), [])
+def test_stop_key_asks_then_checkpoints_and_r_resumes(tmp_path, char_data):
+    plan = make_plan(str(tiny_config(tmp_path, char_data)), [])
     run_dir = plan.run_dir
 
     async def go():
         app = GpttuiApp(plan)
+        ctl = app.controller
+        notes = record_notifications(app)
         async with app.run_test(size=(100, 30), notifications=True) as pilot:
-            await wait_for(pilot, lambda: app.live.iter >= 3, 60, "steps")
+            await wait_for(pilot, lambda: ctl.live.iter >= 3, 60, "steps")
             # what the extend screen hands back: a live `set`, confirmed by the engine's config event
-            app.apply_changes({"max_iters": 50000, "lr_decay_iters": 50000}, "live")
+            app.post_message(ApplyConfig({"max_iters": 50000, "lr_decay_iters": 50000}, ApplyAction.LIVE))
             await wait_for(pilot, lambda: "/50,000" in status(app), 30, "the new max_iters on screen")
-            assert app.config.max_iters == 50000
-            app.apply_changes({"n_layer": 2}, "live")  # not live-changeable: the engine refuses
-            await wait_for(pilot, lambda: any("set refused" in n.message for n in app._notifications),
+            assert ctl.config.max_iters == 50000
+            app.post_message(ApplyConfig({"n_layer": 2}, ApplyAction.LIVE))  # not live-changeable: the engine refuses
+            await wait_for(pilot, lambda: any("set refused" in n for n in notes),
                            30, "the refusal shown")
             await pilot.press("x")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the stop question")
             await pilot.press("n")  # no: keep training
             await pilot.pause(0.5)
-            assert app.engine_alive and isinstance(app.screen, DashboardScreen)
+            assert ctl.engine_alive and isinstance(app.screen, DashboardScreen)
             await pilot.press("x")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the stop question")
             await pilot.press("y")
-            await wait_for(pilot, lambda: not app.engine_alive and app.engine is None, 30, "the engine to stop")
+            await wait_for(pilot, lambda: not ctl.engine_alive and ctl.engine is None, 30, "the engine to stop")
             assert "stopped" in status(app)
-            stopped_at = app.live.iter
+            stopped_at = ctl.live.iter
             assert (run_dir / "ckpt.pt").exists()
             await pilot.press("r")
-            await wait_for(pilot, lambda: app.live.iter > stopped_at + 2, 60, "the resumed run to train")
-            assert app.live.hello["start_iter"] == stopped_at
+            await wait_for(pilot, lambda: ctl.live.iter > stopped_at + 2, 60, "the resumed run to train")
+            assert ctl.live.hello["start_iter"] == stopped_at
             await pilot.press("q")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
             await pilot.press("y")
@@ -146,9 +144,9 @@ def test_stop_key_asks_then_checkpoints_and_r_resumes(tmp_path):
     assert len(starts) == 2 and starts[0] == 0 and starts[1] > 0
 
 
-def _finished_run(tmp_path: Path, **changes) -> Path:
+def _finished_run(tmp_path: Path, char_data: Path, **changes) -> Path:
     """A run trained to the end by the engine alone (no UI), as `gpttui train` would."""
-    cfg_path = tiny_config(tmp_path, max_iters=20, lr_decay_iters=20, eval_interval=5, **changes)
+    cfg_path = tiny_config(tmp_path, char_data, max_iters=20, lr_decay_iters=20, eval_interval=5, **changes)
     plan = make_plan(str(cfg_path), [])
     proc = subprocess.run([sys.executable, "-m", "gpttui.engine", str(plan.run_dir)],
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=90)
@@ -156,8 +154,8 @@ def _finished_run(tmp_path: Path, **changes) -> Path:
     return plan.run_dir
 
 
-def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path):
-    run_dir = _finished_run(tmp_path)
+def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path, char_data):
+    run_dir = _finished_run(tmp_path, char_data)
     evals = [e for e in events(run_dir) if e["type"] == "eval"]
     assert [e["iter"] for e in evals] == [0, 5, 10, 15, 20]
     plan = make_plan(str(run_dir), [])
@@ -165,12 +163,13 @@ def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path):
 
     async def go():
         app = GpttuiApp(plan)
+        ctl = app.controller
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: not app.loading, 30, "the history")
+            await wait_for(pilot, lambda: not ctl.loading, 30, "the history")
             await pilot.pause(0.3)
-            table = app.dashboard.query_one(EvalTable)
+            table = dashboard(app).query_one(EvalTable)
             rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
-            chart = app.dashboard.query_one(LossChart)
+            chart = dashboard(app).query_one(LossChart)
             chart_text = chart.render().plain
             widths = [chart.content_size.width]
             for size in ((160, 50), (80, 24)):  # resizing redraws at the new size
@@ -178,7 +177,7 @@ def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path):
                 await pilot.pause(0.3)
                 widths.append(chart.content_size.width)
                 assert max(len(line) for line in chart.render().plain.splitlines()) == widths[-1]
-            return rows, status(app), chart_text, app.live.iter, app.ui_errors, widths
+            return rows, status(app), chart_text, ctl.live.iter, app.ui_errors, widths
 
     rows, st, chart_text, it, ui_errors, widths = run(go())
     assert widths[1] > widths[0] == widths[2] >= 40
@@ -192,16 +191,17 @@ def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path):
     assert "iteration" in chart_text  # the step curve is drawn from the file
 
 
-def test_resumed_from_earlier_checkpoint_replaces_the_abandoned_branch(tmp_path):
-    run_dir = _finished_run(tmp_path)
+def test_resumed_from_earlier_checkpoint_replaces_the_abandoned_branch(tmp_path, char_data):
+    run_dir = _finished_run(tmp_path, char_data)
     plan = make_plan(str(run_dir), ["--max_iters=30", "--lr_decay_iters=30"])
 
     async def go():
         app = GpttuiApp(plan)
+        ctl = app.controller
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: app.live.state == "finished" and app.engine is None, 90, "the run to end")
-            win = app.live.series.window()
-            return win.iters.tolist(), [r[0] for r in app.live.eval_rows()], app.ui_errors
+            await wait_for(pilot, lambda: ctl.live.state == "finished" and ctl.engine is None, 90, "the run to end")
+            win = ctl.live.series.window()
+            return win.iters.tolist(), [r[0] for r in ctl.live.eval_rows()], app.ui_errors
 
     iters, eval_iters, ui_errors = run(go())
     assert ui_errors == []
@@ -209,13 +209,14 @@ def test_resumed_from_earlier_checkpoint_replaces_the_abandoned_branch(tmp_path)
     assert iters[-1] == 29 and eval_iters == [0, 5, 10, 15, 20, 25, 30]
 
 
-def test_engine_failure_shows_error_checkpoint_and_r_resumes(tmp_path, monkeypatch):
-    cfg = tiny_config(tmp_path, eval_interval=4)
+def test_engine_failure_shows_error_checkpoint_and_r_resumes(tmp_path, char_data, monkeypatch):
+    cfg = tiny_config(tmp_path, char_data, eval_interval=4)
     plan = make_plan(str(cfg), [])
     monkeypatch.setenv("GPTTUI_FAULT_NAN_AT", "6")  # the engine's test hook: a NaN loss at iter 6
 
     async def go():
         app = GpttuiApp(plan)
+        ctl = app.controller
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen), 60, "the failure screen")
             screen = app.screen
@@ -225,8 +226,8 @@ def test_engine_failure_shows_error_checkpoint_and_r_resumes(tmp_path, monkeypat
             assert "failed" in status(app)
             monkeypatch.delenv("GPTTUI_FAULT_NAN_AT")
             await pilot.press("r")
-            await wait_for(pilot, lambda: app.live.iter >= 8, 60, "the resumed run past the fault")
-            assert app.live.hello["start_iter"] == 4
+            await wait_for(pilot, lambda: ctl.live.iter >= 8, 60, "the resumed run past the fault")
+            assert ctl.live.hello["start_iter"] == 4
             await pilot.press("q")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
             await pilot.press("enter")
@@ -239,12 +240,13 @@ def test_engine_failure_shows_error_checkpoint_and_r_resumes(tmp_path, monkeypat
 def test_missing_data_is_prepared_from_a_typed_path_then_the_run_starts(tmp_path):
     src = tmp_path / "corpus.txt"
     src.write_text("To be, or not to be, that is the question.\n" * 200)
-    cfg = tiny_config(tmp_path, data_dir=str(tmp_path / "fresh"), dataset="fresh_char", eval_interval=5)
+    cfg = tiny_config(tmp_path, tmp_path / "fresh", dataset="fresh_char", eval_interval=5)
     plan = make_plan(str(cfg), [])
     assert plan.prepare is not None and plan.prepare.tokenizer == "char"
 
     async def go():
         app = GpttuiApp(plan)
+        ctl = app.controller
         async with app.run_test(size=(100, 30)) as pilot:
             from gpttui.screens.prepare_data import PrepareScreen
 
@@ -252,7 +254,7 @@ def test_missing_data_is_prepared_from_a_typed_path_then_the_run_starts(tmp_path
             await pilot.click("#source")
             await pilot.press(*str(src))
             await pilot.press("enter")
-            await wait_for(pilot, lambda: app.live.iter >= 2, 60, "training on the prepared data")
+            await wait_for(pilot, lambda: ctl.live.iter >= 2, 60, "training on the prepared data")
             await pilot.press("q", "y")
             await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
             return app.ui_errors
@@ -263,8 +265,8 @@ def test_missing_data_is_prepared_from_a_typed_path_then_the_run_starts(tmp_path
     assert (tmp_path / "run" / "config.toml").exists()
 
 
-def test_a_bad_config_is_refused_before_anything_starts(tmp_path, capsys):
-    cfg = tiny_config(tmp_path, n_head=3)  # 32 is not divisible by 3
+def test_a_bad_config_is_refused_before_anything_starts(tmp_path, char_data, capsys):
+    cfg = tiny_config(tmp_path, char_data, n_head=3)  # 32 is not divisible by 3
     with pytest.raises(LaunchError, match="n_embd: 32 is not divisible by n_head=3"):
         make_plan(str(cfg), [])
     from gpttui.cli import main
@@ -277,20 +279,21 @@ def test_a_bad_config_is_refused_before_anything_starts(tmp_path, capsys):
     assert "batch_size" in capsys.readouterr().err
 
 
-def test_keys_for_screens_not_there_yet_notify_instead_of_crashing(tmp_path, monkeypatch):
-    from gpttui.screens import dashboard
+def test_keys_for_screens_not_there_yet_notify_instead_of_crashing(tmp_path, char_data, monkeypatch):
+    from gpttui.screens import dashboard as dashboard_screen
 
-    monkeypatch.setitem(dashboard.OTHER_SCREENS, "doctor", ("no_such_module", "DoctorScreen", "The run doctor"))
-    plan = make_plan(str(tiny_config(tmp_path)), [])
+    monkeypatch.setitem(dashboard_screen.OTHER_SCREENS, "doctor", ("no_such_module", "DoctorScreen", "The run doctor"))
+    plan = make_plan(str(tiny_config(tmp_path, char_data)), [])
     plan.start = False
 
     async def go():
         app = GpttuiApp(plan)
+        ctl = app.controller
+        notes = record_notifications(app)
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
-            await wait_for(pilot, lambda: not app.loading, 30)
+            await wait_for(pilot, lambda: not ctl.loading, 30)
             await pilot.press("d")
             await pilot.pause(0.2)
-            notes = [n.message for n in app._notifications]
             await pilot.press("question_mark")
             await pilot.pause(0.2)
             help_text = " ".join(text_of(w) for w in app.screen.query("Static"))
@@ -305,19 +308,20 @@ def test_keys_for_screens_not_there_yet_notify_instead_of_crashing(tmp_path, mon
     assert ui_errors == []
 
 
-def test_a_restart_change_resumes_from_the_checkpoint_with_the_new_value(tmp_path):
+def test_a_restart_change_resumes_from_the_checkpoint_with_the_new_value(tmp_path, char_data):
     """What the config screen hands back for a field that can't change live (batch_size)."""
-    plan = make_plan(str(tiny_config(tmp_path)), [])
+    plan = make_plan(str(tiny_config(tmp_path, char_data)), [])
 
     async def go():
         app = GpttuiApp(plan)
+        ctl = app.controller
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: app.live.iter >= 3, 60, "steps")
-            app.apply_changes({"batch_size": 8}, "restart")
-            await wait_for(pilot, lambda: app.live.hello.get("tokens_per_iter") == 128 and app.live.iter > 0
-                           and app.engine_alive, 90, "the engine restarted with batch_size=8")
-            header = text_of(app.dashboard.query_one("#header"))
-            start = app.live.hello["start_iter"]
+            await wait_for(pilot, lambda: ctl.live.iter >= 3, 60, "steps")
+            app.post_message(ApplyConfig({"batch_size": 8}, ApplyAction.RESTART))
+            await wait_for(pilot, lambda: ctl.live.hello.get("tokens_per_iter") == 128 and ctl.live.iter > 0
+                           and ctl.engine_alive, 90, "the engine restarted with batch_size=8")
+            header = text_of(dashboard(app).query_one("#header"))
+            start = ctl.live.hello["start_iter"]
             await pilot.press("q", "y")
             await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
             return header, start, app.ui_errors

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from app_helpers import run, tiny_config, wait_for
+from app_helpers import dashboard, run, tiny_config, wait_for
 
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import make_plan
@@ -47,22 +47,23 @@ out.write(P.encode(P.event("state", n, state="finished")))
 """
 
 
-def test_a_thousand_events_a_second_without_falling_behind(tmp_path):
-    plan = make_plan(str(tiny_config(tmp_path)), [])
+def test_a_thousand_events_a_second_without_falling_behind(tmp_path, char_data):
+    plan = make_plan(str(tiny_config(tmp_path, char_data)), [])
     plan.start = False
 
     async def go():
         app = GpttuiApp(plan)
+        ctl = app.controller
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: not app.loading, 10)
-            chart = app.dashboard.query_one(LossChart)
+            await wait_for(pilot, lambda: not ctl.loading, 10)
+            chart = dashboard(app).query_one(LossChart)
             builds0 = chart.builds
-            app.engine = ProtocolProcess([sys.executable, "-c", emitter(RATE, SECONDS)])
+            ctl.engine = ProtocolProcess([sys.executable, "-c", emitter(RATE, SECONDS)])
             t0 = time.monotonic()
-            while app.engine is not None and time.monotonic() - t0 < SECONDS + 60:
+            while ctl.engine is not None and time.monotonic() - t0 < SECONDS + 60:
                 await pilot.pause(0.2)
             took = time.monotonic() - t0
-            return (app.live.iter, app.live.dropped, len(app.live.history.evals), app.live.state,
+            return (ctl.live.iter, ctl.live.dropped, len(ctl.live.history.evals), ctl.live.state,
                     chart.builds - builds0, took, app.ui_errors)
 
     it, dropped, evals, state, builds, took, ui_errors = run(go())

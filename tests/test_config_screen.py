@@ -1,20 +1,22 @@
-"""The config editor, driven with the pilot as a user would: type, look at the screen, apply."""
+"""The config editor, driven with the pilot as a user would: type, look at the screen, apply.
+(What the form's texts mean is tested directly in test_config_edit.py.)"""
 
-import asyncio
-import functools
+import json
 from pathlib import Path
 
 import pytest
+from app_helpers import UNSET, ScreenHost, flat, pilot_test, tiny_config, wait_for
 from textual import events
-from textual.app import App
 from textual.widgets import Button, Input
 
+from gpttui.analysis.config_edit import ApplyAction
+from gpttui.app import GpttuiApp
+from gpttui.commands.launch import make_plan
 from gpttui.run import config as C
-from gpttui.screens.config import ConfigScreen, check_fields, format_value, new_run_problem, plan_apply
+from gpttui.screens.config import ConfigScreen
 
 SIDE = "#side"
 SEED = Path(__file__).resolve().parent / "fixtures" / "nanogpt" / "train_fineweb.py"
-UNSET = object()
 
 
 @pytest.fixture
@@ -24,43 +26,6 @@ def seed(tmp_path) -> C.LoadedConfig:
     return C.load(f)
 
 
-class Host(App):
-    """Pushes one screen and keeps what it was dismissed with."""
-
-    def __init__(self, screen) -> None:
-        super().__init__()
-        self.pushed = screen
-        self.result = UNSET
-
-    def on_mount(self) -> None:
-        self.push_screen(self.pushed, self._done)
-
-    def _done(self, result) -> None:
-        self.result = result
-
-
-def pilot_test(fn):
-    """Run an async pilot test with asyncio (no pytest plugin needed)."""
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        asyncio.run(fn(*args, **kwargs))
-    return run
-
-
-def screen_text(app: App, selector: str | None = None) -> str:
-    """What the terminal shows (in the region of `selector`, if given), one line per row."""
-    strips = app.screen._compositor.render_strips()
-    if selector is None:
-        return "\n".join(strip.text for strip in strips)
-    r = app.screen.query_one(selector).content_region
-    return "\n".join(strip.crop(r.x, r.right).text for strip in strips[r.y:r.bottom])
-
-
-def flat(app: App, selector: str | None = None) -> str:
-    """The shown text with line breaks and runs of spaces as one space (undoes wrapping)."""
-    return " ".join(screen_text(app, selector).split())
-
-
 async def type_into(pilot, field: str, text: str) -> None:
     pilot.app.screen.query_one(f"#f-{field}", Input).focus()
     await pilot.pause()
@@ -68,64 +33,11 @@ async def type_into(pilot, field: str, text: str) -> None:
     await pilot.pause()
 
 
-# ---------------------------------------------------------------- pure parts
-
-def test_format_value_round_trips_every_field(seed):
-    for cfg in (C.DEFAULTS, seed.config, C.replace(C.DEFAULTS, out_dir=" odd'dir", sample_prompt="\n")):
-        for name in C.FIELDS:
-            assert C.parse_value(name, format_value(getattr(cfg, name))) == getattr(cfg, name), name
-
-
-def test_check_marks_both_fields_of_a_shape_conflict(seed):
-    texts = {n: format_value(getattr(seed.config, n)) for n in C.FIELDS}
-    texts.update(n_embd="384", n_head="5", max_iters="lots")
-    check = check_fields(texts, seed.config)
-    assert not check.ok
-    assert check.problems["n_embd"] == ["384 is not divisible by n_head=5"]
-    assert check.problems["n_head"] == ["n_embd: 384 is not divisible by n_head=5"]
-    assert check.problems["max_iters"] == ["expected int, got 'lots'"]
-    assert check.config.max_iters == seed.config.max_iters  # the bad text leaves the old value
-
-
-def test_plan_apply_live_restart_and_refusals(seed, tmp_path):
-    run = seed.config
-    assert plan_apply(run, C.replace(run, max_iters=24000, learning_rate=1e-4)).action == "live"
-    plan = plan_apply(run, C.replace(run, batch_size=4, gradient_accumulation_steps=128, max_iters=20000))
-    assert plan.action == "restart" and plan.changes == {
-        "batch_size": 4, "gradient_accumulation_steps": 128, "max_iters": 20000}
-    assert plan_apply(run, C.replace(run, dropout=0.1, device="cpu")).action == "restart"
-    refused = plan_apply(run, C.replace(run, n_embd=384, n_head=6, block_size=512))
-    assert refused.action is None
-    assert [r.split(":")[0] for r in refused.refusals] == ["block_size", "n_head", "n_embd"]
-    assert "can't change under a checkpoint" in refused.refusals[1]
-    assert plan_apply(run, C.replace(run, vocab_size=50304)).action == "restart"  # 0 meant 50304 here
-    char_data = tmp_path / "chars"
-    char_data.mkdir()
-    (char_data / "meta.json").write_text('{"vocab_size": 65}')
-    other = plan_apply(run, C.replace(run, data_dir=str(char_data)))
-    assert other.refusals == ["vocab_size: the checkpoint's model has a vocabulary of 50,304; this "
-                              "config's (with its data) is 65 (start a new run instead)"]
-    late = plan_apply(run, C.replace(run, max_iters=900), current_iter=1000)
-    assert late.action is None and "not beyond the run's current iteration 1,000" in late.refusals[0]
-    assert plan_apply(run, run).action is None
-
-
-def test_new_run_refuses_a_directory_that_holds_a_run(tmp_path):
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "metrics.jsonl").write_text("")
-    assert "already holds a run" in new_run_problem(C.replace(C.DEFAULTS, out_dir=str(tmp_path / "old")))
-    assert new_run_problem(C.replace(C.DEFAULTS, out_dir=str(tmp_path / "new"))) is None
-
-
-def test_human_duration():
-    assert [C.human_duration(s) for s in (47, 754, 47000, 200000)] == ["47s", "12m 34s", "13h 03m", "2d 07h"]
-
-
 # ---------------------------------------------------------------- the screen
 
 @pilot_test
 async def test_seed_config_shows_123m_then_40m_with_warning_then_refuses_n_head_5(seed):
-    app = Host(ConfigScreen(seed))
+    app = ScreenHost(ConfigScreen(seed))
     async with app.run_test(size=(140, 60)) as pilot:
         await pilot.pause()
         text = flat(app, SIDE)
@@ -152,7 +64,7 @@ async def test_seed_config_shows_123m_then_40m_with_warning_then_refuses_n_head_
 
 @pilot_test
 async def test_arrow_keys_walk_the_fields_and_show_their_help(seed):
-    app = Host(ConfigScreen(seed))
+    app = ScreenHost(ConfigScreen(seed))
     async with app.run_test(size=(120, 40)) as pilot:
         for key, char in [("down", None), ("down", None), ("3", "3"), ("8", "8"), ("4", "4")]:
             app.post_message(events.Key(key, char))   # one burst, as a fast typist or tmux sends it
@@ -167,21 +79,21 @@ async def test_arrow_keys_walk_the_fields_and_show_their_help(seed):
 
 @pilot_test
 async def test_live_run_applies_live_fields_at_once(seed):
-    app = Host(ConfigScreen(seed, live=True, current_iter=3000))
+    app = ScreenHost(ConfigScreen(seed, live=True, current_iter=3000))
     async with app.run_test(size=(140, 60)) as pilot:
         await type_into(pilot, "max_iters", "24000")
         assert "ctrl+r applies these now, while the run trains: max_iters: 12000 → 24000" in flat(app, SIDE)
         assert str(app.screen.query_one("#apply", Button).label) == "Apply live"
         await pilot.press("ctrl+r")
         await pilot.pause()
-    assert app.result["action"] == "live"
-    assert app.result["changes"] == {"max_iters": 24000}
-    assert app.result["config"].max_iters == 24000
+    assert app.result.action is ApplyAction.LIVE
+    assert app.result.changes == {"max_iters": 24000}
+    assert app.result.config.max_iters == 24000
 
 
 @pilot_test
 async def test_live_run_restarts_for_batch_and_refuses_shape(seed):
-    app = Host(ConfigScreen(seed, live=True, current_iter=3000))
+    app = ScreenHost(ConfigScreen(seed, live=True, current_iter=3000))
     async with app.run_test(size=(140, 60)) as pilot:
         await type_into(pilot, "n_embd", "384")
         assert "✗ n_embd: the checkpoint's model has n_embd=768; a model's shape can't change" in flat(app, SIDE)
@@ -195,13 +107,13 @@ async def test_live_run_restarts_for_batch_and_refuses_shape(seed):
         assert "ctrl+r restarts the run from its checkpoint with: batch_size: 8 → 4" in flat(app, SIDE)
         await pilot.click("#apply")
         await pilot.pause()
-    assert app.result["action"] == "restart" and app.result["changes"] == {"batch_size": 4}
+    assert app.result.action is ApplyAction.RESTART and app.result.changes == {"batch_size": 4}
 
 
 @pilot_test
 async def test_save_as_toml_writes_the_edited_config(seed, tmp_path):
     target = tmp_path / "narrow.toml"
-    app = Host(ConfigScreen(seed))
+    app = ScreenHost(ConfigScreen(seed))
     async with app.run_test(size=(140, 60)) as pilot:
         await type_into(pilot, "n_embd", "384")
         app.screen.query_one("#path", Input).value = str(tmp_path / "narrow.py")
@@ -223,7 +135,7 @@ async def test_save_as_toml_writes_the_edited_config(seed, tmp_path):
 async def test_open_a_toml_and_start_a_new_run_from_it(seed, tmp_path):
     other = tmp_path / "small.toml"
     C.save(C.replace(C.DEFAULTS, n_layer=4, n_head=4, n_embd=128, out_dir=str(tmp_path / "run-small")), other)
-    app = Host(ConfigScreen(seed))
+    app = ScreenHost(ConfigScreen(seed))
     async with app.run_test(size=(140, 60)) as pilot:
         path = app.screen.query_one("#path", Input)
         path.value = "/nonexistent/x.toml"
@@ -238,18 +150,18 @@ async def test_open_a_toml_and_start_a_new_run_from_it(seed, tmp_path):
         assert f"opened {other}" in flat(app, "#status")
         await pilot.press("ctrl+n")
         await pilot.pause()
-    assert app.result["action"] == "new_run"
-    assert app.result["config"].n_embd == 128
-    assert app.result["config"].out_dir == str(tmp_path / "run-small")
+    assert app.result.action is ApplyAction.NEW_RUN
+    assert app.result.config.n_embd == 128
+    assert app.result.config.out_dir == str(tmp_path / "run-small")
     # changes are counted against the config the screen was opened with (the app applies them to it)
-    assert C.replace(seed.config, **app.result["changes"]) == app.result["config"]
+    assert C.replace(seed.config, **app.result.changes) == app.result.config
 
 
 @pilot_test
 async def test_new_run_refused_into_a_directory_holding_a_run(seed, tmp_path):
     (tmp_path / "out-fineweb").mkdir()
     (tmp_path / "out-fineweb" / "ckpt.pt").write_bytes(b"")
-    app = Host(ConfigScreen(C.LoadedConfig(C.replace(seed.config, out_dir=str(tmp_path / "out-fineweb")))))
+    app = ScreenHost(ConfigScreen(C.LoadedConfig(C.replace(seed.config, out_dir=str(tmp_path / "out-fineweb")))))
     async with app.run_test(size=(140, 60)) as pilot:
         await pilot.press("ctrl+n")
         await pilot.pause()
@@ -258,13 +170,13 @@ async def test_new_run_refused_into_a_directory_holding_a_run(seed, tmp_path):
         await type_into(pilot, "out_dir", str(tmp_path / "out-narrow"))
         await pilot.press("ctrl+n")
         await pilot.pause()
-    assert app.result["action"] == "new_run"
-    assert app.result["changes"] == {"out_dir": str(tmp_path / "out-narrow")}
+    assert app.result.action is ApplyAction.NEW_RUN
+    assert app.result.changes == {"out_dir": str(tmp_path / "out-narrow")}
 
 
 @pilot_test
 async def test_escape_cancels(seed):
-    app = Host(ConfigScreen(seed))
+    app = ScreenHost(ConfigScreen(seed))
     async with app.run_test(size=(100, 30)) as pilot:
         await type_into(pilot, "n_layer", "6")
         await pilot.press("escape")
@@ -274,7 +186,7 @@ async def test_escape_cancels(seed):
 
 @pilot_test
 async def test_fits_80x24_and_shows_problems_first(seed):
-    app = Host(ConfigScreen(seed, live=True))
+    app = ScreenHost(ConfigScreen(seed, live=True))
     async with app.run_test(size=(80, 24)) as pilot:
         await type_into(pilot, "n_embd", "384")
         text = flat(app, SIDE)
@@ -286,23 +198,17 @@ async def test_fits_80x24_and_shows_problems_first(seed):
 
 @pytest.mark.timeout(180)
 @pilot_test
-async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_path):
-    import json
-
-    from test_extend_screen import tiny_run_config, wait_for
-
-    from gpttui.app import GpttuiApp
-    from gpttui.commands.launch import make_plan
-
-    plan = make_plan(str(tiny_run_config(tmp_path, max_iters=100000, lr_decay_iters=100000, eval_interval=10)), [])
+async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_path, char_data):
+    plan = make_plan(str(tiny_config(tmp_path, char_data)), [])
     app = GpttuiApp(plan)
+    ctl = app.controller
 
     def events(kind: str) -> list[dict]:
         lines = (plan.run_dir / "metrics.jsonl").read_text().splitlines()
         return [e for e in map(json.loads, lines) if e["type"] == kind]
 
     async with app.run_test(size=(140, 50)) as pilot:
-        await wait_for(pilot, lambda: app.live.iter >= 3, 60, "the engine to train")
+        await wait_for(pilot, lambda: ctl.live.iter >= 3, 60, "the engine to train")
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen), 5, "the config editor")
         assert "Config of the run in" in flat(app, "#title")
@@ -322,7 +228,7 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
         await type_into(pilot, "batch_size", "2")
         assert "restarts the run from its checkpoint with: batch_size: 4 → 2" in flat(app, SIDE)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: len(events("hello")) == 2 and app.live.iter > events("hello")[1]["start_iter"],
+        await wait_for(pilot, lambda: len(events("hello")) == 2 and ctl.live.iter > events("hello")[1]["start_iter"],
                        60, "the engine to restart from its checkpoint and train")
         restarted = events("hello")[1]
         assert restarted["config"]["batch_size"] == 2 and restarted["start_iter"] > 0
@@ -330,5 +236,5 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
         await pilot.press("x")
         await pilot.pause(0.5)
         await pilot.press("y")
-        await wait_for(pilot, lambda: not app.engine_alive, 30, "the engine to stop")
+        await wait_for(pilot, lambda: not ctl.engine_alive, 30, "the engine to stop")
         assert app.ui_errors == []  # checked before the app shuts down

@@ -2,33 +2,36 @@
 panel (d), and a running run followed live from its metrics.jsonl."""
 
 import asyncio
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from app_helpers import wait_for
 
 from gpttui import cli
+from gpttui.analysis.opened_run import log_times
+from gpttui.app import GpttuiApp
 from gpttui.run import protocol
-from gpttui.run.history import MetricsWriter, load_run
+from gpttui.run.history import load_run
+from gpttui.run.metrics import MetricsWriter
 from gpttui.screens.compare import CompareScreen
 from gpttui.screens.dashboard import DashboardScreen
 from gpttui.screens.doctor import DoctorScreen
-from gpttui.viewer import ViewerApp, log_times
+from gpttui.viewer import ReadOnlyRuns
 from gpttui.widgets.eval_table import EvalTable
 from gpttui.widgets.overlay_chart import OverlayChart
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOG_124M = FIXTURES / "train_log_fineweb_124m.txt"
 LOG_40M = FIXTURES / "train_log_fineweb_40m.txt"
+# the dashboard's keys that control a run: action -> key
+CONTROL_KEYS = {"toggle_pause": "space", "save": "s", "evaluate": "v", "stop": "x", "resume_run": "r",
+                "open('extend')": "e", "open('config')": "c"}
 
 
-async def until(pilot, pred, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        await pilot.pause(0.05)
+def offered(screen) -> set[str]:
+    """The actions of the keys the screen offers now (in its footer or not)."""
+    return {b.binding.action for b in screen.active_bindings.values()}
 
 
 def test_open_refuses_bad_paths_in_one_line_each(tmp_path, capsys):
@@ -41,9 +44,10 @@ def test_open_refuses_bad_paths_in_one_line_each(tmp_path, capsys):
 
 def test_two_logs_overlay_then_dashboard_then_doctor():
     async def scenario():
-        app = ViewerApp([LOG_124M, LOG_40M])
+        app = GpttuiApp(ReadOnlyRuns([LOG_124M, LOG_40M]))
+        ctl = app.controller
         async with app.run_test(size=(150, 45)) as pilot:
-            await until(pilot, lambda: not app.loading and isinstance(app.screen, CompareScreen))
+            await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, CompareScreen), 60)
             await pilot.pause(0.2)
             screen = app.screen
             chart = screen.query_one(OverlayChart)
@@ -60,38 +64,48 @@ def test_two_logs_overlay_then_dashboard_then_doctor():
             chart.build(120, 30)
             assert chart.x_axis == "tokens" and chart.skipped == [LOG_40M.name]   # its tokens/iter unknown
             await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 60)
             await pilot.pause(0.2)
             assert app.screen.query_one(EvalTable).row_count == 41
-            assert app.display_state == "nanoGPT log" and not app.engine_alive
-            assert app.live.history.last_iter == 20000 and app.live.elapsed() > 20 * 3600   # estimated from the time lines
+            assert ctl.display_state == "nanoGPT log" and not ctl.engine_alive
+            assert ctl.live.history.last_iter == 20000 and ctl.live.elapsed() > 20 * 3600   # estimated from the time lines
+            assert not offered(app.screen) & CONTROL_KEYS.keys()
             await pilot.press("d")
-            await until(pilot, lambda: isinstance(app.screen, DoctorScreen) and app.screen.report is not None)
+            await wait_for(pilot, lambda: isinstance(app.screen, DoctorScreen) and app.screen.report is not None, 60)
             report = app.screen.report
             assert report.forecast.iter == 20000 and report.timing.evals == 40
             await pilot.press("escape")
             await pilot.press("escape")
-            await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), 60)
             await pilot.press("q")
         assert app.ui_errors == []
-        assert app.engine is None                                      # nothing was ever started
+        assert not hasattr(ctl, "engine")                               # nothing to start, ever
     asyncio.run(scenario())
 
 
-def test_one_log_opens_in_the_dashboard_and_control_keys_do_nothing():
+def test_one_log_opens_in_the_dashboard_and_control_keys_are_not_offered():
     async def scenario():
-        app = ViewerApp([LOG_124M])
+        app = GpttuiApp(ReadOnlyRuns([LOG_124M]))
+        ctl = app.controller
         async with app.run_test(size=(140, 45)) as pilot:
-            await until(pilot, lambda: not app.loading)
+            await wait_for(pilot, lambda: not ctl.loading, 60)
             await pilot.pause(0.2)
-            assert isinstance(app.screen, DashboardScreen)
-            assert app.screen.query_one(EvalTable).row_count == 21
-            assert app.live.history.tokens_per_iter == 524_288 and app.live.tokens == 10200 * 524_288
-            for key in ("space", "s", "v", "x", "r"):
+            screen = app.screen
+            assert isinstance(screen, DashboardScreen)
+            assert screen.query_one(EvalTable).row_count == 21
+            assert ctl.live.history.tokens_per_iter == 524_288 and ctl.live.tokens == 10200 * 524_288
+            keys = offered(screen)
+            assert not keys & CONTROL_KEYS.keys()                       # not in the footer, not on a key
+            assert {"open('doctor')", "open('sample')", "quit_app", "help"} <= keys
+            for key in CONTROL_KEYS.values():
                 await pilot.press(key)
             await pilot.pause(0.2)
-            assert app.engine is None and isinstance(app.screen, DashboardScreen)
-            assert not app.send("pause")
+            assert app.screen is screen and app.ui_errors == []
+            await pilot.press("question_mark")
+            await pilot.pause(0.2)
+            help_text = " ".join(str(w.render()) for w in app.screen.query("Static"))
+            assert "pause or resume training" not in help_text and "change max_iters" not in help_text
+            assert "judge the run" in help_text
     asyncio.run(scenario())
 
 
@@ -109,19 +123,21 @@ def test_a_running_run_is_followed_live(tmp_path, monkeypatch):
                                     grad_norm=1.0, tokens=(i + 1) * 64))
     for i in range(5):
         step(i)
-    monkeypatch.setattr("gpttui.viewer.engine_state.status", lambda run_dir: SimpleNamespace(kind="alive"))
+    monkeypatch.setattr("gpttui.analysis.opened_run.engine_state.status",
+                        lambda run_dir: SimpleNamespace(kind="alive"))
 
     async def scenario():
-        app = ViewerApp([run])
+        app = GpttuiApp(ReadOnlyRuns([run]))
+        ctl = app.controller
         async with app.run_test(size=(140, 45)) as pilot:
-            await until(pilot, lambda: not app.loading)
-            assert app.live.history.last_iter == 4 and app.header_note == "read-only, live"
+            await wait_for(pilot, lambda: not ctl.loading, 60)
+            assert ctl.live.history.last_iter == 4 and ctl.header_note == "read-only, live"
             for i in range(5, 12):
                 step(i)
             writer.write(protocol.event("eval", 11, train_loss=2.9, val_loss=3.0, best_val_loss=3.0))
-            await until(pilot, lambda: app.live.history.last_iter == 11)
-            await until(pilot, lambda: app.screen.query_one(EvalTable).row_count == 1)
-            assert app.display_state == "running"
+            await wait_for(pilot, lambda: ctl.live.history.last_iter == 11, 60)
+            await wait_for(pilot, lambda: app.screen.query_one(EvalTable).row_count == 1, 60)
+            assert ctl.display_state == "running"
     asyncio.run(scenario())
     writer.close()
 

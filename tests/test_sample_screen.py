@@ -8,45 +8,35 @@ from pathlib import Path
 
 import pytest
 import torch
-from app_helpers import run, wait_for
-from engine_kit import SHAKESPEARE
-from textual.app import App
+from app_helpers import ScreenHost, run, wait_for
+from engine_kit import CHAR_ARGS
 from textual.widgets import Input, OptionList, Select, Static, TextArea
 
 from gpttui.data.metapkl import write_meta_pkl
 from gpttui.engine.model import GPT, GPTConfig
-from gpttui.run import config as C
 from gpttui.run.layout import SAMPLE_SEPARATOR as SEPARATOR
 from gpttui.screens import sample as pane
 from gpttui.screens.sample import SampleScreen
 
 torch.set_num_threads(1)
 SAMPLER_ARGV = pane.sampler_argv()
-ARGS = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, bias=False, vocab_size=65, dropout=0.0)
 
 
-class Host(App):
-    """What the pane reads from gpttui's app: run_dir and config."""
-
-    def __init__(self, run_dir: Path, data_dir: Path) -> None:
-        super().__init__()
-        self.run_dir = run_dir
-        self.config = C.TrainConfig(out_dir=str(run_dir), data_dir=str(data_dir))
-
-    def on_mount(self) -> None:
-        self.push_screen(SampleScreen())
+def sample_app(run_dir: Path) -> ScreenHost:
+    """The pane on its own, as the dashboard opens it: the run directory and its data directory."""
+    return ScreenHost(SampleScreen(run_dir, str(run_dir.parent / "data")))
 
 
 @pytest.fixture
-def run_dir(tmp_path, monkeypatch) -> Path:
+def run_dir(tmp_path, monkeypatch, shakespeare_chars) -> Path:
     monkeypatch.setattr(pane, "sampler_argv", lambda: [*SAMPLER_ARGV, "--threads=1"])
     data = tmp_path / "data"
     data.mkdir()
-    write_meta_pkl(data / "meta.pkl", sorted(set(SHAKESPEARE.read_text(encoding="utf-8"))))
+    write_meta_pkl(data / "meta.pkl", shakespeare_chars)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    model = GPT(GPTConfig(**ARGS))
-    torch.save({"model": model.state_dict(), "optimizer": {}, "model_args": ARGS, "iter_num": 40,
+    model = GPT(GPTConfig(**CHAR_ARGS))
+    torch.save({"model": model.state_dict(), "optimizer": {}, "model_args": CHAR_ARGS, "iter_num": 40,
                 "best_val_loss": 2.25, "config": {"data_dir": str(data)}}, run_dir / "ckpt.pt")
     rows = [{"iter": 20, "t": 1.0, "val_loss": 3.1, "prompt": "\n", "text": "hte wodr", "ckpt": "ckpt.pt"},
             {"iter": 40, "t": 2.0, "val_loss": 2.25, "prompt": "\n", "text": "the world", "ckpt": "ckpt.pt"}]
@@ -56,7 +46,7 @@ def run_dir(tmp_path, monkeypatch) -> Path:
 
 def test_text_streams_esc_stops_history_and_samples_over_time(run_dir):
     async def go():
-        app = Host(run_dir, run_dir.parent / "data")
+        app = sample_app(run_dir)
         async with app.run_test(size=(140, 40)) as pilot:
             await pilot.pause()
             screen = app.screen
@@ -110,7 +100,7 @@ def test_text_streams_esc_stops_history_and_samples_over_time(run_dir):
 def test_bad_settings_and_no_checkpoint_are_named(run_dir):
     async def go():
         (run_dir / "ckpt.pt").unlink()
-        app = Host(run_dir, run_dir.parent / "data")
+        app = sample_app(run_dir)
         async with app.run_test(size=(140, 40)) as pilot:
             await pilot.pause()
             screen = app.screen

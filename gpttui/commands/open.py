@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         for msg in problems:
             print(f"error: {msg}", file=sys.stderr)
         return 2
-    from gpttui.viewer import ViewerApp  # Textual only once the paths hold
+    from gpttui.app import GpttuiApp  # Textual only once the paths hold
+    from gpttui.viewer import ReadOnlyRuns
 
-    return int(ViewerApp(paths, axis=args.by).run() or 0)
+    return int(GpttuiApp(ReadOnlyRuns(paths, axis=args.by)).run() or 0)

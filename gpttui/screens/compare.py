@@ -1,9 +1,10 @@
 """`gpttui open` with several runs: their val loss on one chart, a table of runs, and the
-highlighted run's evals. Enter opens that run in the dashboard, d its doctor."""
+highlighted run's evals. Enter opens that run in the dashboard (an `OpenRun` to the app), d its
+doctor. It reads the runs through `ComparedRuns`, which viewer.py's controller implements."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,17 +13,25 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from gpttui.run.config import human_count
+from gpttui.analysis.opened_run import OpenedRun
+from gpttui.run.units import human_count
+from gpttui.screens.controller import OpenRun, QuitApp, RunController, RunUpdated
+from gpttui.screens.doctor import DoctorScreen
 from gpttui.widgets.eval_table import EvalTable
 from gpttui.widgets.overlay_chart import Curve, OverlayChart
-
-if TYPE_CHECKING:
-    from gpttui.viewer import ViewerApp
 
 RUN_COLUMNS = ("", "run", "kind", "iter", "best val", "last val", "tokens seen", "state")
 
 
-class CompareScreen(Screen):
+class ComparedRuns(RunController, Protocol):
+    """The runs opened read-only, and the overlay's x axis to start with ("iter" or "tokens")."""
+
+    runs: list[OpenedRun]
+    axis: str
+
+
+class CompareScreen(Screen[None]):
+    CSS_PATH = "compare.tcss"
     BINDINGS = [
         Binding("enter", "open_run", "Dashboard", tooltip="the highlighted run in the dashboard (Esc back)"),
         Binding("d", "doctor", "Doctor", tooltip="judge the highlighted run"),
@@ -31,7 +40,9 @@ class CompareScreen(Screen):
         Binding("q", "quit_app", "Quit"),
     ]
 
-    app: "ViewerApp"
+    def __init__(self, controller: ComparedRuns) -> None:
+        super().__init__()
+        self.controller = controller
 
     def compose(self) -> ComposeResult:
         yield Static("loading…", id="compare-title")
@@ -45,7 +56,14 @@ class CompareScreen(Screen):
         self._columns()
         self.query_one("#runs").border_title = "runs"
         self.query_one("#compare-evals").border_title = "evals"
-        self.query_one(OverlayChart).x_axis = getattr(self.app, "axis", "iter")
+        self.query_one(OverlayChart).x_axis = self.controller.axis
+
+    def on_run_updated(self, message: RunUpdated) -> None:
+        if message.force:
+            self.show_runs()
+
+    def on_screen_resume(self) -> None:
+        self.show_runs()   # back from a run's dashboard: what it followed meanwhile
 
     def _columns(self) -> None:
         table = self.query_one("#runs", DataTable)
@@ -54,9 +72,11 @@ class CompareScreen(Screen):
                 table.add_column(name, key=name or "colour")
 
     def show_runs(self) -> None:
-        """(Re)fill the chart and the table from the app's runs."""
+        """(Re)fill the chart and the table from the controller's runs."""
         self._columns()
-        runs = self.app.runs
+        runs = self.controller.runs
+        if not runs:
+            return   # still loading
         chart = self.query_one(OverlayChart)
         chart.set_curves([Curve(r.name, r.history, r.colour) for r in runs if not r.error])
         table = self.query_one("#runs", DataTable)
@@ -79,8 +99,8 @@ class CompareScreen(Screen):
 
     def _title(self) -> None:
         chart = self.query_one(OverlayChart)
-        t = Text(f" {len(self.app.runs)} runs, read-only ", style="bold reverse")
-        for r in self.app.runs:
+        t = Text(f" {len(self.controller.runs)} runs, read-only ", style="bold reverse")
+        for r in self.controller.runs:
             t.append("  ")
             t.append("■ ", style=f"color({r.colour})")
             t.append(r.name)
@@ -89,11 +109,10 @@ class CompareScreen(Screen):
         self.query_one("#compare-title", Static).update(t)
 
     def _show_evals(self) -> None:
-        runs = self.app.runs
+        runs = self.controller.runs
         row = self.query_one("#runs", DataTable).cursor_row
         if runs and 0 <= row < len(runs):
             evals = self.query_one(EvalTable)
-            evals._shown = -1
             evals.show(runs[row].live)
             evals.border_title = f"evals: {runs[row].name}"
 
@@ -103,22 +122,21 @@ class CompareScreen(Screen):
 
     def _highlighted(self) -> int | None:
         row = self.query_one("#runs", DataTable).cursor_row
-        return row if 0 <= row < len(self.app.runs) and not self.app.runs[row].error else None
+        runs = self.controller.runs
+        return row if 0 <= row < len(runs) and not runs[row].error else None
 
     def action_open_run(self) -> None:
         i = self._highlighted()
         if i is not None:
-            self.app.open_dashboard(i)
+            self.post_message(OpenRun(i))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open_run()
 
     def action_doctor(self) -> None:
-        from gpttui.screens.doctor import DoctorScreen
-
         i = self._highlighted()
         if i is not None:
-            run = self.app.runs[i]
+            run = self.controller.runs[i]
             self.app.push_screen(DoctorScreen(run.history, run.name))
 
     def action_axis(self) -> None:
@@ -130,4 +148,4 @@ class CompareScreen(Screen):
         chart.log_y = not chart.log_y
 
     def action_quit_app(self) -> None:
-        self.app.exit(0)
+        self.post_message(QuitApp())

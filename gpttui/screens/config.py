@@ -4,216 +4,41 @@ Used from the dashboard (key c) on a run, or standalone to try a config:
 
     python -m gpttui.screens.config config/train_fineweb.py
 
-It dismisses with a ConfigResult (or None): `live` changes go to the engine's `set` command,
-`restart` ones need a restart from the checkpoint, `new_run` starts a run from `config`.
-Saving as TOML happens here and keeps the editor open.
+It dismisses with a ConfigChange (or None): LIVE changes go to the engine's `set` command,
+RESTART ones need a restart from the checkpoint, NEW_RUN starts a run from its `config`.
+Saving as TOML happens here and keeps the editor open. What the form's texts mean is
+analysis/config_edit.py's business; this module only shows it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from gpttui.analysis.config_edit import (
+    ApplyAction,
+    ApplyPlan,
+    ConfigChange,
+    changed_fields,
+    check_fields,
+    figures,
+    format_value,
+    new_run_problem,
+    plan_apply,
+)
 from gpttui.run import config as C
-from gpttui.run import layout
-
-Action = Literal["live", "restart", "new_run"]
-COMPUTE_OPTIMAL_TOKENS_PER_PARAM = 20  # Hoffmann et al. (Chinchilla)
-
-
-class ConfigResult(TypedDict):
-    """The user's choice: `changes` (fields that differ from the config the screen was opened
-    with) applied live or by a restart from the checkpoint, or a new run from `config`."""
-
-    changes: dict[str, Any]
-    action: Action
-    config: C.TrainConfig
-
-
-def format_value(value: Any) -> str:
-    """A value as the user types it; `C.parse_value(name, format_value(v)) == v`."""
-    if isinstance(value, str):
-        plain = value == value.strip() and value.isprintable() and value[:1] not in ("'", '"')
-        return value if plain else repr(value)
-    return repr(value)
-
-
-@dataclass
-class FieldCheck:
-    """The candidate config built from the form's texts, and what is wrong with it, by field."""
-
-    config: C.TrainConfig
-    problems: dict[str, list[str]] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)   # every problem once, 'field: reason'
-
-    @property
-    def ok(self) -> bool:
-        return not self.lines
-
-
-def check_fields(texts: dict[str, str], base: C.TrainConfig) -> FieldCheck:
-    """Parse each text as its field's type, then validate the whole config.
-
-    A text that doesn't parse leaves the field at its `base` value in the candidate (so the
-    figures still show something). A validation problem is marked on its field and on any
-    field it names (`n_embd: 384 is not divisible by n_head=5` marks both).
-    """
-    values: dict[str, Any] = {}
-    problems: dict[str, list[str]] = {}
-    lines: list[str] = []
-    for name, text in texts.items():
-        try:
-            values[name] = C.parse_value(name, text)
-        except C.ConfigError as e:
-            lines.append(str(e))
-            problems.setdefault(name, []).append(_reason(name, str(e)))
-    cfg = dataclasses.replace(base, **values)
-    for line in C.validate(cfg):
-        if line in lines:
-            continue
-        lines.append(line)
-        head, _, reason = line.partition(": ")
-        for name in C.FIELDS:
-            if name == head or f"{name}=" in reason:
-                problems.setdefault(name, []).append(reason if name == head else line)
-    return FieldCheck(cfg, problems, lines)
-
-
-def _reason(name: str, message: str) -> str:
-    return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
-
-
-@dataclass
-class ApplyPlan:
-    """What applying a candidate config to an existing run means."""
-
-    changes: dict[str, Any]
-    action: Literal["live", "restart"] | None   # None: nothing to apply, or refused
-    refusals: list[str]
-
-
-def plan_apply(run: C.TrainConfig, candidate: C.TrainConfig, current_iter: int | None = None) -> ApplyPlan:
-    """Live if every change is a LIVE_FIELD, else a restart from the checkpoint, unless a change
-    is impossible under the run's checkpoint (its model shape or context length, its directory)."""
-    changes = {n: getattr(candidate, n) for n in C.FIELDS if getattr(candidate, n) != getattr(run, n)}
-    refusals: list[str] = []
-    if changes.keys() & {"vocab_size", "dataset", "data_dir"}:
-        # the vocabulary the model would be built with (0 = from the data's meta)
-        old, new = C.effective_vocab_size(run), C.effective_vocab_size(candidate)
-        if old != new:
-            refusals.append(f"vocab_size: the checkpoint's model has a vocabulary of {old:,}; this "
-                            f"config's (with its data) is {new:,} (start a new run instead)")
-    for name, new in changes.items():
-        old = getattr(run, name)
-        if name == "vocab_size":
-            continue  # judged above by the effective vocabulary
-        if name in C.SHAPE_FIELDS:
-            refusals.append(f"{name}: the checkpoint's model has {name}={old!r}; a model's shape "
-                            f"can't change under a checkpoint (start a new run instead)")
-        elif name == "block_size":  # the checkpoint's position embeddings; rundir.check_shape agrees
-            refusals.append(f"block_size: the checkpoint's model was built for {old}-token contexts; "
-                            f"another context length needs a new run")
-        elif name == "out_dir":
-            refusals.append(f"out_dir: this run lives in {old!r}; to train elsewhere start a new run")
-        elif name == "init_from":
-            refusals.append("init_from: a restart always resumes from the run's checkpoint")
-    if current_iter is not None and "max_iters" in changes and candidate.max_iters <= current_iter:
-        refusals.append(f"max_iters: {candidate.max_iters:,} is not beyond the run's current "
-                        f"iteration {current_iter:,} (to end the run, stop it)")
-    if refusals or not changes:
-        return ApplyPlan(changes, None, refusals)
-    return ApplyPlan(changes, "live" if changes.keys() <= C.LIVE_FIELDS else "restart", [])
-
-
-def new_run_problem(cfg: C.TrainConfig) -> str | None:
-    """Why a new run can't start from `cfg` in its out_dir, if it can't."""
-    out = Path(cfg.out_dir)
-    if cfg.init_from == "scratch" and ((out / layout.METRICS).exists() or (out / layout.CKPT).exists()):
-        return f"out_dir: {cfg.out_dir!r} already holds a run; choose a new out_dir for a new run"
-    if cfg.init_from == "resume" and not (out / layout.CKPT).exists():
-        return f"init_from: 'resume' needs {out / layout.CKPT}, which does not exist"
-    return None
-
-
-def figures(cfg: C.TrainConfig, base: C.TrainConfig, *, measured_ms_per_iter: float | None = None,
-            device_memory_bytes: int | None = None) -> Text:
-    """The figures a config implies, compared with `base` where they differ."""
-    d, b = C.derive(cfg), C.derive(base)
-    t = Text()
-
-    def head(title: str) -> None:
-        t.append(f"{title}\n", style="bold")
-
-    def was(now: float, then: float, fmt=C.human_count) -> None:
-        if now != then:
-            t.append(f"  (was {fmt(then)})", style="dim")
-
-    head("Parameters")
-    t.append(f" number of parameters: {d.params_nanogpt / 1e6:.2f}M", style="bold cyan")
-    was(d.params_nanogpt, b.params_nanogpt)
-    t.append(f"\n total {C.human_count(d.params_total)} · non-embedding "
-             f"{C.human_count(d.params_non_embedding)} · vocab {d.vocab_size:,}\n")
-    head("Tokens")
-    t.append(f" per iteration {d.tokens_per_iter:,}")
-    was(d.tokens_per_iter, b.tokens_per_iter, lambda n: f"{n:,}")
-    t.append(f"\n at max_iters ({cfg.max_iters:,}) {C.human_count(d.tokens_at_max_iters)}\n")
-    ratio = d.tokens_per_param / COMPUTE_OPTIMAL_TOKENS_PER_PARAM
-    verdict = ("near compute-optimal" if 0.5 <= ratio <= 2 else
-               "fewer than compute-optimal" if ratio < 0.5 else "more than compute-optimal")
-    t.append(f" per parameter {d.tokens_per_param:.1f} vs ~{COMPUTE_OPTIMAL_TOKENS_PER_PARAM}: {verdict}\n")
-    head("Compute")
-    t.append(f" FLOPs/token {C.human_count(d.flops_per_token)} · per iteration {d.flops_per_iter:.3g}\n")
-    head("Training memory (estimate)")
-    m = d.memory_bytes
-    t.append(f" weights {C.human_bytes(m['weights'])} · grads {C.human_bytes(m['grads'])}\n"
-             f" AdamW {C.human_bytes(m['optimizer'])} · activations {C.human_bytes(m['activations'])}\n"
-             f" total {C.human_bytes(m['total'])}")
-    if device_memory_bytes:
-        share = m["total"] / device_memory_bytes
-        t.append(f" of {C.human_bytes(device_memory_bytes)} device memory ({share:.0%})")
-        if share > 1:
-            t.append("\n does not fit: lower batch_size (raise gradient_accumulation_steps to keep "
-                     "tokens/iter) or block_size", style="bold red")
-    t.append("\n")
-    head("Time")
-    if measured_ms_per_iter:
-        est = measured_ms_per_iter * d.flops_per_iter / b.flops_per_iter if b.flops_per_iter else measured_ms_per_iter
-        t.append(f" measured {measured_ms_per_iter:,.0f} ms/iter")
-        if round(est) != round(measured_ms_per_iter):
-            t.append(f"; this config ≈ {est:,.0f} ms/iter (scaled by FLOPs)")
-        t.append(f"\n max_iters take ≈ {C.human_duration(est / 1000 * cfg.max_iters)} (without eval pauses)")
-    else:
-        t.append(" per iteration: known once the run has measured one", style="dim")
-    return t
-
-
-def device_memory(device: str) -> int | None:
-    """Memory of the training device in bytes: RAM for 'cpu', the GPU's for 'cuda[:N]' when
-    nvidia-ml-py is installed; None when unknown."""
-    try:
-        if device == "cpu":
-            import psutil
-
-            return int(psutil.virtual_memory().total)
-        if device.startswith("cuda"):
-            import pynvml
-
-            pynvml.nvmlInit()
-            index = int(device.partition(":")[2] or 0)
-            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).total)
-    except Exception:  # no psutil, no NVML, no such GPU: the figure is simply unknown
-        return None
-    return None
+from gpttui.run import layout, sizing
+from gpttui.screens.controller import RunController
+from gpttui.widgets.system import device_memory
 
 
 class FieldRow(Vertical):
@@ -244,7 +69,7 @@ class FieldRow(Vertical):
         self.query_one(".problem", Static).update("✗ " + "; ".join(problems) if problems else "")
 
 
-class ConfigScreen(Screen[ConfigResult | None]):
+class ConfigScreen(Screen[ConfigChange | None]):
     """Edit a config. With `live`, the config is an existing run's and Apply changes that run."""
 
     CSS_PATH = "config.tcss"
@@ -258,18 +83,10 @@ class ConfigScreen(Screen[ConfigResult | None]):
         Binding("up", "move(-1)", "Previous field", show=False, priority=True),
     ]
 
-    def __init__(self, loaded: C.LoadedConfig | None = None, *, live: bool = False,
+    def __init__(self, loaded: C.LoadedConfig, *, live: bool = False,
                  measured_ms_per_iter: float | None = None, device_memory_bytes: int | None = None,
                  current_iter: int | None = None) -> None:
-        """Without `loaded`, the screen edits the run of gpttui's app (its public API)."""
         super().__init__()
-        if loaded is None:
-            app: Any = self.app
-            loaded = dataclasses.replace(app.loaded, config=app.config)
-            live = app.engine_alive or (Path(app.run_dir) / layout.CKPT).exists()
-            measured_ms_per_iter = app.ms_per_iter
-            current_iter = app.live.iter if live else None
-            device_memory_bytes = device_memory(app.live.hello.get("device") or app.config.device)
         self.loaded = loaded
         self.live = live
         self.measured_ms_per_iter = measured_ms_per_iter
@@ -283,6 +100,14 @@ class ConfigScreen(Screen[ConfigResult | None]):
         self._enabled: tuple[bool | None, bool | None] | None = None
         self._shown: dict[str, Text] = {}
         self._status_error = False
+
+    @classmethod
+    def for_run(cls, run: RunController) -> ConfigScreen:
+        """The editor on the run a controller shows: live once the run has an engine or a checkpoint."""
+        live = run.engine_alive or (run.run_dir / layout.CKPT).exists()
+        return cls(dataclasses.replace(run.loaded, config=run.config), live=live,
+                   measured_ms_per_iter=run.ms_per_iter, current_iter=run.live.iter if live else None,
+                   device_memory_bytes=device_memory(run.live.hello.get("device") or run.config.device))
 
     # ------------------------------------------------------------------ layout
 
@@ -345,14 +170,14 @@ class ConfigScreen(Screen[ConfigResult | None]):
         self._fill("#figures", figures(
             check.config, self.base, measured_ms_per_iter=self.measured_ms_per_iter,
             device_memory_bytes=self.device_memory_bytes))
-        warnings = C.size_mismatches(check.config, self.loaded.source_text, self.loaded.source)
+        warnings = sizing.size_mismatches(check.config, self.loaded.source_text, self.loaded.source)
         self._fill("#warnings", Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow"))
         self.plan = plan_apply(self.base, check.config, self.current_iter) if self.live and check.ok else None
         self._fill("#problems", self._problems_text())
         if self.live:
             apply = self.query_one("#apply", Button)
             apply.disabled = self.plan is None or self.plan.action is None
-            apply.label = {"live": "Apply live", "restart": "Restart from checkpoint"}.get(
+            apply.label = {ApplyAction.LIVE: "Apply live", ApplyAction.RESTART: "Restart from checkpoint"}.get(
                 self.plan.action if self.plan else None, "Apply")
         self.query_one("#new-run", Button).disabled = not check.ok
         enabled = (self.check_action("apply", ()), self.check_action("new_run", ()))
@@ -383,7 +208,7 @@ class ConfigScreen(Screen[ConfigResult | None]):
                 for line in self.plan.refusals:
                     t.append(f" ✗ {line}\n", style="red")
             elif self.plan.action:
-                how = ("ctrl+r applies these now, while the run trains:" if self.plan.action == "live"
+                how = ("ctrl+r applies these now, while the run trains:" if self.plan.action is ApplyAction.LIVE
                        else "ctrl+r restarts the run from its checkpoint with:")
                 t.append(how + "\n", style="bold green")
                 for name, value in self.plan.changes.items():
@@ -401,7 +226,7 @@ class ConfigScreen(Screen[ConfigResult | None]):
 
     # ------------------------------------------------------------------ focus and help
 
-    def on_descendant_focus(self, event: Any) -> None:
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         widget = event.widget
         if isinstance(widget, Input) and widget.id and widget.id.startswith("f-"):
             name = widget.id[2:]
@@ -439,7 +264,7 @@ class ConfigScreen(Screen[ConfigResult | None]):
             self._status("nothing to apply" if self.plan and not self.plan.refusals and self.check.ok
                          else "fix the marked fields first", error=True)
             return
-        self.dismiss(ConfigResult(changes=self.plan.changes, action=self.plan.action, config=self.check.config))
+        self.dismiss(ConfigChange(self.plan.changes, self.plan.action, self.check.config))
 
     @on(Button.Pressed, "#new-run")
     def action_new_run(self) -> None:
@@ -447,9 +272,8 @@ class ConfigScreen(Screen[ConfigResult | None]):
         if problem:
             self._status(problem, error=True)
             return
-        changes = {n: getattr(self.check.config, n) for n in C.FIELDS
-                   if getattr(self.check.config, n) != getattr(self.origin, n)}
-        self.dismiss(ConfigResult(changes=changes, action="new_run", config=self.check.config))
+        changes = changed_fields(self.origin, self.check.config)
+        self.dismiss(ConfigChange(changes, ApplyAction.NEW_RUN, self.check.config))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
@@ -528,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     except C.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results: list[ConfigResult | None] = []
+    results: list[ConfigChange | None] = []
 
     class Host(App):
         def on_mount(self) -> None:
@@ -538,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     Host().run()
     if results and results[0] is not None:
         r = results[0]
-        print(json.dumps({**r, "config": r["config"].to_dict()}, indent=1))
+        print(json.dumps({"changes": r.changes, "action": r.action, "config": r.config.to_dict()}, indent=1))
     return 0
 
 

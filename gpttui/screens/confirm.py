@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
+from textual.widgets.button import ButtonVariant
+
+T = TypeVar("T")
 
 
 @dataclass
-class Choice:
-    value: str          # what the screen dismisses with
+class Choice(Generic[T]):
+    value: T            # what the screen dismisses with
     label: str
     key: str = ""       # a key that picks it at once (y, n, d ...)
-    variant: str = "default"
+    variant: ButtonVariant = "default"
 
 
-class ConfirmScreen(ModalScreen[str | None]):
+class ConfirmScreen(ModalScreen[T | None], Generic[T]):
     """Dismisses with the chosen Choice.value, or None on Escape (same as the 'n' choice)."""
+
+    CSS_PATH = "confirm.tcss"
 
     BINDINGS = [
         Binding("escape", "dismiss_none", "Cancel", show=False),
@@ -28,7 +35,7 @@ class ConfirmScreen(ModalScreen[str | None]):
         Binding("right,tab", "app.focus_next", show=False),
     ]
 
-    def __init__(self, title: str, message: str, choices: list[Choice], default: int = 0) -> None:
+    def __init__(self, title: str, message: str, choices: list[Choice[T]], default: int = 0) -> None:
         super().__init__()
         self.title_text = title
         self.message = message
@@ -47,7 +54,7 @@ class ConfirmScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one(f"#choice-{self.default}", Button).focus()
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
         for c in self.choices:
             if c.key and event.key == c.key:
                 event.stop()
@@ -56,7 +63,7 @@ class ConfirmScreen(ModalScreen[str | None]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        self.dismiss(self.choices[int(event.button.id.removeprefix("choice-"))].value)
+        self.dismiss(self.choices[int((event.button.id or "").removeprefix("choice-"))].value)
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)

@@ -1,30 +1,42 @@
 """The dashboard: a run's live panels and the keys that control it.
 
-The panels read `app.live` (a `LiveRun`); the app drains the engine on a ~10 Hz timer and
-calls `refresh_panels()`, which touches a panel only when its data changed. The chart is
-rebuilt at most CHART_HZ times a second.
+The panels read the `RunController` the screen was made with. On each `RunUpdated` the app
+posts (about 10 a second), `refresh_panels()` touches a panel only when its data changed, and
+rebuilds the chart at most CHART_HZ times a second. Keys that change the run post an intent
+message (screens/controller.py); read-only, those keys are not offered at all.
 
-Keys for screens other modules own (e extend, c config, g sample, d doctor) import the
-module `gpttui.screens.<name>` lazily and push its `<Name>Screen()` (no arguments: it reads
-the app's public API - `run_dir`, `loaded`, `config`, `history`, `ms_per_iter`, `send()`).
-A module that is not there yet gets a notification instead. The extend screen dismisses
-with the `set` values to send; the config screen with {"changes": {...}, "action":
-"live" | "restart" | "new_run"}.
+Keys for the other screens (e extend, c config, g sample, d doctor) import their module on first
+use and push `<Name>Screen.for_run(controller)`; the config and extend screens hand back a
+`ConfigChange`, which goes to the app as `ApplyConfig`.
 """
 
 from __future__ import annotations
 
 import importlib
 import time
-from typing import TYPE_CHECKING, Any
+import traceback
 
+from textual import actions
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from gpttui.analysis.config_edit import ConfigChange
+from gpttui.analysis.live import LiveRun
 from gpttui.screens.confirm import Choice, ConfirmScreen
+from gpttui.screens.controller import (
+    ApplyConfig,
+    DisplayFailed,
+    LogLines,
+    QuitApp,
+    ResumeRun,
+    RunController,
+    RunUpdated,
+    SendCommand,
+    StopRun,
+)
 from gpttui.screens.help import HelpScreen
 from gpttui.widgets import fmt
 from gpttui.widgets.eval_table import EvalTable
@@ -34,9 +46,6 @@ from gpttui.widgets.loss_chart import LossChart
 from gpttui.widgets.spark import SparkPanel
 from gpttui.widgets.status import StatusLine
 from gpttui.widgets.system import SystemFigures
-
-if TYPE_CHECKING:
-    from gpttui.app import GpttuiApp
 
 CHART_HZ = 2.0   # chart rebuilds per second at most (plotext + Rich: ~10 ms each)
 PANEL_HZ = 2.0   # sparklines and the eval table
@@ -49,9 +58,13 @@ OTHER_SCREENS = {
     "sample": ("sample", "SampleScreen", "Sampling"),
     "doctor": ("doctor", "DoctorScreen", "The run doctor"),
 }
+ENGINE_KEYS = {"toggle_pause", "save", "evaluate", "stop"}   # need a running engine
+RUN_KEYS = ENGINE_KEYS | {"resume_run"}                       # control a run: never read-only
+RUN_SCREENS = {"extend", "config"}                            # screens that change a run
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(Screen[None]):
+    CSS_PATH = "dashboard.tcss"
     # Footer order: what a user needs first fits in 80 columns.
     BINDINGS = [
         Binding("space,p", "toggle_pause", "Pause", key_display="space", tooltip="pause or resume training"),
@@ -65,6 +78,7 @@ class DashboardScreen(Screen):
         Binding("c", "open('config')", "Config", tooltip="edit the config (live, restart or new run)"),
         Binding("g", "open('sample')", "Sample", tooltip="generate text from a checkpoint"),
         Binding("d", "open('doctor')", "Doctor", tooltip="judge the run: trends, forecast, MFU"),
+        Binding("escape", "back", "Back to all runs", show=False, tooltip="back to the runs compared"),
         Binding("a", "chart('x')", "X axis", show=False, tooltip="chart x axis: iteration / tokens seen / run time"),
         Binding("l", "chart('log')", "Log y", show=False, tooltip="chart: log-scale y axis on/off"),
         Binding("left_square_bracket", "chart('less')", "Less smooth", show=False, tooltip="chart: less smoothing (down to off)"),
@@ -72,14 +86,26 @@ class DashboardScreen(Screen):
         Binding("z", "chart('zoom')", "Zoom", show=False, tooltip="chart: whole run / last 5000 / 1000 / 200 iterations"),
     ]
 
-    app: "GpttuiApp"
+    def __init__(self, controller: RunController, *, closable: bool = False) -> None:
+        """`closable`: opened over the compare screen, Esc goes back to it."""
+        super().__init__()
+        self.controller = controller
+        self.closable = closable
+        self._live = controller.live      # the LiveRun the panels are bound to
+        self._log: LogLines | None = None
+        self._log_seen = 0
+        self._chart_at = self._panels_at = 0.0
+        self._status_key: tuple | None = None
+        self._status_version, self._status_at = -1, 0.0
+        self._panels_version = -1
+        self._chart_data: tuple | None = None
+        self._ready = False  # set in on_mount (Screen.is_mounted is still False there)
 
     def compose(self) -> ComposeResult:
-        live = self.app.live
         yield RunHeader(id="header")
         yield StatusLine(id="status")
         with Horizontal(id="main"):
-            yield LossChart(live, id="chart")
+            yield LossChart(self._live, id="chart")
             with Vertical(id="side"):
                 yield SparkPanel("loss", fmt.loss, id="spark-loss")
                 yield SparkPanel("MFU", lambda v: "—" if v is None else f"{100 * v:.1f}%", id="spark-mfu")
@@ -92,43 +118,41 @@ class DashboardScreen(Screen):
             yield LogPane(id="log")
         yield Footer(compact=True, show_command_palette=False)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._chart_at = self._panels_at = 0.0
-        self._status_key: tuple | None = None
-        self._status_version, self._status_at = -1, 0.0
-        self._panels_version = -1
-        self._chart_data: tuple | None = None
-        self._ready = False  # set in on_mount (Screen.is_mounted is still False there)
-
     def on_mount(self) -> None:
         self.query_one("#evals").border_title = "evals"
         self.query_one("#log").border_title = "engine log"
         self._ready = True
         self.refresh_panels(force=True)
 
-    # ------------------------------------------------------------ panels
+    def on_run_updated(self, message: RunUpdated) -> None:
+        try:
+            self.refresh_panels(message.force)
+        except Exception as e:  # a display bug must not take the run down with the UI
+            self.post_message(DisplayFailed(repr(e), traceback.format_exc().splitlines()))
 
-    def rebind(self) -> None:
-        """The app replaced its LiveRun (a history loaded, a new run): redraw everything."""
-        self.query_one(LossChart).live = self.app.live
-        self.query_one(EvalTable)._shown = -1
-        self.refresh_panels(force=True)
+    # ------------------------------------------------------------ panels
 
     def refresh_panels(self, force: bool = False) -> None:
         """Redraw what changed: the status line at STATUS_HZ (a new state or pending command at
-        once), the slower panels at PANEL_HZ, the chart at CHART_HZ."""
+        once), the slower panels at PANEL_HZ, the chart at CHART_HZ; everything when the
+        controller's LiveRun was replaced (a history loaded, a new run, another run opened)."""
         if not self._ready:
-            return  # (the history can be read before the panels exist)
-        app, live = self.app, self.app.live
+            return  # (an update can arrive before the panels exist)
+        run = self.controller
+        live = run.live
+        if live is not self._live:
+            self._live = live
+            self.query_one(LossChart).live = live
+            force = True
+        self._show_log(run.log)
         now = time.monotonic()
-        said = (app.display_state, app.pending)  # a key's effect: shown on the next tick
+        said = (run.display_state, run.pending)  # a key's effect: shown on the next update
         if force or said != self._status_key or (
                 live.version != self._status_version and now - self._status_at >= 1.0 / STATUS_HZ) \
                 or now - self._status_at >= 1.0:  # elapsed ticks on
             self._status_key, self._status_version, self._status_at = said, live.version, now
-            self.query_one(RunHeader).show(live, app.run_dir, app.header_note, app.config)
-            self.query_one(StatusLine).show(live, app.display_state, app.pending)
+            self.query_one(RunHeader).show(live, run.run_dir, run.header_note, run.config)
+            self.query_one(StatusLine).show(live, run.display_state, run.pending)
         if force or (live.version != self._panels_version and now - self._panels_at >= 1.0 / PANEL_HZ):
             self._panels_version, self._panels_at = live.version, now
             self.query_one("#spark-loss", SparkPanel).show(_losses(live), live.version)
@@ -142,49 +166,65 @@ class DashboardScreen(Screen):
             self._chart_at, self._chart_data = now, data
             self.query_one(LossChart).refresh()  # settings and size changes refresh it themselves
 
-    def write_log(self, lines: list[str]) -> None:
-        self.query_one(LogPane).write_lines(lines)
+    def _show_log(self, log: LogLines) -> None:
+        pane = self.query_one(LogPane)
+        if log is not self._log:   # another run's log (the viewer opened another run)
+            self._log, self._log_seen = log, 0
+            pane.clear()
+        if log.total != self._log_seen:
+            pane.write_lines(log.since(self._log_seen))
+            self._log_seen = log.total
 
     # ------------------------------------------------------------ keys
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide keys that do nothing now (None greys them out in the footer)."""
-        app = self.app
-        if action in ("toggle_pause", "save", "evaluate", "stop"):
-            return True if app.engine_alive else None
+        """Hide keys that can never apply here (False), grey out those that don't now (None)."""
+        run = self.controller
+        if action == "back":
+            return self.closable
+        if run.read_only and (action in RUN_KEYS or (action == "open" and parameters[0] in RUN_SCREENS)):
+            return False
+        if action in ENGINE_KEYS:
+            return True if run.engine_alive else None
         if action == "resume_run":
-            return app.can_resume
+            return run.can_resume
         return True
 
     def action_toggle_pause(self) -> None:
-        if self.app.display_state == "paused":
-            self.app.command("resume", pending="resuming…")
+        if self.controller.display_state == "paused":
+            self.post_message(SendCommand("resume", pending="resuming…"))
         else:
-            self.app.command("pause", pending="pausing…")
+            self.post_message(SendCommand("pause", pending="pausing…"))
 
     def action_save(self) -> None:
-        self.app.command("save", pending="saving a checkpoint…")
+        self.post_message(SendCommand("save", pending="saving a checkpoint…"))
 
     def action_evaluate(self) -> None:
-        self.app.command("eval", pending="evaluating…")
+        self.post_message(SendCommand("eval", pending="evaluating…"))
 
     def action_stop(self) -> None:
-        app = self.app
-        msg = (f"Save a checkpoint at iteration {app.live.iter:,} and stop the engine. "
+        msg = (f"Save a checkpoint at iteration {self.controller.live.iter:,} and stop the engine. "
                "You can resume later (r, or gpttui launch on the run directory).")
-        self.app.push_screen(
-            ConfirmScreen("Stop the run?", msg, [Choice("stop", "Stop and save", "y", "primary"),
-                                                 Choice("cancel", "Keep training", "n")]),
-            lambda answer: answer == "stop" and app.stop_engine())
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                self.post_message(StopRun())
+        self.app.push_screen(ConfirmScreen("Stop the run?", msg, [Choice(True, "Stop and save", "y", "primary"),
+                                                                  Choice(False, "Keep training", "n")]), answered)
 
     def action_quit_app(self) -> None:
-        self.app.request_quit()
+        self.post_message(QuitApp())
 
     def action_resume_run(self) -> None:
-        self.app.resume_run()
+        self.post_message(ResumeRun())
+
+    def action_back(self) -> None:
+        self.dismiss()
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(list(self.BINDINGS)))
+        offered = [b for b in self.BINDINGS if isinstance(b, Binding)
+                   and self.check_action(*actions.parse(b.action)[1:]) is not False]
+        self.app.push_screen(HelpScreen(offered))
 
     def action_chart(self, what: str) -> None:
         chart = self.query_one(LossChart)
@@ -203,27 +243,21 @@ class DashboardScreen(Screen):
     def action_open(self, name: str) -> None:
         module, cls, title = OTHER_SCREENS[name]
         try:
-            mod = importlib.import_module(f"gpttui.screens.{module}")
-            screen_cls = getattr(mod, cls)
+            screen_cls = getattr(importlib.import_module(f"gpttui.screens.{module}"), cls)
         except (ImportError, AttributeError):
             self.notify(f"{title} is not available yet.", severity="warning")
             return
         try:
-            screen = screen_cls()
+            screen = screen_cls.for_run(self.controller)
         except Exception as e:  # another module's bug must not take the dashboard down
             self.notify(f"{title} failed to open: {e}", severity="error")
             return
-        self.app.push_screen(screen, lambda result: self._screen_result(name, result))
+        self.app.push_screen(screen, self._screen_result)
 
-    def _screen_result(self, name: str, result: Any) -> None:
-        if not result:
-            return
-        app = self.app
-        if name == "extend" and isinstance(result, dict):
-            app.apply_changes(result, "live")
-        elif name == "config" and isinstance(result, dict):
-            app.apply_changes(result.get("changes") or {}, result.get("action", "live"))
+    def _screen_result(self, result: object) -> None:
+        if isinstance(result, ConfigChange):
+            self.post_message(ApplyConfig(result.changes, result.action))
 
 
-def _losses(live) -> list[float]:
+def _losses(live: LiveRun) -> list[float]:
     return [p[3] for p in list(live.series.raw)[-512:]]

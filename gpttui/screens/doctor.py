@@ -18,7 +18,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from gpttui.analysis import doctor
+from gpttui.run import layout
 from gpttui.run.history import RunHistory
+from gpttui.screens.controller import RunController
 
 REFRESH_S = 5.0
 LEVEL_STYLE = {"ok": "green", "note": "yellow", "warn": "bold red"}
@@ -51,15 +53,15 @@ class DoctorScreen(ModalScreen[None]):
     CSS_PATH = "doctor.tcss"
     BINDINGS = [Binding("escape,q,d", "dismiss", "Close"), Binding("r", "refresh", "Refresh")]
 
-    def __init__(self, history: RunHistory | None = None, title: str = "") -> None:
+    def __init__(self, history: RunHistory, title: str = "") -> None:
         super().__init__()
-        self._history = history
+        self.history = history
         self._title = title
         self.report: doctor.Report | None = None
 
-    @property
-    def history(self) -> RunHistory:
-        return self._history if self._history is not None else self.app.history
+    @classmethod
+    def for_run(cls, run: RunController) -> DoctorScreen:
+        return cls(run.history, run.run_dir.name)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="doctor"):
@@ -67,11 +69,11 @@ class DoctorScreen(ModalScreen[None]):
             yield Static("examining the run…", id="doctor-body")
 
     def on_mount(self) -> None:
-        name = self._title or getattr(getattr(self.app, "run_dir", None), "name", "") or self.history.source
+        name = self._title or self.history.source
         self.query_one("#doctor-title", Static).update(
             Text.assemble(("run doctor  ", "bold"), (name, "bold cyan"), ("   (Esc to close, r to refresh)", "dim")))
         self.action_refresh()
-        if self.history.state in ("starting", "running", "paused", "evaluating", "saving"):
+        if self.history.state in layout.ACTIVE_STATES:
             self.set_interval(REFRESH_S, self.action_refresh)
 
     def action_refresh(self) -> None:

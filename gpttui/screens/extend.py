@@ -1,19 +1,16 @@
 """Extend (or shorten) a run: a new end as iterations, +N or a token budget; what it does to
 the learning rate, what it costs in time and what it should buy in val loss.
 
-Dismisses with the values for the engine's `set` command, e.g. {"max_iters": 24000,
-"lr_decay_iters": 24000} (cosine moves lr_decay_iters with max_iters), or None. The
-dashboard sends them to a running engine, or resumes a finished run with them.
+Dismisses with a LIVE ConfigChange whose changes are the engine's `set` values, e.g.
+{"max_iters": 24000, "lr_decay_iters": 24000} (cosine moves lr_decay_iters with max_iters), or
+None. The app sends them to a running engine, or resumes a finished run with them. The logic is
+in analysis/extend_plan.py; this module shows it.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import time
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterable
 
 from rich.text import Text
 from textual import on
@@ -24,169 +21,52 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 from textual.worker import get_current_worker
 
+from gpttui.analysis.config_edit import ApplyAction, ConfigChange
+from gpttui.analysis.extend_plan import (
+    HINT,
+    describe_change,
+    eval_points,
+    evals_between,
+    extend_values,
+    forecast_val_loss,
+    parse_end,
+    schedule_text,
+)
 from gpttui.run import config as C
+from gpttui.run import schedule, sizing, units
+from gpttui.run.history import Eval
+from gpttui.screens.controller import RunController
 from gpttui.widgets.lr_chart import AFTER_COLOR, BEFORE_COLOR, LRChart
 
-TOKEN_UNITS = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
-_END_RE = re.compile(r"^(\+)?(\d+(?:\.\d*)?(?:e\d+)?)([kmbt])?(tok|toks|token|tokens)?$", re.I)
-HINT = "iterations (24000), +N (+2000) or tokens (6B, +500M)"
 
-
-def parse_end(text: str, *, current_iter: int, max_iters: int, tokens_per_iter: int) -> int:
-    """The new max_iters a user's entry means; ValueError (one line, for the user) if none.
-
-    `N` is an iteration count, `+N` adds to max_iters, `6B` / `500M` / `2e9 tokens` is a
-    total token budget and `+500M` adds tokens to what max_iters would see.
-    """
-    s = re.sub(r"[\s,_]", "", text)
-    if not s:
-        raise ValueError(f"type a new end: {HINT}")
-    m = _END_RE.match(s)
-    if not m:
-        raise ValueError(f"{text.strip()!r} is not {HINT}")
-    plus, number, unit, tokens_word = m.groups()
-    x = float(number)
-    if unit or tokens_word:
-        iters = math.ceil(x * (TOKEN_UNITS[unit.lower()] if unit else 1) / max(1, tokens_per_iter))
-    elif x.is_integer():
-        iters = int(x)
-    else:
-        raise ValueError(f"{text.strip()!r}: an iteration count must be a whole number")
-    end = max_iters + iters if plus else iters
-    if end <= current_iter:
-        raise ValueError(f"{end:,} is not beyond the current iteration {current_iter:,}")
-    if end == max_iters:
-        raise ValueError(f"{end:,} is already max_iters")
-    return end
-
-
-def extend_values(cfg: C.TrainConfig, new_end: int) -> dict[str, int]:
-    """The `set` values for a new end: with cosine, lr_decay_iters keeps its distance to max_iters."""
-    values = {"max_iters": new_end}
-    if cfg.lr_schedule == "cosine":
-        values["lr_decay_iters"] = max(cfg.warmup_iters, cfg.lr_decay_iters + new_end - cfg.max_iters)
-    return values
-
-
-def wsd_decay_start(cfg: C.TrainConfig) -> int:
-    return int(cfg.max_iters * (1.0 - cfg.decay_frac))
-
-
-def describe_change(before: C.TrainConfig, after: C.TrainConfig, now: int) -> str:
-    """What the new end does to the learning rate, in plain words."""
-    was, new = C.lr_at(before, now), C.lr_at(after, now)
-    if not before.decay_lr:
-        return f"decay_lr is off: the rate stays at {was:.2e}; only the end moves."
-    if now < before.warmup_iters:
-        lead = f"Still warming up (until {before.warmup_iters:,}). "
-    else:
-        lead = ""
-    if before.lr_schedule == "wsd":
-        d0, d1 = wsd_decay_start(before), wsd_decay_start(after)
-        if now < min(d0, d1) or (now < d0 and d1 > d0):
-            what = (f"With wsd the stable phase simply {'lengthens' if d1 > d0 else 'shortens'}: the "
-                    f"rate stays at {after.learning_rate:.2e} until iteration {d1:,} (was {d0:,}), "
-                    f"then decays to min_lr {after.min_lr:.1e} by {after.max_iters:,}.")
-        else:
-            what = (f"The run is already in its wsd decay (since {d0:,}); with the new end the decay "
-                    f"starts at {d1:,} and ends at {after.max_iters:,}.")
-    else:
-        what = (f"With cosine, lr_decay_iters moves with max_iters: {before.lr_decay_iters:,} → "
-                f"{after.lr_decay_iters:,}.")
-    if new > was * 1.001:
-        rate = (f" The rate rises again from {was:.2e} now to {new:.2e} ({new / was:.1f}×), "
-                f"then decays to min_lr {after.min_lr:.1e} at {_decay_end(after):,}.")
-    elif new < was * 0.999:
-        rate = (f" The rate drops from {was:.2e} now to {new:.2e} and reaches min_lr "
-                f"{after.min_lr:.1e} at {_decay_end(after):,}.")
-    else:
-        rate = f" The rate now stays {was:.2e}."
-    return lead + what + rate
-
-
-def _decay_end(cfg: C.TrainConfig) -> int:
-    return cfg.max_iters if cfg.lr_schedule == "wsd" else min(cfg.lr_decay_iters, cfg.max_iters)
-
-
-def evals_between(start: int, end: int, eval_interval: int) -> int:
-    """Evaluations the engine runs at iterations in (start, end] (every multiple of eval_interval)."""
-    return end // eval_interval - start // eval_interval if eval_interval > 0 else 0
-
-
-# ---------------------------------------------------------------- val-loss forecast
-
-@dataclass
-class Forecast:
-    iter: int
-    val_loss: float
-    low: float     # the band of gpttui.analysis.forecast (model spread, eval noise, extrapolation)
-    high: float
-    n_evals: int   # evals the fit used
-
-
-def eval_points(evals: Iterable[Any]) -> list[tuple[int, float]]:
-    """(iter, val_loss) from runlog.Eval objects or pairs, dropping evals without a val loss."""
-    out = []
-    for e in evals:
-        it, v = (e.iter, e.val_loss) if hasattr(e, "val_loss") else (e[0], e[1])
-        if v is not None and math.isfinite(v) and v > 0:
-            out.append((int(it), float(v)))
-    return out
-
-
-def forecast_val_loss(before: C.TrainConfig, after: C.TrainConfig, evals: Iterable[Any], at_iter: int,
-                      current_iter: int) -> Forecast | None:
-    """Val loss at `at_iter` if the run follows `before`'s schedule up to `current_iter` and
-    `after`'s from there (gpttui.analysis.forecast's schedule-aware fit; None without enough evals)."""
-    from gpttui.analysis import forecast as F  # numpy: imported when a forecast is first asked for
-
-    points = eval_points(evals)
-    if not points:
-        return None
-    horizon = max(at_iter, max(i for i, _ in points), current_iter)
-    lrs = F.lr_schedule(after, horizon)
-    cut = min(current_iter, horizon) + 1
-    lrs[:cut] = F.lr_schedule(before, cut - 1)
-    peak = float(lrs.max())
-    fit = F.fit([i for i, _ in points], [v for _, v in points], lrs / peak if peak > 0 else lrs)
-    if fit is None:
-        return None
-    f = fit.predict(at_iter)
-    return Forecast(at_iter, f.val_loss, f.low, f.high, fit.n_points)
-
-
-# ---------------------------------------------------------------- the screen
-
-class ExtendScreen(Screen[dict | None]):
+class ExtendScreen(Screen[ConfigChange | None]):
     """Choose a new end for a run, see its learning rate, cost and expected val loss."""
 
     CSS_PATH = "extend.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+r", "apply", "Apply")]
 
-    def __init__(self, config: C.TrainConfig | None = None, *, current_iter: int = 0,
+    def __init__(self, config: C.TrainConfig, *, current_iter: int = 0,
                  tokens_per_iter: int | None = None, ms_per_iter: float | None = None,
-                 evals: list | None = None, eval_overhead_s_per_eval: float | None = None,
+                 evals: list[Eval] | None = None, eval_overhead_s_per_eval: float | None = None,
                  resume_iter: int | None = None) -> None:
-        """Without `config`, the screen extends the run of gpttui's app (its public API).
-        `resume_iter`: the run is not running, and applying resumes it from a checkpoint there."""
+        """`resume_iter`: the run is not running, and applying resumes it from a checkpoint there."""
         super().__init__()
-        if config is None:
-            app: Any = self.app
-            config, live = app.config, app.live
-            current_iter = live.iter
-            tokens_per_iter = live.hello.get("tokens_per_iter")
-            ms_per_iter = app.ms_per_iter
-            evals = app.history.evals
-            eval_overhead_s_per_eval = live.eval_pause()
-            resume_iter = None if app.engine_alive else live.last_checkpoint_iter
         self.config = config
         self.current_iter = current_iter
-        self.tokens_per_iter = tokens_per_iter or C.derive(config).tokens_per_iter
+        self.tokens_per_iter = tokens_per_iter or sizing.derive(config).tokens_per_iter
         self.ms_per_iter = ms_per_iter
         self.evals = list(evals or [])
         self.eval_overhead = eval_overhead_s_per_eval
         self.resume_iter = resume_iter
         self.values: dict[str, int] | None = None
+        self.after: C.TrainConfig | None = None   # the config with the new end, once it is valid
+
+    @classmethod
+    def for_run(cls, run: RunController) -> ExtendScreen:
+        live = run.live
+        return cls(run.config, current_iter=live.iter, tokens_per_iter=live.hello.get("tokens_per_iter"),
+                   ms_per_iter=run.ms_per_iter, evals=run.history.evals, eval_overhead_s_per_eval=live.eval_pause(),
+                   resume_iter=None if run.engine_alive else live.last_checkpoint_iter)
 
     def compose(self) -> ComposeResult:
         yield Static("Extend training", id="title")
@@ -215,8 +95,8 @@ class ExtendScreen(Screen[dict | None]):
         t = Text()
         t.append("now ", style="bold")
         t.append(f"iteration {it:,} of max_iters {cfg.max_iters:,} · {schedule_text(cfg)}\n")
-        t.append(f"    {C.human_count(it * self.tokens_per_iter)} tokens seen "
-                 f"({self.tokens_per_iter:,}/iter) · lr {C.lr_at(cfg, it):.2e}")
+        t.append(f"    {units.human_count(it * self.tokens_per_iter)} tokens seen "
+                 f"({self.tokens_per_iter:,}/iter) · lr {schedule.lr_at(cfg, it):.2e}")
         if self.ms_per_iter:
             t.append(f" · {self.ms_per_iter:,.0f} ms/iter")
         if self.resume_iter is not None:
@@ -252,6 +132,7 @@ class ExtendScreen(Screen[dict | None]):
             except ValueError as e:
                 error = str(e)
         self.values = values if after is not None else None
+        self.after = after
         self.query_one("#end", Input).set_class(bool(error), "-invalid")
         error_line = self.query_one("#error", Static)
         error_line.update(Text(f"✗ {error}", style="bold red") if error else "")
@@ -276,7 +157,7 @@ class ExtendScreen(Screen[dict | None]):
         added = after.max_iters - cfg.max_iters
         t.append("change ", style="bold")
         t.append(", ".join(f"{k} {getattr(cfg, k):,} → {v:,}" for k, v in self.values.items()))
-        t.append(f" ({added:+,} iterations, {C.human_count(added * self.tokens_per_iter)} tokens)\n")
+        t.append(f" ({added:+,} iterations, {units.human_count(added * self.tokens_per_iter)} tokens)\n")
         t.append(describe_change(cfg, after, it) + "\n")
         t.append("at the new end ", style="bold")
         t.append(self._outcome(after.max_iters))
@@ -285,7 +166,7 @@ class ExtendScreen(Screen[dict | None]):
     def _outcome(self, end: int) -> str:
         """Tokens seen and time left at iteration `end`."""
         it = self.current_iter
-        parts = [f"{C.human_count(end * self.tokens_per_iter)} tokens seen"]
+        parts = [f"{units.human_count(end * self.tokens_per_iter)} tokens seen"]
         if self.ms_per_iter:
             evals = evals_between(it, end, self.config.eval_interval)
             secs = (end - it) * self.ms_per_iter / 1000
@@ -296,7 +177,7 @@ class ExtendScreen(Screen[dict | None]):
             elif evals:
                 how += f"; {evals} eval pauses not measured yet"
             finish = time.strftime("%a %H:%M", time.localtime(time.time() + secs))
-            parts.append(f"ETA {C.human_duration(secs)} ({how}), around {finish}")
+            parts.append(f"ETA {units.human_duration(secs)} ({how}), around {finish}")
         else:
             parts.append("ETA unknown until the run has measured its speed")
         return "\n  ".join(parts)
@@ -328,18 +209,9 @@ class ExtendScreen(Screen[dict | None]):
     @on(Input.Submitted, "#end")
     @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:
-        if self.values:
-            self.dismiss(dict(self.values))
+        if self.values and self.after is not None:
+            self.dismiss(ConfigChange(dict(self.values), ApplyAction.LIVE, self.after))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-
-def schedule_text(cfg: C.TrainConfig) -> str:
-    if not cfg.decay_lr:
-        return f"constant lr {cfg.learning_rate:.1e}"
-    if cfg.lr_schedule == "wsd":
-        return (f"wsd: warmup {cfg.warmup_iters:,}, stable to {wsd_decay_start(cfg):,}, "
-                f"decay to {cfg.max_iters:,}")
-    return f"cosine: warmup {cfg.warmup_iters:,}, decay to {cfg.lr_decay_iters:,}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -21,12 +22,17 @@ class Failure:
     checkpoint_iter: int | None = None   # None: no checkpoint to resume from
 
 
-class FailureScreen(ModalScreen[str | None]):
-    """Dismisses with "resume", "quit", or None (back to the dashboard)."""
+class FailureChoice(Enum):
+    RESUME = "resume"   # start the engine again from the last checkpoint
+    BACK = "back"       # look at the dashboard
+    QUIT = "quit"
 
+
+class FailureScreen(ModalScreen[FailureChoice]):
+    CSS_PATH = "failure.tcss"
     BINDINGS = [
         Binding("r", "choose('resume')", "Resume from checkpoint"),
-        Binding("escape,enter", "choose(None)", "Back to dashboard"),
+        Binding("escape,enter", "choose('back')", "Back to dashboard"),
         Binding("q", "choose('quit')", "Quit"),
     ]
 
@@ -53,5 +59,5 @@ class FailureScreen(ModalScreen[str | None]):
                     yield Static(Text("\n".join(f.stderr_tail)), classes="stderr")
         yield Footer()
 
-    def action_choose(self, what: str | None) -> None:
-        self.dismiss(what)
+    def action_choose(self, what: str) -> None:
+        self.dismiss(FailureChoice(what))

@@ -17,6 +17,7 @@ CHART_HELP = (
 
 
 class HelpScreen(ModalScreen[None]):
+    CSS_PATH = "help.tcss"
     BINDINGS = [Binding("escape,q,question_mark,enter", "dismiss", "Close")]
 
     def __init__(self, bindings: list[Binding]) -> None:

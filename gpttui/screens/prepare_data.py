@@ -3,6 +3,9 @@ demo's bundled text), showing `gpttui prepare`'s progress. The work runs on a th
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,43 +15,49 @@ from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
 from gpttui.widgets import fmt
 
+if TYPE_CHECKING:
+    from gpttui.data.prepare import ProgressInfo
+
 
 class Cancelled(Exception):
     pass
 
 
-class PrepareScreen(ModalScreen[bool | None]):
-    """Dismisses True once train.bin and val.bin exist, None if the user gives up."""
+class PrepareScreen(ModalScreen[bool]):
+    """Dismisses True once train.bin and val.bin exist, False if the user gives up."""
 
+    CSS_PATH = "prepare_data.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, need) -> None:  # need: gpttui.app.DataToPrepare
+    def __init__(self, data_dir: Path, source: Path | None = None, tokenizer: str = "gpt2") -> None:
+        """`source`: prepare from it at once; None: ask the user for paths."""
         super().__init__()
-        self.need = need
+        self.data_dir = data_dir
+        self.source = source
+        self.tokenizer = tokenizer
         self._cancel = False
         self._busy = False
 
     def compose(self) -> ComposeResult:
-        n = self.need
         with Vertical(id="prepare"):
-            yield Label(f"No training data in {n.data_dir}", id="title")
-            if n.source is None:
+            yield Label(f"No training data in {self.data_dir}", id="title")
+            if self.source is None:
                 yield Static("Prepare it now: give text, jsonl or parquet files (paths or globs, "
                              "separated by spaces).")
                 yield Input(placeholder="e.g. input.txt  or  fineweb/*.parquet", id="source")
                 with Horizontal(id="row"):
                     yield Label("tokenizer ")
-                    yield Select([("GPT-2 BPE", "gpt2"), ("characters", "char")], value=n.tokenizer,
+                    yield Select([("GPT-2 BPE", "gpt2"), ("characters", "char")], value=self.tokenizer,
                                  allow_blank=False, id="tokenizer")
                     yield Button("Prepare", variant="primary", id="go")
             else:
-                yield Static(f"Preparing {n.source.name} with the {n.tokenizer} tokenizer…")
+                yield Static(f"Preparing {self.source.name} with the {self.tokenizer} tokenizer…")
             yield ProgressBar(total=100, show_eta=False, id="bar")
             yield Static("", id="info")
 
     def on_mount(self) -> None:
-        if self.need.source is not None:
-            self._start([str(self.need.source)], self.need.tokenizer)
+        if self.source is not None:
+            self._start([str(self.source)], self.tokenizer)
         else:
             self.query_one("#source", Input).focus()
 
@@ -77,22 +86,22 @@ class PrepareScreen(ModalScreen[bool | None]):
     def _prepare(self, sources: list[str], tokenizer: str) -> None:
         from gpttui.data.prepare import PrepareError, prepare
 
-        def progress(p) -> None:
+        def progress(p: ProgressInfo) -> None:
             if self._cancel:
                 raise Cancelled()
             self.app.call_from_thread(self._show, p)
 
         try:
-            result = prepare(sources, self.need.data_dir, tokenizer=tokenizer, progress=progress)
+            result = prepare(sources, self.data_dir, tokenizer=tokenizer, progress=progress)
         except Cancelled:
-            self.app.call_from_thread(self.dismiss, None)
+            self.app.call_from_thread(self.dismiss, False)
             return
         except (PrepareError, OSError) as e:
             self.app.call_from_thread(self._failed, str(e))
             return
         self.app.call_from_thread(self._done, result.tokens)
 
-    def _show(self, p) -> None:
+    def _show(self, p: ProgressInfo) -> None:
         self.query_one("#bar", ProgressBar).update(progress=100 * p.fraction)
         self.query_one("#info", Static).update(
             f"{p.phase}: {p.documents:,} documents, {fmt.count(p.tokens)} tokens, "
@@ -112,4 +121,4 @@ class PrepareScreen(ModalScreen[bool | None]):
         if self._busy:
             self._cancel = True
         else:
-            self.dismiss(None)
+            self.dismiss(False)

@@ -32,6 +32,7 @@ from textual.widgets.option_list import Option
 
 from gpttui.ipc.process import ProtocolProcess
 from gpttui.run import layout
+from gpttui.screens.controller import RunController
 
 TICK_S = 0.05
 FILES_EVERY = 40  # ticks between looks at the run directory (~2 s)
@@ -137,8 +138,8 @@ def sampler_argv() -> list[str]:
     return [sys.executable, "-m", "gpttui.engine.sample"]
 
 
-class SampleScreen(Screen):
-    CSS_PATH = Path(__file__).with_suffix(".tcss")
+class SampleScreen(Screen[None]):
+    CSS_PATH = "sample.tcss"
     BINDINGS = [
         Binding("escape", "cancel_or_close", "Cancel / Back", tooltip="stop the sample being made, else close"),
         Binding("ctrl+g", "generate", "Generate", tooltip="generate with these settings (Enter in a field too)"),
@@ -147,9 +148,11 @@ class SampleScreen(Screen):
         Binding("f4", "show_tab('over-time')", "Over time", show=False),
     ]
 
-    def __init__(self, run_dir: str | Path | None = None) -> None:
+    def __init__(self, run_dir: str | Path, data_dir: str = "") -> None:
+        """`data_dir`: where a character vocabulary's meta.pkl is ("": where nanoGPT looks)."""
         super().__init__()
-        self._run_dir = Path(run_dir) if run_dir is not None else None
+        self.run_dir = Path(run_dir)
+        self.data_dir = data_dir
         self.sampler: ProtocolProcess | None = None
         self.generating = False
         self.history: list[Done] = []
@@ -159,11 +162,11 @@ class SampleScreen(Screen):
         self._ticks = 0
         self._request: dict[str, Any] = {}
 
-    # ------------------------------------------------------------ layout
+    @classmethod
+    def for_run(cls, run: RunController) -> SampleScreen:
+        return cls(run.run_dir, run.config.data_dir)
 
-    @property
-    def run_dir(self) -> Path:
-        return self._run_dir if self._run_dir is not None else Path(self.app.run_dir)  # type: ignore[attr-defined]
+    # ------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
         yield Static(f"Sampling · {self.run_dir}", id="title")
@@ -308,7 +311,7 @@ class SampleScreen(Screen):
             self.set_status(str(e), error=True)
             return
         prompt = self.query_one("#prompt", Input).value.replace("\\n", "\n")
-        values.update(ckpt=ckpt, start=prompt, data_dir=self._data_dir())
+        values.update(ckpt=ckpt, start=prompt, data_dir=self.data_dir)
         if self.sampler is None:
             self.start_sampler()
         assert self.sampler is not None
@@ -321,13 +324,6 @@ class SampleScreen(Screen):
         self.query_one("#output-text", TextArea).clear()
         self.query_one("#tabs", TabbedContent).active = "output"
         self.set_status(f"sampling from {Path(ckpt).name}…")
-
-    def _data_dir(self) -> str:
-        """The run's data directory (where a character vocabulary's meta.pkl is), if the app knows it."""
-        try:
-            return str(getattr(self.app, "config").data_dir or "")
-        except Exception:  # no app config (a bare run directory): the sampler looks where nanoGPT does
-            return ""
 
     def action_cancel_or_close(self) -> None:
         if self.generating and self.sampler is not None:

@@ -17,6 +17,7 @@ class EvalTable(DataTable):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
+        self._live: LiveRun | None = None   # the run shown, and its evals_version when last shown
         self._shown = -1
         self._rows: list[tuple] = []
 
@@ -27,13 +28,15 @@ class EvalTable(DataTable):
             self.add_column(name, key=name)
 
     def show(self, live: LiveRun) -> None:
-        """Append new evals; rewrite only rows whose note changed (a checkpoint came after its eval)."""
-        if live.evals_version == self._shown or not self.columns:
+        """Append new evals; rewrite only rows whose note changed (a checkpoint came after its eval).
+        Another LiveRun than last time (a new run, another run compared) is shown from the start."""
+        if (live is self._live and live.evals_version == self._shown) or not self.columns:
             return
-        self._shown = live.evals_version
+        other_run = live is not self._live
+        self._live, self._shown = live, live.evals_version
         rows = live.eval_rows()[-MAX_ROWS:]
         shown = self._rows
-        if len(rows) < len(shown) or any(r[0] != s[0] for r, s in zip(rows, shown)):
+        if other_run or len(rows) < len(shown) or any(r[0] != s[0] for r, s in zip(rows, shown)):
             self.clear()  # a resume from an earlier checkpoint, or the window moved: start over
             shown = self._rows = []
         for i, row in enumerate(rows):

@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from gpttui.analysis.live import LiveRun
 from gpttui.run import config as C
+from gpttui.run import sizing
 from gpttui.widgets import fmt
 
 
@@ -22,7 +23,7 @@ class RunHeader(Static):
     def show(self, live: LiveRun, run_dir: Path, note: str, cfg: C.TrainConfig | None) -> None:
         h = live.hello
         data_known = bool(h) or cfg is None or bool(cfg.vocab_size) or \
-            C.data_vocab_size(cfg.resolved_data_dir()) is not None
+            sizing.data_vocab_size(cfg.resolved_data_dir()) is not None
         key = (id(h), str(run_dir), note, data_known)
         if key == self._key:
             return
@@ -39,7 +40,7 @@ class RunHeader(Static):
         if not h and cfg is not None:  # not started yet: what the config implies
             device, dtype = cfg.device, cfg.dtype
             try:
-                d = C.derive(cfg)
+                d = sizing.derive(cfg)
                 tpi = d.tokens_per_iter
                 params = d.params_nanogpt if data_known else None  # the vocabulary comes with the data
             except (OSError, ValueError):

@@ -11,7 +11,9 @@ import plotext
 from rich.text import Text
 from textual.widget import Widget
 
-from gpttui.run.config import TrainConfig, human_count, lr_at
+from gpttui.run.config import TrainConfig
+from gpttui.run.schedule import lr_at
+from gpttui.run.units import human_count
 
 # plotext's "simple" theme gives its signals these terminal colours, in order
 BEFORE_COLOR = "blue"

@@ -1,4 +1,5 @@
-"""CPU and RAM (psutil) and GPU utilisation and memory (nvidia-ml-py), each "n/a" when absent."""
+"""CPU and RAM (psutil) and GPU utilisation and memory (nvidia-ml-py), each "n/a" when absent;
+and a training device's total memory, for the config editor's fit check."""
 
 from __future__ import annotations
 
@@ -58,6 +59,25 @@ class Probe:
             except Exception:
                 pass
         return f
+
+
+def device_memory(device: str) -> int | None:
+    """Memory of the training device in bytes: RAM for 'cpu', the GPU's for 'cuda[:N]' when
+    nvidia-ml-py is installed; None when unknown."""
+    try:
+        if device == "cpu":
+            import psutil
+
+            return int(psutil.virtual_memory().total)
+        if device.startswith("cuda"):
+            import pynvml
+
+            pynvml.nvmlInit()
+            index = int(device.partition(":")[2] or 0)
+            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).total)
+    except Exception:  # no psutil, no NVML, no such GPU: the figure is simply unknown
+        return None
+    return None
 
 
 class SystemFigures(Static):

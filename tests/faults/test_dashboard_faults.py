@@ -10,26 +10,18 @@ import signal
 import time
 
 import pytest
+from app_helpers import wait_for
 from kit import ckpt_iter, events
 
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import make_plan
-from gpttui.ipc.control import SocketClient
+from gpttui.ipc.client import SocketClient
 from gpttui.ipc.process import EngineClient
 from gpttui.run import engine_state
 from gpttui.screens.confirm import ConfirmScreen
 from gpttui.screens.failure import FailureScreen
 
 pytestmark = pytest.mark.timeout(180)
-
-
-async def until(pilot, pred, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _info(rd) -> engine_state.EngineInfo:
@@ -48,15 +40,16 @@ def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run,
 
     async def first_ui() -> int:
         app = GpttuiApp(make_plan(str(rd), []))
+        ctl = app.controller
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.live.iter >= 30, what="30 iterations")
-            assert isinstance(app.engine, EngineClient)
-            pid = app.engine.pid
+            await wait_for(pilot, lambda: ctl.live.iter >= 30, 60, "30 iterations")
+            assert isinstance(ctl.engine, EngineClient)
+            pid = ctl.engine.pid
             await pilot.press("q")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
             assert "Detach" in _shown(app.screen)
             await pilot.press("d")
-            await until(pilot, lambda: not app.is_running, 10, "the app to exit")
+            await wait_for(pilot, lambda: not app.is_running, 10, "the app to exit")
         return pid
 
     pid = asyncio.run(first_ui())
@@ -74,26 +67,27 @@ def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run,
         plan = make_plan(str(rd), [])
         assert plan.attach and not plan.start
         app = GpttuiApp(plan)
+        ctl = app.controller
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: isinstance(app.engine, SocketClient), 30, "attached")
-            await until(pilot, lambda: app.live.iter > at + 60, 30, "live steps after the history")
-            steps = [s.iter for s in app.live.history.steps]
+            await wait_for(pilot, lambda: isinstance(ctl.engine, SocketClient), 30, "attached")
+            await wait_for(pilot, lambda: ctl.live.iter > at + 60, 30, "live steps after the history")
+            steps = [s.iter for s in ctl.live.history.steps]
             assert steps == list(range(steps[0], steps[-1] + 1))  # history + live: no gap, no twice
-            assert steps[0] == 0 and app.live.history.evals[0].iter == 0
+            assert steps[0] == 0 and ctl.live.history.evals[0].iter == 0
             await pilot.press("space")
-            await until(pilot, lambda: _info(rd).state == "paused", 10, "the engine paused")
+            await wait_for(pilot, lambda: _info(rd).state == "paused", 10, "the engine paused")
             # space toggles on what the screen shows: let the paused state reach it first
-            await until(pilot, lambda: app.live.state == "paused", 10, "the screen saying paused")
+            await wait_for(pilot, lambda: ctl.live.state == "paused", 10, "the screen saying paused")
             await pilot.press("space")
-            await until(pilot, lambda: _info(rd).state == "running", 10, "the engine running again")
+            await wait_for(pilot, lambda: _info(rd).state == "running", 10, "the engine running again")
             n_ckpt = sum(e["type"] == "checkpoint" for e in events(rd))
             await pilot.press("s")
-            await until(pilot, lambda: sum(e["type"] == "checkpoint" for e in events(rd)) > n_ckpt, 10,
+            await wait_for(pilot, lambda: sum(e["type"] == "checkpoint" for e in events(rd)) > n_ckpt, 10,
                         "a checkpoint on s")
             await pilot.press("q")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
             await pilot.press("y")  # stop and save
-            await until(pilot, lambda: not app.is_running, 30, "the app to exit")
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
         assert app.ui_errors == []
 
     asyncio.run(second_ui())
@@ -114,24 +108,25 @@ def test_engine_killed_under_the_attached_dashboard_is_shown_and_r_resumes(make_
 
     async def go() -> None:
         app = GpttuiApp(make_plan(str(rd), []))
+        ctl = app.controller
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: isinstance(app.engine, SocketClient), 30, "attached")
-            await until(pilot, lambda: app.live.iter >= 35, 30, "live steps")
+            await wait_for(pilot, lambda: isinstance(ctl.engine, SocketClient), 30, "attached")
+            await wait_for(pilot, lambda: ctl.live.iter >= 35, 30, "live steps")
             os.kill(eng.pid, signal.SIGKILL)
-            await until(pilot, lambda: isinstance(app.screen, FailureScreen) and "exit code" in _shown(app.screen),
+            await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen) and "exit code" in _shown(app.screen),
                         20, "the failure screen")
             shown = _shown(app.screen)
             last = ckpt_iter(rd / "ckpt.pt")
             assert "exit code -9" in shown and f"Last checkpoint: iteration {last:,}" in shown
             assert "iter " in shown  # the tail of the engine's log
             await pilot.press("r")
-            await until(pilot, lambda: isinstance(app.engine, EngineClient) and app.live.hello
-                        and app.live.hello.get("start_iter") == last, 60, "a new engine resumed from it")
-            await until(pilot, lambda: app.live.iter > last + 5, 60, "training on")
+            await wait_for(pilot, lambda: isinstance(ctl.engine, EngineClient) and ctl.live.hello
+                        and ctl.live.hello.get("start_iter") == last, 60, "a new engine resumed from it")
+            await wait_for(pilot, lambda: ctl.live.iter > last + 5, 60, "training on")
             await pilot.press("q")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
             await pilot.press("y")
-            await until(pilot, lambda: not app.is_running, 30, "the app to exit")
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
         assert app.ui_errors == []
 
     asyncio.run(go())
