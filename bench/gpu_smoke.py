@@ -139,7 +139,8 @@ class Smoke:
     def greedy(self) -> str:
         code = (
             "import sys, torch\n"
-            "from gpttui.engine.sample import load, generate\n"
+            "from gpttui.engine.generate import generate\n"
+            "from gpttui.engine.sample import load\n"
             "m = load('run/ckpt.pt', device=sys.argv[1], dtype='float32')\n"
             "prompt = [1, 2, 3]\n"
             "cached = list(generate(m.model, prompt, 120, temperature=0))\n"

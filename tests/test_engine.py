@@ -11,6 +11,7 @@ from engine_kit import EngineProc, prepare_run, read_events, step_losses
 
 from gpttui.engine import checkpoint as K
 from gpttui.run import config as C
+from gpttui.run import sizing
 
 
 def test_loss_falls_and_run_dir_is_complete(char_data, tmp_path):
@@ -21,7 +22,7 @@ def test_loss_falls_and_run_dir_is_complete(char_data, tmp_path):
     assert [e["iter"] for e in evals] == [0, 30, 60]
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.5  # from ~4.2 (ln 65) toward 3
     hello = read_events(run, "hello")[0]
-    derived = C.derive(C.load(run).config)  # the torch-free count agrees with the real model
+    derived = sizing.derive(C.load(run).config)  # the torch-free count agrees with the real model
     assert hello["params"] == {"total": derived.params_total, "nanogpt": derived.params_nanogpt,
                                "non_embedding": derived.params_non_embedding}
     assert hello["start_iter"] == 0

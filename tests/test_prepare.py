@@ -19,6 +19,7 @@ from gpttui.data import sources
 from gpttui.data.metapkl import read_meta_pkl
 from gpttui.data.prepare import prepare
 from gpttui.data.tokenizer import gpt2
+from gpttui.run import sizing
 
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")
 FINEWEB_COLUMNS = ["text", "id", "dump", "url", "date", "file_path", "language", "language_score",
@@ -322,5 +323,5 @@ def test_training_config_sizes_the_vocabulary_as_nanogpt(tmp_path: Path) -> None
 
     prepare([write_fineweb(tmp_path / "a.parquet", shakespeare_docs(5))], tmp_path / "gpt")
     prepare([SHAKESPEARE], tmp_path / "char", tokenizer="char")
-    assert C.effective_vocab_size(C.TrainConfig(data_dir=str(tmp_path / "gpt"))) == 50304
-    assert C.effective_vocab_size(C.TrainConfig(data_dir=str(tmp_path / "char"))) == 65
+    assert sizing.effective_vocab_size(C.TrainConfig(data_dir=str(tmp_path / "gpt"))) == 50304
+    assert sizing.effective_vocab_size(C.TrainConfig(data_dir=str(tmp_path / "char"))) == 65

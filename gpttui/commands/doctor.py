@@ -20,17 +20,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gpttui.analysis import doctor
-    from gpttui.run.history import RunLogError, load_run
+    from gpttui.commands import load_history
 
     for name in ("until", "forecast_at"):
         value = getattr(args, name)
         if value is not None and value < 0:
             print(f"error: --{name.replace('_', '-')}: expected an iteration >= 0, got {value}", file=sys.stderr)
             return 2
-    try:
-        history = load_run(args.run)
-    except RunLogError as e:
-        print(f"error: {e}", file=sys.stderr)
+    history = load_history(args.run)
+    if history is None:
         return 2
     if args.until is not None:
         history = history.until(args.until)

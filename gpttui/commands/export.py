@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gpttui.analysis import export
-    from gpttui.run.history import RunLogError, load_run
+    from gpttui.commands import load_history
 
     if not args.output and not args.chart:
         print("error: nothing to write: give -o FILE and/or --chart FILE", file=sys.stderr)
@@ -45,10 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if args.width < 20 or args.height < 5:
         print("error: --width must be >= 20 and --height >= 5", file=sys.stderr)
         return 2
-    try:
-        history = load_run(args.run)
-    except RunLogError as e:
-        print(f"error: {e}", file=sys.stderr)
+    history = load_history(args.run)
+    if history is None:
         return 2
     if args.output:
         n = export.write_rows(history, args.output, fmt)

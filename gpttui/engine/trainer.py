@@ -43,7 +43,7 @@ from gpttui.engine.checkpoint_samples import checkpoint_sample
 from gpttui.engine.host import UI_LOST
 from gpttui.engine.model import GPT, GPTConfig
 from gpttui.run import config as C
-from gpttui.run import directory, layout, protocol
+from gpttui.run import directory, layout, protocol, schedule, sizing
 
 FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this iteration
 FAULT_NAN_RANK_ENV = "GPTTUI_FAULT_NAN_RANK"  # ... on this rank only (default: every rank)
@@ -277,8 +277,8 @@ class Trainer:
         self.tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
         self.log(f"tokens per iteration will be: {self.tokens_per_iter:,}")
 
-        vocab = C.effective_vocab_size(cfg)
-        meta_vocab = C.data_vocab_size(cfg.resolved_data_dir())
+        vocab = sizing.effective_vocab_size(cfg)
+        meta_vocab = sizing.data_vocab_size(cfg.resolved_data_dir())
         if meta_vocab and not cfg.vocab_size:
             self.log(f"found vocab_size = {meta_vocab} (inside {cfg.resolved_data_dir()})")
         self.model_args = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
@@ -551,7 +551,7 @@ class Trainer:
         """One optimizer step; (seconds, mean micro-batch loss). Raises Stop on a non-finite loss."""
         t0 = time.perf_counter()
         self.reseed(cfg.seed, self.dist.rank, it)
-        self.lr = C.lr_at(cfg, it)
+        self.lr = schedule.lr_at(cfg, it)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         model, accum = self.model, self.accum

@@ -17,7 +17,7 @@ class EventReader:
     """Iterate a metrics.jsonl's events; torn or garbled lines are skipped and counted.
 
     `end` is the byte offset the reading stopped at: a UI attaching to the running engine
-    passes it on (control.SocketClient's history_from) so nothing falls between history and live.
+    passes it on (ipc.client.SocketClient's history_from) so nothing falls between history and live.
     """
 
     def __init__(self, path: str | Path):

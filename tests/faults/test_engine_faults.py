@@ -17,7 +17,8 @@ from gpttui.engine.durable import FAULT_DISK_FULL_ENV, FAULT_SLOW_SAVE_ENV
 from gpttui.engine.trainer import FAULT_NAN_ENV
 from gpttui.ipc.client import SocketClient
 from gpttui.run import engine_state
-from gpttui.run.history import RunHistory, read_events
+from gpttui.run.history import RunHistory
+from gpttui.run.metrics import read_events
 
 
 def _steps(evs):
