@@ -10,6 +10,7 @@ own colour), and Enter shows the highlighted run in the dashboard (Esc comes bac
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,14 @@ from gpttui.screens.controller import Intent, LogLines, OpenRun, QuitApp
 from gpttui.screens.dashboard import DashboardScreen
 from gpttui.widgets.overlay_chart import colour
 
+TICK_S = 0.1   # the app's timer: what was loaded shows at once
 POLL_S = 0.5   # how often a live run's metrics.jsonl is read for new lines
 
 
 class ReadOnlyRuns:
     """The controller of `gpttui open`: the opened runs, one of them selected for the dashboard."""
 
-    tick_s = POLL_S
+    tick_s = TICK_S
     read_only = True
     engine_alive = False
     can_resume = False
@@ -51,6 +53,7 @@ class ReadOnlyRuns:
         self.header_note = "read-only"
         self._logs: list[LogLines] = []     # each run's log pane: what was read
         self._changed = False
+        self._polled_at = 0.0
 
     # ------------------------------------------------------------ what screens read
 
@@ -120,8 +123,12 @@ class ReadOnlyRuns:
     # ------------------------------------------------------------ the timer and intents
 
     def tick(self) -> bool:
-        followed = [run.poll() for run in self.runs]   # every live run, not only until one changed
-        changed, self._changed = any(followed) or self._changed, False
+        now = time.monotonic()
+        if now - self._polled_at >= POLL_S:
+            self._polled_at = now
+            followed = [run.poll() for run in self.runs]   # every live run, not only until one changed
+            self._changed = any(followed) or self._changed
+        changed, self._changed = self._changed, False
         return changed
 
     def handle(self, intent: Intent) -> None:

@@ -9,15 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_helpers import dashboard, record_notifications, run, text_of, tiny_config, wait_for
+from app_helpers import dashboard, record_notifications, run, screen_text, text_of, tiny_config, wait_for
 
 from gpttui.analysis.config_edit import ApplyAction
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import LaunchError, make_plan
-from gpttui.screens.confirm import ConfirmScreen
+from gpttui.run import protocol
+from gpttui.run.metrics import MetricsWriter
+from gpttui.screens.compare import CompareScreen
+from gpttui.screens.confirm import Choice, ConfirmScreen
 from gpttui.screens.controller import ApplyConfig
 from gpttui.screens.dashboard import DashboardScreen
-from gpttui.screens.failure import FailureScreen
+from gpttui.screens.failure import Failure, FailureScreen
+from gpttui.screens.prepare_data import PrepareScreen
+from gpttui.viewer import ReadOnlyRuns
 from gpttui.widgets.eval_table import EvalTable
 from gpttui.widgets.log_pane import LogPane
 from gpttui.widgets.loss_chart import LossChart
@@ -329,3 +334,87 @@ def test_a_restart_change_resumes_from_the_checkpoint_with_the_new_value(tmp_pat
     header, start, ui_errors = run(go())
     assert ui_errors == [] and start > 0 and "tokens/iter 128" in header
     assert "batch_size = 8" in (plan.run_dir / "config.toml").read_text()
+
+
+# ---------------------------------------------------------------- every screen leaves the dashboard as it was
+
+DASHBOARD_PARTS = ("#header", "#status", "#chart", "#spark-loss", "#spark-mfu", "#spark-tps", "#spark-lr",
+                   "#spark-gn", "#evals", "#log", "Footer")   # all but the CPU/RAM figures, which tick
+
+
+def _written_run(tmp_path: Path, char_data: Path) -> Path:
+    """A finished run directory as the engine leaves it, written directly (no engine)."""
+    plan = make_plan(str(tiny_config(tmp_path, char_data, max_iters=20, lr_decay_iters=20)), [])
+    writer = MetricsWriter(plan.run_dir / "metrics.jsonl")
+    writer.write(protocol.event("hello", 0, version=1, config={"max_iters": 20, "eval_interval": 10},
+                                params={"nanogpt": 14_000}, device="cpu", dtype="float32", peak_flops=1e11,
+                                tokens_per_iter=64, start_iter=0, max_iters=20))
+    writer.write(protocol.event("state", 0, state="running"))
+    for i in range(20):
+        writer.write(protocol.event("step", i, loss=4.2 - i / 10, lr=1e-3, dt_ms=5.0, tokens_per_s=12_800.0,
+                                    mfu=0.01, grad_norm=1.0, tokens=64 * (i + 1)))
+        if i % 10 == 0:
+            writer.write(protocol.event("eval", i, train_loss=4.2 - i / 10, val_loss=4.3 - i / 10))
+    writer.write(protocol.event("state", 20, state="finished"))
+    writer.close()
+    return plan.run_dir
+
+
+def test_every_screen_opened_and_closed_leaves_the_dashboard_as_it_was(tmp_path, char_data):
+    """A screen's styles are loaded app-wide: unscoped, config.tcss hid the dashboard's status line."""
+    run_dir = _written_run(tmp_path, char_data)
+    plan = make_plan(str(run_dir), [])
+    plan.start = False
+
+    def shown(app) -> dict[str, str]:
+        return {part: screen_text(app, part) for part in DASHBOARD_PARTS}
+
+    async def go():
+        app = GpttuiApp(plan)
+        ctl = app.controller
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: not ctl.loading and "finished" in status(app), 30, "the history")
+            await pilot.pause(0.3)
+            before = shown(app)
+            seen: dict[str, dict[str, str]] = {}
+
+            async def open_and_close(name: str, open_it, close_it) -> None:
+                await open_it()
+                await wait_for(pilot, lambda: not isinstance(app.screen, DashboardScreen), 10, f"the {name} screen")
+                await pilot.pause(0.3)
+                await close_it()
+                await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 10, f"{name} closed")
+                await pilot.pause(0.3)
+                seen[name] = shown(app)
+
+            def keys(*names: str):
+                return lambda: pilot.press(*names)
+
+            def push(screen):
+                async def push_it() -> None:
+                    app.push_screen(screen)
+                return push_it
+
+            async def pop() -> None:
+                app.pop_screen()
+
+            for name, key in (("help", "question_mark"), ("config", "c"), ("extend", "e"), ("sample", "g"),
+                              ("doctor", "d")):
+                await open_and_close(name, keys(key), keys("escape"))
+            await open_and_close("confirm", push(ConfirmScreen("Stop the run?", "…", [Choice(True, "Stop", "y"),
+                                                                                    Choice(False, "Keep", "n")])),
+                                 keys("n"))
+            await open_and_close("failure", push(FailureScreen(Failure("boom", 1, checkpoint_iter=20))),
+                                 keys("escape"))
+            await open_and_close("prepare-data", push(PrepareScreen(tmp_path / "no-data")), keys("escape"))
+            await open_and_close("compare", push(CompareScreen(ReadOnlyRuns([run_dir, run_dir]))), pop)
+            return before, seen, app.ui_errors
+
+    before, seen, ui_errors = run(go())
+    assert ui_errors == []
+    assert "finished" in before["#status"] and "iter 20/20" in before["#status"]
+    assert run_dir.name in before["#header"] and "tokens/iter 64" in before["#header"]
+    assert set(seen) == {"help", "config", "extend", "sample", "doctor", "confirm", "failure", "prepare-data",
+                         "compare"}
+    for name, after in seen.items():
+        assert after == before, f"the {name} screen changed the dashboard"

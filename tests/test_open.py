@@ -47,7 +47,8 @@ def test_two_logs_overlay_then_dashboard_then_doctor():
         app = GpttuiApp(ReadOnlyRuns([LOG_124M, LOG_40M]))
         ctl = app.controller
         async with app.run_test(size=(150, 45)) as pilot:
-            await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, CompareScreen), 60)
+            await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, CompareScreen)
+                           and app.screen.query_one(OverlayChart).curves, 60)
             await pilot.pause(0.2)
             screen = app.screen
             chart = screen.query_one(OverlayChart)

@@ -63,16 +63,17 @@ def log_times(h: RunHistory) -> dict[int, float]:
     A logged iteration's time stands for the iterations since the previous line; an eval
     iteration's extra (its pause) is counted once, not for every iteration it stands for.
     """
-    steps = [s for s in h.steps if s.dt_ms is not None]
+    timed = [(s.iter, s.dt_ms / 1000) for s in h.steps if s.dt_ms is not None]
     evals = {e.iter for e in h.evals}
-    normal = sorted(s.dt_ms for s in steps if s.iter not in evals) or [0.0]
-    typical = normal[len(normal) // 2] / 1000
-    out, t, prev = {}, 0.0, None
-    for s in steps:
-        gap = 1 if prev is None or s.iter <= prev else s.iter - prev
-        t += s.dt_ms / 1000 + (gap - 1) * (typical if s.iter in evals else s.dt_ms / 1000)
-        out[s.iter] = t
-        prev = s.iter
+    normal = sorted(dt for it, dt in timed if it not in evals) or [0.0]
+    typical = normal[len(normal) // 2]
+    out: dict[int, float] = {}
+    t, prev = 0.0, None
+    for it, dt in timed:
+        gap = 1 if prev is None or it <= prev else it - prev
+        t += dt + (gap - 1) * (typical if it in evals else dt)
+        out[it] = t
+        prev = it
     return out
 
 

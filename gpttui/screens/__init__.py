@@ -1,1 +1,2 @@
-"""The app's screens: the dashboard and the modal screens it opens."""
+"""The app's screens: the dashboard, the compare screen and the screens they open. They read the
+run through controller.RunController and ask for changes with that module's messages."""

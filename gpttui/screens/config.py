@@ -176,9 +176,10 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self._fill("#problems", self._problems_text())
         if self.live:
             apply = self.query_one("#apply", Button)
-            apply.disabled = self.plan is None or self.plan.action is None
-            apply.label = {ApplyAction.LIVE: "Apply live", ApplyAction.RESTART: "Restart from checkpoint"}.get(
-                self.plan.action if self.plan else None, "Apply")
+            action = self.plan.action if self.plan else None
+            apply.disabled = action is None
+            apply.label = ("Apply live" if action is ApplyAction.LIVE else
+                           "Restart from checkpoint" if action is ApplyAction.RESTART else "Apply")
         self.query_one("#new-run", Button).disabled = not check.ok
         enabled = (self.check_action("apply", ()), self.check_action("new_run", ()))
         if enabled != self._enabled:  # the footer redraws every key on refresh_bindings: only when needed
@@ -354,10 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results: list[ConfigChange | None] = []
 
-    class Host(App):
+    class Host(App[None]):
         def on_mount(self) -> None:
-            self.push_screen(ConfigScreen(loaded, live=args.live, measured_ms_per_iter=args.ms_per_iter),
-                             lambda r: (results.append(r), self.exit()))
+            self.push_screen(ConfigScreen(loaded, live=args.live, measured_ms_per_iter=args.ms_per_iter), self.done)
+
+        def done(self, result: ConfigChange | None) -> None:
+            results.append(result)
+            self.exit()
 
     Host().run()
     if results and results[0] is not None:

@@ -139,7 +139,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
         error_line.display = bool(error)
         self.query_one("#chart", LRChart).show(cfg, after, self.current_iter)
         self.query_one("#legend", Static).update(self._legend(after is not None))
-        self.query_one("#summary", Static).update(self._summary(after))
+        self.query_one("#summary", Static).update(self._summary(after, self.values))
         end = after.max_iters if after else cfg.max_iters
         self.query_one("#forecast", Static).update(Text(f"  val loss at {end:,}: forecasting…", style="dim"))
         self.run_worker(partial(self._forecast, after or cfg, end), thread=True, exclusive=True,
@@ -147,16 +147,16 @@ class ExtendScreen(Screen[ConfigChange | None]):
         self.query_one("#apply", Button).disabled = after is None
         self.refresh_bindings()
 
-    def _summary(self, after: C.TrainConfig | None) -> Text:
+    def _summary(self, after: C.TrainConfig | None, values: dict[str, int] | None) -> Text:
         cfg, it = self.config, self.current_iter
         t = Text()
-        if after is None:
+        if after is None or values is None:
             t.append(f"At the current end ({cfg.max_iters:,}): ", style="bold")
             t.append(self._outcome(cfg.max_iters))
             return t
         added = after.max_iters - cfg.max_iters
         t.append("change ", style="bold")
-        t.append(", ".join(f"{k} {getattr(cfg, k):,} → {v:,}" for k, v in self.values.items()))
+        t.append(", ".join(f"{k} {getattr(cfg, k):,} → {v:,}" for k, v in values.items()))
         t.append(f" ({added:+,} iterations, {units.human_count(added * self.tokens_per_iter)} tokens)\n")
         t.append(describe_change(cfg, after, it) + "\n")
         t.append("at the new end ", style="bold")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Callable
+from typing import Callable, Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -26,7 +25,7 @@ class SparkPanel(Vertical):
         yield self._caption
         yield self._spark
 
-    def show(self, values: deque[float], version: int) -> None:
+    def show(self, values: Sequence[float], version: int) -> None:
         """Assign new data only when it changed (Sparkline redraws on every assignment)."""
         last = values[-1] if values else None
         if self._shown == (version, last) or not self._spark.is_mounted:
