@@ -25,25 +25,25 @@ def emitter(rate: int, seconds: int) -> str:
     """A script writing `rate` step events a second for `seconds`, an eval every 250 steps."""
     return f"""
 import sys, time
-from gpttui.run import protocol as P
+from gpttui.run import protocol
 out = sys.stdout
-out.write(P.encode(P.event("hello", 0, version=1, config={{"max_iters": 10**6, "eval_interval": 250}},
+out.write(protocol.encode(protocol.event("hello", 0, version=1, config={{"max_iters": 10**6, "eval_interval": 250}},
     params={{"total": 1000, "nanogpt": 1000, "non_embedding": 10}}, device="cpu", dtype="float32",
     peak_flops=1e11, tokens_per_iter=64, start_iter=0, max_iters=10**6)))
-out.write(P.encode(P.event("state", 0, state="running")))
+out.write(protocol.encode(protocol.event("state", 0, state="running")))
 t0 = time.time()
 n = {rate} * {seconds}
 for i in range(n):
     while time.time() < t0 + i / {rate}:
         time.sleep(0.0005)
-    out.write(P.encode(P.event("step", i, loss=3.0 - i / n, lr=1e-3, dt_ms=1.0, tokens_per_s=64000.0,
-                               mfu=0.1, grad_norm=1.0, tokens=64 * (i + 1))))
+    out.write(protocol.encode(protocol.event("step", i, loss=3.0 - i / n, lr=1e-3, dt_ms=1.0, tokens_per_s=64000.0,
+                                             mfu=0.1, grad_norm=1.0, tokens=64 * (i + 1))))
     if i % 250 == 0:
-        out.write(P.encode(P.event("eval", i, train_loss=3.0 - i / n, val_loss=3.1 - i / n)))
+        out.write(protocol.encode(protocol.event("eval", i, train_loss=3.0 - i / n, val_loss=3.1 - i / n)))
     if i % 100 == 0:
         sys.stderr.write(f"iter {{i}}\\n")
     out.flush()
-out.write(P.encode(P.event("state", n, state="finished")))
+out.write(protocol.encode(protocol.event("state", n, state="finished")))
 """
 
 

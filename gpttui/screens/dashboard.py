@@ -47,7 +47,7 @@ from gpttui.widgets.spark import SparkPanel
 from gpttui.widgets.status import StatusLine
 from gpttui.widgets.system import SystemFigures
 
-CHART_HZ = 2.0   # chart rebuilds per second at most (plotext + Rich: ~10 ms each)
+CHART_HZ = 2.0   # chart rebuilds per second at most (the costliest thing the dashboard draws)
 PANEL_HZ = 2.0   # sparklines and the eval table
 STATUS_HZ = 4.0  # the status line's figures (a state change shows at once)
 

@@ -1,6 +1,6 @@
 """The sampling pane (key g): text from any checkpoint of the run, streamed while training goes on.
 
-A sampler process (`python -m gpttui.engine.sample`, through client.ProtocolProcess) starts
+A sampler process (`python -m gpttui.engine.sample`, through gpttui.ipc.process.ProtocolProcess) starts
 when the pane opens, so torch is imported while the prompt is typed. Generate sends it one
 `sample` command; the text arrives as token events, drained on a timer (never per event), so
 the dashboard keeps updating and the engine keeps training. The sampler reads the chosen
