@@ -10,7 +10,7 @@ import sys
 
 from kit import ckpt_iter, events, python, wait_for
 
-from gpttui.ipc import control
+from gpttui.ipc.client import SocketClient
 from gpttui.run import engine_state
 
 # A stand-in for the dashboard: spawns the engine with pipes the way `gpttui launch` does.
@@ -65,7 +65,7 @@ def test_ui_killed_engine_checkpoints_trains_on_detached_and_reattaches(make_run
     at = info.iter
     wait_for(lambda: engine_state.read_info(rd).iter >= at + 50, what="training on, detached")
 
-    client = control.SocketClient(rd, history_from=0)  # full history, then live
+    client = SocketClient(rd, history_from=0)  # full history, then live
     got: list[dict] = []
 
     def seen(pred):
@@ -108,7 +108,7 @@ def test_engine_killed_under_an_attached_ui_is_reported_with_what_is_left(make_r
     rd = make_run(eval_interval=20)
     eng = engines(rd)
     eng.wait_event(lambda e: e["type"] == "checkpoint" and e["iter"] == 20)
-    client = control.SocketClient(rd)
+    client = SocketClient(rd)
     assert client.alive
     eng.kill9()
     assert client.wait(10) == -signal.SIGKILL
