@@ -150,18 +150,19 @@ def load(work: Path, rate: int = 1000, seconds: int = 5) -> dict:
     async def go() -> dict:
         app = GpttuiApp(plan)
         async with app.run_test(size=(120, 40)) as pilot:
-            while app.loading:
+            ctl = app.controller
+            while ctl.loading:
                 await pilot.pause(0.05)
-            chart = app.dashboard.query_one(LossChart)
+            chart = app.screen.query_one(LossChart)
             b0, c0, t0 = chart.builds, time.process_time(), time.monotonic()
-            app.engine = ProtocolProcess([sys.executable, "-c", script])
+            ctl.engine = ProtocolProcess([sys.executable, "-c", script])
             lags = []
-            while app.engine is not None:
+            while ctl.engine is not None:
                 await asyncio.sleep(0.1)
-                if app.live._last_t is not None and app.live.state == "running":
-                    lags.append(time.time() - app.live._last_t)
+                if ctl.live._last_t is not None and ctl.live.state == "running":
+                    lags.append(time.time() - ctl.live._last_t)
             dt = time.monotonic() - t0
-            return {"events": app.live.iter, "dropped": app.live.dropped,
+            return {"events": ctl.live.iter, "dropped": ctl.live.dropped,
                     "lag_median_ms": 1000 * statistics.median(lags), "lag_max_ms": 1000 * max(lags),
                     "ui_cpu": (time.process_time() - c0) / dt, "chart_builds_per_s": (chart.builds - b0) / dt}
 

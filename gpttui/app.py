@@ -34,13 +34,13 @@ from gpttui.ipc.peer import Peer
 from gpttui.ipc.process import EngineClient
 from gpttui.run import config as C
 from gpttui.run import directory, layout
-from gpttui.run.history import RunHistory
 from gpttui.run.metrics import EventReader
 from gpttui.screens.confirm import Choice, ConfirmScreen
 from gpttui.screens.controller import (
     ApplyConfig,
     DisplayFailed,
     Intent,
+    LiveRunReads,
     LogLines,
     OpenRun,
     QuitApp,
@@ -176,7 +176,7 @@ class QuitChoice(Enum):
     CANCEL = "cancel"
 
 
-class EngineRun:
+class EngineRun(LiveRunReads):
     """The controller of a run this app trains: its engine process (started, resumed, restarted
     or attached to), the LiveRun its events build, and what the status line says about them."""
 
@@ -204,18 +204,6 @@ class EngineRun:
         self._after_stop: list[str] = []  # engine args for a restart once the running one stopped
 
     # ------------------------------------------------------------ what screens read
-
-    @property
-    def history(self) -> RunHistory:
-        return self.live.history
-
-    @property
-    def config(self) -> C.TrainConfig:
-        return self.live.train_config() or self.loaded.config
-
-    @property
-    def ms_per_iter(self) -> float | None:
-        return self.live.ms_per_iter
 
     @property
     def engine_alive(self) -> bool:

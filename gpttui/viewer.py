@@ -20,9 +20,9 @@ from textual.screen import Screen
 from gpttui.analysis.live import LiveRun
 from gpttui.analysis.opened_run import OpenedRun, open_source
 from gpttui.run import config as C
-from gpttui.run.history import RunHistory, RunLogError
+from gpttui.run.history import RunLogError
 from gpttui.screens.compare import CompareScreen
-from gpttui.screens.controller import Intent, LogLines, OpenRun, QuitApp
+from gpttui.screens.controller import Intent, LiveRunReads, LogLines, OpenRun, QuitApp
 from gpttui.screens.dashboard import DashboardScreen
 from gpttui.widgets.overlay_chart import colour
 
@@ -30,7 +30,7 @@ TICK_S = 0.1   # the app's timer: what was loaded shows at once
 POLL_S = 0.5   # how often a live run's metrics.jsonl is read for new lines
 
 
-class ReadOnlyRuns:
+class ReadOnlyRuns(LiveRunReads):
     """The controller of `gpttui open`: the opened runs, one of them selected for the dashboard."""
 
     tick_s = TICK_S
@@ -56,18 +56,6 @@ class ReadOnlyRuns:
         self._polled_at = 0.0
 
     # ------------------------------------------------------------ what screens read
-
-    @property
-    def history(self) -> RunHistory:
-        return self.live.history
-
-    @property
-    def config(self) -> C.TrainConfig:
-        return self.live.train_config() or self.loaded.config
-
-    @property
-    def ms_per_iter(self) -> float | None:
-        return self.live.ms_per_iter
 
     @property
     def display_state(self) -> str:

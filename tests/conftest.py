@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 from engine_kit import SHAKESPEARE, make_char_data
 
+from gpttui.run import config as C
+
+NANOGPT_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
+
 
 @pytest.fixture(scope="session")
 def char_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -20,3 +24,11 @@ def char_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shakespeare_chars() -> list[str]:
     """The characters of all of tiny Shakespeare: nanoGPT's shakespeare_char vocabulary."""
     return sorted(set(SHAKESPEARE.read_text(encoding="utf-8")))
+
+
+@pytest.fixture
+def seed(tmp_path: Path) -> C.LoadedConfig:
+    """The seed user's nanoGPT config (tests/fixtures/nanogpt/train_fineweb.py), loaded from a copy."""
+    f = tmp_path / "train_fineweb.py"
+    f.write_text((NANOGPT_FIXTURES / "train_fineweb.py").read_text())
+    return C.load(f)

@@ -1,9 +1,7 @@
 """The config editor's logic without its screen: form texts checked as a config, what applying a
 candidate to a run means, a new run's directory, and the figures a config implies."""
 
-from pathlib import Path
 
-import pytest
 
 from gpttui.analysis.config_edit import (
     ApplyAction,
@@ -16,15 +14,6 @@ from gpttui.analysis.config_edit import (
 )
 from gpttui.run import config as C
 from gpttui.run import units
-
-SEED = Path(__file__).resolve().parent / "fixtures" / "nanogpt" / "train_fineweb.py"
-
-
-@pytest.fixture
-def seed(tmp_path) -> C.LoadedConfig:
-    f = tmp_path / "train_fineweb.py"
-    f.write_text(SEED.read_text())
-    return C.load(f)
 
 
 def test_format_value_round_trips_every_field(seed):

@@ -2,7 +2,6 @@
 (What the form's texts mean is tested directly in test_config_edit.py.)"""
 
 import json
-from pathlib import Path
 
 import pytest
 from app_helpers import UNSET, ScreenHost, flat, pilot_test, tiny_config, wait_for
@@ -16,14 +15,6 @@ from gpttui.run import config as C
 from gpttui.screens.config import ConfigScreen
 
 SIDE = "#side"
-SEED = Path(__file__).resolve().parent / "fixtures" / "nanogpt" / "train_fineweb.py"
-
-
-@pytest.fixture
-def seed(tmp_path) -> C.LoadedConfig:
-    f = tmp_path / "train_fineweb.py"
-    f.write_text(SEED.read_text())
-    return C.load(f)
 
 
 async def type_into(pilot, field: str, text: str) -> None:

@@ -31,7 +31,7 @@ def engine(tmp_path):
     server = ControlServer(socket_path(tmp_path), commands.put)
     server.start()
     es.update(state="running", socket=str(server.path))
-    es._write(sync=False)
+    es._write()
     yield tmp_path, es, server, commands
     server.close()
     es.close("stopped")

@@ -4,6 +4,7 @@ they do to the learning rate, eval counts and the val-loss forecast."""
 import math
 
 import pytest
+from seed_run import EVALS, SEED, TPI, law
 
 from gpttui.analysis.extend_plan import (
     describe_change,
@@ -17,21 +18,6 @@ from gpttui.analysis.extend_plan import (
 from gpttui.run import config as C
 from gpttui.run import schedule
 from gpttui.run.history import Eval
-
-TPI = 524288
-# the seed user's run: 12 layers, cosine to 12,000, lr 3e-4 -> 3e-5
-SEED = C.replace(C.DEFAULTS, max_iters=12000, lr_decay_iters=12000, warmup_iters=500,
-                 learning_rate=3e-4, min_lr=3e-5, eval_interval=500, gradient_accumulation_steps=64,
-                 batch_size=8)
-
-
-def law(it: int) -> float:
-    """A val loss that falls as a power law of the iterations."""
-    return 3.2 + 6.0 * it ** -0.35
-
-
-# with a little eval noise (+-0.01, as a few hundred eval batches give)
-EVALS = [Eval(i, None, None, law(i) + 0.01 * (-1) ** (i // 500)) for i in range(500, 6001, 500)]
 
 
 def test_parse_end_iterations_plus_and_token_budgets():

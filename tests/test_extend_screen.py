@@ -6,6 +6,7 @@ import math
 
 import pytest
 from app_helpers import UNSET, ScreenHost, flat, pilot_test, tiny_config, wait_for
+from seed_run import EVALS, SEED, TPI
 from textual.widgets import Button
 
 from gpttui.analysis.config_edit import ApplyAction
@@ -13,23 +14,7 @@ from gpttui.app import GpttuiApp
 from gpttui.commands.launch import make_plan
 from gpttui.run import config as C
 from gpttui.run import units
-from gpttui.run.history import Eval
 from gpttui.screens.extend import ExtendScreen
-
-TPI = 524288
-# the seed user's run: 12 layers, cosine to 12,000, lr 3e-4 -> 3e-5
-SEED = C.replace(C.DEFAULTS, max_iters=12000, lr_decay_iters=12000, warmup_iters=500,
-                 learning_rate=3e-4, min_lr=3e-5, eval_interval=500, gradient_accumulation_steps=64,
-                 batch_size=8)
-
-
-def law(it: int) -> float:
-    """A val loss that falls as a power law of the iterations."""
-    return 3.2 + 6.0 * it ** -0.35
-
-
-# with a little eval noise (+-0.01, as a few hundred eval batches give)
-EVALS = [Eval(i, None, None, law(i) + 0.01 * (-1) ** (i // 500)) for i in range(500, 6001, 500)]
 
 
 async def settle(pilot) -> None:

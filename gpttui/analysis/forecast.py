@@ -39,8 +39,6 @@ from typing import Sequence
 
 import numpy as np
 
-from gpttui.run.schedule import ScheduleConfig, lr_array
-
 ANNEAL_GAIN = 0.035      # loss fraction removed per unit of normalised lr decay
 ANNEAL_LAG = 0.99        # per-iteration EMA factor of the lr the loss "feels"
 LAMBDAS = np.linspace(-2.0, 1.0, 121)
@@ -174,7 +172,3 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> 
     return Fit(area, deficit, np.array(lambdas), w, np.array(coefs), l_ref, sigma, len(y),
                int(it[0]), int(it[-1]))
 
-
-# moved to gpttui.run.schedule (lr_array); re-exported until the UI/ipc rework lands
-def lr_schedule(cfg: ScheduleConfig, horizon: int) -> np.ndarray:
-    return lr_array(cfg, np.arange(horizon + 1))

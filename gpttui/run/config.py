@@ -19,17 +19,8 @@ from typing import Any
 import tomli_w
 
 from gpttui.fs import atomic
-from gpttui.run import layout, schedule, sizing, units
+from gpttui.run import layout
 from gpttui.run.schedule import wsd_decay_start
-
-lr_at = schedule.lr_at  # moved to gpttui.run.schedule; re-exported until the UI/ipc rework lands
-data_vocab_size = sizing.data_vocab_size  # moved to gpttui.run.sizing; re-exported until the UI/ipc rework lands
-derive = sizing.derive  # moved to gpttui.run.sizing; re-exported until the UI/ipc rework lands
-effective_vocab_size = sizing.effective_vocab_size  # moved to gpttui.run.sizing; re-exported until the UI/ipc rework lands
-size_mismatches = sizing.size_mismatches  # moved to gpttui.run.sizing; re-exported until the UI/ipc rework lands
-human_bytes = units.human_bytes  # moved to gpttui.run.units; re-exported until the UI/ipc rework lands
-human_count = units.human_count  # moved to gpttui.run.units; re-exported until the UI/ipc rework lands
-human_duration = units.human_duration  # moved to gpttui.run.units; re-exported until the UI/ipc rework lands
 
 GROUPS = ("model", "data", "optimizer", "schedule", "system", "io")
 

@@ -204,9 +204,8 @@ class EngineStatus:
             except OSError:
                 pass
 
-    def _write(self, sync: bool = True) -> None:
-        """Write engine.json now. Every write is fsynced; `sync` is accepted, and ignored, until
-        tests/test_control.py stops passing it."""
+    def _write(self) -> None:
+        """Write engine.json now (fsynced, as every atomic write)."""
         with self._mu:
             self.info.heartbeat = time.time()
             data = _status_bytes(dataclasses.asdict(self.info))

@@ -18,12 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpttui.run import config as C
-from gpttui.run import layout, metrics, nanogpt_log
+from gpttui.run import layout, nanogpt_log
 from gpttui.run.metrics import EventReader
-
-MetricsTail = metrics.MetricsTail  # moved to gpttui.run.metrics; re-exported until the UI/ipc rework lands
-MetricsWriter = metrics.MetricsWriter  # moved to gpttui.run.metrics; re-exported until the UI/ipc rework lands
-read_events = metrics.read_events  # moved to gpttui.run.metrics; re-exported until the UI/ipc rework lands
 
 
 class RunLogError(ValueError):

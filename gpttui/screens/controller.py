@@ -86,6 +86,27 @@ class RunController(Protocol):
 # ---------------------------------------------------------------- the app to its screens
 
 @dataclass
+class LiveRunReads:
+    """What every controller derives the same way from the run on view (`live`) and its
+    config as loaded (`loaded`): the part of RunController that needs no engine."""
+
+    live: LiveRun
+    loaded: C.LoadedConfig
+
+    @property
+    def history(self) -> RunHistory:
+        return self.live.history
+
+    @property
+    def config(self) -> C.TrainConfig:
+        """The run's config as the engine has it now (live changes included)."""
+        return self.live.train_config() or self.loaded.config
+
+    @property
+    def ms_per_iter(self) -> float | None:
+        return self.live.ms_per_iter
+
+
 class RunUpdated(Message, bubble=False):
     """The run moved on: redraw what changed. `force`: at once, past the panels' rate limits."""
 

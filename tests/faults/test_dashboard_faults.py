@@ -113,12 +113,12 @@ def test_engine_killed_under_the_attached_dashboard_is_shown_and_r_resumes(make_
             await wait_for(pilot, lambda: isinstance(ctl.engine, SocketClient), 30, "attached")
             await wait_for(pilot, lambda: ctl.live.iter >= 35, 30, "live steps")
             os.kill(eng.pid, signal.SIGKILL)
-            await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen) and "exit code" in _shown(app.screen),
-                        20, "the failure screen")
+            # the tail of the engine's log ("iter ...") is drawn a moment after the screen opens
+            await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen) and "exit code" in _shown(app.screen)
+                           and "iter " in _shown(app.screen), 20, "the failure screen with the log's tail")
             shown = _shown(app.screen)
             last = ckpt_iter(rd / "ckpt.pt")
             assert "exit code -9" in shown and f"Last checkpoint: iteration {last:,}" in shown
-            assert "iter " in shown  # the tail of the engine's log
             await pilot.press("r")
             await wait_for(pilot, lambda: isinstance(ctl.engine, EngineClient) and ctl.live.hello
                         and ctl.live.hello.get("start_iter") == last, 60, "a new engine resumed from it")
