@@ -1,1 +1,1 @@
-"""The dashboard's panels, one module each; `series` is the bounded history they draw from."""
+"""The dashboard's panels, one module each (what they draw comes from gpttui/analysis/)."""
