@@ -83,9 +83,6 @@ class RunController(Protocol):
         ...
 
 
-# ---------------------------------------------------------------- the app to its screens
-
-@dataclass
 class LiveRunReads:
     """What every controller derives the same way from the run on view (`live`) and its
     config as loaded (`loaded`): the part of RunController that needs no engine."""
@@ -107,6 +104,9 @@ class LiveRunReads:
         return self.live.ms_per_iter
 
 
+# ---------------------------------------------------------------- the app to its screens
+
+@dataclass
 class RunUpdated(Message, bubble=False):
     """The run moved on: redraw what changed. `force`: at once, past the panels' rate limits."""
 
