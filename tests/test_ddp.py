@@ -269,16 +269,17 @@ def test_the_dashboard_drives_a_two_process_job(tmp_path, monkeypatch):
 
     async def go() -> tuple[str, int]:
         app = GpttuiApp(plan)
+        ctl = app.controller
         async with app.run_test(size=(140, 40)) as pilot:
-            await wait_for(pilot, lambda: app.live.iter >= 3, 120, "steps from the job")
-            header = str(app.dashboard.query_one("#header").render())
+            await wait_for(pilot, lambda: ctl.live.iter >= 3, 120, "steps from the job")
+            header = str(app.screen.query_one("#header").render())
             await pilot.press("x")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the stop question")
             await pilot.press("y")
-            await wait_for(pilot, lambda: not app.engine_alive and app.engine is None, 60, "the job to stop")
-            stopped_at = app.live.iter
+            await wait_for(pilot, lambda: not ctl.engine_alive and ctl.engine is None, 60, "the job to stop")
+            stopped_at = ctl.live.iter
             await pilot.press("r")
-            await wait_for(pilot, lambda: app.live.iter > stopped_at + 2, 120, "the resumed job to train")
+            await wait_for(pilot, lambda: ctl.live.iter > stopped_at + 2, 120, "the resumed job to train")
             await pilot.press("q")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
             await pilot.press("y")

@@ -174,8 +174,9 @@ def test_exception_mid_run_keeps_the_previous_output(tmp_path: Path, monkeypatch
 
 
 def _start_slow_prepare(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """A CLI run on ~13 MB of text with one worker: long enough to be caught mid-way."""
-    big = [TEXT[i:i + 3000] for i in range(0, len(TEXT) - 3000, 997)] * 4
+    """A CLI run on ~40 MB of text with one worker: long enough to be caught mid-way even when
+    its first bytes reach train.bin.partial late (the writes are buffered)."""
+    big = [TEXT[i:i + 3000] for i in range(0, len(TEXT) - 3000, 997)] * 12
     src = parquet(tmp_path / "big.parquet", big)
     out = tmp_path / "data"
     proc = subprocess.Popen([sys.executable, "-m", "gpttui", "prepare", str(src), "--out", str(out),
