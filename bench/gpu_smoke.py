@@ -177,7 +177,8 @@ class Smoke:
             code = proc.wait(timeout=120)
             assert code == 0, f"gpttui train exited {code} after SIGTERM"
             assert events(live, "state")[-1]["state"] == "stopped"
-            return f"{where.split('; ')[-1]}; training {before} -> {after} meanwhile, then stopped cleanly"
+            device = where.rsplit(") in ", 1)[0].split("; ")[-1]  # "cuda:0: bfloat16 on ...: needs ..." / "cpu: CPU"
+            return f"sampled on {device}; training {before} -> {after} meanwhile, then stopped cleanly"
         finally:
             if proc.poll() is None:
                 proc.kill()
