@@ -77,3 +77,12 @@ def test_toml_round_trip(tmp_path):
     cfg = C.TrainConfig(n_layer=4, lr_schedule="wsd", device="cpu", sample_prompt="ROMEO:")
     C.save(cfg, tmp_path / "config.toml")
     assert C.load(tmp_path).config == cfg
+
+
+def test_bare_launch_prepares_the_demo_from_the_bundled_text(tmp_path, monkeypatch):
+    from gpttui.commands.launch import make_plan
+
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(None, [])
+    assert plan.prepare is not None and plan.prepare.source.is_file()  # the text the demo learns from
+    assert plan.prepare.source.read_text(encoding="utf-8").startswith("First Citizen:")

@@ -12,7 +12,7 @@ from pathlib import Path
 from gpttui.run import config as C
 
 DIR_NAME = "gpttui-demo"
-TEXT = Path(__file__).parent / "assets" / "tinyshakespeare.txt"
+TEXT = Path(__file__).resolve().parents[1] / "assets" / "tinyshakespeare.txt"  # gpttui/assets
 
 
 def demo_config(run_dir: Path) -> C.TrainConfig:
