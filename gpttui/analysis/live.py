@@ -6,8 +6,8 @@
     run of a million iterations does not hold a million objects; metrics.jsonl has them all;
   - `series`, the chart's min/max-preserving step history (widgets/series.py);
   - short rings of recent MFU, tokens/s, lr and grad norm for the sparklines;
-  - timing: run time with the gaps between sessions removed, steady ms/iter, the pauses that
-    evals and checkpoints cost, and an ETA that counts them.
+  - timing: training time (the gaps between sessions and the time paused kept apart), steady
+    ms/iter, the pauses that evals and checkpoints cost, and an ETA that counts them.
 No Textual and no torch: tests and benches use it directly.
 """
 
@@ -48,7 +48,12 @@ class LiveRun:
         self._base = 0.0                        # run time accumulated by earlier sessions
         self._last_t: float | None = None       # wall time of the newest event
         self._last_step_t: float | None = None
+        self._last_step_iter = 0
         self._eval_since_step = False
+        self._paused_at: float | None = None    # wall time the current pause began
+        self.paused_s = 0.0                     # time spent paused (left out of elapsed)
+        self._session_paused_s = 0.0            # ... of it in the current session
+        self.stopped_s = 0.0                    # time between sessions (the run was not running)
 
     # ------------------------------------------------------------ events
 
@@ -64,6 +69,8 @@ class LiveRun:
         self.history.add(e)
         if kind == "step":
             self._on_step(e, t)
+        elif kind == "state" and t is not None:
+            self._on_state(e.get("state"), t)
         elif kind in ("eval", "checkpoint"):
             self._eval_since_step = True
             self.evals_version += 1
@@ -79,7 +86,13 @@ class LiveRun:
     def _on_hello(self, e: dict[str, Any], t: float | None) -> None:
         start = e.get("start_iter")
         if self._session_t0 is not None and self._last_t is not None:
-            self._base += max(0.0, self._last_t - self._session_t0)
+            self._base += max(0.0, self._last_t - self._session_t0 - self._session_paused(self._last_t))
+            if t is not None:
+                self.stopped_s += max(0.0, t - self._last_t)
+        if self._paused_at is not None and self._last_t is not None:  # stopped while paused
+            self.paused_s += max(0.0, self._last_t - self._paused_at)
+        self._paused_at = None
+        self._session_paused_s = 0.0
         if isinstance(start, int):
             last = self.history.last_iter
             if last is not None and start <= last:
@@ -103,22 +116,25 @@ class LiveRun:
         self.tokens = float(tokens) if isinstance(tokens, (int, float)) else float(it * tpi)
         if self._session_t0 is None and t is not None:
             self._session_t0 = t  # a history without a hello
-        elapsed = self._base + (t - self._session_t0 if t is not None and self._session_t0 is not None else 0.0)
+        elapsed = self._base + (t - self._session_t0 - self._session_paused(t)
+                                if t is not None and self._session_t0 is not None else 0.0)
         if isinstance(loss, (int, float)):
             self.loss = float(loss)
             self.series.add(it, self.tokens, elapsed, float(loss))
+        if self._eval_since_step and self._last_step_t is not None and t is not None and self.dt_ms:
+            # what the iterations since the last step event take normally (a log's line stands for
+            # several; nanoGPT's own dt of an eval iteration includes the eval), the rest is the pause
+            typical = statistics.median(self.dt_ms) / 1000.0
+            pause = t - self._last_step_t - max(1, it - self._last_step_iter) * typical
+            if pause > 0:
+                self.eval_pauses.append(pause)
+        self._eval_since_step = False
+        self._last_step_t, self._last_step_iter = t, it
         for ring, key in ((self.mfu, "mfu"), (self.tokens_per_s, "tokens_per_s"),
                           (self.lr, "lr"), (self.grad_norm, "grad_norm"), (self.dt_ms, "dt_ms")):
             v = e.get(key)
             if isinstance(v, (int, float)) and math.isfinite(v):
                 ring.append(float(v))
-        dt = e.get("dt_ms")
-        if self._eval_since_step and self._last_step_t is not None and t is not None:
-            pause = t - self._last_step_t - (dt / 1000.0 if isinstance(dt, (int, float)) else 0.0)
-            if pause > 0:
-                self.eval_pauses.append(pause)
-        self._eval_since_step = False
-        self._last_step_t = t
         steps = self.history.steps
         if len(steps) > HISTORY_STEPS:
             old = steps[:-HISTORY_RECENT]
@@ -147,18 +163,39 @@ class LiveRun:
         return statistics.median(self.dt_ms) if self.dt_ms else None
 
     def elapsed(self, now: float | None = None) -> float:
-        """Run time in seconds: all sessions, the gaps between them left out."""
+        """Training time in seconds: all sessions, without the gaps between them (`stopped_s`)
+        nor the time paused (`paused_s`)."""
         if self._session_t0 is None:
             return self._base
         end = self._last_t if self._last_t is not None else self._session_t0
         if now is not None and self.state in layout.ACTIVE_STATES and self.state != "starting":
             end = max(end, now)  # (a starting engine has not begun its session yet)
-        return self._base + max(0.0, end - self._session_t0)
+        return self._base + max(0.0, end - self._session_t0 - self._session_paused(end))
+
+    def paused_for(self, now: float | None = None) -> float:
+        """Seconds the run was paused, a pause still going on included."""
+        going = max(0.0, (now if now is not None else self._last_t or 0.0) - self._paused_at) \
+            if self._paused_at is not None else 0.0
+        return self.paused_s + going
+
+    def _session_paused(self, end: float | None = None) -> float:
+        going = max(0.0, end - self._paused_at) if self._paused_at is not None and end is not None else 0.0
+        return self._session_paused_s + going
+
+    def _on_state(self, state: Any, t: float) -> None:
+        if state == "paused":
+            if self._paused_at is None:
+                self._paused_at = t
+        elif self._paused_at is not None:
+            took = max(0.0, t - self._paused_at)
+            self.paused_s += took
+            self._session_paused_s += took
+            self._paused_at = None
 
     def eval_pause(self) -> float | None:
         """Seconds an eval (and its checkpoint) costs: measured, else estimated from ms/iter."""
-        if self.eval_pauses:
-            return statistics.mean(self.eval_pauses)
+        if self.eval_pauses:   # the median: a checkpoint written at one eval is not every eval's cost
+            return statistics.median(self.eval_pauses)
         ms, cfg = self.ms_per_iter, self.train_config()
         if ms is None or cfg is None:
             return None

@@ -1,0 +1,46 @@
+"""What the status line and extend say about time: training time without the stopped and paused
+gaps, and what an eval costs, from a live run's events and from a nanoGPT log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpttui.analysis import doctor
+from gpttui.analysis.live import LiveRun
+from gpttui.analysis.opened_run import open_source
+
+LOG_124M = Path(__file__).resolve().parent / "fixtures" / "nanogpt" / "train_log_fineweb_124m.txt"
+
+
+def step(it: int, t: float) -> dict:
+    return {"type": "step", "iter": it, "t": t, "loss": 3.0, "dt_ms": 1000.0}
+
+
+def test_elapsed_leaves_out_the_time_paused_and_stopped():
+    live = LiveRun()
+    live.add_all([
+        {"type": "hello", "iter": 0, "t": 0.0, "start_iter": 0}, step(0, 1.0),
+        {"type": "state", "iter": 1, "t": 2.0, "state": "paused"},
+        {"type": "state", "iter": 1, "t": 62.0, "state": "running"}, step(1, 63.0),
+        {"type": "state", "iter": 2, "t": 64.0, "state": "stopped"},
+        # an hour later the run is resumed
+        {"type": "hello", "iter": 2, "t": 3664.0, "start_iter": 2}, step(2, 3665.0),
+    ])
+    assert live.elapsed() == pytest.approx(64 - 60 + 1)
+    assert live.paused_for() == pytest.approx(60)
+    assert live.stopped_s == pytest.approx(3600)
+    assert live.series.raw[-1][2] == pytest.approx(5)     # the chart's run-time axis agrees
+    # paused now: the clock stands still while the wall clock runs on
+    live.add({"type": "state", "iter": 3, "t": 3666.0, "state": "paused"})
+    assert live.elapsed(now=4000.0) == pytest.approx(6)
+    assert live.paused_for(now=4000.0) == pytest.approx(60 + 334)
+
+
+def test_an_evals_cost_from_a_nanogpt_log_agrees_with_the_doctor():
+    """A log line stands for log_interval iterations; the eval's pause is not those iterations."""
+    live = open_source(LOG_124M, 0).live
+    said = doctor.diagnose(live.history).timing.eval_pause_s   # 19.9 s each
+    assert said is not None
+    assert live.eval_pause() == pytest.approx(said, rel=0.1)
