@@ -18,6 +18,7 @@ from textual.widget import Widget
 
 from gpttui.analysis.live import LiveRun
 from gpttui.analysis.series import X_AXES, column_envelope, ema
+from gpttui.widgets import ticks
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 ZOOM_STEPS = (0, 5000, 1000, 200)   # last N iterations; 0 = the whole run
@@ -50,18 +51,7 @@ def _marker(symbol: str, colour: int):
     return plt.marker(symbol, plt.pixel(foreground=colour))
 
 
-def _scale(axis: str, span: float) -> tuple[float, str]:
-    """Divisor and label that keep the x ticks short."""
-    if axis == "iter":
-        return (1e3, "iteration (K)") if span >= 1e5 else (1.0, "iteration")
-    if axis == "tokens":
-        for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-            if span >= div:
-                return div, f"tokens seen ({unit})"
-        return 1.0, "tokens seen"
-    if span >= 7200:
-        return 3600.0, "run time (h)"
-    return (60.0, "run time (min)") if span >= 120 else (1.0, "run time (s)")
+X_LABELS = {"iter": "iteration", "tokens": "tokens seen", "time": "run time"}
 
 
 class LossChart(Widget):
@@ -133,29 +123,34 @@ class LossChart(Widget):
             return Text("waiting for the first step…", style="dim", justify="center")
         axis = self.x_axis
         x = win.x(axis).astype(np.float64)
-        div, xlabel = _scale(axis, float(x[-1] - x[0]) if len(x) else 0.0)
         columns = max(10, width - 10)  # the plot area, without the y tick labels
         env = column_envelope(x, win.lo, win.hi, win.mean, win.count, columns)
+        log = self.log_y and float(env.lo.min()) > 0  # (a loss at or below 0 has no logarithm)
+        to_y = np.log10 if log else np.asarray
         fig = plotext().figure
         fig.clear()
         fig.theme("gpttui")
         fig.plot_size(width, height)
         fig.legend(False)
-        xs = np.repeat(env.x / div, 2).tolist()
-        ys = np.column_stack([env.lo, env.hi]).ravel().tolist()
+        xs = np.repeat(env.x, 2).tolist()
+        ys = to_y(np.column_stack([env.lo, env.hi]).ravel()).tolist()
         fig.draw(fig.signal(xs, ys, marker=_marker("braille", RAW)).lines())
         if self.smoothing > 0:
             smooth = ema(win.mean, win.count, self.smoothing)
             senv = column_envelope(x, smooth, smooth, smooth, win.count, columns)
-            fig.draw(fig.signal((senv.x / div).tolist(), senv.mean.tolist(),
+            fig.draw(fig.signal(senv.x.tolist(), to_y(senv.mean).tolist(),
                                 marker=_marker("braille", SMOOTH)).lines())
         vx, vy = self._val_points(win, axis)
         if vx:
-            fig.draw(fig.signal([v / div for v in vx], vy, marker=_marker("●", VAL)))
-        if self.log_y:
-            fig.ruler(axis="y").scale("log")
-        fig.label(xlabel, axis="x")
-        fig.label("loss", axis="y")
+            fig.draw(fig.signal(vx, to_y(np.asarray(vy)).tolist(), marker=_marker("●", VAL)))
+        x_lo, x_hi = min([float(env.x[0]), *vx]), max([float(env.x[-1]), *vx])
+        y_lo, y_hi = min([float(env.lo.min()), *vy]), max([float(env.hi.max()), *vy])
+        xt = ticks.axis_ticks(axis, x_lo, x_hi, max(2, min(8, columns // 11)))
+        yt = (ticks.log_ticks if log else ticks.decimal_ticks)(y_lo, y_hi, max(2, min(6, height // 3)))
+        fig.ruler(axis="x").ticks(xt.values, xt.labels)
+        fig.ruler(axis="y").ticks(to_y(np.asarray(yt.values)).tolist(), yt.labels)
+        fig.label(X_LABELS[axis], axis="x")
+        fig.label("loss (log scale)" if log else "loss", axis="y")
         return Text.from_ansi(fig.build().string(), no_wrap=True)
 
     def _val_points(self, win, axis: str) -> tuple[list[float], list[float]]:

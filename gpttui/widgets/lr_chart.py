@@ -13,7 +13,7 @@ from textual.widget import Widget
 
 from gpttui.run.config import TrainConfig
 from gpttui.run.schedule import lr_at
-from gpttui.run.units import human_count
+from gpttui.widgets import ticks
 
 # plotext's "simple" theme gives its signals these terminal colours, in order
 BEFORE_COLOR = "blue"
@@ -69,9 +69,9 @@ class LRChart(Widget):
             fig.draw(sig)
         fig.line(self.now, orientation="vertical")
         fig.legend(False)
-        ticks = [round(end * k / 4) for k in range(5)]
-        fig.ruler(axis=0).ticks(ticks, [human_count(t, 1) if t >= 1000 else str(t) for t in ticks])
+        xt = ticks.count_ticks(0, end, max(2, min(8, (width - 10) // 11)))
+        fig.ruler(axis=0).ticks(xt.values, xt.labels)
         fig.ruler(axis=0).lim(0, end)
-        yt = [peak * k / 2 for k in range(3)]
-        fig.ruler(axis=1).ticks(yt, [f"{y:.1e}" for y in yt])
+        yt = ticks.decimal_ticks(0, peak, max(2, min(4, height // 3)))
+        fig.ruler(axis=1).ticks(yt.values, yt.labels)
         return fig.build().string()

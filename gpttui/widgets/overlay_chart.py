@@ -6,14 +6,16 @@ rebuilt only when a run's evals, the axis or the size change.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import plotext as plt
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
 from gpttui.run.history import RunHistory
+from gpttui.widgets import ticks
+from gpttui.widgets.loss_chart import plotext
 
 # 8-bit colours, one per run, in order (distinct on dark and light themes)
 PALETTE = (9, 12, 10, 11, 13, 14, 208, 141, 44, 203)
@@ -52,13 +54,7 @@ def val_points(h: RunHistory, axis: str) -> tuple[list[float], list[float]] | No
     return [float(i) for i in its], vals
 
 
-def _scale(axis: str, span: float) -> tuple[float, str]:
-    if axis == "iter":
-        return (1e3, "iteration (K)") if span >= 1e4 else (1.0, "iteration")
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if span >= div:
-            return div, f"tokens seen ({unit})"
-    return 1.0, "tokens seen"
+X_LABELS = {"iter": "iteration", "tokens": "tokens seen"}
 
 
 class OverlayChart(Widget):
@@ -115,8 +111,9 @@ class OverlayChart(Widget):
         if not series:
             why = "no evals yet" if not self.skipped else "tokens per iteration unknown for every run"
             return Text(why, style="dim", justify="center")
-        span = max(max(p[0]) for _, p in series)
-        div, xlabel = _scale(self.x_axis, span)
+        log = self.log_y and min(min(p[1]) for _, p in series) > 0
+        to_y = (lambda ys: [math.log10(y) for y in ys]) if log else list
+        plt = plotext()
         fig = plt.figure
         fig.clear()
         fig.theme("gpttui")
@@ -124,11 +121,15 @@ class OverlayChart(Widget):
         fig.legend(False)
         for c, (xs, ys) in series:
             marker = plt.marker("braille", plt.pixel(foreground=c.colour))
-            fig.draw(fig.signal([x / div for x in xs], ys, marker=marker).lines())
+            fig.draw(fig.signal(xs, to_y(ys), marker=marker).lines())
             dots = plt.marker("●", plt.pixel(foreground=c.colour))
-            fig.draw(fig.signal([x / div for x in xs], ys, marker=dots))
-        if self.log_y:
-            fig.ruler(axis="y").scale("log")
-        fig.label(xlabel, axis="x")
-        fig.label("val loss", axis="y")
+            fig.draw(fig.signal(xs, to_y(ys), marker=dots))
+        x_lo, x_hi = min(min(p[0]) for _, p in series), max(max(p[0]) for _, p in series)
+        y_lo, y_hi = min(min(p[1]) for _, p in series), max(max(p[1]) for _, p in series)
+        xt = ticks.axis_ticks(self.x_axis, x_lo, x_hi, max(2, min(8, (width - 10) // 11)))
+        yt = (ticks.log_ticks if log else ticks.decimal_ticks)(y_lo, y_hi, max(2, min(6, height // 3)))
+        fig.ruler(axis="x").ticks(xt.values, xt.labels)
+        fig.ruler(axis="y").ticks(to_y(yt.values), yt.labels)
+        fig.label(X_LABELS[self.x_axis], axis="x")
+        fig.label("val loss (log scale)" if log else "val loss", axis="y")
         return Text.from_ansi(fig.build().string(), no_wrap=True)
