@@ -3,16 +3,19 @@
 Each command lives in `gpttui/commands/<name>.py` with HELP, add_arguments(parser) and
 run(args) -> exit code, and is imported only when chosen, so `gpttui --help` stays fast and
 never imports torch. Commands with OVERRIDES = True take nanoGPT-style `--key=value` config
-overrides in `args.overrides`.
+overrides in `args.overrides`. An OSError that reaches here (a read-only or full file system, a
+missing permission) is said in one line naming the path, with exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 from gpttui import __version__
+from gpttui.commands import EXIT_FAILED
 
 COMMANDS = {
     "launch": "open the dashboard on a config, a run directory, or the bundled demo",
@@ -70,3 +73,19 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # a read-only or full file system, a missing permission: one line, no traceback
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# errors only a write meets: the line says "cannot write"
+WRITE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def os_error_line(e: OSError) -> str:
+    """The path and the cause of an OSError, as one line."""
+    cause = e.strerror or str(e)
+    if e.filename is None:
+        return cause
+    verb = "cannot write " if e.errno in WRITE_ERRNOS else ""
+    return f"{verb}{e.filename}: {cause}"

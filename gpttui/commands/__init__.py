@@ -8,6 +8,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gpttui.run.history import RunHistory
 
+# Exit codes the commands share (README "Exit codes"). A run's engine killed by signal N makes
+# `gpttui train` exit 128 + N, as a shell reports a killed command (137 for SIGKILL).
+EXIT_FAILED = 1       # the work failed after it started, said in one "error:" line
+EXIT_BAD_INPUT = 2    # usage, config, data or run directory refused before anything started
+EXIT_LOCKED = 3       # an engine already trains in that run directory
+EXIT_SIGNAL_BASE = 128
+EXIT_INTERRUPTED = 130
+
 
 def load_history(source: str) -> RunHistory | None:
     """A run's history (run dir, metrics.jsonl or nanoGPT log), or None once its one error line is said."""

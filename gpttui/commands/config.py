@@ -15,8 +15,12 @@ OVERRIDES = True
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", nargs="?", help="nanoGPT .py config, .toml config, or a run directory")
+    p.add_argument("file", nargs="?", help="nanoGPT .py config, .toml config, or a run directory "
+                                            "(none: nanoGPT's defaults)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.epilog = ("Any config key can be set after the file, nanoGPT style: --key=value (--n_layer=6 "
+                "--batch_size=8 --dataset=shakespeare_char), also with no file: "
+                "`gpttui config --n_layer=6` is nanoGPT's defaults plus the flags.")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,10 +1,13 @@
-"""`gpttui launch [CONFIG | RUN_DIR] [--key=value ...]`: the dashboard on a run.
+"""`gpttui launch [demo | CONFIG | RUN_DIR] [--key=value ...]`: the dashboard on a run.
 
-No argument: the bundled demo in ./gpttui-demo (made on first use, resumed after).
-A config file (.py or .toml): a new run in its out_dir. A run directory: its history, then
-resume (or attach, when its engine is still running). Config problems are reported here, in
-one line, before the dashboard opens. `--nproc_per_node=N` (and torchrun's flags for several
-machines, as `gpttui train` takes them) runs every engine the dashboard starts as a torchrun job.
+`demo`, or nothing at all: the bundled demo in ./gpttui-demo (made on first use, resumed after;
+`demo --max_iters=...` with overrides). Config flags with no target: nanoGPT's defaults plus the
+flags, as `python train.py --key=value` (never the demo). A config file (.py or .toml): a new run
+in its out_dir. A run directory: its history, then resume (or attach, when its engine is still
+running). Config problems and a run directory that can't be written are reported here, in one
+line, before the dashboard opens. `--nproc_per_node=N` (and torchrun's flags for several
+machines, as `gpttui train` takes them) runs every engine the dashboard starts as a torchrun job;
+they are not config flags, so they never change which of these applies.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpttui.commands.train import add_runner_arguments, runner_flags, world_size, world_size_error
+from gpttui.commands import EXIT_BAD_INPUT, EXIT_LOCKED
+from gpttui.commands.train import add_runner_arguments, replaced_run, runner_flags, world_size, world_size_error
+from gpttui.fs.writable import check_writable
 from gpttui.run import config as C
 from gpttui.run import directory, layout
 
 HELP = "open the dashboard on a config, a run directory, or the bundled demo"
 OVERRIDES = True
+DEMO = "demo"  # the target naming the bundled demo (a path of that name: ./demo)
 
 
 class LaunchError(Exception):
@@ -27,21 +33,28 @@ class LaunchError(Exception):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?",
-                   help="nanoGPT .py or .toml config, or a run directory (default: the demo in ./gpttui-demo)")
+                   help="nanoGPT .py or .toml config, a run directory, or `demo` (the bundled demo in "
+                        "./gpttui-demo; also what no target and no config flags open)")
+    p.add_argument("--force", action="store_true",
+                   help="start from scratch even if out_dir already holds a run (its ckpt.pt is replaced)")
     add_runner_arguments(p)
-    p.epilog = "Config overrides go after the target, nanoGPT style: --batch_size=8 --max_iters=2000"
+    p.epilog = ("Config overrides, nanoGPT style: --batch_size=8 --max_iters=2000. With no target they "
+                "apply to nanoGPT's defaults, as `python train.py --dataset=... --out_dir=...` does.")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         runner = runner_flags(args)
-        plan = make_plan(args.target, args.overrides, world_size(args))
+        plan = make_plan(args.target, args.overrides, world_size(args), force=args.force)
         if runner and plan.attach:
             raise LaunchError(f"{plan.run_dir}: its engine is running; the job's size can't change under it "
                               f"(`gpttui launch {plan.run_dir}` without torchrun's flags attaches)")
+    except directory.RunDirLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_LOCKED
     except (LaunchError, C.ConfigError, directory.RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     from gpttui.app import GpttuiApp  # Textual is imported only once the plan holds
     from gpttui.ipc.process import EngineClient
 
@@ -50,24 +63,12 @@ def run(args: argparse.Namespace) -> int:
     return int(code or 0)
 
 
-def make_plan(target: str | None, overrides: list[str], world: int = 1):
+def make_plan(target: str | None, overrides: list[str], world: int = 1, force: bool = False):
     """What to open and start; `world`: the processes of each engine job (torchrun's)."""
-    from gpttui.app import DataToPrepare, LaunchPlan
-
-    if target is None:
-        from gpttui.run import demo
-
-        run_dir = Path.cwd() / demo.DIR_NAME
-        if (run_dir / layout.CONFIG).is_file():
-            plan = _run_dir_plan(run_dir, overrides, world)
-            plan.note = "demo"
-            return plan
-        cfg = demo.demo_config(run_dir)
-        loaded = C.LoadedConfig(_with_overrides(cfg, overrides), None, "", {})
-        _check(loaded.config, world)
-        need = None if demo.data_ready(run_dir) else DataToPrepare(run_dir / "data", demo.TEXT, "char")
-        return LaunchPlan(run_dir, loaded, prepare=need, note="demo", new_run=True)
-
+    if target == DEMO or (target is None and not overrides):
+        return _demo_plan(overrides, world)
+    if target is None:  # nanoGPT's `python train.py --key=value ...`
+        return _new_run_plan(C.load(None, overrides), world, force)
     path = Path(target)
     if path.is_dir():
         if not (path / layout.CONFIG).is_file():
@@ -76,18 +77,47 @@ def make_plan(target: str | None, overrides: list[str], world: int = 1):
         return _run_dir_plan(path, overrides, world)
     if not path.exists():
         raise LaunchError(f"{path}: no such config file or run directory")
+    return _new_run_plan(C.load(path, overrides), world, force)
 
-    loaded = C.load(path, overrides)
+
+def _demo_plan(overrides: list[str], world: int):
+    from gpttui.app import DataToPrepare, LaunchPlan
+    from gpttui.run import demo
+
+    run_dir = Path.cwd() / demo.DIR_NAME
+    if (run_dir / layout.CONFIG).is_file():
+        plan = _run_dir_plan(run_dir, overrides, world)
+        plan.note = "demo"
+        return plan
+    cfg = demo.demo_config(run_dir)
+    loaded = C.LoadedConfig(_with_overrides(cfg, overrides), None, "", {})
+    _check(loaded.config, world)
+    _check_writable(run_dir)
+    need = None if demo.data_ready(run_dir) else DataToPrepare(run_dir / "data", demo.TEXT, "char")
+    return LaunchPlan(run_dir, loaded, prepare=need, note="demo", new_run=True)
+
+
+def _new_run_plan(loaded: C.LoadedConfig, world: int, force: bool):
+    """A new run in the config's out_dir; its config.toml is written now when the data is there
+    (after the data is prepared otherwise)."""
+    from gpttui.app import LaunchPlan
+
     cfg = loaded.config
     _check(cfg, world)
     run_dir = Path(cfg.out_dir)
-    if cfg.init_from == "scratch" and (run_dir / layout.CKPT).is_file():
-        raise LaunchError(f"{run_dir}: already holds a run (ckpt.pt): open it with `gpttui launch {run_dir}` "
-                          "to resume, or choose another out_dir")
+    replaced = replaced_run(cfg)
+    if replaced and not force:
+        raise LaunchError(f"{run_dir}: already holds a run ({directory.describe_run(run_dir)}): open it with "
+                          f"`gpttui launch {run_dir}` to resume, choose another out_dir, or replace it with --force")
     need = _missing_data(cfg)
     if need is None:
-        cfg, _ = directory.prepare(cfg, run_dir)  # writes RUN_DIR/config.toml
+        cfg, _ = directory.prepare(cfg, run_dir, force=force)  # writes RUN_DIR/config.toml, under the run's lock
         loaded = C.LoadedConfig(cfg, loaded.source, loaded.source_text, loaded.overrides)
+    else:
+        _check_writable(need.data_dir)
+        _check_writable(run_dir)
+    if replaced:
+        print(f"warning: --force: {replaced}", file=sys.stderr)
     return LaunchPlan(run_dir, loaded, prepare=need, new_run=need is not None)
 
 
@@ -103,6 +133,11 @@ def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):
             raise LaunchError(f"{run_dir}: its engine is running (pid {status.info.pid if status.info else '?'}); "
                               "overrides can't apply to a running run: change live fields from the dashboard")
         return LaunchPlan(run_dir, loaded, start=False, attach=True)
+    try:
+        check_writable(run_dir)
+    except OSError as e:
+        raise LaunchError(f"cannot write {run_dir}: {e.strerror}; an engine can't train there "
+                          f"(`gpttui open {run_dir}` shows it read-only)") from None
     init = "resume" if (run_dir / layout.CKPT).is_file() else "scratch"
     args = [f"--init_from={init}", *overrides]
     return LaunchPlan(run_dir, loaded, engine_args=args, prepare=_missing_data(loaded.config))
@@ -117,6 +152,14 @@ def _missing_data(cfg: C.TrainConfig):
         return None
     tokenizer = "char" if cfg.dataset.endswith("_char") else "gpt2"
     return DataToPrepare(d, None, tokenizer)
+
+
+def _check_writable(path: Path) -> None:
+    """A new run's directory (or its data's) must be writable: said now, not in the dashboard."""
+    try:
+        check_writable(path)
+    except OSError as e:
+        raise LaunchError(f"cannot write {e.filename}: {e.strerror}") from None
 
 
 def _with_overrides(cfg: C.TrainConfig, overrides: list[str]) -> C.TrainConfig:

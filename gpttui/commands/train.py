@@ -1,10 +1,16 @@
-"""`gpttui train CONFIG|RUN_DIR [--key=value ...]`: headless training with nanoGPT's log lines.
+"""`gpttui train [CONFIG|RUN_DIR] [--key=value ...]`: headless training with nanoGPT's log lines.
+
+With no target it is nanoGPT's `python train.py --key=value ...`: nanoGPT's defaults plus the
+flags (out_dir from --out_dir, data from data/<dataset> under the current directory or --data_dir).
 
 The config is resolved and the run directory checked here, without torch, so bad input fails
 in a fraction of a second with one line. Training runs in the engine process (the same one
 the dashboard drives): its human log comes out on stdout, its events go to RUN_DIR/metrics.jsonl.
 Commands are read from stdin when stdin is not a terminal: `echo '{"cmd":"stop"}' | gpttui train ...`.
 Ctrl+C or SIGTERM stops with a checkpoint; a second Ctrl+C abandons the run without one.
+An engine that dies on a signal (kill -9, the out-of-memory killer, a native crash) is said in
+one line with the signal, the iteration and the last checkpoint, then the end of engine.log;
+the exit code is 128 + the signal's number.
 
 `--nproc_per_node=N` (and torchrun's flags for several machines) runs the engine as a torchrun
 job. These are flags of the runner, not config keys: they never reach config.toml. The stop
@@ -24,19 +30,25 @@ import threading
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_SIGNAL_BASE
 from gpttui.ipc.process import engine_argv, torchrun_env
 from gpttui.run import config as C
-from gpttui.run import directory, layout, protocol, sizing
+from gpttui.run import directory, engine_state, layout, protocol, sizing
 
 HELP = "train headless, printing nanoGPT's log lines"
 OVERRIDES = True
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="a nanoGPT .py config, a .toml config, or a run directory to resume")
+    p.add_argument("target", nargs="?",
+                   help="a nanoGPT .py config, a .toml config, or a run directory to resume "
+                        "(none: nanoGPT's defaults plus the --key=value flags, as `python train.py`)")
     p.add_argument("--force", action="store_true",
                    help="start from scratch even if out_dir already holds a run (its ckpt.pt is replaced)")
     add_runner_arguments(p)
+    p.epilog = ("Config overrides, nanoGPT style: --key=value (--dataset=shakespeare_char --n_layer=4 "
+                "--out_dir=out-x). Exit codes: 0 done, 1 failed, 2 refused input, 3 an engine already "
+                "trains there, 128+N the engine was killed by signal N.")
 
 
 def _positive(text: str) -> int:
@@ -74,6 +86,15 @@ def runner_flags(args: argparse.Namespace) -> list[str]:
     return flags
 
 
+def replaced_run(cfg: C.TrainConfig) -> str | None:
+    """What a start from scratch in cfg.out_dir replaces, or None when it holds no run."""
+    rd = Path(cfg.out_dir)
+    if cfg.init_from != "scratch" or not (rd / layout.CKPT).is_file():
+        return None
+    return (f"replacing the run in {rd} ({directory.describe_run(rd)}): the new run's checkpoints "
+            f"overwrite it and its metrics.jsonl continues with the new run")
+
+
 def world_size(args: argparse.Namespace) -> int:
     return args.nproc_per_node * args.nnodes
 
@@ -86,9 +107,12 @@ def world_size_error(cfg: C.TrainConfig, world: int) -> str | None:
     return None
 
 
-def resolve(target: str, overrides: list[str]) -> C.LoadedConfig:
+def resolve(target: str | None, overrides: list[str]) -> C.LoadedConfig:
     """The config to train: a run directory resumes unless --init_from says otherwise. A nanoGPT
-    out_dir (ckpt.pt, no config.toml) takes the config nanoGPT saved in its checkpoint."""
+    out_dir (ckpt.pt, no config.toml) takes the config nanoGPT saved in its checkpoint. No target:
+    nanoGPT's defaults and the overrides."""
+    if target is None:
+        return C.load(None, overrides)
     path = Path(target)
     if path.is_dir() and not (path / layout.CONFIG).exists() and (path / layout.CKPT).exists():
         ov = C.parse_overrides(overrides)
@@ -109,10 +133,16 @@ def run(args: argparse.Namespace) -> int:
         loaded = resolve(args.target, args.overrides)
         if error := world_size_error(loaded.config, world_size(args)):
             raise C.ConfigError(error)
+        replaced = replaced_run(loaded.config) if args.force else None
         cfg, _ = directory.prepare(loaded.config, force=args.force)
+    except directory.RunDirLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_LOCKED
     except (C.ConfigError, directory.RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    if replaced:
+        print(f"warning: --force: {replaced}", file=sys.stderr)
     if loaded.source_text and not Path(args.target).is_dir():  # as nanoGPT's configurator does
         print(f"Overriding config with {args.target}:\n{loaded.source_text.rstrip()}")
     for key, value in loaded.overrides.items():
@@ -241,10 +271,49 @@ def run_engine(run_dir: Path, runner: Sequence[str] = ()) -> int:
             output.line(line)
         code = child.wait()
         output.end()
-        return code
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+    if interrupts > 1:
+        print("error: quit without a checkpoint (a second Ctrl+C); the last complete checkpoint stands",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if code < 0 or (code not in (0, EXIT_LOCKED) and not output.errors and output.report is None):
+        print(engine_death(run_dir, child.pid, code, torchrun=bool(runner)), file=sys.stderr)
+        return EXIT_SIGNAL_BASE - code if code < 0 else EXIT_FAILED
+    return code
+
+
+def engine_death(run_dir: Path, pid: int, code: int, torchrun: bool) -> str:
+    """Why the engine ended without saying so itself: its signal (or exit code), where it was, the
+    last checkpoint, then the last lines of engine.log."""
+    who = f"torchrun (pid {pid})" if torchrun else f"the engine (pid {pid})"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        how = f"was killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+    else:
+        how = f"exited with code {code} without saying why"
+    info = engine_state.read_info(run_dir)
+    where = f" at iteration {info.iter}" if info is not None and (torchrun or info.pid == pid) else ""
+    last = (f"the last checkpoint is {run_dir}{os.sep}{directory.describe_run(run_dir)}; resume with "
+            f"`gpttui train {run_dir}`") if (run_dir / layout.CKPT).is_file() else "no checkpoint was written"
+    lines = [f"error: {who} {how}{where}; {last}"]
+    tail = log_tail(run_dir / layout.ENGINE_LOG, 5)
+    if tail:
+        lines.append(f"{run_dir / layout.ENGINE_LOG} ends:")
+        lines += [f"  {line}" for line in tail]
+    return "\n".join(lines)
+
+
+def log_tail(path: Path, n: int) -> list[str]:
+    """The last `n` non-empty lines of a log (its last 64 KiB are enough)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-n:]
 
 
 def kill_tree(pid: int) -> None:

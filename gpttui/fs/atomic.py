@@ -3,7 +3,8 @@
 The new content goes to a temporary file beside the target (the same directory, so the rename
 stays on one file system), is flushed and fsynced, renamed over the target, and the directory is
 fsynced so that the rename itself survives a power cut. On any failure the temporary file is
-removed and the old file is left as it was.
+removed and the old file is left as it was. A temporary that can't be made (a read-only or
+full file system) is reported as an OSError naming the target.
 
 Temporary files are named `.NAME.tmpPID`: a new engine deletes the ones a killed engine left in
 its run directory by that pattern (engine/host.py). One writer per file per process.
@@ -25,7 +26,11 @@ def replacing(path: str | Path) -> Iterator[BinaryIO]:
     p = Path(path)
     tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        f = open(tmp, "wb")
+    except OSError as e:  # say the file the caller asked for, not our temporary
+        raise OSError(e.errno, e.strerror, str(p)) from e
+    try:
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())

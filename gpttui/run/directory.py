@@ -2,23 +2,33 @@
 
 `prepare` checks everything that can be checked without torch (the config, the data, whether
 a run would be clobbered) and writes RUN_DIR/config.toml atomically, so `gpttui train` and the
-UI fail fast with one clear line instead of a traceback from the engine.
+UI fail fast with one clear line instead of a traceback from the engine. It writes only while it
+holds the run's lock (RUN_DIR/engine.lock, the engine's), so a start refused because an engine
+trains there changes no file of that run; a directory it made for a start it then refused is
+removed again.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from gpttui.fs.lock import FileLock
 from gpttui.run import config as C
-from gpttui.run import layout, sizing
+from gpttui.run import engine_state, layout, sizing
 
 
 class RunDirError(ValueError):
     """A problem with the run directory or its data, phrased as one line for the user."""
+
+
+class RunDirLocked(RunDirError):
+    """An engine trains in the run directory; the message names it and how to attach."""
 
 
 @dataclass
@@ -65,19 +75,61 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
     rd = Path(run_dir if run_dir is not None else cfg.out_dir)
     info = check_data(cfg)
     cfg = C.replace(cfg, out_dir=str(rd), data_dir=str(info.data_dir.resolve()))
-    ckpt = rd / layout.CKPT
-    if cfg.init_from == "resume" and not ckpt.is_file():
-        raise RunDirError(f"{ckpt}: no checkpoint to resume from (use --init_from=scratch to start)")
-    if cfg.init_from == "resume":
-        check_shape(cfg, ckpt, info.vocab_size)
-    if cfg.init_from == "scratch" and ckpt.is_file() and not force:
-        raise RunDirError(f"{rd}: already holds a run (ckpt.pt); resume it with `gpttui train {rd}`, "
-                          f"or choose another out_dir")
     if rd.exists() and not rd.is_dir():
         raise RunDirError(f"{rd}: exists and is not a directory")
-    rd.mkdir(parents=True, exist_ok=True)
-    write_config(cfg, rd)
+    with holding(rd):
+        ckpt = rd / layout.CKPT
+        if cfg.init_from == "resume" and not ckpt.is_file():
+            raise RunDirError(f"{ckpt}: no checkpoint to resume from (use --init_from=scratch to start)")
+        if cfg.init_from == "resume":
+            check_shape(cfg, ckpt, info.vocab_size)
+        if cfg.init_from == "scratch" and ckpt.is_file() and not force:
+            raise RunDirError(f"{rd}: already holds a run ({describe_run(rd)}); resume it with "
+                              f"`gpttui train {rd}`, choose another out_dir, or replace it with --force")
+        write_config(cfg, rd)
     return cfg, info
+
+
+@contextmanager
+def holding(run_dir: Path) -> Iterator[None]:
+    """The run's lock for the block (RunDirLocked while an engine holds it). Directories and the
+    lock file made here are removed again when the block raises: a refused start leaves nothing."""
+    made = []
+    for d in (run_dir, *run_dir.parents):
+        if d.exists():
+            break
+        made.append(d)
+    path = run_dir / layout.ENGINE_LOCK
+    new_lock = not path.exists()
+    lock = FileLock(path)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not lock.acquire(wait=1.0):  # (`engine_state.status` probes it with a brief shared lock)
+            raise RunDirLocked(engine_state.locked_message(run_dir))
+        yield
+    except BaseException:
+        if new_lock and lock.fd is not None:
+            path.unlink(missing_ok=True)
+        for d in made:  # deepest first; one that is not empty stays
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+        raise
+    finally:
+        lock.release()
+
+
+def describe_run(run_dir: str | Path) -> str:
+    """What RUN_DIR/ckpt.pt holds, in a few words, read without torch."""
+    peek = peek_checkpoint(Path(run_dir) / layout.CKPT) or {}
+    what = layout.CKPT
+    if isinstance(peek.get("iter_num"), int):
+        what += f" at iteration {peek['iter_num']:,}"
+    best = peek.get("best_val_loss")
+    if isinstance(best, float) and best < 1e9:
+        what += f", best val loss {best:.4f}"
+    return what
 
 
 def write_config(cfg: C.TrainConfig, run_dir: str | Path) -> None:
