@@ -1,7 +1,8 @@
 """The training config: nanoGPT's knobs (the schema), reading them from files and `--key=value`
 overrides, and validation.
 
-nanoGPT `.py` config files are parsed with `ast`, never executed. What a config implies
+nanoGPT `.py` config files are parsed with `ast`, never executed (`import time` and
+`'ft-' + str(time.time())`, as in nanoGPT's finetune config, are understood: see _CALLS). What a config implies
 (parameters, memory) is in sizing.py, its learning rate over time in schedule.py.
 """
 
@@ -11,6 +12,7 @@ import ast
 import dataclasses
 import operator
 import re
+import time
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import tomli_w
 
 from gpttui.fs import atomic
-from gpttui.run import layout
+from gpttui.run import layout, pretrained
 from gpttui.run.schedule import wsd_decay_start
 
 GROUPS = ("model", "data", "optimizer", "schedule", "system", "io")
@@ -40,7 +42,8 @@ class TrainConfig:
     eval_iters: int = _f(200, "io", "batches averaged per split when evaluating")
     eval_only: bool = _f(False, "io", "evaluate once and exit")
     always_save_checkpoint: bool = _f(True, "io", "checkpoint at every eval, not only when val improves")
-    init_from: str = _f("scratch", "io", "'scratch' or 'resume' (from out_dir/ckpt.pt)")
+    init_from: str = _f("scratch", "io", "'scratch', 'resume' (from out_dir/ckpt.pt), 'gpt2', 'gpt2-medium', "
+                        "'gpt2-large', 'gpt2-xl' (local Hugging Face weights) or a model.safetensors path")
     wandb_log: bool = _f(False, "io", "accepted for nanoGPT configs; gpttui logs to metrics.jsonl")
     wandb_project: str = _f("owt", "io", "accepted for nanoGPT configs (names the run)")
     wandb_run_name: str = _f("gpt2", "io", "accepted for nanoGPT configs (names the run)")
@@ -69,6 +72,11 @@ class TrainConfig:
     beta1: float = _f(0.9, "optimizer", "AdamW beta1")
     beta2: float = _f(0.95, "optimizer", "AdamW beta2")
     grad_clip: float = _f(1.0, "optimizer", "clip gradient norm at this value (0 = off)")
+    optimizer: str = _f("adamw", "optimizer", "'adamw' (nanoGPT's) or 'muon': Muon on the 2-D weights of the "
+                        "transformer blocks (attention and MLP matrices), AdamW on the embeddings, lm_head "
+                        "(tied to wte) and the 1-D gains/biases; nanoGPT's train.py can't resume a muon run")
+    muon_lr: float = _f(0.02, "optimizer", "Muon's peak learning rate (the schedule scales it with learning_rate)")
+    muon_momentum: float = _f(0.95, "optimizer", "Muon's (Nesterov) momentum")
     # schedule
     max_iters: int = _f(600000, "schedule", "total optimizer steps")
     decay_lr: bool = _f(True, "schedule", "decay the learning rate (else constant)")
@@ -82,6 +90,9 @@ class TrainConfig:
     device: str = _f("cuda", "system", "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
     dtype: str = _f("auto", "system", "'float32', 'bfloat16', 'float16', or 'auto' (bf16 if supported, else fp16; fp32 on CPU)")
     compile: bool = _f(True, "system", "torch.compile the model (GPU only; skipped on CPU)")
+    loss_impl: str = _f("auto", "system", "'plain' (all logits at once, as nanoGPT), 'chunked' (lm_head + "
+                        "cross-entropy a slice at a time: far less memory with a large vocabulary) or "
+                        "'auto' (chunked from a vocabulary of 8192 up)")
     seed: int = _f(1337, "system", "random seed (rank r uses seed + r)")
     threads: int = _f(0, "system", "CPU threads for torch (0 = auto, leaving room for the UI)")
     peak_flops: float = _f(0.0, "system", "device peak FLOP/s for MFU (0 = from the device table or measured)")
@@ -101,17 +112,20 @@ LIVE_FIELDS = frozenset({
     "max_iters", "lr_decay_iters", "eval_interval", "log_interval", "eval_iters",
     "always_save_checkpoint", "grad_clip", "learning_rate", "min_lr", "warmup_iters",
     "decay_frac", "weight_decay", "keep_checkpoints", "sample_on_checkpoint", "on_ui_lost",
+    "muon_lr", "muon_momentum",
 })
 # Fields a checkpoint fixes: changing them means a new run.
 SHAPE_FIELDS = frozenset({"n_layer", "n_head", "n_embd", "bias", "vocab_size"})
 
 DEVICE_RE = re.compile(r"^(cpu|cuda|cuda:\d+|mps|auto)$")
+INIT_FROM = ("scratch", "resume", *pretrained.GPT2_SIZES)
 CHOICES = {
-    "init_from": ("scratch", "resume"),
     "dtype": ("auto", "float32", "bfloat16", "float16"),
     "backend": ("nccl", "gloo"),
     "lr_schedule": ("cosine", "wsd"),
     "on_ui_lost": ("detach", "stop"),
+    "optimizer": ("adamw", "muon"),
+    "loss_impl": ("plain", "chunked", "auto"),
 }
 
 
@@ -182,8 +196,36 @@ _BINOPS = {
 }
 
 
+# Calls a config may make: pure conversions, and the time (nanoGPT's finetune config names its
+# run 'ft-' + str(time.time())). Evaluated here on literal arguments; the file never runs.
+_CALLS: dict[str, Any] = {"str": str, "int": int, "float": float, "round": round, "min": min, "max": max}
+_MODULE_CALLS: dict[tuple[str, str], Any] = {("time", "time"): time.time}
+_MODULES = "__modules__"  # key in `names`: the modules the file imported
+
+
+def _eval_call(node: ast.Call, names: dict[str, Any]) -> Any:
+    if node.keywords:
+        raise ValueError(f"keyword arguments are not allowed: {ast.unparse(node)!r}")
+    f = node.func
+    if isinstance(f, ast.Name) and f.id in _CALLS and f.id not in names:
+        fn = _CALLS[f.id]
+    elif (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
+          and f.value.id in names.get(_MODULES, ()) and (f.value.id, f.attr) in _MODULE_CALLS):
+        fn = _MODULE_CALLS[(f.value.id, f.attr)]
+    else:
+        raise ValueError(f"only literal values are allowed, not {ast.unparse(node)!r}")
+    args = [_eval_node(a, names) for a in node.args]
+    if any(isinstance(a, str) and len(a) > 10_000 for a in args):
+        raise ValueError("string too long")
+    try:
+        return fn(*args)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ValueError(f"{ast.unparse(node)}: {e}") from None
+
+
 def _eval_node(node: ast.AST, names: dict[str, Any]) -> Any:
-    """Literals, arithmetic on them, and names assigned earlier in the file; nothing else."""
+    """Literals, arithmetic on them, names assigned earlier in the file, and the calls in
+    _CALLS / _MODULE_CALLS on such values; nothing else."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -198,8 +240,10 @@ def _eval_node(node: ast.AST, names: dict[str, Any]) -> Any:
             return _BINOPS[type(node.op)](a, b)
         except (TypeError, ZeroDivisionError) as e:
             raise ValueError(str(e)) from None
-    if isinstance(node, ast.Name) and node.id in names:
+    if isinstance(node, ast.Name) and node.id in names and node.id != _MODULES:
         return names[node.id]
+    if isinstance(node, ast.Call):
+        return _eval_call(node, names)
     if isinstance(node, ast.Name) and node.id in ("True", "False", "None"):
         return {"True": True, "False": False, "None": None}[node.id]
     raise ValueError(f"only literal values are allowed, not {ast.unparse(node)!r}")
@@ -212,10 +256,15 @@ def parse_nanogpt_py(text: str, path: str = "<config>") -> dict[str, Any]:
     except SyntaxError as e:
         raise ConfigError(f"{path}:{e.lineno}: not a valid Python config file: {e.msg}") from None
     values: dict[str, Any] = {}
+    modules: set[str] = set()
     for stmt in tree.body:
         where = f"{path}:{stmt.lineno}"
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             continue  # a docstring
+        if isinstance(stmt, ast.Import) and all(a.name in {m for m, _ in _MODULE_CALLS} and a.asname is None
+                                                for a in stmt.names):
+            modules.update(a.name for a in stmt.names)  # nothing is imported: names time.time() for _eval_call
+            continue
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
             target, node = stmt.targets[0].id, stmt.value
         elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
@@ -225,7 +274,7 @@ def parse_nanogpt_py(text: str, path: str = "<config>") -> dict[str, Any]:
             raise ConfigError(f"{where}: only `name = value` lines are allowed; found {kind}: "
                               f"{ast.get_source_segment(text, stmt) or kind!r}"[:200])
         try:
-            value = _eval_node(node, values)
+            value = _eval_node(node, {**values, _MODULES: modules})
         except ValueError as e:
             raise ConfigError(f"{where}: {target}: {e}") from None
         if target not in FIELDS:
@@ -311,6 +360,10 @@ def load(path: str | Path | None = None, overrides: list[str] | dict[str, Any] |
         text = Path(source).read_text(encoding="utf-8")
     ov = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
     values.update(ov)
+    try:
+        values = pretrained.shaped(values)  # init_from = 'gpt2...' or a path: the model's own shape
+    except pretrained.PretrainedError as e:
+        raise ConfigError(str(e)) from None
     return LoadedConfig(build(values), source, text, ov)
 
 
@@ -344,9 +397,11 @@ def validate(cfg: TrainConfig) -> list[str]:
         errs.append(f"learning_rate: must be > 0, got {cfg.learning_rate}")
     if cfg.min_lr < 0:
         errs.append(f"min_lr: must be >= 0, got {cfg.min_lr}")
-    elif cfg.learning_rate < cfg.min_lr:
+    elif cfg.decay_lr and cfg.learning_rate < cfg.min_lr:  # (a constant rate never reaches min_lr)
         errs.append(f"min_lr: {cfg.min_lr} is above learning_rate={cfg.learning_rate}")
-    for name in ("beta1", "beta2"):
+    if not cfg.muon_lr > 0:
+        errs.append(f"muon_lr: must be > 0, got {cfg.muon_lr}")
+    for name in ("beta1", "beta2", "muon_momentum"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             errs.append(f"{name}: must be in [0, 1), got {getattr(cfg, name)}")
     for name in ("weight_decay", "grad_clip", "peak_flops"):
@@ -363,6 +418,14 @@ def validate(cfg: TrainConfig) -> list[str]:
     for name, choices in CHOICES.items():
         if getattr(cfg, name) not in choices:
             errs.append(f"{name}: expected one of {', '.join(choices)}; got {getattr(cfg, name)!r}")
+    if cfg.init_from not in INIT_FROM and not pretrained.is_path(cfg.init_from):
+        errs.append(f"init_from: expected one of {', '.join(INIT_FROM)} or a path to a Hugging Face "
+                    f"model.safetensors; got {cfg.init_from!r}")
+    elif pretrained.is_path(cfg.init_from):
+        try:
+            pretrained.weights_file(cfg.init_from)
+        except pretrained.PretrainedError as e:
+            errs.append(str(e))
     if not DEVICE_RE.match(cfg.device):
         errs.append(f"device: expected cpu, cuda, cuda:N, mps or auto; got {cfg.device!r}")
     if not cfg.out_dir:
