@@ -421,8 +421,9 @@ def _time(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[Timing, Finding]:
         lines.append(f"duration {human_duration(t.duration_s)} for {t.iterations:,} iterations "
                      f"({t.method}{'' if t.method == 'timestamps' else ', estimated'})")
     if t.eval_overhead is not None:
+        each = f", {t.eval_pause_s:.1f} s each" if t.eval_pause_s is not None else ""
         lines.append(f"evals/checkpoints {human_duration(t.eval_overhead_s)} = {t.eval_overhead:.2%} of wall time "
-                     f"({t.evals} evals, {t.eval_pause_s:.1f} s each)")
+                     f"({t.evals} evals{each})")
     if t.startup_s:
         lines.append(f"start-up (compile, first eval) {human_duration(t.startup_s)}")
     if t.wall_iter_ms:
