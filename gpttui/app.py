@@ -19,21 +19,24 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 from textual import on
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.screen import Screen
 
 from gpttui.analysis.config_edit import ApplyAction
 from gpttui.analysis.live import LiveRun
+from gpttui.fs.lock import FileLock
 from gpttui.ipc.client import NotRunning, SocketClient
 from gpttui.ipc.peer import Peer
 from gpttui.ipc.process import EngineClient
 from gpttui.run import config as C
-from gpttui.run import directory, layout
+from gpttui.run import directory, engine_state, layout
 from gpttui.run.metrics import EventReader
 from gpttui.screens.confirm import Choice, ConfirmScreen
 from gpttui.screens.controller import (
@@ -51,7 +54,8 @@ from gpttui.screens.controller import (
     StopRun,
 )
 from gpttui.screens.dashboard import DashboardScreen
-from gpttui.screens.failure import Failure, FailureChoice, FailureScreen
+from gpttui.screens.failure import Failure, FailureChoice, FailureScreen, exit_text
+from gpttui.screens.keymap import load_keymap
 from gpttui.screens.prepare_data import PrepareScreen
 from gpttui.widgets import loss_chart
 
@@ -112,15 +116,48 @@ class GpttuiApp(App[int]):
         super().__init__()
         self.controller: Controller = EngineRun(run) if isinstance(run, LaunchPlan) else run
         self.ui_errors: list[str] = []  # exceptions the timer and the screens caught (tests assert none)
-        self._bindings_key: tuple[bool, bool] | None = None
+        self._bindings_key: tuple[bool, bool, bool] | None = None
+        self._clash_said = False
 
     def get_default_screen(self) -> Screen[Any]:
         return self.controller.first_screen()
 
     def on_mount(self) -> None:
+        self._load_keymap()
         loss_chart.preload()
         self.controller.start(self)
         self.set_interval(self.controller.tick_s, self._tick)
+
+    def _load_keymap(self) -> None:
+        """The user's keymap.toml rebinds bindings by id; what can't be used is one warning."""
+        ids = {b.id for b in DashboardScreen.BINDINGS if isinstance(b, Binding) and b.id}
+        keymap = load_keymap(known_ids=ids)
+        for warning in keymap.warnings:
+            self.notify(warning, severity="warning", timeout=10)
+        if keymap.keys:
+            self.set_keymap(keymap.keys)
+
+    def handle_bindings_clash(self, clashed_bindings: set[Binding], node: DOMNode) -> None:
+        """A keymap that gives one key to two bindings: the keymap's wins; said once."""
+        if not self._clash_said:
+            self._clash_said = True
+            taken = ", ".join(sorted(f"{b.key} ({b.description or b.action})" for b in clashed_bindings))
+            self.notify(f"keymap.toml: keys already in use, now the keymap's: {taken}", severity="warning",
+                        timeout=10)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette (ctrl+p): every key the screen offers now, with its key, then Textual's."""
+        seen: set[tuple[str, str]] = set()
+        for key, active in screen.active_bindings.items():
+            b = active.binding
+            if not b.description or not active.enabled or (b.action, b.description) in seen \
+                    or b.action.startswith("app.") or b.action == "command_palette":
+                continue
+            seen.add((b.action, b.description))
+            shown = self.get_key_display(b)
+            yield SystemCommand(f"{b.description} ({shown})", f"key {shown}: {b.tooltip or b.description}",
+                                partial(self.run_action, b.action, active.node))
+        yield from super().get_system_commands(screen)
 
     def _tick(self) -> None:
         try:
@@ -138,7 +175,8 @@ class GpttuiApp(App[int]):
 
     def _sync_bindings(self) -> None:
         """Re-check which keys apply (the footer recomposes, so only when that changes)."""
-        key = (self.controller.engine_alive, self.controller.can_resume)
+        ctl = self.controller
+        key = (ctl.engine_alive, ctl.can_resume, ctl.display_state == "paused")  # Pause <-> Resume
         if key != self._bindings_key:
             self._bindings_key = key
             self.refresh_bindings()
@@ -202,6 +240,7 @@ class EngineRun(LiveRunReads):
         self._error_shown_at = 0.0
         self._save_asked = False
         self._after_stop: list[str] = []  # engine args for a restart once the running one stopped
+        self._ui_lock: FileLock | None = None  # held while this dashboard is connected to an engine
 
     # ------------------------------------------------------------ what screens read
 
@@ -294,6 +333,7 @@ class EngineRun(LiveRunReads):
         self._seen_state = None
         self.live.history.state = "starting"  # until the new engine says otherwise
         self.engine = engine = EngineClient(self.run_dir, args)
+        self._hold_ui_lock()
         self.log.write([f"── engine started (pid {engine.pid}): "
                         f"python -m gpttui.engine {self.run_dir} {' '.join(args)}".rstrip()])
 
@@ -304,7 +344,23 @@ class EngineRun(LiveRunReads):
         except (NotRunning, OSError) as e:
             self.app.notify(f"Could not attach: {e}", severity="error")
             return
+        self._hold_ui_lock()
         self.log.write([f"── attached to the engine (pid {engine.pid})"])
+
+    def _hold_ui_lock(self) -> None:
+        """Say that a dashboard is connected (`gpttui attach --status` reads it)."""
+        if self._ui_lock is None:
+            lock = FileLock(self.run_dir / engine_state.UI_LOCK)
+            try:
+                if lock.acquire():
+                    self._ui_lock = lock
+            except OSError:
+                pass   # advisory only (a read-only directory, another dashboard holding it)
+
+    def _release_ui_lock(self) -> None:
+        if self._ui_lock is not None:
+            self._ui_lock.release()
+            self._ui_lock = None
 
     # ------------------------------------------------------------ the timer
 
@@ -360,6 +416,7 @@ class EngineRun(LiveRunReads):
     def _engine_exited(self, eng: Peer) -> None:
         code = eng.returncode
         self.engine = None
+        self._release_ui_lock()
         self.pending = ""
         self.stopping = False
         state = self.live.state
@@ -372,7 +429,7 @@ class EngineRun(LiveRunReads):
             return
         err = self.live.last_error or {}
         message = (err.get("message") or getattr(eng, "exit_description", "")  # an attached engine's end
-                   or f"the engine exited with code {code} while {state or 'starting'}")
+                   or f"the engine ended ({exit_text(code)}) while {state or 'starting'}")
         self.live.history.state = "failed"
         self._show_failure(Failure(message, code, err.get("traceback") or "", eng.stderr_tail(30),
                                    self._checkpoint_iter()))
@@ -515,9 +572,11 @@ class EngineRun(LiveRunReads):
             if not self.engine_alive:
                 self.app.exit(0)
         elif answer is QuitChoice.DETACH and isinstance(self.engine, EngineClient | SocketClient):
+            pid = self.engine.pid
             self.engine.detach()
             self.engine = None
-            self.app.exit(0)
+            self._release_ui_lock()
+            self.app.exit(0, message=detach_message(pid, self.run_dir, self.live.iter))
 
     def _kill_answer(self, kill: bool | None) -> None:
         if kill and self.engine is not None:
@@ -528,6 +587,7 @@ class EngineRun(LiveRunReads):
 
     def shutdown(self) -> None:
         """Whatever ends the app, an engine it owns is not left orphaned without a checkpoint."""
+        self._release_ui_lock()
         eng = self.engine
         if eng is not None and eng.alive:
             eng.send("stop")
@@ -536,3 +596,11 @@ class EngineRun(LiveRunReads):
                 time.sleep(0.05)
             if eng.alive:
                 eng.terminate(grace=5.0)
+
+
+def detach_message(pid: int | None, run_dir: Path, at_iter: int) -> str:
+    """What the shell shows once the dashboard has detached: the engine is still there, and how
+    to get back to it."""
+    return (f"gpttui: detached; the engine (pid {pid}) trains on from iteration {at_iter:,} in {run_dir}\n"
+            f"  back to it:  gpttui attach {run_dir}\n"
+            f"  is it alive: gpttui attach {run_dir} --status")

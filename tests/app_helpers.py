@@ -138,3 +138,23 @@ def screen_text(app: App[Any], selector: str | None = None) -> str:
 def flat(app: App[Any], selector: str | None = None) -> str:
     """The shown text with line breaks and runs of spaces as one space (undoes wrapping)."""
     return " ".join(screen_text(app, selector).split())
+
+
+def footer_text(app: App[Any]) -> str:
+    """What the top screen's footer shows (its keys and their names)."""
+    return " ".join(screen_text(app, "Footer").split())
+
+
+async def palette_search(pilot, query: str, expect: str) -> str:
+    """Open the command palette (ctrl+p), type `query`, wait until it offers `expect` and return
+    what it shows; Esc closes it again."""
+    from textual.command import CommandPalette
+    app = pilot.app
+    await pilot.press("ctrl+p")
+    await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), 5, "the command palette")
+    await pilot.press(*query)
+    await wait_for(pilot, lambda: expect in screen_text(app), 5, f"{expect!r} in the palette for {query!r}")
+    shown = screen_text(app)
+    await pilot.press("escape")
+    await wait_for(pilot, lambda: not isinstance(app.screen, CommandPalette), 5, "the palette closed")
+    return shown

@@ -26,8 +26,12 @@ from typing import Literal
 
 from gpttui.fs import atomic, lock
 from gpttui.run import layout
+from gpttui.run.protocol import MAX_COUNT, MAX_PATH, MAX_TIME
 
 HEARTBEAT_S = 2.0
+# flock held by the dashboard connected to the engine (spawned or attached): `status` tells a run
+# watched from one trained detached; the kernel drops it when that dashboard dies
+UI_LOCK = "ui.lock"
 # Only consulted for an engine on another host (a shared file system), where the lock can't be probed.
 STALE_AFTER_S = 30.0
 # engine.json is padded to this size: on a full disk, where no temporary file can be made, it is
@@ -70,8 +74,10 @@ class RunStatus:
         if self.kind == "alive":
             if i is None:
                 return f"an engine is starting in {run_dir}"
+            ui = "attached: a dashboard is connected" if ui_attached(run_dir) else (
+                "detached: no dashboard is connected" if i.ui in ("attached", "detached") else i.ui)
             return (f"engine pid {i.pid} on {i.host} is {i.state} at iteration {i.iter} in {run_dir} "
-                    f"({i.ui}, heartbeat {_ago(i.heartbeat)})")
+                    f"({ui}; heartbeat {_ago(i.heartbeat)})")
         if self.kind == "stale":
             assert i is not None
             return (f"engine pid {i.pid} on {i.host} died while {i.state} at iteration {i.iter} "
@@ -89,17 +95,36 @@ def _ago(t: float) -> str:
 
 def read_info(run_dir: str | Path) -> EngineInfo | None:
     """engine.json, or None if it is missing or unreadable (a half-made directory is not an error)."""
-    known = {f.name for f in dataclasses.fields(EngineInfo)}
+    known = {f.name: str(f.type) for f in dataclasses.fields(EngineInfo)}
     for attempt in range(2):  # a read racing an in-place rewrite (full disk) may see a mix
         try:
             raw = json.loads((Path(run_dir) / layout.ENGINE_STATUS).read_text())
-            return EngineInfo(**{k: v for k, v in raw.items() if k in known})
+            if not isinstance(raw, dict):
+                raise ValueError("engine.json is not an object")
+            return EngineInfo(**{k: v for k, v in raw.items() if k in known and _fits(known[k], v)})
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, RecursionError):
             if attempt == 0:
                 time.sleep(0.01)
     return None
+
+
+def _fits(kind: str, v: object) -> bool:
+    """A value of engine.json (read from disk: anything) holds its field's type, in range; one
+    that does not is left out (a required one missing makes the file unreadable: TypeError)."""
+    if kind == "str":
+        return isinstance(v, str) and len(v) <= MAX_PATH
+    if kind == "float":
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < MAX_TIME
+    if v is None:
+        return kind == "int | None"
+    return isinstance(v, int) and not isinstance(v, bool) and abs(v) < MAX_COUNT
+
+
+def ui_attached(run_dir: str | Path) -> bool:
+    """True while a dashboard is connected to this run's engine (it holds RUN_DIR/ui.lock)."""
+    return lock.is_held(Path(run_dir) / UI_LOCK)
 
 
 def lock_held(run_dir: str | Path) -> bool:

@@ -58,32 +58,41 @@ OTHER_SCREENS = {
     "sample": ("sample", "SampleScreen", "Sampling"),
     "doctor": ("doctor", "DoctorScreen", "The run doctor"),
 }
-ENGINE_KEYS = {"toggle_pause", "save", "evaluate", "stop"}   # need a running engine
-RUN_KEYS = ENGINE_KEYS | {"resume_run"}                       # control a run: never read-only
-RUN_SCREENS = {"extend", "config"}                            # screens that change a run
+ENGINE_KEYS = {"pause", "unpause", "save", "evaluate", "stop", "undo"}   # need a running engine
+RUN_KEYS = ENGINE_KEYS | {"resume_run"}                                   # control a run: never read-only
+RUN_SCREENS = {"config"}                      # screens that change a run (extend is a what-if read-only)
 
 
 class DashboardScreen(Screen[None]):
     CSS_PATH = "dashboard.tcss"
-    # Footer order: what a user needs first fits in 80 columns.
+    # Footer order: what a user needs first fits in 80 columns. Every binding has an id: the user's
+    # keymap.toml rebinds it (screens/keymap.py); pause and unpause share one (one key toggles).
     BINDINGS = [
-        Binding("space,p", "toggle_pause", "Pause", key_display="space", tooltip="pause or resume training"),
-        Binding("s", "save", "Save", tooltip="save a checkpoint now"),
-        Binding("x", "stop", "Stop", tooltip="save a checkpoint and stop the engine (asks first)"),
-        Binding("r", "resume_run", "Resume", tooltip="start the engine again from the last checkpoint"),
-        Binding("q", "quit_app", "Quit", tooltip="quit (asks whether to stop the run and save)"),
-        Binding("question_mark", "help", "Help", tooltip="this list"),
-        Binding("v", "evaluate", "Eval", tooltip="evaluate train and val loss now"),
-        Binding("e", "open('extend')", "Extend", tooltip="train longer: change max_iters"),
-        Binding("c", "open('config')", "Config", tooltip="edit the config (live, restart or new run)"),
-        Binding("g", "open('sample')", "Sample", tooltip="generate text from a checkpoint"),
-        Binding("d", "open('doctor')", "Doctor", tooltip="judge the run: trends, forecast, MFU"),
-        Binding("escape", "back", "Back to all runs", show=False, tooltip="back to the runs compared"),
-        Binding("a", "chart('x')", "X axis", show=False, tooltip="chart x axis: iteration / tokens seen / run time"),
-        Binding("l", "chart('log')", "Log y", show=False, tooltip="chart: log-scale y axis on/off"),
-        Binding("left_square_bracket", "chart('less')", "Less smooth", show=False, tooltip="chart: less smoothing (down to off)"),
-        Binding("right_square_bracket", "chart('more')", "More smooth", show=False, tooltip="chart: more smoothing"),
-        Binding("z", "chart('zoom')", "Zoom", show=False, tooltip="chart: whole run / last 5000 / 1000 / 200 iterations"),
+        Binding("space,p", "pause", "Pause", key_display="space", id="pause",
+                tooltip="pause training (the same key resumes)"),
+        Binding("space,p", "unpause", "Resume", key_display="space", id="pause", tooltip="resume training"),
+        Binding("r", "resume_run", "Resume", id="resume_run",
+                tooltip="start the engine again from the last checkpoint"),
+        Binding("s", "save", "Save", id="save", tooltip="save a checkpoint now"),
+        Binding("x", "stop", "Stop", id="stop", tooltip="save a checkpoint and stop the engine (asks first)"),
+        Binding("q", "quit_app", "Quit", id="quit", tooltip="quit (asks whether to stop the run and save)"),
+        Binding("question_mark", "help", "Help", id="help", tooltip="this list"),
+        Binding("e", "open('extend')", "Extend", id="extend", tooltip="train longer: change max_iters"),
+        Binding("d", "open('doctor')", "Doctor", id="doctor", tooltip="judge the run: trends, forecast, MFU"),
+        Binding("g", "open('sample')", "Sample", id="sample", tooltip="generate text from a checkpoint"),
+        Binding("c", "open('config')", "Config", id="config", tooltip="edit the config (live, restart or new run)"),
+        Binding("v", "evaluate", "Eval", id="eval", tooltip="evaluate train and val loss now"),
+        Binding("u", "undo", "Undo", id="undo", show=False, tooltip="undo the last live change"),
+        Binding("escape", "back", "Back to all runs", show=False, id="back", tooltip="back to the runs compared"),
+        Binding("a", "chart('x')", "X axis", show=False, id="chart_x",
+                tooltip="chart x axis: iteration / tokens seen / run time"),
+        Binding("l", "chart('log')", "Log y", show=False, id="chart_log", tooltip="chart: log-scale y axis on/off"),
+        Binding("left_square_bracket", "chart('less')", "Less smooth", show=False, id="chart_less",
+                tooltip="chart: less smoothing (down to off)"),
+        Binding("right_square_bracket", "chart('more')", "More smooth", show=False, id="chart_more",
+                tooltip="chart: more smoothing"),
+        Binding("z", "chart('zoom')", "Zoom", show=False, id="chart_zoom",
+                tooltip="chart: whole run / last 5000 / 1000 / 200 iterations"),
     ]
 
     def __init__(self, controller: RunController, *, closable: bool = False) -> None:
@@ -178,23 +187,33 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------ keys
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide keys that can never apply here (False), grey out those that don't now (None)."""
+        """Hide keys that can't apply here or now (False), grey out those that apply soon (None)."""
         run = self.controller
         if action == "back":
             return self.closable
         if run.read_only and (action in RUN_KEYS or (action == "open" and parameters[0] in RUN_SCREENS)):
             return False
+        paused = run.display_state == "paused"
+        if action == "pause":
+            return not paused if run.engine_alive else None
+        if action == "unpause":
+            return paused and run.engine_alive
+        if action == "undo":
+            return run.engine_alive
         if action in ENGINE_KEYS:
             return True if run.engine_alive else None
         if action == "resume_run":
             return run.can_resume
         return True
 
-    def action_toggle_pause(self) -> None:
-        if self.controller.display_state == "paused":
-            self.post_message(SendCommand("resume", pending="resuming…"))
-        else:
-            self.post_message(SendCommand("pause", pending="pausing…"))
+    def action_pause(self) -> None:
+        self.post_message(SendCommand("pause", pending="pausing…"))
+
+    def action_unpause(self) -> None:
+        self.post_message(SendCommand("resume", pending="resuming…"))
+
+    def action_undo(self) -> None:
+        self.post_message(SendCommand("undo", pending="undoing the last live change…"))
 
     def action_save(self) -> None:
         self.post_message(SendCommand("save", pending="saving a checkpoint…"))

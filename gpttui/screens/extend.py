@@ -1,7 +1,8 @@
 """Extend (or shorten) a run: a new end as iterations, +N or a token budget; what it does to
 the learning rate, what it costs in time and what it should buy in val loss.
 
-Dismisses with a LIVE ConfigChange whose changes are the engine's `set` values, e.g.
+On a run only read (`gpttui open`) it is a what-if: the same forecast, tokens and time, no
+Apply. Otherwise it dismisses with a LIVE ConfigChange whose changes are the engine's `set` values, e.g.
 {"max_iters": 24000, "lr_decay_iters": 24000} (cosine moves lr_decay_iters with max_iters), or
 None. The app sends them to a running engine, or resumes a finished run with them. The logic is
 in analysis/extend_plan.py; this module shows it.
@@ -48,9 +49,11 @@ class ExtendScreen(Screen[ConfigChange | None]):
     def __init__(self, config: C.TrainConfig, *, current_iter: int = 0,
                  tokens_per_iter: int | None = None, ms_per_iter: float | None = None,
                  evals: list[Eval] | None = None, eval_overhead_s_per_eval: float | None = None,
-                 resume_iter: int | None = None) -> None:
-        """`resume_iter`: the run is not running, and applying resumes it from a checkpoint there."""
+                 resume_iter: int | None = None, what_if: bool = False) -> None:
+        """`resume_iter`: the run is not running, and applying resumes it from a checkpoint there.
+        `what_if`: a run only read (`gpttui open`): forecast, tokens and time, nothing to apply."""
         super().__init__()
+        self.what_if = what_if
         self.config = config
         self.current_iter = current_iter
         self.tokens_per_iter = tokens_per_iter or sizing.derive(config).tokens_per_iter
@@ -64,12 +67,15 @@ class ExtendScreen(Screen[ConfigChange | None]):
     @classmethod
     def for_run(cls, run: RunController) -> ExtendScreen:
         live = run.live
-        return cls(run.config, current_iter=live.iter, tokens_per_iter=live.hello.get("tokens_per_iter"),
+        return cls(run.config, current_iter=live.iter,
+                   tokens_per_iter=live.hello.get("tokens_per_iter") or run.history.tokens_per_iter,
                    ms_per_iter=run.ms_per_iter, evals=run.history.evals, eval_overhead_s_per_eval=live.eval_pause(),
-                   resume_iter=None if run.engine_alive else live.last_checkpoint_iter)
+                   resume_iter=None if run.engine_alive or run.read_only else live.last_checkpoint_iter,
+                   what_if=run.read_only)
 
     def compose(self) -> ComposeResult:
-        yield Static("Extend training", id="title")
+        yield Static("Extend training: what if? (read-only: nothing is applied)" if self.what_if
+                     else "Extend training", id="title")
         yield Static(self._now_text(), id="now")
         with Horizontal(id="entry"):
             yield Label("new end", classes="name")
@@ -82,8 +88,9 @@ class ExtendScreen(Screen[ConfigChange | None]):
         yield Static("", id="forecast")
         with Horizontal(id="actions"):
             yield Static("", id="spacer")
-            yield Button("Apply", id="apply", variant="primary", compact=True, disabled=True)
-            yield Button("Cancel", id="cancel", compact=True)
+            if not self.what_if:
+                yield Button("Apply", id="apply", variant="primary", compact=True, disabled=True)
+            yield Button("Close" if self.what_if else "Cancel", id="cancel", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -144,7 +151,8 @@ class ExtendScreen(Screen[ConfigChange | None]):
         self.query_one("#forecast", Static).update(Text(f"  val loss at {end:,}: forecasting…", style="dim"))
         self.run_worker(partial(self._forecast, after or cfg, end), thread=True, exclusive=True,
                         group="forecast")
-        self.query_one("#apply", Button).disabled = after is None
+        if not self.what_if:
+            self.query_one("#apply", Button).disabled = after is None
         self.refresh_bindings()
 
     def _summary(self, after: C.TrainConfig | None, values: dict[str, int] | None) -> Text:
@@ -203,13 +211,13 @@ class ExtendScreen(Screen[ConfigChange | None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "apply":
-            return True if self.values else None
+            return False if self.what_if else True if self.values else None
         return True
 
     @on(Input.Submitted, "#end")
     @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:
-        if self.values and self.after is not None:
+        if self.values and self.after is not None and not self.what_if:
             self.dismiss(ConfigChange(dict(self.values), ApplyAction.LIVE, self.after))
 
     @on(Button.Pressed, "#cancel")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -20,6 +21,21 @@ class Failure:
     traceback: str = ""
     stderr_tail: list[str] = field(default_factory=list)
     checkpoint_iter: int | None = None   # None: no checkpoint to resume from
+
+
+def exit_text(code: int | None) -> str:
+    """How the engine ended, in words: a signal by name (a negative code), with what a SIGKILL
+    nobody sent usually is."""
+    if code is None:
+        return ""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            return f"killed by signal {-code}"
+        hint = " — possibly out of memory (the kernel's OOM killer sends it)" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
 
 
 class FailureChoice(Enum):
@@ -43,8 +59,8 @@ class FailureScreen(ModalScreen[FailureChoice]):
     def compose(self) -> ComposeResult:
         f = self.failure
         with Vertical(id="failure"):
-            code = "" if f.exit_code is None else f" (exit code {f.exit_code})"
-            yield Label(f"The engine stopped with an error{code}", id="title")
+            how = exit_text(f.exit_code)
+            yield Label(f"The engine stopped: {how}" if how else "The engine stopped with an error", id="title")
             yield Static(Text(f.message, style="bold red"), id="message")
             if f.checkpoint_iter is not None:
                 where = f"Last checkpoint: iteration {f.checkpoint_iter:,}. Press r to resume from it."
@@ -58,6 +74,10 @@ class FailureScreen(ModalScreen[FailureChoice]):
                     yield Label("last lines of the engine's log:", classes="dim")
                     yield Static(Text("\n".join(f.stderr_tail)), classes="stderr")
         yield Footer()
+
+    def on_mount(self) -> None:
+        # the log's last lines are what tells why: in view from the start (the traceback is above)
+        self.call_after_refresh(self.query_one("#details", VerticalScroll).scroll_end, animate=False)
 
     def action_choose(self, what: str) -> None:
         self.dismiss(FailureChoice(what))

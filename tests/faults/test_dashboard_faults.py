@@ -10,7 +10,7 @@ import signal
 import time
 
 import pytest
-from app_helpers import wait_for
+from app_helpers import screen_text, wait_for
 from kit import ckpt_iter, events
 
 from gpttui.app import GpttuiApp
@@ -114,11 +114,15 @@ def test_engine_killed_under_the_attached_dashboard_is_shown_and_r_resumes(make_
             await wait_for(pilot, lambda: ctl.live.iter >= 35, 30, "live steps")
             os.kill(eng.pid, signal.SIGKILL)
             # the tail of the engine's log ("iter ...") is drawn a moment after the screen opens
-            await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen) and "exit code" in _shown(app.screen)
+            await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen) and "killed" in _shown(app.screen)
                            and "iter " in _shown(app.screen), 20, "the failure screen with the log's tail")
             shown = _shown(app.screen)
             last = ckpt_iter(rd / "ckpt.pt")
-            assert "exit code -9" in shown and f"Last checkpoint: iteration {last:,}" in shown
+            assert "killed by SIGKILL — possibly out of memory" in shown
+            assert f"Last checkpoint: iteration {last:,}" in shown
+            # the log's last line is in view, not below the fold
+            tail = app.screen.failure.stderr_tail
+            await wait_for(pilot, lambda: tail[-1].strip()[:60] in screen_text(app), 5, "the log's last line in view")
             await pilot.press("r")
             await wait_for(pilot, lambda: isinstance(ctl.engine, EngineClient) and ctl.live.hello
                         and ctl.live.hello.get("start_iter") == last, 60, "a new engine resumed from it")
