@@ -33,7 +33,7 @@ from typing import IO, Any, Sequence
 from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_SIGNAL_BASE
 from gpttui.ipc.process import engine_argv, torchrun_env
 from gpttui.run import config as C
-from gpttui.run import directory, engine_state, layout, protocol, sizing
+from gpttui.run import directory, layout, protocol, sizing
 
 HELP = "train headless, printing nanoGPT's log lines"
 OVERRIDES = True
@@ -293,8 +293,8 @@ def engine_death(run_dir: Path, pid: int, code: int, torchrun: bool) -> str:
         how = f"was killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
     else:
         how = f"exited with code {code} without saying why"
-    info = engine_state.read_info(run_dir)
-    where = f" at iteration {info.iter}" if info is not None and (torchrun or info.pid == pid) else ""
+    last_step = last_iteration(run_dir / layout.METRICS)
+    where = f" after iteration {last_step}" if last_step is not None else ""
     last = (f"the last checkpoint is {run_dir}{os.sep}{directory.describe_run(run_dir)}; resume with "
             f"`gpttui train {run_dir}`") if (run_dir / layout.CKPT).is_file() else "no checkpoint was written"
     lines = [f"error: {who} {how}{where}; {last}"]
@@ -305,15 +305,32 @@ def engine_death(run_dir: Path, pid: int, code: int, torchrun: bool) -> str:
     return "\n".join(lines)
 
 
-def log_tail(path: Path, n: int) -> list[str]:
-    """The last `n` non-empty lines of a log (its last 64 KiB are enough)."""
+def tail_lines(path: Path) -> list[str]:
+    """The whole lines in a file's last 64 KiB (none when it can't be read)."""
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
-            text = f.read().decode("utf-8", "replace")
+            start = max(0, f.seek(0, os.SEEK_END) - 65536)
+            f.seek(start)
+            lines = f.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return []
-    return [line for line in text.splitlines() if line.strip()][-n:]
+    return lines[1:] if start else lines
+
+
+def log_tail(path: Path, n: int) -> list[str]:
+    return [line for line in tail_lines(path) if line.strip()][-n:]
+
+
+def last_iteration(metrics: Path) -> int | None:
+    """The iteration of the last step event in metrics.jsonl (a torn last line is skipped)."""
+    for line in reversed(tail_lines(metrics)):
+        try:
+            ev = protocol.decode_event(line)
+        except protocol.ProtocolError:
+            continue
+        if ev.get("type") == "step":
+            return int(ev["iter"])
+    return None
 
 
 def kill_tree(pid: int) -> None:
