@@ -74,19 +74,26 @@ class SocketClient(Peer):
             t.start()
 
     def _connect(self, path: str, timeout: float) -> socket.socket:
+        """Connect within `timeout` seconds, retrying what passes: a refused connect (the engine
+        holds the lock but does not listen yet) or a full listen backlog (EAGAIN: many UIs
+        attaching at once), with short, growing waits."""
         deadline = time.monotonic() + timeout
+        wait = 0.01
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
             try:
                 sock.connect(path)
+                sock.settimeout(None)
                 return sock
             except OSError as e:
                 sock.close()
-                # The engine may hold the lock but not listen yet (it is starting up).
                 if time.monotonic() >= deadline or engine_state.status(self.run_dir).kind != "alive":
+                    why = e.strerror or str(e) or "timed out"
                     raise NotRunning(f"cannot reach the engine on {self.run_dir} at {path}: "
-                                     f"{e.strerror or e}; {not_running_message(self.run_dir)}") from None
-                time.sleep(0.1)
+                                     f"{why}; {not_running_message(self.run_dir)}") from None
+                time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+                wait = min(wait * 2, 0.2)
 
     def _await_greeting(self, timeout: float) -> None:
         """Wait until the server has registered us (its first line), so that the history read
@@ -135,7 +142,7 @@ class SocketClient(Peer):
             try:
                 self.inbox.put_event(protocol.decode_event(raw))
             except protocol.ProtocolError:
-                continue
+                self.inbox.put_bad()
         # Only the newest lines can still be on their way through the socket.
         self._seam = {raw.strip() for raw in raws[-SEAM_LINES:]}
 
@@ -144,7 +151,7 @@ class SocketClient(Peer):
     def _read_socket(self) -> None:
         with self._stream as stream:
             try:
-                for line in stream:
+                for line in protocol.bounded_lines(stream):
                     if self._seam and line.strip() in self._seam:
                         self._seam.discard(line.strip())
                         continue

@@ -50,12 +50,12 @@ class ProtocolProcess(Peer):
     # ------------------------------------------------------------ reader threads
 
     def _read_stdout(self, stream: IO[bytes]) -> None:
-        for line in stream:
+        for line in protocol.bounded_lines(stream):
             try:
                 ev = protocol.decode_event(line)
             except protocol.ProtocolError:
                 # a stray print() in the child: show it with the log
-                self.inbox.put_bad(line.decode("utf-8", "replace").rstrip("\n"))
+                self.inbox.put_bad(line[:4096].decode("utf-8", "replace").rstrip("\n"))
                 continue
             self.inbox.put_event(ev)
         stream.close()

@@ -41,6 +41,7 @@ COALESCE_AFTER = 64 << 10  # a client this far behind gets only the newest step-
 MAX_LINE = 64 << 10  # longest command line accepted
 CHUNK = 64 << 10  # bytes moved from a client's queue to its socket at a time
 BATCH_S = 0.005  # the I/O thread wakes at most every 5 ms while events stream
+BACKLOG = 128  # connections the kernel holds until the I/O thread accepts them (UIs attaching at once)
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS
 
 
@@ -147,7 +148,7 @@ class ControlServer:
             os.umask(old)
         os.chmod(self.path, 0o600)
         self._inode = os.stat(self.path).st_ino
-        sock.listen(8)
+        sock.listen(BACKLOG)
         sock.setblocking(False)
         self._listener = sock
         self._sel.register(sock, selectors.EVENT_READ, "listen")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpttui.run import config as C
-from gpttui.run import layout, nanogpt_log
+from gpttui.run import layout, nanogpt_log, protocol
 from gpttui.run.metrics import EventReader
 
 
@@ -78,7 +78,8 @@ class RunHistory:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     state: str | None = None
     errors: list[dict] = field(default_factory=list)
-    skipped_lines: int = 0
+    skipped_lines: int = 0             # lines of the source not used (torn, garbled, ill-typed, stray)
+    repaired_lines: int = 0            # lines used without the fields that held bad values
     source: str = ""
     # What else a source tells (mostly nanoGPT logs, which carry no hello):
     kind: str = "events"               # "events" (metrics.jsonl / live) or "nanogpt-log"
@@ -278,7 +279,7 @@ class RunHistory:
         toml = run_dir / layout.CONFIG
         if toml.exists():
             try:
-                h.config.update(C.read_config_file(toml))
+                h.config.update(protocol.clean_config(C.read_config_file(toml)))
                 h.config_text = toml.read_text(encoding="utf-8")
                 h.config_file = str(toml)
                 h.config_complete = True
@@ -286,9 +287,12 @@ class RunHistory:
                 pass
         if p.exists():
             reader = EventReader(p)
-            for e in reader:
-                h.add(e)
-            h.skipped_lines, h.lines = reader.skipped, reader.lines
+            try:
+                for e in reader:
+                    h.add(e)
+            except OSError as e:
+                raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
+            h.skipped_lines, h.repaired_lines, h.lines = reader.skipped, reader.repaired, reader.lines
         elif not toml.exists():
             raise RunLogError(f"{run_dir}: not a run directory (no metrics.jsonl or config.toml)")
         return h
@@ -305,11 +309,12 @@ class RunHistory:
     @classmethod
     def from_nanogpt_text(cls, text: str, source: str = "<log>") -> "RunHistory":
         log = nanogpt_log.parse(text)
-        h = cls(source=source, kind="nanogpt-log", config=log.config, config_complete=log.config_complete,
+        config = protocol.clean_config(log.config)
+        h = cls(source=source, kind="nanogpt-log", config=config, config_complete=log.config_complete,
                 config_text=log.config_text, config_file=log.config_file, config_unknown=log.config_unknown,
                 params_reported=log.params, tokens_per_iter_reported=log.tokens_per_iter,
                 mfu_peak=log.mfu_peak, mfu_smoothed=True, device=log.device, state=log.state,
-                skipped_lines=log.stray, lines=log.lines)
+                skipped_lines=log.stray, repaired_lines=int(config != log.config), lines=log.lines)
         for e in log.events:
             h.add(e)
         return h

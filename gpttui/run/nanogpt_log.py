@@ -14,11 +14,13 @@ iterations of a process, not yet measured) becomes None.
 from __future__ import annotations
 
 import ast
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpttui.run import config as C
+from gpttui.run.protocol import MAX_COUNT, MAX_REAL
 
 NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
 _FLOAT = r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
@@ -82,22 +84,22 @@ class _Parser:
             self.echo = None
         log = self.log
         if m := STEP_RE.search(line):
-            it = int(m[1])
+            it, train, val = _count(m[1]), _loss(m[2]), _loss(m[3])
             self._branch(it)
-            self._record({"type": "eval", "iter": it, "train_loss": float(m[2]), "val_loss": float(m[3])})
+            self._record({"type": "eval", "iter": it, "train_loss": train, "val_loss": val})
             if self.evals and self.evals[-1][0] == it:
                 self.evals.pop()
-            self.evals.append((it, float(m[3])))
+            self.evals.append((it, val))
         elif m := ITER_RE.search(line):
-            it = int(m[1])
+            it, loss, dt = _count(m[1]), _loss(m[2]), _figure(m[3])
+            mfu = _figure(m[4]) if m[4] is not None else None
             restarted = self._branch(it)
-            mfu = float(m[4]) if m[4] is not None else None
             warming = mfu is not None and mfu <= -100.0   # nanoGPT's first iterations of a process
             if not restarted and (warming and not self.in_warmup or not self.started):
                 self._session(it)
             self.in_warmup = warming
             mfu = None if warming else mfu
-            self._record({"type": "step", "iter": it, "loss": float(m[2]), "dt_ms": float(m[3]),
+            self._record({"type": "step", "iter": it, "loss": loss, "dt_ms": dt,
                           "mfu": None if mfu is None else round(mfu / 100.0, 8)})
         elif m := SAVE_RE.match(line):
             it, val = self.evals[-1] if self.evals else (self.last or 0, None)
@@ -108,16 +110,17 @@ class _Parser:
         elif m := OVERRIDE_KV_RE.match(line):
             self._apply_echo(f"{m[1]} = {m[2]}")
         elif m := TPI_RE.match(line):
-            log.tokens_per_iter = int(m[1].replace(",", ""))
+            log.tokens_per_iter = _count(m[1].replace(",", ""))
         elif m := PARAMS_RE.match(line):
-            log.params = float(m[1]) * 1e6
+            log.params = _positive(m[1]) * 1e6
         elif m := VOCAB_RE.match(line):
-            log.config["vocab_size"] = int(m[1] or m[2])
+            log.config["vocab_size"] = _count(m[1] or m[2])
         elif RESUME_RE.match(line):
             log.config["init_from"] = "resume"
         elif m := DEVICE_RE.match(line):
-            log.device = {"device": m[1], "device_name": m[2], "dtype": m[3], "peak_flops": float(m[4]) * 1e12}
-            log.mfu_peak = float(m[4]) * 1e12
+            peak = _positive(m[4]) * 1e12
+            log.device = {"device": m[1], "device_name": m[2], "dtype": m[3], "peak_flops": peak}
+            log.mfu_peak = peak
         elif m := END_RE.match(line):
             log.state = m[1]
         elif not KNOWN_RE.match(line):
@@ -179,11 +182,41 @@ def _ends_echo(line: str) -> bool:
                 or PARAMS_RE.match(line) or RESUME_RE.match(line))
 
 
+def _count(text: str) -> int:
+    """An iteration or a count as printed; one no run reaches makes the line stray (ValueError)."""
+    n = int(text)
+    if n >= MAX_COUNT:
+        raise ValueError(f"{text[:20]}...: beyond any run")
+    return n
+
+
+def _positive(text: str) -> float:
+    x = float(text)
+    if not 0 < x <= MAX_REAL:
+        raise ValueError(f"{text[:20]}: not a positive figure")
+    return x
+
+
+def _loss(text: str) -> float:
+    """A printed loss; nan and inf (a diverged run) both read as nan: no loss to plot."""
+    x = float(text)
+    return x if math.isfinite(x) and abs(x) <= MAX_REAL else math.nan
+
+
+def _figure(text: str) -> float | None:
+    """A printed time or mfu; None when it is not a finite figure."""
+    x = float(text)
+    return x if math.isfinite(x) and abs(x) <= MAX_REAL else None
+
+
 def parse(text: str) -> NanogptLog:
     parser = _Parser()
     lines = text.splitlines()
     for line in lines:
-        parser.line(line)
+        try:
+            parser.line(line)
+        except ValueError:   # a number no run prints (the line is read before anything is kept)
+            parser.log.stray += 1
     log = parser.finish()
     log.lines = len(lines)
     return log
