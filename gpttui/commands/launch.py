@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpttui.commands import EXIT_BAD_INPUT, EXIT_LOCKED
+from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED
 from gpttui.commands.train import add_runner_arguments, replaced_run, runner_flags, world_size, world_size_error
 from gpttui.fs.writable import check_writable
 from gpttui.run import config as C
@@ -29,6 +29,10 @@ DEMO = "demo"  # the target naming the bundled demo (a path of that name: ./demo
 
 class LaunchError(Exception):
     """Said to the user in one line; nothing has started."""
+
+
+class CannotWrite(LaunchError):
+    """The run (or its data) would be written where it can't be: exit 1, as any failed write."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     except directory.RunDirLocked as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_LOCKED
+    except CannotWrite as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except (LaunchError, C.ConfigError, directory.RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -136,7 +143,7 @@ def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):
     try:
         check_writable(run_dir)
     except OSError as e:
-        raise LaunchError(f"cannot write {run_dir}: {e.strerror}; an engine can't train there "
+        raise CannotWrite(f"cannot write {run_dir}: {e.strerror}; an engine can't train there "
                           f"(`gpttui open {run_dir}` shows it read-only)") from None
     init = "resume" if (run_dir / layout.CKPT).is_file() else "scratch"
     args = [f"--init_from={init}", *overrides]
@@ -159,7 +166,7 @@ def _check_writable(path: Path) -> None:
     try:
         check_writable(path)
     except OSError as e:
-        raise LaunchError(f"cannot write {e.filename}: {e.strerror}") from None
+        raise CannotWrite(f"cannot write {e.filename}: {e.strerror}") from None
 
 
 def _with_overrides(cfg: C.TrainConfig, overrides: list[str]) -> C.TrainConfig:
