@@ -49,4 +49,6 @@ def run(args: argparse.Namespace) -> int:
     from gpttui.app import GpttuiApp  # Textual only once the paths hold
     from gpttui.viewer import ReadOnlyRuns
 
-    return int(GpttuiApp(ReadOnlyRuns(paths, axis=args.by)).run() or 0)
+    app = GpttuiApp(ReadOnlyRuns(paths, axis=args.by))
+    result = app.run()
+    return app.return_code or int(result or 0)  # 1 after an exception (Textual printed it)

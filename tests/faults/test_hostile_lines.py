@@ -225,3 +225,42 @@ def test_open_shows_the_good_run_in_the_dashboard(runs, where):
 
     app = asyncio.run(scenario())
     assert app.return_code in (0, None)
+
+
+# The two crashes the issue names, each alone in an otherwise good run.
+KNOWN = {
+    "huge_iter": {"type": "step", "iter": 99999999999999999999999, "t": 1_800_000_100.0, "loss": 1.0},
+    "device_int": {"type": "hello", "iter": GOOD_STEPS, "t": 1_800_000_100.0, "device": 1,
+                   "start_iter": GOOD_STEPS},
+}
+
+
+@pytest.mark.parametrize("name", KNOWN)
+def test_the_named_crashes_are_gone(name, tmp_path):
+    rd = tmp_path / "run"
+    rd.mkdir()
+    lines = [protocol.encode(e) for e in good_events()] + [json.dumps(KNOWN[name]) + "\n"]
+    (rd / "metrics.jsonl").write_text("".join(lines))
+    p = gpttui("doctor", str(rd), "--json")
+    no_traceback(p)
+    assert p.returncode == 0 and json.loads(p.stdout)["last_iter"] == LAST
+    for fmt in ("csv", "parquet"):
+        p = gpttui("export", str(rd), "-o", str(tmp_path / f"s.{fmt}"))
+        no_traceback(p)
+        assert p.returncode == 0 and f"{GOOD_STEPS} steps" in p.stdout
+    h = load_run(rd)
+    assert (h.skipped_lines, h.repaired_lines) == ((1, 0) if name == "huge_iter" else (0, 1))
+
+
+def test_open_exits_1_when_the_dashboard_dies(runs, monkeypatch, capsys):
+    """The dashboard's own exception handler prints the traceback; the command must not say 0."""
+    from gpttui import cli
+    from gpttui.viewer import ReadOnlyRuns as Runs
+
+    def broken(self, app):
+        raise RuntimeError("a bug in a screen")
+
+    monkeypatch.setattr(Runs, "start", broken)
+    headless = GpttuiApp.run
+    monkeypatch.setattr(GpttuiApp, "run", lambda self, **kw: headless(self, headless=True, size=(100, 30)))
+    assert cli.main(["open", str(runs["after"])]) == 1
