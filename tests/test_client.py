@@ -1,12 +1,21 @@
-"""ProtocolProcess: a generic child speaking the protocol (here a few lines of Python)."""
+"""The UI's side of the transports: ProtocolProcess (a generic child speaking the protocol, here
+a few lines of Python) and SocketClient (hostile lines, many clients at once)."""
 
 from __future__ import annotations
 
+import json
+import queue
+import socket
 import sys
+import threading
 import time
 
+import pytest
+
 from gpttui.ipc import inbox, process
-from gpttui.run import protocol
+from gpttui.ipc.client import SocketClient
+from gpttui.ipc.server import ControlServer, socket_path
+from gpttui.run import engine_state, protocol
 
 # Echoes every command back as a log event, writes a stray line and some stderr, then
 # exits with the code given by a `set` command's "code" value.
@@ -93,3 +102,131 @@ def test_engine_argv_runs_the_engine_module_unbuffered(tmp_path):
     assert argv[:3] == [sys.executable, "-m", "gpttui.engine"]
     assert argv[3:] == [str(tmp_path), "--max_iters=5"]
     assert protocol.command("pause") == '{"cmd":"pause"}\n'
+
+
+def test_hostile_lines_from_a_child_are_counted_and_never_reach_the_ui():
+    script = (
+        "import sys\n"
+        "sys.stdout.write('{\"type\": \"step\", \"iter\": 99999999999999999999999, \"loss\": 1.0}\\n')\n"
+        "sys.stdout.write('{\"type\": \"hello\", \"iter\": 0, \"device\": 1, \"start_iter\": 0}\\n')\n"
+        "sys.stdout.write('[' * 100000 + '\\n')\n"
+        "sys.stdout.write('x' * (17 << 20) + '\\n')\n"
+        "sys.stdout.write('{\"type\": \"step\", \"iter\": 1, \"loss\": 2.0}\\n')\n"
+    )
+    p = process.ProtocolProcess([sys.executable, "-c", script])
+    got = _drain_until(p, lambda g: p.finished_reading and any(e["type"] == "step" for e in g.events), 30)
+    assert [(e["type"], e["iter"]) for e in got.events] == [("hello", 0), ("step", 1)]
+    assert "device" not in got.events[0]
+    assert got.bad_lines == 3
+    assert max(len(line) for line in got.stderr) <= 4096   # an endless stray line is not kept whole
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """An engine's status and control server on tmp_path, without any training."""
+    es = engine_state.EngineStatus(tmp_path)
+    es.acquire()
+    commands: queue.Queue = queue.Queue()
+    server = ControlServer(socket_path(tmp_path), commands.put)
+    server.start()
+    es.update(state="running", socket=str(server.path))
+    es._write()
+    yield tmp_path, server, commands
+    server.close()
+    es.close("stopped")
+
+
+def test_hostile_lines_on_the_socket_are_counted_and_the_good_ones_arrive(engine):
+    run_dir, server, _ = engine
+    client = SocketClient(run_dir)
+    hostile = ['{"type": "step", "iter": 99999999999999999999999, "loss": 1.0}',
+               '{"type": "eval", "iter": 2, "train_loss": NaN, "val_loss": {"a": [1]}}',
+               "[" * 100_000, '{"type": "log", "iter": 0, "message": 5}', "\u00ff\u0000 garbage"]
+    for line in hostile:
+        server.publish({"type": "log"}, line + "\n")
+    server.publish({"type": "hello"}, json.dumps({"type": "hello", "iter": 0, "device": 1, "start_iter": 0}) + "\n")
+    ev = protocol.event("eval", 3, train_loss=2.0, val_loss=2.1)
+    server.publish(ev, protocol.encode(ev))
+    got = inbox.Drained()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(e["type"] == "eval" for e in got.events):
+        d = client.drain()
+        got.events += d.events
+        got.bad_lines += d.bad_lines
+        time.sleep(0.02)
+    assert [(e["type"], e["iter"]) for e in got.events if e["type"] != "log"] == [("hello", 0), ("eval", 3)]
+    assert got.bad_lines == len(hostile)
+    client.close()
+
+
+def test_a_command_of_the_wrong_shape_gets_an_error_and_the_socket_keeps_serving(engine):
+    run_dir, server, commands = engine
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(server.path))
+    sock.sendall(b'{"cmd": {}}\n{"cmd": "set", "key": [1], "value": 2}\n{"cmd": "pause"}\n')
+    assert commands.get(timeout=5).cmd == "pause"
+    stream = sock.makefile("rb")
+    errors = []
+    sock.settimeout(5)
+    while len(errors) < 2:
+        ev = json.loads(stream.readline())
+        if ev["type"] == "error":
+            errors.append(ev["message"])
+    assert "unknown command {}" in errors[0] and '"key" must be a field name' in errors[1]
+    sock.close()
+
+
+def test_two_hundred_clients_attaching_at_once_all_get_in(engine):
+    run_dir, server, _ = engine
+    clients: list[SocketClient] = []
+    failures: list[str] = []
+    start = threading.Barrier(200)
+    lock = threading.Lock()
+
+    def attach() -> None:
+        start.wait()
+        try:
+            c = SocketClient(run_dir)
+        except Exception as e:  # recorded: the assertion names it
+            with lock:
+                failures.append(f"{type(e).__name__}: {e}")
+            return
+        with lock:
+            clients.append(c)
+
+    threads = [threading.Thread(target=attach) for _ in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert failures == [] and len(clients) == 200
+    deadline = time.monotonic() + 10
+    while server.client_count < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.client_count == 200
+    for c in clients:
+        c.close()
+
+
+def test_the_listen_backlog_holds_connects_while_the_engine_is_busy(engine):
+    """While the server's I/O thread can't accept (here: its lock held, as by a long publish),
+    the kernel's queue takes the connects; beyond the backlog a non-blocking connect fails."""
+    run_dir, server, _ = engine
+    socks, refused = [], 0
+    with server._mu:
+        for _ in range(100):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(str(server.path))
+                socks.append(s)
+            except BlockingIOError:
+                refused += 1
+                s.close()
+    assert refused == 0 and len(socks) == 100
+    deadline = time.monotonic() + 10
+    while server.client_count < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.client_count == 100
+    for s in socks:
+        s.close()

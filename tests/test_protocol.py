@@ -41,3 +41,57 @@ def test_bad_commands_are_refused_with_a_reason(line, msg):
 def test_command_round_trip():
     assert P.decode_command(P.command("pause")) == P.Command("pause", {})
     assert P.decode_command(P.command("set", max_iters=10)).values == {"max_iters": 10}
+
+
+def test_a_bad_descriptive_field_is_dropped_and_the_rest_kept():
+    ev, dropped = P.check_event({"type": "hello", "iter": 0, "t": 1.0, "device": 1, "device_name": "x" * 10**6,
+                                 "config": {"n_layer": 2, "n_head": "two", "max_iters": 10**30},
+                                 "start_iter": 0, "peak_flops": float("nan")})
+    assert dropped == ["device", "device_name", "peak_flops"]
+    assert ev == {"type": "hello", "iter": 0, "t": 1.0, "config": {"n_layer": 2}, "start_iter": 0}
+    ev, dropped = P.check_event({"type": "step", "iter": 3, "loss": 2.5, "lr": "fast", "tokens": -1, "x": {}})
+    assert ev == {"type": "step", "iter": 3, "loss": 2.5} and dropped == ["lr", "tokens", "x"]
+
+
+@pytest.mark.parametrize("obj,msg", [
+    ({"type": "step", "iter": 99999999999999999999999, "loss": 1.0}, r"iter: expected an integer in \[0, 2\*\*53\)"),
+    ({"type": "step", "iter": -1, "loss": 1.0}, "iter"),
+    ({"type": "step", "iter": True, "loss": 1.0}, "iter"),
+    ({"type": "step", "loss": 1.0}, "iter: missing"),
+    ({"type": "step", "iter": 1, "loss": "low"}, "step event: loss: expected a finite number"),
+    ({"type": "step", "iter": 1, "t": float("inf"), "loss": 1.0}, "t: expected a wall time"),
+    ({"type": "eval", "iter": 1, "train_loss": 1.0, "val_loss": [1]}, "val_loss"),
+    ({"type": "state", "iter": 1, "state": "x" * 1000}, "state: expected a string of at most 256"),
+    ({"type": {"a": 1}, "iter": 1}, "type: expected an event type"),
+    ([1, 2], "a JSON list, not an object"),
+])
+def test_a_bad_envelope_or_key_field_refuses_the_line_naming_the_field(obj, msg):
+    with pytest.raises(P.ProtocolError, match=msg):
+        P.check_event(obj)
+
+
+def test_strings_read_from_outside_cannot_drive_the_terminal():
+    ev, _ = P.check_event({"type": "error", "iter": 0, "message": "a\x1b]0;title\x07\nb\tc\udcff",
+                           "traceback": "y" * (P.MAX_TEXT + 10)})
+    assert ev["message"] == "a\ufffd]0;title\ufffd\nb\tc\ufffd"
+    assert len(ev["traceback"]) == P.MAX_TEXT + 1
+
+
+def test_lines_past_the_limit_are_refused_without_being_held(tmp_path):
+    path = tmp_path / "m.jsonl"
+    good = P.encode(P.event("state", 0, state="running")).encode()
+    path.write_bytes(good + b"x" * 5000 + b"\n" + good)
+    with open(path, "rb") as f:
+        lines = list(P.bounded_lines(f, limit=1000))
+    assert [len(line) for line in lines] == [len(good), 1001, len(good)]
+    with pytest.raises(P.ProtocolError, match="longer than"):
+        P.parse_event(b"{" + b" " * P.MAX_LINE + b"}")
+    with pytest.raises(P.ProtocolError, match="not JSON"):
+        P.parse_event(b"[" * 100_000)
+
+
+@pytest.mark.parametrize("line", ['{"cmd": {}}', '{"cmd": ["pause"]}', '{"cmd": null}',
+                                  '{"cmd": "set", "key": [1], "value": 2}', "[" * 100_000])
+def test_commands_of_the_wrong_shape_are_refused_not_raised(line):
+    with pytest.raises(P.ProtocolError):
+        P.decode_command(line)

@@ -180,7 +180,7 @@ def _text(v: Any) -> str:
 
 def _scalar(v: Any) -> Any:
     """A field this version does not know: kept only as a bounded scalar."""
-    if v is None or isinstance(v, bool) or (_is_int(v) and abs(v) < MAX_COUNT) or _is_real(v):
+    if v is None or isinstance(v, bool) or (abs(v) < MAX_COUNT if _is_int(v) else _is_real(v)):
         return v
     if isinstance(v, str):
         return _text(v)
