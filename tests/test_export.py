@@ -1,4 +1,5 @@
-"""`gpttui export`: one row per iter/step line, csv/parquet/jsonl, the plotext chart, atomic writes."""
+"""`gpttui export`: one row per iter/step line, csv/parquet/jsonl with tokens, mfu's peak and checkpoint
+flags filled in, the plotext chart, atomic writes."""
 
 import csv
 import json
@@ -47,7 +48,7 @@ def test_parquet_and_jsonl_hold_the_same_rows(tmp_path):
     step = next(json.loads(x) for x in lines if json.loads(x)["iter"] == 7800 and json.loads(x)["kind"] == "step")
     assert step["loss"] == 3.2876 and step["dt_ms"] == 9349.59 and step["mfu"] == 0.1363
     ev = next(json.loads(x) for x in lines if json.loads(x)["kind"] == "eval" and json.loads(x)["iter"] == 500)
-    assert ev["val_loss"] == 5.5055 and ev["checkpoint"] == "out-fineweb"
+    assert ev["val_loss"] == 5.5055 and ev["checkpoint"] == "out-fineweb" and ev["checkpointed"] is True
 
 
 def test_chart_saved_as_text_and_html(tmp_path):
@@ -81,3 +82,62 @@ def test_existing_file_is_replaced_whole(tmp_path):
     out.write_text("old content that is longer than nothing\n" * 1000)
     assert cli.main(["export", str(LOGS[0]), "-o", str(out)]) == 0
     assert out.read_text().startswith('"kind","iter"') and "old content" not in out.read_text()
+
+
+def test_tokens_mfu_peak_and_checkpoint_flags_are_filled_from_the_log(tmp_path, capsys):
+    log = LOGS[0]                      # 124m: 524,288 tokens per iteration, 20 "saving checkpoint" lines
+    out = tmp_path / "rows.csv"
+    assert cli.main(["export", str(log), "-o", str(out)]) == 0
+    assert "mfu: a fraction of 312 TFLOP/s" in capsys.readouterr().out
+    rows = list(csv.DictReader(out.open()))
+    step = next(r for r in rows if r["kind"] == "step" and r["iter"] == "200")
+    assert int(step["tokens"]) == 201 * 524288                       # seen after iteration 200
+    assert float(step["tokens_per_s"]) == pytest.approx(524288 / 9.33704)   # "time 9337.04ms"
+    assert float(step["mfu"]) == 0.1538 and float(step["mfu_peak_flops"]) == 312e12
+    ev = next(r for r in rows if r["kind"] == "eval" and r["iter"] == "500")
+    assert int(ev["tokens"]) == 500 * 524288
+    flagged = [r for r in rows if r["checkpointed"] == "true"]
+    text = log.read_text(encoding="utf-8")
+    assert len(flagged) == text.count("saving checkpoint to ") == 20
+    assert all(r["kind"] == "eval" and r["checkpoint"] == "out-fineweb" for r in flagged)
+    assert flagged[0]["iter"] == "500"                               # nothing is saved at iter 0
+    assert all(r["checkpointed"] == "false" and r["checkpoint"] == "" for r in rows if r not in flagged)
+
+
+def test_parquet_carries_the_runs_config_and_what_mfu_is_against(tmp_path):
+    out = tmp_path / "rows.parquet"
+    assert cli.main(["export", str(LOGS[0]), "-o", str(out)]) == 0
+    meta = {k.decode(): v.decode() for k, v in pq.read_schema(out).metadata.items()}
+    config = json.loads(meta["gpttui.config"])
+    assert (config["n_layer"], config["n_embd"], config["max_iters"]) == (12, 768, 12000)   # the echoed train_fineweb.py
+    assert float(meta["gpttui.peak_flops"]) == 312e12 and "fraction of 312 TFLOP/s" in meta["gpttui.mfu"]
+    assert meta["gpttui.tokens_per_iter"] == "524288"
+    table = pq.read_table(out)
+    assert table.column("checkpointed").type == "bool" and sum(table.column("checkpointed").to_pylist()) == 20
+
+
+def test_an_engine_runs_checkpoint_without_an_eval_flags_the_last_step_before_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    events = [{"v": 1, "type": "hello", "iter": 0, "start_iter": 0, "tokens_per_iter": 64, "peak_flops": 1e12,
+               "dtype": "float32", "device_name": "cpu", "config": {"n_layer": 2}}]
+    events += [{"v": 1, "type": "step", "iter": i, "t": 100.0 + i, "loss": 4.0 - i / 10, "dt_ms": 10.0, "mfu": 0.5}
+               for i in range(5)]
+    events += [{"v": 1, "type": "checkpoint", "iter": 3, "path": str(run / "ckpt.pt"), "val_loss": None}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert cli.main(["export", str(run), "-o", str(tmp_path / "r.jsonl")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows if r["checkpointed"]] == [2]        # checkpoint 3 holds steps 0..2
+    assert rows[0]["tokens"] == 64 and rows[0]["tokens_per_s"] == 6400.0 and rows[0]["mfu_peak_flops"] == 1e12
+
+
+def test_unknown_chart_types_are_refused_in_one_line(tmp_path, capsys):
+    for name in ("loss.jpg", "loss", "loss.PNG.bak"):
+        assert cli.main(["export", str(LOGS[0]), "--chart", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ".png, .svg or .pdf" in err
+    assert cli.main(["export", *map(str, LOGS), "--chart", str(tmp_path / "loss.txt")]) == 2
+    assert "one run" in capsys.readouterr().err
+    assert cli.main(["export", *map(str, LOGS), "-o", str(tmp_path / "r.csv")]) == 2
+    assert "one run" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

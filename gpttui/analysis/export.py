@@ -3,6 +3,13 @@
 Rows follow the source one to one: a step row per step event (nanoGPT `iter N:` line), an
 eval row per eval event (`step N:` line); evals sort before the step of the same iteration,
 as nanoGPT prints them. Files are written atomically (gpttui.fs.atomic).
+
+What a nanoGPT log leaves out is filled in where the run says it: `tokens` (seen after the row:
+(iter + 1) x tokens per iteration for a step, iter x it for an eval) and `tokens_per_s`. `mfu`
+is a fraction (0..1) of the peak in `mfu_peak_flops` (nanoGPT's logs: its fixed A100 figure, a
+running average). `checkpointed` marks the row after which a checkpoint was written (its eval
+row, else the last step before it), with `checkpoint` its path. Parquet also carries the run's
+config, peak and dtype as schema metadata (METADATA_KEYS).
 """
 
 from __future__ import annotations
@@ -22,28 +29,64 @@ _STEP_FIGURES = ("t", "loss", "lr", "dt_ms", "tokens_per_s", "mfu", "grad_norm")
 SCHEMA = pa.schema(
     [("kind", pa.string()), ("iter", pa.int64())]
     + [(name, pa.float64()) for name in _STEP_FIGURES]
-    + [("tokens", pa.int64()), ("train_loss", pa.float64()), ("val_loss", pa.float64()), ("checkpoint", pa.string())]
+    + [("tokens", pa.int64()), ("train_loss", pa.float64()), ("val_loss", pa.float64()),
+       ("checkpointed", pa.bool_()), ("checkpoint", pa.string()), ("mfu_peak_flops", pa.float64())]
 )
+METADATA_KEYS = ("gpttui.source", "gpttui.config", "gpttui.mfu", "gpttui.peak_flops", "gpttui.dtype",
+                 "gpttui.tokens_per_iter")
 TRAIN_COLOUR, VAL_COLOUR = 33, 208   # blue line, orange points (xterm-256 indices)
 MAX_CHART_POINTS = 4000   # plotext costs ~15 us a point; min/max buckets keep the shape
 
 
 def rows(h: RunHistory) -> list[dict]:
     """Step and eval rows in iteration order (eval first within an iteration)."""
-    ckpt = {c.iter: c.path for c in h.checkpoints}
+    tpi = h.tokens_per_iter
+    peak = h.mfu_peak
     out = [(e.iter, 0, i, {"kind": "eval", "iter": e.iter, "t": e.t, "train_loss": e.train_loss,
-                           "val_loss": e.val_loss, "checkpoint": ckpt.get(e.iter)})
+                           "val_loss": e.val_loss, "tokens": e.iter * tpi if tpi else None})
            for i, e in enumerate(h.evals)]
     out += [(s.iter, 1, i, {"kind": "step", "iter": s.iter, "t": s.t, "loss": s.loss, "lr": s.lr,
-                            "dt_ms": s.dt_ms, "tokens_per_s": s.tokens_per_s, "mfu": s.mfu,
-                            "grad_norm": s.grad_norm, "tokens": s.tokens})
+                            "dt_ms": s.dt_ms, "mfu": s.mfu, "grad_norm": s.grad_norm,
+                            "mfu_peak_flops": peak if s.mfu is not None else None,
+                            "tokens_per_s": s.tokens_per_s if s.tokens_per_s is not None
+                            else tpi / (s.dt_ms / 1000) if tpi and s.dt_ms else None,
+                            "tokens": s.tokens if s.tokens is not None else (s.iter + 1) * tpi if tpi else None})
             for i, s in enumerate(h.steps)]
     out.sort(key=lambda r: r[:3])
-    return [{name: r[3].get(name) for name in SCHEMA.names} for r in out]
+    flat = [{name: r[3].get(name) for name in SCHEMA.names} for r in out]
+    for row in flat:
+        row["checkpointed"] = False
+    for c in h.checkpoints:
+        # the eval at its iteration, else the last step before it (checkpoint N holds steps 0..N-1)
+        at = next((r for r in flat if r["kind"] == "eval" and r["iter"] == c.iter), None)
+        at = at or next((r for r in reversed(flat) if r["kind"] == "step" and r["iter"] < c.iter), None)
+        if at is not None:
+            at["checkpointed"], at["checkpoint"] = True, c.path
+    return flat
+
+
+def mfu_note(h: RunHistory) -> str:
+    """What the mfu column is a fraction of, in words."""
+    if not h.mfu_peak:
+        return "mfu: a fraction of the device's peak FLOP/s (the source does not say which)"
+    dtype = h.device.get("dtype") or h.config.get("dtype")
+    name = h.device.get("device_name")
+    of = f"{h.mfu_peak / 1e12:.4g} TFLOP/s" + (f" ({name}, {dtype})" if name and dtype else f" ({dtype})" if dtype else "")
+    if h.kind == "nanogpt-log":
+        return f"mfu: a fraction of {of}, nanoGPT's fixed A100 bfloat16 peak whatever the card; a running average"
+    return f"mfu: a fraction of {of}, measured per iteration"
+
+
+def metadata(h: RunHistory) -> dict[str, str]:
+    """The run's config, mfu's peak and dtype, as parquet schema metadata (strings)."""
+    dtype = h.device.get("dtype") or h.config.get("dtype")
+    return {"gpttui.source": h.source, "gpttui.config": json.dumps(h.config, sort_keys=True, default=str),
+            "gpttui.mfu": mfu_note(h), "gpttui.peak_flops": "" if h.mfu_peak is None else repr(h.mfu_peak),
+            "gpttui.dtype": dtype or "", "gpttui.tokens_per_iter": str(h.tokens_per_iter or "")}
 
 
 def table(h: RunHistory) -> pa.Table:
-    return pa.Table.from_pylist(rows(h), schema=SCHEMA)
+    return pa.Table.from_pylist(rows(h), schema=SCHEMA.with_metadata(metadata(h)))
 
 
 def write_rows(h: RunHistory, path: str | Path, fmt: str) -> int:

@@ -36,7 +36,8 @@ from typing import Any, Callable, Iterator
 import torch
 
 from gpttui.engine import checkpoint as K
-from gpttui.engine import durable, hardware
+from gpttui.engine import durable, hardware, pretrained
+from gpttui.engine import mirror as run_mirror
 from gpttui.engine.batches import Batches, DataError
 from gpttui.engine.channel import Channel, CommandReader
 from gpttui.engine.checkpoint_samples import checkpoint_sample
@@ -44,6 +45,7 @@ from gpttui.engine.host import UI_LOST
 from gpttui.engine.model import GPT, GPTConfig
 from gpttui.run import config as C
 from gpttui.run import directory, layout, protocol, schedule, sizing
+from gpttui.run import pretrained as run_pretrained
 
 FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this iteration
 FAULT_NAN_RANK_ENV = "GPTTUI_FAULT_NAN_RANK"  # ... on this rank only (default: every rank)
@@ -169,6 +171,7 @@ class Trainer:
     def run(self) -> int:
         """Train until finished, stopped or failed; the exit code (0 finished/stopped, 1 failed)."""
         self.set_state("starting")
+        mirror = run_mirror.attach(self.cfg, self.run_dir, self.chan, self.note) if self.dist.master else None
         try:
             self.setup()
             self.loop()
@@ -182,6 +185,8 @@ class Trainer:
         except Exception as e:
             final = Stop("failed", f"{type(e).__name__}: {e}", traceback.format_exc())
         self.finish(final)
+        if mirror is not None:  # W&B / TensorBoard take what is queued (bounded wait)
+            mirror.close()
         # (a failed job's group may wait on a dead peer: it ends with the process, see __main__)
         if self.dist.ddp and torch.distributed.is_initialized() and final.state != "failed":
             torch.distributed.destroy_process_group()
@@ -303,6 +308,11 @@ class Trainer:
             except RuntimeError as e:
                 raise K.CheckpointError(f"{self.run_dir / layout.CKPT}: weights do not fit the model: "
                                         f"{str(e).splitlines()[0]}") from None
+        elif run_pretrained.is_pretrained(cfg.init_from):  # nanoGPT's 'gpt2*', from local weights
+            try:
+                self.log(f"loading weights from {pretrained.load_into(model, cfg.init_from)}")
+            except (run_pretrained.PretrainedError, pretrained.PretrainedLoadError) as e:
+                raise C.ConfigError(str(e)) from None
         self.log(f"number of parameters: {model.get_num_params() / 1e6:.2f}M")
         model.to(dev.device)
         self.raw_model = model

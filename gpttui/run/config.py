@@ -44,9 +44,12 @@ class TrainConfig:
     always_save_checkpoint: bool = _f(True, "io", "checkpoint at every eval, not only when val improves")
     init_from: str = _f("scratch", "io", "'scratch', 'resume' (from out_dir/ckpt.pt), 'gpt2', 'gpt2-medium', "
                         "'gpt2-large', 'gpt2-xl' (local Hugging Face weights) or a model.safetensors path")
-    wandb_log: bool = _f(False, "io", "accepted for nanoGPT configs; gpttui logs to metrics.jsonl")
-    wandb_project: str = _f("owt", "io", "accepted for nanoGPT configs (names the run)")
-    wandb_run_name: str = _f("gpt2", "io", "accepted for nanoGPT configs (names the run)")
+    wandb_log: bool = _f(False, "io", "mirror the run to Weights & Biases as nanoGPT does (pip install "
+                         "'gpttui[wandb]'; WANDB_MODE=offline works without a network)")
+    wandb_project: str = _f("owt", "io", "W&B project")
+    wandb_run_name: str = _f("gpt2", "io", "W&B run name")
+    tensorboard_log: bool = _f(False, "io", "write TensorBoard event files live to out_dir/tensorboard "
+                               "(pip install 'gpttui[tensorboard]')")
     keep_checkpoints: int = _f(1, "io", "keep the last K checkpoints (ckpt.pt plus ckpt_<iter>.pt), and the best")
     sample_on_checkpoint: bool = _f(False, "io", "write a short sample to samples.jsonl at every checkpoint")
     sample_prompt: str = _f("\n", "io", "prompt for the samples taken at checkpoints")

@@ -1,0 +1,173 @@
+"""The run mirrored to W&B (`wandb_log = True`) and TensorBoard (`tensorboard_log = True`) from the
+engine's events, off the training loop: W&B in offline mode (no network) holds nanoGPT's figures;
+a missing package or a refused login is a one-line warning and the run finishes; a sink that
+blocks never holds up the listener the training loop calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+from engine_kit import EngineProc, prepare_run, read_events
+
+from gpttui.engine import mirror
+
+TINY_RUN = dict(max_iters=30, eval_interval=10, eval_iters=2, log_interval=5)
+
+
+def wandb_records(run_file: Path) -> list:
+    """The records of an offline run's .wandb file: W&B's LevelDB-style log (a 7-byte header, then
+    32 KiB blocks of chunks: crc32, length, type FULL/FIRST/MIDDLE/LAST), each a wandb Record."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block, pos = run_file.read_bytes(), 32768, 7
+    assert data[:4] == b":W&B"
+    raw, part = [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if left < 7 or (kind == 0 and length == 0):      # the block's padding
+            pos += left
+            continue
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):
+            raw.append(part + chunk)
+            part = b""
+        else:
+            part += chunk
+    records = []
+    for r in raw:
+        rec = pb.Record()
+        rec.ParseFromString(r)
+        records.append(rec)
+    return records
+
+
+def history_rows(records: list) -> list[dict]:
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+            for r in records if r.WhichOneof("record_type") == "history"]
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    return {"WANDB_MODE": "offline", "HOME": str(tmp_path / "home"), "WANDB_CONFIG_DIR": str(tmp_path / "wandbcfg"),
+            "WANDB_CACHE_DIR": str(tmp_path / "wandbcache")}
+
+
+def test_offline_wandb_run_holds_nanogpts_figures_and_tensorboard_the_rest(tmp_path, char_data):
+    pytest.importorskip("wandb", reason="the [wandb] extra is not installed")
+    pytest.importorskip("tensorboard", reason="the [tensorboard] extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = prepare_run(char_data, tmp_path / "run", **TINY_RUN, wandb_log=True, wandb_project="gpttui-test",
+                      wandb_run_name="tiny-offline", tensorboard_log=True)
+    eng = EngineProc(run, env=offline_env(tmp_path))      # every stdout line must parse as an event
+    assert eng.finish(timeout=180) == 0, eng.stderr
+    evals = {e["iter"]: e for e in read_events(run, "eval")}
+    steps = {e["iter"]: e for e in read_events(run, "step")}
+    assert sorted(evals) == [0, 10, 20, 30]
+
+    (run_file,) = run.glob("wandb/offline-run-*/run-*.wandb")
+    records = wandb_records(run_file)
+    (meta,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert (meta.project, meta.display_name) == ("gpttui-test", "tiny-offline")
+    rows = history_rows(records)
+    by_iter: dict[int, dict] = {}
+    for row in rows:
+        by_iter.setdefault(row["iter"], {}).update(row)
+    for it, ev in evals.items():
+        assert by_iter[it]["val/loss"] == pytest.approx(ev["val_loss"])
+        assert by_iter[it]["train/loss"] == pytest.approx(ev["train_loss"])
+    assert by_iter[20]["lr"] == pytest.approx(steps[19]["lr"])           # the rate of the last step before it
+    assert 0 < by_iter[20]["mfu"] < 100                                    # a percentage, as nanoGPT logs it
+    assert {it for it, row in by_iter.items() if "step/loss" in row} == {0, 5, 10, 15, 20, 25}   # log_interval
+    assert by_iter[15]["step/loss"] == pytest.approx(steps[15]["loss"])
+
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("step/loss")] == sorted(steps)    # every step, live
+    assert {e.step: e.value for e in acc.Scalars("eval/val_loss")} == pytest.approx(
+        {it: ev["val_loss"] for it, ev in evals.items()})
+
+
+def test_missing_wandb_is_one_warning_and_the_run_finishes(tmp_path, char_data):
+    fake = tmp_path / "nowandb" / "wandb"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
+    run = prepare_run(char_data, tmp_path / "run", **{**TINY_RUN, "max_iters": 10}, wandb_log=True)
+    env = {"PYTHONPATH": os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])}
+    eng = EngineProc(run, env=env)
+    assert eng.finish(timeout=120) == 0, eng.stderr
+    warnings = [e["message"] for e in eng.events if e["type"] == "log" and "warning" in e["message"]]
+    assert warnings == ["warning: not mirroring the run: RuntimeError: wandb_log = True but the wandb package "
+                        "is not installed: pip install 'gpttui[wandb]'"]
+    assert eng.events[-1] == {**eng.events[-1], "type": "state", "state": "finished"}
+    assert max(read_events(run, "step"), key=lambda e: e["iter"])["iter"] == 9
+
+
+def test_a_refused_login_is_one_warning_and_the_run_finishes(tmp_path, char_data):
+    """Online mode with no API key anywhere and no terminal to ask on: wandb.init refuses."""
+    pytest.importorskip("wandb", reason="the [wandb] extra is not installed")
+    run = prepare_run(char_data, tmp_path / "run", **{**TINY_RUN, "max_iters": 10}, wandb_log=True)
+    env = {**offline_env(tmp_path), "WANDB_MODE": "online", "WANDB_API_KEY": "", "NETRC": str(tmp_path / "nonetrc")}
+    eng = EngineProc(run, env=env)
+    assert eng.finish(timeout=180) == 0, eng.stderr
+    warnings = [e["message"] for e in eng.events if e["type"] == "log" and e["message"].startswith("warning:")]
+    assert len(warnings) == 1 and "not mirroring the run" in warnings[0] and "\n" not in warnings[0]
+    assert eng.events[-1]["state"] == "finished"
+
+
+class Blocking(mirror.Sink):
+    """A sink stuck as on a dead network, until released."""
+
+    name = "stuck"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.seen: list[dict] = []
+
+    def handle(self, event: dict) -> None:
+        self.release.wait()
+        self.seen.append(event)
+
+
+def test_a_stuck_sink_never_blocks_the_listener_and_keeps_every_eval():
+    sink = Blocking()
+    notes: list[str] = []
+    m = mirror.Mirror([lambda: sink], notes.append)
+    n = mirror.MAX_QUEUED_STEPS * 3
+    for it in range(n):            # returns although the sink takes nothing: the queue is bounded
+        m.listener({"type": "step", "iter": it, "loss": 1.0}, "")
+        if it % 100 == 0:
+            m.listener({"type": "eval", "iter": it, "val_loss": 2.0}, "")
+    assert m.dropped >= n - mirror.MAX_QUEUED_STEPS - 1
+    sink.release.set()
+    m.close(timeout=30)
+    assert not m.thread.is_alive()
+    assert [e["iter"] for e in sink.seen if e["type"] == "eval"] == list(range(0, n, 100))
+    assert len([e for e in sink.seen if e["type"] == "step"]) <= mirror.MAX_QUEUED_STEPS + 1
+    assert notes == []
+
+
+class Failing(mirror.Sink):
+    name = "flaky"
+
+    def handle(self, event: dict) -> None:
+        raise ConnectionError("network is unreachable\nretrying later")
+
+
+def test_a_failing_sink_is_said_once_and_switched_off():
+    notes: list[str] = []
+
+    def refuse() -> mirror.Sink:
+        raise PermissionError("login refused")
+
+    m = mirror.Mirror([refuse, Failing], notes.append)
+    for it in range(50):
+        m.listener({"type": "step", "iter": it, "loss": 1.0}, "")
+    m.close(timeout=30)
+    assert notes == ["warning: not mirroring the run: PermissionError: login refused",
+                     "warning: flaky mirror stopped: ConnectionError: network is unreachable"]
