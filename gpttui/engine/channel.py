@@ -124,6 +124,14 @@ class Channel:
             if self.err:
                 self.err.put((message + "\n").encode(), lossy=lossy)
 
+    def written(self) -> bool:
+        """Retry the lines a full disk held back; True when none are left waiting."""
+        with self.lock:
+            for f in (self.metrics, self.logfile):
+                if f:
+                    f.flush()
+            return not any(f and f.pending for f in (self.metrics, self.logfile))
+
     def note(self, message: str, iter_: int = 0) -> None:
         """A line worth both the human log and a `log` event."""
         self.log(message)

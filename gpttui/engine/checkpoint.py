@@ -1,7 +1,7 @@
 """nanoGPT-format checkpoints: {model, optimizer, model_args, iter_num, best_val_loss, config}.
 
-Written atomically (gpttui.fs.atomic), so a crash mid-write leaves the previous checkpoint
-whole. Read with `weights_only=True`. nanoGPT's own checkpoints load too: state-dict keys may
+Written atomically (gpttui.fs.atomic), so a crash or a full disk mid-write leaves the previous
+checkpoint whole (numbered copies too). Read with `weights_only=True`. nanoGPT's own checkpoints load too: state-dict keys may
 carry torch.compile's `_orig_mod.` prefix, `best_val_loss` may be a 0-d tensor, and `config`
 may name a GPU dtype.
 """
@@ -36,6 +36,17 @@ def save(path: str | Path, ckpt: dict[str, Any]) -> None:
     with atomic.replacing(path) as f:
         torch.save(ckpt, f)
         durable.injected_save_delay()  # a test hook's window to kill us mid-write
+
+
+def payload_bytes(obj: Any) -> int:
+    """The bytes of the tensors in a (nested) checkpoint dict: about what its file needs on disk."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(payload_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(payload_bytes(v) for v in obj)
+    return 0
 
 
 def load(path: str | Path, map_location: str = "cpu", mmap: bool = False) -> dict[str, Any]:
@@ -105,8 +116,9 @@ def keep_recent(path: Path, iter_num: int, keep: int, best_iter: int | None) -> 
         numbered.unlink(missing_ok=True)
         try:
             os.link(path, numbered)
-        except OSError:
-            shutil.copyfile(path, numbered)
+        except OSError:  # no hard links here: a copy, whole or not at all
+            with open(path, "rb") as src, atomic.replacing(numbered) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
     old = sorted((int(m.group(1)), f) for f in path.parent.iterdir() if (m := pattern.match(f.name)))
     doomed = old[:-keep] if keep > 1 else old
     for it, f in doomed:

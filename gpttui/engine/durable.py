@@ -3,6 +3,9 @@
 A full disk (ENOSPC, or EDQUOT for a quota) must pause training, not crash it: the engine
 reports it as an error event, keeps what it could not write in memory, and writes it once space
 is freed, so metrics.jsonl loses nothing and never holds half a line followed by more lines.
+A full disk is known by its errno wherever it is in the exception's chain (torch's zip writer
+re-raises ENOSPC as a RuntimeError, "unexpected pos", with the OSError as its context) and,
+when no errno says anything, by the target's file system having less room than the write needs.
 
 Test hooks (environment variables, read once at start):
   GPTTUI_FAULT_DISK_FULL=PATH   every metrics and checkpoint write fails with ENOSPC while PATH
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,10 +29,42 @@ FAULT_DISK_FULL_ENV = "GPTTUI_FAULT_DISK_FULL"
 FAULT_SLOW_SAVE_ENV = "GPTTUI_FAULT_SLOW_SAVE"
 _FAULT_PATH = os.environ.get(FAULT_DISK_FULL_ENV, "")
 _SLOW_SAVE_S = float(os.environ.get(FAULT_SLOW_SAVE_ENV, "") or 0)
+ROOM_MARGIN = 64 << 10  # bytes beyond a write's own size that its file system must have free
 
 
-def is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS
+def is_disk_full(e: BaseException, target: str | Path | None = None, need: int = 0) -> bool:
+    """Whether `e` is a full disk: an ENOSPC/EDQUOT errno on it or on any exception it was raised
+    from or during; failing any errno, (given the `target` written) too little free space there
+    for `need` bytes."""
+    errnos = []
+    todo, seen = [e], set()
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.errno is not None:
+            errnos.append(x.errno)
+        todo += [x.__cause__, x.__context__]
+    if errnos:
+        return any(n in DISK_FULL_ERRNOS for n in errnos)
+    return target is not None and not has_room(target, need)
+
+
+def free_bytes(target: str | Path) -> int:
+    """Free bytes on the file system of `target` (or of its nearest existing parent)."""
+    p = Path(target)
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def has_room(target: str | Path, need: int) -> bool:
+    """Whether `need` bytes (and a margin) fit on the file system of `target`; True if it can't be asked."""
+    try:
+        return free_bytes(target) >= need + ROOM_MARGIN
+    except OSError:
+        return True
 
 
 def check_injected_fault() -> None:

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from gpttui.engine import checkpoint as K
-from gpttui.engine import durable, hardware, pretrained
+from gpttui.engine import durable, hardware, lm_loss, optim, pretrained
 from gpttui.engine import mirror as run_mirror
 from gpttui.engine.batches import Batches, DataError
 from gpttui.engine.channel import Channel, CommandReader
@@ -50,6 +50,7 @@ from gpttui.run import pretrained as run_pretrained
 FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this iteration
 FAULT_NAN_RANK_ENV = "GPTTUI_FAULT_NAN_RANK"  # ... on this rank only (default: every rank)
 POLL_S = 0.5  # while paused, rank 0 re-broadcasts this often so other ranks never time out
+DISK_CHECK_S = 3.0  # paused for a full disk: how often rank 0 looks whether the writes fit again
 FAILED_KEY = "gpttui/failed"  # in the job's store: the first rank to fail alone, and why
 
 
@@ -137,6 +138,9 @@ class Trainer:
         self.eval_requested = False
         self.save_requested = False
         self.disk_full = False  # paused for a full disk: its checkpoint is retried on resume
+        self.held = False  # paused by the user (a full disk's pause then never ends by itself)
+        self.disk_check_at = 0.0
+        self.config_unsaved = False  # config.toml lags a `set` that a full disk kept out
         self.state = ""
         self.ctrl: Any = None   # the process group of control traffic (None: the default group)
         self.store: Any = None  # the job's key-value store (several processes only)
@@ -295,6 +299,7 @@ class Trainer:
             self.log(f"Resuming training from {self.run_dir}")
             ckpt = K.load(path, map_location=dev.device)
             K.check_model_args(ckpt["model_args"], self.model_args, path)
+            optim.check_resume(ckpt, cfg, path)
             self.iter_num = self.start_iter = ckpt["iter_num"]
             self.best_val_loss = ckpt["best_val_loss"]
             self.best_iter = ckpt.get("best_iter")
@@ -314,11 +319,12 @@ class Trainer:
             except (run_pretrained.PretrainedError, pretrained.PretrainedLoadError) as e:
                 raise C.ConfigError(str(e)) from None
         self.log(f"number of parameters: {model.get_num_params() / 1e6:.2f}M")
+        model.loss_impl = lm_loss.resolve(cfg.loss_impl, vocab)
+        self.log(lm_loss.describe(model.loss_impl))
         model.to(dev.device)
         self.raw_model = model
         self.scaler = torch.amp.GradScaler(dev.device_type, enabled=dev.dtype == "float16")
-        self.optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
-                                                    (cfg.beta1, cfg.beta2), dev.device_type, self.log)
+        self.optimizer = optim.build(model, cfg, dev.device_type, self.log)
         if ckpt is not None and "optimizer" in ckpt:
             fused = [g.get("fused") for g in self.optimizer.param_groups]
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -414,10 +420,10 @@ class Trainer:
             self.emit("error", message=cmd)
             return
         if cmd.cmd == "pause":
-            self.paused = True
+            self.paused = self.held = True
             self.set_state("paused")
         elif cmd.cmd == "resume":
-            self.paused = self.disk_full = False
+            self.paused = self.disk_full = self.held = False
             self.set_state("running")
         elif cmd.cmd == "stop":
             self.stop_requested = True
@@ -433,14 +439,52 @@ class Trainer:
             self.on_ui_lost(cmd.values["why"])
 
     def on_disk_full(self, what: str, error: str) -> None:
-        """Pause instead of crashing; the checkpoint is retried when the user resumes."""
+        """Pause instead of crashing; the checkpoint is retried on resume, which comes by itself
+        once the held-back writes fit (see disk_room_back), or by the user's resume."""
         self.paused = self.disk_full = True
         self.save_requested = True
+        self.disk_check_at = time.monotonic() + DISK_CHECK_S
         self.emit("error", message=f"disk full writing {what} ({error}); training paused at iter "
                                    f"{self.iter_num}, the last complete checkpoint is kept. "
-                                   f"Free some space, then resume")
-        self.log(f"disk full writing {what}: paused; free some space, then resume")
+                                   f"Free some space: training resumes by itself once the writes fit "
+                                   f"(or resume now)")
+        self.log(f"disk full writing {what}: paused; free some space, it resumes by itself")
         self.set_state("paused", "disk full")
+
+    def disk_room_back(self) -> bool:
+        """Rank 0, paused for a full disk: whether what it held back fits now: the waiting log
+        and metrics lines are written, config.toml too, and a checkpoint has room."""
+        if not self.chan.written():
+            return False
+        if self.config_unsaved:
+            try:
+                directory.write_config(self.cfg, self.run_dir)
+            except OSError as e:
+                if not durable.is_disk_full(e):
+                    raise
+                return False
+            self.config_unsaved = False
+        state = {"model": self.raw_model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return durable.has_room(self.run_dir, K.payload_bytes(state))
+
+    def resume_when_room(self) -> None:
+        """Every DISK_CHECK_S while paused for a full disk, resume once the writes fit (a pause the
+        user asked for stays: only the full disk's part of it ends)."""
+        if not (self.disk_full and self.dist.master) or time.monotonic() < self.disk_check_at:
+            return
+        self.disk_check_at = time.monotonic() + DISK_CHECK_S
+        if not self.disk_room_back():
+            return
+        if self.held:
+            self.disk_full = False
+            self.note("space freed: the held-back writes fit again; still paused (resume to go on)")
+            return
+        self.note("space freed: the held-back writes fit again; resuming")
+        resume = protocol.Command("resume", {})
+        if self.commands is not None:  # through the queue, so that every rank resumes
+            self.commands.push(resume)
+        else:
+            self.apply(resume)
 
     def on_ui_lost(self, why: str) -> None:
         """The UI that spawned this engine is gone: checkpoint, then detach or stop (on_ui_lost)."""
@@ -469,16 +513,16 @@ class Trainer:
             return
         changes = {k: getattr(new, k) for k in values if getattr(new, k) != getattr(self.cfg, k)}
         self.cfg = new
-        if "weight_decay" in changes:
-            self.optimizer.param_groups[0]["weight_decay"] = new.weight_decay
+        optim.apply_live(self.optimizer, new)
         if self.dist.master:
             try:
                 directory.write_config(new, self.run_dir)
             except OSError as e:  # the change holds in this session; config.toml keeps the old values
                 if not durable.is_disk_full(e):
                     raise
+                self.config_unsaved = True
                 self.emit("error", message=f"disk full: config.toml not updated ({e.strerror}); "
-                                           f"the change applies until the engine exits")
+                                           f"the change applies now, and reaches config.toml once space is freed")
         self.emit("config", changes=changes)
         self.log(f"config changed: {', '.join(f'{k}={v!r}' for k, v in changes.items()) or 'nothing'}")
 
@@ -497,6 +541,7 @@ class Trainer:
 
     def serve_while_paused(self) -> None:
         """`eval` and `save` work while paused: look at the val loss, keep a checkpoint now."""
+        self.resume_when_room()
         evaluate = self.eval_requested and not self.stop_requested
         save = self.save_requested and not self.disk_full and not self.stop_requested
         if not (evaluate or save):
@@ -562,8 +607,7 @@ class Trainer:
         t0 = time.perf_counter()
         self.reseed(cfg.seed, self.dist.rank, it)
         self.lr = schedule.lr_at(cfg, it)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+        optim.set_lr(self.optimizer, cfg, self.lr)
         model, accum = self.model, self.accum
         loss_sum = None
         for micro in range(accum):
@@ -655,7 +699,7 @@ class Trainer:
         resume takes our flags, and an older torch has no fused CPU kernel)."""
         state = self.optimizer.state_dict()
         if self.dev.device_type != "cuda":
-            for group in state["param_groups"]:
+            for group in state.get("adamw", state)["param_groups"]:  # (muon: {"adamw", "muon"})
                 group["fused"] = None
         return state
 
@@ -674,6 +718,7 @@ class Trainer:
             "model": self.raw_model.state_dict(),
             "optimizer": self._optimizer_state(),
             "model_args": self.model_args,
+            optim.KIND_KEY: self.cfg.optimizer,
             "iter_num": self.iter_num,
             "best_val_loss": self.best_val_loss,
             "best_iter": self.best_iter,
@@ -685,8 +730,8 @@ class Trainer:
             durable.check_injected_fault()
             K.save(path, ckpt)
             K.keep_recent(path, self.iter_num, self.cfg.keep_checkpoints, self.best_iter)
-        except OSError as e:
-            if not durable.is_disk_full(e):
+        except (OSError, RuntimeError) as e:  # (torch's zip writer re-raises ENOSPC as RuntimeError)
+            if not durable.is_disk_full(e, path, K.payload_bytes(ckpt)):
                 raise
             full = protocol.Command("disk_full", {"what": f"the checkpoint at iter {self.iter_num}",
                                                   "error": e.strerror or str(e)})

@@ -101,12 +101,13 @@ def test_nan_loss_stops_the_run_naming_the_iteration_and_keeps_the_checkpoint(ma
 
 
 def _disk_full_then_freed(rd, eng, fill, free, real_disk=False):
-    """Fill the disk mid-run; check the engine pauses and says so; free it; resume; check
-    nothing was lost from metrics.jsonl. On a real disk a live `set` meanwhile still applies."""
+    """Fill the disk mid-run; check the engine pauses and says so; free it; resume (the hook's
+    run by the resume key, the real disk's by itself); check nothing was lost from metrics.jsonl.
+    On a real disk a live `set` meanwhile still applies, and reaches config.toml once freed."""
     eng.wait_iter(25)
     fill()
     err = eng.wait_event(lambda e: e["type"] == "error" and "disk full" in e["message"], what="disk full error")
-    assert "paused" in err["message"] and "Free some space" in err["message"]
+    assert "paused" in err["message"] and "Free some space" in err["message"] and "by itself" in err["message"]
     eng.wait_event(lambda e: e["type"] == "state" and e["state"] == "paused" and e.get("reason") == "disk full")
     # engine.json says so too (rewritten in place when no temporary file fits on the disk)
     wait_for(lambda: engine_state.read_info(rd).reason == "disk full", 10, "engine.json: paused, disk full")
@@ -119,10 +120,13 @@ def _disk_full_then_freed(rd, eng, fill, free, real_disk=False):
         eng.wait_event(lambda e: e["type"] == "config" and e["changes"] == {"max_iters": 90_000})
         assert eng.alive
     free()
-    assert eng.send("resume")
+    if not real_disk:
+        assert eng.send("resume")  # the dashboard's resume key
     eng.wait_event(lambda e: e["type"] == "checkpoint" and e["iter"] >= paused_at, what="checkpoint after freeing")
     eng.wait_iter(paused_at + 30)
     assert ckpt_iter(rd / "ckpt.pt") >= paused_at
+    if real_disk:
+        assert "max_iters = 90000" in (rd / "config.toml").read_text()
     eng.signal(signal.SIGTERM)
     assert eng.wait(30) == 0
     # metrics.jsonl: every line whole, every step once, the error and the pause recorded
@@ -157,17 +161,49 @@ def test_full_disk_pauses_and_resumes_on_a_real_small_file_system(make_run, engi
     rd = make_run(name=str(tiny_fs / "run"), eval_interval=40, keep_checkpoints=1)
     eng = engines(rd)
     filler = tiny_fs / "filler"
+    _disk_full_then_freed(rd, eng, lambda: _fill(filler), filler.unlink, real_disk=True)
 
-    def fill():
-        with open(filler, "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
 
-    _disk_full_then_freed(rd, eng, fill, filler.unlink, real_disk=True)
+def _fill(path, leave=0):
+    """Write `path` until the disk is full, then give back `leave` bytes."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    if leave:
+        os.truncate(path, max(0, path.stat().st_size - leave))
+
+
+def test_a_checkpoint_that_no_longer_fits_pauses_then_resumes_by_itself(make_run, engines, tiny_fs):
+    """The real fault of the issue: metrics lines still fit, the checkpoint doesn't, and torch
+    reports ENOSPC as a RuntimeError. Nothing is sent to the engine: freeing space is enough."""
+    rd = make_run(name=str(tiny_fs / "run"), eval_interval=40, keep_checkpoints=1, max_iters=130)
+    eng = engines(rd)
+    eng.wait_event(lambda e: e["type"] == "checkpoint" and e["iter"] == 40, what="checkpoint at 40")
+    filler = tiny_fs / "filler"
+    _fill(filler, leave=48 << 10)  # room for ~40 iterations of log and metrics lines, not a checkpoint
+    err = eng.wait_event(lambda e: e["type"] == "error" and "disk full" in e["message"], what="disk full error")
+    assert "writing the checkpoint at iter 80" in err["message"]
+    paused = eng.wait_event(lambda e: e["type"] == "state" and e["state"] == "paused"
+                            and e.get("reason") == "disk full")
+    wait_for(lambda: engine_state.read_info(rd).reason == "disk full", 10, "engine.json: paused, disk full")
+    assert ckpt_iter(rd / "ckpt.pt") == 40  # the previous checkpoint loads, whole
+    assert not [p.name for p in rd.iterdir() if ".tmp" in p.name]
+    assert eng.alive and not any(e["type"] == "state" and e["state"] == "failed" for e in eng.seen)
+    filler.unlink()
+    assert eng.wait(90) == 0  # resumed by itself, finished
+    eng.pump()
+    states = [(e["state"], e.get("reason")) for e in eng.seen if e["type"] == "state"]
+    assert states.index(("paused", "disk full")) < len(states) - 1 - states[::-1].index(("running", None))
+    assert states[-1] == ("finished", "max_iters=130 reached")
+    assert any(e["type"] == "log" and "resuming" in e["message"] for e in eng.seen)
+    assert any(e["type"] == "checkpoint" and e["iter"] == paused["iter"] for e in eng.seen)  # the held one
+    assert ckpt_iter(rd / "ckpt.pt") == 130
+    steps = [e["iter"] for e in events(rd) if e["type"] == "step"]
+    assert steps == list(range(130))
 
 
 def test_a_checkpoint_carrying_code_is_refused_with_a_plain_message(make_run, engines, tmp_path):
