@@ -40,9 +40,10 @@ class ReadOnlyRuns(LiveRunReads):
     pending = ""
     app: App[Any]   # set by start()
 
-    def __init__(self, sources: list[Path], axis: str = "iter") -> None:
+    def __init__(self, sources: list[Path], axis: str = "iter", configs: dict[Path, Path] | None = None) -> None:
         self.sources = sources
         self.axis = axis
+        self.configs = configs or {}   # a log's config (`gpttui open LOG --config FILE`)
         self.runs: list[OpenedRun] = []
         self.selected = 0
         self.loading = True
@@ -81,7 +82,7 @@ class ReadOnlyRuns(LiveRunReads):
         runs = []
         for i, path in enumerate(self.sources):
             try:
-                runs.append(open_source(path, colour(i)))
+                runs.append(open_source(path, colour(i), self.configs.get(path)))
             except (RunLogError, C.ConfigError, OSError) as e:
                 runs.append(OpenedRun(path, path.name, colour(i), error=str(e)))
         self.app.call_from_thread(self._runs_loaded, runs)

@@ -27,6 +27,7 @@ to evals/checkpoints when one happened in it, else to pauses.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,6 +46,10 @@ from gpttui.run.units import human_count, human_duration
 WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a process on
 PAUSE_STEPS = 10         # a gap this many step-times longer than expected is a pause
 CHINCHILLA = 20.0        # compute-optimal tokens per parameter
+TREND_HORIZON = 0.25     # the trend judged over this fraction of the iterations so far ...
+TREND_HORIZON_MIN = 1000  # ... and at least this many iterations
+FLAT_GAIN = 0.015        # less val improvement than this over the horizon is flat
+TOKENS_PROMISE_SLACK = 0.2   # a tokens comment off by more than this fraction is a mismatch
 
 
 @dataclass
@@ -205,7 +210,7 @@ def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]
                          "per_param_at_max_iters": None}
     if seen is None:
         return t, Finding("tokens", "tokens", ["tokens per iteration unknown (no config or 'tokens per iteration' line)"],
-                          "unknown", "note")
+                          "unknown: give the config (--config FILE) to count them", "note")
     lines = [f"{human_count(seen)} seen = {h.last_iter:,} iters x {tpi:,} tokens"]
     if h.max_iters and tpi:
         t["at_max_iters"] = h.max_iters * tpi
@@ -218,6 +223,8 @@ def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]
         lines.append(f"at max_iters {h.max_iters:,}: {human_count(t['at_max_iters'])} "
                      f"= {t['per_param_at_max_iters']:.1f} tokens/parameter")
     ratio = t["per_param"]
+    if promise := _tokens_promise_mismatch(h, t["at_max_iters"]):
+        return t, Finding("tokens", "tokens", lines, promise, "warn")
     if ratio < 0.5 * CHINCHILLA:
         verdict, level = f"under-trained for its size: {ratio / CHINCHILLA:.0%} of compute-optimal so far", "note"
     elif ratio <= 1.5 * CHINCHILLA:
@@ -226,6 +233,39 @@ def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]
         verdict, level = (f"{ratio / CHINCHILLA:.1f}x compute-optimal: past the compute-optimal point, "
                           "more data than a bigger model would use (fine for a model you will run a lot)"), "ok"
     return t, Finding("tokens", "tokens", lines, verdict, level)
+
+
+TOKENS_COMMENT_RES = (
+    re.compile(r"(\d+(?:\.\d+)?)\s*([KMBT])\b(?:\s+[a-z]+)?\s+tokens\b", re.I),   # "~3B tokens seen"
+    re.compile(r"\btokens\b\D{0,30}?(\d+(?:\.\d+)?)\s*([KMBT])\b", re.I),          # "tokens be 300B"
+)
+UNITS = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+
+
+def token_promises(config_text: str) -> list[tuple[int, float]]:
+    """(line, tokens) for each total-tokens figure a comment of the config gives ("~3B tokens seen")."""
+    out = []
+    for no, line in enumerate(config_text.splitlines(), 1):
+        if "#" not in line:
+            continue
+        comment = line.split("#", 1)[1]
+        for rx in TOKENS_COMMENT_RES:
+            if m := rx.search(comment):
+                out.append((no, float(m[1]) * UNITS[m[2].lower()]))
+                break
+    return out
+
+
+def _tokens_promise_mismatch(h: RunHistory, at_max_iters: int | None) -> str:
+    """What a tokens comment promises against what max_iters x tokens/iter gives, if they differ."""
+    if not at_max_iters or not h.config_text:
+        return ""
+    for line, promised in token_promises(h.config_text):
+        if abs(at_max_iters - promised) > TOKENS_PROMISE_SLACK * promised:
+            where = f"{h.config_file or 'the config'}:{line}"
+            return (f"the comment on {where} promises ~{human_count(promised, 0)} tokens, but max_iters "
+                    f"{h.max_iters:,} x {h.tokens_per_iter:,} tokens/iter gives {human_count(at_max_iters)}")
+    return ""
 
 
 # ---------------------------------------------------------------- trend and gap
@@ -252,24 +292,40 @@ def _slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return float(a), se
 
 
+def _valid_evals(h: RunHistory) -> list:
+    """The evals with a finite val loss: what the trend and the forecast count from."""
+    return [e for e in h.evals if e.val_loss is not None and math.isfinite(e.val_loss)]
+
+
 def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
     evs = _recent(h)
+    total = len(_valid_evals(h))
     if len(evs) < 2:
         return {"per_1000": None, "plateau": None}, Finding(
-            "trend", "loss trend", [f"{len(evs)} eval(s) so far"], "needs at least 2 evals", "note")
+            "trend", "loss trend", [f"{total} eval(s) so far"], "needs at least 2 evals after iter 0", "note")
     slope, se = _slope([e.iter for e in evs], [e.val_loss for e in evs])
     per_k = slope * 1000
     level_now = evs[-1].val_loss
     rel = per_k / level_now
-    plateau = len(evs) >= 3 and (slope + se >= 0 or rel > -0.001)
-    trend = {"per_1000": round(per_k, 5), "relative_per_1000": round(rel, 5), "plateau": plateau,
-             "window": [evs[0].iter, evs[-1].iter], "evals": len(evs), "best_val": h.best_val}
-    lines = [f"val {per_k:+.4f} per 1000 iters ({rel:+.2%}) over evals {evs[0].iter:,}-{evs[-1].iter:,} "
-             f"({len(evs)} evals); best val {h.best_val:.4f}"]
-    if plateau:
+    # flat: at this rate the next quarter of the run so far (at least 1000 iterations) gains little
+    horizon = max(TREND_HORIZON_MIN, TREND_HORIZON * evs[-1].iter)
+    ahead = -rel * horizon / 1000
+    no_gain = len(evs) >= 3 and slope + se >= 0
+    flat = len(evs) >= 3 and not no_gain and ahead < FLAT_GAIN
+    trend = {"per_1000": round(per_k, 5), "relative_per_1000": round(rel, 5), "plateau": no_gain or flat,
+             "flat": flat, "gain_ahead": round(ahead, 5), "horizon": int(horizon),
+             "window": [evs[0].iter, evs[-1].iter], "evals": len(evs), "evals_total": total, "best_val": h.best_val}
+    lines = [f"val {per_k:+.4f} per 1000 iters ({rel:+.2%}) over the last {len(evs)} of {total} evals "
+             f"({evs[0].iter:,}-{evs[-1].iter:,}); best val {h.best_val:.4f}"]
+    if no_gain:
         verdict, level = "plateau: no clear improvement over the recent evals", "warn"
+    elif flat:
+        verdict, level = (f"flat: at this rate {ahead:.1%} more over the next {int(horizon):,} iters; "
+                          "consider stopping or annealing"), "note"
+    elif slope < 0:
+        verdict, level = f"still falling: {ahead:.1%} more over the next {int(horizon):,} iters at this rate", "ok"
     else:
-        verdict, level = ("still falling", "ok") if slope < 0 else ("rising", "warn")
+        verdict, level = "rising", "warn"
     return trend, Finding("trend", "loss trend", lines, verdict, level)
 
 
@@ -312,13 +368,27 @@ def _schedule(h: RunHistory, cfg: C.TrainConfig | None, horizon: int, end: int) 
         return lr_array(assumed, np.arange(horizon + 1)), note
     sched = lr_array(cfg, np.arange(horizon + 1))
     recorded = [(s.iter, s.lr) for s in h.steps if s.lr is not None and 0 <= s.iter <= horizon]
-    note = f"{cfg.lr_schedule} schedule from the config"
+    note = f"{schedule_name(cfg)} from the config"
     if len(recorded) >= 2:   # the lrs the run really used (live changes included), then the config's
         its = np.array([r[0] for r in recorded])
         past = np.arange(its.max() + 1)
         sched[: len(past)] = np.interp(past, its, [r[1] for r in recorded])
         note += " (recorded lrs up to the last step)"
     return sched, note
+
+
+def schedule_name(cfg: C.TrainConfig) -> str:
+    """The lr schedule a config really runs, in words (decay_lr = False is constant, whatever
+    lr_schedule says; wsd decaying over the whole run is a linear decay)."""
+    warm = f", warm-up {cfg.warmup_iters:,}" if cfg.warmup_iters else ""
+    if not cfg.decay_lr:
+        return f"constant lr (decay_lr = False{warm})"
+    if cfg.lr_schedule == "wsd":
+        if cfg.decay_frac >= 1.0:
+            return f"linear decay to min_lr at iter {cfg.max_iters:,}{warm}"
+        return (f"warmup-stable-decay schedule (decay over the last {cfg.decay_frac:.0%} "
+                f"to iter {cfg.max_iters:,}{warm})")
+    return f"cosine schedule (decay to iter {cfg.lr_decay_iters:,}{warm})"
 
 
 def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: int | None) -> Finding:
@@ -348,7 +418,8 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
         tag = ("max_iters" if f.iter == h.max_iters else "2x max_iters" if h.max_iters and f.iter == 2 * h.max_iters
                else "--forecast-at" if f.iter == forecast_at else "last eval")
         lines.append(f"val {f.val_loss:.3f} ({f.low:.3f}-{f.high:.3f}) at iter {f.iter:,} ({tag})")
-    lines.append(f"fit on {fit.n_points} evals {fit.first_iter:,}-{fit.last_iter:,}; {r.forecast_note}")
+    lines.append(f"fit on {fit.n_points} of {len(_valid_evals(h))} evals ({fit.first_iter:,}-{fit.last_iter:,}; "
+                 f"iter 0 and the first tenth are the initial transient); {r.forecast_note}")
     best = h.best_val
     f = r.forecast
     if f.iter <= last_eval:
@@ -569,7 +640,7 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
     """
     known = h.device
     dev_name = device or known.get("device_name") or known.get("device")
-    dtype = known.get("dtype") or (cfg.dtype if cfg is not None and cfg.dtype != "auto" else "bfloat16")
+    dtype = known.get("dtype") or _config_dtype(h) or "bfloat16"
     peak = table_peak(dev_name, dtype) if device else (_num(known.get("peak_flops")) or
                                                        (table_peak(dev_name, dtype) if dev_name else None))
     world = h.sessions[-1].world_size if h.sessions else 1
@@ -628,6 +699,12 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
         if dev_name and not peak:
             verdict = f"MFU unknown: no peak FLOP/s figure for {dev_name!r} ({dtype})"
     return m, Finding("mfu", "MFU", lines or ["no MFU figures"], verdict, level)
+
+
+def _config_dtype(h: RunHistory) -> str | None:
+    """The dtype the source's config (or a log's `Overriding: dtype = ...`) sets; None for auto."""
+    dtype = h.config.get("dtype")
+    return dtype if isinstance(dtype, str) and dtype in C.CHOICES["dtype"] and dtype != "auto" else None
 
 
 def _num(x: Any) -> float | None:

@@ -94,8 +94,23 @@ def history_events(h: RunHistory) -> list[dict[str, Any]]:
     return [e for *_, e in out]
 
 
-def open_source(path: Path, colour: int) -> OpenedRun:
-    """Read one run directory, metrics.jsonl or nanoGPT log (slow for a long run: off the UI thread)."""
+def with_config(h: RunHistory, config: Path) -> None:
+    """Give a history the config it ran with (a log that has no config header): the file's values
+    under what the log itself says (its `Overriding:` lines ran last). Raises C.ConfigError."""
+    values = C.read_config_file(config)
+    try:
+        text = config.read_text(encoding="utf-8") if config.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    h.config = {**values, **h.config}
+    h.config_complete = True
+    h.config_text = text + h.config_text
+    h.config_file = h.config_file or str(config)
+
+
+def open_source(path: Path, colour: int, config: Path | None = None) -> OpenedRun:
+    """Read one run directory, metrics.jsonl or nanoGPT log (slow for a long run: off the UI thread);
+    `config` gives a log the config it ran with (`gpttui open LOG --config FILE`)."""
     run = OpenedRun(path, path.name, colour)
     metrics = path / layout.METRICS if path.is_dir() else path
     if path.is_dir() or path.suffix == ".jsonl":
@@ -113,6 +128,8 @@ def open_source(path: Path, colour: int) -> OpenedRun:
                 run.live.history.state = "stopped"   # the engine that wrote this is gone
         return run
     loaded = load_run(path)
+    if config is not None:
+        with_config(loaded, config)
     # the LiveRun rebuilds the records from events, on a history that keeps what a log says
     # beyond them (config, parameter count, tokens per iteration, stray lines, sessions)
     seed = copy.copy(loaded)

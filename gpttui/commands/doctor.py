@@ -1,4 +1,4 @@
-"""`gpttui doctor RUN|LOG [--until N] [--forecast-at N] [--device NAME] [--json]`."""
+"""`gpttui doctor RUN|LOG [--config FILE] [--until N] [--forecast-at N] [--device NAME] [--json]`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ HELP = "judge a run or nanoGPT log: parameters, tokens, trend, forecast, time, M
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory, metrics.jsonl, or a nanoGPT train.py log")
+    p.add_argument("--config", metavar="FILE",
+                   help="the config a log without a config header ran with (nanoGPT .py or TOML): "
+                        "tokens, parameters and the lr schedule then follow from it")
     p.add_argument("--until", type=int, metavar="N", help="judge the run as it stood at iteration N")
     p.add_argument("--forecast-at", type=int, metavar="N", help="also forecast val loss at iteration N")
     p.add_argument("--device", metavar="NAME",
@@ -30,6 +33,17 @@ def run(args: argparse.Namespace) -> int:
     history = load_history(args.run)
     if history is None:
         return 2
+    if args.config is not None:
+        from pathlib import Path
+
+        from gpttui.analysis.opened_run import with_config
+        from gpttui.run import config as C
+
+        try:
+            with_config(history, Path(args.config))
+        except C.ConfigError as e:
+            print(f"error: --config: {e}", file=sys.stderr)
+            return 2
     if args.until is not None:
         history = history.until(args.until)
     report = doctor.diagnose(history, forecast_at=args.forecast_at, device=args.device)

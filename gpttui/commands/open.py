@@ -1,8 +1,10 @@
-"""`gpttui open RUN_DIR|LOG [RUN_DIR|LOG ...] [--by iter|tokens]`: read-only views.
+"""`gpttui open RUN_DIR|LOG [RUN_DIR|LOG ...] [--by iter|tokens] [--config FILE ...]`: read-only views.
 
 One source opens in the dashboard; several open on the compare screen (their val loss on
 one chart, each in its own colour). A run whose engine is still running is followed live.
-Paths are checked here, in one line each, before the UI starts.
+Paths are checked here, in one line each, before the UI starts. Each `--config FILE` goes with
+the next log file (not a run directory or metrics.jsonl, which carry their config) in the order
+given: a log without a config header then has its tokens, parameters and schedule.
 """
 
 from __future__ import annotations
@@ -21,6 +23,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run directories, metrics.jsonl files or nanoGPT train.py logs")
     p.add_argument("--by", choices=("iter", "tokens"), default="iter",
                    help="x axis of the val-loss overlay (several runs): iteration or tokens seen")
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="the config a log ran with, for logs without a config header; one per log, in order")
+
+
+def is_log(path: Path) -> bool:
+    """A nanoGPT log file (not a run directory or a metrics.jsonl): what --config goes with."""
+    return path.is_file() and path.suffix != ".jsonl"
+
+
+def pair_configs(paths: list[Path], configs: list[str]) -> tuple[dict[Path, Path], str | None]:
+    """Each --config with the next log, in order; or why they don't pair."""
+    logs = [p for p in paths if is_log(p)]
+    if len(configs) > len(logs):
+        return {}, (f"--config: {len(configs)} config(s) given for {len(logs)} log file(s) "
+                    "(one per log, in the order of the logs; run directories carry their own)")
+    out = {}
+    for log, cfg in zip(logs, configs):
+        if not Path(cfg).is_file():
+            return {}, f"--config: {cfg}: no such config file"
+        out[log] = Path(cfg)
+    return out, None
 
 
 def check(path: Path) -> str | None:
@@ -46,9 +69,13 @@ def run(args: argparse.Namespace) -> int:
         for msg in problems:
             print(f"error: {msg}", file=sys.stderr)
         return 2
+    configs, problem = pair_configs(paths, args.config)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from gpttui.app import GpttuiApp  # Textual only once the paths hold
     from gpttui.viewer import ReadOnlyRuns
 
-    app = GpttuiApp(ReadOnlyRuns(paths, axis=args.by))
+    app = GpttuiApp(ReadOnlyRuns(paths, axis=args.by, configs=configs))
     result = app.run()
     return app.return_code or int(result or 0)  # 1 after an exception (Textual printed it)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpttui.run import config as C
+from gpttui.run.nanogpt_stock import STOCK_CONFIGS
 from gpttui.run.protocol import MAX_COUNT, MAX_REAL
 
 NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
@@ -80,8 +81,7 @@ class _Parser:
             if not _ends_echo(line):
                 self.echo.append(line)
                 return
-            self._apply_echo("\n".join(self.echo))
-            self.echo = None
+            self._end_echo()
         log = self.log
         if m := STEP_RE.search(line):
             it, train, val = _count(m[1]), _loss(m[2]), _loss(m[3])
@@ -108,7 +108,7 @@ class _Parser:
             log.config_file = m[1]
             self.echo = []
         elif m := OVERRIDE_KV_RE.match(line):
-            self._apply_echo(f"{m[1]} = {m[2]}")
+            self._apply_override(m[1], m[2])
         elif m := TPI_RE.match(line):
             log.tokens_per_iter = _count(m[1].replace(",", ""))
         elif m := PARAMS_RE.match(line):
@@ -128,8 +128,37 @@ class _Parser:
 
     def finish(self) -> NanogptLog:
         if self.echo is not None:
-            self._apply_echo("\n".join(self.echo))
+            self._end_echo()
         return self.log
+
+    def _end_echo(self) -> None:
+        text = "\n".join(self.echo or [])
+        self.echo = None
+        stock = stock_config(self.log.config_file)
+        if stock is not None and not _assigns(text):
+            # nanoGPT echoes the file; a log that lost the echo still names a file whose values are known
+            self.log.config.update(stock)
+            self.log.config_complete = True
+        self._apply_echo(text)
+
+    def _apply_override(self, key: str, text: str) -> None:
+        """`Overriding: key = value`, as nanoGPT's configurator prints it: str(value), so text
+        comes unquoted (`dtype = float32`); gpttui's own train prints repr (quoted)."""
+        log = self.log
+        log.config_text += f"{key} = {text}\n"
+        log.config_complete = True
+        if key not in C.FIELDS:
+            log.config_unknown[key] = text
+            return
+        try:
+            log.config[key] = C.parse_value(key, text)
+            return
+        except C.ConfigError:
+            pass
+        try:   # an expression (nanoGPT itself would have refused it, but a log may say `5 * 8`)
+            log.config.update(C.parse_nanogpt_py(f"{key} = {text}"))
+        except C.ConfigError:
+            log.config_unknown[key] = text
 
     def _record(self, event: dict) -> None:
         self.log.events.append(event)
@@ -150,6 +179,8 @@ class _Parser:
     def _apply_echo(self, text: str) -> None:
         """Take `name = value` lines of an echoed config; unknown or non-literal ones are recorded."""
         log = self.log
+        if not text.strip():
+            return
         log.config_text += text + "\n"
         log.config_complete = True
         try:
@@ -174,6 +205,22 @@ class _Parser:
                 continue
             log.config.update(values)
             known_text += "\n" + segment
+
+
+def _assigns(text: str) -> bool:
+    return any(re.match(r"\s*\w+\s*=", line) for line in text.splitlines())
+
+
+def stock_config(path: str | None) -> dict[str, Any] | None:
+    """The values of nanoGPT's own config/NAME.py (its stock configs), else None."""
+    if not path:
+        return None
+    parts = path.replace("\\", "/").split("/")
+    name = parts[-1]
+    if len(parts) > 1 and parts[-2] != "config":
+        return None
+    values = STOCK_CONFIGS.get(name.removesuffix(".py"))
+    return dict(values) if values is not None else None
 
 
 def _ends_echo(line: str) -> bool:
