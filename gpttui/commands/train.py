@@ -317,8 +317,22 @@ def tail_lines(path: Path) -> list[str]:
     return lines[1:] if start else lines
 
 
+# what faulthandler writes after "Fatal Python error: ..." when native code crashes
+CRASH_DUMP = ("Thread ", "Current thread ", "  File ", "  <no Python frame>", "Extension modules:")
+
+
 def log_tail(path: Path, n: int) -> list[str]:
-    return [line for line in tail_lines(path) if line.strip()][-n:]
+    """The last `n` lines of a log; when it ends in a native crash's dump, that dump's header and
+    the crashing thread's stack instead."""
+    lines = [line for line in tail_lines(path) if line.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("Fatal Python error:"):
+            current = [j for j in range(i, len(lines)) if lines[j].startswith("Current thread ")]
+            stack = lines[current[0]:current[0] + 1 + 12] if current else []
+            return [lines[i], *[line for line in stack if not line.startswith("Extension modules:")]]
+        if not lines[i].startswith(CRASH_DUMP):
+            break
+    return lines[-n:]
 
 
 def last_iteration(metrics: Path) -> int | None:
