@@ -160,7 +160,7 @@ def test_training_from_gpt2_without_local_weights_says_how_in_one_line(tmp_path,
     assert len(errors) == 1, proc.stderr
     assert "no local weights for 'gpt2'" in errors[0] and "--init_from=" in errors[0]
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "out" / layout.CKPT).exists()
+    assert proc.returncode == 2 and not (tmp_path / "out").exists()     # said before anything is made
 
 
 def test_training_from_local_weights_loads_them_and_trains(tmp_path, char_data):
@@ -176,3 +176,16 @@ def test_training_from_local_weights_loads_them_and_trains(tmp_path, char_data):
     assert f"loading weights from {d / 'model.safetensors'}" in proc.stdout
     assert "number of parameters: 0.01M" in proc.stdout   # the file's shape: 2 x 16, vocab 97
     assert (tmp_path / "out" / layout.CKPT).exists()
+
+
+def test_a_pretrained_start_never_replaces_a_run_without_force(tmp_path, char_data):
+    from gpttui.run import directory
+
+    d = write_hf(tmp_path / "w", hf_gpt2())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / layout.CKPT).write_bytes(b"the old run's checkpoint")
+    cfg = C.load(None, [f"--init_from={d}", f"--data_dir={char_data}", f"--out_dir={run}", "--block_size=16"]).config
+    with pytest.raises(directory.RunDirError, match="already holds a run"):
+        directory.prepare(cfg)
+    assert (run / layout.CKPT).read_bytes() == b"the old run's checkpoint"

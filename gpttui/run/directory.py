@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from gpttui.fs.lock import FileLock
 from gpttui.run import config as C
-from gpttui.run import engine_state, layout, sizing
+from gpttui.run import engine_state, layout, pretrained, sizing
 
 
 class RunDirError(ValueError):
@@ -74,6 +74,11 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
         raise RunDirError(errors[0] if len(errors) == 1 else "; ".join(errors))
     rd = Path(run_dir if run_dir is not None else cfg.out_dir)
     info = check_data(cfg)
+    if pretrained.is_gpt2(cfg.init_from):  # no download: say where local weights go, before anything is made
+        try:
+            pretrained.weights_file(cfg.init_from)
+        except pretrained.PretrainedError as e:
+            raise RunDirError(str(e)) from None
     cfg = C.replace(cfg, out_dir=str(rd), data_dir=str(info.data_dir.resolve()))
     if rd.exists() and not rd.is_dir():
         raise RunDirError(f"{rd}: exists and is not a directory")
@@ -83,7 +88,7 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
             raise RunDirError(f"{ckpt}: no checkpoint to resume from (use --init_from=scratch to start)")
         if cfg.init_from == "resume":
             check_shape(cfg, ckpt, info.vocab_size)
-        if cfg.init_from == "scratch" and ckpt.is_file() and not force:
+        if cfg.init_from != "resume" and ckpt.is_file() and not force:  # scratch, or pretrained weights
             raise RunDirError(f"{rd}: already holds a run ({describe_run(rd)}); resume it with "
                               f"`gpttui train {rd}`, choose another out_dir, or replace it with --force")
         write_config(cfg, rd)
