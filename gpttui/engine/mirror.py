@@ -29,6 +29,10 @@ CLOSE_TIMEOUT_S = 60.0            # at the end of a run: how long W&B may take t
 STEP_FIGURES = ("loss", "lr", "dt_ms", "tokens_per_s", "mfu")
 
 
+class MirrorError(RuntimeError):
+    """A sink that cannot start, already phrased for the user."""
+
+
 class Sink:
     name = "sink"
 
@@ -61,15 +65,19 @@ class WandbSink(Sink):
         try:
             import wandb
         except ImportError:
-            raise RuntimeError("wandb_log = True but the wandb package is not installed: "
-                               "pip install 'gpttui[wandb]'") from None
+            raise MirrorError("wandb_log = True but the wandb package is not installed: "
+                              "pip install 'gpttui[wandb]'") from None
         os.environ.setdefault("WANDB_SILENT", "true")   # stdout is the event stream: nothing of W&B's there
-        self.wandb = wandb
         self.log_interval = max(1, cfg.log_interval)
         self.lr: float | None = None
         self.running_mfu = -1.0
-        self.run = wandb.init(project=cfg.wandb_project, name=cfg.wandb_run_name, config=cfg.to_dict(),
-                              dir=str(run_dir), settings=wandb.Settings(console="off", silent=True))
+        try:
+            self.run = wandb.init(project=cfg.wandb_project, name=cfg.wandb_run_name, config=cfg.to_dict(),
+                                  dir=str(run_dir), settings=wandb.Settings(console="off", silent=True))
+        except Exception as e:  # no API key, a refused login, no network
+            detail = _one_line(e)
+            raise MirrorError(f"W&B did not start ({detail.replace(': <no message>', ': no answer')}); "
+                              f"`wandb login`, or WANDB_MODE=offline to keep a local copy to sync later") from None
 
     def handle(self, event: dict[str, Any]) -> None:
         kind, it = event.get("type"), event.get("iter")
@@ -84,6 +92,9 @@ class WandbSink(Sink):
                 figures = {f"step/{k}": event[k] * (100 if k == "mfu" else 1) for k in STEP_FIGURES
                            if isinstance(event.get(k), (int, float))}
                 self.run.log({"iter": it, **figures}, step=it)
+        elif kind == "config" and isinstance(event.get("changes"), dict):  # a live `set`
+            interval = event["changes"].get("log_interval")
+            self.log_interval = max(1, interval) if isinstance(interval, int) else self.log_interval
         elif kind == "eval":
             row = {"iter": it, "train/loss": event.get("train_loss"), "val/loss": event.get("val_loss"),
                    "lr": self.lr, "mfu": self.running_mfu * 100 if self.running_mfu >= 0 else None}
@@ -156,6 +167,8 @@ class Mirror:
 
 
 def _one_line(e: BaseException) -> str:
+    if isinstance(e, MirrorError):
+        return str(e)
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
