@@ -13,6 +13,7 @@ import argparse
 import errno
 import importlib
 import sys
+from types import ModuleType
 
 from gpttui import __version__
 from gpttui.commands import EXIT_FAILED
@@ -43,12 +44,13 @@ def _top_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def parse(argv: list[str]) -> tuple[ModuleType, argparse.Namespace]:
+    """The command's module and its arguments (config overrides in `args.overrides`); usage
+    errors exit 2, as argparse does."""
     top = _top_parser()
     if not argv or argv[0] in ("-h", "--help", "--version"):
         top.parse_args(argv or ["--help"])
-        return 0
+        raise SystemExit(0)
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         top.parse_args([name])  # prints the usage error and exits 2
@@ -63,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = extra
     else:
         args = parser.parse_args(rest)
+    return module, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    module, args = parse(argv)
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:

@@ -1,0 +1,114 @@
+"""nanoGPT's `python train.py --key=value ...` with no config file: `gpttui train` and
+`gpttui launch` take nanoGPT's defaults plus the flags (data in data/<dataset> under the current
+directory, the run in --out_dir); the demo is a named target, and torchrun's flags never decide."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from app_helpers import run, wait_for
+from engine_kit import TINY, read_events
+
+from gpttui import cli
+from gpttui.app import GpttuiApp
+from gpttui.commands import launch
+from gpttui.commands.train import world_size
+from gpttui.run import config as C
+from gpttui.screens.confirm import ConfirmScreen
+
+FLAGS = [f"--{k}={v}" for k, v in {**TINY, "max_iters": 20, "lr_decay_iters": 20, "eval_interval": 10,
+                                   "dataset": "tiny_char"}.items()]
+
+
+@pytest.fixture
+def nanogpt_dir(tmp_path, char_data, monkeypatch) -> Path:
+    """A working directory laid out as nanoGPT's: data/tiny_char/{train,val}.bin and meta.pkl."""
+    shutil.copytree(char_data, tmp_path / "data" / "tiny_char")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def gpttui(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gpttui", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
+
+
+def plan_of(*argv: str):
+    """What `gpttui launch ARGV` would open, resolved as the command does, before any app starts."""
+    _, args = cli.parse(["launch", *argv])
+    return launch.make_plan(args.target, args.overrides, world_size(args), force=args.force)
+
+
+def test_train_with_flags_only_trains_into_out_dir(nanogpt_dir):
+    r = gpttui("train", *FLAGS, "--out_dir=out-tiny", cwd=nanogpt_dir)
+    assert r.returncode == 0, r.stderr
+    assert "Overriding: dataset = 'tiny_char'" in r.stdout and "Overriding: out_dir = 'out-tiny'" in r.stdout
+    assert "step 20: train loss" in r.stdout and "saving checkpoint to out-tiny" in r.stdout
+    run_dir = nanogpt_dir / "out-tiny"
+    assert (run_dir / "ckpt.pt").stat().st_size > 0
+    cfg = C.load(run_dir).config
+    assert (cfg.dataset, cfg.n_layer, cfg.max_iters) == ("tiny_char", 2, 20)
+    assert cfg.data_dir == str(nanogpt_dir / "data" / "tiny_char")
+    assert cfg.weight_decay == C.DEFAULTS.weight_decay  # an unflagged knob keeps nanoGPT's default
+    assert max(e["iter"] for e in read_events(run_dir, "step")) == 19
+    assert sorted(p.name for p in nanogpt_dir.iterdir()) == ["data", "out-tiny"]  # no demo, no ./out
+
+
+def test_train_with_flags_and_no_data_names_the_directory_nanogpt_would_read(tmp_path):
+    r = gpttui("train", "--n_layer=2", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr == "error: data/openwebtext: data directory not found (set data_dir, or dataset for " \
+                       "data/<dataset>; `gpttui prepare` makes one)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_launch_opens_the_demo_only_when_asked_or_given_nothing(nanogpt_dir):
+    demo_dir = nanogpt_dir / "gpttui-demo"
+    bare = plan_of()
+    assert (bare.note, bare.run_dir) == ("demo", demo_dir)
+    named = plan_of("demo", "--max_iters=300")
+    assert (named.note, named.run_dir, named.loaded.config.max_iters) == ("demo", demo_dir, 300)
+    assert named.loaded.config.n_embd == 128  # the demo's own model, with the override on top
+
+    flagged = plan_of(*FLAGS, "--out_dir=out-x")
+    assert flagged.note == "" and flagged.run_dir == Path("out-x")
+    assert C.load(nanogpt_dir / "out-x").config.dataset == "tiny_char"  # config.toml written under its lock
+    assert not demo_dir.exists()
+
+    # torchrun's flags are not config flags: alone they still mean the demo, and with config flags never
+    with pytest.raises(launch.LaunchError, match="gradient_accumulation_steps: 1 does not divide among 2"):
+        plan_of("--nproc_per_node=2")  # the demo's gradient_accumulation_steps (nanoGPT's default 40 would)
+    two = plan_of("--nproc_per_node=2", *FLAGS, "--gradient_accumulation_steps=2", "--out_dir=out-2")
+    assert two.note == "" and two.run_dir == Path("out-2")
+    assert not demo_dir.exists()
+
+
+def test_launch_with_flags_trains_the_flagged_run(nanogpt_dir):
+    plan = plan_of(*FLAGS, "--max_iters=100000", "--lr_decay_iters=100000", "--out_dir=out-live")
+
+    async def go():
+        app = GpttuiApp(plan)
+        ctl = app.controller
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: ctl.live.iter >= 3, 60, "steps of the flagged run")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
+            await pilot.press("enter")  # the highlighted default: stop and save
+            await wait_for(pilot, lambda: not app.is_running, 60, "the app to exit")
+
+    run(go())
+    run_dir = nanogpt_dir / "out-live"
+    hello = read_events(run_dir, "hello")[-1]
+    assert hello["config"]["dataset"] == "tiny_char" and hello["config"]["n_layer"] == 2
+    assert read_events(run_dir, "state")[-1]["state"] == "stopped"
+    assert not (nanogpt_dir / "gpttui-demo").exists()
+
+
+def test_config_help_names_the_key_value_form(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["config", "--help"])
+    assert "--key=value" in capsys.readouterr().out
