@@ -68,7 +68,9 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path, char_data):
             st = status(app)
             assert st.split()[0] in ("running", "evaluating", "saving") and "/100,000" in st and "tokens" in st and "ETA" in st
             chart = dash.query_one(LossChart)
-            assert chart.builds >= 1 and "iteration" in chart.render().plain
+            await wait_for(pilot, lambda: "iteration" in screen_text(app, "#chart"), 10,
+                           "the chart")  # drawn on the chart's own timer, not per event
+            assert chart.builds >= 1
             await wait_for(pilot, lambda: dash.query_one(EvalTable).row_count >= 1, 30, "the eval table")
             await wait_for(pilot, lambda: "%" in text_of(dash.query_one("#spark-mfu .caption")), 10,
                            "the MFU caption")  # "MFU 1.2%", drawn at the sparklines' own rate
@@ -176,13 +178,13 @@ def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path, char_dat
             table = dashboard(app).query_one(EvalTable)
             rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
             chart = dashboard(app).query_one(LossChart)
-            chart_text = chart.render().plain
+            chart_text = screen_text(app, "#chart")
             widths = [chart.content_size.width]
             for size in ((160, 50), (80, 24)):  # resizing redraws at the new size
                 await pilot.resize_terminal(*size)
                 await pilot.pause(0.3)
                 widths.append(chart.content_size.width)
-                assert max(len(line) for line in chart.render().plain.splitlines()) == widths[-1]
+                assert max(len(line) for line in screen_text(app, "#chart").splitlines()) == widths[-1]
             return rows, status(app), chart_text, ctl.live.iter, app.ui_errors, widths
 
     rows, st, chart_text, it, ui_errors, widths = run(go())

@@ -13,8 +13,7 @@ from app_helpers import dashboard, run, tiny_config, wait_for
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import make_plan
 from gpttui.ipc.process import ProtocolProcess
-from gpttui.screens.dashboard import CHART_HZ
-from gpttui.widgets.loss_chart import LossChart
+from gpttui.widgets.loss_chart import CHART_HZ, LossChart
 
 pytestmark = pytest.mark.timeout(120)
 

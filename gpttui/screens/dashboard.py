@@ -1,8 +1,8 @@
 """The dashboard: a run's live panels and the keys that control it.
 
 The panels read the `RunController` the screen was made with. On each `RunUpdated` the app
-posts (about 10 a second), `refresh_panels()` touches a panel only when its data changed, and
-rebuilds the chart at most CHART_HZ times a second. Keys that change the run post an intent
+posts (about 10 a second), `refresh_panels()` touches a panel only when its data changed; the
+chart and the sparklines draw what they were given on their own timers. Keys that change the run post an intent
 message (screens/controller.py); read-only, those keys are not offered at all.
 
 Keys for the other screens (e extend, c config, g sample, d doctor) import their module on first
@@ -47,7 +47,6 @@ from gpttui.widgets.spark import SparkPanel
 from gpttui.widgets.status import StatusLine
 from gpttui.widgets.system import SystemFigures
 
-CHART_HZ = 2.0   # chart rebuilds per second at most (the costliest thing the dashboard draws)
 PANEL_HZ = 2.0   # sparklines and the eval table
 STATUS_HZ = 4.0  # the status line's figures (a state change shows at once)
 
@@ -103,12 +102,12 @@ class DashboardScreen(Screen[None]):
         self._live = controller.live      # the LiveRun the panels are bound to
         self._log: LogLines | None = None
         self._log_seen = 0
-        self._chart_at = self._panels_at = 0.0
+        self._panels_at = 0.0
         self._status_key: tuple | None = None
         self._status_version, self._status_at = -1, 0.0
         self._panels_version = -1
-        self._chart_data: tuple | None = None
         self._ready = False  # set in on_mount (Screen.is_mounted is still False there)
+        self._kept: dict[str, Screen] = {}  # screens kept installed between uses (the config editor)
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -143,7 +142,7 @@ class DashboardScreen(Screen[None]):
 
     def refresh_panels(self, force: bool = False) -> None:
         """Redraw what changed: the status line at STATUS_HZ (a new state or pending command at
-        once), the slower panels at PANEL_HZ, the chart at CHART_HZ; everything when the
+        once), the slower panels at PANEL_HZ (the chart redraws itself); everything when the
         controller's LiveRun was replaced (a history loaded, a new run, another run opened)."""
         if not self._ready:
             return  # (an update can arrive before the panels exist)
@@ -170,10 +169,6 @@ class DashboardScreen(Screen[None]):
             self.query_one("#spark-lr", SparkPanel).show(live.lr, live.version)
             self.query_one("#spark-gn", SparkPanel).show(live.grad_norm, live.version)
             self.query_one(EvalTable).show(live)
-        data = (live.series.version, live.evals_version, id(live))
-        if force or (data != self._chart_data and now - self._chart_at >= 1.0 / CHART_HZ):
-            self._chart_at, self._chart_data = now, data
-            self.query_one(LossChart).refresh()  # settings and size changes refresh it themselves
 
     def _show_log(self, log: LogLines) -> None:
         pane = self.query_one(LogPane)

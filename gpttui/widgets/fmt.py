@@ -25,9 +25,10 @@ def loss(v: float | None) -> str:
 
 
 def number(v: float | None) -> str:
-    """A compact figure for a sparkline caption: 3 significant digits."""
+    """A compact figure for a sparkline caption, 3 significant digits: 0.412, 6.00e-4."""
     if v is None or not math.isfinite(v):
         return "—"
     if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e5):
-        return f"{v:.2e}"
+        mantissa, exponent = f"{v:.2e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
     return f"{v:.3g}"

@@ -1,44 +1,29 @@
 """The big chart: step loss (raw min/max envelope and a debiased EMA) and val points, by plotext.
 
-Points are cut down to the chart's width before plotting (plotext costs ~15 µs a point):
+Points are cut down to the chart's width before plotting (plotext's cost grows with the points):
 raw loss as each column's min and max (spikes stay), the EMA as each column's mean, so a
-redraw costs a few milliseconds whatever the run's length. The rendering is cached and
-rebuilt only when the data, the settings or the size change.
+redraw costs the same whatever the run's length. The drawing is kept and made again only when
+the settings or the size change (at once) or the data did (at most CHART_HZ times a second, on
+the chart's own timer: whoever feeds the LiveRun never has to tell it).
 """
 
 from __future__ import annotations
 
 import threading
-from types import ModuleType
 
 import numpy as np
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widget import Widget
 
 from gpttui.analysis.live import LiveRun
 from gpttui.analysis.series import X_AXES, column_envelope, ema
 from gpttui.widgets import ticks
+from gpttui.widgets.plot import PlotWidget, plotext
 
+CHART_HZ = 1.0                       # redraws a second at most while only the data moves
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 ZOOM_STEPS = (0, 5000, 1000, 200)   # last N iterations; 0 = the whole run
 RAW, SMOOTH, VAL = 12, 11, 9         # 8-bit colours: blue, yellow, red
-
-_plotext: ModuleType | None = None
-_plotext_lock = threading.Lock()
-
-
-def plotext() -> ModuleType:
-    """plotext, imported on first use (it costs ~0.2 s, kept off the first frame)."""
-    global _plotext
-    with _plotext_lock:
-        if _plotext is None:
-            import plotext as plt
-
-            plt.add_theme("gpttui", text=8)
-            plt.terminal.limit(False, False)  # the widget, not the terminal plotext sees, sets the size
-            _plotext = plt
-    return _plotext
 
 
 def preload() -> None:
@@ -54,7 +39,7 @@ def _marker(symbol: str, colour: int):
 X_LABELS = {"iter": "iteration", "tokens": "tokens seen", "time": "run time"}
 
 
-class LossChart(Widget):
+class LossChart(PlotWidget):
     x_axis: reactive[str] = reactive("iter")
     log_y: reactive[bool] = reactive(False)
     smoothing: reactive[float] = reactive(0.9)
@@ -62,10 +47,18 @@ class LossChart(Widget):
 
     def __init__(self, live: LiveRun, **kw) -> None:
         super().__init__(**kw)
-        self.live = live
-        self._key: tuple | None = None
-        self._text: Text = Text("")
-        self.builds = 0  # how many times plotext ran (tests and the bench read it)
+        self._live = live
+
+    @property
+    def live(self) -> LiveRun:
+        return self._live
+
+    @live.setter
+    def live(self, live: LiveRun) -> None:
+        """Another run (a history loaded, a new run): drawn at once, not at the next tick."""
+        if live is not self._live:
+            self._live = live
+            self.refresh()
 
     # ---------------------------------------------------------------- controls
 
@@ -95,6 +88,11 @@ class LossChart(Widget):
 
     def on_mount(self) -> None:
         self._retitle()
+        self.set_interval(1.0 / CHART_HZ, self._redraw_if_stale)
+
+    def _redraw_if_stale(self) -> None:
+        if self.stale():
+            self.refresh()
 
     def _retitle(self) -> None:
         smooth = f"EMA {self.smoothing:g}" if self.smoothing else "EMA off"
@@ -105,17 +103,11 @@ class LossChart(Widget):
 
     # ---------------------------------------------------------------- drawing
 
-    def render(self) -> Text:
-        w, h = self.content_size
-        key = (w, h, self.live.series.version, self.live.evals_version,
-               self.x_axis, self.log_y, self.smoothing, self.zoom)
-        if key != self._key:
-            self._key = key
-            self._text = self.build(w, h)
-            self.builds += 1
-        return self._text
+    def key(self) -> tuple:
+        live = self._live
+        return (id(live), live.series.version, live.evals_version, self.x_axis, self.log_y, self.smoothing, self.zoom)
 
-    def build(self, width: int, height: int) -> Text:
+    def plot(self, width: int, height: int) -> str | Text:
         win = self.live.series.window(self.zoom or None)
         if width < 20 or height < 5:
             return Text("")
@@ -151,7 +143,7 @@ class LossChart(Widget):
         fig.ruler(axis="y").ticks(to_y(np.asarray(yt.values)).tolist(), yt.labels)
         fig.label(X_LABELS[axis], axis="x")
         fig.label("loss (log scale)" if log else "loss", axis="y")
-        return Text.from_ansi(fig.build().string(), no_wrap=True)
+        return fig.build().string()
 
     def _val_points(self, win, axis: str) -> tuple[list[float], list[float]]:
         first = int(win.iters[0]) - (int(win.count[0]) - 1 if len(win) else 0)

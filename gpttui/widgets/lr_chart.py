@@ -1,19 +1,18 @@
 """A learning-rate schedule chart: the schedule before a change and after it (plotext).
 
-Drawn at the widget's own size on every render; the lr is sampled at about two points per
+Drawn at the widget's own size, again after each show(); the lr is sampled at about two points per
 column (plotext's braille resolution), plus the points either side of "now" so a jump in
 the rate shows as a jump.
 """
 
 from __future__ import annotations
 
-import plotext
 from rich.text import Text
-from textual.widget import Widget
 
 from gpttui.run.config import TrainConfig
 from gpttui.run.schedule import lr_at
 from gpttui.widgets import ticks
+from gpttui.widgets.plot import PlotWidget, plotext
 
 # plotext's "simple" theme gives its signals these terminal colours, in order
 BEFORE_COLOR = "blue"
@@ -27,7 +26,7 @@ def sample_iters(end: int, n: int, extra: tuple[int, ...] = ()) -> list[int]:
     return sorted(its)
 
 
-class LRChart(Widget):
+class LRChart(PlotWidget):
     """The lr schedule of `before` up to its max_iters and of `after` up to its own, with a
     vertical line at the current iteration."""
 
@@ -38,23 +37,23 @@ class LRChart(Widget):
         self.before = before
         self.after: TrainConfig | None = None
         self.now = now
+        self._shown = 0  # bumps with every show(): the drawing's key
 
     def show(self, before: TrainConfig, after: TrainConfig | None, now: int) -> None:
         self.before, self.after, self.now = before, after, now
+        self._shown += 1
         self.refresh()
 
-    def render(self) -> Text:
-        width, height = self.content_size
+    def key(self) -> tuple:
+        return (self._shown,)
+
+    def plot(self, width: int, height: int) -> str | Text:
         if width < 20 or height < 4:
             return Text("(too small for the chart)")
-        return Text.from_ansi(self._plot(width, height))
-
-    def _plot(self, width: int, height: int) -> str:
         end = max(self.before.max_iters, self.after.max_iters if self.after else 0, self.now, 1)
         extra = (self.now, self.now + 1, self.before.warmup_iters)
-        fig = plotext.figure  # plotext keeps one global figure: clear it, draw, build at once
+        fig = plotext().figure  # plotext keeps one global figure: clear it, draw, build at once
         fig.clear()
-        plotext.terminal.limit(False, False)  # the widget, not the terminal, sets the size
         fig.theme("simple")
         fig.plot_size(width, height)
         peak = 0.0

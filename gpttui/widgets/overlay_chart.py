@@ -1,7 +1,7 @@
 """Several runs' val loss on one plotext chart, each in its own colour, by iteration or tokens.
 
-Evals are few (one per eval_interval), so every point is drawn; the rendering is cached and
-rebuilt only when a run's evals, the axis or the size change.
+Evals are few (one per eval_interval), so every point is drawn; the drawing is kept and made
+again only when a run's evals, the axis or the size change.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widget import Widget
 
 from gpttui.run.history import RunHistory
 from gpttui.widgets import ticks
-from gpttui.widgets.loss_chart import plotext
+from gpttui.widgets.plot import PlotWidget, plotext
 
 # 8-bit colours, one per run, in order (distinct on dark and light themes)
 PALETTE = (9, 12, 10, 11, 13, 14, 208, 141, 44, 203)
@@ -57,15 +56,13 @@ def val_points(h: RunHistory, axis: str) -> tuple[list[float], list[float]] | No
 X_LABELS = {"iter": "iteration", "tokens": "tokens seen"}
 
 
-class OverlayChart(Widget):
+class OverlayChart(PlotWidget):
     x_axis: reactive[str] = reactive("iter")
     log_y: reactive[bool] = reactive(False)
 
     def __init__(self, curves: list[Curve] | None = None, **kw) -> None:
         super().__init__(**kw)
         self.curves: list[Curve] = curves or []
-        self._key: tuple | None = None
-        self._text = Text("")
         self.skipped: list[str] = []   # runs not drawn on this axis (tokens per iteration unknown)
 
     def set_curves(self, curves: list[Curve]) -> None:
@@ -89,16 +86,11 @@ class OverlayChart(Widget):
         self.border_subtitle = f"x: {self.x_axis}{'  log-y' if self.log_y else ''}"
         self.refresh()
 
-    def render(self) -> Text:
-        w, h = self.content_size
-        key = (w, h, self.x_axis, self.log_y,
-               tuple((id(c.history), len(c.history.evals), c.history.last_iter) for c in self.curves))
-        if key != self._key:
-            self._key = key
-            self._text = self.build(w, h)
-        return self._text
+    def key(self) -> tuple:
+        return (self.x_axis, self.log_y,
+                tuple((id(c.history), len(c.history.evals), c.history.last_iter) for c in self.curves))
 
-    def build(self, width: int, height: int) -> Text:
+    def plot(self, width: int, height: int) -> str | Text:
         if width < 20 or height < 5:
             return Text("")
         series, self.skipped = [], []
@@ -132,4 +124,4 @@ class OverlayChart(Widget):
         fig.ruler(axis="y").ticks(to_y(yt.values), yt.labels)
         fig.label(X_LABELS[self.x_axis], axis="x")
         fig.label("val loss (log scale)" if log else "val loss", axis="y")
-        return Text.from_ansi(fig.build().string(), no_wrap=True)
+        return fig.build().string()

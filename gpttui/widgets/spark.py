@@ -1,14 +1,92 @@
-"""A small panel: a caption with the latest value, and a sparkline of the recent ones."""
+"""A small panel: a caption with the latest value and the range shown, over a sparkline of the
+recent values.
+
+A sparkline scaled to its own min and max turns an lr going from 1.00e-3 to 9.99e-4 into a
+full-height drop. Here the scale spans at least MIN_SPAN of the largest value, from a floor
+that never goes below zero for figures that can't, so a flat figure reads flat and a halving
+reads as one. The panel takes new values whenever it is given them and draws them on its own
+timer, at most SPARK_HZ times a second.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from rich.segment import Segment
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Label, Sparkline
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Label
 
 from gpttui.widgets import fmt
+
+SPARK_HZ = 1.0
+MIN_SPAN = 0.2     # the scale spans at least this fraction of the largest |value|
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class Scale:
+    floor: float
+    top: float
+
+    def level(self, v: float, steps: int) -> int:
+        """How many of `steps` eighths of the height a value fills (at least one above the floor)."""
+        if self.top <= self.floor:
+            return steps
+        frac = (v - self.floor) / (self.top - self.floor)
+        return max(1 if v > self.floor else 0, min(steps, round(frac * steps)))
+
+
+def scale_for(values: Sequence[float]) -> Scale:
+    """The values' range, widened downwards to MIN_SPAN of the largest |value| (not below zero
+    when no value is negative)."""
+    lo, hi = min(values), max(values)
+    span = MIN_SPAN * max(abs(lo), abs(hi))
+    floor = min(lo, hi - span)
+    if lo >= 0:
+        floor = max(0.0, floor)
+    return Scale(floor, hi)
+
+
+def columns(values: Sequence[float], width: int) -> list[float]:
+    """The values cut into `width` consecutive buckets (fewer when there are fewer values), each
+    bucket's mean."""
+    n = len(values)
+    if n <= width:
+        return list(values)
+    out = []
+    for c in range(width):
+        part = values[c * n // width:(c + 1) * n // width]
+        out.append(sum(part) / len(part))
+    return out
+
+
+class SparkBars(Widget):
+    """Bars, one column per bucket of values, rows stacked; drawn from `values` and `scale`."""
+
+    DEFAULT_CSS = "SparkBars { height: 1fr; min-height: 1; color: $accent; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.values: list[float] = []
+        self.scale = Scale(0.0, 0.0)
+
+    def render_line(self, y: int) -> Strip:
+        width, height = self.size
+        style = self.rich_style
+        if not self.values:
+            return Strip([Segment("▁" * width if y == height - 1 else " " * width, style)], width)
+        steps = 8 * height
+        row_floor = 8 * (height - 1 - y)  # eighths below this row
+        chars = []
+        for v in self.values[-width:]:
+            fill = self.scale.level(v, steps) - row_floor
+            chars.append(BARS[max(0, min(8, fill))])
+        return Strip([Segment("".join(chars), style)]).adjust_cell_length(width, style)
 
 
 class SparkPanel(Vertical):
@@ -17,20 +95,48 @@ class SparkPanel(Vertical):
         super().__init__(**kw)
         self.title = title
         self.formatter = formatter
-        self._shown: tuple[int, float | None] | None = None
+        self._values: list[float] = []
+        self._given: tuple[int, float | None] | None = None   # what show() was last given
+        self._drawn: tuple[int, float | None, int] | None = None
         self._caption = Label(self.title, classes="caption")
-        self._spark = Sparkline([], summary_function=max)
+        self._bars = SparkBars()
 
     def compose(self) -> ComposeResult:
         yield self._caption
-        yield self._spark
+        yield self._bars
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0 / SPARK_HZ, self._draw)
+
+    def on_resize(self) -> None:
+        self._draw()
 
     def show(self, values: Sequence[float], version: int) -> None:
-        """Assign new data only when it changed (Sparkline redraws on every assignment)."""
+        """Take the latest values (cheap: drawn on the panel's own timer)."""
         last = values[-1] if values else None
-        if self._shown == (version, last) or not self._spark.is_mounted:
+        if self._given != (version, last):
+            self._given = (version, last)
+            self._values = list(values)
+
+    def _draw(self) -> None:
+        width = self.content_size.width
+        if self._given is None or self._drawn == (*self._given, width) or width < 1:
             return
-        self._shown = (version, last)
-        self._caption.update(f"{self.title} [b]{self.formatter(last)}[/]", layout=False)
-        width = max(1, self.size.width)
-        self._spark.data = list(values)[-2 * width:]
+        self._drawn = (*self._given, width)
+        shown = columns(self._values, width)
+        self._caption.update(self.caption(shown, width), layout=False)
+        self._bars.values = shown
+        self._bars.scale = scale_for(shown) if shown else Scale(0.0, 0.0)
+        self._bars.refresh()
+
+    def caption(self, shown: list[float], width: int) -> Text:
+        """'title value' and, right-aligned, the range of the values drawn ('lo–hi') when it fits."""
+        t = Text(f"{self.title} ")
+        t.append(self.formatter(self._values[-1] if self._values else None), style="bold")
+        if shown:
+            span = f"{self.formatter(min(shown))}–{self.formatter(max(shown))}"
+            gap = width - t.cell_len - len(span)
+            if gap >= 2:
+                t.append(" " * gap)
+                t.append(span, style="dim")
+        return t
