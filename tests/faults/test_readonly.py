@@ -90,6 +90,8 @@ def test_output_commands_on_a_read_only_file_system(read_only, finished_run):
     assert r.returncode == 0 and r.stdout.rstrip().endswith("---------------"), r.stderr
     r = gpttui("config", str(ro / "run"), cwd=work)
     assert r.returncode == 0 and "n_layer = 2" in r.stdout
+    r = gpttui("doctor", str(ro / "run"), cwd=work)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
 
 
 def test_a_directory_without_write_permission(tmp_path, finished_run):
