@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from gpttui.engine import checkpoint as K
-from gpttui.engine import durable, hardware, lm_loss, optim, pretrained
+from gpttui.engine import durable, hardware, lm_loss, optim, pretrained, undo
 from gpttui.engine import mirror as run_mirror
 from gpttui.engine.batches import Batches, DataError
 from gpttui.engine.channel import Channel, CommandReader
@@ -44,7 +44,7 @@ from gpttui.engine.checkpoint_samples import checkpoint_sample
 from gpttui.engine.host import UI_LOST
 from gpttui.engine.model import GPT, GPTConfig
 from gpttui.run import config as C
-from gpttui.run import directory, layout, protocol, schedule, sizing
+from gpttui.run import directory, layout, live_set, protocol, schedule, sizing
 from gpttui.run import pretrained as run_pretrained
 
 FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this iteration
@@ -141,6 +141,7 @@ class Trainer:
         self.held = False  # paused by the user (a full disk's pause then never ends by itself)
         self.disk_check_at = 0.0
         self.config_unsaved = False  # config.toml lags a `set` that a full disk kept out
+        self.undo: undo.UndoPoint | None = None  # (rank 0) the state before a learning-rate change
         self.state = ""
         self.ctrl: Any = None   # the process group of control traffic (None: the default group)
         self.store: Any = None  # the job's key-value store (several processes only)
@@ -305,6 +306,8 @@ class Trainer:
             self.best_iter = ckpt.get("best_iter")
         gpt_config = GPTConfig(**self.model_args)
         self.batches = Batches(cfg.resolved_data_dir(), cfg.block_size, cfg.batch_size, dev.device, vocab)
+        if d.master:
+            self.undo = undo.found(self.run_dir, cfg)
         torch.manual_seed(_seed(cfg.seed, d.rank))
         model = GPT(gpt_config)
         if ckpt is not None:
@@ -433,6 +436,8 @@ class Trainer:
             self.eval_requested = True
         elif cmd.cmd == "set":
             self.apply_set(cmd.values)
+        elif cmd.cmd == "undo":
+            self.apply_undo()
         elif cmd.cmd == "disk_full":  # internal, from a failed write (see durable.py)
             self.on_disk_full(cmd.values["what"], cmd.values["error"])
         elif cmd.cmd == UI_LOST:  # internal, from engine/host.py
@@ -498,33 +503,90 @@ class Trainer:
             self.save_requested = True
 
     def apply_set(self, values: dict[str, Any]) -> None:
-        """Change live fields; refuse the whole set (an error event) if any value is wrong."""
+        """Change live fields; refuse the whole set (an error event) if any value is wrong
+        (live_set: the whole config and sane ranges). A learning-rate change first keeps an
+        undo point; if it can't, the set is refused."""
         try:
-            frozen = sorted(k for k in values if k not in C.LIVE_FIELDS)
-            if frozen:
-                raise C.ConfigError(f"{', '.join(frozen)}: cannot change while training "
-                                    f"(live fields: {', '.join(sorted(C.LIVE_FIELDS))})")
-            new = C.replace(self.cfg, **values)
-            errors = C.validate(new)
-            if errors:
-                raise C.ConfigError("; ".join(errors))
+            limits = live_set.RunLimits(self.iter_num, os.path.getsize(self.batches.paths["val"]) // 2)
+            new, changes = live_set.apply(self.cfg, values, limits)
         except C.ConfigError as e:
             self.emit("error", message=f"set refused: {e}")
             return
-        changes = {k: getattr(new, k) for k in values if getattr(new, k) != getattr(self.cfg, k)}
+        old = {k: getattr(self.cfg, k) for k in changes.keys() & live_set.LR_FIELDS}
+        if old:
+            refused = self.rank0_says(self.keep_undo(old) if self.dist.master else "")
+            if refused:
+                self.emit("error", message=f"set refused: {refused}")
+                return
         self.cfg = new
         optim.apply_live(self.optimizer, new)
-        if self.dist.master:
-            try:
-                directory.write_config(new, self.run_dir)
-            except OSError as e:  # the change holds in this session; config.toml keeps the old values
-                if not durable.is_disk_full(e):
-                    raise
-                self.config_unsaved = True
-                self.emit("error", message=f"disk full: config.toml not updated ({e.strerror}); "
-                                           f"the change applies now, and reaches config.toml once space is freed")
+        self.save_config()
         self.emit("config", changes=changes)
         self.log(f"config changed: {', '.join(f'{k}={v!r}' for k, v in changes.items()) or 'nothing'}")
+        if old and self.undo is not None:
+            self.emit("undo", available=True, to_iter=self.undo.to_iter, values=self.undo.values,
+                      message=f"learning-rate change at iter {self.iter_num}: {self.undo.describe()} "
+                              f"until it has survived its first eval")
+
+    def save_config(self) -> None:
+        """Rank 0: config.toml follows the live config (a full disk: once space is freed)."""
+        if not self.dist.master:
+            return
+        try:
+            directory.write_config(self.cfg, self.run_dir)
+        except OSError as e:  # the change holds in this session; config.toml keeps the old values
+            if not durable.is_disk_full(e):
+                raise
+            self.config_unsaved = True
+            self.emit("error", message=f"disk full: config.toml not updated ({e.strerror}); "
+                                       f"the change applies now, and reaches config.toml once space is freed")
+
+    def rank0_says(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (a collective: every rank calls it at the same point)."""
+        if not self.dist.ddp:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0, group=self.ctrl)
+        return box[0]
+
+    def keep_undo(self, old: dict[str, Any]) -> str:
+        """Rank 0: keep the undo point of a change from `old`; why not, or "" when kept. Never
+        raises (the other ranks wait to hear the outcome)."""
+        try:
+            self.undo = undo.keep(self.run_dir, self.checkpoint_state(), old, self.iter_num, self.undo)
+        except Exception as e:
+            why = "disk full" if durable.is_disk_full(e, self.run_dir / live_set.UNDO_CKPT) else f"{type(e).__name__}: {e}"
+            return f"could not keep the state from before the change for undo ({why})"
+        return ""
+
+    def apply_undo(self) -> None:
+        """Every rank: back to the undo point's state and the old values; ckpt.pt becomes that state."""
+        point = self.rank0_says(self.undo if self.dist.master else None)
+        if point is None:
+            self.emit("error", message="undo refused: nothing to undo (no learning-rate change is waiting "
+                                       "for its first eval)")
+            return
+        ckpt = K.load(point.path, map_location=self.dev.device)
+        self.raw_model.load_state_dict(ckpt["model"])
+        fused = [g.get("fused") for g in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        for g, f in zip(self.optimizer.param_groups, fused):
+            g["fused"] = f
+        self.iter_num = ckpt["iter_num"]
+        self.best_val_loss, self.best_iter = ckpt["best_val_loss"], ckpt.get("best_iter")
+        self.cfg = C.replace(self.cfg, **point.values)
+        optim.apply_live(self.optimizer, self.cfg)
+        if self.dist.ddp:  # every rank has read it before rank 0 moves it
+            torch.distributed.barrier(group=self.ctrl)
+        if self.dist.master:
+            os.replace(point.path, self.run_dir / layout.CKPT)  # a later resume starts from here too
+            self.undo = None
+            self.save_config()
+        self.emit("config", changes=point.values)
+        self.emit("undo", available=False, done=True, to_iter=point.to_iter, values=point.values,
+                  message=f"undone: back at iter {point.to_iter} with "
+                          + ", ".join(f"{k}={v!r}" for k, v in sorted(point.values.items())))
+        self.log(f"undo: back at iter {point.to_iter} ({point.flags()})")
 
     # ------------------------------------------------------------------ the loop
 
@@ -532,6 +594,11 @@ class Trainer:
         """nanoGPT's eval step: checkpoint when val improved or always_save_checkpoint."""
         self.eval_requested = False
         losses = self.evaluate()
+        if losses is not None and self.undo is not None and it > self.undo.set_at and math.isfinite(losses["val"]):
+            self.undo.path.unlink(missing_ok=True)
+            self.undo = None
+            self.emit("undo", available=False, message=f"the learning-rate change survived its first eval "
+                                                       f"(val loss {losses['val']:.4f} at iter {it}): no undo now")
         if losses is not None:
             improved = losses["val"] < self.best_val_loss
             if improved:
@@ -655,6 +722,9 @@ class Trainer:
             return
         last = (f"the last good checkpoint ({self.run_dir / layout.CKPT}) is kept"
                 if (self.run_dir / layout.CKPT).exists() else "no checkpoint was written")
+        if self.undo is not None:
+            last += (f"; the learning-rate change since iter {self.undo.set_at} may be why: resume with "
+                     f"the old values, `gpttui train {self.run_dir} {self.undo.flags()}`")
         raise Stop("failed", f"non-finite {what} at iter {it}; stopped before the optimizer step, {last}",
                    shared=True)
 
@@ -703,6 +773,19 @@ class Trainer:
                 group["fused"] = None
         return state
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The run now, as nanoGPT's checkpoint dict."""
+        return {
+            "model": self.raw_model.state_dict(),
+            "optimizer": self._optimizer_state(),
+            "model_args": self.model_args,
+            optim.KIND_KEY: self.cfg.optimizer,
+            "iter_num": self.iter_num,
+            "best_val_loss": self.best_val_loss,
+            "best_iter": self.best_iter,
+            "config": self.cfg.to_dict(),
+        }
+
     def checkpoint(self, force: bool = False) -> bool:
         """Write ckpt.pt (rank 0). `force`: also when nothing was trained since the last one.
         False if it could not be written (a full disk pauses the run; a non-finite val loss
@@ -714,16 +797,7 @@ class Trainer:
                                        f"checkpoint not written, the last good one is kept")
             return False
         self.set_state("saving")
-        ckpt = {
-            "model": self.raw_model.state_dict(),
-            "optimizer": self._optimizer_state(),
-            "model_args": self.model_args,
-            optim.KIND_KEY: self.cfg.optimizer,
-            "iter_num": self.iter_num,
-            "best_val_loss": self.best_val_loss,
-            "best_iter": self.best_iter,
-            "config": self.cfg.to_dict(),
-        }
+        ckpt = self.checkpoint_state()
         self.log(f"saving checkpoint to {self.run_dir}")
         path = self.run_dir / layout.CKPT
         try:

@@ -35,13 +35,14 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "token": ("text",),
     "sample_done": ("text",),
     "progress": ("done", "total"),
+    "undo": ("available",),  # a live learning-rate change can be undone (or no longer can)
 }
 EVENT_TYPES = frozenset(EVENT_FIELDS)
 
 # Events the engine never coalesces or drops on a full pipe.
 LOSSLESS = frozenset(EVENT_TYPES - {"step", "token", "progress"})
 
-COMMANDS = frozenset({"pause", "resume", "stop", "save", "eval", "set",
+COMMANDS = frozenset({"pause", "resume", "stop", "save", "eval", "set", "undo",
                       "sample"})  # sample: the sampler process's request (engine/sample.py)
 
 
@@ -248,6 +249,8 @@ SCHEMA: dict[str, dict[str, tuple[_Check, bool]]] = {
                     "temperature": (_nonneg_or_null, False), "top_k": (_scalar, False),
                     "top_p": (_nonneg_or_null, False)},
     "progress": {"done": (_count, True), "total": (_count, True)},
+    "undo": {"available": (_flag, True), "done": (_flag, False), "to_iter": (_count, False),
+             "values": (_config, False), "message": (_text, False)},
 }
 
 

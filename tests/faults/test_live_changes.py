@@ -1,0 +1,139 @@
+"""Live changes sent over the real control socket to a training engine: destructive values are
+refused with the reason and never reach config.toml; a learning-rate change can be undone until
+it has survived its first eval."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from kit import ckpt_iter, wait_for
+
+from gpttui.ipc.client import SocketClient
+
+UNDO = "ckpt_undo.pt"
+
+
+class Watcher:
+    """A UI attached over the socket, keeping every event it was sent."""
+
+    def __init__(self, run_dir):
+        self.client = SocketClient(run_dir)
+        self.seen: list[dict] = []
+
+    def wait(self, pred, what: str, timeout: float = 60.0) -> dict:
+        def find():
+            self.seen += self.client.drain().events
+            return next((e for e in self.seen if pred(e)), None)
+        return wait_for(find, timeout, what)
+
+    def send_line(self, line: str) -> None:
+        self.client.send_line(line + "\n")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _errors(w: Watcher) -> list[str]:
+    return [e["message"] for e in w.seen if e["type"] == "error"]
+
+
+def test_destructive_values_are_refused_with_the_reason_and_never_reach_config_toml(make_run, engines):
+    rd = make_run(eval_interval=1000)
+    eng = engines(rd)
+    eng.wait_iter(5)
+    before = (rd / "config.toml").read_bytes()
+    ui = Watcher(rd)
+    bad = ['{"cmd": "set", "values": {"learning_rate": 1e308}}',
+           '{"cmd": "set", "values": {"eval_iters": 1e12}}',
+           '{"cmd": "set", "values": {"min_lr": 1.0}}',
+           '{"cmd": "set", "values": {"learning_rate": NaN}}',
+           '{"cmd": "set", "values": {"max_iters": 3}}',
+           '{"cmd": "set", "key": "eval_interval", "value": 2.5}']
+    for line in bad:
+        ui.send_line(line)
+    ui.wait(lambda e: e["type"] == "error" and "eval_interval" in e["message"], "six refusals")
+    said = _errors(ui)
+    assert len(said) == 6 and all(m.startswith("set refused: ") for m in said)
+    assert "learning_rate: must be in (0, 1], got 1e+308" in said[0]
+    assert "eval_iters: 1,000,000,000,000 batches per split would stall training" in said[1]
+    assert "min_lr: 1.0 is above learning_rate=0.003" in said[2]
+    assert "learning_rate: must be a finite number, got nan" in said[3]
+    assert "max_iters: 3 is behind the run" in said[4]
+    assert "eval_interval: expected int, got float 2.5" in said[5]
+    assert not any(e["type"] == "config" for e in ui.seen)
+    now = ui.wait(lambda e: e["type"] == "step", "a step after the refusals")["iter"]
+    eng.wait_iter(now + 20)  # still training, on finite losses
+    eng.pump()
+    assert all(e["loss"] is not None for e in eng.seen if e["type"] == "step")
+    assert (rd / "config.toml").read_bytes() == before
+    assert ui.client.send("set", eval_iters=3)  # a sound value still goes through
+    ui.wait(lambda e: e["type"] == "config" and e["changes"] == {"eval_iters": 3}, "the sound change")
+    assert "eval_iters = 3\n" in (rd / "config.toml").read_text()
+    assert not (rd / UNDO).exists()  # not a learning-rate field: nothing kept to undo
+    ui.close()
+    eng.signal(signal.SIGTERM)
+    assert eng.wait(30) == 0
+
+
+def test_undo_returns_to_the_state_and_values_from_before_a_learning_rate_change(make_run, engines):
+    rd = make_run(eval_interval=1000, keep_checkpoints=1)
+    eng = engines(rd)
+    eng.wait_iter(10)
+    ui = Watcher(rd)
+    assert ui.client.send("pause")
+    paused = ui.wait(lambda e: e["type"] == "state" and e["state"] == "paused", "paused")
+    at = paused["iter"]
+    assert ui.client.send("set", learning_rate=0.9, min_lr=0.09)  # sound by the rules, bad for the run
+    kept = ui.wait(lambda e: e["type"] == "undo", "the undo point")
+    assert kept["available"] is True and kept["to_iter"] == at
+    assert kept["values"] == {"learning_rate": 0.003, "min_lr": 0.0003}
+    assert (rd / UNDO).is_file() and ckpt_iter(rd / UNDO) == at
+    assert "learning_rate = 0.9\n" in (rd / "config.toml").read_text()
+    assert ui.client.send("resume")
+    eng.wait_iter(at + 15)
+    eng.pump()
+    first = {e["iter"]: e["loss"] for e in eng.seen if e["type"] == "step"}
+    assert ui.client.send("undo")
+    done = ui.wait(lambda e: e["type"] == "undo" and e.get("done"), "undo done")
+    assert done["available"] is False and done["to_iter"] == at
+    assert done["message"] == f"undone: back at iter {at} with learning_rate=0.003, min_lr=0.0003"
+    ui.wait(lambda e: e["type"] == "config" and e["changes"] == {"learning_rate": 0.003, "min_lr": 0.0003},
+            "the old values")
+    ui.wait(lambda e: e["type"] == "step" and e["t"] >= done["t"] and e["iter"] >= at + 3, "steps after undo")
+    after = [e for e in ui.seen if e["type"] == "step" and e["t"] >= done["t"]]
+    assert after[0]["iter"] == at  # training goes on from the undo point
+    # the same weights and batches: iteration `at` has the loss it had before the change stepped
+    assert after[0]["loss"] == first[at]
+    assert after[0]["lr"] != 0.9 and after[0]["lr"] <= 0.003
+    text = (rd / "config.toml").read_text()
+    assert "learning_rate = 0.003\n" in text and "min_lr = 0.0003\n" in text
+    assert not (rd / UNDO).exists() and ckpt_iter(rd / "ckpt.pt") == at  # a resume starts there too
+    assert ui.client.send("undo")
+    ui.wait(lambda e: e["type"] == "error" and e["message"].startswith("undo refused: nothing to undo"),
+            "a second undo refused")
+    ui.close()
+    eng.signal(signal.SIGTERM)
+    assert eng.wait(30) == 0
+
+
+def test_the_undo_point_is_dropped_once_the_change_survives_its_first_eval(make_run, engines):
+    rd = make_run(eval_interval=40, keep_checkpoints=2)
+    eng = engines(rd)
+    eng.wait_iter(5)
+    ui = Watcher(rd)
+    assert ui.client.send("set", learning_rate=2e-3)
+    ui.wait(lambda e: e["type"] == "undo" and e["available"], "the undo point")
+    assert (rd / UNDO).is_file()
+    dropped = ui.wait(lambda e: e["type"] == "undo" and not e["available"], "the point dropped at the eval")
+    assert dropped["iter"] == 40 and "survived its first eval" in dropped["message"]
+    assert not (rd / UNDO).exists()
+    # ckpt.pt and the rotation never held the undo state: they are the run's own checkpoints
+    assert sorted(p.name for p in rd.glob("ckpt*.pt")) == ["ckpt.pt", "ckpt_40.pt"]
+    assert ui.client.send("undo")
+    ui.wait(lambda e: e["type"] == "error" and "nothing to undo" in e["message"], "undo refused")
+    ui.close()
+    eng.signal(signal.SIGTERM)
+    assert eng.wait(30) == 0
+    lines = [json.loads(x) for x in (rd / "metrics.jsonl").read_text().splitlines()]
+    assert [e["available"] for e in lines if e["type"] == "undo"] == [True, False]
