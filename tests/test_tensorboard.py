@@ -3,12 +3,12 @@ scalar for every step and eval field at its iteration, written without torch."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from engine_kit import EngineProc, prepare_run, read_events
 
 from gpttui import cli
 
@@ -17,7 +17,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 LOG = FIXTURES / "train_log_fineweb_124m.txt"
-RUN = Path(__file__).resolve().parent / "fixtures" / "runs" / "char_2x64_1500.jsonl"
 
 
 def read(logdir: Path) -> EventAccumulator:
@@ -39,21 +38,19 @@ def test_a_nanogpt_log_becomes_scalars_tensorboard_reads(tmp_path, capsys):
     assert {e.step: e.value for e in acc.Scalars("step/tokens")}[200] == 201 * 524288
 
 
-def test_an_engine_run_has_every_step_field(tmp_path):
-    events = [json.loads(x) for x in RUN.read_text().splitlines() if x.strip()]
-    steps = [e for e in events if e.get("type") == "step"]
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.jsonl").write_text(RUN.read_text())
+def test_an_engine_run_has_every_step_field(tmp_path, char_data):
+    run = prepare_run(char_data, tmp_path / "run", max_iters=12, eval_interval=6, eval_iters=2)
+    assert EngineProc(run).finish(timeout=120) == 0
+    steps = read_events(run, "step")
     assert cli.main(["export", str(run), "--format", "tensorboard", "-o", str(tmp_path / "tb")]) == 0
     acc = read(tmp_path / "tb")
-    fields = [f for f in ("loss", "lr", "dt_ms", "tokens_per_s", "mfu", "grad_norm", "tokens") if f in steps[0]]
-    assert {f"step/{f}" for f in fields} <= set(acc.Tags()["scalars"]) and len(fields) >= 6
+    assert set(acc.Tags()["scalars"]) == {f"step/{f}" for f in ("loss", "lr", "dt_ms", "tokens_per_s", "mfu",
+                                                                "grad_norm", "tokens")} | {"eval/train_loss", "eval/val_loss"}
     lr = acc.Scalars("step/lr")
-    assert len(lr) == len({s["iter"] for s in steps})
-    last = steps[-1]
-    assert lr[-1].step == last["iter"] and lr[-1].value == pytest.approx(last["lr"], rel=1e-6)
-    assert lr[-1].wall_time == pytest.approx(last["t"])
+    assert [e.step for e in lr] == [s["iter"] for s in steps] == list(range(12))
+    assert [e.value for e in lr] == pytest.approx([s["lr"] for s in steps], rel=1e-6)
+    assert [e.wall_time for e in lr] == pytest.approx([s["t"] for s in steps])
+    assert [e.step for e in acc.Scalars("eval/val_loss")] == [0, 6, 12]
 
 
 def test_several_runs_go_to_one_subdirectory_each(tmp_path):
