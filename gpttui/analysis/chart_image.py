@@ -80,7 +80,11 @@ def write_chart_image(histories: list[RunHistory], path: str | Path, smoothing: 
                 x = np.arange(0, h.steps[-1].iter + 1)
                 lr_ax.plot(x, lr_array(cfg, x), color=colour, linewidth=1.2, linestyle=":",
                            label=f"{name} (from its config)")
-        for ax, title in zip(axes.flat, PANELS):
+        peaks = {h.mfu_peak for h in histories}
+        titles = list(PANELS)
+        if len(peaks) == 1 and None not in peaks:   # one peak for every run: say which
+            titles[3] = f"MFU (% of {peaks.pop() / 1e12:.4g} TFLOP/s)"
+        for ax, title in zip(axes.flat, titles):
             ax.set_title(title)
             ax.set_xlabel("iteration")
             ax.grid(True, alpha=0.3)
