@@ -163,6 +163,14 @@ class RunHistory:
         if isinstance(e.get("changes"), dict):
             self.config.update(e["changes"])
 
+    def _on_undo(self, e: dict, it: int, t: float | None) -> None:
+        """An undo done took the run back to `to_iter`: what came after is abandoned, as at a resume."""
+        to = e.get("to_iter")
+        if e.get("done") is True and isinstance(to, int) and not isinstance(to, bool):
+            self.truncate_from(to)
+            if not self.sessions:
+                self.sessions.append(Session(to, t, t))
+
     def _on_error(self, e: dict, it: int, t: float | None) -> None:
         self.errors.append(e)
 

@@ -9,7 +9,9 @@ import signal
 
 from kit import ckpt_iter, wait_for
 
+from gpttui.analysis.live import LiveRun
 from gpttui.ipc.client import SocketClient
+from gpttui.run.history import RunHistory
 
 UNDO = "ckpt_undo.pt"
 
@@ -115,6 +117,14 @@ def test_undo_returns_to_the_state_and_values_from_before_a_learning_rate_change
     ui.close()
     eng.signal(signal.SIGTERM)
     assert eng.wait(30) == 0
+    # the history and the dashboard's curve drop the undone branch, as at a resume: no zig-zag
+    history = RunHistory.from_metrics(rd / "metrics.jsonl")
+    iters = [s.iter for s in history.steps]
+    assert iters == list(range(iters[-1] + 1))
+    live = LiveRun()
+    live.add_all(json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines())
+    curve = [p[0] for p in live.series.raw]
+    assert curve == sorted(set(curve)) and curve[-1] == iters[-1]
 
 
 def test_the_undo_point_is_dropped_once_the_change_survives_its_first_eval(make_run, engines):
