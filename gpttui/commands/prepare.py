@@ -7,9 +7,11 @@ a rich bar on a terminal, a plain line every few seconds otherwise (logs, pipes)
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 from gpttui.data import prepare as P
 from gpttui.run.units import human_duration
@@ -53,10 +55,31 @@ and splits the concatenated text by position: the first 90% train, the last 10% 
     p.add_argument("--force", action="store_true", help="redo even if meta.json says the output is up to date")
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl+C, so the .partial files and workers go."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    old = {sig: signal.signal(sig, raise_terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def run(args: argparse.Namespace) -> int:
     show = _RichProgress() if sys.stdout.isatty() else _PlainProgress()
     try:
-        with show:
+        with _terminate_as_exception(), show:
             result = P.prepare(
                 args.sources, args.out, tokenizer=args.tokenizer, val_fraction=args.val_fraction,
                 val_docs=args.val_docs, text_column=args.text_column, workers=args.workers,
@@ -68,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"{signal.Signals(e.signum).name}: stopped, nothing written to {args.out}", file=sys.stderr)
+        return 128 + e.signum
     meta = result.meta
     if result.up_to_date:
         print(f"{args.out} is up to date: meta.json matches these {len(meta['sources'])} source(s) "

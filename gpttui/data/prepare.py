@@ -26,7 +26,11 @@ tokenized in process, since starting workers costs more than they save.
 
 Safety: train.bin and val.bin are written as *.partial, fsynced, and renamed only when complete,
 and meta.json comes last (gpttui.fs.atomic), so an interrupted run leaves no train.bin that looks
-finished. A re-run with the same
+finished; a run that fails or is interrupted removes its .partial files and the output directory
+if it made it. Workers exit with their parent however it ends (kill -9 included): each watches
+the pipe multiprocessing gives it from the parent, which reads end-of-file once the parent process
+is gone (a parent-death signal would fire when the *thread* that started them ends: the dashboard
+prepares from a worker thread). A re-run with the same
 sources (path, size, mtime) and options whose meta.json and .bin files agree does nothing
 unless force=True.
 """
@@ -36,10 +40,12 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -130,15 +136,30 @@ def prepare(
     command = _command(sources, out, opts)
     if not force and (meta := _up_to_date(out, srcs, opts)) is not None:
         return PrepareResult(out, True, meta)
+    made = [d for d in (out, *out.absolute().parents) if not d.exists()]  # deepest first
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        _remove_empty(made)
         raise PrepareError(f"{out}: cannot create the output directory ({e.strerror})") from None
     with _locked(out):
         try:
             return _Run(srcs, out, opts, command, workers, progress).run()
         except OSError as e:  # unreadable input, full disk…: one line, the partial files are gone
+            _remove_empty(made)
             raise PrepareError(f"{e.filename or out}: {e.strerror or e}") from None
+        except BaseException:
+            _remove_empty(made)
+            raise
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """The directories this run made, deepest first, if nothing else was put in them."""
+    for d in made:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def _options(tokenizer: str, val_fraction: float | None, val_docs: int | None, text_column: str,
@@ -392,8 +413,19 @@ def _spawnable() -> bool:
 
 
 def _worker_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl+C and cleans up
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the parent handles them and cleans up
+        signal.signal(sig, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, daemon=True, name="parent-watch").start()
     gpt2()
+
+
+def _exit_with_parent() -> None:
+    """Exit when the parent process ends: multiprocessing's pipe from it reads end-of-file then,
+    whatever killed it, and whichever of its threads started this worker."""
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.sentinel is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
 
 
 class _Run:
