@@ -141,9 +141,9 @@ def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):
                               "overrides can't apply to a running run: change live fields from the dashboard")
         return LaunchPlan(run_dir, loaded, start=False, attach=True)
     try:
-        check_writable(run_dir)
+        directory.check_engine_can_write(run_dir)
     except OSError as e:
-        raise CannotWrite(f"cannot write {run_dir}: {e.strerror}; an engine can't train there "
+        raise CannotWrite(f"cannot write {e.filename}: {e.strerror}; an engine can't train there "
                           f"(`gpttui open {run_dir}` shows it read-only)") from None
     init = "resume" if (run_dir / layout.CKPT).is_file() else "scratch"
     args = [f"--init_from={init}", *overrides]

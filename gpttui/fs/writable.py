@@ -28,7 +28,7 @@ def check_writable(path: str | Path) -> None:
     if ok:
         return
     code = errno.EROFS if _read_only_mount(target) else errno.EACCES
-    raise OSError(code, os.strerror(code), str(p))
+    raise OSError(code, os.strerror(code), str(path))
 
 
 def _read_only_mount(path: Path) -> bool:

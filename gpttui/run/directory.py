@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpttui.fs.lock import FileLock
+from gpttui.fs.writable import check_writable
 from gpttui.run import config as C
 from gpttui.run import engine_state, layout, pretrained, sizing
 
@@ -91,8 +92,22 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
         if cfg.init_from != "resume" and ckpt.is_file() and not force:  # scratch, or pretrained weights
             raise RunDirError(f"{rd}: already holds a run ({describe_run(rd)}); resume it with "
                               f"`gpttui train {rd}`, choose another out_dir, or replace it with --force")
+        check_engine_can_write(rd)
         write_config(cfg, rd)
     return cfg, info
+
+
+# the files of a run the engine appends to (the others it replaces, which needs only the directory)
+APPENDED = (layout.METRICS, layout.ENGINE_LOG, layout.SAMPLES)
+
+
+def check_engine_can_write(run_dir: Path) -> None:
+    """OSError naming the first of the run directory and the files the engine appends to that
+    can't be written (a read-only mount, a missing permission): said before an engine starts."""
+    check_writable(run_dir)
+    for name in APPENDED:
+        if (run_dir / name).exists():
+            check_writable(run_dir / name)
 
 
 @contextmanager

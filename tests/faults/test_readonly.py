@@ -114,3 +114,15 @@ def test_a_directory_without_write_permission(tmp_path, finished_run):
         r = gpttui(*args, cwd=work, wrap=wrap)
         assert r.returncode != 0 and one_line(r) == line, (args, r.stderr)
     assert list(locked.iterdir()) == []
+
+    run = shutil.copytree(work / "run", tmp_path / "run")  # a run whose metrics.jsonl the user can't append to
+    (run / "metrics.jsonl").chmod(0o444)
+    config = (run / "config.toml").read_bytes()
+    for args, line in [
+        (("train", str(run), "--max_iters=20"), f"error: {run}/metrics.jsonl: Permission denied"),
+        (("launch", str(run)), f"error: cannot write {run}/metrics.jsonl: Permission denied; an engine can't "
+                               f"train there (`gpttui open {run}` shows it read-only)"),
+    ]:
+        r = gpttui(*args, cwd=work, wrap=wrap)
+        assert r.returncode == 1 and one_line(r) == line, (args, r.stderr)
+    assert (run / "config.toml").read_bytes() == config
