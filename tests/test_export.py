@@ -3,6 +3,7 @@ flags filled in, the plotext chart, atomic writes."""
 
 import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -141,3 +142,45 @@ def test_unknown_chart_types_are_refused_in_one_line(tmp_path, capsys):
     assert cli.main(["export", *map(str, LOGS), "-o", str(tmp_path / "r.csv")]) == 2
     assert "one run" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs, filled (root only; skipped, saying why, where mount is refused)."""
+    import subprocess
+
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a 64 KiB tmpfs here ({r.stderr.strip()})")
+    try:
+        fd = os.open(mnt / "fill", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass                           # full
+        finally:
+            os.close(fd)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("args,target", [
+    (["-o", "{d}/rows.csv"], "rows.csv"),
+    (["-o", "{d}/rows.parquet"], "rows.parquet"),
+    (["--format", "tensorboard", "-o", "{d}/tb"], "tb"),
+    (["--chart", "{d}/loss.png"], "loss.png"),
+])
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_part_of_it(full_disk, args, target, capsys):
+    if target == "tb":
+        pytest.importorskip("tensorboard", reason="the [tensorboard] extra is not installed")
+    if target == "loss.png":
+        pytest.importorskip("matplotlib", reason="the [plots] extra is not installed")
+    assert cli.main(["export", str(LOGS[0]), *[a.format(d=full_disk) for a in args]]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: cannot write {full_disk / target}: No space left on device\n"
+    assert [p.name for p in full_disk.iterdir() if p.is_file() and p.name != "fill"] == []
+    assert not (full_disk / "tb").exists() or list((full_disk / "tb").iterdir()) == []

@@ -1,6 +1,6 @@
 """A run as TensorBoard event files: one scalar per step and eval field, at its iteration.
 
-Written with the `tensorboard` package's own EventFileWriter (an optional extra:
+Written with the `tensorboard` package's own record writer and protos (an optional extra:
 `pip install 'gpttui[tensorboard]'`; it needs neither torch nor TensorFlow) as plain
 `simple_value` scalars, which TensorBoard, its EventAccumulator and other readers all take.
 Tags: `step/<field>` for every figure of a training step, `eval/train_loss` and `eval/val_loss`.
@@ -9,12 +9,16 @@ The same mapping serves the engine's live mirror (`tensorboard_log = True`, engi
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from gpttui.analysis import export
+from gpttui.fs import atomic
 from gpttui.run.history import RunHistory
 
 STEP_FIELDS = ("loss", "lr", "dt_ms", "tokens_per_s", "mfu", "grad_norm", "tokens")
@@ -44,18 +48,30 @@ def history_events(h: RunHistory) -> Iterator[dict[str, Any]]:
     return ({"type": row["kind"], **row} for row in export.rows(h))
 
 
-class EventWriter:
-    """One TensorBoard event file in `logdir`, taking protocol events."""
+def event_file_name() -> str:
+    """TensorBoard's name for a new event file (it reads every `*tfevents*` file of a directory)."""
+    global _files_named
+    _files_named += 1
+    return f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{_files_named}"
 
-    def __init__(self, logdir: str | Path, flush_secs: float = 10.0) -> None:
+
+_files_named = 0
+
+
+class EventWriter:
+    """TensorBoard records (the tensorboard package's RecordWriter and protos) written to a binary
+    stream we own, so a full disk or a read-only directory is an OSError naming our file, here,
+    not a traceback on a writer thread."""
+
+    def __init__(self, stream: BinaryIO) -> None:
         try:
             from tensorboard.compat.proto import event_pb2, summary_pb2
-            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+            from tensorboard.summary.writer.record_writer import RecordWriter
         except ImportError:
             raise TensorBoardUnavailable(f"TensorBoard event files need the tensorboard package: {INSTALL_HINT}") from None
         self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
-        Path(logdir).mkdir(parents=True, exist_ok=True)
-        self._writer = EventFileWriter(str(logdir), flush_secs=flush_secs)
+        self._records = RecordWriter(stream)
+        self._records.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
         self.written = 0
 
     def add(self, event: dict[str, Any]) -> int:
@@ -68,25 +84,18 @@ class EventWriter:
         summary = self._summary_pb2.Summary(value=[self._summary_pb2.Summary.Value(tag=tag, simple_value=v)
                                                    for tag, v in values])
         wall = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else time.time()
-        self._writer.add_event(self._event_pb2.Event(wall_time=wall, step=it, summary=summary))
+        self._records.write(self._event_pb2.Event(wall_time=wall, step=it, summary=summary).SerializeToString())
         self.written += len(values)
         return len(values)
 
-    def flush(self) -> None:
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
-
 
 def write_history(h: RunHistory, logdir: str | Path) -> tuple[Path, int]:
-    """The whole history into a new event file under `logdir`; (the file, scalars written)."""
-    before = set(Path(logdir).glob("events.out.tfevents.*"))
-    w = EventWriter(logdir)
-    try:
-        for ev in history_events(h):
-            w.add(ev)
-    finally:
-        w.close()
-    (new,) = set(Path(logdir).glob("events.out.tfevents.*")) - before
-    return new, w.written
+    """The whole history as a new event file in `logdir`, written atomically; (the file, scalars written)."""
+    buf = io.BytesIO()
+    w = EventWriter(buf)
+    for ev in history_events(h):
+        w.add(ev)
+    Path(logdir).mkdir(parents=True, exist_ok=True)
+    path = Path(logdir) / event_file_name()
+    atomic.write_bytes(path, buf.getvalue())
+    return path, w.written

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 HELP = "write a run's steps and evals as csv, parquet, jsonl or TensorBoard events, and its charts"
 FORMATS = ("csv", "parquet", "jsonl", "tensorboard")
@@ -34,6 +36,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="picture charts: EMA smoothing of the train loss per logged point, 0..<1 (default 0.6)")
     p.add_argument("--width", type=int, default=100, help="text chart width in characters (default 100)")
     p.add_argument("--height", type=int, default=30, help="text chart height in lines (default 30)")
+
+
+@contextmanager
+def _naming(path: str | Path) -> Iterator[None]:
+    """An OSError while writing `path` (a full disk says no file name) goes on to the command line's
+    handler with the path, which it says in its one line."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            e.filename = str(path)
+        raise
 
 
 def _error(message: str) -> int:
@@ -97,18 +111,22 @@ def run(args: argparse.Namespace) -> int:
             names = [f"{i}-{name}" for i, name in enumerate(names)]
         for h, name in zip(histories, names):
             logdir = Path(args.output) / name if len(histories) > 1 else Path(args.output)
-            path, n = tensorboard_export.write_history(h, logdir)
+            with _naming(logdir):
+                path, n = tensorboard_export.write_history(h, logdir)
             print(f"{path}: {n} scalars ({len(h.steps)} steps, {len(h.evals)} evals)")
     elif args.output:
         h = histories[0]
-        n = export.write_rows(h, args.output, args.format)
+        with _naming(args.output):
+            n = export.write_rows(h, args.output, args.format)
         print(f"{args.output}: {n} rows ({len(h.steps)} steps, {len(h.evals)} evals); {export.mfu_note(h)}")
     if args.chart and Path(args.chart).suffix.lower() in IMAGE_CHARTS:
         from gpttui.analysis import chart_image
 
-        chart_image.write_chart_image(histories, args.chart, args.smoothing)
+        with _naming(args.chart):
+            chart_image.write_chart_image(histories, args.chart, args.smoothing)
         print(f"{args.chart}: {', '.join(chart_image.PANELS)}" + (f"; {len(histories)} runs" if len(histories) > 1 else ""))
     elif args.chart:
-        export.write_chart(histories[0], args.chart, args.width, args.height)
+        with _naming(args.chart):
+            export.write_chart(histories[0], args.chart, args.width, args.height)
         print(f"{args.chart}: loss chart")
     return 0

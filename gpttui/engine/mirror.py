@@ -25,6 +25,7 @@ from gpttui.run import config as C
 
 TENSORBOARD_DIR = "tensorboard"   # RUN_DIR/tensorboard: the live event files
 MAX_QUEUED_STEPS = 1000
+FLUSH_STEPS = 50                  # TensorBoard's live file: flushed at least this often (in steps)
 CLOSE_TIMEOUT_S = 60.0            # at the end of a run: how long W&B may take to finish
 STEP_FIGURES = ("loss", "lr", "dt_ms", "tokens_per_s", "mfu")
 
@@ -42,17 +43,25 @@ class Sink:
 
 
 class TensorBoardSink(Sink):
+    """Appends to one event file of RUN_DIR/tensorboard, flushed at every eval and every
+    FLUSH_STEPS steps (TensorBoard reads a file as it grows)."""
+
     name = "TensorBoard"
 
     def __init__(self, logdir: Path) -> None:
-        self.writer = tensorboard_export.EventWriter(logdir, flush_secs=5.0)
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.file = open(logdir / tensorboard_export.event_file_name(), "ab")
+        self.writer = tensorboard_export.EventWriter(self.file)
+        self.unflushed = 0
 
     def handle(self, event: dict[str, Any]) -> None:
-        if self.writer.add(event) and event.get("type") == "eval":
-            self.writer.flush()
+        self.unflushed += self.writer.add(event) > 0
+        if self.unflushed and (event.get("type") == "eval" or self.unflushed >= FLUSH_STEPS):
+            self.file.flush()
+            self.unflushed = 0
 
     def close(self) -> None:
-        self.writer.close()
+        self.file.close()
 
 
 class WandbSink(Sink):
