@@ -119,11 +119,11 @@ class GpttuiApp(App[int]):
         self._bindings_key: tuple[bool, bool, bool] | None = None
         self._clash_said = False
 
-    def get_default_screen(self) -> Screen[Any]:
-        return self.controller.first_screen()
-
     def on_mount(self) -> None:
         self._load_keymap()
+        # pushed, not returned by get_default_screen: Textual reads a screen's CSS_PATH only for
+        # the screens it pushes (the default screen's own stylesheet was never loaded)
+        self.push_screen(self.controller.first_screen())
         loss_chart.preload()
         self.controller.start(self)
         self.set_interval(self.controller.tick_s, self._tick)

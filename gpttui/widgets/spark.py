@@ -2,10 +2,10 @@
 recent values.
 
 A sparkline scaled to its own min and max turns an lr going from 1.00e-3 to 9.99e-4 into a
-full-height drop. Here the scale spans at least MIN_SPAN of the largest value, from a floor
-that never goes below zero for figures that can't, so a flat figure reads flat and a halving
-reads as one. The panel takes new values whenever it is given them and draws them on its own
-timer, at most SPARK_HZ times a second.
+full-height drop. Here bars rise from zero (every figure shown is a size: loss, MFU, tokens/s,
+lr, grad norm), so a flat figure reads flat and a halving reads as one; the caption states the
+min and max drawn, for the detail the bars leave out. The panel takes new values whenever it
+is given them and draws them on its own timer, at most SPARK_HZ times a second.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from textual.widgets import Label
 from gpttui.widgets import fmt
 
 SPARK_HZ = 1.0
-MIN_SPAN = 0.2     # the scale spans at least this fraction of the largest |value|
 BARS = " ▁▂▃▄▅▆▇█"
 
 
@@ -42,14 +41,8 @@ class Scale:
 
 
 def scale_for(values: Sequence[float]) -> Scale:
-    """The values' range, widened downwards to MIN_SPAN of the largest |value| (not below zero
-    when no value is negative)."""
-    lo, hi = min(values), max(values)
-    span = MIN_SPAN * max(abs(lo), abs(hi))
-    floor = min(lo, hi - span)
-    if lo >= 0:
-        floor = max(0.0, floor)
-    return Scale(floor, hi)
+    """From zero (or the lowest value, if negative) to the highest."""
+    return Scale(min(0.0, min(values)), max(values))
 
 
 def columns(values: Sequence[float], width: int) -> list[float]:
