@@ -237,8 +237,14 @@ def _eval_node(node: ast.AST, names: dict[str, Any]) -> Any:
             return -v if isinstance(node.op, ast.USub) else v
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         a, b = _eval_node(node.left, names), _eval_node(node.right, names)
-        if isinstance(node.op, ast.Pow) and isinstance(b, (int, float)) and abs(b) > 64:
+        if isinstance(node.op, ast.Pow) and (isinstance(b, (int, float)) and abs(b) > 64
+                                              or isinstance(a, int) and a.bit_length() > 1024):
             raise ValueError("exponent too large")
+        text, times = (a, b) if isinstance(a, str) else (b, a)
+        if isinstance(node.op, ast.Mult) and isinstance(text, str) and type(times) is int and len(text) * times > 10_000:
+            raise ValueError("string too long")
+        if isinstance(node.op, ast.Mod) and isinstance(a, str):
+            raise ValueError("string formatting is not allowed")
         try:
             return _BINOPS[type(node.op)](a, b)
         except (TypeError, ZeroDivisionError) as e:

@@ -205,18 +205,53 @@ def test_attach_status_survives_a_hostile_engine_json(runs, text, tmp_path):
     assert p.returncode == 1 and len(p.stdout.splitlines()) == 1   # "no engine ..." or "... died ..."
     assert "no engine is running" in p.stdout or "died while" in p.stdout
 
+FIXTURE_LOG = Path(__file__).resolve().parents[1] / "fixtures" / "nanogpt" / "train_log_fineweb_40m.txt"
+# Lines shaped like nanoGPT's, with numbers and text no run prints (and config echoes that would
+# take the machine's memory to evaluate).
+HOSTILE_LOG = [
+    "iter 99999999999999999999999: loss 1.0000, time 10.00ms, mfu 1.00%",
+    "step 99999999999999999999999: train loss 1.0000, val loss 1.0000",
+    "iter 5: loss inf, time infms, mfu nan%",
+    "iter 6: loss nan, time -5.00ms, mfu -inf%",
+    "iter 7: loss 1e999, time 1e999ms, mfu 1e999%",
+    "step 8: train loss inf, val loss -inf",
+    "number of parameters: 1.2.3M",
+    "number of parameters: " + "9" * 400 + ".0M",
+    "tokens per iteration will be: 99,999,999,999,999,999,999,999",
+    "found vocab_size = 99999999999999999999999",
+    "device cpu (\x1b[2J), float32, 1 CPU thread(s); peak 1.2.3 TFLOP/s",
+    "device cpu (x), float32, 1 CPU thread(s); peak 0 TFLOP/s",
+    "saving checkpoint to " + "p" * 100_000,
+    "Overriding: n_layer = 10**60",
+    "Overriding: batch_size = -5",
+    "Overriding: n_embd = 'x'",
+    "Overriding: learning_rate = 1e999",
+    "Overriding: wandb_run_name = 'a' * 10**18",
+    "Overriding: wandb_run_name = '%0999999999d' % 1",
+    "Overriding: n_layer = (((10**64)**64)**64)**64",
+    "Overriding: block_size = " + "(" * 10_000 + "1" + ")" * 10_000,
+    "\xff\udcff\x00 binary garbage",
+]
 
-@pytest.mark.parametrize("where", ["before", "after"])
-def test_open_shows_the_good_run_in_the_dashboard(runs, where):
+
+@pytest.mark.parametrize("where", ["before", "after", "nanogpt-log"])
+def test_open_shows_the_good_run_in_the_dashboard(runs, where, tmp_path):
     from app_helpers import wait_for
 
+    if where == "nanogpt-log":
+        path = tmp_path / "train_log.txt"
+        path.write_text("\n".join(HOSTILE_LOG) + "\n" + FIXTURE_LOG.read_text(), errors="surrogateescape")
+        want = [s.iter for s in load_run(FIXTURE_LOG).steps]
+    else:
+        path, want = runs[where], list(range(GOOD_STEPS))
+
     async def scenario():
-        app = GpttuiApp(ReadOnlyRuns([runs[where]]))
+        app = GpttuiApp(ReadOnlyRuns([path]))
         ctl = app.controller
         async with app.run_test(size=(140, 45)) as pilot:
             await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, DashboardScreen), 60)
             await pilot.pause(0.3)
-            assert [s.iter for s in ctl.live.history.steps] == list(range(GOOD_STEPS))
+            assert [s.iter for s in ctl.live.history.steps] == want
             await pilot.press("d")                 # the doctor panel over the same history
             await pilot.pause(0.5)
             await pilot.press("escape")
@@ -264,3 +299,24 @@ def test_open_exits_1_when_the_dashboard_dies(runs, monkeypatch, capsys):
     headless = GpttuiApp.run
     monkeypatch.setattr(GpttuiApp, "run", lambda self, **kw: headless(self, headless=True, size=(100, 30)))
     assert cli.main(["open", str(runs["after"])]) == 1
+
+
+
+def test_a_hostile_nanogpt_log_reads_as_its_good_lines(tmp_path):
+    """Hostile lines first: the good log's `iter 0` restarts the history from there (a restart
+    in nanoGPT's terms), so what is kept must be exactly the good log's records."""
+    good = FIXTURE_LOG.read_text()
+    log = tmp_path / "train_log.txt"
+    log.write_text("\n".join(HOSTILE_LOG) + "\n" + good, errors="surrogateescape")
+    want = load_run(FIXTURE_LOG)
+    h = load_run(log)
+    assert [(s.iter, s.loss) for s in h.steps] == [(s.iter, s.loss) for s in want.steps]
+    assert [(e.iter, e.val_loss) for e in h.evals] == [(e.iter, e.val_loss) for e in want.evals]
+    assert all(isinstance(v, (int, float, str, bool)) for v in h.config.values())
+    assert not isinstance(h.config.get("n_layer"), int) or h.config["n_layer"] < 2**53
+    p = gpttui("doctor", str(log), "--json")
+    no_traceback(p)
+    assert p.returncode == 0 and json.loads(p.stdout)["last_iter"] == want.last_iter
+    p = gpttui("export", str(log), "-o", str(tmp_path / "s.parquet"))
+    no_traceback(p)
+    assert p.returncode == 0 and f"{len(want.steps)} steps" in p.stdout
