@@ -16,7 +16,10 @@ from textual.geometry import Region
 from textual.screen import Screen
 from textual.widget import Widget
 
+from gpttui.commands.launch import make_plan
 from gpttui.run import config as C
+from gpttui.run import protocol
+from gpttui.run.metrics import MetricsWriter
 from gpttui.screens.dashboard import DashboardScreen
 
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4,
@@ -34,6 +37,24 @@ def tiny_config(root: Path, data_dir: Path | None = None, **changes: Any) -> Pat
     path = root / "tiny.toml"
     C.save(cfg, path)
     return path
+
+
+def written_run(tmp_path: Path, char_data: Path) -> Path:
+    """A finished run directory as the engine leaves it, written directly (no engine)."""
+    plan = make_plan(str(tiny_config(tmp_path, char_data, max_iters=20, lr_decay_iters=20)), [])
+    writer = MetricsWriter(plan.run_dir / "metrics.jsonl")
+    writer.write(protocol.event("hello", 0, version=1, config={"max_iters": 20, "eval_interval": 10},
+                                params={"nanogpt": 14_000}, device="cpu", dtype="float32", peak_flops=1e11,
+                                tokens_per_iter=64, start_iter=0, max_iters=20))
+    writer.write(protocol.event("state", 0, state="running"))
+    for i in range(20):
+        writer.write(protocol.event("step", i, loss=4.2 - i / 10, lr=1e-3, dt_ms=5.0, tokens_per_s=12_800.0,
+                                    mfu=0.01, grad_norm=1.0, tokens=64 * (i + 1)))
+        if i % 10 == 0:
+            writer.write(protocol.event("eval", i, train_loss=4.2 - i / 10, val_loss=4.3 - i / 10))
+    writer.write(protocol.event("state", 20, state="finished"))
+    writer.close()
+    return plan.run_dir
 
 
 # ---------------------------------------------------------------- driving the app

@@ -9,13 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_helpers import dashboard, record_notifications, run, screen_text, text_of, tiny_config, wait_for
+from app_helpers import (
+    dashboard,
+    record_notifications,
+    run,
+    screen_text,
+    text_of,
+    tiny_config,
+    wait_for,
+    written_run,
+)
 
 from gpttui.analysis.config_edit import ApplyAction
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import LaunchError, make_plan
-from gpttui.run import protocol
-from gpttui.run.metrics import MetricsWriter
 from gpttui.screens.compare import CompareScreen
 from gpttui.screens.confirm import Choice, ConfirmScreen
 from gpttui.screens.controller import ApplyConfig
@@ -345,27 +352,9 @@ DASHBOARD_PARTS = ("#header", "#status", "#chart", "#spark-loss", "#spark-mfu", 
                    "#spark-gn", "#evals", "#log", "Footer")   # all but the CPU/RAM figures, which tick
 
 
-def _written_run(tmp_path: Path, char_data: Path) -> Path:
-    """A finished run directory as the engine leaves it, written directly (no engine)."""
-    plan = make_plan(str(tiny_config(tmp_path, char_data, max_iters=20, lr_decay_iters=20)), [])
-    writer = MetricsWriter(plan.run_dir / "metrics.jsonl")
-    writer.write(protocol.event("hello", 0, version=1, config={"max_iters": 20, "eval_interval": 10},
-                                params={"nanogpt": 14_000}, device="cpu", dtype="float32", peak_flops=1e11,
-                                tokens_per_iter=64, start_iter=0, max_iters=20))
-    writer.write(protocol.event("state", 0, state="running"))
-    for i in range(20):
-        writer.write(protocol.event("step", i, loss=4.2 - i / 10, lr=1e-3, dt_ms=5.0, tokens_per_s=12_800.0,
-                                    mfu=0.01, grad_norm=1.0, tokens=64 * (i + 1)))
-        if i % 10 == 0:
-            writer.write(protocol.event("eval", i, train_loss=4.2 - i / 10, val_loss=4.3 - i / 10))
-    writer.write(protocol.event("state", 20, state="finished"))
-    writer.close()
-    return plan.run_dir
-
-
 def test_every_screen_opened_and_closed_leaves_the_dashboard_as_it_was(tmp_path, char_data):
     """A screen's styles are loaded app-wide: unscoped, config.tcss hid the dashboard's status line."""
-    run_dir = _written_run(tmp_path, char_data)
+    run_dir = written_run(tmp_path, char_data)
     plan = make_plan(str(run_dir), [])
     plan.start = False
 

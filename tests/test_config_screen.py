@@ -4,7 +4,7 @@
 import json
 
 import pytest
-from app_helpers import UNSET, ScreenHost, flat, pilot_test, tiny_config, wait_for
+from app_helpers import UNSET, ScreenHost, dashboard, flat, pilot_test, tiny_config, wait_for, written_run
 from textual import events
 from textual.widgets import Button, Input
 
@@ -45,8 +45,11 @@ async def test_seed_config_shows_123m_then_40m_with_warning_then_refuses_n_head_
         await type_into(pilot, "n_head", "5")
         text = flat(app, SIDE)
         assert "✗ n_embd: 384 is not divisible by n_head=5" in text
-        row = flat(app, "#row-n_head")
-        assert row.startswith("n_head 5 default 12") and "✗ n_embd: 384 is not divisible by n_head=5" in row
+        assert "✗ n_head ✗ n_embd" in flat(app, "#names")   # both marked in the form
+        assert app.screen.query_one("#f-n_head", Input).value == "5"
+        field_help = flat(app, "#field-help")   # the focused field in full, its problem with it
+        assert field_help.startswith("n_head (model): attention heads (must divide n_embd)")
+        assert "✗ n_embd: 384 is not divisible by n_head=5" in field_help
         assert app.screen.query_one("#new-run", Button).disabled
         await pilot.press("ctrl+n")
         await pilot.pause()
@@ -183,6 +186,25 @@ async def test_fits_80x24_and_shows_problems_first(seed):
         text = flat(app, SIDE)
         assert "n_embd: the checkpoint's model has n_embd=768" in text
         assert "promises ~125M parameters" in text
+
+
+@pilot_test
+async def test_keys_typed_right_after_c_land_in_the_editor_and_esc_discards_them(tmp_path, char_data):
+    plan = make_plan(str(written_run(tmp_path, char_data)), [])
+    plan.start = False
+    app = GpttuiApp(plan)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: not app.controller.loading and "finished" in flat(app, "#status"), 30, "the run")
+        for _ in range(2):   # the first open builds the editor, the second finds it kept
+            for key, char in [("c", "c"), ("3", "3")]:   # one burst: c, then typing before it is drawn
+                app.post_message(events.Key(key, char))   # (the focused field's value is selected: replaced)
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen), 10, "the editor")
+            await wait_for(pilot, lambda: app.screen.query_one("#f-n_layer", Input).value == "3", 10,
+                           "n_layer edited to 3")
+            await wait_for(pilot, lambda: "* n_layer" in flat(app, "#names"), 5, "n_layer marked changed")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is dashboard(app), 10, "back to the dashboard")
+        assert app.ui_errors == []
 
 
 # ---------------------------------------------------------------- in the real app, with a real engine

@@ -12,9 +12,9 @@ analysis/config_edit.py's business; this module only shows it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual import events, on
@@ -40,33 +40,12 @@ from gpttui.run import layout, sizing
 from gpttui.screens.controller import RunController
 from gpttui.widgets.system import device_memory
 
+NARROW = 110   # below this many columns the help column gives way to the focused field's help line
 
-class FieldRow(Vertical):
-    """One config field: name, an input holding its value, default and help; its problem below."""
 
-    def __init__(self, name: str, value: Any) -> None:
-        super().__init__(id=f"row-{name}", classes="field-row")
-        self.field_name = name
-        self.value_text = format_value(value)
-        self._shown: tuple[tuple[str, ...], bool] | None = None
-
-    def compose(self) -> ComposeResult:
-        meta = C.FIELDS[self.field_name].metadata
-        default = format_value(getattr(C.DEFAULTS, self.field_name)) or "''"
-        with Horizontal(classes="field-line"):
-            yield Label(self.field_name, classes="name")
-            yield Input(self.value_text, id=f"f-{self.field_name}", compact=True)
-            yield Static(f"default {default} · {meta['help']}", classes="help", markup=False)
-        yield Static("", classes="problem", markup=False)
-
-    def show(self, problems: list[str] | None, changed: bool) -> None:
-        state = (tuple(problems or ()), changed)
-        if state == self._shown:
-            return  # most rows don't change on a keystroke: don't lay them out again
-        self._shown = state
-        self.set_class(bool(problems), "-invalid")
-        self.set_class(changed, "-changed")
-        self.query_one(".problem", Static).update("✗ " + "; ".join(problems) if problems else "")
+def field_names() -> list[str]:
+    """The fields in the form's order: group by group."""
+    return [n for g in C.GROUPS for n, f in C.FIELDS.items() if f.metadata["group"] == g]
 
 
 class ConfigScreen(Screen[ConfigChange | None]):
@@ -96,7 +75,10 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self.base = loaded.config    # rows are marked changed against this (an opened file's when not live)
         self.check = check_fields({n: format_value(getattr(self.base, n)) for n in C.FIELDS}, self.base)
         self.plan: ApplyPlan | None = None
-        self.rows: dict[str, FieldRow] = {}
+        self.names = field_names()
+        self.texts = {n: format_value(getattr(self.base, n)) for n in C.FIELDS}   # what the inputs hold
+        self._reopened = False   # refill the form from `base` when shown again (reopen_for)
+        self.ready = asyncio.Event()   # set once a field has focus: the opener holds keys till then
         self._enabled: tuple[bool | None, bool | None] | None = None
         self._shown: dict[str, Text] = {}
         self._status_error = False
@@ -109,19 +91,37 @@ class ConfigScreen(Screen[ConfigChange | None]):
                    measured_ms_per_iter=run.ms_per_iter, current_iter=run.live.iter if live else None,
                    device_memory_bytes=device_memory(run.live.hello.get("device") or run.config.device))
 
+    def reopen_for(self, run: RunController) -> bool:
+        """Show the run as it is now in this editor, kept from an earlier use (building the form
+        again costs far more than refilling it); False when it can't serve this run (another run
+        directory, or the run became live or stopped being so: the buttons differ)."""
+        live = run.engine_alive or (run.run_dir / layout.CKPT).exists()
+        if live != self.live or run.config.out_dir != self.origin.out_dir \
+                or self in self.app.screen_stack:
+            return False
+        self.loaded = dataclasses.replace(run.loaded, config=run.config)
+        self.origin = self.base = run.config
+        self.measured_ms_per_iter = run.ms_per_iter
+        self.current_iter = run.live.iter if live else None
+        self._reopened = True
+        self.ready.clear()
+        return True
+
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="title", markup=False)
         with Horizontal(id="body"):
-            with VerticalScroll(id="form"):
-                for group in C.GROUPS:
-                    yield Static(group.upper() if group == "io" else group.capitalize(), classes="group")
-                    for name, f in C.FIELDS.items():
-                        if f.metadata["group"] == group:
-                            row = FieldRow(name, getattr(self.base, name))
-                            self.rows[name] = row
-                            yield row
+            # three columns (names, inputs, help), one line per field: a widget per field, not six
+            with VerticalScroll(id="form"), Horizontal(id="fields"):
+                yield Static(id="names")
+                with Vertical(id="inputs"):
+                    for group in C.GROUPS:
+                        yield Static("", classes="gap")
+                        for name, f in C.FIELDS.items():
+                            if f.metadata["group"] == group:
+                                yield Input(format_value(getattr(self.base, name)), id=f"f-{name}", compact=True)
+                yield Static(self._helps(), id="helps")
             with VerticalScroll(id="side"):
                 yield Static(id="problems")
                 yield Static(id="warnings")
@@ -151,22 +151,76 @@ class ConfigScreen(Screen[ConfigChange | None]):
 
     def on_mount(self) -> None:
         self._recompute()
-        self.query_one("#f-n_layer", Input).focus()
+        # at once, not after a refresh as widget.focus() does: keys typed right after c go there
+        self.set_focus(self.query_one("#f-n_layer", Input))
+        self.ready.set()
+        self.set_class(self.size.width < NARROW, "-narrow")
+
+    def on_screen_resume(self) -> None:
+        if not self._reopened:
+            return
+        self._reopened = False
+        for name in self.names:   # only the fields left edited: each change re-checks the form
+            box = self.query_one(f"#f-{name}", Input)
+            text = format_value(getattr(self.base, name))
+            self.texts[name] = text
+            if box.value != text:
+                box.value = text
+        self.query_one("#title", Static).update(self._title())
+        self.query_one("#path", Input).value = self.loaded.source or ""
+        self._status("")
+        self._shown.clear()
+        self._recompute()
+        first = self.query_one("#f-n_layer", Input)
+        self.set_focus(first)
+        first.select_all()   # as on a first open: what is typed replaces the value
+        self.query_one("#form", VerticalScroll).scroll_home(animate=False)
+        self.ready.set()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW, "-narrow")
+
+    def _helps(self) -> Text:
+        """The help column: default and meaning of each field, aligned with the inputs."""
+        t = Text(no_wrap=True, overflow="ellipsis")
+        for group in C.GROUPS:
+            t.append("\n\n")
+            for name in self.names:
+                if C.FIELDS[name].metadata["group"] == group:
+                    default = format_value(getattr(C.DEFAULTS, name)) or "''"
+                    t.append(f"default {default} · {C.FIELDS[name].metadata['help']}\n", style="dim")
+        return t
+
+    def _names(self) -> Text:
+        """The name column: changed fields marked, invalid ones in red with a ✗."""
+        problems, config = self.check.problems, self.check.config
+        t = Text(no_wrap=True)
+        for group in C.GROUPS:
+            t.append("\n" + (group.upper() if group == "io" else group.capitalize()) + "\n", style="bold cyan")
+            for name in self.names:
+                if C.FIELDS[name].metadata["group"] != group:
+                    continue
+                if name in problems:
+                    t.append(f"✗ {name}\n", style="bold red")
+                elif getattr(config, name) != getattr(self.base, name):
+                    t.append(f"* {name}\n", style="bold yellow")
+                else:
+                    t.append(f"  {name}\n")
+        return t
 
     # ------------------------------------------------------------------ validation and figures
 
-    @on(Input.Changed, ".field-row Input")
-    def _field_changed(self) -> None:
+    @on(Input.Changed, "#inputs Input")
+    def _field_changed(self, event: Input.Changed) -> None:
+        self.texts[(event.input.id or "")[2:]] = event.value
         self._recompute()
         if self._status_error and self.check.ok:
             self._status("")  # "fix the marked fields" no longer holds
 
     def _recompute(self) -> None:
-        texts = {n: self.query_one(f"#f-{n}", Input).value for n in C.FIELDS}
-        self.check = check = check_fields(texts, self.base)
-        for name, row in self.rows.items():
-            changed = name in check.problems or getattr(check.config, name) != getattr(self.base, name)
-            row.show(check.problems.get(name), changed)
+        self.check = check = check_fields(self.texts, self.base)
+        self._fill("#names", self._names())
+        self._show_field_help()
         self._fill("#figures", figures(
             check.config, self.base, measured_ms_per_iter=self.measured_ms_per_iter,
             device_memory_bytes=self.device_memory_bytes))
@@ -193,8 +247,9 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self._shown[selector] = text
         widget = self.query_one(selector, Static)
         widget.update(text)
-        widget.set_class(bool(text.plain.strip()), "-filled")
-        widget.display = bool(text.plain.strip())
+        if selector != "#names":
+            widget.set_class(bool(text.plain.strip()), "-filled")
+            widget.display = bool(text.plain.strip())
 
     def _problems_text(self) -> Text:
         t = Text()
@@ -228,17 +283,25 @@ class ConfigScreen(Screen[ConfigChange | None]):
     # ------------------------------------------------------------------ focus and help
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        widget = event.widget
-        if isinstance(widget, Input) and widget.id and widget.id.startswith("f-"):
-            name = widget.id[2:]
-            meta = C.FIELDS[name].metadata
-            live = " · changes live" if name in C.LIVE_FIELDS else ""
-            self.query_one("#field-help", Static).update(
-                f"{name} ({meta['group']}): {meta['help']} · default "
-                f"{format_value(getattr(C.DEFAULTS, name))}{live}")
+        self._show_field_help()
+
+    def _show_field_help(self) -> None:
+        """The focused field in full: its help, default, whether it changes live, its problem."""
+        widget = self.focused
+        if not (isinstance(widget, Input) and widget.id and widget.id.startswith("f-")):
+            return
+        name = widget.id[2:]
+        meta = C.FIELDS[name].metadata
+        live = " · changes live" if name in C.LIVE_FIELDS else ""
+        t = Text(f"{name} ({meta['group']}): {meta['help']} · default "
+                 f"{format_value(getattr(C.DEFAULTS, name))}{live}")
+        problems = self.check.problems.get(name)
+        if problems:
+            t.append("\n✗ " + "; ".join(problems), style="bold red")
+        self.query_one("#field-help", Static).update(t)
 
     def action_move(self, step: int) -> None:
-        names = list(self.rows)
+        names = self.names
         focused = self.focused
         if isinstance(focused, Input) and focused.id and focused.id.startswith("f-"):
             i = (names.index(focused.id[2:]) + step) % len(names)
@@ -247,7 +310,7 @@ class ConfigScreen(Screen[ConfigChange | None]):
         # at once, not after a refresh as widget.focus() does: keys typed right after go there
         self.set_focus(self.query_one(f"#f-{names[i]}", Input))
 
-    @on(Input.Submitted, ".field-row Input")
+    @on(Input.Submitted, "#inputs Input")
     def _next_field(self) -> None:
         self.action_move(1)
 
@@ -328,8 +391,9 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self.loaded = loaded
         if not self.live:
             self.base = loaded.config
-        for name in self.rows:
-            self.query_one(f"#f-{name}", Input).value = format_value(getattr(loaded.config, name))
+        for name in self.names:
+            self.texts[name] = format_value(getattr(loaded.config, name))
+            self.query_one(f"#f-{name}", Input).value = self.texts[name]
         self.query_one("#title", Static).update(self._title())
         self._recompute()
         self._status(f"opened {loaded.source}")

@@ -12,6 +12,7 @@ use and push `<Name>Screen.for_run(controller)`; the config and extend screens h
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import time
 import traceback
@@ -49,6 +50,7 @@ from gpttui.widgets.system import SystemFigures
 
 PANEL_HZ = 2.0   # sparklines and the eval table
 STATUS_HZ = 4.0  # the status line's figures (a state change shows at once)
+READY_WAIT_S = 5.0  # keys wait at most this long for a screen being opened to take them
 
 # key -> (module under gpttui.screens, screen class, what it is called in a notification)
 OTHER_SCREENS = {
@@ -66,6 +68,8 @@ class DashboardScreen(Screen[None]):
     CSS_PATH = "dashboard.tcss"
     # Footer order: what a user needs first fits in 80 columns. Every binding has an id: the user's
     # keymap.toml rebinds it (screens/keymap.py); pause and unpause share one (one key toggles).
+    # Keys that open a screen are priority bindings: the app pushes the screen as the key comes
+    # (not after this screen has seen it), so the keys typed right after go to that screen.
     BINDINGS = [
         Binding("space,p", "pause", "Pause", key_display="space", id="pause",
                 tooltip="pause training (the same key resumes)"),
@@ -76,10 +80,11 @@ class DashboardScreen(Screen[None]):
         Binding("x", "stop", "Stop", id="stop", tooltip="save a checkpoint and stop the engine (asks first)"),
         Binding("q", "quit_app", "Quit", id="quit", tooltip="quit (asks whether to stop the run and save)"),
         Binding("question_mark", "help", "Help", id="help", tooltip="this list"),
-        Binding("e", "open('extend')", "Extend", id="extend", tooltip="train longer: change max_iters"),
-        Binding("d", "open('doctor')", "Doctor", id="doctor", tooltip="judge the run: trends, forecast, MFU"),
-        Binding("g", "open('sample')", "Sample", id="sample", tooltip="generate text from a checkpoint"),
-        Binding("c", "open('config')", "Config", id="config", tooltip="edit the config (live, restart or new run)"),
+        Binding("e", "open('extend')", "Extend", id="extend", priority=True, tooltip="train longer: change max_iters"),
+        Binding("d", "open('doctor')", "Doctor", id="doctor", priority=True, tooltip="judge the run: trends, forecast, MFU"),
+        Binding("g", "open('sample')", "Sample", id="sample", priority=True, tooltip="generate text from a checkpoint"),
+        Binding("c", "open('config')", "Config", id="config", priority=True,
+                tooltip="edit the config (live, restart or new run)"),
         Binding("v", "evaluate", "Eval", id="eval", tooltip="evaluate train and val loss now"),
         Binding("u", "undo", "Undo", id="undo", show=False, tooltip="undo the last live change"),
         Binding("escape", "back", "Back to all runs", show=False, id="back", tooltip="back to the runs compared"),
@@ -254,7 +259,7 @@ class DashboardScreen(Screen[None]):
             chart.cycle_zoom()
         chart.refresh()
 
-    def action_open(self, name: str) -> None:
+    async def action_open(self, name: str) -> None:
         module, cls, title = OTHER_SCREENS[name]
         try:
             screen_cls = getattr(importlib.import_module(f"gpttui.screens.{module}"), cls)
@@ -262,11 +267,30 @@ class DashboardScreen(Screen[None]):
             self.notify(f"{title} is not available yet.", severity="warning")
             return
         try:
-            screen = screen_cls.for_run(self.controller)
+            screen = self._kept.get(name)
+            if screen is None or not screen.reopen_for(self.controller):
+                screen = screen_cls.for_run(self.controller)
+                if hasattr(screen, "reopen_for"):   # costly to build: installed, so a dismiss keeps it
+                    self._keep(name, screen)
         except Exception as e:  # another module's bug must not take the dashboard down
             self.notify(f"{title} failed to open: {e}", severity="error")
             return
         self.app.push_screen(screen, self._screen_result)
+        ready = getattr(screen, "ready", None)
+        if isinstance(ready, asyncio.Event):
+            # the app takes no further key until the screen is up with its field focused, so
+            # what is typed right after the key lands there, in order
+            try:
+                await asyncio.wait_for(ready.wait(), READY_WAIT_S)
+            except TimeoutError:
+                pass
+
+    def _keep(self, name: str, screen: Screen) -> None:
+        old = self._kept.pop(name, None)
+        if old is not None and old not in self.app.screen_stack:
+            self.app.uninstall_screen(old)
+        self.app.install_screen(screen, f"kept-{name}-{id(screen)}")
+        self._kept[name] = screen
 
     def _screen_result(self, result: object) -> None:
         if isinstance(result, ConfigChange):

@@ -1,0 +1,100 @@
+"""How long the config editor (key c) takes to open over the dashboard, against the help screen
+(key ?) opened the same way as the baseline: median of several opens each.
+
+"Open" is from the key press until the editor's first field has focus and shows a key typed
+right after c, i.e. until the user can type into it. The run is a finished tiny run written
+directly (no engine), the app headless (App.run_test) at 120x40.
+
+    python bench/config_open.py [--opens 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gpttui.app import GpttuiApp, LaunchPlan
+from gpttui.run import config as C
+from gpttui.run import layout, protocol
+from gpttui.run.metrics import MetricsWriter
+from gpttui.screens.config import ConfigScreen
+from gpttui.screens.dashboard import DashboardScreen
+from gpttui.screens.help import HelpScreen
+
+
+def written_run(root: Path) -> LaunchPlan:
+    """A finished 20-iteration run directory, as the engine leaves it."""
+    run_dir = root / "run"
+    run_dir.mkdir()
+    cfg = C.replace(C.DEFAULTS, out_dir=str(run_dir), max_iters=20, lr_decay_iters=20, eval_interval=10,
+                    n_layer=2, n_head=2, n_embd=64, block_size=32, batch_size=4, device="cpu")
+    C.save(cfg, run_dir / layout.CONFIG)
+    writer = MetricsWriter(run_dir / layout.METRICS)
+    writer.write(protocol.event("hello", 0, version=1, config=cfg.to_dict(), params={"nanogpt": 100_000},
+                                device="cpu", dtype="float32", peak_flops=1e11, tokens_per_iter=128,
+                                start_iter=0, max_iters=20))
+    for i in range(20):
+        writer.write(protocol.event("step", i, loss=4.2 - i / 10, lr=1e-3, dt_ms=5.0, tokens_per_s=25_600.0,
+                                    mfu=0.01, grad_norm=1.0, tokens=128 * (i + 1)))
+    writer.write(protocol.event("state", 20, state="finished"))
+    writer.close()
+    return LaunchPlan(run_dir, C.load(run_dir), start=False)
+
+
+async def measure(plan: LaunchPlan, opens: int) -> dict[str, list[float]]:
+    app = GpttuiApp(plan)
+    times: dict[str, list[float]] = {"help": [], "config": []}
+
+    async def until(pred, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                raise SystemExit("timed out")
+            await asyncio.sleep(0.001)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(lambda: not app.controller.loading and isinstance(app.screen, DashboardScreen))
+        await pilot.pause(0.5)
+        for _ in range(opens):
+            for name, key, cls in (("help", "question_mark", HelpScreen), ("config", "c", ConfigScreen)):
+                t0 = time.perf_counter()
+                await pilot.press(key)
+                if cls is ConfigScreen:
+                    await pilot.press("9")   # typed at once: the editor is ready when the field has it
+
+                    def ready() -> bool:
+                        s = app.screen
+                        return isinstance(s, ConfigScreen) and s.is_mounted and s.query_one(
+                            "#f-n_layer").value.endswith("9")
+                else:
+                    def ready() -> bool:
+                        return isinstance(app.screen, cls) and app.screen.is_mounted
+                await until(ready)
+                times[name].append(time.perf_counter() - t0)
+                await pilot.press("escape")
+                await until(lambda: isinstance(app.screen, DashboardScreen))
+                await pilot.pause(0.2)
+    return times
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--opens", type=int, default=7)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        times = asyncio.run(measure(written_run(Path(tmp)), args.opens))
+    help_s, config_s = statistics.median(times["help"]), statistics.median(times["config"])
+    print(f"help screen (baseline)  median {help_s * 1000:7.1f} ms  of {len(times['help'])} opens")
+    print(f"config editor           median {config_s * 1000:7.1f} ms  of {len(times['config'])} opens "
+          f"(first {times['config'][0] * 1000:.1f} ms, then {statistics.median(times['config'][1:]) * 1000:.1f} ms)")
+    print(f"ratio config / help     {config_s / help_s:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
