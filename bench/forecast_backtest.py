@@ -1,0 +1,152 @@
+"""Back-test the val-loss forecast on complete runs it was not fitted to.
+
+    python bench/forecast_backtest.py [--split tuning|held-out|all] [--runs]
+
+For each run of the corpus (bench/data/backtest/, made by bench/make_backtest_runs.py, split by
+its fixed rule; the nanoGPT fixture logs in tests/fixtures/nanogpt/ are held out, the two runs
+of tests/fixtures/runs/ tune) and each cut at
+25%, 50% and 75% of the iteration of its last eval, the doctor judges the run as it stood at the
+cut (`gpttui doctor RUN --until CUT --forecast-at LAST`) and its forecast of the last eval is
+compared with the truth: the relative error, whether the stated band held it, and beside it the
+error of a naive power law `a + b*t^-c` fitted to the same evals. Then, per split and cut: mean
+and worst error, the naive baseline's, on how many runs the forecast beat it, and the band's
+coverage. A run whose cut leaves too few evals gets no forecast, and is counted as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from make_backtest_runs import OUT, split  # noqa: E402
+
+from gpttui.analysis import doctor  # noqa: E402
+from gpttui.run.history import RunHistory, load_run  # noqa: E402
+
+CUTS = (0.25, 0.5, 0.75)
+NANOGPT_LOGS = sorted((ROOT / "tests" / "fixtures" / "nanogpt").glob("train_log_*.txt"))
+# the two gpttui runs the first forecast was fitted on: they tune, they are not held out
+SEEN_RUNS = sorted((ROOT / "tests" / "fixtures" / "runs").glob("*.jsonl"))
+GOAL = "held-out, cut 50%: worst <= 2%, mean <= 1%, better than naive on every run, 90% band holds >= 90%"
+
+
+@dataclass
+class Case:
+    run: str
+    split: str
+    cut: float
+    truth: float
+    error: float | None         # |forecast - truth| / truth; None: too little to forecast
+    held: bool | None           # the band held the truth
+    naive: float | None         # the naive power law's error
+    width: float | None = None  # the band's half-width / truth
+
+
+def corpus() -> list[tuple[str, str, Path]]:
+    """(name, split, path) of every run to back-test."""
+    runs = [(d.name, split(d.name), d) for d in sorted(OUT.iterdir()) if (d / "metrics.jsonl").exists()] \
+        if OUT.exists() else []
+    return runs + [(p.name, "tuning", p) for p in SEEN_RUNS] + [(p.name, "held-out", p) for p in NANOGPT_LOGS]
+
+
+def naive_power_law(its: np.ndarray, vals: np.ndarray, at: int) -> float | None:
+    """a + b*t^-c by least squares (c on a grid, a and b linear, b >= 0), evaluated at `at`."""
+    if len(its) < 3:
+        return None
+    best = None
+    for c in np.geomspace(0.01, 3.0, 300):
+        X = np.column_stack([np.ones(len(its)), its.astype(float) ** -c])
+        coef, *_ = np.linalg.lstsq(X, vals, rcond=None)
+        if coef[1] < 0:
+            continue
+        sse = float(((X @ coef - vals) ** 2).sum())
+        if best is None or sse < best[0]:
+            best = (sse, coef, c)
+    if best is None:
+        return None
+    _, (a, b), c = best
+    return float(a + b * at ** -c)
+
+
+def cases_of(name: str, part: str, h: RunHistory) -> list[Case]:
+    evs = [(e.iter, e.val_loss) for e in h.evals if e.val_loss is not None and math.isfinite(e.val_loss)]
+    last, truth = evs[-1]
+    out = []
+    for cut in CUTS:
+        at = int(cut * last)
+        seen = [(i, v) for i, v in evs if 0 < i <= at]
+        r = doctor.diagnose(h.until(at), forecast_at=last)
+        naive = naive_power_law(np.array([i for i, _ in seen]), np.array([v for _, v in seen]), last)
+        f = r.forecast if r.forecast is not None and r.forecast.iter == last else None
+        out.append(Case(
+            name, part, cut, truth,
+            None if f is None else abs(f.val_loss - truth) / truth,
+            None if f is None else f.low <= truth <= f.high,
+            None if naive is None else abs(naive - truth) / truth,
+            None if f is None else (f.high - f.low) / 2 / truth))
+    return out
+
+
+def pct(x: float | None) -> str:
+    return "   —  " if x is None else f"{x:6.2%}"
+
+
+def summary(cases: list[Case], part: str) -> list[str]:
+    lines = [f"{part}: {len({c.run for c in cases})} runs"]
+    lines.append(f"  {'cut':>4} {'runs':>4} {'none':>4} {'mean':>7} {'worst':>7} {'naive mean':>10} "
+                 f"{'naive worst':>11} {'beats naive':>11} {'band holds':>10} {'mean band':>9}")
+    for cut in CUTS:
+        cs = [c for c in cases if c.cut == cut]
+        done = [c for c in cs if c.error is not None]
+        errs = [c.error for c in done]
+        naive = [c.naive for c in done if c.naive is not None]
+        beats = sum(1 for c in done if c.naive is None or c.error < c.naive)
+        held = sum(1 for c in done if c.held)
+        lines.append(
+            f"  {cut:4.0%} {len(cs):4d} {len(cs) - len(done):4d} "
+            f"{pct(statistics.fmean(errs) if errs else None):>7} {pct(max(errs) if errs else None):>7} "
+            f"{pct(statistics.fmean(naive) if naive else None):>10} {pct(max(naive) if naive else None):>11} "
+            f"{f'{beats}/{len(done)}':>11} {f'{held}/{len(done)}':>10} "
+            f"{pct(statistics.fmean(c.width for c in done) if done else None):>9}")
+    done = [c for c in cases if c.error is not None]
+    if done:
+        lines.append(f"  all cuts: band holds {sum(1 for c in done if c.held)}/{len(done)} "
+                     f"({sum(1 for c in done if c.held) / len(done):.0%})")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--split", choices=("tuning", "held-out", "all"), default="all")
+    ap.add_argument("--runs", action="store_true", help="print every run and cut, not only the summary")
+    args = ap.parse_args()
+    cases: list[Case] = []
+    for name, part, path in corpus():
+        if args.split != "all" and part != args.split:
+            continue
+        cases += cases_of(name, part, load_run(path))
+    if args.runs:
+        print(f"{'run':<48} {'split':<8} {'cut':>4} {'error':>7} {'band':>5} {'naive':>7} {'±band':>7}")
+        for c in cases:
+            held = "—" if c.held is None else ("yes" if c.held else "NO")
+            print(f"{c.run[:48]:<48} {c.split:<8} {c.cut:4.0%} {pct(c.error):>7} {held:>5} {pct(c.naive):>7} "
+                  f"{pct(c.width):>7}")
+        print()
+    for part in ("tuning", "held-out"):
+        part_cases = [c for c in cases if c.split == part]
+        if part_cases:
+            print("\n".join(summary(part_cases, part)))
+    print(f"goal: {GOAL}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Make the forecast back-test corpus: complete runs trained by gpttui itself on the CPU.
+
+    nice python bench/make_backtest_runs.py [--only NAME ...] [--list]
+
+Each run is `gpttui train` headless on a tiny model; what the forecast reads of it is kept in
+bench/data/backtest/NAME/ (metrics.jsonl trimmed to the hello, the evals and thinned steps;
+config.toml), a few tens of KB each. A run already kept is skipped, so the script resumes.
+
+The runs span the lr schedules (cosine, constant, warmup-stable-decay, linear decay), warm-up
+lengths, three model sizes, character data (tiny Shakespeare, all of it or a small slice that
+many epochs overfit) and GPT-2 BPE data (docstrings of this Python's standard library: real
+English every Linux machine with Python has), learning rates from too low to too high.
+
+`split(name)` is the fixed rule that makes the tuning half and the held-out half (runs of each
+data set sorted by the SHA-256 of their names, alternately). bench/forecast_backtest.py reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "data" / "backtest"
+SHAKESPEARE = ROOT / "gpttui" / "assets" / "tinyshakespeare.txt"
+SMALL_CHARS = 30_000          # the slice of tiny Shakespeare that many epochs overfit
+STDLIB_TEXT_BYTES = 2_000_000  # docstrings taken from the standard library (~0.5M GPT-2 tokens)
+STEP_EVERY = 5                # steps kept in the trimmed metrics.jsonl
+
+SIZES = {  # n_layer, n_head, n_embd
+    "xs": (1, 2, 32),
+    "s": (2, 2, 64),
+    "m": (3, 3, 96),
+}
+SCHEDULES = {  # decay_lr, lr_schedule, decay_frac
+    "cos": dict(decay_lr=True, lr_schedule="cosine"),
+    "const": dict(decay_lr=False),
+    "wsd": dict(decay_lr=True, lr_schedule="wsd", decay_frac=0.25),
+    "lin": dict(decay_lr=True, lr_schedule="wsd"),   # decay_frac set so it decays linearly from the warm-up on
+}
+
+
+@dataclass
+class Spec:
+    name: str
+    data: str                     # "char", "char_small" or "bpe"
+    size: str
+    schedule: str
+    lr: float
+    max_iters: int
+    warmup: int
+    eval_interval: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def overrides(self, data_dir: Path, out_dir: Path) -> dict[str, Any]:
+        n_layer, n_head, n_embd = SIZES[self.size]
+        bpe = self.data == "bpe"
+        values: dict[str, Any] = dict(
+            out_dir=str(out_dir), data_dir=str(data_dir), n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+            block_size=32 if bpe else 64, batch_size=8 if bpe else 12, gradient_accumulation_steps=1, dropout=0.0,
+            bias=False, learning_rate=self.lr, min_lr=self.lr / 10, warmup_iters=self.warmup,
+            max_iters=self.max_iters, lr_decay_iters=self.max_iters, eval_interval=self.eval_interval,
+            eval_iters=16, log_interval=1, device="cpu", dtype="float32", compile=False,
+            threads=1, always_save_checkpoint=False, seed=1337 + len(self.name), **SCHEDULES[self.schedule],
+        )
+        if self.schedule == "lin":
+            values["decay_frac"] = (self.max_iters - self.warmup) / self.max_iters
+        values.update(self.extra)
+        return values
+
+
+def _runs() -> list[Spec]:
+    r = []
+
+    def add(data: str, size: str, schedule: str, lr: float, iters: int, warmup: int, **extra: Any) -> None:
+        name = f"{data}-{size}-{schedule}-lr{lr:g}-w{warmup}-{iters}"
+        if extra:
+            name += "-" + "-".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in extra.items())
+        r.append(Spec(name, data, size, schedule, lr, iters, warmup, max(10, iters // 16), extra))
+
+    # tiny Shakespeare, all of it (a little over one pass at most): every schedule, three sizes
+    for size, lr in (("xs", 1e-2), ("s", 3e-3), ("m", 1e-3)):
+        for schedule in SCHEDULES:
+            add("char", size, schedule, lr, 320, 20)
+    # learning rates from too low to too high, and warm-up lengths
+    for lr in (1e-4, 3e-4, 3e-2, 1e-1):
+        add("char", "s", "cos", lr, 320, 20)
+    for warmup in (0, 100, 200):
+        add("char", "s", "cos", 3e-3, 320, warmup)
+    add("char", "s", "wsd", 3e-3, 480, 50)
+    add("char", "m", "lin", 3e-3, 300, 10)
+    # a small slice repeated for many epochs: the m model overfits, val turns up
+    for size, schedule, lr in (("m", "cos", 3e-3), ("m", "const", 2e-3), ("s", "cos", 1e-2), ("m", "wsd", 3e-3)):
+        add("char_small", size, schedule, lr, 480, 20)
+    add("char_small", "m", "cos", 3e-3, 480, 20, dropout=0.2)
+    # GPT-2 BPE on the standard library's docstrings, one pass
+    # (the 50304-token output layer makes these the slow ones: few, mostly the xs model)
+    for size, schedule, lr in (("xs", "cos", 3e-3), ("s", "cos", 2e-3), ("xs", "wsd", 3e-3), ("xs", "cos", 3e-2)):
+        add("bpe", size, schedule, lr, 240, 20)
+    return r
+
+
+RUNS = _runs()
+
+
+def split(name: str) -> str:
+    """'tuning' or 'held-out', by a fixed rule: within each data set, runs sorted by the SHA-256
+    of their names alternate, the first tuning (so both halves hold every kind of data)."""
+    spec = next(r for r in RUNS if r.name == name)
+    group = sorted((r.name for r in RUNS if r.data == spec.data),
+                   key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    return "tuning" if group.index(name) % 2 == 0 else "held-out"
+
+
+# ---------------------------------------------------------------- data
+
+def stdlib_docstrings(limit: int) -> list[str]:
+    """The docstrings of this Python's standard library modules (tests and site-packages left out),
+    one document per module, in path order, up to `limit` bytes in all."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    docs, total = [], 0
+    for path in sorted(stdlib.rglob("*.py")):
+        rel = path.relative_to(stdlib).parts
+        if any(p in ("site-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo") for p in rel):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
+            continue
+        parts = [ast.get_docstring(n) for n in ast.walk(tree)
+                 if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+        text = "\n\n".join(p for p in parts if p and len(p) > 40)
+        if len(text) < 200:
+            continue
+        docs.append(text)
+        total += len(text.encode())
+        if total >= limit:
+            break
+    return docs
+
+
+def gpttui(*args: str, cwd: Path | None = None) -> None:
+    done = subprocess.run([sys.executable, "-m", "gpttui", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"gpttui {' '.join(args[:2])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+
+
+def make_data(work: Path) -> dict[str, Path]:
+    dirs = {"char": work / "char", "char_small": work / "char_small", "bpe": work / "bpe"}
+    if not (dirs["char"] / "train.bin").exists():
+        gpttui("prepare", str(SHAKESPEARE), "--tokenizer", "char", "--out", str(dirs["char"]), "--workers", "1")
+    if not (dirs["char_small"] / "train.bin").exists():
+        small = work / "shakespeare_small.txt"
+        small.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:SMALL_CHARS], encoding="utf-8")
+        gpttui("prepare", str(small), "--tokenizer", "char", "--out", str(dirs["char_small"]), "--workers", "1")
+    if not (dirs["bpe"] / "train.bin").exists():
+        src = work / "stdlib_docstrings.jsonl"
+        with open(src, "w", encoding="utf-8") as f:
+            for doc in stdlib_docstrings(STDLIB_TEXT_BYTES):
+                f.write(json.dumps({"text": doc}) + "\n")
+        gpttui("prepare", str(src), "--out", str(dirs["bpe"]), "--val-fraction", "0.05", "--workers", "1")
+    return dirs
+
+
+# ---------------------------------------------------------------- runs
+
+def trim(run_dir: Path, dest: Path) -> None:
+    """Keep what the forecast reads: the hello (its config), evals, every STEP_EVERY-th step, the end."""
+    dest.mkdir(parents=True, exist_ok=True)
+    kept = []
+    with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
+        for line in f:
+            e = json.loads(line)
+            kind = e.get("type")
+            if kind == "step":
+                if e["iter"] % STEP_EVERY:
+                    continue
+                e = {k: e[k] for k in ("type", "iter", "t", "loss", "lr", "dt_ms", "tokens") if k in e}
+            elif kind == "state" and e.get("state") not in ("finished", "stopped", "failed"):
+                continue
+            elif kind not in ("hello", "eval", "state"):
+                continue
+            kept.append(json.dumps(e, separators=(",", ":")))
+    (dest / "metrics.jsonl").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    (dest / "config.toml").write_bytes((run_dir / "config.toml").read_bytes())
+
+
+def train(spec: Spec, data: Path, work: Path) -> float:
+    run_dir = work / "runs" / spec.name
+    values = spec.overrides(data, run_dir)
+    args = [f"--{k}={v!r}" if isinstance(v, str) else f"--{k}={v}" for k, v in values.items()]
+    t0 = time.perf_counter()
+    gpttui("train", str(work / "base.py"), *args, "--force")
+    elapsed = time.perf_counter() - t0
+    trim(run_dir, OUT / spec.name)
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", help="run only these names")
+    ap.add_argument("--list", action="store_true", help="print the runs and their split, train nothing")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "gpttui-backtest"),
+                    help="where data and full run directories are made (not kept)")
+    args = ap.parse_args()
+    if args.list:
+        for r in RUNS:
+            print(f"{split(r.name):<9} {r.name}")
+        return
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "base.py").write_text("# the back-test runs: every value is given on the command line\n")
+    dirs = make_data(work)
+    # in hash order, so a corpus cut short still mixes every kind of run
+    todo = sorted((r for r in RUNS if not args.only or r.name in args.only),
+                  key=lambda r: hashlib.sha256(r.name.encode()).hexdigest())
+    for i, spec in enumerate(todo, 1):
+        if (OUT / spec.name / "metrics.jsonl").exists():
+            continue
+        secs = train(spec, dirs[spec.data], work)
+        print(f"[{i}/{len(todo)}] {spec.name}: {secs:.0f} s ({split(spec.name)})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
