@@ -1,6 +1,7 @@
 """The one lock: a second holder is refused, in this process or another, until the first lets go
 or dies."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -52,3 +53,37 @@ def test_another_process_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path)
 
 def test_a_missing_file_is_not_held(tmp_path):
     assert not lock.is_held(tmp_path / "nothing-here")
+
+
+def test_a_lock_handed_to_a_child_is_never_free_and_stays_with_the_child(tmp_path):
+    path = tmp_path / "engine.lock"
+    code = ("import os, sys, time; from gpttui.fs import lock\n"
+            "mine = lock.FileLock(sys.argv[1])\n"
+            "assert mine.acquire() and lock.HANDED_FD not in os.environ and not os.get_inheritable(mine.fd)\n"
+            "print('took it', flush=True); sys.stdin.readline()\n")
+    parent = lock.FileLock(path)
+    assert parent.acquire()
+    env = dict(os.environ)
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, pass_fds=parent.handed_to_child(env))
+    try:
+        parent.release()
+        assert lock.is_held(path)  # the child's inherited descriptor holds it from the start
+        assert child.stdout.readline().strip() == "took it"
+        assert not lock.FileLock(path).acquire(wait=0.1)
+        child.communicate("\n", timeout=10)
+        assert child.returncode == 0
+        assert not lock.is_held(path)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_handed_descriptor_of_another_file_is_not_taken(tmp_path, monkeypatch):
+    other = lock.FileLock(tmp_path / "other.lock")
+    assert other.acquire()
+    monkeypatch.setenv(lock.HANDED_FD, str(other.fd))
+    mine = lock.FileLock(tmp_path / "engine.lock")
+    assert mine.acquire() and mine.fd != other.fd
+    mine.release()
+    other.release()

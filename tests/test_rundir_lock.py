@@ -13,6 +13,7 @@ import pytest
 from engine_kit import TINY, read_events, tiny_config
 
 from gpttui.commands import launch
+from gpttui.fs import lock
 from gpttui.run import config as C
 from gpttui.run import directory, engine_state
 
@@ -143,3 +144,23 @@ def test_a_refused_start_in_a_new_directory_leaves_no_directory(char_data, tmp_p
     made = tmp_path / "made"
     directory.prepare(tiny_config(char_data, made))
     assert sorted(p.name for p in made.iterdir()) == ["config.toml", "engine.lock"]
+
+
+def test_the_command_hands_the_lock_to_its_engine_with_no_moment_free(char_data, tmp_path):
+    """Between config.toml written and the engine training, no other start can take the run."""
+    run = tmp_path / "run"
+    cfg = write_py_config(tmp_path / "c.py", char_data, run, max_iters=30, lr_decay_iters=30)
+    train = subprocess.Popen([sys.executable, "-m", "gpttui", "train", str(cfg)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    probes, free = 0, 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and train.poll() is None:
+        info = engine_state.read_info(run)
+        if info is not None and info.state == "running":
+            break
+        if (run / "config.toml").exists():
+            probes += 1
+            free += not lock.is_held(run / "engine.lock")
+        time.sleep(0.005)
+    assert train.wait(timeout=120) == 0, train.stderr.read() if train.stderr else ""
+    assert probes > 10 and free == 0, f"the run's lock was free at {free} of {probes} probes"

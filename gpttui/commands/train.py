@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any, Sequence
 
 from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_SIGNAL_BASE
+from gpttui.fs.lock import FileLock
 from gpttui.ipc.process import engine_argv, torchrun_env
 from gpttui.run import config as C
 from gpttui.run import directory, layout, protocol, sizing
@@ -134,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
         if error := world_size_error(loaded.config, world_size(args)):
             raise C.ConfigError(error)
         replaced = replaced_run(loaded.config) if args.force else None
-        cfg, _ = directory.prepare(loaded.config, force=args.force)
+        runner = runner_flags(args)
+        with directory.preparing(loaded.config, force=args.force) as (cfg, _, lock):
+            engine = start_engine(Path(cfg.out_dir), runner, lock)
     except directory.RunDirLocked as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_LOCKED
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Overriding: {key} = {value!r}")
     for warning in sizing.size_mismatches(cfg, loaded.source_text, loaded.source):
         print(f"warning: {warning}", file=sys.stderr)
-    return run_engine(Path(cfg.out_dir), runner_flags(args))
+    return follow_engine(engine, Path(cfg.out_dir), runner)
 
 
 class CommandPipe:
@@ -240,15 +243,21 @@ def summarise_report(lines: Sequence[str]) -> str:
     return f"torchrun: {exceptions[-1] if exceptions else lines[-1].strip()}"
 
 
-def run_engine(run_dir: Path, runner: Sequence[str] = ()) -> int:
-    """Run the engine as a child (a torchrun job with `runner`), copy its log to stdout ("error:"
-    lines to stderr), return its code."""
+def start_engine(run_dir: Path, runner: Sequence[str] = (), lock: FileLock | None = None) -> subprocess.Popen[str]:
+    """The engine as a child (a torchrun job with `runner`). `lock`, the run's lock, is handed to a
+    single engine process; torchrun's rank 0 is a grandchild, which takes it once ours is released."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen(
-        engine_argv(run_dir, runner=runner), env=torchrun_env(env) if runner else env,
+    handed = lock.handed_to_child(env) if lock is not None and not runner else ()
+    return subprocess.Popen(
+        engine_argv(run_dir, runner=runner), env=torchrun_env(env) if runner else env, pass_fds=handed,
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1,
         start_new_session=True,  # Ctrl+C is ours to turn into a clean stop
     )
+
+
+def follow_engine(child: subprocess.Popen[str], run_dir: Path, runner: Sequence[str] = ()) -> int:
+    """Copy the engine's log to stdout ("error:" lines to stderr) until it exits; its exit code,
+    or why it died when it could not say so itself."""
     assert child.stdin is not None and child.stderr is not None
     pipe = CommandPipe(child.stdin)
     if sys.stdin is not None and not sys.stdin.isatty():

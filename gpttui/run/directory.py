@@ -70,6 +70,16 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
     Returns the config as written: out_dir is the run directory and data_dir is absolute, so
     the engine finds the data whatever its working directory.
     """
+    with preparing(cfg, run_dir, force) as (written, info, _):
+        return written, info
+
+
+@contextmanager
+def preparing(cfg: C.TrainConfig, run_dir: str | Path | None = None,
+              force: bool = False) -> Iterator[tuple[C.TrainConfig, DataInfo, FileLock]]:
+    """`prepare`, the run's lock still held in the block: an engine started there with the lock
+    handed over (FileLock.handed_to_child) trains this very config, no other start slipping in
+    between. Keep the block to starting it."""
     errors = C.validate(cfg)
     if errors:
         raise RunDirError(errors[0] if len(errors) == 1 else "; ".join(errors))
@@ -83,7 +93,7 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
     cfg = C.replace(cfg, out_dir=str(rd), data_dir=str(info.data_dir.resolve()))
     if rd.exists() and not rd.is_dir():
         raise RunDirError(f"{rd}: exists and is not a directory")
-    with holding(rd):
+    with holding(rd) as lock:
         ckpt = rd / layout.CKPT
         if cfg.init_from == "resume" and not ckpt.is_file():
             raise RunDirError(f"{ckpt}: no checkpoint to resume from (use --init_from=scratch to start)")
@@ -94,7 +104,7 @@ def prepare(cfg: C.TrainConfig, run_dir: str | Path | None = None, force: bool =
                               f"`gpttui train {rd}`, choose another out_dir, or replace it with --force")
         check_engine_can_write(rd)
         write_config(cfg, rd)
-    return cfg, info
+        yield cfg, info, lock
 
 
 # the files of a run the engine appends to (the others it replaces, which needs only the directory)
@@ -111,7 +121,7 @@ def check_engine_can_write(run_dir: Path) -> None:
 
 
 @contextmanager
-def holding(run_dir: Path) -> Iterator[None]:
+def holding(run_dir: Path) -> Iterator[FileLock]:
     """The run's lock for the block (RunDirLocked while an engine holds it). Directories and the
     lock file made here are removed again when the block raises: a refused start leaves nothing."""
     made = []
@@ -126,7 +136,7 @@ def holding(run_dir: Path) -> Iterator[None]:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not lock.acquire(wait=1.0):  # (`engine_state.status` probes it with a brief shared lock)
             raise RunDirLocked(engine_state.locked_message(run_dir))
-        yield
+        yield lock
     except BaseException:
         if new_lock and lock.fd is not None:
             path.unlink(missing_ok=True)
