@@ -36,19 +36,33 @@ def is_disk_full(e: BaseException, target: str | Path | None = None, need: int =
     """Whether `e` is a full disk: an ENOSPC/EDQUOT errno on it or on any exception it was raised
     from or during; failing any errno, (given the `target` written) too little free space there
     for `need` bytes."""
-    errnos = []
-    todo, seen = [e], set()
+    errnos = [x.errno for x in _os_errors(e)]
+    if errnos:
+        return any(n in DISK_FULL_ERRNOS for n in errnos)
+    return target is not None and not has_room(target, need)
+
+
+def _os_errors(e: BaseException) -> list[OSError]:
+    """The OSErrors with an errno in `e` and the exceptions it was raised from or during."""
+    found, todo, seen = [], [e], set()
     while todo:
-        x = todo.pop()
+        x = todo.pop(0)
         if x is None or id(x) in seen:
             continue
         seen.add(id(x))
         if isinstance(x, OSError) and x.errno is not None:
-            errnos.append(x.errno)
+            found.append(x)
         todo += [x.__cause__, x.__context__]
-    if errnos:
-        return any(n in DISK_FULL_ERRNOS for n in errnos)
-    return target is not None and not has_room(target, need)
+    return found
+
+
+def reason(e: BaseException) -> str:
+    """A short why for a failed write: the errno's words where the chain has one."""
+    errors = _os_errors(e)
+    if errors:
+        return errors[0].strerror or os.strerror(errors[0].errno)
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
 
 
 def free_bytes(target: str | Path) -> int:

@@ -440,6 +440,8 @@ class Trainer:
             self.apply_undo()
         elif cmd.cmd == "disk_full":  # internal, from a failed write (see durable.py)
             self.on_disk_full(cmd.values["what"], cmd.values["error"])
+        elif cmd.cmd == "disk_room":  # internal, from resume_when_room
+            self.on_disk_room()
         elif cmd.cmd == UI_LOST:  # internal, from engine/host.py
             self.on_ui_lost(cmd.values["why"])
 
@@ -480,16 +482,20 @@ class Trainer:
         self.disk_check_at = time.monotonic() + DISK_CHECK_S
         if not self.disk_room_back():
             return
+        room = protocol.Command("disk_room", {})
+        if self.commands is not None:  # through the queue, so that every rank takes it
+            self.commands.push(room)
+        else:
+            self.apply(room)
+
+    def on_disk_room(self) -> None:
+        self.disk_full = False
         if self.held:
-            self.disk_full = False
             self.note("space freed: the held-back writes fit again; still paused (resume to go on)")
             return
         self.note("space freed: the held-back writes fit again; resuming")
-        resume = protocol.Command("resume", {})
-        if self.commands is not None:  # through the queue, so that every rank resumes
-            self.commands.push(resume)
-        else:
-            self.apply(resume)
+        self.paused = False
+        self.set_state("running")
 
     def on_ui_lost(self, why: str) -> None:
         """The UI that spawned this engine is gone: checkpoint, then detach or stop (on_ui_lost)."""
@@ -808,7 +814,7 @@ class Trainer:
             if not durable.is_disk_full(e, path, K.payload_bytes(ckpt)):
                 raise
             full = protocol.Command("disk_full", {"what": f"the checkpoint at iter {self.iter_num}",
-                                                  "error": e.strerror or str(e)})
+                                                  "error": durable.reason(e)})
             # through the command queue, so that with several processes every rank pauses
             if self.commands is not None:
                 self.commands.push(full)

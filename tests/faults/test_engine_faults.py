@@ -145,6 +145,30 @@ def test_full_disk_pauses_and_resumes_after_space_is_freed_hook(make_run, engine
     _disk_full_then_freed(rd, eng, flag.touch, flag.unlink)
 
 
+def test_a_pause_you_asked_for_outlasts_the_full_disk_that_came_during_it(make_run, engines, tmp_path):
+    rd = make_run(eval_interval=1000)
+    flag = tmp_path / "disk-is-full"
+    eng = engines(rd, env={FAULT_DISK_FULL_ENV: str(flag)})
+    eng.wait_iter(10)
+    assert eng.send("pause")
+    paused = eng.wait_event(lambda e: e["type"] == "state" and e["state"] == "paused", what="paused")
+    flag.touch()
+    assert eng.send("save")
+    eng.wait_event(lambda e: e["type"] == "error" and "disk full writing the checkpoint" in e["message"])
+    flag.unlink()
+    eng.wait_event(lambda e: e["type"] == "log" and "still paused" in e["message"], what="space seen again")
+    saved = eng.wait_event(lambda e: e["type"] == "checkpoint", what="the held-back save")
+    assert saved["iter"] == paused["iter"] and ckpt_iter(rd / "ckpt.pt") == paused["iter"]
+    time.sleep(1.0)
+    eng.pump()
+    assert not [e for e in eng.seen if e["type"] == "step" and e["iter"] >= paused["iter"]]
+    assert engine_state.read_info(rd).state == "paused"
+    assert eng.send("resume")
+    eng.wait_iter(paused["iter"] + 5)
+    eng.signal(signal.SIGTERM)
+    assert eng.wait(30) == 0
+
+
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A 3 MB tmpfs (root only); skipped where mounting is not allowed (the hook test covers it)."""
@@ -186,7 +210,7 @@ def test_a_checkpoint_that_no_longer_fits_pauses_then_resumes_by_itself(make_run
     filler = tiny_fs / "filler"
     _fill(filler, leave=48 << 10)  # room for ~40 iterations of log and metrics lines, not a checkpoint
     err = eng.wait_event(lambda e: e["type"] == "error" and "disk full" in e["message"], what="disk full error")
-    assert "writing the checkpoint at iter 80" in err["message"]
+    assert "writing the checkpoint at iter 80 (No space left on device)" in err["message"]
     paused = eng.wait_event(lambda e: e["type"] == "state" and e["state"] == "paused"
                             and e.get("reason") == "disk full")
     wait_for(lambda: engine_state.read_info(rd).reason == "disk full", 10, "engine.json: paused, disk full")
