@@ -60,6 +60,15 @@ def test_several_runs_go_to_one_subdirectory_each(tmp_path):
     assert read(tmp_path / "tb" / logs[1].name).Scalars("eval/val_loss")[-1].step == 20000
 
 
+def test_a_directory_that_already_holds_events_is_refused(tmp_path, capsys):
+    assert cli.main(["export", str(LOG), "--format", "tensorboard", "-o", str(tmp_path / "tb")]) == 0
+    before = sorted((tmp_path / "tb").iterdir())
+    assert cli.main(["export", str(LOG), "--format", "tensorboard", "-o", str(tmp_path / "tb")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds TensorBoard event files" in err
+    assert sorted((tmp_path / "tb").iterdir()) == before       # TensorBoard would draw every point twice
+
+
 def test_tensorboard_export_imports_no_torch(tmp_path):
     code = ("import sys; from gpttui import cli; rc = cli.main(sys.argv[1:]); "
             "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules, 'torch imported'; sys.exit(rc)")

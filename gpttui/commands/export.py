@@ -109,8 +109,11 @@ def run(args: argparse.Namespace) -> int:
         names = [chart_image.run_label(h) for h in histories]
         if len(set(names)) < len(names):
             names = [f"{i}-{name}" for i, name in enumerate(names)]
-        for h, name in zip(histories, names):
-            logdir = Path(args.output) / name if len(histories) > 1 else Path(args.output)
+        logdirs = [Path(args.output) / name if len(histories) > 1 else Path(args.output) for name in names]
+        for logdir in logdirs:   # a second file of the same run would draw every point twice
+            if any(logdir.glob("*tfevents*")):
+                return _error(f"{logdir}: already holds TensorBoard event files; give an empty or new directory")
+        for h, logdir in zip(histories, logdirs):
             with _naming(logdir):
                 path, n = tensorboard_export.write_history(h, logdir)
             print(f"{path}: {n} scalars ({len(h.steps)} steps, {len(h.evals)} evals)")
