@@ -172,3 +172,21 @@ def test_a_failing_sink_is_said_once_and_switched_off():
     m.close(timeout=30)
     assert notes == ["warning: not mirroring the run: PermissionError: login refused",
                      "warning: flaky mirror stopped: ConnectionError: network is unreachable"]
+
+
+def test_tensorboard_mirror_follows_a_resume_from_an_earlier_checkpoint(tmp_path):
+    """Iterations 0..9, then an engine resumed from the checkpoint at 5 redoes 5..9: TensorBoard
+    (reading the live files) shows each iteration once, the new branch's value."""
+    pytest.importorskip("tensorboard", reason="the [tensorboard] extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for start, loss in ((0, 1.0), (5, 2.0)):           # two engine sessions, one live file each
+        sink = mirror.TensorBoardSink(tmp_path / "tb")
+        sink.handle({"type": "hello", "iter": start, "start_iter": start})
+        for it in range(start, 10):
+            sink.handle({"type": "step", "iter": it, "t": 1000.0 + it, "loss": loss})
+        sink.close()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    shown = [(e.step, e.value) for e in acc.Scalars("step/loss")]
+    assert shown == [(i, 1.0) for i in range(5)] + [(i, 2.0) for i in range(5, 10)]

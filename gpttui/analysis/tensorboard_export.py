@@ -89,6 +89,13 @@ class EventWriter:
         return len(values)
 
 
+    def start_session(self, step: int) -> None:
+        """A process (re)starting at `step`: TensorBoard drops what was recorded from `step` on
+        (an engine resumed from an earlier checkpoint redoes those iterations)."""
+        start = self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START)
+        self._records.write(self._event_pb2.Event(wall_time=time.time(), step=step, session_log=start).SerializeToString())
+
+
 def write_history(h: RunHistory, logdir: str | Path) -> tuple[Path, int]:
     """The whole history as a new event file in `logdir`, written atomically; (the file, scalars written)."""
     buf = io.BytesIO()

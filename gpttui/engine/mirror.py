@@ -55,6 +55,8 @@ class TensorBoardSink(Sink):
         self.unflushed = 0
 
     def handle(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "hello" and isinstance(event.get("start_iter"), int):
+            self.writer.start_session(event["start_iter"])
         self.unflushed += self.writer.add(event) > 0
         if self.unflushed and (event.get("type") == "eval" or self.unflushed >= FLUSH_STEPS):
             self.file.flush()
