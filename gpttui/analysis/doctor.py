@@ -40,7 +40,6 @@ from gpttui.run import config as C
 from gpttui.run import layout, sizing
 from gpttui.run.history import RunHistory
 from gpttui.run.nanogpt_log import NANOGPT_A100_PEAK
-from gpttui.run.schedule import lr_array
 from gpttui.run.units import human_count, human_duration
 
 WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a process on
@@ -359,38 +358,6 @@ def _gap(h: RunHistory) -> tuple[dict[str, Any], Finding]:
 
 # ---------------------------------------------------------------- forecast
 
-def _schedule(h: RunHistory, cfg: C.TrainConfig | None, horizon: int, end: int) -> tuple[np.ndarray, str]:
-    """lr(i) for i in 0..horizon; without a config, nanoGPT's cosine shape ending at `end`."""
-    if cfg is None:
-        assumed = C.TrainConfig(max_iters=end, lr_decay_iters=end)
-        note = (f"lr schedule unknown (no config): assumed nanoGPT's cosine (warm-up {assumed.warmup_iters}, "
-                f"min_lr = lr/10) decaying to iter {end:,}")
-        return lr_array(assumed, np.arange(horizon + 1)), note
-    sched = lr_array(cfg, np.arange(horizon + 1))
-    recorded = [(s.iter, s.lr) for s in h.steps if s.lr is not None and 0 <= s.iter <= horizon]
-    note = f"{schedule_name(cfg)} from the config"
-    if len(recorded) >= 2:   # the lrs the run really used (live changes included), then the config's
-        its = np.array([r[0] for r in recorded])
-        past = np.arange(its.max() + 1)
-        sched[: len(past)] = np.interp(past, its, [r[1] for r in recorded])
-        note += " (recorded lrs up to the last step)"
-    return sched, note
-
-
-def schedule_name(cfg: C.TrainConfig) -> str:
-    """The lr schedule a config really runs, in words (decay_lr = False is constant, whatever
-    lr_schedule says; wsd decaying over the whole run is a linear decay)."""
-    warm = f", warm-up {cfg.warmup_iters:,}" if cfg.warmup_iters else ""
-    if not cfg.decay_lr:
-        return f"constant lr (decay_lr = False{warm})"
-    if cfg.lr_schedule == "wsd":
-        if cfg.decay_frac >= 1.0:
-            return f"linear decay to min_lr at iter {cfg.max_iters:,}{warm}"
-        return (f"warmup-stable-decay schedule (decay over the last {cfg.decay_frac:.0%} "
-                f"to iter {cfg.max_iters:,}{warm})")
-    return f"cosine schedule (decay to iter {cfg.lr_decay_iters:,}{warm})"
-
-
 def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: int | None) -> Finding:
     its, vals = h.val_curve()
     last_eval = max((i for i in its), default=None)
@@ -405,11 +372,13 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     if not targets or last_eval is None:
         return Finding("forecast", "forecast", ["no evals yet"], "needs evals", "note")
     horizon = max(max(targets), last_eval)
-    sched, r.forecast_note = _schedule(h, cfg, horizon, max(forecast_at or 0, last_eval))
-    fit = F.fit(its, vals, sched / sched.max())
+    sched, r.forecast_note = F.run_schedule(h, cfg, horizon, max(forecast_at or 0, last_eval))
+    trains = [e.train_loss for e in h.evals if e.val_loss is not None]
+    fit = F.fit(its, vals, sched / sched.max(), trains)
     if fit is None:
         return Finding("forecast", "forecast", [f"{len(its)} eval(s)"],
-                       f"needs at least {F.MIN_POINTS} evals past the first tenth of the run", "note")
+                       f"needs at least {F.MIN_POINTS} evals past the first {F.FIT_START:.0%} of the run: "
+                       "too little to forecast", "note")
     r.forecasts = [fit.predict(t) for t in targets]
     primary = forecast_at or h.max_iters or last_eval
     r.forecast = next(f for f in r.forecasts if f.iter == primary)
@@ -419,7 +388,10 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
                else "--forecast-at" if f.iter == forecast_at else "last eval")
         lines.append(f"val {f.val_loss:.3f} ({f.low:.3f}-{f.high:.3f}) at iter {f.iter:,} ({tag})")
     lines.append(f"fit on {fit.n_points} of {len(_valid_evals(h))} evals ({fit.first_iter:,}-{fit.last_iter:,}; "
-                 f"iter 0 and the first tenth are the initial transient); {r.forecast_note}")
+                 f"the first {F.FIT_START:.0%} is the initial transient); {r.forecast_note}")
+    if fit.gap is not None:
+        lines.append("val = the train loss's fit + a val-train gap that keeps growing "
+                     "(repeated data being memorised), extrapolated")
     best = h.best_val
     f = r.forecast
     if f.iter <= last_eval:

@@ -114,15 +114,18 @@ def forecast_val_loss(before: C.TrainConfig, after: C.TrainConfig, evals: Iterab
                       current_iter: int) -> forecast.Forecast | None:
     """Val loss at `at_iter` if the run follows `before`'s schedule up to `current_iter` and
     `after`'s from there (gpttui.analysis.forecast's schedule-aware fit; None without enough evals)."""
+    evals = list(evals)
     points = eval_points(evals)
     if not points:
         return None
+    trains = {e.iter: e.train_loss for e in evals if hasattr(e, "train_loss")}   # for the val-train gap
     its = np.arange(max(at_iter, max(i for i, _ in points), current_iter) + 1)
     lrs = schedule.lr_array(after, its)
     cut = min(current_iter + 1, len(its))
     lrs[:cut] = schedule.lr_array(before, its[:cut])
     peak = float(lrs.max())
-    fit = forecast.fit([i for i, _ in points], [v for _, v in points], lrs / peak if peak > 0 else lrs)
+    fit = forecast.fit([i for i, _ in points], [v for _, v in points], lrs / peak if peak > 0 else lrs,
+                       [trains.get(i) for i, _ in points])
     return None if fit is None else fit.predict(at_iter)
 
 

@@ -1,34 +1,34 @@
 """Forecast a run's val loss from the evals so far, aware of the learning-rate schedule.
 
-Model (after Tissue et al. 2024, "Scaling Law with Learning Rate Annealing"):
+Model (after Tissue et al. 2024, "Scaling Law with Learning Rate Annealing", and the
+multi-power law of Luo et al. 2025: the loss as a function of the schedule's area and of how
+far the rate has come down):
 
-    L(t) = c0 + c1 * g_lambda(S(t)) - b * L_ref * D(t),   g_lambda(S) = (S^lambda - 1) / lambda
+    L(t) = c0 + c1 * g_lambda(S(t)) - c2 * D(t),   g_lambda(S) = (S^lambda - 1) / lambda
 
 - S(t) is the lr area: the sum of lr(i)/peak_lr over iterations i < t, i.e. the steps the
   run has taken measured in peak-lr steps (a constant-lr run: S = steps).
 - g_lambda is a Box-Cox family with c1 <= 0 (the loss falls as S grows): lambda < 0 is the
   usual power law E + A * S^-alpha (alpha = -lambda), lambda = 0 is log-linear, and
   0 < lambda <= 1 decelerates less, down to linear in S. Large GPTs on web text sit at
-  lambda ~ -0.5 (their loss flattens); small models early in training (a char model on
-  Shakespeare) are near-linear in lr area, which no power law can follow, so the family
+  lambda ~ -0.5; small models early in training are near-linear in lr area, so the family
   spans both and the data choose.
-- D(t) is the annealing deficit: how far the lr has come down from its peak, as a fraction
-  of the peak, lagged by an exponential moving average of ~100 iterations (the loss takes a
-  while to settle after the lr drops). It is 0 during warm-up and at constant lr, and ~0.9 at
-  the end of nanoGPT's cosine (min_lr = lr/10). A cosine decay's late drop is this term.
-- b is fixed at ANNEAL_GAIN (a full anneal removes ~3% of the loss, as LR cool-down
-  studies report). Fitting it from half a run was unstable in back-tests (an lr that has
-  only started to fall cannot separate it from the progress term), so it is a constant, not
-  a fit parameter; L_ref is the mean of the last evals used.
-- c0, c1 are linear least squares for each lambda on a grid; the lambdas are averaged with
-  weights exp(-SSE / 2 sigma^2) (sigma from the best fit's residuals), which gives the
-  central value and the model spread. The band adds that spread, the eval noise (growing
-  with the doublings extrapolated) and a +-30% uncertainty on b.
-- Iteration 0 and the first tenth of the fitted span (the fast initial transient) are
-  left out of the fit.
+- D(t) is the annealing deficit: how far the lr has come down from its peak, as a fraction of
+  the peak, lagged by an exponential moving average (the loss takes a while to settle after the
+  lr drops). It is 0 during warm-up and at constant lr, ~0.9 at the end of nanoGPT's cosine.
+- c2 >= 0 is fitted, with a prior: c2 ~ ANNEAL_GAIN * L_ref +- ANNEAL_SD * L_ref (ridge, one
+  pseudo-observation). Half a cosine run says a little about it; a constant-lr run nothing, and
+  then the prior is all there is, and its spread goes into the band.
+- For each lambda on a grid, (c0, c1, c2) are weighted least squares with their covariance; the
+  lambdas are averaged with weights exp(-SSE / 2 sigma^2). The 90% band is BAND_Z standard
+  deviations of: the parameters' uncertainty at the target (which grows with the distance
+  extrapolated), the spread between lambdas, and the target eval's own noise, times BAND_SCALE
+  (the misfit of the model family, set on the tuning half of bench/forecast_backtest.py).
+- Iteration 0 and the first FIT_START of the span (the fast initial transient) are left out.
 
-Back-tests (fit on the first part of a run, predict its last eval) are printed by
-tests/test_doctor.py. Pure numpy.
+The constants were chosen on the tuning half of the back-test corpus
+(bench/make_backtest_runs.py, bench/forecast_backtest.py), never on the held-out half.
+Pure numpy.
 """
 
 from __future__ import annotations
@@ -39,16 +39,29 @@ from typing import Sequence
 
 import numpy as np
 
-ANNEAL_GAIN = 0.035      # loss fraction removed per unit of normalised lr decay
+from gpttui.run import config as C
+from gpttui.run.history import RunHistory
+from gpttui.run.schedule import lr_array, wsd_decay_start
+
+ANNEAL_GAIN = 0.035      # prior: loss fraction removed per unit of normalised lr decay ...
+ANNEAL_SD = 0.01         # ... and its spread
 ANNEAL_LAG = 0.99        # per-iteration EMA factor of the lr the loss "feels"
-LAMBDAS = np.linspace(-2.0, 1.0, 121)
+NOISE_REL = 0.005        # prior eval noise, as a fraction of the loss
+NOISE_DOF = 2.0          # weight of that prior against the residuals, in degrees of freedom
+LAMBDAS = np.linspace(-2.0, 1.0, 41)
 MIN_POINTS = 3
-FIT_START = 0.1         # evals before this fraction of the last one are the initial transient
+FIT_START = 0.4          # evals before this fraction of the last one are the initial transient
+BAND_Z = 1.645           # a two-sided 90% band
+BAND_SCALE = 1.4
+USE_TRAIN = True         # fit the evals' train losses too (offset), unless the gap grows
+GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
+GAP_T = 2.0              # ... and must grow by this many standard errors ...
+GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be modelled
 
 
 @dataclass
 class Forecast:
-    """The val loss expected at `iter`, with its band (model spread, eval noise, extrapolation)."""
+    """The val loss expected at `iter`, with its 90% band."""
 
     iter: int
     val_loss: float
@@ -62,6 +75,18 @@ class Forecast:
 
 
 @dataclass
+class Gap:
+    """val - train = a + b * S (the lr area), growing: repeated data being memorised."""
+
+    coef: np.ndarray            # a, b
+    cov: np.ndarray             # their covariance
+
+    def at(self, s: float) -> tuple[float, float]:
+        row = np.array([1.0, s])
+        return float(row @ self.coef), float(row @ self.cov @ row)
+
+
+@dataclass
 class Fit:
     """A fitted curve: call `predict(iter)` for a forecast with its band."""
 
@@ -69,38 +94,36 @@ class Fit:
     deficit: np.ndarray         # annealing deficit D(i)
     lambdas: np.ndarray
     weights: np.ndarray
-    coefs: np.ndarray           # (n_lambda, 2): c0, c1 per lambda
+    coefs: np.ndarray           # (n_lambda, 3): c0, c1, c2 per lambda
+    covs: np.ndarray            # (n_lambda, 3, 3): their covariance
     l_ref: float
-    sigma: float                # eval noise (residual std of the best fit)
+    sigma: float                # eval noise
     n_points: int
     first_iter: int
     last_iter: int
+    gap: Gap | None = None      # set when val is train + a growing gap
 
-    def _features(self, it: int) -> tuple[float, float]:
+    def _rows(self, it: int) -> np.ndarray:
+        """The design rows (1, g_lambda(S), -D) of iteration `it`, one per lambda."""
         it = min(max(it, 1), len(self.area) - 1)
-        return float(self.area[it]), float(self.deficit[it])
+        s, d = float(self.area[it]), float(self.deficit[it])
+        g = np.array([_g(np.array([s]), lam)[0] for lam in self.lambdas])
+        return np.column_stack([np.ones_like(g), g, np.full_like(g, -d)])
 
     def curve(self, its: Sequence[int]) -> np.ndarray:
         """The central fitted curve at the given iterations (for charts)."""
-        return np.array([self._predict_all(it, ANNEAL_GAIN) @ self.weights for it in its])
-
-    def _predict_all(self, it: int, gain: float) -> np.ndarray:
-        s, d = self._features(it)
-        lam = self.lambdas
-        safe = np.where(np.abs(lam) < 1e-9, 1.0, lam)
-        g = np.where(np.abs(lam) < 1e-9, math.log(s), (s ** lam - 1.0) / safe)
-        return self.coefs[:, 0] + self.coefs[:, 1] * g - gain * self.l_ref * d
+        return np.array([self.predict(int(it)).val_loss for it in its])
 
     def predict(self, it: int) -> Forecast:
-        preds = self._predict_all(it, ANNEAL_GAIN)
+        rows = self._rows(it)
+        preds = np.einsum("ij,ij->i", rows, self.coefs)
         mean = float(preds @ self.weights)
-        spread = math.sqrt(float(self.weights @ (preds - mean) ** 2))
-        _, d_now = self._features(self.last_iter)
-        _, d_then = self._features(it)
-        anneal_unc = 0.3 * ANNEAL_GAIN * self.l_ref * abs(d_then - d_now)
-        # how far past the data we extrapolate, in doublings of the fitted span
-        reach = max(0.0, math.log2(max(it, 1) / max(self.last_iter, 1)))
-        half = 2.0 * spread + self.sigma * (1.0 + reach) + anneal_unc
+        param_var = np.einsum("ij,ijk,ik->i", rows, self.covs, rows)
+        var = float(self.weights @ (param_var + (preds - mean) ** 2)) + self.sigma ** 2
+        if self.gap is not None:
+            g, g_var = self.gap.at(float(self.area[min(max(it, 1), len(self.area) - 1)]))
+            mean, var = mean + g, var + g_var
+        half = BAND_SCALE * BAND_Z * math.sqrt(max(var, 0.0))
         return Forecast(it, mean, mean - half, mean + half, self.n_points)
 
 
@@ -130,45 +153,180 @@ def _ema(x: np.ndarray, lam: float, block: int = 1024) -> np.ndarray:
     return out
 
 
-def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray) -> Fit | None:
+def _solve(X: np.ndarray, y: np.ndarray, prior_row: np.ndarray, prior_y: float
+           ) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Least squares with one prior pseudo-row: (coef, (X'X)^-1, SSE of the data rows)."""
+    A = np.vstack([X, prior_row])
+    b = np.concatenate([y, [prior_y]])
+    try:
+        inv = np.linalg.inv(A.T @ A)
+    except np.linalg.LinAlgError:
+        return None
+    coef = inv @ A.T @ b
+    return coef, inv, float(((X @ coef - y) ** 2).sum())
+
+
+def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray,
+        train_losses: Sequence[float | None] | None = None) -> Fit | None:
     """Fit the model on (iter, val_loss) points; None with fewer than MIN_POINTS usable ones.
 
-    Iteration 0 (the untrained model) and the first tenth of the span (the fast initial
+    Iteration 0 (the untrained model) and the first FIT_START of the span (the fast initial
     transient) are left out; non-finite losses are ignored. `schedule` is lr(i)/peak for
-    i in 0..the furthest iteration to be predicted.
+    i in 0..the furthest iteration to be predicted. With the evals' train losses, a val-train
+    gap that keeps growing (repeated data, memorised) is modelled beside the law (`Gap`).
     """
-    pts = [(int(i), float(v)) for i, v in zip(iters, losses)
+    trains = list(train_losses) if train_losses is not None else [None] * len(losses)
+    pts = [(int(i), float(v), t) for i, v, t in zip(iters, losses, trains)
            if i > 0 and v is not None and math.isfinite(v)]
     if not pts:
         return None
-    last = max(i for i, _ in pts)
+    last = max(p[0] for p in pts)
     if last >= len(schedule):
         raise ValueError("schedule shorter than the evals")
-    pts = [(i, v) for i, v in pts if i >= FIT_START * last]
+    pts = [p for p in pts if p[0] >= FIT_START * last]
     if len(pts) < MIN_POINTS:
         return None
     it = np.array([p[0] for p in pts])
     y = np.array([p[1] for p in pts])
     area, deficit = area_deficit(schedule)
+    gap = _growing_gap(pts, area)
+    train = None
+    if gap is not None:   # the law follows the train loss; val = train + the gap
+        y = np.array([p[2] for p in pts], float)
+    elif USE_TRAIN and all(p[2] is not None and math.isfinite(p[2]) for p in pts):
+        train = np.array([p[2] for p in pts], float)
+    law = _fit_law(area[it], deficit[it], y, train)
+    if law is None:
+        return None
+    lambdas, weights, coefs, covs, l_ref, sigma = law
+    return Fit(area, deficit, lambdas, weights, coefs, covs, l_ref, sigma, len(y), int(it[0]), int(it[-1]), gap)
+
+
+def _fit_law(x: np.ndarray, d: np.ndarray, y: np.ndarray, train: np.ndarray | None = None) -> tuple | None:
+    """The law's coefficients per lambda, their weights and covariances, L_ref and the noise.
+
+    With `train` (the evals' train losses, on data seen once), those are fitted too, as the same
+    curve plus a constant offset: twice the points against the same noise."""
     l_ref = float(y[-min(3, len(y)):].mean())
-    target = y + ANNEAL_GAIN * l_ref * deficit[it]     # the loss without the annealing bonus
-    x = area[it]
-    coefs, sses, lambdas = [], [], []
+    noise = NOISE_REL * l_ref
+    n = len(y)
+    if train is not None:
+        x, d = np.concatenate([x, x]), np.concatenate([d, d])
+        y = np.concatenate([y, train])
+    extra = [np.concatenate([np.zeros(n), np.ones(n)])] if train is not None else []
+    k = 3 + len(extra)
+    # the prior on c2 as one more observation: off by one ANNEAL_SD costs one eval's noise
+    prior_row = np.zeros((1, k))
+    prior_row[0, 2] = noise / (ANNEAL_SD * l_ref)
+    prior_y = noise / (ANNEAL_SD * l_ref) * ANNEAL_GAIN * l_ref
+    fits = []
     for lam in LAMBDAS:
-        X = np.column_stack([np.ones_like(x), _g(x, lam)])
-        coef, *_ = np.linalg.lstsq(X, target, rcond=None)
+        X = np.column_stack([np.ones_like(x), _g(x, lam), -d, *extra])
+        solved = _solve(X, y, prior_row, prior_y)
+        if solved is None:
+            continue
+        coef, inv, sse = solved
+        if coef[2] < 0:          # annealing that raises the loss: hold c2 at 0
+            keep = [j for j in range(k) if j != 2]
+            solved = _solve(X[:, keep], y, np.zeros((1, k - 1)), 0.0)
+            if solved is None:
+                continue
+            c, inv2, sse = solved
+            coef = np.insert(c, 2, 0.0)
+            inv = np.insert(np.insert(inv2, 2, 0.0, axis=0), 2, 0.0, axis=1)
         if coef[1] > 0:          # a loss that rises with training is not this model
             continue
-        coefs.append(coef)
-        sses.append(float(((X @ coef - target) ** 2).sum()))
-        lambdas.append(lam)
-    if not coefs:
+        fits.append((lam, coef[:3], inv[:3, :3], sse))
+    if not fits:
         return None
-    sse = np.array(sses)
-    dof = max(len(y) - 3, 1)
-    sigma = math.sqrt(sse.min() / dof) if sse.min() > 0 else 1e-6
+    sse = np.array([f[3] for f in fits])
+    dof = max(len(y) - k, 0)
+    sigma = math.sqrt((sse.min() + NOISE_DOF * noise ** 2) / (dof + NOISE_DOF))
     w = np.exp(-(sse - sse.min()) / (2 * sigma ** 2))
     w /= w.sum()
-    return Fit(area, deficit, np.array(lambdas), w, np.array(coefs), l_ref, sigma, len(y),
-               int(it[0]), int(it[-1]))
+    covs = np.array([f[2] for f in fits]) * sigma ** 2
+    return np.array([f[0] for f in fits]), w, np.array([f[1] for f in fits]), covs, l_ref, sigma
 
+
+def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray) -> Gap | None:
+    """A val-train gap that grows over the recent evals, clearly and by enough to matter."""
+    last = pts[-1][0]
+    recent = [(i, v - t) for i, v, t in pts
+              if i >= GAP_WINDOW * last and t is not None and math.isfinite(t)]
+    if len(recent) < MIN_POINTS or any(t is None or not math.isfinite(t) for _, _, t in pts):
+        return None
+    s = area[np.array([i for i, _ in recent])]
+    g = np.array([x for _, x in recent])
+    X = np.column_stack([np.ones_like(s), s])
+    coef, *_ = np.linalg.lstsq(X, g, rcond=None)
+    resid = g - X @ coef
+    dof = max(len(g) - 2, 1)
+    sigma = max(math.sqrt(float(resid @ resid) / dof), NOISE_REL * abs(pts[-1][1]) / 2)
+    cov = np.linalg.inv(X.T @ X) * sigma ** 2
+    if coef[1] - GAP_T * math.sqrt(cov[1, 1]) <= 0 or g[-1] < GAP_MIN * pts[-1][1]:
+        return None
+    return Gap(coef, cov)
+
+
+# ---------------------------------------------------------------- a run's schedule and projection
+
+def run_schedule(h: RunHistory, cfg: C.TrainConfig | None, horizon: int, end: int) -> tuple[np.ndarray, str]:
+    """lr(i) for i in 0..horizon; without a config, nanoGPT's cosine shape ending at `end`."""
+    if cfg is None:
+        assumed = C.TrainConfig(max_iters=end, lr_decay_iters=end)
+        note = (f"lr schedule unknown (no config): assumed nanoGPT's cosine (warm-up {assumed.warmup_iters}, "
+                f"min_lr = lr/10) decaying to iter {end:,}")
+        return lr_array(assumed, np.arange(horizon + 1)), note
+    sched = lr_array(cfg, np.arange(horizon + 1))
+    recorded = [(s.iter, s.lr) for s in h.steps if s.lr is not None and 0 <= s.iter <= horizon]
+    note = f"{schedule_name(cfg)} from the config"
+    if len(recorded) >= 2:   # the lrs the run really used (live changes included), then the config's
+        its = np.array([r[0] for r in recorded])
+        past = np.arange(its.max() + 1)
+        sched[: len(past)] = np.interp(past, its, [r[1] for r in recorded])
+        note += " (recorded lrs up to the last step)"
+    return sched, note
+
+
+def schedule_name(cfg: C.TrainConfig) -> str:
+    """The lr schedule a config really runs, in words (decay_lr = False is constant, whatever
+    lr_schedule says; wsd decaying over the whole run is a linear decay)."""
+    warm = f", warm-up {cfg.warmup_iters:,}" if cfg.warmup_iters else ""
+    if not cfg.decay_lr:
+        return f"constant lr (decay_lr = False{warm})"
+    if cfg.lr_schedule == "wsd":
+        if wsd_decay_start(cfg) <= cfg.warmup_iters:
+            return f"linear decay to min_lr at iter {cfg.max_iters:,}{warm}"
+        return (f"warmup-stable-decay schedule (decay over the last {cfg.decay_frac:.0%} "
+                f"to iter {cfg.max_iters:,}{warm})")
+    return f"cosine schedule (decay to iter {cfg.lr_decay_iters:,}{warm})"
+
+
+@dataclass
+class Projection:
+    """The forecast curve from the last eval to max_iters, with its 90% band (for the loss chart)."""
+
+    iters: np.ndarray
+    central: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    note: str
+
+
+def projection(h: RunHistory, points: int = 48) -> Projection | None:
+    """Where val loss is heading, from the last eval to max_iters; None when max_iters is unknown
+    or passed, or too few evals to fit (the chart then draws nothing rather than a guess)."""
+    its, vals = h.val_curve()
+    end = h.max_iters
+    if not its or not end or end <= its[-1]:
+        return None
+    sched, note = run_schedule(h, h.train_config(), end, end)
+    peak = float(sched.max())
+    trains = [e.train_loss for e in h.evals if e.val_loss is not None]
+    f = fit(its, vals, sched / peak if peak > 0 else sched, trains)
+    if f is None:
+        return None
+    xs = np.unique(np.linspace(its[-1], end, points).round().astype(int))
+    preds = [f.predict(int(x)) for x in xs]
+    return Projection(xs, np.array([p.val_loss for p in preds]), np.array([p.low for p in preds]),
+                      np.array([p.high for p in preds]), note)

@@ -15,6 +15,7 @@ import numpy as np
 from rich.text import Text
 from textual.reactive import reactive
 
+from gpttui.analysis.forecast import Projection, projection
 from gpttui.analysis.live import LiveRun
 from gpttui.analysis.series import X_AXES, column_envelope, ema
 from gpttui.widgets import ticks
@@ -48,6 +49,7 @@ class LossChart(PlotWidget):
     def __init__(self, live: LiveRun, **kw) -> None:
         super().__init__(**kw)
         self._live = live
+        self._projected: tuple[tuple, Projection | None] = ((), None)
 
     @property
     def live(self) -> LiveRun:
@@ -135,8 +137,9 @@ class LossChart(PlotWidget):
         vx, vy = self._val_points(win, axis)
         if vx:
             fig.draw(fig.signal(vx, to_y(np.asarray(vy)).tolist(), marker=_marker("●", VAL)))
-        x_lo, x_hi = min([float(env.x[0]), *vx]), max([float(env.x[-1]), *vx])
-        y_lo, y_hi = min([float(env.lo.min()), *vy]), max([float(env.hi.max()), *vy])
+        px, py = self._draw_projection(fig, axis, to_y)
+        x_lo, x_hi = min([float(env.x[0]), *vx]), max([float(env.x[-1]), *vx, *px])
+        y_lo, y_hi = min([float(env.lo.min()), *vy, *py]), max([float(env.hi.max()), *vy, *py])
         xt = ticks.axis_ticks(axis, x_lo, x_hi, max(2, min(8, columns // 11)))
         yt = (ticks.log_ticks if log else ticks.decimal_ticks)(y_lo, y_hi, max(2, min(6, height // 3)))
         fig.ruler(axis="x").ticks(xt.values, xt.labels)
@@ -144,6 +147,23 @@ class LossChart(PlotWidget):
         fig.label(X_LABELS[axis], axis="x")
         fig.label("loss (log scale)" if log else "loss", axis="y")
         return fig.build().string()
+
+    def _draw_projection(self, fig, axis: str, to_y) -> tuple[list[float], list[float]]:
+        """The val-loss forecast to max_iters (central line) and its 90% band (dots), made again
+        only when an eval arrives; not on the run-time axis or when zoomed. Returns its x and y."""
+        h = self._live.history
+        key = (id(self._live), self._live.evals_version, h.max_iters)
+        if self._projected[0] != key:
+            self._projected = (key, projection(h))
+        proj = self._projected[1]
+        scale = 1.0 if axis == "iter" else float(h.tokens_per_iter or 0)
+        if proj is None or axis == "time" or self.zoom or not scale:
+            return [], []
+        px = (proj.iters * scale).tolist()
+        fig.draw(fig.signal(px, to_y(proj.central).tolist(), marker=_marker("braille", VAL)).lines())
+        for edge in (proj.low, proj.high):
+            fig.draw(fig.signal(px, to_y(edge).tolist(), marker=_marker("·", VAL)))
+        return px, [*proj.low.tolist(), *proj.high.tolist()]
 
     def _val_points(self, win, axis: str) -> tuple[list[float], list[float]]:
         first = int(win.iters[0]) - (int(win.count[0]) - 1 if len(win) else 0)

@@ -1,0 +1,69 @@
+"""The forecast on the kept back-test runs (bench/data/backtest/, made by gpttui on a CPU by
+bench/make_backtest_runs.py): cut at half of each held-out run, the doctor's forecast of the last
+eval is made, and its stated 90% band must hold the truth on most of them; too few evals get no
+forecast, said as such; the dashboard's projection is the same forecast. The constants of the
+forecast were chosen on the tuning half only (bench/forecast_backtest.py prints the figures)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpttui.analysis import doctor, forecast
+from gpttui.run.history import load_run
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+from make_backtest_runs import OUT, split  # noqa: E402
+
+HELD_OUT = sorted(d for d in OUT.iterdir() if (d / "metrics.jsonl").exists() and split(d.name) == "held-out") \
+    if OUT.exists() else []
+
+
+def half_cut(run_dir: Path):
+    h = load_run(run_dir)
+    its, vals = h.val_curve()
+    return h, its[-1], vals[-1], doctor.diagnose(h.until(its[-1] // 2), forecast_at=its[-1])
+
+
+def test_the_corpus_is_there_and_split():
+    assert len(HELD_OUT) >= 12
+    kinds = {d.name.split("-")[0] for d in HELD_OUT}
+    assert kinds == {"char", "char_small", "bpe"}
+
+
+def test_the_band_holds_the_last_eval_on_most_held_out_runs():
+    held, errors = [], []
+    for run_dir in HELD_OUT:
+        _, last, truth, r = half_cut(run_dir)
+        f = r.forecast
+        assert f is not None and f.iter == last, run_dir.name
+        assert f.low < f.val_loss < f.high
+        held.append(f.low <= truth <= f.high)
+        errors.append(abs(f.val_loss - truth) / truth)
+    assert sum(held) >= 0.8 * len(held), f"band held on {sum(held)} of {len(held)}"
+    assert max(errors) < 0.1
+
+
+def test_too_few_evals_get_no_forecast_and_say_so():
+    h = load_run(HELD_OUT[0])
+    its, _ = h.val_curve()
+    r = doctor.diagnose(h.until(its[2]), forecast_at=its[-1])     # evals at 0 and two more
+    f = next(f for f in r.findings if f.key == "forecast")
+    assert r.forecast is None and f.verdict.startswith("needs at least 3 evals")
+
+
+@pytest.mark.parametrize("index", [0, -1])
+def test_the_dashboards_projection_is_the_doctors_forecast(index):
+    h = load_run(HELD_OUT[index])
+    its, _ = h.val_curve()
+    now = h.until(its[len(its) // 2])
+    p = forecast.projection(now)
+    assert p is not None and p.iters[0] == its[len(its) // 2] and p.iters[-1] == h.max_iters
+    assert (p.low < p.central).all() and (p.central < p.high).all()
+    at_end = doctor.diagnose(now).forecast
+    assert at_end.iter == h.max_iters
+    assert p.central[-1] == pytest.approx(at_end.val_loss) and p.high[-1] == pytest.approx(at_end.high)
+    assert forecast.projection(h) is None        # finished: nothing left to project
