@@ -306,8 +306,6 @@ class Trainer:
             self.best_iter = ckpt.get("best_iter")
         gpt_config = GPTConfig(**self.model_args)
         self.batches = Batches(cfg.resolved_data_dir(), cfg.block_size, cfg.batch_size, dev.device, vocab)
-        if d.master:
-            self.undo = undo.found(self.run_dir, cfg)
         torch.manual_seed(_seed(cfg.seed, d.rank))
         model = GPT(gpt_config)
         if ckpt is not None:
@@ -365,6 +363,10 @@ class Trainer:
                   tokens_per_iter=self.tokens_per_iter, start_iter=self.start_iter,
                   max_iters=cfg.max_iters, world_size=d.world_size, run_dir=str(self.run_dir),
                   pid=os.getpid(), threads=threads)
+        if d.master and (point := undo.found(self.run_dir, cfg)) is not None:
+            self.undo = point  # a change the last engine never got to evaluate
+            self.emit("undo", available=True, to_iter=point.to_iter, values=point.values,
+                      message=f"a learning-rate change not yet evaluated: {point.describe()}")
 
     def warm_up(self, model: torch.nn.Module) -> None:
         """A training forward and backward and an evaluation forward: the two graphs a run

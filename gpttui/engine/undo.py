@@ -45,9 +45,13 @@ def keep(run_dir: Path, state: dict[str, Any], old: dict[str, Any], set_at: int,
 
 def found(run_dir: Path, cfg: C.TrainConfig) -> UndoPoint | None:
     """The point a previous engine kept and never got to drop (it stopped before the change was
-    evaluated), if its learning-rate fields still differ from the config's; else it is removed."""
+    evaluated), for a run that resumes, if its learning-rate fields still differ from the
+    config's; else it is removed."""
     path = run_dir / UNDO_CKPT
     if not path.is_file():
+        return None
+    if cfg.init_from != "resume":  # a new run over the directory: nothing of the old one to undo
+        path.unlink(missing_ok=True)
         return None
     try:
         ckpt = K.load(path, mmap=True)

@@ -230,6 +230,26 @@ def test_a_checkpoint_that_no_longer_fits_pauses_then_resumes_by_itself(make_run
     assert steps == list(range(130))
 
 
+def test_a_learning_rate_change_without_room_for_its_undo_point_is_refused(make_run, engines, tiny_fs):
+    rd = make_run(name=str(tiny_fs / "run"), eval_interval=1000, keep_checkpoints=1)
+    eng = engines(rd)
+    eng.wait_iter(5)
+    before = (rd / "config.toml").read_bytes()
+    _fill(tiny_fs / "filler", leave=48 << 10)  # lines still fit, a copy of the run's state doesn't
+    assert eng.send("set", learning_rate=1e-3)
+    err = eng.wait_event(lambda e: e["type"] == "error" and "set refused" in e["message"], what="the refusal")
+    assert err["message"] == ("set refused: could not keep the state from before the change for undo "
+                              "(disk full)")
+    assert (rd / "config.toml").read_bytes() == before
+    assert not any(e["type"] in ("config", "undo") for e in eng.seen)
+    assert not [p.name for p in rd.iterdir() if "undo" in p.name or ".tmp" in p.name]
+    now = eng.seen[-1]["iter"]
+    eng.wait_iter(now + 10)  # trains on, at the old rate
+    eng.pump()
+    assert [e["lr"] for e in eng.seen if e["type"] == "step"][-1] > 2e-3
+    eng.signal(signal.SIGKILL)
+
+
 def test_a_checkpoint_carrying_code_is_refused_with_a_plain_message(make_run, engines, tmp_path):
     import torch
 

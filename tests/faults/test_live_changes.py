@@ -147,3 +147,36 @@ def test_the_undo_point_is_dropped_once_the_change_survives_its_first_eval(make_
     assert eng.wait(30) == 0
     lines = [json.loads(x) for x in (rd / "metrics.jsonl").read_text().splitlines()]
     assert [e["available"] for e in lines if e["type"] == "undo"] == [True, False]
+
+
+def test_an_undo_point_outlives_the_engine_until_the_change_is_evaluated(make_run, engines):
+    rd = make_run(eval_interval=1000)
+    eng = engines(rd)
+    eng.wait_iter(8)
+    ui = Watcher(rd)
+    assert ui.client.send("set", learning_rate=0.5)
+    kept = ui.wait(lambda e: e["type"] == "undo" and e["available"], "the undo point")
+    ui.close()
+    eng.wait_iter(kept["to_iter"] + 10)
+    eng.signal(signal.SIGTERM)  # stopped before any eval judged the change
+    assert eng.wait(30) == 0
+    assert (rd / UNDO).is_file() and ckpt_iter(rd / "ckpt.pt") > kept["to_iter"]
+
+    again = engines(rd, ["--init_from=resume"])
+    offered = again.wait_event(lambda e: e["type"] == "undo", what="the undo point offered again")
+    assert offered["available"] is True and offered["to_iter"] == kept["to_iter"]
+    assert offered["values"] == {"learning_rate": 0.003}
+    again.wait_iter(ckpt_iter(rd / "ckpt.pt") + 2)
+    assert again.send("undo")
+    done = again.wait_event(lambda e: e["type"] == "undo" and e.get("done"), what="undo done")
+    assert done["to_iter"] == kept["to_iter"]
+    assert "learning_rate = 0.003\n" in (rd / "config.toml").read_text()
+    again.signal(signal.SIGTERM)
+    assert again.wait(30) == 0
+    assert not (rd / UNDO).exists()
+
+    fresh = engines(rd, ["--init_from=scratch"])  # no undo point is offered to a new run
+    fresh.wait_iter(3)
+    fresh.signal(signal.SIGTERM)
+    assert fresh.wait(30) == 0
+    assert not any(e["type"] == "undo" for e in fresh.seen)
