@@ -21,7 +21,7 @@ from typing import Any
 
 from gpttui.run import config as C
 from gpttui.run.nanogpt_stock import STOCK_CONFIGS
-from gpttui.run.protocol import MAX_COUNT, MAX_REAL
+from gpttui.run.protocol import MAX_COUNT, MAX_ITER, MAX_REAL
 
 NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
 _FLOAT = r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
@@ -84,14 +84,14 @@ class _Parser:
             self._end_echo()
         log = self.log
         if m := STEP_RE.search(line):
-            it, train, val = _count(m[1]), _loss(m[2]), _loss(m[3])
+            it, train, val = _count(m[1], MAX_ITER), _loss(m[2]), _loss(m[3])
             self._branch(it)
             self._record({"type": "eval", "iter": it, "train_loss": train, "val_loss": val})
             if self.evals and self.evals[-1][0] == it:
                 self.evals.pop()
             self.evals.append((it, val))
         elif m := ITER_RE.search(line):
-            it, loss, dt = _count(m[1]), _loss(m[2]), _figure(m[3])
+            it, loss, dt = _count(m[1], MAX_ITER), _loss(m[2]), _figure(m[3])
             mfu = _figure(m[4]) if m[4] is not None else None
             restarted = self._branch(it)
             warming = mfu is not None and mfu <= -100.0   # nanoGPT's first iterations of a process
@@ -229,10 +229,10 @@ def _ends_echo(line: str) -> bool:
                 or PARAMS_RE.match(line) or RESUME_RE.match(line))
 
 
-def _count(text: str) -> int:
+def _count(text: str, limit: int = MAX_COUNT) -> int:
     """An iteration or a count as printed; one no run reaches makes the line stray (ValueError)."""
     n = int(text)
-    if n >= MAX_COUNT:
+    if n >= limit:
         raise ValueError(f"{text[:20]}...: beyond any run")
     return n
 

@@ -86,7 +86,9 @@ def decode_event(line: str | bytes) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- what a read event may hold
 
-MAX_COUNT = 2**53         # iterations, tokens, parameters: exact in a float, beyond any run
+MAX_COUNT = 2**53         # tokens, parameters: exact in a float, beyond any run
+MAX_ITER = 10**8          # iterations: 100x nanoGPT's GPT-2 run, and an array per iteration still fits
+_ITER_FIELDS = frozenset({"max_iters", "lr_decay_iters", "warmup_iters"})  # config fields counting iterations
 MAX_REAL = 1e30           # any measured figure (loss, lr, FLOP/s, seconds) is far below
 MAX_TIME = 1e11           # wall time "t": seconds since 1970, before the year 5000
 MAX_NAME = 256            # device, dtype, state, a config key, an event type
@@ -116,6 +118,12 @@ def _count(v: Any) -> int:
     if type(v) is int and 0 <= v < MAX_COUNT:
         return v
     raise _Bad("an integer in [0, 2**53)")
+
+
+def _iteration(v: Any) -> int:
+    if type(v) is int and 0 <= v < MAX_ITER:
+        return v
+    raise _Bad("an iteration in [0, 10**8)")
 
 
 def _positive_count(v: Any) -> int:
@@ -208,6 +216,8 @@ def clean_config(v: dict[str, Any]) -> dict[str, Any]:
     for key, value in v.items():
         try:
             value = _scalar(C.coerce(key, value) if key in C.FIELDS else value)
+            if key in _ITER_FIELDS:
+                _iteration(value)
         except (C.ConfigError, _Bad):
             continue
         if len(key) <= MAX_NAME and not (isinstance(value, str) and len(value) > MAX_PATH):
@@ -228,8 +238,8 @@ SCHEMA: dict[str, dict[str, tuple[_Check, bool]]] = {
     "hello": {"version": (_count, False), "config": (_config, False), "params": (_params, False),
               "device": (_name, False), "device_name": (_name, False), "dtype": (_name, False),
               "dtype_reason": (_text, False), "peak_flops": (_positive_real, False),
-              "tokens_per_iter": (_positive_count, False), "start_iter": (_count, True),
-              "max_iters": (_count, False), "world_size": (_positive_count, False),
+              "tokens_per_iter": (_positive_count, False), "start_iter": (_iteration, True),
+              "max_iters": (_iteration, False), "world_size": (_positive_count, False),
               "run_dir": (_path, False), "pid": (_count, False), "threads": (_count, False)},
     "step": {"loss": (_real_or_null, True), "lr": (_nonneg_or_null, False), "dt_ms": (_nonneg_or_null, False),
              "tokens_per_s": (_nonneg_or_null, False), "mfu": (_nonneg_or_null, False),
@@ -241,7 +251,7 @@ SCHEMA: dict[str, dict[str, tuple[_Check, bool]]] = {
               "prompt_tokens": (_count, False), "device": (_name, False)},
     "config": {"changes": (_config, True)},
     "log": {"message": (_text, True), "ready": (_flag, False), "ckpt": (_path, False),
-            "iter_num": (_count, False), "val_loss": (_real_or_null, False), "params": (_count, False),
+            "iter_num": (_iteration, False), "val_loss": (_real_or_null, False), "params": (_count, False),
             "block_size": (_positive_count, False), "tokenizer": (_name, False),
             "vocab_size": (_positive_count, False), "device": (_name, False),
             "device_reason": (_text, False), "load_s": (_nonneg_or_null, False)},
@@ -259,7 +269,7 @@ SCHEMA: dict[str, dict[str, tuple[_Check, bool]]] = {
              "values": (_config, False), "message": (_text, False)},
 }
 
-_ENVELOPE: dict[str, tuple[_Check, bool]] = {"iter": (_count, True), "t": (_time, True)}
+_ENVELOPE: dict[str, tuple[_Check, bool]] = {"iter": (_iteration, True), "t": (_time, True)}
 _CHECKS = {kind: {**fields, **_ENVELOPE} for kind, fields in SCHEMA.items()}
 _UNKNOWN: tuple[_Check, bool] = (_scalar, False)
 

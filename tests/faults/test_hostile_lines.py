@@ -50,6 +50,8 @@ TEMPLATES: dict[str, dict] = {
 NAN, INF = float("nan"), float("inf")
 BAD_VALUES = [None, True, "3", "", -1, -1.5, 2**63, 99999999999999999999999, 1e308, NAN, INF, -INF,
               {"nested": {"deep": [1, {"x": None}]}}, [1, [2, [3]]], "\x1b]0;pwned\x07\x1b[2J", "\udcff"]
+# Values that pass the checks but sit at their edges: they reach every consumer.
+EDGE_VALUES = [0, 0.0, 5e-324, -5e-324, 1e-30, 1e30, -1e30, 2**53 - 1, "", " ", "x" * 256]
 BIG_FIELDS = {("hello", "device"), ("hello", "device_name"), ("log", "message"), ("state", "state"),
               ("checkpoint", "path"), ("error", "message"), ("hello", "config")}
 
@@ -74,6 +76,17 @@ def hostile_lines() -> list[bytes]:
               b"{}", b"[]", b"null", b"42", b'"step"', b'{"type": 1, "iter": 0}', b'{"type": "STEP", "iter": 0}',
               b'{"type": "step", "iter": 1' + b"0" * 5000 + b', "loss": 1.0}',
               b'{"type": "step", "iter": 0, "loss": 1e999}', b'{"type": "step", "iter": 0, "loss": NaN}']
+    return lines
+
+
+def edge_lines() -> list[bytes]:
+    """Every field of every type at each edge value (the line may then be refused or not)."""
+    lines = []
+    for kind, fields in TEMPLATES.items():
+        base = {"type": kind, "iter": LAST, "t": 1_800_000_000.0, **fields}
+        for name in base:
+            for v in EDGE_VALUES:
+                lines.append(json.dumps({**base, name: v}).encode())
     return lines
 
 
@@ -104,7 +117,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     good = [protocol.encode(e).encode() for e in good_events()]
     bad = hostile_lines()
     out = {}
-    for where, lines in (("before", bad + good), ("after", good + bad)):
+    for where, lines in (("before", bad + good), ("after", good + bad), ("edges", good + edge_lines())):
         rd = tmp_path_factory.mktemp(where)
         (rd / "metrics.jsonl").write_bytes(b"\n".join(lines) + b"\n")
         cfg = C.replace(C.DEFAULTS, n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4,
@@ -139,6 +152,16 @@ def test_history_keeps_every_good_line_and_counts_the_bad(runs, where):
     if where == "before":  # the good run's own hello started the history afresh
         assert h.device["device"] == "cpu" and h.mfu_peak == 1e12 and h.tokens_seen == GOOD_STEPS * 64
         assert [e.iter for e in h.evals] == list(GOOD_EVALS) and h.state == "finished"
+
+
+def test_values_at_the_edges_of_their_range_crash_nothing(runs, tmp_path):
+    rd = runs["edges"]
+    for args in (["doctor", str(rd)], ["doctor", str(rd), "--json"], ["doctor", str(rd), "--until", "10"],
+                 *(["export", str(rd), "-o", str(tmp_path / f"s.{fmt}"), "--chart", str(tmp_path / "c.html")]
+                   for fmt in ("csv", "parquet", "jsonl"))):
+        p = gpttui(*args)
+        no_traceback(p)
+        assert p.returncode == 0, (args, p.stderr[-2000:])
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
@@ -234,7 +257,7 @@ HOSTILE_LOG = [
 ]
 
 
-@pytest.mark.parametrize("where", ["before", "after", "nanogpt-log"])
+@pytest.mark.parametrize("where", ["before", "after", "edges", "nanogpt-log"])
 def test_open_shows_the_good_run_in_the_dashboard(runs, where, tmp_path):
     from app_helpers import wait_for
 
@@ -251,7 +274,8 @@ def test_open_shows_the_good_run_in_the_dashboard(runs, where, tmp_path):
         async with app.run_test(size=(140, 45)) as pilot:
             await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, DashboardScreen), 60)
             await pilot.pause(0.3)
-            assert [s.iter for s in ctl.live.history.steps] == want
+            if where != "edges":   # there, edge records join the good ones
+                assert [s.iter for s in ctl.live.history.steps] == want
             await pilot.press("d")                 # the doctor panel over the same history
             await pilot.pause(0.5)
             await pilot.press("escape")
