@@ -116,7 +116,7 @@ class GpttuiApp(App[int]):
         super().__init__()
         self.controller: Controller = EngineRun(run) if isinstance(run, LaunchPlan) else run
         self.ui_errors: list[str] = []  # exceptions the timer and the screens caught (tests assert none)
-        self._bindings_key: tuple[bool, bool, bool] | None = None
+        self._bindings_key: tuple[bool, bool, str] | None = None
         self._clash_said = False
 
     def on_mount(self) -> None:
@@ -176,7 +176,7 @@ class GpttuiApp(App[int]):
     def _sync_bindings(self) -> None:
         """Re-check which keys apply (the footer recomposes, so only when that changes)."""
         ctl = self.controller
-        key = (ctl.engine_alive, ctl.can_resume, ctl.display_state == "paused")  # Pause <-> Resume
+        key = (ctl.engine_alive, ctl.can_resume, ctl.display_state)  # Pause <-> Resume, Resume after a failure
         if key != self._bindings_key:
             self._bindings_key = key
             self.refresh_bindings()
@@ -241,6 +241,7 @@ class EngineRun(LiveRunReads):
         self._save_asked = False
         self._after_stop: list[str] = []  # engine args for a restart once the running one stopped
         self._ui_lock: FileLock | None = None  # held while this dashboard is connected to an engine
+        self.farewell = ""                     # what the shell shows after the app (a detach's how-to-return)
 
     # ------------------------------------------------------------ what screens read
 
@@ -576,7 +577,8 @@ class EngineRun(LiveRunReads):
             self.engine.detach()
             self.engine = None
             self._release_ui_lock()
-            self.app.exit(0, message=detach_message(pid, self.run_dir, self.live.iter))
+            self.farewell = detach_message(pid, self.run_dir, self.live.iter)
+            self.app.exit(0, message=self.farewell)   # printed in the shell once the screen is gone
 
     def _kill_answer(self, kill: bool | None) -> None:
         if kill and self.engine is not None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from app_helpers import (
     dashboard,
+    footer_text,
+    palette_search,
     record_notifications,
     run,
     screen_text,
@@ -85,14 +87,19 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path, char_data):
             first = ctl.live.history.steps[0].loss
             assert 3.0 < first < 4.5 and ctl.live.loss < first  # ln(65 symbols) = 4.2 at first, then it learns
 
+            assert "space Pause" in footer_text(app) and "Resume" not in footer_text(app)
+            await palette_search(pilot, "pause", "Pause (space)")
             await pilot.press("space")
             await wait_for(pilot, lambda: "paused" in status(app), 30, "paused on screen")
+            await wait_for(pilot, lambda: "space Resume" in footer_text(app), 5, "the footer to offer Resume")
+            assert "Pause" not in footer_text(app)
             paused_at = ctl.live.iter
             await pilot.pause(1.0)
             assert ctl.live.iter == paused_at, "iterations went on while paused"
             await pilot.press("space")
             await wait_for(pilot, lambda: ctl.live.iter > paused_at + 2, 30, "training to go on")
             assert "paused" not in status(app)
+            await wait_for(pilot, lambda: "space Pause" in footer_text(app), 5, "the footer to offer Pause again")
 
             n_ckpt = sum(e["type"] == "checkpoint" for e in events(run_dir))
             await pilot.press("s")
@@ -192,16 +199,18 @@ def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path, char_dat
                 await pilot.pause(0.3)
                 widths.append(chart.content_size.width)
                 assert max(len(line) for line in screen_text(app, "#chart").splitlines()) == widths[-1]
-            return rows, status(app), chart_text, ctl.live.iter, app.ui_errors, widths
+                if size == (160, 50):   # room for the notes in full (at 80 columns: in symbols)
+                    wide = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+            return rows, wide, status(app), chart_text, ctl.live.iter, app.ui_errors, widths
 
-    rows, st, chart_text, it, ui_errors, widths = run(go())
+    rows, wide, st, chart_text, it, ui_errors, widths = run(go())
     assert widths[1] > widths[0] == widths[2] >= 40
     assert ui_errors == []
     assert [r[0] for r in rows] == ["0", "5", "10", "15", "20"]
     assert rows[-1][2] == f"{evals[-1]['val_loss']:.4f}"
     best = min(range(5), key=lambda i: evals[i]["val_loss"])
-    assert "best so far" in rows[best][4]
-    assert "checkpoint saved" in rows[-1][4]
+    assert "best so far" in wide[best][4] and "★" in rows[best][4]
+    assert "checkpoint saved" in wide[-1][4] and "✓" in rows[-1][4]
     assert it == 20 and "finished" in st and "20/20" in st
     assert "iteration" in chart_text  # the step curve is drawn from the file
 
@@ -239,6 +248,10 @@ def test_engine_failure_shows_error_checkpoint_and_r_resumes(tmp_path, char_data
             assert "non-finite loss" in shown and "iter 6" in shown
             assert "Last checkpoint: iteration 4" in shown and "exit code 1" in shown
             assert "failed" in status(app)
+            await pilot.press("escape")   # the dashboard behind it offers what is left to do
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "the dashboard")
+            await wait_for(pilot, lambda: "r Resume" in footer_text(app), 5, "r Resume in the footer")
+            assert "Pause" not in footer_text(app) and "Save" not in footer_text(app)
             monkeypatch.delenv("GPTTUI_FAULT_NAN_AT")
             await pilot.press("r")
             await wait_for(pilot, lambda: ctl.live.iter >= 8, 60, "the resumed run past the fault")

@@ -194,14 +194,15 @@ class DashboardScreen(Screen[None]):
         if run.read_only and (action in RUN_KEYS or (action == "open" and parameters[0] in RUN_SCREENS)):
             return False
         paused = run.display_state == "paused"
-        if action == "pause":
-            return not paused if run.engine_alive else None
         if action == "unpause":
             return paused and run.engine_alive
         if action == "undo":
             return run.engine_alive
         if action in ENGINE_KEYS:
-            return True if run.engine_alive else None
+            if run.engine_alive:
+                return not paused if action == "pause" else True
+            # an engine on its way: greyed; none (stopped, failed, finished): not offered at all
+            return None if run.display_state in ("loading", "starting") else False
         if action == "resume_run":
             return run.can_resume
         return True

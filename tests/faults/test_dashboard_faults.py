@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -34,6 +36,14 @@ def _shown(screen) -> str:
                     for w in screen.query("Static, Label, Button"))
 
 
+async def attach_status(rd) -> str:
+    """What `gpttui attach RUN_DIR --status` prints (run off the app's event loop)."""
+    r = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "gpttui", "attach", str(rd), "--status"],
+                                capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run, engines):
     rd = make_run(eval_interval=100)
     engines.dirs.append(rd)
@@ -45,11 +55,14 @@ def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run,
             await wait_for(pilot, lambda: ctl.live.iter >= 30, 60, "30 iterations")
             assert isinstance(ctl.engine, EngineClient)
             pid = ctl.engine.pid
+            assert "(attached: a dashboard is connected;" in await attach_status(rd)
             await pilot.press("q")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
             assert "Detach" in _shown(app.screen)
             await pilot.press("d")
             await wait_for(pilot, lambda: not app.is_running, 10, "the app to exit")
+        # what the shell shows once the dashboard is gone
+        assert f"the engine (pid {pid}) trains on" in ctl.farewell and f"gpttui attach {rd}\n" in ctl.farewell
         return pid
 
     pid = asyncio.run(first_ui())
@@ -58,6 +71,7 @@ def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run,
     while _info(rd).ui != "detached" and time.monotonic() - t0 < 30:
         time.sleep(0.1)
     assert _info(rd).ui == "detached" and _info(rd).pid == pid
+    assert "(detached: no dashboard is connected;" in asyncio.run(attach_status(rd))
     at = _info(rd).iter
     while _info(rd).iter < at + 50 and time.monotonic() - t0 < 60:
         time.sleep(0.1)
@@ -74,6 +88,7 @@ def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run,
             steps = [s.iter for s in ctl.live.history.steps]
             assert steps == list(range(steps[0], steps[-1] + 1))  # history + live: no gap, no twice
             assert steps[0] == 0 and ctl.live.history.evals[0].iter == 0
+            assert "(attached: a dashboard is connected;" in await attach_status(rd)
             await pilot.press("space")
             await wait_for(pilot, lambda: _info(rd).state == "paused", 10, "the engine paused")
             # space toggles on what the screen shows: let the paused state reach it first
