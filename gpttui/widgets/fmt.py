@@ -32,3 +32,18 @@ def number(v: float | None) -> str:
         mantissa, exponent = f"{v:.2e}".split("e")
         return f"{mantissa}e{int(exponent)}"
     return f"{v:.3g}"
+
+
+def elide(text: str, width: int) -> str:
+    """`text` cut to `width` cells at a word boundary, with '…' where it was cut."""
+    if len(text) <= width:
+        return text
+    if width < 1:
+        return ""
+    words, kept = text.split(" "), ""
+    for word in words:
+        longer = f"{kept} {word}" if kept else word
+        if len(longer.rstrip(",;:")) + 1 > width:
+            break
+        kept = longer
+    return kept.rstrip(",;:") + "…" if kept else text[:width - 1] + "…"

@@ -123,11 +123,11 @@ class SparkPanel(Vertical):
         self._bars.refresh()
 
     def caption(self, shown: list[float], width: int) -> Text:
-        """'title value' and, right-aligned, the range of the values drawn ('lo–hi') when it fits."""
+        """'title value' and, right-aligned, the range of the values drawn from ('lo–hi') when it fits."""
         t = Text(f"{self.title} ")
         t.append(self.formatter(self._values[-1] if self._values else None), style="bold")
         if shown:
-            span = f"{self.formatter(min(shown))}–{self.formatter(max(shown))}"
+            span = f"{self.formatter(min(self._values))}–{self.formatter(max(self._values))}"
             gap = width - t.cell_len - len(span)
             if gap >= 2:
                 t.append(" " * gap)

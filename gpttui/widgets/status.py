@@ -1,8 +1,13 @@
-"""The status line: state, iteration of max with a bar, tokens seen, elapsed, ETA."""
+"""The status line: state, iteration of max with a bar, tokens seen, elapsed, ETA.
+
+It fits its width by giving up the least needed first (the elapsed time, the tokens, then the
+bar's length, then the bar): the state, the iteration and the ETA stay at 80 columns.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.widgets import Static
@@ -16,7 +21,9 @@ STATE_STYLE = {
     "saving": "bold white on blue", "finished": "bold black on bright_green",
     "stopped": "bold white on magenta", "failed": "bold white on red",
 }
+ETA_STATES = ("running", "paused", "evaluating", "saving", "starting")
 BAR = 20
+MIN_BAR = 6
 
 
 def bar(done: int, total: int | None, width: int = BAR) -> Text:
@@ -27,24 +34,69 @@ def bar(done: int, total: int | None, width: int = BAR) -> Text:
     return t
 
 
-class StatusLine(Static):
-    def show(self, live: LiveRun, state: str, pending: str = "") -> None:
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(f" {state} ", style=STATE_STYLE.get(state, "reverse"))
-        if pending:
-            t.append(f" {pending}", style="italic yellow")
-        total = live.max_iters
-        t.append("  iter ", style="dim")
-        t.append(f"{live.iter:,}", style="bold")
-        t.append(f"/{total:,} " if total else " ")
-        t.append_text(bar(live.iter, total))
-        if total:
-            t.append(f" {100 * min(1.0, live.iter / total):.0f}%")
+@dataclass
+class Figures:
+    """What the line says, before it is fitted to a width."""
+
+    state: str
+    pending: str
+    iter: int
+    total: int | None
+    tokens: str
+    elapsed: str
+    eta: str | None   # None: not shown in this state
+
+
+def line(f: Figures, bar_width: int = BAR, tokens: bool = True, elapsed: bool = True) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(f" {f.state} ", style=STATE_STYLE.get(f.state, "reverse"))
+    if f.pending:
+        t.append(f" {f.pending}", style="italic yellow")
+    t.append("  iter ", style="dim")
+    t.append(f"{f.iter:,}", style="bold")
+    t.append(f"/{f.total:,}" if f.total else "")
+    if bar_width:
+        t.append(" ")
+        t.append_text(bar(f.iter, f.total, bar_width))
+    if f.total:
+        t.append(f" {100 * min(1.0, f.iter / f.total):.0f}%")
+    if tokens:
         t.append("  tokens ", style="dim")
-        t.append(fmt.count(live.tokens))
+        t.append(f.tokens)
+    if elapsed:
         t.append("  elapsed ", style="dim")
-        t.append(fmt.duration(live.elapsed(time.time())))
-        if state in ("running", "paused", "evaluating", "saving", "starting"):
-            t.append("  ETA ", style="dim")
-            t.append(fmt.duration(live.eta()))
-        self.update(t, layout=False)  # fixed size: a repaint, not a reflow
+        t.append(f.elapsed)
+    if f.eta is not None:
+        t.append("  ETA ", style="dim")
+        t.append(f.eta)
+    return t
+
+
+def fitted(f: Figures, width: int) -> Text:
+    """The fullest form of the line that fits `width` cells (the shortest one if none does)."""
+    full = line(f)
+    if full.cell_len <= width:
+        return full
+    lean = line(f, bar_width=0, tokens=False, elapsed=False)
+    for tokens, elapsed in ((True, False), (False, False)):
+        room = min(BAR, BAR - (line(f, tokens=tokens, elapsed=elapsed).cell_len - width))
+        if room >= MIN_BAR:
+            return line(f, bar_width=room, tokens=tokens, elapsed=elapsed)
+    return lean
+
+
+class StatusLine(Static):
+    _figures: Figures | None = None
+
+    def show(self, live: LiveRun, state: str, pending: str = "") -> None:
+        self._figures = Figures(
+            state, pending, live.iter, live.max_iters, fmt.count(live.tokens),
+            fmt.duration(live.elapsed(time.time())), fmt.duration(live.eta()) if state in ETA_STATES else None)
+        self._fit()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._figures is not None:
+            self.update(fitted(self._figures, self.size.width or 10**6), layout=False)  # a repaint, not a reflow
