@@ -42,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
     except C.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    code = GpttuiApp(LaunchPlan(run_dir, loaded, start=False, attach=True)).run()
-    return int(code or 0)
+    app = GpttuiApp(LaunchPlan(run_dir, loaded, start=False, attach=True))
+    code = app.run()
+    return app.return_code or int(code or 0)  # 1 after an exception (Textual printed it)

@@ -66,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from gpttui.ipc.process import EngineClient
 
     EngineClient.runner = runner
-    code = GpttuiApp(plan).run()
-    return int(code or 0)
+    app = GpttuiApp(plan)
+    code = app.run()
+    return app.return_code or int(code or 0)  # 1 after an exception (Textual printed it)
 
 
 def make_plan(target: str | None, overrides: list[str], world: int = 1, force: bool = False):

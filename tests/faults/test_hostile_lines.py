@@ -311,18 +311,39 @@ def test_the_named_crashes_are_gone(name, tmp_path):
     assert (h.skipped_lines, h.repaired_lines) == ((1, 0) if name == "huge_iter" else (0, 1))
 
 
-def test_open_exits_1_when_the_dashboard_dies(runs, monkeypatch, capsys):
+@pytest.mark.parametrize("command", ["open", "attach"])
+def test_the_dashboard_commands_exit_1_when_the_dashboard_dies(command, runs, monkeypatch, tmp_path):
     """The dashboard's own exception handler prints the traceback; the command must not say 0."""
+    import queue
+
     from gpttui import cli
-    from gpttui.viewer import ReadOnlyRuns as Runs
+    from gpttui.app import EngineRun
+    from gpttui.ipc.server import ControlServer, socket_path
+    from gpttui.run import engine_state
 
     def broken(self, app):
         raise RuntimeError("a bug in a screen")
 
-    monkeypatch.setattr(Runs, "start", broken)
+    monkeypatch.setattr(ReadOnlyRuns if command == "open" else EngineRun, "start", broken)
     headless = GpttuiApp.run
     monkeypatch.setattr(GpttuiApp, "run", lambda self, **kw: headless(self, headless=True, size=(100, 30)))
-    assert cli.main(["open", str(runs["after"])]) == 1
+    if command == "open":
+        assert cli.main(["open", str(runs["after"])]) == 1
+        return
+    rd = tmp_path / "run"          # a run whose engine is alive: its lock, engine.json and socket
+    rd.mkdir()
+    (rd / "config.toml").write_bytes((runs["after"] / "config.toml").read_bytes())
+    es = engine_state.EngineStatus(rd)
+    es.acquire()
+    server = ControlServer(socket_path(rd), queue.Queue().put)
+    server.start()
+    es.update(state="running", socket=str(server.path))
+    es._write()
+    try:
+        assert cli.main(["attach", str(rd)]) == 1
+    finally:
+        server.close()
+        es.close("stopped")
 
 
 
