@@ -1,0 +1,56 @@
+"""Panels fit their width the way a reader needs: the status line keeps state, iteration and ETA
+at 80 columns; notes and log lines are shortened or wrapped at words, never cut mid-word."""
+
+from __future__ import annotations
+
+from app_helpers import pilot_test, screen_text, wait_for
+from textual.app import App, ComposeResult
+
+from gpttui.widgets.eval_table import fit_note
+from gpttui.widgets.fmt import elide
+from gpttui.widgets.log_pane import LogPane
+from gpttui.widgets.status import Figures, fitted
+
+RUNNING = Figures("running", "", 1200, 5000, "921.6K", "1m 02s", "3m 10s")
+
+
+def test_status_line_gives_up_elapsed_tokens_and_bar_before_state_iteration_or_eta():
+    assert fitted(RUNNING, 120).plain == \
+        " running   iter 1,200/5,000 ━━━━━━━━━━━━━━━━━━━━ 24%  tokens 921.6K  elapsed 1m 02s  ETA 3m 10s"
+    at_80 = fitted(RUNNING, 80).plain
+    assert "elapsed" not in at_80 and "tokens 921.6K" in at_80 and at_80.endswith("ETA 3m 10s")
+    pausing = Figures("running", "pausing…", 123_456, 600_000, "921.6M", "1h 02m", "13h 10m")
+    at_80 = fitted(pausing, 80).plain
+    assert len(at_80) <= 80 and at_80.startswith(" running  pausing…  iter 123,456/600,000") and "ETA 13h 10m" in at_80
+    at_50 = fitted(pausing, 50).plain
+    assert "━" not in at_50 and "tokens" not in at_50 and "iter 123,456/600,000 21%  ETA 13h 10m" in at_50
+
+
+def test_notes_in_full_then_short_words_then_symbols_then_cut_at_a_word():
+    note = "best so far, checkpoint saved"
+    assert [fit_note(note, w) for w in (40, 20, 5, 2)] == [note, "best, saved", "★ ✓", "b…"]
+    assert elide("iter 0: loss 4.1882, time 4726.74ms, tok/s 162", 30) == "iter 0: loss 4.1882, time…"
+
+
+class OneLog(App[None]):
+    CSS = "LogPane { width: 40; height: 8; }"
+
+    def compose(self) -> ComposeResult:
+        yield LogPane(id="log")
+
+
+@pilot_test
+async def test_log_lines_wrap_at_words_and_wrap_again_on_resize():
+    app = OneLog()
+    line = "iter 10: loss 2.1234, time 51.23ms, mfu 0.41%, tok/s 15,012, lr 1.00e-03"
+    async with app.run_test(size=(60, 10)) as pilot:
+        pane = app.query_one(LogPane)
+        pane.write_lines([f"line {i}" for i in range(20)] + [line])
+        await wait_for(pilot, lambda: "1.00e-03" in screen_text(app, "#log"), 5, "the last line in view")
+        shown = [row.rstrip() for row in screen_text(app, "#log").splitlines()]
+        assert shown[-3:] == ["line 19", "iter 10: loss 2.1234, time 51.23ms,",   # scrolled to the end,
+                              "  mfu 0.41%, tok/s 15,012, lr 1.00e-03"]            # broken at a space
+        pane.styles.width = 60
+        await wait_for(pilot, lambda: screen_text(app, "#log").rstrip().endswith("  15,012, lr 1.00e-03"), 5,
+                       "wrapped again at the new width")
+        assert pane.lines[-1] == line                         # what was written, unwrapped
