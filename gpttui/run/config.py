@@ -159,6 +159,11 @@ def _suggest(key: str) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# What ast.literal_eval raises on text that is no literal; a nesting too deep for Python's parser
+# ends in RecursionError or MemoryError (from the parser's own stack, not the machine's memory).
+_NOT_A_LITERAL = (ValueError, SyntaxError, RecursionError, MemoryError)
+
+
 def parse_value(key: str, text: str) -> Any:
     """Parse `--key=text` as nanoGPT's configurator does: a Python literal, else a string."""
     if key not in FIELDS:
@@ -167,15 +172,15 @@ def parse_value(key: str, text: str) -> Any:
     if want is str:
         try:
             value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+        except _NOT_A_LITERAL:
             return text
         return value if isinstance(value, str) else text
     if want is bool and text.lower() in ("true", "false"):
         return text.lower() == "true"
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise ConfigError(f"{key}: expected {want.__name__}, got {text!r}") from None
+    except _NOT_A_LITERAL:
+        raise ConfigError(f"{key}: expected {want.__name__}, got {text[:80]!r}") from None
     return coerce(key, value)
 
 
@@ -264,6 +269,8 @@ def parse_nanogpt_py(text: str, path: str = "<config>") -> dict[str, Any]:
         tree = ast.parse(text, filename=path)
     except SyntaxError as e:
         raise ConfigError(f"{path}:{e.lineno}: not a valid Python config file: {e.msg}") from None
+    except (ValueError, RecursionError, MemoryError):  # a null byte; nesting too deep to parse
+        raise ConfigError(f"{path}: not a valid Python config file: nested too deeply or a null byte") from None
     values: dict[str, Any] = {}
     modules: set[str] = set()
     for stmt in tree.body:
@@ -284,7 +291,7 @@ def parse_nanogpt_py(text: str, path: str = "<config>") -> dict[str, Any]:
                               f"{ast.get_source_segment(text, stmt) or kind!r}"[:200])
         try:
             value = _eval_node(node, {**values, _MODULES: modules})
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise ConfigError(f"{where}: {target}: {e}") from None
         if target not in FIELDS:
             raise ConfigError(f"{where}: unknown config key {target!r}" + _suggest(target))

@@ -185,12 +185,12 @@ class _Parser:
         log.config_complete = True
         try:
             stmts = ast.parse(text).body
-        except SyntaxError:
+        except _UNPARSABLE:
             stmts = []
             for line in text.splitlines():
                 try:
                     stmts += ast.parse(line).body
-                except SyntaxError:
+                except _UNPARSABLE:
                     continue
         known_text = "\n".join(f"{k} = {v!r}" for k, v in log.config.items() if k in C.FIELDS)
         for stmt in stmts:
@@ -256,14 +256,22 @@ def _figure(text: str) -> float | None:
     return x if math.isfinite(x) and abs(x) <= MAX_REAL else None
 
 
+# What Python's parser raises on text that is not Python: a syntax error, a null byte
+# (ValueError), nesting too deep for it (RecursionError, or MemoryError from its own stack).
+_UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
+
+
 def parse(text: str) -> NanogptLog:
     parser = _Parser()
     lines = text.splitlines()
     for line in lines:
         try:
             parser.line(line)
-        except ValueError:   # a number no run prints (the line is read before anything is kept)
+        except (ValueError, RecursionError):   # a number no run prints, an echo nested too deep
             parser.log.stray += 1
-    log = parser.finish()
+    try:
+        log = parser.finish()
+    except (ValueError, RecursionError):
+        log = parser.log
     log.lines = len(lines)
     return log

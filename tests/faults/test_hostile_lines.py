@@ -253,6 +253,13 @@ HOSTILE_LOG = [
     "Overriding: wandb_run_name = '%0999999999d' % 1",
     "Overriding: n_layer = (((10**64)**64)**64)**64",
     "Overriding: block_size = " + "(" * 10_000 + "1" + ")" * 10_000,
+    "Overriding: n_layer = " + "-" * 100_000 + "1",          # deeper than Python's parser goes
+    "Overriding: n_layer = " + "[" * 100_000,
+    "Overriding: n_layer = " + "1+" * 2000 + "1",
+    "Overriding: n_layer = 1\x00",
+    "Overriding config with evil.py:",
+    "n_layer = " + "-" * 100_000 + "1",
+    "batch_size = " + "(" * 100_000,
     "\xff\udcff\x00 binary garbage",
 ]
 
