@@ -325,6 +325,8 @@ def _json_line(path: Path, lineno: int, raw: bytes, errors: str, offset: int | N
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         raise PrepareError(f"{path}: line {lineno} is not JSON ({e.msg} at column {e.colno})") from None
+    except (ValueError, RecursionError) as e:  # an integer of thousands of digits; nesting too deep
+        raise PrepareError(f"{path}: line {lineno} is not JSON ({_first_line(e)})") from None
     if not isinstance(obj, dict):
         raise PrepareError(f"{path}: line {lineno} is {type(obj).__name__}, expected a JSON object")
     return obj
