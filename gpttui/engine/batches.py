@@ -49,6 +49,13 @@ class Batches:
                 raise DataError(f"{path}: holds {n} tokens, fewer than block_size+1={block_size + 1}")
             check_vocab(path, vocab_size)
 
+    def tokens(self, split: str) -> int | None:
+        """Tokens in a split's file now (None if it can't be asked)."""
+        try:
+            return self.paths[split].stat().st_size // 2
+        except OSError:
+            return None
+
     def get(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         data = np.memmap(self.paths[split], dtype=np.uint16, mode="r")
         ix = torch.randint(len(data) - self.block_size, (self.batch_size,)).tolist()

@@ -515,8 +515,7 @@ class Trainer:
         (live_set: the whole config and sane ranges). A learning-rate change first keeps an
         undo point; if it can't, the set is refused."""
         try:
-            limits = live_set.RunLimits(self.iter_num, os.path.getsize(self.batches.paths["val"]) // 2)
-            new, changes = live_set.apply(self.cfg, values, limits)
+            new, changes = live_set.apply(self.cfg, values, live_set.RunLimits(self.iter_num, self.batches.tokens("val")))
         except C.ConfigError as e:
             self.emit("error", message=f"set refused: {e}")
             return

@@ -180,3 +180,29 @@ def test_an_undo_point_outlives_the_engine_until_the_change_is_evaluated(make_ru
     fresh.signal(signal.SIGTERM)
     assert fresh.wait(30) == 0
     assert not any(e["type"] == "undo" for e in fresh.seen)
+
+
+def test_two_processes_undo_together(tmp_path, char_data):
+    """Under torchrun every rank takes the change, the undo point's state and the old values at the
+    same iteration: one step stream on, and both ranks stop together."""
+    from engine_kit import EngineProc, prepare_run, step_losses
+
+    run = prepare_run(char_data, tmp_path / "run", max_iters=100_000, lr_decay_iters=100_000,
+                      eval_interval=1000, gradient_accumulation_steps=2)
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gpttui.engine")
+    eng = EngineProc(run, launcher=torchrun, env={"OMP_NUM_THREADS": "1"})
+    eng.wait_step(5, timeout=120)
+    eng.send({"cmd": "set", "values": {"learning_rate": 0.5}})
+    kept = eng.wait_for(lambda e: e["type"] == "undo")
+    eng.wait_step(kept["to_iter"] + 8)
+    eng.send({"cmd": "undo"})
+    done = eng.wait_for(lambda e: e["type"] == "undo" and e.get("done"))
+    assert done["to_iter"] == kept["to_iter"]
+    after = eng.wait_for(lambda e: e["type"] == "step")
+    assert after["iter"] == kept["to_iter"] and after["lr"] <= 3e-3
+    eng.wait_step(kept["to_iter"] + 5)
+    eng.send({"cmd": "stop"})
+    assert eng.finish(timeout=120) == 0, eng.stderr
+    last = [e for e in eng.events if e["type"] == "step"][-1]["iter"]
+    assert sorted(step_losses(run)) == list(range(max(step_losses(run)) + 1))  # no iteration missing
+    assert ckpt_iter(run / "ckpt.pt") == last + 1 and not (run / UNDO).exists()
