@@ -1,0 +1,81 @@
+"""The dashboard (App.run_test) with a real engine: a full disk pauses the run and says why,
+freeing space lets it go on; a learning-rate change made live is undone with u."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from app_helpers import record_notifications, text_of, wait_for
+from kit import ckpt_iter
+
+from gpttui.analysis.config_edit import ApplyAction
+from gpttui.app import GpttuiApp
+from gpttui.commands.launch import make_plan
+from gpttui.engine.durable import FAULT_DISK_FULL_ENV
+from gpttui.run import engine_state
+from gpttui.screens.controller import ApplyConfig
+from gpttui.widgets.status import StatusLine
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _state(rd) -> str:
+    info = engine_state.read_info(rd)
+    return info.state if info else ""
+
+
+def test_a_full_disk_pauses_under_the_dashboard_and_the_resume_key_goes_on(make_run, engines, tmp_path,
+                                                                            monkeypatch):
+    rd = make_run(eval_interval=1000)
+    engines.dirs.append(rd)
+    flag = tmp_path / "disk-is-full"
+    monkeypatch.setenv(FAULT_DISK_FULL_ENV, str(flag))  # the engine the app starts inherits it
+
+    async def go() -> None:
+        app = GpttuiApp(make_plan(str(rd), []))
+        ctl = app.controller
+        notes = record_notifications(app)
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await wait_for(pilot, lambda: ctl.live.iter >= 10, 60, "10 iterations")
+            flag.touch()
+            await wait_for(pilot, lambda: ctl.display_state == "paused", 30, "the dashboard saying paused")
+            await wait_for(pilot, lambda: any("disk full" in n for n in notes), 10, "why, on screen")
+            assert "paused" in text_of(app.screen.query_one(StatusLine))
+            assert engine_state.read_info(rd).reason == "disk full"
+            at = ctl.live.iter
+            flag.unlink()
+            await pilot.press("space")  # resume
+            await wait_for(pilot, lambda: ctl.live.iter >= at + 20, 30, "training again")
+            assert _state(rd) == "running"
+            await pilot.press("q")
+            await pilot.press("y")  # stop and save
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+        assert app.ui_errors == []
+
+    asyncio.run(go())
+    assert ckpt_iter(rd / "ckpt.pt") > 30
+
+
+def test_u_undoes_a_live_learning_rate_change(make_run, engines):
+    rd = make_run(eval_interval=1000)
+    engines.dirs.append(rd)
+
+    async def go() -> None:
+        app = GpttuiApp(make_plan(str(rd), []))
+        ctl = app.controller
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: ctl.live.iter >= 10, 60, "10 iterations")
+            app.post_message(ApplyConfig({"learning_rate": 0.5}, ApplyAction.LIVE))
+            await wait_for(pilot, lambda: ctl.config.learning_rate == 0.5, 30, "the change applied")
+            await wait_for(pilot, lambda: (rd / "ckpt_undo.pt").is_file(), 10, "the undo point kept")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: ctl.config.learning_rate == 0.003, 30, "the old rate back")
+            await wait_for(pilot, lambda: not (rd / "ckpt_undo.pt").exists(), 10, "the point used")
+            await pilot.press("q")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+        assert app.ui_errors == []
+
+    asyncio.run(go())
+    assert "learning_rate = 0.003\n" in (rd / "config.toml").read_text()
