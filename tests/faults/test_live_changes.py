@@ -206,3 +206,26 @@ def test_two_processes_undo_together(tmp_path, char_data):
     last = [e for e in eng.events if e["type"] == "step"][-1]["iter"]
     assert sorted(step_losses(run)) == list(range(max(step_losses(run)) + 1))  # no iteration missing
     assert ckpt_iter(run / "ckpt.pt") == last + 1 and not (run / UNDO).exists()
+
+
+def test_hostile_undo_events_on_disk_are_dropped_or_ignored(tmp_path):
+    from gpttui.run.metrics import read_events
+
+    good = [{"type": "step", "iter": i, "t": 1.0 + i, "loss": 2.0, "lr": 1e-3, "dt_ms": 1.0,
+             "tokens_per_s": 1.0, "mfu": 0.1, "grad_norm": 1.0} for i in range(10)]
+    hostile = [{"type": "undo", "iter": 10, "t": 20.0, **fields} for fields in (
+        {"available": False, "done": True, "to_iter": -3},
+        {"available": False, "done": True, "to_iter": 2**70},
+        {"available": False, "done": "yes", "to_iter": 2},
+        {"available": False, "done": True, "to_iter": True},
+        {"available": "no", "done": True, "to_iter": 2},
+        {"available": False, "done": True, "to_iter": 2.5, "values": {"learning_rate": "fast"}},
+        {"available": False, "done": True, "values": [1, 2]},
+    )]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in [*good, *hostile]))
+    history = RunHistory.from_metrics(path)
+    assert [s.iter for s in history.steps] == list(range(10))  # no undo took the run back
+    live = LiveRun()
+    live.add_all(read_events(path))
+    assert [p[0] for p in live.series.raw] == list(range(10))
