@@ -260,7 +260,7 @@ SCHEMA: dict[str, dict[str, tuple[_Check, bool]]] = {
     "sample_done": {"text": (_text, True), "sample": (_count, False), "prompt": (_text, False),
                     "tokens": (_count, False), "seconds": (_nonneg_or_null, False),
                     "first_token_s": (_nonneg_or_null, False), "tokens_per_s": (_nonneg_or_null, False),
-                    "stopped": (_flag, False), "eot": (_flag, False), "seed": (_count, False),
+                    "stopped": (_flag, False), "eot": (_flag, False), "seed": (_scalar, False),
                     "ckpt": (_path, False), "val_loss": (_real_or_null, False),
                     "temperature": (_nonneg_or_null, False), "top_k": (_scalar, False),
                     "top_p": (_nonneg_or_null, False)},
