@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from app_helpers import wait_for
+from app_helpers import flat, wait_for
 
 from gpttui import cli
 from gpttui.analysis.opened_run import log_times
@@ -104,7 +104,7 @@ def test_one_log_opens_in_the_dashboard_and_control_keys_are_not_offered():
             assert app.screen is screen and app.ui_errors == []
             await pilot.press("question_mark")
             await pilot.pause(0.2)
-            help_text = " ".join(str(w.render()) for w in app.screen.query("Static"))
+            help_text = flat(app)   # what the help screen shows
             assert "pause training" not in help_text and "edit the config" not in help_text
             assert "judge the run" in help_text
     asyncio.run(scenario())

@@ -17,7 +17,6 @@ import importlib
 import time
 import traceback
 
-from textual import actions
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -66,7 +65,8 @@ RUN_SCREENS = {"config"}                      # screens that change a run (exten
 
 class DashboardScreen(Screen[None]):
     CSS_PATH = "dashboard.tcss"
-    # Footer order: what a user needs first fits in 80 columns. Every binding has an id: the user's
+    # Footer order: what a user needs first fits in 80 columns (v, u and the chart's keys are in
+    # ? and the command palette). Every binding has an id: the user's
     # keymap.toml rebinds it (screens/keymap.py); pause and unpause share one (one key toggles).
     # Keys that open a screen are priority bindings: the app pushes the screen as the key comes
     # (not after this screen has seen it), so the keys typed right after go to that screen.
@@ -85,7 +85,7 @@ class DashboardScreen(Screen[None]):
         Binding("g", "open('sample')", "Sample", id="sample", priority=True, tooltip="generate text from a checkpoint"),
         Binding("c", "open('config')", "Config", id="config", priority=True,
                 tooltip="edit the config (live, restart or new run)"),
-        Binding("v", "evaluate", "Eval", id="eval", tooltip="evaluate train and val loss now"),
+        Binding("v", "evaluate", "Eval", id="eval", show=False, tooltip="evaluate train and val loss now"),
         Binding("u", "undo", "Undo", id="undo", show=False, tooltip="undo the last live change"),
         Binding("escape", "back", "Back to all runs", show=False, id="back", tooltip="back to the runs compared"),
         Binding("a", "chart('x')", "X axis", show=False, id="chart_x",
@@ -242,9 +242,14 @@ class DashboardScreen(Screen[None]):
         self.dismiss()
 
     def action_help(self) -> None:
-        offered = [b for b in self.BINDINGS if isinstance(b, Binding)
-                   and self.check_action(*actions.parse(b.action)[1:]) is not False]
-        self.app.push_screen(HelpScreen(offered))
+        """Every key offered here now, under the keys it has now (a user's keymap included)."""
+        keys: dict[tuple[str, str], list[str]] = {}
+        for key, active in self.active_bindings.items():
+            b = active.binding
+            if active.node is self and b.id in BINDING_IDS and b.description:
+                shown = self.app.get_key_display(b.with_key(key))
+                keys.setdefault((b.action, b.tooltip or b.description), []).append(shown)
+        self.app.push_screen(HelpScreen([(" / ".join(names), what) for (_, what), names in keys.items()]))
 
     def action_chart(self, what: str) -> None:
         chart = self.query_one(LossChart)
@@ -300,3 +305,6 @@ class DashboardScreen(Screen[None]):
 
 def _losses(live: LiveRun) -> list[float]:
     return [p[3] for p in list(live.series.raw)[-512:]]
+
+
+BINDING_IDS = {b.id for b in DashboardScreen.BINDINGS if isinstance(b, Binding)}

@@ -33,7 +33,7 @@ def exit_text(code: int | None) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             return f"killed by signal {-code}"
-        hint = " — possibly out of memory (the kernel's OOM killer sends it)" if -code == signal.SIGKILL else ""
+        hint = " — possibly out of memory" if -code == signal.SIGKILL else ""   # the kernel's OOM killer sends it
         return f"killed by {name}{hint}"
     return f"exit code {code}"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.text import Text
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -20,23 +20,20 @@ class HelpScreen(ModalScreen[None]):
     CSS_PATH = "help.tcss"
     BINDINGS = [Binding("escape,q,question_mark,enter", "dismiss", "Close")]
 
-    def __init__(self, bindings: list[Binding]) -> None:
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        """`keys`: (the keys as shown, what they do), in the order to list them."""
         super().__init__()
-        self.key_bindings = bindings
+        self.keys = keys
 
     def compose(self) -> ComposeResult:
-        keys = Text()
-        for b in self.key_bindings:
-            if b.description:
-                names = " / ".join(_key_name(k) for k in b.key.split(","))
-                keys.append(f"{names:>10}  ", style="bold cyan")
-                keys.append(f"{b.tooltip or b.description}\n")
+        keys = Table.grid(padding=(0, 2))   # a long description wraps in its own column
+        keys.add_column(justify="right", style="bold cyan", no_wrap=True)
+        keys.add_column()
+        for shown, what in self.keys:
+            keys.add_row(shown, what)
         with VerticalScroll(id="help"):
             yield Static("[b]gpttui keys[/]  (Esc to close)\n")
             yield Static(keys)
+            yield Static("\n[b]ctrl+p[/]  every one of these by name (the command palette); a click on a key in "
+                         "the footer does what the key does")
             yield Static("\n" + CHART_HELP)
-
-
-def _key_name(key: str) -> str:
-    return {"space": "space", "question_mark": "?", "left_square_bracket": "[",
-            "right_square_bracket": "]"}.get(key, key)

@@ -178,11 +178,11 @@ class SampleScreen(Screen[None]):
             yield Label("prompt", classes="name")
             yield Input(placeholder=r"text to continue (\n for a new line; empty: a new line or <|endoftext|>)",
                         id="prompt", compact=True)
+            yield Button("Generate", id="generate", variant="primary", compact=True)   # beside what it acts on
         with Horizontal(id="settings", classes="row"):
             for name, (label, default) in SETTINGS.items():
                 yield Label(label, classes="setting-name")
                 yield Input(default, id=f"set-{name}", classes="setting", compact=True)
-            yield Button("Generate", id="generate", variant="primary", compact=True)
         yield Static("starting the sampler…", id="status")
         with TabbedContent(id="tabs", initial="output"):
             with TabPane("Output", id="output"):
