@@ -229,3 +229,19 @@ def test_hostile_undo_events_on_disk_are_dropped_or_ignored(tmp_path):
     live = LiveRun()
     live.add_all(read_events(path))
     assert [p[0] for p in live.series.raw] == list(range(10))
+
+
+def test_a_nan_after_a_learning_rate_change_names_the_old_values_to_resume_with(make_run, engines):
+    from gpttui.engine.trainer import FAULT_NAN_ENV
+
+    rd = make_run(eval_interval=1000)
+    eng = engines(rd, env={FAULT_NAN_ENV: "60"})
+    eng.wait_iter(5)
+    assert eng.send("set", learning_rate=0.2, min_lr=0.02)
+    eng.wait_event(lambda e: e["type"] == "undo", what="the undo point")
+    assert eng.wait(60) == 1
+    eng.pump()
+    message = [e["message"] for e in eng.seen if e["type"] == "error"][-1]
+    assert "non-finite loss nan at iter 60" in message
+    assert f"resume with the old values, `gpttui train {rd} --learning_rate=0.003 --min_lr=0.0003`" in message
+    assert (rd / UNDO).is_file()  # kept for the next engine to offer
