@@ -6,10 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from app_helpers import flat, pilot_test
+from textual.app import App
 
 from gpttui.analysis import doctor
 from gpttui.analysis.live import LiveRun
 from gpttui.analysis.opened_run import open_source
+from gpttui.widgets import fmt
+from gpttui.widgets.status import StatusLine
 
 LOG_124M = Path(__file__).resolve().parent / "fixtures" / "nanogpt" / "train_log_fineweb_124m.txt"
 
@@ -44,3 +48,25 @@ def test_an_evals_cost_from_a_nanogpt_log_agrees_with_the_doctor():
     said = doctor.diagnose(live.history).timing.eval_pause_s   # 19.9 s each
     assert said is not None
     assert live.eval_pause() == pytest.approx(said, rel=0.1)
+
+
+@pilot_test
+async def test_the_status_line_shows_training_time_and_the_time_stopped_apart():
+    live = LiveRun()
+    live.add_all([
+        {"type": "hello", "iter": 0, "t": 0.0, "start_iter": 0, "max_iters": 10}, step(0, 1.0),
+        {"type": "state", "iter": 1, "t": 4.0, "state": "stopped"},
+        {"type": "hello", "iter": 1, "t": 3604.0, "start_iter": 1, "max_iters": 10}, step(1, 3605.0),
+        {"type": "state", "iter": 2, "t": 3608.0, "state": "finished"},
+    ])
+
+    class Host(App[None]):
+        def compose(self):
+            yield StatusLine(id="status")
+
+    app = Host()
+    async with app.run_test(size=(120, 3)) as pilot:
+        app.query_one(StatusLine).show(live, "finished")
+        await pilot.pause()
+        shown = flat(app)
+    assert f"elapsed {fmt.duration(8)} (+{fmt.duration(3600)} stopped)" in shown

@@ -89,9 +89,13 @@ class StatusLine(Static):
     _figures: Figures | None = None
 
     def show(self, live: LiveRun, state: str, pending: str = "") -> None:
+        now = time.time()
+        elapsed = fmt.duration(live.elapsed(now))   # training time; the time stopped or paused apart:
+        if (idle := live.stopped_s + live.paused_for(now)) >= 1:
+            elapsed += f" (+{fmt.duration(idle)} stopped)"
         self._figures = Figures(
             state, pending, live.iter, live.max_iters, fmt.count(live.tokens),
-            fmt.duration(live.elapsed(time.time())), fmt.duration(live.eta()) if state in ETA_STATES else None)
+            elapsed, fmt.duration(live.eta()) if state in ETA_STATES else None)
         self._fit()
 
     def on_resize(self) -> None:
