@@ -3,8 +3,8 @@
 The new content goes to a temporary file beside the target (the same directory, so the rename
 stays on one file system), is flushed and fsynced, renamed over the target, and the directory is
 fsynced so that the rename itself survives a power cut. On any failure the temporary file is
-removed and the old file is left as it was. A temporary that can't be made (a read-only or
-full file system) is reported as an OSError naming the target.
+removed and the old file is left as it was. An OSError on the way (a read-only or full file
+system) names the target, not the temporary.
 
 Temporary files are named `.NAME.tmpPID`: a new engine deletes the ones a killed engine left in
 its run directory by that pattern (engine/host.py). One writer per file per process.
@@ -35,6 +35,11 @@ def replacing(path: str | Path) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror, str(p)) from e  # a failed write (ENOSPC): say which file
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -1,7 +1,7 @@
-"""Read-only and missing-permission targets, for real: a tmpfs remounted read-only, and a
-directory without write permission for a process stripped of root's override capability.
-Every command says one line naming the path and the cause, exits non-zero, leaves nothing
-half-made; reading commands still work from a read-only run."""
+"""Read-only, missing-permission and full targets, for real: a tmpfs remounted read-only, a
+directory without write permission for a process stripped of root's override capability, a
+tmpfs filled up. Every command says one line naming the path and the cause, exits non-zero,
+leaves nothing half-made; reading commands still work from a read-only run."""
 
 from __future__ import annotations
 
@@ -126,3 +126,23 @@ def test_a_directory_without_write_permission(tmp_path, finished_run):
         r = gpttui(*args, cwd=work, wrap=wrap)
         assert r.returncode == 1 and one_line(r) == line, (args, r.stderr)
     assert (run / "config.toml").read_bytes() == config
+
+
+def test_a_start_on_a_full_disk_says_so_and_leaves_nothing(tmp_path, finished_run):
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)],
+                      capture_output=True).returncode:
+        pytest.skip("mount refused (a tmpfs needs root): no disk to fill here")
+    try:
+        with open(full / "filler", "wb", buffering=0) as f:
+            try:
+                f.write(b"\0" * (1 << 20))
+            except OSError:
+                pass  # full (a raw write may also stop short without an error)
+        r = gpttui("train", *TRAIN_FLAGS, f"--out_dir={full}/a/run", cwd=finished_run)
+        assert r.returncode == 1
+        assert one_line(r) == f"error: cannot write {full}/a/run/config.toml: No space left on device"
+        assert sorted(p.name for p in full.iterdir()) == ["filler"]  # no directory, lock or temporary left
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
