@@ -116,14 +116,19 @@ class GpttuiApp(App[int]):
         super().__init__()
         self.controller: Controller = EngineRun(run) if isinstance(run, LaunchPlan) else run
         self.ui_errors: list[str] = []  # exceptions the timer and the screens caught (tests assert none)
-        self._bindings_key: tuple[bool, bool, str] | None = None
+        self._bindings_key: tuple[bool, bool, str, bool] | None = None
         self._clash_said = False
+        # Textual reads a screen's CSS_PATH when it pushes the screen, never for the default one:
+        # the app reads the first screen's (a screen pushed over a default one instead would be
+        # repainted whole each time the default one under it is)
+        self._first_screen = self.controller.first_screen()
+        self.css_path = [*self.css_path, *self._first_screen.css_path]
+
+    def get_default_screen(self) -> Screen[Any]:
+        return self._first_screen
 
     def on_mount(self) -> None:
         self._load_keymap()
-        # pushed, not returned by get_default_screen: Textual reads a screen's CSS_PATH only for
-        # the screens it pushes (the default screen's own stylesheet was never loaded)
-        self.push_screen(self.controller.first_screen())
         loss_chart.preload()
         self.controller.start(self)
         self.set_interval(self.controller.tick_s, self._tick)
@@ -176,7 +181,8 @@ class GpttuiApp(App[int]):
     def _sync_bindings(self) -> None:
         """Re-check which keys apply (the footer recomposes, so only when that changes)."""
         ctl = self.controller
-        key = (ctl.engine_alive, ctl.can_resume, ctl.display_state)  # Pause <-> Resume, Resume after a failure
+        # Pause <-> Resume, Resume after a failure, Undo while the engine offers one
+        key = (ctl.engine_alive, ctl.can_resume, ctl.display_state, ctl.live.undo is not None)
         if key != self._bindings_key:
             self._bindings_key = key
             self.refresh_bindings()
@@ -397,6 +403,10 @@ class EngineRun(LiveRunReads):
             if self._save_asked:  # the user asked; automatic ones show in the eval table
                 self._save_asked = False
                 self.app.notify(f"checkpoint saved at iteration {e.get('iter', 0):,}", timeout=3)
+        elif kind == "undo" and e.get("message"):
+            self.pending = "" if self.pending.startswith("undoing") else self.pending
+            offer = " (u undoes it)" if e.get("available") else ""
+            self.app.notify(f"{e['message']}{offer}", timeout=6)
         elif kind == "config":
             changes = e.get("changes") or {}
             self.pending = ""

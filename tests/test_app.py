@@ -423,3 +423,32 @@ def test_every_screen_opened_and_closed_leaves_the_dashboard_as_it_was(tmp_path,
                          "compare"}
     for name, after in seen.items():
         assert after == before, f"the {name} screen changed the dashboard"
+
+
+def test_u_undoes_a_live_learning_rate_change_while_the_engine_offers_it(tmp_path, char_data):
+    plan = make_plan(str(tiny_config(tmp_path, char_data, eval_interval=100_000)), [])
+    run_dir = plan.run_dir
+
+    async def go():
+        app = GpttuiApp(plan)
+        ctl = app.controller
+        shown = record_notifications(app)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: ctl.live.iter >= 5, 60, "training")
+            assert "undo" not in {a.binding.action for a in dashboard(app).active_bindings.values()}
+            app.post_message(ApplyConfig({"learning_rate": 5e-4}, ApplyAction.LIVE))   # what the editor's ctrl+r posts
+            await wait_for(pilot, lambda: ctl.live.undo is not None, 30, "the engine's offer to undo")
+            await wait_for(pilot, lambda: any("u undoes it" in m for m in shown), 5, "the offer said")
+            await palette_search(pilot, "undo", "Undo (u)")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: any(e["type"] == "undo" and e.get("done") for e in events(run_dir)), 30,
+                           "the change undone")
+            await wait_for(pilot, lambda: ctl.live.undo is None, 5, "no undo offered any more")
+            assert ctl.config.learning_rate == 1e-3
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            return app.ui_errors
+
+    assert run(go()) == []

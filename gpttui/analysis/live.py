@@ -44,6 +44,7 @@ class LiveRun:
         self.version = 0          # bumps on every applied event
         self.evals_version = 0    # bumps when the eval table changes
         self.dropped = 0          # step events the UI never saw (it fell behind)
+        self.undo: dict[str, Any] | None = None   # the engine's offer to undo a live change (its event)
         self._session_t0: float | None = None   # wall time the current session started
         self._base = 0.0                        # run time accumulated by earlier sessions
         self._last_t: float | None = None       # wall time of the newest event
@@ -71,6 +72,8 @@ class LiveRun:
             self._on_step(e, t)
         elif kind == "state" and t is not None:
             self._on_state(e.get("state"), t)
+        elif kind == "undo":
+            self.undo = e if e.get("available") else None
         elif kind in ("eval", "checkpoint"):
             self._eval_since_step = True
             self.evals_version += 1
@@ -96,6 +99,7 @@ class LiveRun:
             self.paused_s += max(0.0, self._last_t - self._paused_at)
         self._paused_at = None
         self._session_paused_s = 0.0
+        self.undo = None   # a new engine says again if it has one to offer
         if isinstance(start, int):
             last = self.history.last_iter
             if last is not None and start <= last:

@@ -86,7 +86,8 @@ class DashboardScreen(Screen[None]):
         Binding("c", "open('config')", "Config", id="config", priority=True,
                 tooltip="edit the config (live, restart or new run)"),
         Binding("v", "evaluate", "Eval", id="eval", show=False, tooltip="evaluate train and val loss now"),
-        Binding("u", "undo", "Undo", id="undo", show=False, tooltip="undo the last live change"),
+        Binding("u", "undo", "Undo", id="undo", show=False,
+                tooltip="undo the last live learning-rate change (until its first eval)"),
         Binding("escape", "back", "Back to all runs", show=False, id="back", tooltip="back to the runs compared"),
         Binding("a", "chart('x')", "X axis", show=False, id="chart_x",
                 tooltip="chart x axis: iteration / tokens seen / run time"),
@@ -197,7 +198,7 @@ class DashboardScreen(Screen[None]):
         if action == "unpause":
             return paused and run.engine_alive
         if action == "undo":
-            return run.engine_alive
+            return run.engine_alive and run.live.undo is not None
         if action in ENGINE_KEYS:
             if run.engine_alive:
                 return not paused if action == "pause" else True
