@@ -21,6 +21,7 @@ import argparse
 import ast
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -75,7 +76,8 @@ class Spec:
             threads=1, always_save_checkpoint=False, seed=1337 + len(self.name), **SCHEDULES[self.schedule],
         )
         if self.schedule == "lin":
-            values["decay_frac"] = (self.max_iters - self.warmup) / self.max_iters
+            # rounded down, so the decay starts at or just after the warm-up's end, never inside it
+            values["decay_frac"] = math.floor((self.max_iters - self.warmup) / self.max_iters * 1e4) / 1e4
         values.update(self.extra)
         return values
 

@@ -25,6 +25,12 @@ far the rate has come down):
   extrapolated), the spread between lambdas, and the target eval's own noise, times BAND_SCALE
   (the misfit of the model family, set on the tuning half of bench/forecast_backtest.py).
 - Iteration 0 and the first FIT_START of the span (the fast initial transient) are left out.
+- The evals' train losses, where given, are fitted too, as the same curve plus a constant
+  offset: on data seen once they measure the same loss, so twice the points against the noise.
+- Repeated data: when the val-train gap grows over the recent evals (by GAP_T standard errors,
+  and is already GAP_MIN of the loss), the law is fitted to the train losses and val is that
+  plus the gap, extrapolated linearly in lr area (memorising grows with the passes over the
+  data); the gap's uncertainty goes into the band.
 
 The constants were chosen on the tuning half of the back-test corpus
 (bench/make_backtest_runs.py, bench/forecast_backtest.py), never on the held-out half.
@@ -109,10 +115,6 @@ class Fit:
         s, d = float(self.area[it]), float(self.deficit[it])
         g = np.array([_g(np.array([s]), lam)[0] for lam in self.lambdas])
         return np.column_stack([np.ones_like(g), g, np.full_like(g, -d)])
-
-    def curve(self, its: Sequence[int]) -> np.ndarray:
-        """The central fitted curve at the given iterations (for charts)."""
-        return np.array([self.predict(int(it)).val_loss for it in its])
 
     def predict(self, it: int) -> Forecast:
         rows = self._rows(it)
