@@ -210,7 +210,8 @@ def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]
     if seen is None:
         return t, Finding("tokens", "tokens", ["tokens per iteration unknown (no config or 'tokens per iteration' line)"],
                           "unknown: give the config (--config FILE) to count them", "note")
-    lines = [f"{human_count(seen)} seen = {h.last_iter:,} iters x {tpi:,} tokens"]
+    # the engine's own count may stand without tokens/iter (its hello lost): then no product
+    lines = [f"{human_count(seen)} seen" + (f" = {h.last_iter:,} iters x {tpi:,} tokens" if tpi else "")]
     if h.max_iters and tpi:
         t["at_max_iters"] = h.max_iters * tpi
     if not params:
