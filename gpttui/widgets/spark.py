@@ -67,19 +67,28 @@ class SparkBars(Widget):
         super().__init__(**kw)
         self.values: list[float] = []
         self.scale = Scale(0.0, 0.0)
+        self._rows: tuple[tuple[int, int], list[str]] = ((0, 0), [])   # (the size drawn at, the rows)
+
+    def show(self, values: list[float], scale: Scale) -> None:
+        self.values, self.scale = values, scale
+        self._rows = ((0, 0), [])
+        self.refresh()
 
     def render_line(self, y: int) -> Strip:
         width, height = self.size
+        if self._rows[0] != (width, height):
+            self._rows = ((width, height), self._draw(width, height))
         style = self.rich_style
+        return Strip([Segment(self._rows[1][y], style)]).adjust_cell_length(width, style)
+
+    def _draw(self, width: int, height: int) -> list[str]:
+        """The bars as text rows, top row first."""
         if not self.values:
-            return Strip([Segment("▁" * width if y == height - 1 else " " * width, style)], width)
+            return [" " * width] * (height - 1) + ["▁" * width]
         steps = 8 * height
-        row_floor = 8 * (height - 1 - y)  # eighths below this row
-        chars = []
-        for v in self.values[-width:]:
-            fill = self.scale.level(v, steps) - row_floor
-            chars.append(BARS[max(0, min(8, fill))])
-        return Strip([Segment("".join(chars), style)]).adjust_cell_length(width, style)
+        levels = [self.scale.level(v, steps) for v in self.values[-width:]]
+        return ["".join(BARS[max(0, min(8, level - 8 * (height - 1 - row)))] for level in levels)
+                for row in range(height)]
 
 
 class SparkPanel(Vertical):
@@ -118,9 +127,7 @@ class SparkPanel(Vertical):
         self._drawn = (*self._given, width)
         shown = columns(self._values, width)
         self._caption.update(self.caption(shown, width), layout=False)
-        self._bars.values = shown
-        self._bars.scale = scale_for(shown) if shown else Scale(0.0, 0.0)
-        self._bars.refresh()
+        self._bars.show(shown, scale_for(shown) if shown else Scale(0.0, 0.0))
 
     def caption(self, shown: list[float], width: int) -> Text:
         """'title value' and, right-aligned, the range of the values drawn from ('lo–hi') when it fits."""
