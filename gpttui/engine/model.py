@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from gpttui.engine import lm_loss as L
+
 
 @dataclass
 class GPTConfig:
@@ -157,6 +159,7 @@ class GPT(nn.Module):
             ln_f=LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.loss_impl = "plain"  # or "chunked" (engine/lm_loss.py): a run choice, not in model_args
         self.transformer.wte.weight = self.lm_head.weight  # weight tying
         self.apply(self._init_weights)
         # scaled init of the residual projections, per the GPT-2 paper
@@ -181,8 +184,9 @@ class GPT(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(logits, loss). Without targets only the last position's logits are computed.
+                cache: KVCache | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(logits, loss). Without targets only the last position's logits are computed; with
+        loss_impl "chunked" the loss comes without any logits (None).
 
         With a cache, idx holds the tokens after the cache.pos already cached (the positions
         continue from there) and the cache advances past them.
@@ -200,10 +204,10 @@ class GPT(nn.Module):
         if cache is not None:
             cache.pos += t
         x = self.transformer.ln_f(x)
+        if targets is not None and self.loss_impl == "chunked":
+            return None, L.chunked(x, self.lm_head.weight, targets)
         if targets is not None:
-            logits = self.lm_head(x)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-            return logits, loss
+            return L.plain(x, self.lm_head.weight, targets)
         return self.lm_head(x[:, [-1], :]), None  # list [-1] keeps the time dim
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float,
