@@ -112,13 +112,15 @@ def test_hostile_lines_from_a_child_are_counted_and_never_reach_the_ui():
         "sys.stdout.write('[' * 100000 + '\\n')\n"
         "sys.stdout.write('x' * (17 << 20) + '\\n')\n"
         "sys.stdout.write('{\"type\": \"step\", \"iter\": 1, \"loss\": 2.0}\\n')\n"
+        "sys.stderr.write('e' * (20 << 20) + '\\nlast words\\n')\n"
     )
     p = process.ProtocolProcess([sys.executable, "-c", script])
     got = _drain_until(p, lambda g: p.finished_reading and any(e["type"] == "step" for e in g.events), 30)
     assert [(e["type"], e["iter"]) for e in got.events] == [("hello", 0), ("step", 1)]
     assert "device" not in got.events[0]
     assert got.bad_lines == 3
-    assert max(len(line) for line in got.stderr) <= 4096   # an endless stray line is not kept whole
+    assert max(len(line) for line in got.stderr) <= inbox.MAX_LOG_LINE + 1   # endless lines are cut
+    assert got.stderr[-1] == "last words"
 
 
 @pytest.fixture
@@ -156,6 +158,19 @@ def test_hostile_lines_on_the_socket_are_counted_and_the_good_ones_arrive(engine
         time.sleep(0.02)
     assert [(e["type"], e["iter"]) for e in got.events if e["type"] != "log"] == [("hello", 0), ("eval", 3)]
     assert got.bad_lines == len(hostile)
+    client.close()
+
+
+def test_an_engine_log_line_longer_than_a_read_does_not_stall_the_log_tail(engine):
+    run_dir, _, _ = engine
+    client = SocketClient(run_dir)
+    with open(run_dir / "engine.log", "ab") as f:
+        f.write(b"x" * (3 << 20) + b"\nafter the long line\n")
+    deadline = time.monotonic() + 10
+    while "after the long line" not in client.stderr_tail(5) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.stderr_tail(1) == ["after the long line"]
+    assert all(len(line) <= inbox.MAX_LOG_LINE + 1 for line in client.stderr_tail(10))
     client.close()
 
 

@@ -25,6 +25,7 @@ from gpttui.ipc.server import GREETING, socket_path
 from gpttui.run import engine_state, layout, protocol
 
 SEAM_LINES = 10_000  # history lines checked against live ones when attaching
+LOG_CHUNK = 1 << 20  # bytes of engine.log read at a time
 
 
 class NotRunning(RuntimeError):
@@ -196,15 +197,19 @@ class SocketClient(Peer):
         try:
             with open(self.run_dir / layout.ENGINE_LOG, "rb") as f:
                 f.seek(self._log_pos)
-                chunk = f.read(1 << 20)
+                chunk = f.read(LOG_CHUNK)
         except OSError:
             return
         end = chunk.rfind(b"\n") + 1
         if not end:
-            return
+            if len(chunk) < LOG_CHUNK:
+                return  # a line still being written
+            end = len(chunk)  # a line longer than a chunk: taken in pieces (the inbox cuts them)
         self._log_pos += end
-        lines = [raw.decode("utf-8", "replace") for raw in chunk[:end].split(b"\n")[:-1]]
-        self.inbox.put_lines(lines)
+        pieces = chunk[:end].split(b"\n")
+        if chunk[end - 1:end] == b"\n":
+            pieces.pop()
+        self.inbox.put_lines([raw.decode("utf-8", "replace") for raw in pieces])
 
     # ------------------------------------------------------------ UI side
 

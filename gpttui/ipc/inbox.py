@@ -18,6 +18,7 @@ from gpttui.run import protocol
 
 MAX_PENDING = 20_000  # events waiting for the UI beyond this are thinned
 STDERR_TAIL = 400  # log lines kept for the failure screen (and the most kept undrained)
+MAX_LOG_LINE = 4096  # characters of one log line kept (a child printing without newlines is cut)
 
 
 def thin_steps(events: deque[dict[str, Any]]) -> tuple[deque[dict[str, Any]], int]:
@@ -77,7 +78,7 @@ class Inbox:
             self._add_lines(lines, show)
 
     def _add_lines(self, lines: Iterable[str], show: int = STDERR_TAIL) -> None:
-        lines = list(lines)
+        lines = [line if len(line) <= MAX_LOG_LINE else line[:MAX_LOG_LINE] + "…" for line in lines]
         self._tail.extend(lines)
         self._lines.extend(lines[max(0, len(lines) - show):])
         if len(self._lines) > STDERR_TAIL:

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+from gpttui.ipc.inbox import MAX_LOG_LINE
 from gpttui.ipc.peer import Peer
 from gpttui.run import protocol
 
@@ -55,13 +56,13 @@ class ProtocolProcess(Peer):
                 ev = protocol.decode_event(line)
             except protocol.ProtocolError:
                 # a stray print() in the child: show it with the log
-                self.inbox.put_bad(line[:4096].decode("utf-8", "replace").rstrip("\n"))
+                self.inbox.put_bad(line[:MAX_LOG_LINE].decode("utf-8", "replace").rstrip("\n"))
                 continue
             self.inbox.put_event(ev)
         stream.close()
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
-        for raw in stream:
+        for raw in protocol.bounded_lines(stream, 4 * MAX_LOG_LINE):
             self.inbox.put_lines([raw.decode("utf-8", "replace").rstrip("\n")])
         stream.close()
 
