@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from rich.text import Text
 from textual.widgets import Static
@@ -87,9 +88,10 @@ def fitted(f: Figures, width: int) -> Text:
 
 class StatusLine(Static):
     _figures: Figures | None = None
+    clock: Callable[[], float] = time.time   # what "now" is for the elapsed time (a replay sets its own)
 
     def show(self, live: LiveRun, state: str, pending: str = "") -> None:
-        now = time.time()
+        now = self.clock()
         elapsed = fmt.duration(live.elapsed(now))   # training time; the time stopped or paused apart:
         if (idle := live.stopped_s + live.paused_for(now)) >= 1:
             elapsed += f" (+{fmt.duration(idle)} stopped)"
