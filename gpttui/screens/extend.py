@@ -49,11 +49,13 @@ class ExtendScreen(Screen[ConfigChange | None]):
     def __init__(self, config: C.TrainConfig, *, current_iter: int = 0,
                  tokens_per_iter: int | None = None, ms_per_iter: float | None = None,
                  evals: list[Eval] | None = None, eval_overhead_s_per_eval: float | None = None,
-                 resume_iter: int | None = None, what_if: bool = False) -> None:
+                 resume_iter: int | None = None, what_if: bool = False, stopped: bool = False) -> None:
         """`resume_iter`: the run is not running, and applying resumes it from a checkpoint there.
-        `what_if`: a run only read (`gpttui open`): forecast, tokens and time, nothing to apply."""
+        `what_if`: a run only read (`gpttui open`): forecast, tokens and time, nothing to apply.
+        `stopped`: no engine runs it (without `resume_iter`, applying starts it again from scratch)."""
         super().__init__()
         self.what_if = what_if
+        self.stopped = stopped
         self.config = config
         self.current_iter = current_iter
         self.tokens_per_iter = tokens_per_iter or sizing.derive(config).tokens_per_iter
@@ -71,7 +73,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
                    tokens_per_iter=live.hello.get("tokens_per_iter") or run.history.tokens_per_iter,
                    ms_per_iter=run.ms_per_iter, evals=run.history.evals, eval_overhead_s_per_eval=live.eval_pause(),
                    resume_iter=None if run.engine_alive or run.read_only else live.last_checkpoint_iter,
-                   what_if=run.read_only)
+                   what_if=run.read_only, stopped=not run.engine_alive)
 
     def compose(self) -> ComposeResult:
         yield Static("Extend training: what if? (read-only: nothing is applied)" if self.what_if
@@ -106,9 +108,12 @@ class ExtendScreen(Screen[ConfigChange | None]):
                  f"({self.tokens_per_iter:,}/iter) · lr {schedule.lr_at(cfg, it):.2e}")
         if self.ms_per_iter:
             t.append(f" · {self.ms_per_iter:,.0f} ms/iter")
-        if self.resume_iter is not None:
+        if self.resume_iter is not None:   # (never in a what-if)
             t.append(f"\n    not running: Apply resumes it from its checkpoint at iteration "
                      f"{self.resume_iter:,}", style="yellow")
+        elif self.stopped and not self.what_if:
+            t.append("\n    not running and no checkpoint: Apply starts it again from iteration 0",
+                     style="yellow")
         return t
 
     def _legend(self, after: bool) -> Text:
