@@ -81,12 +81,19 @@ def device_memory(device: str) -> int | None:
 
 
 class SystemFigures(Static):
+    """The figures, read every SAMPLE_S seconds from `probe` (anything with a read() -> Figures)."""
+
+    SAMPLE_S = 2.0
+
     def on_mount(self) -> None:
-        self._probe = Probe()
+        self.probe = Probe()
+        self._shown: Figures | None = None
         self.sample()
-        self.set_interval(2.0, self.sample)
+        self.set_interval(self.SAMPLE_S, self.sample)
 
     def sample(self) -> None:
-        f = self._probe.read()
-        self.update(f"[dim]CPU[/] {f.cpu}  [dim]RAM[/] {f.ram}\n[dim]GPU[/] {f.gpu}  [dim]VRAM[/] {f.vram}",
-                    layout=False)
+        f = self.probe.read()
+        if f != self._shown:   # (unchanged figures: nothing to redraw)
+            self._shown = f
+            self.update(f"[dim]CPU[/] {f.cpu}  [dim]RAM[/] {f.ram}\n[dim]GPU[/] {f.gpu}  [dim]VRAM[/] {f.vram}",
+                        layout=False)
