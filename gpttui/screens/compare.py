@@ -33,7 +33,8 @@ class ComparedRuns(RunController, Protocol):
 class CompareScreen(Screen[None]):
     CSS_PATH = "compare.tcss"
     BINDINGS = [
-        Binding("enter", "open_run", "Dashboard", tooltip="the highlighted run in the dashboard (Esc back)"),
+        Binding("enter", "open_run", "Dashboard", priority=True,   # (before the table's own Enter: in the footer)
+                tooltip="the highlighted run in the dashboard (Esc back)"),
         Binding("d", "doctor", "Doctor", tooltip="judge the highlighted run"),
         Binding("a", "axis", "X axis", tooltip="val loss by iteration / tokens seen"),
         Binding("l", "log_y", "Log y", tooltip="log-scale y axis on/off"),
