@@ -143,11 +143,13 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
     r.timing, f_time = _time(h, cfg)
     r.mfu, f_mfu = _mfu(h, cfg, r.params.get("nanogpt"), r.timing, device)
     r.findings = [f_params, f_tokens, f_trend, f_gap, f_forecast, f_time, f_mfu]
-    if h.skipped_lines or h.errors:
+    if h.skipped_lines or h.repaired_lines or h.errors:
         lines = []
         if h.skipped_lines:
             what = "stray lines" if h.kind == "nanogpt-log" else "torn or garbled lines"
             lines.append(f"{h.skipped_lines} {what} skipped of {h.lines}")
+        if h.repaired_lines:
+            lines.append(f"{h.repaired_lines} line(s) read without fields that held bad values")
         if h.errors:
             lines.append(f"{len(h.errors)} error event(s); last: {h.errors[-1].get('message', '')[:100]}")
         r.findings.append(Finding("data", "data", lines,

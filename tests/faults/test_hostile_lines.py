@@ -171,6 +171,7 @@ def test_doctor_reads_through_and_says_how_many_lines_it_skipped(runs, where):
     assert p.returncode == 0, p.stderr
     h = load_run(runs[where])
     assert f"{h.skipped_lines} torn or garbled lines skipped of {h.lines}" in p.stdout
+    assert f"{h.repaired_lines} line(s) read without fields that held bad values" in p.stdout
     p = gpttui("doctor", str(runs[where]), "--json")
     no_traceback(p)
     assert p.returncode == 0
