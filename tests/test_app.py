@@ -365,7 +365,8 @@ DASHBOARD_PARTS = ("#header", "#status", "#chart", "#spark-loss", "#spark-mfu", 
                    "#spark-gn", "#evals", "#log", "Footer")   # all but the CPU/RAM figures, which tick
 
 
-def test_every_screen_opened_and_closed_leaves_the_dashboard_as_it_was(tmp_path, char_data):
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_every_screen_opened_and_closed_leaves_the_dashboard_as_it_was(tmp_path, char_data, size):
     """A screen's styles are loaded app-wide: unscoped, config.tcss hid the dashboard's status line."""
     run_dir = written_run(tmp_path, char_data)
     plan = make_plan(str(run_dir), [])
@@ -377,7 +378,7 @@ def test_every_screen_opened_and_closed_leaves_the_dashboard_as_it_was(tmp_path,
     async def go():
         app = GpttuiApp(plan)
         ctl = app.controller
-        async with app.run_test(size=(120, 40)) as pilot:
+        async with app.run_test(size=size) as pilot:
             await wait_for(pilot, lambda: not ctl.loading and "finished" in status(app), 30, "the history")
             await pilot.pause(0.3)
             before = shown(app)
@@ -406,6 +407,14 @@ def test_every_screen_opened_and_closed_leaves_the_dashboard_as_it_was(tmp_path,
             for name, key in (("help", "question_mark"), ("config", "c"), ("extend", "e"), ("sample", "g"),
                               ("doctor", "d")):
                 await open_and_close(name, keys(key), keys("escape"))
+                if name == "config":   # its styles once hid the sampling pane's status line too
+                    await pilot.press("g")
+                    await wait_for(pilot, lambda: type(app.screen).__name__ == "SampleScreen", 10, "sampling")
+                    sampling_status = app.screen.query_one("#status")
+                    await wait_for(pilot, lambda: sampling_status.region.height == 1 and screen_text(app, "#status"),
+                                   10, "the sampling pane's status line")
+                    await pilot.press("escape")
+                    await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 10, "sampling closed")
             await open_and_close("confirm", push(ConfirmScreen("Stop the run?", "…", [Choice(True, "Stop", "y"),
                                                                                     Choice(False, "Keep", "n")])),
                                  keys("n"))
