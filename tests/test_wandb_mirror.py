@@ -104,7 +104,7 @@ def test_missing_wandb_is_one_warning_and_the_run_finishes(tmp_path, char_data):
     warnings = [e["message"] for e in eng.events if e["type"] == "log" and "warning" in e["message"]]
     assert warnings == ["warning: not mirroring the run: wandb_log = True but the wandb package "
                         "is not installed: pip install 'gpttui[wandb]'"]
-    assert eng.events[-1] == {**eng.events[-1], "type": "state", "state": "finished"}
+    assert [e["state"] for e in eng.events if e["type"] == "state"][-1] == "finished"
     assert max(read_events(run, "step"), key=lambda e: e["iter"])["iter"] == 9
 
 
@@ -118,7 +118,7 @@ def test_a_refused_login_is_one_warning_and_the_run_finishes(tmp_path, char_data
     warnings = [e["message"] for e in eng.events if e["type"] == "log" and e["message"].startswith("warning:")]
     assert len(warnings) == 1 and "\n" not in warnings[0], warnings
     assert warnings[0].startswith("warning: not mirroring the run: W&B did not start (") and "WANDB_MODE=offline" in warnings[0]
-    assert eng.events[-1]["state"] == "finished"
+    assert [e["state"] for e in eng.events if e["type"] == "state"][-1] == "finished"
 
 
 class Blocking(mirror.Sink):
@@ -138,7 +138,7 @@ class Blocking(mirror.Sink):
 def test_a_stuck_sink_never_blocks_the_listener_and_keeps_every_eval():
     sink = Blocking()
     notes: list[str] = []
-    m = mirror.Mirror([lambda: sink], notes.append)
+    m = mirror.Mirror([("stuck", lambda: sink)], notes.append)
     n = mirror.MAX_QUEUED_STEPS * 3
     for it in range(n):            # returns although the sink takes nothing: the queue is bounded
         m.listener({"type": "step", "iter": it, "loss": 1.0}, "")
@@ -147,7 +147,7 @@ def test_a_stuck_sink_never_blocks_the_listener_and_keeps_every_eval():
     assert m.dropped >= n - mirror.MAX_QUEUED_STEPS - 1
     sink.release.set()
     m.close(timeout=30)
-    assert not m.thread.is_alive()
+    assert not any(f.thread.is_alive() for f in m.feeds)
     assert [e["iter"] for e in sink.seen if e["type"] == "eval"] == list(range(0, n, 100))
     assert len([e for e in sink.seen if e["type"] == "step"]) <= mirror.MAX_QUEUED_STEPS + 1
     assert notes == []
@@ -166,12 +166,12 @@ def test_a_failing_sink_is_said_once_and_switched_off():
     def refuse() -> mirror.Sink:
         raise PermissionError("login refused")
 
-    m = mirror.Mirror([refuse, Failing], notes.append)
+    m = mirror.Mirror([("refusing", refuse), ("flaky", Failing)], notes.append)
     for it in range(50):
         m.listener({"type": "step", "iter": it, "loss": 1.0}, "")
     m.close(timeout=30)
-    assert notes == ["warning: not mirroring the run: PermissionError: login refused",
-                     "warning: flaky mirror stopped: ConnectionError: network is unreachable"]
+    assert sorted(notes) == ["warning: flaky mirror stopped: ConnectionError: network is unreachable",
+                             "warning: not mirroring the run: PermissionError: login refused"]
 
 
 def test_tensorboard_mirror_follows_a_resume_from_an_earlier_checkpoint(tmp_path):
@@ -190,3 +190,56 @@ def test_tensorboard_mirror_follows_a_resume_from_an_earlier_checkpoint(tmp_path
     acc.Reload()
     shown = [(e.step, e.value) for e in acc.Scalars("step/loss")]
     assert shown == [(i, 1.0) for i in range(5)] + [(i, 2.0) for i in range(5, 10)]
+
+
+def test_a_sink_still_starting_at_the_end_is_left_behind_with_one_warning():
+    """A W&B login that hangs: the run's end waits only the start-up grace, says so once, and
+    the late failure of the abandoned login says nothing (the run's log is closed by then)."""
+    release = threading.Event()
+    notes: list[str] = []
+
+    def hanging_login() -> mirror.Sink:
+        release.wait()
+        raise ConnectionError("timed out")
+
+    m = mirror.Mirror([("W&B", hanging_login)], notes.append)
+    m.listener({"type": "eval", "iter": 0, "val_loss": 2.0}, "")
+    m.close(timeout=60, startup_grace=0.2)
+    assert notes == ["warning: W&B had not started when the run ended; not waiting for it"]
+    release.set()
+    m.feeds[0].thread.join(30)
+    assert not m.feeds[0].thread.is_alive() and len(notes) == 1
+
+
+def test_a_wandb_server_that_never_answers_neither_slows_training_nor_holds_the_exit(tmp_path, char_data):
+    """A real socket that accepts and never replies stands for a hung network: W&B (online, a
+    key set) waits on it in its side process; the run trains to the end, ends with one warning,
+    and the engine exits without waiting out W&B's own timeouts (90 s and more), its side
+    process and wandb-core gone."""
+    pytest.importorskip("wandb", reason="the [wandb] extra is not installed")
+    import socket
+
+    import psutil
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(server.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+    run = prepare_run(char_data, tmp_path / "run", **TINY_RUN, wandb_log=True)
+    env = {**offline_env(tmp_path), "WANDB_MODE": "online", "WANDB_API_KEY": "a" * 40,
+           "WANDB_BASE_URL": f"http://127.0.0.1:{server.getsockname()[1]}"}
+    eng = EngineProc(run, env=env)
+    try:
+        assert eng.finish(timeout=60) == 0, eng.stderr
+    finally:
+        eng.proc.kill()
+    assert [e["iter"] for e in read_events(run, "step")] == list(range(30))
+    warnings = [e["message"] for e in eng.events if e["type"] == "log" and e["message"].startswith("warning:")]
+    assert warnings == ["warning: W&B had not started when the run ended; stopped it (what it kept is in its "
+                        "wandb/ directory)"]
+    assert [e["state"] for e in eng.events if e["type"] == "state"][-1] == "finished"
+    left = [p for p in psutil.process_iter(["cmdline", "environ"])
+            if (p.info["environ"] or {}).get("WANDB_BASE_URL") == env["WANDB_BASE_URL"]]
+    assert left == []
+    server.close()
