@@ -114,7 +114,7 @@ def test_a_start_refused_by_a_running_engine_leaves_its_run_untouched(char_data,
     assert f"Resuming training from {run}" in again.stdout
 
 
-def test_replacing_a_run_is_said_or_refused_naming_force(char_data, tmp_path):
+def test_replacing_a_run_is_said_or_refused_naming_force(char_data, tmp_path, capsys):
     run = tmp_path / "run"
     cfg = write_py_config(tmp_path / "c.py", char_data, run, max_iters=10, lr_decay_iters=10)
     assert gpttui("train", str(cfg)).returncode == 0
@@ -127,7 +127,12 @@ def test_replacing_a_run_is_said_or_refused_naming_force(char_data, tmp_path):
     assert snapshot(run) == before
     with pytest.raises(launch.LaunchError, match="replace it with --force"):
         launch.make_plan(str(cfg), [])
+    with pytest.raises(launch.LaunchError, match="no data yet; prepare it first"):
+        launch.make_plan(str(cfg), [f"--data_dir={tmp_path / 'not-yet'}"], force=True)
     assert snapshot(run) == before
+    plan = launch.make_plan(str(cfg), ["--max_iters=7", "--lr_decay_iters=7"], force=True)
+    assert plan.run_dir == run and C.load(run).config.max_iters == 7
+    assert capsys.readouterr().err.startswith(f"warning: --force: replacing the run in {run} (ckpt.pt at iteration 10")
 
     forced = gpttui("train", str(cfg), "--force", "--max_iters=5", "--lr_decay_iters=5")
     assert forced.returncode == 0, forced.stderr

@@ -118,6 +118,9 @@ def _new_run_plan(loaded: C.LoadedConfig, world: int, force: bool):
         raise LaunchError(f"{run_dir}: already holds a run ({directory.describe_run(run_dir)}): open it with "
                           f"`gpttui launch {run_dir}` to resume, choose another out_dir, or replace it with --force")
     need = _missing_data(cfg)
+    if need is not None and replaced:  # the dashboard writes config.toml after preparing, never over a run
+        raise LaunchError(f"{need.data_dir}: no data yet; prepare it first (`gpttui prepare ... --out "
+                          f"{need.data_dir}`), then replace the run in {run_dir} with --force")
     if need is None:
         cfg, _ = directory.prepare(cfg, run_dir, force=force)  # writes RUN_DIR/config.toml, under the run's lock
         loaded = C.LoadedConfig(cfg, loaded.source, loaded.source_text, loaded.overrides)
