@@ -319,6 +319,59 @@ def test_the_named_crashes_are_gone(name, tmp_path):
     assert (h.skipped_lines, h.repaired_lines) == ((1, 0) if name == "huge_iter" else (0, 1))
 
 
+def test_attach_reads_the_hostile_history_then_takes_live_events(runs, tmp_path):
+    """The dashboard on a live engine (a fake one: its lock, engine.json and control socket)
+    whose metrics.jsonl holds every hostile line: the good history, the counts for the doctor
+    panel, then live events, hostile ones among them, over the socket."""
+    import queue
+
+    from app_helpers import wait_for
+
+    from gpttui.app import LaunchPlan
+    from gpttui.ipc.server import ControlServer, socket_path
+    from gpttui.run import engine_state
+
+    rd = tmp_path / "run"
+    rd.mkdir()
+    for name in ("config.toml", "metrics.jsonl"):
+        (rd / name).write_bytes((runs["before"] / name).read_bytes())
+    # the dashboard signals the engine's pid when it quits: a stand-in process takes it, not pytest
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    es = engine_state.EngineStatus(rd)
+    es.acquire()
+    server = ControlServer(socket_path(rd), queue.Queue().put)
+    server.start()
+    es.update(state="running", socket=str(server.path), pid=stand_in.pid)
+    es._write()
+    want = load_run(rd)
+
+    async def scenario():
+        app = GpttuiApp(LaunchPlan(rd, C.load(rd), start=False, attach=True))
+        ctl = app.controller
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_for(pilot, lambda: not ctl.loading and ctl.live is not None and server.client_count == 1, 60)
+            h = ctl.live.history
+            assert (h.skipped_lines, h.repaired_lines) == (want.skipped_lines, want.repaired_lines)
+            assert [s.iter for s in h.steps] == list(range(GOOD_STEPS))
+            for line in hostile_lines()[::7] + [protocol.encode(protocol.event(
+                "step", GOOD_STEPS, loss=1.5, lr=1e-3, dt_ms=10.0, tokens_per_s=1.0, mfu=0.01, grad_norm=1.0))]:
+                text = line if isinstance(line, str) else line.decode("utf-8", "replace")
+                server.publish({"type": "log"}, text.rstrip("\n") + "\n")
+            await wait_for(pilot, lambda: ctl.live.history.steps[-1].iter == GOOD_STEPS, 30)
+            await pilot.press("d")
+            await pilot.pause(0.5)
+        return app
+
+    try:
+        app = asyncio.run(scenario())
+    finally:
+        server.close()
+        es.close("stopped")
+        stand_in.kill()
+        stand_in.wait()
+    assert app.return_code in (0, None)
+
+
 @pytest.mark.parametrize("command", ["open", "attach"])
 def test_the_dashboard_commands_exit_1_when_the_dashboard_dies(command, runs, monkeypatch, tmp_path):
     """The dashboard's own exception handler prints the traceback; the command must not say 0."""
