@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 from pathlib import Path
 
@@ -36,11 +37,12 @@ def test_interrupted_write_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch
 
     def torn_save(obj, f):
         f.write(b"PK\x03\x04 half a zip")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(K.torch, "save", torn_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match="No space left on device") as e:
         K.save(path, small_ckpt(9))
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)  # the file asked for, not the temporary
     assert K.load(path)["iter_num"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary left behind
 
