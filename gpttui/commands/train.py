@@ -88,9 +88,10 @@ def runner_flags(args: argparse.Namespace) -> list[str]:
 
 
 def replaced_run(cfg: C.TrainConfig) -> str | None:
-    """What a start from scratch in cfg.out_dir replaces, or None when it holds no run."""
+    """What a new start in cfg.out_dir (from scratch or pretrained weights) replaces, or None when
+    it holds no run."""
     rd = Path(cfg.out_dir)
-    if cfg.init_from != "scratch" or not (rd / layout.CKPT).is_file():
+    if cfg.init_from == "resume" or not (rd / layout.CKPT).is_file():
         return None
     return (f"replacing the run in {rd} ({directory.describe_run(rd)}): the new run's checkpoints "
             f"overwrite it and its metrics.jsonl continues with the new run")
