@@ -37,7 +37,7 @@ def replacing(path: str | Path) -> Iterator[BinaryIO]:
         os.replace(tmp, p)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        if e.filename is not None:
+        if e.filename is not None or e.errno is None:  # named already, or no errno to name it with
             raise
         raise OSError(e.errno, e.strerror, str(p)) from e  # a failed write (ENOSPC): say which file
     except BaseException:
