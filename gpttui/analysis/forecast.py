@@ -49,16 +49,16 @@ from gpttui.run import config as C
 from gpttui.run.history import RunHistory
 from gpttui.run.schedule import lr_array, wsd_decay_start
 
-ANNEAL_GAIN = 0.035      # prior: loss fraction removed per unit of normalised lr decay ...
-ANNEAL_SD = 0.01         # ... and its spread
-ANNEAL_LAG = 0.99        # per-iteration EMA factor of the lr the loss "feels"
+ANNEAL_GAIN = 0.05       # prior: loss fraction removed per unit of normalised lr decay ...
+ANNEAL_SD = 0.03         # ... and its spread
+ANNEAL_LAG = 0.97        # per-iteration EMA factor of the lr the loss "feels"
 NOISE_REL = 0.005        # prior eval noise, as a fraction of the loss
 NOISE_DOF = 2.0          # weight of that prior against the residuals, in degrees of freedom
 LAMBDAS = np.linspace(-2.0, 1.0, 41)
 MIN_POINTS = 3
-FIT_START = 0.4          # evals before this fraction of the last one are the initial transient
+FIT_START = 0.3          # evals before this fraction of the last one are the initial transient
 BAND_Z = 1.645           # a two-sided 90% band
-BAND_SCALE = 1.4
+BAND_SCALE = 1.8
 USE_TRAIN = True         # fit the evals' train losses too (offset), unless the gap grows
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
