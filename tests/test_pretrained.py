@@ -124,8 +124,8 @@ def test_weights_that_do_not_fit_are_one_line_naming_the_file(tmp_path):
 
 def test_a_path_without_config_json_or_weights_is_a_config_error(tmp_path):
     write_hf(tmp_path / "noconfig", hf_gpt2(), config=False)
-    with pytest.raises(C.ConfigError, match="config.json"):
-        C.load(None, [f"--init_from={tmp_path / 'noconfig'}"])
+    errs = C.validate(C.load(None, [f"--init_from={tmp_path / 'noconfig'}"]).config)
+    assert len(errs) == 1 and errs[0].startswith("init_from:") and "config.json" in errs[0]
     errs = C.validate(C.TrainConfig(init_from=str(tmp_path / "nothing" / "model.safetensors")))
     assert len(errs) == 1 and errs[0].startswith("init_from:") and "no such file" in errs[0]
     assert any("init_from" in e for e in C.validate(C.TrainConfig(init_from="gpt3")))
@@ -137,6 +137,9 @@ def test_gpt2_names_take_gpt2s_shape_and_find_the_hugging_face_cache(tmp_path, m
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
     cfg = C.load(None, ["--init_from=gpt2-medium", "--n_layer=2", "--dropout=0.1"]).config
     assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.bias, cfg.dropout) == (24, 16, 1024, 50257, True, 0.1)
+    assert C.validate(C.load(None, ["--init_from=gpt2", "--block_size=256"]).config) == []      # cropped
+    errs = C.validate(C.load(None, ["--init_from=gpt2", "--block_size=2048"]).config)
+    assert errs == ["block_size: 2048 is beyond the 1024 positions of 'gpt2'"]
     with pytest.raises(run_pretrained.PretrainedError) as e:
         run_pretrained.weights_file("gpt2")
     assert "\n" not in str(e.value) and "--init_from=" in str(e.value) and "huggingface.co" in str(e.value)
@@ -189,3 +192,20 @@ def test_a_pretrained_start_never_replaces_a_run_without_force(tmp_path, char_da
     with pytest.raises(directory.RunDirError, match="already holds a run"):
         directory.prepare(cfg)
     assert (run / layout.CKPT).read_bytes() == b"the old run's checkpoint"
+
+
+def test_a_run_started_from_weights_that_are_gone_still_loads_and_resumes(tmp_path, char_data):
+    """The shape is written into the run's config.toml; the weights are needed only to start."""
+    import shutil
+
+    from gpttui.run import directory
+
+    d = write_hf(tmp_path / "w", hf_gpt2())
+    cfg = C.load(None, [f"--init_from={d}", f"--data_dir={char_data}", f"--out_dir={tmp_path / 'run'}",
+                        "--block_size=16"]).config
+    directory.prepare(cfg)
+    shutil.rmtree(d)
+    again = C.load(tmp_path / "run", ["--init_from=resume"]).config
+    assert (again.n_layer, again.n_embd, again.vocab_size, again.bias, again.block_size) == (2, 16, 97, True, 16)
+    assert C.validate(again) == []
+    assert any("no such file" in e for e in C.validate(C.load(tmp_path / "run").config))   # a new start needs them

@@ -378,8 +378,8 @@ def load(path: str | Path | None = None, overrides: list[str] | dict[str, Any] |
     values.update(ov)
     try:
         values = pretrained.shaped(values)  # init_from = 'gpt2...' or a path: the model's own shape
-    except pretrained.PretrainedError as e:
-        raise ConfigError(str(e)) from None
+    except pretrained.PretrainedError:
+        pass  # validate() says it where it matters; a run directory keeps the shape it was written with
     return LoadedConfig(build(values), source, text, ov)
 
 
@@ -437,9 +437,10 @@ def validate(cfg: TrainConfig) -> list[str]:
     if cfg.init_from not in INIT_FROM and not pretrained.is_path(cfg.init_from):
         errs.append(f"init_from: expected one of {', '.join(INIT_FROM)} or a path to a Hugging Face "
                     f"model.safetensors; got {cfg.init_from!r}")
-    elif pretrained.is_path(cfg.init_from):
-        try:
-            pretrained.weights_file(cfg.init_from)
+    elif pretrained.is_pretrained(cfg.init_from):
+        try:  # a path: the weights, and the config.json beside them
+            if error := pretrained.block_error(cfg.init_from, cfg.block_size):
+                errs.append(error)
         except pretrained.PretrainedError as e:
             errs.append(str(e))
     if not DEVICE_RE.match(cfg.device):

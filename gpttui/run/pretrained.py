@@ -99,13 +99,19 @@ def model_shape(init_from: str) -> dict[str, Any]:
 
 def shaped(values: dict[str, Any]) -> dict[str, Any]:
     """Config values with the pretrained model's shape in place of the configured one, as
-    nanoGPT's train.py does (dropout stays the config's; block_size is cropped, never raised)."""
+    nanoGPT's train.py does (dropout stays the config's; block_size may crop the positions)."""
     init_from = values.get("init_from", "scratch")
     if not isinstance(init_from, str) or not is_pretrained(init_from):
         return values
     shape = model_shape(init_from)
     positions = shape.pop("block_size")
-    block = values.get("block_size", min(GPT2_POSITIONS, positions))  # (TrainConfig's default)
-    if isinstance(block, int) and block > positions:
-        raise PretrainedError(f"block_size: {block} is beyond the {positions} positions of {init_from!r}")
+    block = values.get("block_size", min(GPT2_POSITIONS, positions))  # (TrainConfig's default); more: block_error
     return {**values, **shape, "block_size": block}
+
+
+def block_error(init_from: str, block_size: int) -> str | None:
+    """A context longer than the pretrained model's positions, as one line; None when it fits."""
+    positions = model_shape(init_from)["block_size"]
+    if block_size > positions:
+        return f"block_size: {block_size} is beyond the {positions} positions of {init_from!r}"
+    return None
