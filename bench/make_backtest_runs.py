@@ -7,8 +7,8 @@ bench/data/backtest/NAME/ (metrics.jsonl trimmed to the hello, the evals and thi
 config.toml), a few tens of KB each. A run already kept is skipped, so the script resumes.
 
 The runs span the lr schedules (cosine, constant, warmup-stable-decay, linear decay), warm-up
-lengths, three model sizes, character data (tiny Shakespeare, all of it or a small slice that
-many epochs overfit) and GPT-2 BPE data (docstrings of this Python's standard library: real
+lengths, three model sizes, character data (tiny Shakespeare, all of it, a slice repeated for
+many epochs, and a tiny slice repeated until it overfits) and GPT-2 BPE data (docstrings of this Python's standard library: real
 English every Linux machine with Python has), learning rates from too low to too high.
 
 `split(name)` is the fixed rule that makes the tuning half and the held-out half (runs of each
@@ -35,7 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "data" / "backtest"
 SHAKESPEARE = ROOT / "gpttui" / "assets" / "tinyshakespeare.txt"
-SMALL_CHARS = 30_000          # the slice of tiny Shakespeare that many epochs overfit
+SMALL_CHARS = 30_000          # a slice of tiny Shakespeare repeated for ~14 epochs
+TINY_CHARS = 5_000            # a slice repeated for ~80 epochs: val turns up (overfits)
 STDLIB_TEXT_BYTES = 2_000_000  # docstrings taken from the standard library (~0.5M GPT-2 tokens)
 STEP_EVERY = 5                # steps kept in the trimmed metrics.jsonl
 
@@ -55,7 +56,7 @@ SCHEDULES = {  # decay_lr, lr_schedule, decay_frac
 @dataclass
 class Spec:
     name: str
-    data: str                     # "char", "char_small" or "bpe"
+    data: str                     # "char", "char_small", "char_tiny" or "bpe"
     size: str
     schedule: str
     lr: float
@@ -102,10 +103,12 @@ def _runs() -> list[Spec]:
         add("char", "s", "cos", 3e-3, 320, warmup)
     add("char", "s", "wsd", 3e-3, 480, 50)
     add("char", "m", "lin", 3e-3, 300, 10)
-    # a small slice repeated for many epochs: the m model overfits, val turns up
+    # small slices repeated for many epochs (the tiny one overfits: val turns up)
     for size, schedule, lr in (("m", "cos", 3e-3), ("m", "const", 2e-3), ("s", "cos", 1e-2), ("m", "wsd", 3e-3)):
         add("char_small", size, schedule, lr, 480, 20)
     add("char_small", "m", "cos", 3e-3, 480, 20, dropout=0.2)
+    for schedule, lr in (("cos", 3e-3), ("const", 2e-3)):
+        add("char_tiny", "m", schedule, lr, 480, 20)
     # GPT-2 BPE on the standard library's docstrings, one pass
     # (the 50304-token output layer makes these the slow ones: few, mostly the xs model)
     for size, schedule, lr in (("xs", "cos", 3e-3), ("s", "cos", 2e-3), ("xs", "wsd", 3e-3), ("xs", "cos", 3e-2)):
@@ -159,13 +162,18 @@ def gpttui(*args: str, cwd: Path | None = None) -> None:
 
 
 def make_data(work: Path) -> dict[str, Path]:
-    dirs = {"char": work / "char", "char_small": work / "char_small", "bpe": work / "bpe"}
+    dirs = {"char": work / "char", "char_small": work / "char_small", "char_tiny": work / "char_tiny",
+            "bpe": work / "bpe"}
     if not (dirs["char"] / "train.bin").exists():
         gpttui("prepare", str(SHAKESPEARE), "--tokenizer", "char", "--out", str(dirs["char"]), "--workers", "1")
     if not (dirs["char_small"] / "train.bin").exists():
         small = work / "shakespeare_small.txt"
         small.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:SMALL_CHARS], encoding="utf-8")
         gpttui("prepare", str(small), "--tokenizer", "char", "--out", str(dirs["char_small"]), "--workers", "1")
+    if not (dirs["char_tiny"] / "train.bin").exists():
+        tiny = work / "shakespeare_tiny.txt"
+        tiny.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:TINY_CHARS], encoding="utf-8")
+        gpttui("prepare", str(tiny), "--tokenizer", "char", "--out", str(dirs["char_tiny"]), "--workers", "1")
     if not (dirs["bpe"] / "train.bin").exists():
         src = work / "stdlib_docstrings.jsonl"
         with open(src, "w", encoding="utf-8") as f:

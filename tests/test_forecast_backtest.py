@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gpttui.analysis import doctor, forecast
@@ -31,7 +32,7 @@ def half_cut(run_dir: Path):
 def test_the_corpus_is_there_and_split():
     assert len(HELD_OUT) >= 12
     kinds = {d.name.split("-")[0] for d in HELD_OUT}
-    assert kinds == {"char", "char_small", "bpe"}
+    assert kinds == {"char", "char_small", "char_tiny", "bpe"}
 
 
 def test_the_band_holds_the_last_eval_on_most_held_out_runs():
@@ -67,3 +68,19 @@ def test_the_dashboards_projection_is_the_doctors_forecast(index):
     assert at_end.iter == h.max_iters
     assert p.central[-1] == pytest.approx(at_end.val_loss) and p.high[-1] == pytest.approx(at_end.high)
     assert forecast.projection(h) is None        # finished: nothing left to project
+
+
+def test_a_growing_val_train_gap_is_followed():
+    """Repeated data: train keeps falling along the law while val - train grows; val is forecast
+    as both, so it turns up instead of following train down."""
+    its = np.arange(50, 1001, 50)
+    train = 1.5 + 2.0 * its ** -0.5
+    val = train + 0.0004 * its
+    sched = np.ones(2001)
+    f = forecast.fit(its, val, sched, train)
+    assert f is not None and f.gap is not None
+    truth = 1.5 + 2.0 * 2000 ** -0.5 + 0.0004 * 2000
+    p = f.predict(2000)
+    assert p.low <= truth <= p.high and abs(p.val_loss - truth) / truth < 0.01
+    without = forecast.fit(its, val, sched)                # val alone: the law can't turn up
+    assert without is None or without.predict(2000).val_loss < truth - 0.1

@@ -378,6 +378,11 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     sched, r.forecast_note = F.run_schedule(h, cfg, horizon, max(forecast_at or 0, last_eval))
     trains = [e.train_loss for e in h.evals if e.val_loss is not None]
     fit = F.fit(its, vals, sched / sched.max(), trains)
+    usable = [i for i in its if i > 0 and i >= F.FIT_START * last_eval]
+    if fit is None and len(usable) >= F.MIN_POINTS:
+        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"],
+                       "no forecast: the val loss is not falling over the evals past the initial transient",
+                       "note")
     if fit is None:
         return Finding("forecast", "forecast", [f"{len(its)} eval(s)"],
                        f"needs at least {F.MIN_POINTS} evals past the first {F.FIT_START:.0%} of the run: "
