@@ -72,6 +72,12 @@ def test_a_float32_log_gets_mfu_against_the_float32_peak():
     assert "(float32)" in mfu_line
     plain = doctor.diagnose(load_run(LOG_40M), device="RTX 4070")      # no dtype said: nanoGPT's bf16
     assert plain.mfu["device_peak_flops"] == bf16
+    # without --device: nanoGPT's A100 constant is its bf16 peak; a float32 run is also put
+    # against the A100's float32 (TF32) peak
+    nodev = doctor.diagnose(h)
+    assert nodev.mfu["steady_vs_a100_dtype"] == pytest.approx(
+        nodev.mfu["steady_vs_a100"] * 312e12 / table_peak("A100", "float32"), rel=1e-3)
+    assert "steady_vs_a100_dtype" not in doctor.diagnose(load_run(LOG_40M)).mfu
 
 
 @pytest.mark.parametrize("echoed", [True, False])

@@ -657,6 +657,11 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
             m["steady_vs_a100"] = round(achieved / NANOGPT_A100_PEAK, 5)
             lines.append(f"steady state {m['steady_vs_a100']:.2%} vs the A100 constant "
                          f"({achieved / 1e12:.1f} TFLOP/s achieved{per_gpu}; evals excluded)")
+            a100_dtype = table_peak("A100", dtype)
+            if a100_dtype and a100_dtype != NANOGPT_A100_PEAK:   # the constant is the bf16 peak
+                m["steady_vs_a100_dtype"] = round(achieved / a100_dtype, 5)
+                lines.append(f"trained in {dtype}: {m['steady_vs_a100_dtype']:.2%} of an A100's {dtype} peak "
+                             f"({a100_dtype / 1e12:.0f} TFLOP/s; nanoGPT's constant is its bf16 peak)")
         if peak:
             m["mfu"] = round(achieved / peak, 5)
     elif h.kind != "nanogpt-log" and vals and peak:
