@@ -46,3 +46,11 @@ def test_cosine_and_wsd_schedules():
 def test_warm_up_is_linear_and_constant_ignores_it():
     assert [lr_at(BASE, i) for i in (0, 4, 9)] == pytest.approx([1 / 11, 5 / 11, 10 / 11])
     assert lr_at(C.replace(BASE, decay_lr=False), 0) == 1.0
+
+
+def test_warm_up_past_the_decay_starts_as_nanogpt_does():
+    """`python train.py --max_iters=20` keeps nanoGPT's warmup_iters=2000: nanoGPT trains it (the rate
+    never leaves warm-up), so gpttui's start-up check takes it too; only a live change refuses it."""
+    cfg = C.replace(C.DEFAULTS, max_iters=20, lr_decay_iters=20)
+    assert C.validate(cfg) == []
+    assert [lr_at(cfg, it) for it in (0, 19)] == [cfg.learning_rate / 2001, cfg.learning_rate * 20 / 2001]

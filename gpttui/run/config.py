@@ -423,8 +423,6 @@ def validate(cfg: TrainConfig) -> list[str]:
     for name in ("weight_decay", "grad_clip", "peak_flops"):
         if getattr(cfg, name) < 0:
             errs.append(f"{name}: must be >= 0, got {getattr(cfg, name)}")
-    if cfg.decay_lr and cfg.lr_schedule == "cosine" and cfg.warmup_iters > cfg.lr_decay_iters:
-        errs.append(f"warmup_iters: {cfg.warmup_iters} is beyond lr_decay_iters={cfg.lr_decay_iters}")
     if cfg.decay_lr and cfg.lr_schedule == "wsd":
         if not 0.0 < cfg.decay_frac <= 1.0:
             errs.append(f"decay_frac: must be in (0, 1], got {cfg.decay_frac}")

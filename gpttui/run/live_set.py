@@ -58,6 +58,9 @@ def problems(cfg: C.TrainConfig, limits: RunLimits | None = None) -> list[str]:
     for name in ITER_FIELDS:
         if getattr(cfg, name) > MAX_ITERS:
             errs.append(f"{name}: {getattr(cfg, name):,} is beyond any run (at most {MAX_ITERS:,})")
+    if cfg.decay_lr and cfg.lr_schedule == "cosine" and cfg.warmup_iters > cfg.lr_decay_iters:
+        # nanoGPT starts such a run (it stays in warm-up), but changed live it is a typo, not a plan
+        errs.append(f"warmup_iters: {cfg.warmup_iters} is beyond lr_decay_iters={cfg.lr_decay_iters}")
     if cfg.max_iters < limits.iter_num:
         errs.append(f"max_iters: {cfg.max_iters:,} is behind the run, which is at iter {limits.iter_num:,}")
     if cfg.eval_iters > MAX_EVAL_ITERS:
