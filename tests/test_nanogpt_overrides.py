@@ -153,3 +153,19 @@ def test_a_tokens_comment_is_checked_like_the_parameter_comment():
     assert "config/train_fineweb.py:22 promises ~3B tokens" in tokens.verdict and "6.29B" in tokens.verdict
     assert doctor.token_promises("max_iters = 600000  # this makes total number of tokens be 300B") == [(1, 300e9)]
     assert doctor.token_promises("# 1 batch_size * 32 grad_accum * 1024 tokens = 32,768 tokens/iter") == []
+
+
+# nanoGPT's own train.py (karpathy/nanoGPT, unmodified) run on this CPU with the stock
+# config/train_shakespeare_char.py and command-line overrides, stopped at iter 130 of 640
+CPU_LOG = Path(__file__).resolve().parent / "fixtures" / "nanogpt_runs" / "train_log_shakespeare_char_cpu.txt"
+
+
+def test_a_real_nanogpt_log_with_unquoted_overrides():
+    h = load_run(CPU_LOG)
+    cfg = h.train_config()
+    assert (cfg.dtype, cfg.out_dir, cfg.device, cfg.compile) == ("float32", "out-cos", "cpu", False)
+    assert (cfg.n_layer, cfg.n_embd, cfg.max_iters, cfg.beta2, cfg.min_lr) == (3, 96, 640, 0.99, 1e-4)
+    assert h.config_unknown == {} and h.tokens_per_iter == 768
+    r = doctor.diagnose(h, device="RTX 4070")
+    assert r.forecast_note.startswith("cosine schedule (decay to iter 640, warm-up 20)")
+    assert r.mfu["device_peak_flops"] == table_peak("RTX 4070", "float32")
