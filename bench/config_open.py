@@ -2,7 +2,8 @@
 (key ?) opened the same way as the baseline: median of several opens each.
 
 "Open" is from the key press until the editor's first field has focus and shows a key typed
-right after c, i.e. until the user can type into it. The run is a finished tiny run written
+right after c, i.e. until the user can type into it: wall time, and the CPU time the process
+spent meanwhile (less sensitive to other load on the machine). The run is a finished tiny run written
 directly (no engine), the app headless (App.run_test) at 120x40.
 
     python bench/config_open.py [--opens 7]
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -48,7 +50,7 @@ def written_run(root: Path) -> LaunchPlan:
 
 async def measure(plan: LaunchPlan, opens: int) -> dict[str, list[float]]:
     app = GpttuiApp(plan)
-    times: dict[str, list[float]] = {"help": [], "config": []}
+    times: dict[str, list[float]] = {"help": [], "config": [], "help_cpu": [], "config_cpu": []}
 
     async def until(pred, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -62,7 +64,7 @@ async def measure(plan: LaunchPlan, opens: int) -> dict[str, list[float]]:
         await pilot.pause(0.5)
         for _ in range(opens):
             for name, key, cls in (("help", "question_mark", HelpScreen), ("config", "c", ConfigScreen)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 await pilot.press(key)
                 if cls is ConfigScreen:
                     await pilot.press("9")   # typed at once: the editor is ready when the field has it
@@ -76,6 +78,7 @@ async def measure(plan: LaunchPlan, opens: int) -> dict[str, list[float]]:
                         return isinstance(app.screen, cls) and app.screen.is_mounted
                 await until(ready)
                 times[name].append(time.perf_counter() - t0)
+                times[f"{name}_cpu"].append(time.process_time() - c0)
                 await pilot.press("escape")
                 await until(lambda: isinstance(app.screen, DashboardScreen))
                 await pilot.pause(0.2)
@@ -88,11 +91,14 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         times = asyncio.run(measure(written_run(Path(tmp)), args.opens))
-    help_s, config_s = statistics.median(times["help"]), statistics.median(times["config"])
-    print(f"help screen (baseline)  median {help_s * 1000:7.1f} ms  of {len(times['help'])} opens")
-    print(f"config editor           median {config_s * 1000:7.1f} ms  of {len(times['config'])} opens "
-          f"(first {times['config'][0] * 1000:.1f} ms, then {statistics.median(times['config'][1:]) * 1000:.1f} ms)")
-    print(f"ratio config / help     {config_s / help_s:.1f}x")
+    for name, what in (("help", "help screen (baseline)"), ("config", "config editor")):
+        wall, cpu = times[name], times[f"{name}_cpu"]
+        print(f"{what:24s} median {statistics.median(wall) * 1000:7.1f} ms wall, "
+              f"{statistics.median(cpu) * 1000:7.1f} ms CPU  of {len(wall)} opens "
+              f"(first {wall[0] * 1000:.1f} ms wall, {cpu[0] * 1000:.1f} ms CPU)")
+    print(f"ratio config / help      {statistics.median(times['config']) / statistics.median(times['help']):.1f}x wall, "
+          f"{statistics.median(times['config_cpu']) / statistics.median(times['help_cpu']):.1f}x CPU")
+    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return 0
 
 

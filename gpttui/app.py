@@ -183,7 +183,7 @@ class GpttuiApp(App[int]):
         ctl = self.controller
         # Pause <-> Resume, Resume after a failure, Undo while the engine offers one
         key = (ctl.engine_alive, ctl.can_resume, ctl.display_state, ctl.live.undo is not None)
-        if key != self._bindings_key:
+        if key != self._bindings_key and self.screen_stack:   # (no screen left while the app closes)
             self._bindings_key = key
             self.refresh_bindings()
 

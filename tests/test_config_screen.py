@@ -18,6 +18,8 @@ SIDE = "#side"
 
 
 async def type_into(pilot, field: str, text: str) -> None:
+    # the groups below the first screenful are built once the editor shows
+    await wait_for(pilot, lambda: pilot.app.screen.query(f"#f-{field}"), 10, f"the {field} field")
     pilot.app.screen.query_one(f"#f-{field}", Input).focus()
     await pilot.pause()
     await pilot.press("end", "ctrl+u", *text)   # clear the old value, type the new

@@ -40,6 +40,7 @@ from gpttui.run import layout, sizing
 from gpttui.screens.controller import RunController
 from gpttui.widgets.system import device_memory
 
+FIRST_GROUPS = 2   # field groups built before the editor first shows (model, data: a screenful)
 NARROW = 110   # below this many columns the help column gives way to the focused field's help line
 
 
@@ -79,6 +80,7 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self.texts = {n: format_value(getattr(self.base, n)) for n in C.FIELDS}   # what the inputs hold
         self._reopened = False   # refill the form from `base` when shown again (reopen_for)
         self.ready = asyncio.Event()   # set once a field has focus: the opener holds keys till then
+        self.complete = asyncio.Event()   # set once every field's input is there (FIRST_GROUPS first)
         self._enabled: tuple[bool | None, bool | None] | None = None
         self._shown: dict[str, Text] = {}
         self._status_error = False
@@ -116,11 +118,7 @@ class ConfigScreen(Screen[ConfigChange | None]):
             with VerticalScroll(id="form"), Horizontal(id="fields"):
                 yield Static(id="names")
                 with Vertical(id="inputs"):
-                    for group in C.GROUPS:
-                        yield Static("", classes="gap")
-                        for name, f in C.FIELDS.items():
-                            if f.metadata["group"] == group:
-                                yield Input(format_value(getattr(self.base, name)), id=f"f-{name}", compact=True)
+                    yield from self._group_inputs(C.GROUPS[:FIRST_GROUPS])   # the rest once it shows
                 yield Static(self._helps(), id="helps")
             with VerticalScroll(id="side"):
                 yield Static(id="problems")
@@ -149,23 +147,34 @@ class ConfigScreen(Screen[ConfigChange | None]):
             return f"Config of the run in {self.base.out_dir}{at}{src}"
         return f"Config{src}"
 
+    def _group_inputs(self, groups: tuple[str, ...]) -> list[Static | Input]:
+        out: list[Static | Input] = []
+        for group in groups:
+            out.append(Static("", classes="gap"))
+            out += [Input(self.texts[n], id=f"f-{n}", compact=True) for n in self.names
+                    if C.FIELDS[n].metadata["group"] == group]
+        return out
+
     def on_mount(self) -> None:
         self._recompute()
         # at once, not after a refresh as widget.focus() does: keys typed right after c go there
         self.set_focus(self.query_one("#f-n_layer", Input))
         self.ready.set()
         self.set_class(self.size.width < NARROW, "-narrow")
+        self.call_after_refresh(self._mount_rest)
+
+    async def _mount_rest(self) -> None:
+        """The field groups below the first screenful, built once the editor shows (lazily: the
+        editor opens at the cost of a few fields, not of all of them)."""
+        await self.query_one("#inputs", Vertical).mount_all(self._group_inputs(C.GROUPS[FIRST_GROUPS:]))
+        self.complete.set()
 
     def on_screen_resume(self) -> None:
         if not self._reopened:
             return
         self._reopened = False
-        for name in self.names:   # only the fields left edited: each change re-checks the form
-            box = self.query_one(f"#f-{name}", Input)
-            text = format_value(getattr(self.base, name))
-            self.texts[name] = text
-            if box.value != text:
-                box.value = text
+        self.texts = {n: format_value(getattr(self.base, n)) for n in C.FIELDS}
+        self._fill_inputs()
         self.query_one("#title", Static).update(self._title())
         self.query_one("#path", Input).value = self.loaded.source or ""
         self._status("")
@@ -300,6 +309,14 @@ class ConfigScreen(Screen[ConfigChange | None]):
             t.append("\n✗ " + "; ".join(problems), style="bold red")
         self.query_one("#field-help", Static).update(t)
 
+    def _fill_inputs(self) -> None:
+        """Show `texts` in the inputs built so far (those still to come are made from it); only
+        the ones that differ: each change re-checks the form."""
+        for box in self.query("#inputs Input").results(Input):
+            text = self.texts[(box.id or "")[2:]]
+            if box.value != text:
+                box.value = text
+
     def action_move(self, step: int) -> None:
         names = self.names
         focused = self.focused
@@ -308,7 +325,8 @@ class ConfigScreen(Screen[ConfigChange | None]):
         else:
             i = 0 if step > 0 else len(names) - 1
         # at once, not after a refresh as widget.focus() does: keys typed right after go there
-        self.set_focus(self.query_one(f"#f-{names[i]}", Input))
+        for box in self.query(f"#f-{names[i]}").results(Input):   # (none while the rest is built)
+            self.set_focus(box)
 
     @on(Input.Submitted, "#inputs Input")
     def _next_field(self) -> None:
@@ -391,9 +409,8 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self.loaded = loaded
         if not self.live:
             self.base = loaded.config
-        for name in self.names:
-            self.texts[name] = format_value(getattr(loaded.config, name))
-            self.query_one(f"#f-{name}", Input).value = self.texts[name]
+        self.texts = {n: format_value(getattr(loaded.config, n)) for n in C.FIELDS}
+        self._fill_inputs()
         self.query_one("#title", Static).update(self._title())
         self._recompute()
         self._status(f"opened {loaded.source}")
