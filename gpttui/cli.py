@@ -26,7 +26,7 @@ COMMANDS = {
     "sample": "generate text from a checkpoint (nanoGPT sample.py flags)",
     "open": "open runs or nanoGPT logs read-only in the dashboard",
     "doctor": "judge a run or log: trends, forecast, overheads, true MFU",
-    "export": "write a run's steps and evals as csv, parquet or jsonl",
+    "export": "write a run's steps and evals as csv, parquet, jsonl or TensorBoard files; charts as png/svg/pdf",
     "attach": "reconnect the dashboard to a detached running engine",
 }
 

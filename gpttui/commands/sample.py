@@ -50,7 +50,8 @@ def _top_k(text: str) -> int | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--init_from", default="resume", help="only 'resume' (a checkpoint); nanoGPT's gpt2* need a download")
+    p.add_argument("--init_from", default="resume",
+                   help="only 'resume' (a checkpoint); GPT-2's weights come in by training from them (--init_from=DIR)")
     p.add_argument("--out_dir", default="out", type=_nano_str, help="run directory; its ckpt.pt is sampled")
     p.add_argument("--ckpt", default="", type=_nano_str, help="a checkpoint file to sample instead of OUT_DIR/ckpt.pt")
     p.add_argument("--start", default="\n", type=_nano_str,
@@ -86,8 +87,9 @@ def sampler_argv(device: str = "auto", dtype: str = "auto") -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     if args.init_from != "resume":
-        print(f"error: init_from: only 'resume' is supported (got {args.init_from!r}); pretrained GPT-2 "
-              f"weights would need a download", file=sys.stderr)
+        print(f"error: init_from: only 'resume' is supported (got {args.init_from!r}); to sample GPT-2's "
+              f"weights, train a run from them first (gpttui train --init_from=DIR, DIR holding model.safetensors)",
+              file=sys.stderr)
         return 2
     ckpt = Path(args.ckpt) if args.ckpt else Path(args.out_dir) / layout.CKPT
     if not ckpt.is_file():
