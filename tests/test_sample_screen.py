@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from app_helpers import ScreenHost, run, wait_for
+from app_helpers import ScreenHost, run, screen_text, wait_for
 from engine_kit import CHAR_ARGS
 from textual.widgets import Input, OptionList, Select, Static, TextArea
 
@@ -121,5 +121,25 @@ def test_bad_settings_and_no_checkpoint_are_named(run_dir):
             await pilot.press("ctrl+g")  # a file that is not a checkpoint: the sampler says so
             await wait_for(pilot, lambda: "not a nanoGPT checkpoint" in str(status.render()), timeout=60)
             assert not screen.generating
+
+    run(go())
+
+
+def test_at_80x24_every_setting_and_generate_show_and_clicks_do_what_keys_do(run_dir):
+    async def go():
+        app = sample_app(run_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            shown = screen_text(app)
+            assert "seed" in shown and "1337" in shown and "Generate" in shown and "count" in shown
+            # a click on a tab does what f4 does
+            assert await pilot.click("#tabs Tab#--content-tab-over-time")
+            over = screen.query_one("#over-time-text", TextArea)
+            await wait_for(pilot, lambda: "the world" in over.text, 10, "the latest checkpoint's sample")
+            # a click on another checkpoint's sample shows it
+            assert await pilot.click("#over-time-list", offset=(3, 1))   # its first row, inside the border
+            await wait_for(pilot, lambda: "hte wodr" in over.text, 10, "iteration 20's sample")
+            await pilot.press("escape")
 
     run(go())
