@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
+import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
+import riptoken
 from engine_kit import SHAKESPEARE
 
 from gpttui.data import tokenizer
 from gpttui.data.metapkl import write_meta_pkl
+from gpttui.data.prepare import prepare
 
 
 def test_gpt2_known_ids_and_specials() -> None:
@@ -90,3 +94,54 @@ def test_for_data_dir(tmp_path: Path) -> None:
     js.mkdir()
     (js / "meta.json").write_text(json.dumps({"tokenizer": "char", "chars": "abc"}))
     assert tokenizer.for_data_dir(js).encode("cab") == [2, 0, 1]
+
+
+def _test_corpora() -> list[str]:
+    """Documents of tiny Shakespeare (blank-line separated) and of the Python standard library."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    docs = SHAKESPEARE.read_text(encoding="utf-8").split("\n\n")
+    for p in sorted(root.glob("*.py"))[:400] + sorted(root.glob("*/*.py"))[:400]:
+        try:
+            docs.append(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, OSError):
+            continue
+    return docs
+
+
+def test_the_fast_encoder_gives_tiktokens_ids_on_every_document() -> None:
+    tokenizer.gpt2_encoder.cache_clear()
+    encode, note = tokenizer.gpt2_encoder()
+    assert note == "" and encode.__self__.__class__.__module__.startswith("riptoken")  # riptoken is in use
+    reference = tokenizer.gpt2()
+    docs = _test_corpora()
+    assert len(docs) > 5000
+    for doc in docs:
+        assert encode(doc) == reference.encode_ordinary(doc), doc[:200]
+    assert encode(tokenizer.CHECK_SAMPLE) == reference.encode_ordinary(tokenizer.CHECK_SAMPLE)
+
+
+def test_a_fast_encoder_that_differs_falls_back_to_tiktoken_with_a_note(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    real_core = riptoken.CoreBPE
+
+    class OffByOne:
+        def __init__(self, *args: object) -> None:
+            self.real = real_core(*args)
+
+        def encode_ordinary(self, text: str) -> list[int]:
+            return [min(i + 1, 50255) for i in self.real.encode_ordinary(text)]
+
+    monkeypatch.setattr(riptoken, "CoreBPE", OffByOne)
+    tokenizer.gpt2_encoder.cache_clear()
+    try:
+        encode, note = tokenizer.gpt2_encoder()
+        assert encode == tokenizer.gpt2().encode_ordinary
+        assert note == "riptoken's ids differ from tiktoken's on the check sample: tokenizing with tiktoken"
+        text = tmp_path / "a.txt"
+        text.write_text("Hello world, twice.\n\n" * 50)
+        result = prepare([text], tmp_path / "out", workers=1, split_blank_lines=True)
+        assert note in result.notes
+        ids = np.fromfile(tmp_path / "out" / "train.bin", dtype=np.uint16)
+        assert ids[:5].tolist() == tokenizer.gpt2().encode_ordinary("Hello world, twice.")
+    finally:
+        tokenizer.gpt2_encoder.cache_clear()

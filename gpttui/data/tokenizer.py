@@ -12,7 +12,7 @@ import base64
 import functools
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +50,35 @@ def gpt2() -> tiktoken.Encoding:
         special_tokens={ENDOFTEXT: GPT2_EOT},
         explicit_n_vocab=GPT2_VOCAB_SIZE,
     )
+
+
+# Checked against tiktoken before the fast encoder is trusted: prose, code, whitespace runs,
+# contractions, digits, non-Latin scripts, emoji and a special token's text (encoded as text).
+CHECK_SAMPLE = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+    "def f(x):\n    return {'a': x ** 2}  # it's 3.14159, isn't it? I'd've 1,000,000\n\t\t  \n"
+    "Ünïcödé straße 東京都 Привет мир مرحبا 🎉👍🏽 <|endoftext|> <|endoftext|>x  trailing   "
+)
+
+
+@functools.cache
+def gpt2_encoder() -> tuple[Callable[[str], list[int]], str]:
+    """encode_ordinary for GPT-2's ids, the fastest one that matches tiktoken, and a note when
+    it falls back to tiktoken. riptoken (a Rust reimplementation reading the same ranks) is
+    used only if it is installed and gives tiktoken's ids on CHECK_SAMPLE in this process."""
+    reference = gpt2()
+    try:
+        import riptoken
+    except ImportError:
+        return reference.encode_ordinary, "riptoken is not installed: tokenizing with tiktoken"
+    try:
+        fast = riptoken.CoreBPE(reference._mergeable_ranks, reference._special_tokens, reference._pat_str)
+        same = fast.encode_ordinary(CHECK_SAMPLE) == reference.encode_ordinary(CHECK_SAMPLE)
+    except Exception as e:  # an incompatible riptoken release
+        return reference.encode_ordinary, f"riptoken failed its check ({type(e).__name__}): tokenizing with tiktoken"
+    if not same:
+        return reference.encode_ordinary, "riptoken's ids differ from tiktoken's on the check sample: tokenizing with tiktoken"
+    return fast.encode_ordinary, ""
 
 
 class Tokenizer:

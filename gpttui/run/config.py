@@ -93,9 +93,9 @@ class TrainConfig:
     device: str = _f("cuda", "system", "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
     dtype: str = _f("auto", "system", "'float32', 'bfloat16', 'float16', or 'auto' (bf16 if supported, else fp16; fp32 on CPU)")
     compile: bool = _f(True, "system", "torch.compile the model (GPU only; skipped on CPU)")
-    loss_impl: str = _f("auto", "system", "'plain' (all logits at once, as nanoGPT), 'chunked' (lm_head + "
-                        "cross-entropy a slice at a time: far less memory with a large vocabulary) or "
-                        "'auto' (chunked from a vocabulary of 8192 up)")
+    loss_impl: str = _f("plain", "system", "'plain' (all logits at once, as nanoGPT), 'chunked' (lm_head + "
+                        "cross-entropy a slice at a time: a larger micro-batch fits, each step is slower; "
+                        "bench/logits_memory.py) or 'auto' (chunked from a vocabulary of 8192 up)")
     seed: int = _f(1337, "system", "random seed (rank r uses seed + r)")
     threads: int = _f(0, "system", "CPU threads for torch (0 = auto, leaving room for the UI)")
     peak_flops: float = _f(0.0, "system", "device peak FLOP/s for MFU (0 = from the device table or measured)")
