@@ -1,5 +1,7 @@
 """The bundled demo: a character-level GPT on tiny Shakespeare that learns visibly within a
-minute on a laptop CPU (nanoGPT's shakespeare_char recipe at its CPU scale).
+minute on a laptop CPU (nanoGPT's shakespeare_char recipe at its CPU scale), trained with Muon
+on the blocks' matrices: bench/time_to_loss.py shows it reaching AdamW's loss in far fewer
+iterations on this very recipe.
 
 Its run directory is made under the current directory; the data (a few MB) goes into
 RUN_DIR/data, prepared from the text shipped in the package on first use.
@@ -23,7 +25,7 @@ def demo_config(run_dir: Path) -> C.TrainConfig:
         wandb_run_name="gpttui-demo",
         n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
         gradient_accumulation_steps=1, bias=False,
-        learning_rate=1e-3, min_lr=1e-4, beta2=0.99, warmup_iters=100,
+        learning_rate=1e-3, min_lr=1e-4, beta2=0.99, warmup_iters=100, optimizer="muon",
         max_iters=5000, lr_decay_iters=5000,
         eval_interval=250, eval_iters=20, log_interval=10,
         device="cpu", dtype="float32", compile=False,
