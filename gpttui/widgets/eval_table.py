@@ -26,57 +26,60 @@ class EvalTable(DataTable):
         super().__init__(**kw)
         self._live: LiveRun | None = None   # the run shown, and its evals_version when last shown
         self._shown = -1
-        self._rows: list[tuple] = []
-        self._note_width = 0   # the room the notes were fitted to
+        self._rows: list[tuple] = []   # the rows shown, as eval_rows() gave them
+        self._widths: tuple[int, ...] = ()   # the columns' widths, the notes' room last
 
     def on_mount(self) -> None:
         self.cursor_type = "none"
         self.zebra_stripes = True
-        for name in COLUMNS:
-            self.add_column(name, key=name)
+        self._write([])
 
     def show(self, live: LiveRun) -> None:
-        """Append new evals; rewrite only rows whose note changed (a checkpoint came after its eval).
-        Another LiveRun than last time (a new run, another run compared) is shown from the start."""
-        if (live is self._live and live.evals_version == self._shown) or not self.columns:
+        """Append new evals; rows from the first one that changed (a checkpoint came after its
+        eval) are written again. Another LiveRun than last time (a new run, another run
+        compared) is shown from the start."""
+        if live is self._live and live.evals_version == self._shown:
             return
-        other_run = live is not self._live
+        if live is not self._live:
+            self._rows = []
         self._live, self._shown = live, live.evals_version
-        rows = live.eval_rows()[-MAX_ROWS:]
-        shown = self._rows
-        if other_run or len(rows) < len(shown) or any(r[0] != s[0] for r, s in zip(rows, shown)):
-            self.clear()  # a resume from an earlier checkpoint, or the window moved: start over
-            shown = self._rows = []
-        width = self.note_room()
-        for i, row in enumerate(rows):
-            if i < len(shown):
-                if row != shown[i]:
-                    for key, cell in zip(COLUMNS, _cells(row, width)):
-                        self.update_cell(str(row[0]), key, cell, update_width=True)
-                    shown[i] = row
-            else:
-                self.add_row(*_cells(row, width), key=str(row[0]))
-                shown.append(row)
-        if self.note_room() != width:   # the other columns grew: fit the notes again
-            self._fit_notes()
-        if self.row_count:
-            self.scroll_end(animate=False)
-
-    def note_room(self) -> int:
-        """Cells left for the note column beside the others (at least its header's)."""
-        others = sum(c.get_render_width(self) for k, c in self.columns.items() if k.value != "note")
-        return max(len("note"), self.scrollable_content_region.width - others - 2 * self.cell_padding)
+        self._write(live.eval_rows()[-MAX_ROWS:])
 
     def on_resize(self) -> None:
-        self._fit_notes()
+        if self.widths(self._rows) != self._widths:
+            self._write(self._rows)
 
-    def _fit_notes(self) -> None:
-        width = self.note_room()
-        if width != self._note_width and self.columns:
-            self._note_width = width
-            self.border_subtitle = LEGEND if width < len("best, saved") else ""
-            for row in self._rows:
-                self.update_cell(str(row[0]), "note", _note(row[4], width), update_width=True)
+    def widths(self, rows: list[tuple]) -> tuple[int, ...]:
+        """Each column's width as `rows` make it (measured here: the table's own measuring comes
+        later and redraws its header at times, at others not), and the room left for the notes,
+        a scrollbar's room kept."""
+        fixed = [max([len(name), *(_cells(row, 0)[k].cell_len for row in rows)]) for k, name in enumerate(COLUMNS[:-1])]
+        padding = 2 * self.cell_padding * len(COLUMNS)
+        room = self.size.width - self.styles.scrollbar_size_vertical - sum(fixed) - padding
+        return (*fixed, max(len("note"), room))
+
+    def _write(self, rows: list[tuple]) -> None:
+        """Make the table show `rows`: rows already shown as they are stay, the rest are written
+        (added, never edited in place, so a row reads the same however its events arrived); new
+        widths write every column and row again."""
+        widths = self.widths(rows)
+        keep = 0
+        if widths == self._widths:
+            while keep < min(len(rows), len(self._rows)) and rows[keep] == self._rows[keep]:
+                keep += 1
+            for row in self._rows[keep:]:
+                self.remove_row(str(row[0]))
+        else:
+            self._widths = widths
+            self.clear(columns=True)
+            for name, width in zip(COLUMNS, widths):
+                self.add_column(name, key=name, width=width)
+            self.border_subtitle = LEGEND if widths[-1] < len("best, saved") else ""
+        for row in rows[keep:]:
+            self.add_row(*_cells(row, widths[-1]), key=str(row[0]))
+        self._rows = list(rows)
+        if self.row_count:
+            self.scroll_end(animate=False)
 
 
 def _note(note: str, width: int) -> Text:
