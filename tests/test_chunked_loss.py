@@ -46,7 +46,11 @@ def test_chunked_matches_plain_loss_and_every_gradient(use_torch, monkeypatch):
         assert model(x, y)[1].item() == pytest.approx(plain_loss, abs=1e-5)
 
 
-def test_chunked_under_torch_compile_matches_plain_eager():
+@pytest.mark.parametrize("use_torch", IMPLS)
+def test_chunked_under_torch_compile_matches_plain_eager(use_torch, monkeypatch):
+    monkeypatch.setattr(lm_loss, "HAS_TORCH_LCE", use_torch)
+    monkeypatch.setattr(lm_loss, "CHUNK_ELEMENTS", 500 * 16)
+    torch._dynamo.reset()
     eager = tiny_gpt()
     x = torch.randint(0, 500, (4, 24))
     y = torch.randint(0, 500, (4, 24))

@@ -331,6 +331,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             for g, f in zip(self.optimizer.param_groups, fused):
                 g["fused"] = f  # a checkpoint made on a GPU (fused AdamW) resumes anywhere
+            optim.apply_live(self.optimizer, cfg)  # the config's decay and momentum, not the checkpoint's
         del ckpt
         self.ctx = (nullcontext() if dev.device_type == "cpu" or dev.dtype == "float32"
                     else torch.amp.autocast(device_type=dev.device_type, dtype=getattr(torch, dev.dtype)))
