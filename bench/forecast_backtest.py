@@ -1,6 +1,6 @@
 """Back-test the val-loss forecast on complete runs it was not fitted to.
 
-    python bench/forecast_backtest.py [--split tuning|held-out|all] [--runs]
+    python bench/forecast_backtest.py [--split tuning|held-out|all] [--runs] [--calibrate]
 
 For each run of the corpus (bench/data/backtest/, made by bench/make_backtest_runs.py, split by
 its fixed rule; the nanoGPT fixture logs in tests/fixtures/nanogpt/ are held out, the two runs
@@ -8,9 +8,18 @@ of tests/fixtures/runs/ tune) and each cut at
 25%, 50% and 75% of the iteration of its last eval, the doctor judges the run as it stood at the
 cut (`gpttui doctor RUN --until CUT --forecast-at LAST`) and its forecast of the last eval is
 compared with the truth: the relative error, whether the stated band held it, and beside it the
-error of a naive power law `a + b*t^-c` fitted to the same evals. Then, per split and cut: mean
-and worst error, the naive baseline's, on how many runs the forecast beat it, and the band's
-coverage. A run whose cut leaves too few evals gets no forecast, and is counted as such.
+error of a naive power law `a + b*t^-c` fitted to the same evals (those past the initial transient,
+as the forecast: on the tuning half that fits the naive law better than all the evals do). Then,
+per split and cut: mean and worst error, the naive baseline's, on how many runs the forecast beat
+it, and the band's coverage, all over the cases that got a forecast; the cases with none (too few
+evals, or an unstable loss: the doctor says which) are counted apart, never as successes. "truth
+noise" is the error the last eval's own noise alone makes: sqrt(2/pi) * sigma, sigma from the second
+differences of the run's val evals over its last half, averaged over the cases forecast.
+
+--calibrate prints the band scale the quantile rule gives on the split: for each case forecast,
+the factor its band needed to hold the truth; the scale is split-conformal's quantile of those
+factors, the ceil(0.9 (n + 1))-th smallest, which holds >= 90% of new cases drawn like them.
+forecast.BAND_SCALE is that figure on the tuning half, rounded up.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from make_backtest_runs import OUT, split  # noqa: E402
 
 from gpttui.analysis import doctor  # noqa: E402
+from gpttui.analysis import forecast as F  # noqa: E402
 from gpttui.run.history import RunHistory, load_run  # noqa: E402
 
 CUTS = (0.25, 0.5, 0.75)
@@ -49,6 +59,8 @@ class Case:
     held: bool | None           # the band held the truth
     naive: float | None         # the naive power law's error
     width: float | None = None  # the band's half-width / truth
+    noise: float = 0.0          # the truth's own eval noise (relative), see the module docstring
+    why: str = ""               # the doctor's verdict where there is no forecast
 
 
 def corpus() -> list[tuple[str, str, Path]]:
@@ -77,13 +89,22 @@ def naive_power_law(its: np.ndarray, vals: np.ndarray, at: int) -> float | None:
     return float(a + b * at ** -c)
 
 
+def eval_noise(evs: list[tuple[int, float]]) -> float:
+    """The relative noise of one val eval, from second differences over the run's last half."""
+    v = np.array([x for i, x in evs if i >= evs[-1][0] / 2])
+    if len(v) < 4:
+        return 0.0
+    return math.sqrt(float(np.mean(np.diff(v, 2) ** 2)) / 6) / float(v[-1])
+
+
 def cases_of(name: str, part: str, h: RunHistory) -> list[Case]:
     evs = [(e.iter, e.val_loss) for e in h.evals if e.val_loss is not None and math.isfinite(e.val_loss)]
     last, truth = evs[-1]
+    noise = math.sqrt(2 / math.pi) * eval_noise(evs)
     out = []
     for cut in CUTS:
         at = int(cut * last)
-        seen = [(i, v) for i, v in evs if 0 < i <= at]
+        seen = [(i, v) for i, v in evs if 0 < i <= at and i >= F.FIT_START * at]
         r = doctor.diagnose(h.until(at), forecast_at=last)
         naive = naive_power_law(np.array([i for i, _ in seen]), np.array([v for _, v in seen]), last)
         f = r.forecast if r.forecast is not None and r.forecast.iter == last else None
@@ -92,7 +113,8 @@ def cases_of(name: str, part: str, h: RunHistory) -> list[Case]:
             None if f is None else abs(f.val_loss - truth) / truth,
             None if f is None else f.low <= truth <= f.high,
             None if naive is None else abs(naive - truth) / truth,
-            None if f is None else (f.high - f.low) / 2 / truth))
+            None if f is None else (f.high - f.low) / 2 / truth, noise,
+            "" if f is not None else next(x.verdict for x in r.findings if x.key == "forecast")))
     return out
 
 
@@ -103,7 +125,7 @@ def pct(x: float | None) -> str:
 def summary(cases: list[Case], part: str) -> list[str]:
     lines = [f"{part}: {len({c.run for c in cases})} runs"]
     lines.append(f"  {'cut':>4} {'runs':>4} {'none':>4} {'mean':>7} {'worst':>7} {'naive mean':>10} "
-                 f"{'naive worst':>11} {'beats naive':>11} {'band holds':>10} {'mean band':>9}")
+                 f"{'naive worst':>11} {'beats naive':>11} {'band holds':>10} {'mean band':>9} {'truth noise':>11}")
     for cut in CUTS:
         cs = [c for c in cases if c.cut == cut]
         done = [c for c in cs if c.error is not None]
@@ -116,7 +138,8 @@ def summary(cases: list[Case], part: str) -> list[str]:
             f"{pct(statistics.fmean(errs) if errs else None):>7} {pct(max(errs) if errs else None):>7} "
             f"{pct(statistics.fmean(naive) if naive else None):>10} {pct(max(naive) if naive else None):>11} "
             f"{f'{beats}/{len(done)}':>11} {f'{held}/{len(done)}':>10} "
-            f"{pct(statistics.fmean(c.width for c in done) if done else None):>9}")
+            f"{pct(statistics.fmean(c.width for c in done) if done else None):>9} "
+            f"{pct(statistics.fmean(c.noise for c in done) if done else None):>11}")
     done = [c for c in cases if c.error is not None]
     if done:
         lines.append(f"  all cuts: band holds {sum(1 for c in done if c.held)}/{len(done)} "
@@ -124,10 +147,20 @@ def summary(cases: list[Case], part: str) -> list[str]:
     return lines
 
 
+def band_scale_needed(cases: list[Case], coverage: float = 0.9) -> float | None:
+    """The quantile rule (split conformal): the BAND_SCALE under which the band holds `coverage`
+    of new cases like these; None when there are too few cases to say."""
+    need = sorted(c.error / c.width * F.BAND_SCALE for c in cases if c.error is not None and c.width)
+    k = math.ceil(coverage * (len(need) + 1))
+    return need[k - 1] if 0 < k <= len(need) else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", choices=("tuning", "held-out", "all"), default="all")
     ap.add_argument("--runs", action="store_true", help="print every run and cut, not only the summary")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="print the band scale that holds 90%% of the split's cases (the quantile rule)")
     args = ap.parse_args()
     cases: list[Case] = []
     for name, part, path in corpus():
@@ -139,12 +172,16 @@ def main() -> None:
         for c in cases:
             held = "—" if c.held is None else ("yes" if c.held else "NO")
             print(f"{c.run[:48]:<48} {c.split:<8} {c.cut:4.0%} {pct(c.error):>7} {held:>5} {pct(c.naive):>7} "
-                  f"{pct(c.width):>7}")
+                  f"{pct(c.width):>7}  {c.why}")
         print()
     for part in ("tuning", "held-out"):
         part_cases = [c for c in cases if c.split == part]
         if part_cases:
             print("\n".join(summary(part_cases, part)))
+    if args.calibrate:
+        need = band_scale_needed(cases)
+        print(f"band scale for 90% of these {sum(c.error is not None for c in cases)} cases: "
+              f"{'—' if need is None else f'{need:.2f}'} (forecast.BAND_SCALE = {F.BAND_SCALE})")
     print(f"goal: {GOAL}")
 
 

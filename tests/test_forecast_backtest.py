@@ -1,11 +1,13 @@
 """The forecast on the kept back-test runs (bench/data/backtest/, made by gpttui on a CPU by
 bench/make_backtest_runs.py): cut at half of each held-out run, the doctor's forecast of the last
-eval is made, and its stated 90% band must hold the truth on most of them; too few evals get no
-forecast, said as such; the dashboard's projection is the same forecast. The constants of the
+eval is made, and its stated 90% band must hold the truth on most of them; too few evals, or a
+loss rising beyond its noise, get no forecast, said as such; the dashboard's projection is the
+same forecast. The constants of the
 forecast were chosen on the tuning half only (bench/forecast_backtest.py prints the figures)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -38,14 +40,20 @@ def test_the_corpus_is_there_and_split():
 def test_the_band_holds_the_last_eval_on_most_held_out_runs():
     """(The errors themselves, and how they miss the issue's goals, are what
     bench/forecast_backtest.py prints; here only what the band promises.)"""
-    held = []
+    held, abstained = [], []
     for run_dir in HELD_OUT:
         _, last, truth, r = half_cut(run_dir)
         f = r.forecast
-        assert f is not None and f.iter == last, run_dir.name
+        if f is None:   # allowed, but said, and counted against the band below
+            verdict = next(x.verdict for x in r.findings if x.key == "forecast")
+            assert verdict.startswith("no forecast: "), (run_dir.name, verdict)
+            abstained.append(run_dir.name)
+            continue
+        assert f.iter == last, run_dir.name
         assert f.low < f.val_loss < f.high
         held.append(f.low <= truth <= f.high)
-    assert sum(held) >= 0.8 * len(held), f"band held on {sum(held)} of {len(held)}"
+    assert len(abstained) <= 2, abstained
+    assert sum(held) >= 0.8 * len(HELD_OUT), f"band held on {sum(held)} of {len(HELD_OUT)} ({abstained} none)"
 
 
 def test_too_few_evals_get_no_forecast_and_say_so():
@@ -53,7 +61,23 @@ def test_too_few_evals_get_no_forecast_and_say_so():
     its, _ = h.val_curve()
     r = doctor.diagnose(h.until(its[2]), forecast_at=its[-1])     # evals at 0 and two more
     f = next(f for f in r.findings if f.key == "forecast")
-    assert r.forecast is None and f.verdict.startswith("needs at least 3 evals")
+    assert r.forecast is None and f.verdict.startswith(f"needs at least {forecast.MIN_POINTS} evals")
+
+
+def test_a_loss_that_turns_up_gets_no_forecast_and_says_why():
+    """A real run cut at half, its last eval then jumping up 15% (train and val: a blow-up, not
+    memorising): the doctor declines and names it; the dashboard draws no projection."""
+    h = load_run(HELD_OUT[0])
+    its, _ = h.val_curve()
+    now = h.until(its[len(its) // 2])
+    assert doctor.diagnose(now).forecast is not None
+    e = now.evals[-1]
+    now.evals[-1] = dataclasses.replace(e, train_loss=e.train_loss * 1.15, val_loss=e.val_loss * 1.15)
+    r = doctor.diagnose(now)
+    f = next(f for f in r.findings if f.key == "forecast")
+    assert r.forecast is None and f.level == "warn"
+    assert f.verdict.startswith("no forecast: the train loss has risen") and "lr too high?" in f.verdict
+    assert forecast.projection(now) is None
 
 
 @pytest.mark.parametrize("index", [0, -1])

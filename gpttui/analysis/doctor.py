@@ -379,6 +379,9 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     trains = [e.train_loss for e in h.evals if e.val_loss is not None]
     fit = F.fit(its, vals, sched / sched.max(), trains)
     usable = [i for i in its if i > 0 and i >= F.FIT_START * last_eval]
+    unstable = F.instability(its, vals, trains) if fit is None and len(usable) >= F.MIN_POINTS else None
+    if unstable:
+        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], f"no forecast: {unstable}", "warn")
     if fit is None and len(usable) >= F.MIN_POINTS:
         return Finding("forecast", "forecast", [f"{len(its)} eval(s)"],
                        "no forecast: the val loss is not falling over the evals past the initial transient",

@@ -23,8 +23,13 @@ far the rate has come down):
   lambdas are averaged with weights exp(-SSE / 2 sigma^2). The 90% band is BAND_Z standard
   deviations of: the parameters' uncertainty at the target (which grows with the distance
   extrapolated), the spread between lambdas, and the target eval's own noise, times BAND_SCALE
-  (the misfit of the model family, set on the tuning half of bench/forecast_backtest.py).
-- Iteration 0 and the first FIT_START of the span (the fast initial transient) are left out.
+  (the misfit of the model family: split conformal's 90% quantile of the factor each tuning case's
+  band needed to hold the truth, printed by `bench/forecast_backtest.py --split tuning --calibrate`).
+- Iteration 0 and the first FIT_START of the span (the fast initial transient) are left out;
+  fewer than MIN_POINTS evals past it get no forecast (one degree of freedom beyond c0, c1, c2).
+- A loss that rises (the last eval's train loss, or val without it, above the best earlier one
+  past the transient by RISE_Z eval-noise deviations) is an instability, not a curve to follow:
+  no forecast (`instability` says why). A val rising while train falls is the gap model's.
 - The evals' train losses, where given, are fitted too, as the same curve plus a constant
   offset: on data seen once they measure the same loss, so twice the points against the noise.
 - Repeated data: when the val-train gap grows over the recent evals (by GAP_T standard errors,
@@ -55,10 +60,11 @@ ANNEAL_LAG = 0.97        # per-iteration EMA factor of the lr the loss "feels"
 NOISE_REL = 0.005        # prior eval noise, as a fraction of the loss
 NOISE_DOF = 2.0          # weight of that prior against the residuals, in degrees of freedom
 LAMBDAS = np.linspace(-2.0, 1.0, 41)
-MIN_POINTS = 3
+MIN_POINTS = 4
+RISE_Z = 3.0             # a rise of this many eval-noise deviations is an instability
 FIT_START = 0.3          # evals before this fraction of the last one are the initial transient
 BAND_Z = 1.645           # a two-sided 90% band
-BAND_SCALE = 1.8
+BAND_SCALE = 2.11       # the model family's misfit: `forecast_backtest.py --split tuning --calibrate` (split conformal)
 USE_TRAIN = True         # fit the evals' train losses too (offset), unless the gap grows
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
@@ -186,7 +192,7 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray,
     if last >= len(schedule):
         raise ValueError("schedule shorter than the evals")
     pts = [p for p in pts if p[0] >= FIT_START * last]
-    if len(pts) < MIN_POINTS:
+    if len(pts) < MIN_POINTS or _rise(pts) is not None:
         return None
     it = np.array([p[0] for p in pts])
     y = np.array([p[1] for p in pts])
@@ -248,6 +254,33 @@ def _fit_law(x: np.ndarray, d: np.ndarray, y: np.ndarray, train: np.ndarray | No
     w /= w.sum()
     covs = np.array([f[2] for f in fits]) * sigma ** 2
     return np.array([f[0] for f in fits]), w, np.array([f[1] for f in fits]), covs, l_ref, sigma
+
+
+def _rise(pts: list[tuple[int, float, float | None]]) -> str | None:
+    """Why the loss counts as unstable (rising beyond its eval noise), or None."""
+    use_train = all(t is not None and math.isfinite(t) for _, _, t in pts)
+    y = np.array([t if use_train else v for _, v, t in pts], float)
+    if len(y) < MIN_POINTS:
+        return None
+    noise = max(math.sqrt(float(np.mean(np.diff(y, 2) ** 2)) / 6), NOISE_REL * float(y[-1]))
+    rise = float(y[-1] - y[:-1].min())
+    if rise <= RISE_Z * noise:
+        return None
+    what = "train" if use_train else "val"
+    return (f"the {what} loss has risen {rise / y[:-1].min():.1%} above its best by iter {pts[-1][0]:,} "
+            f"(more than {RISE_Z:.0f}x its eval noise): unstable, lr too high?")
+
+
+def instability(iters: Sequence[int], losses: Sequence[float],
+                train_losses: Sequence[float | None] | None = None) -> str | None:
+    """Why `fit` refuses these evals as unstable (the loss rising, not falling), or None."""
+    trains = list(train_losses) if train_losses is not None else [None] * len(losses)
+    pts = [(int(i), float(v), t) for i, v, t in zip(iters, losses, trains)
+           if i > 0 and v is not None and math.isfinite(v)]
+    if not pts:
+        return None
+    last = max(p[0] for p in pts)
+    return _rise([p for p in pts if p[0] >= FIT_START * last])
 
 
 def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray) -> Gap | None:
