@@ -79,7 +79,8 @@ class LaunchPlan:
     start: bool = True                  # start (or resume) the engine once the history is read
     prepare: DataToPrepare | None = None
     note: str = ""                      # shown in the header, e.g. "demo"
-    new_run: bool = False               # config.toml still to be written (after data is ready)
+    new_run: bool = False               # config.toml to be written (again) under the lock the engine takes over
+    force: bool = False                 # the new run replaces one (launch --force said what)
     attach: bool = False                # its engine is already running: connect to it
 
 
@@ -324,24 +325,25 @@ class EngineRun(LiveRunReads):
         self.app.push_screen(PrepareScreen(need.data_dir, need.source, need.tokenizer), done)
 
     def _start_planned(self) -> None:
-        if self.plan.new_run:
-            try:
-                cfg, _ = directory.prepare(self.loaded.config, self.run_dir)
-            except (directory.RunDirError, C.ConfigError) as e:
-                self._show_failure(Failure(str(e)))
-                return
-            self.loaded = C.LoadedConfig(cfg, self.loaded.source, self.loaded.source_text,
-                                         self.loaded.overrides)
-            self.plan.new_run = False
-        self._spawn(self.plan.engine_args)
+        if not self.plan.new_run:
+            self._spawn(self.plan.engine_args)
+            return
+        try:  # the engine takes the run's lock over from `preparing`: no other start slips in between
+            with directory.preparing(self.loaded.config, self.run_dir, self.plan.force) as (cfg, _, lock):
+                self.loaded = C.LoadedConfig(cfg, self.loaded.source, self.loaded.source_text,
+                                             self.loaded.overrides)
+                self.plan.new_run = False
+                self._spawn(self.plan.engine_args, lock)
+        except (directory.RunDirError, C.ConfigError) as e:
+            self._show_failure(Failure(str(e)))
 
-    def _spawn(self, args: list[str]) -> None:
+    def _spawn(self, args: list[str], lock: FileLock | None = None) -> None:
         self.failure = None
         self.stopping = False
         self.pending = "starting the engine…"
         self._seen_state = None
         self.live.history.state = "starting"  # until the new engine says otherwise
-        self.engine = engine = EngineClient(self.run_dir, args)
+        self.engine = engine = EngineClient(self.run_dir, args, lock=lock)
         self._hold_ui_lock()
         self.log.write([f"── engine started (pid {engine.pid}): "
                         f"python -m gpttui.engine {self.run_dir} {' '.join(args)}".rstrip()])

@@ -121,7 +121,7 @@ def _new_run_plan(loaded: C.LoadedConfig, world: int, force: bool):
     if need is not None and replaced:  # the dashboard writes config.toml after preparing, never over a run
         raise LaunchError(f"{need.data_dir}: no data yet; prepare it first (`gpttui prepare ... --out "
                           f"{need.data_dir}`), then replace the run in {run_dir} with --force")
-    if need is None:
+    if need is None:  # refused now (exit 3 while an engine trains there), before the dashboard opens
         cfg, _ = directory.prepare(cfg, run_dir, force=force)  # writes RUN_DIR/config.toml, under the run's lock
         loaded = C.LoadedConfig(cfg, loaded.source, loaded.source_text, loaded.overrides)
     else:
@@ -129,7 +129,7 @@ def _new_run_plan(loaded: C.LoadedConfig, world: int, force: bool):
         _check_writable(run_dir)
     if replaced:
         print(f"warning: --force: {replaced}", file=sys.stderr)
-    return LaunchPlan(run_dir, loaded, prepare=need, new_run=need is not None)
+    return LaunchPlan(run_dir, loaded, prepare=need, new_run=True, force=force)
 
 
 def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+from gpttui.fs.lock import FileLock
 from gpttui.ipc.inbox import MAX_LOG_LINE
 from gpttui.ipc.peer import Peer
 from gpttui.run import protocol
@@ -27,7 +28,7 @@ class ProtocolProcess(Peer):
     """A child process speaking the protocol: events on stdout, commands on stdin."""
 
     def __init__(self, argv: Sequence[str], *, cwd: str | Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, pass_fds: Sequence[int] = ()) -> None:
         super().__init__()
         self.argv = list(argv)
         self._send_lock = threading.Lock()
@@ -36,7 +37,7 @@ class ProtocolProcess(Peer):
         self.proc = subprocess.Popen(
             self.argv, cwd=cwd, env=child_env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True,
+            start_new_session=True, pass_fds=tuple(pass_fds),
         )
         self.pid = self.proc.pid
         self._threads = [
@@ -141,10 +142,17 @@ class EngineClient(ProtocolProcess):
     # sets them once, so a restart or resume from the dashboard keeps the job's size
     runner: Sequence[str] = ()
 
-    def __init__(self, run_dir: str | Path, overrides: Sequence[str] = (), **kw: Any) -> None:
+    def __init__(self, run_dir: str | Path, overrides: Sequence[str] = (), lock: FileLock | None = None,
+                 **kw: Any) -> None:
+        """`lock`, the run's lock held by the caller, is handed to a single engine process, so no
+        other start slips in between the caller's checks and the engine (torchrun closes inherited
+        descriptors: its rank 0 takes the lock once the caller releases it)."""
         self.run_dir = Path(run_dir)
         if self.runner:
             kw["env"] = torchrun_env(kw.get("env"))
+        elif lock is not None:
+            kw["env"] = env = dict(os.environ if kw.get("env") is None else kw["env"])
+            kw["pass_fds"] = lock.handed_to_child(env)
         super().__init__(engine_argv(run_dir, overrides, self.runner), **kw)
 
     def detach(self) -> None:
