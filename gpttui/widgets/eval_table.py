@@ -40,8 +40,8 @@ class EvalTable(DataTable):
         compared) is shown from the start."""
         if live is self._live and live.evals_version == self._shown:
             return
-        if live is not self._live:
-            self._rows = []
+        if live is not self._live:  # its rows share keys (the iterations) with the rows shown: all anew
+            self._rows, self._widths = [], ()
         self._live, self._shown = live, live.evals_version
         self._write(live.eval_rows()[-MAX_ROWS:])
 
