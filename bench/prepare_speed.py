@@ -1,13 +1,16 @@
 """Throughput and peak memory of `gpttui prepare` vs a plain single-process loop.
 
     python bench/prepare_speed.py                       # 300 MB speed runs, memory at 100 MB and 1.2 GB
-    python bench/prepare_speed.py --speed-mb 100 --runs 3 --mem-mb 50,200
+    python bench/prepare_speed.py --speed-mb 100 --runs 3 --mem-mb 50,200 --stream-mb 200
 
 Builds FineWeb-schema parquet files (text, id, dump, url, date, file_path, language,
 language_score, token_count; row groups of 1000 documents, snappy) from real text:
 tiny Shakespeare, the Python standard library's sources and /usr/share/doc. Every document
 is 1-3 windows of random length (log-normal, median ~2 kB like web pages) at random
 offsets in random corpus files, so no two documents are the same string.
+
+First the GPT-2 encoders on one thread, the same documents: MB/s against tiktoken and how many
+documents' ids are identical; then each encoder's RSS over a long stream of distinct documents.
 
 Then, in the same run and alternating so both see the same machine load:
 - plain: `pq.read_table(path, columns=["text"])`, then `encode_ordinary` + 50256 per document
@@ -169,7 +172,7 @@ def gpttui(parquet: Path, work: Path, workers: int | None) -> Measure:
 
 CANDIDATES = r"""
 import sys, time, json, pyarrow.parquet as pq
-from gpttui.data.tokenizer import GPT2_RANKS, gpt2
+from gpttui.data.tokenizer import GPT2_RANKS, gpt2, gpt2_encoder
 ref = gpt2()
 texts = [t for t in pq.read_table(sys.argv[1], columns=["text"]).column("text").to_pylist() if t]
 encoders = {"tiktoken": ref.encode_ordinary}
@@ -180,9 +183,10 @@ except ImportError:
     pass
 try:
     import gigatoken
-    encoders["gigatoken"] = gigatoken.Tokenizer.from_tiktoken(str(GPT2_RANKS)).as_tiktoken().encode_ordinary
+    encoders["gigatoken"] = gigatoken.Tokenizer.from_tiktoken(str(GPT2_RANKS)).encode
 except ImportError:
     pass
+encoders["gpttui"] = gpt2_encoder()[0]  # what prepare uses: gigatoken with its checks, or tiktoken
 want = [ref.encode_ordinary(t) for t in texts]
 for name, enc in encoders.items():
     times = []
@@ -194,7 +198,7 @@ for name, enc in encoders.items():
             got, times = None, [type(e).__name__ + ": " + str(e)[:80]]
             break
         times.append(time.perf_counter() - t0)
-    same = sum(a == b for a, b in zip(got, want)) if got is not None else 0
+    same = sum(list(a) == b for a, b in zip(got, want)) if got is not None else 0
     print(json.dumps({"name": name, "times": times, "same": same, "docs": len(texts)}))
 """
 
@@ -216,6 +220,50 @@ def candidates(path: Path, nbytes: int, runs: int) -> None:
               f"identical ids on {r['same']}/{r['docs']} documents")
 
 
+STREAM = r"""
+import random, sys, sysconfig, psutil
+from pathlib import Path
+from gpttui.data.tokenizer import GPT2_RANKS, gpt2, gpt2_encoder
+name, mb = sys.argv[1], int(sys.argv[2])
+stdlib = Path(sysconfig.get_paths()["stdlib"])
+src = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(stdlib.rglob("*.py"))
+       if "site-packages" not in p.parts]
+if name == "tiktoken":
+    enc = gpt2().encode_ordinary
+elif name == "gigatoken":
+    import gigatoken
+    enc = gigatoken.Tokenizer.from_tiktoken(str(GPT2_RANKS)).encode
+else:
+    enc = gpt2_encoder()[0]
+rng, proc = random.Random(0), psutil.Process()
+done, marks, peak = 0, [proc.memory_info().rss], 0
+while done < mb * 1_000_000:
+    s = rng.choice(src)
+    n = min(len(s), int(rng.lognormvariate(8, 1)))
+    at = rng.randrange(0, len(s) - n + 1)
+    words = s[at:at + n].split(" ")
+    for _ in range(len(words) // 8 + 1):  # new identifiers and numbers: pieces no cache has seen
+        words.insert(rng.randrange(len(words) + 1), "%s%x" % (rng.choice("abcxyz_"), rng.getrandbits(rng.choice((16, 32, 48)))))
+    doc = " ".join(words)
+    enc(doc)
+    done += len(doc)
+    if done * 10 // (mb * 1_000_000) >= len(marks):
+        marks.append(proc.memory_info().rss)
+print(" ".join(str(m >> 20) for m in marks))
+"""
+
+
+def stream_memory(mb: int) -> None:
+    """RSS of one process encoding mb MB of distinct documents: stdlib windows with new identifiers
+    and numbers spliced in, so the stream keeps bringing pieces no cache has seen (as web text does)."""
+    print(f"encoder RSS over a {mb} MB stream of distinct documents (MiB at start, then every {mb // 10} MB):")
+    for name in ("tiktoken", "gigatoken", "gpttui"):
+        out = subprocess.run([sys.executable, "-c", STREAM, name, str(mb)], capture_output=True, text=True,
+                             env={**os.environ, "RAYON_NUM_THREADS": "1"}, check=True).stdout.split()
+        label = {"gigatoken": "gigatoken (one encoder)", "gpttui": "gpttui (gigatoken, rebuilt)"}.get(name, name)
+        print(f"  {label:<28} peak {max(map(int, out)):5d} MiB: {' '.join(out)}")
+
+
 def line(name: str, ms: list[Measure], nbytes: int) -> str:
     secs = statistics.median(m.seconds for m in ms)
     return (f"  {name:<8} {nbytes / 1e6 / secs:7.1f} MB/s  {ms[0].tokens / secs / 1e6:6.2f}M tokens/s  "
@@ -233,6 +281,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="passed to gpttui prepare")
     ap.add_argument("--workdir", default=None, help="where the parquet files go (default: a temp dir)")
     ap.add_argument("--candidates-mb", type=int, default=20, help="text size for the encoder comparison (0: none)")
+    ap.add_argument("--stream-mb", type=int, default=400, help="text size for the encoders' memory stream (0: none)")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gpttui-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -248,6 +297,8 @@ def main() -> None:
         _, cbytes = build_parquet(cpath, args.candidates_mb, seed=2)
         candidates(cpath, cbytes, args.runs)
         cpath.unlink()
+    if args.stream_mb:
+        stream_memory(args.stream_mb)
     results: dict[str, list[Measure]] = {"plain": [], "gpttui": []}
     for _ in range(args.runs):
         results["plain"].append(plain(path, work))

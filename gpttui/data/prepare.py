@@ -374,7 +374,7 @@ class Encoded:
 def encode_gpt2(texts: S.Texts, open_end: bool) -> Encoded:
     """uint16 tokens of each text followed by <|endoftext|> (not after an open-ended last text).
 
-    The encoder is tokenizer.gpt2_encoder's: riptoken where it gives tiktoken's ids, else tiktoken.
+    The encoder is tokenizer.gpt2_encoder's: gigatoken where it gives tiktoken's ids, else tiktoken.
     """
     encode = gpt2_encoder()[0]
     strings, skipped, nbytes = S.materialize(texts)

@@ -12,10 +12,11 @@ import base64
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import tiktoken
 from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
 
@@ -61,24 +62,65 @@ CHECK_SAMPLE = (
 )
 
 
+Ids = Sequence[int] | np.ndarray  # an encoder's output: tiktoken's list, or gigatoken's uint32 array
+
+
+# gigatoken caches the ids of every distinct piece it has encoded, for the life of its encoder:
+# a long stream of new text grows that cache without bound, so the encoder is built anew (a
+# fraction of a second) after this many characters, which keeps a worker's memory bounded.
+GIGATOKEN_REBUILD_CHARS = 100_000_000
+
+
+class GigatokenEncoder:
+    """gigatoken's encoder on the bundled ranks, with tiktoken for the texts it reads differently.
+
+    gigatoken always reads a special token's text as the special token, where encode_ordinary
+    encodes it as text; splitting around it is not enough (the regex joins "<|" with the
+    punctuation or space before it), so such documents, rare in real data, go to tiktoken whole.
+    """
+
+    def __init__(self, reference: tiktoken.Encoding, rebuild_chars: int = GIGATOKEN_REBUILD_CHARS) -> None:
+        import gigatoken
+
+        self._build = functools.partial(gigatoken.Tokenizer.from_tiktoken, str(GPT2_RANKS))
+        self._fast = self._build()
+        self._slow = reference.encode_ordinary
+        self.specials = tuple(self._fast.as_tiktoken().special_tokens_set | reference.special_tokens_set)
+        self.rebuild_chars = rebuild_chars
+        self.rebuilds = 0
+        self._chars = 0
+
+    def __call__(self, text: str) -> Ids:
+        if any(s in text for s in self.specials):
+            return self._slow(text)
+        self._chars += len(text)
+        if self._chars > self.rebuild_chars:
+            self._fast, self._chars = self._build(), len(text)
+            self.rebuilds += 1
+        return self._fast.encode(text)
+
+
 @functools.cache
-def gpt2_encoder() -> tuple[Callable[[str], list[int]], str]:
+def gpt2_encoder() -> tuple[Callable[[str], Ids], str]:
     """encode_ordinary for GPT-2's ids, the fastest one that matches tiktoken, and a note when
-    it falls back to tiktoken. riptoken (a Rust reimplementation reading the same ranks) is
-    used only if it is installed and gives tiktoken's ids on CHECK_SAMPLE in this process."""
+    it falls back to tiktoken. gigatoken (a Rust BPE reading the same ranks) is used only if it
+    is installed and gives tiktoken's ids on CHECK_SAMPLE, and on it without its special
+    tokens, in this process."""
     reference = gpt2()
     try:
-        import riptoken
+        fast = GigatokenEncoder(reference)
     except ImportError:
-        return reference.encode_ordinary, "riptoken is not installed: tokenizing with tiktoken"
+        return reference.encode_ordinary, "gigatoken is not installed: tokenizing with tiktoken"
+    except Exception as e:  # an incompatible gigatoken release
+        return reference.encode_ordinary, f"gigatoken failed to load ({type(e).__name__}): tokenizing with tiktoken"
     try:
-        fast = riptoken.CoreBPE(reference._mergeable_ranks, reference._special_tokens, reference._pat_str)
-        same = fast.encode_ordinary(CHECK_SAMPLE) == reference.encode_ordinary(CHECK_SAMPLE)
-    except Exception as e:  # an incompatible riptoken release
-        return reference.encode_ordinary, f"riptoken failed its check ({type(e).__name__}): tokenizing with tiktoken"
+        same = all(list(fast(text)) == reference.encode_ordinary(text)
+                   for text in (CHECK_SAMPLE, CHECK_SAMPLE.replace(ENDOFTEXT, "")))
+    except Exception as e:
+        return reference.encode_ordinary, f"gigatoken failed its check ({type(e).__name__}): tokenizing with tiktoken"
     if not same:
-        return reference.encode_ordinary, "riptoken's ids differ from tiktoken's on the check sample: tokenizing with tiktoken"
-    return fast.encode_ordinary, ""
+        return reference.encode_ordinary, "gigatoken's ids differ from tiktoken's on the check sample: tokenizing with tiktoken"
+    return fast, ""
 
 
 class Tokenizer:
