@@ -1,4 +1,5 @@
-"""Sizing without torch: nanoGPT's parameter count, and which names and comments promise a size."""
+"""Sizing (pure arithmetic, no torch in the module): nanoGPT's parameter count, training memory, and which
+names and comments promise a size; the real model and optimizer check the counts."""
 
 import pytest
 
@@ -30,3 +31,38 @@ def test_names_and_model_comments_promise_sizes_token_comments_do_not():
                                                          ("auto", "cpu", 4)])
 def test_activations_are_counted_at_the_width_they_are_stored(dtype, device, per_activation):
     assert sizing.bytes_per_activation(C.replace(GPT2_124M, dtype=dtype, device=device)) == per_activation
+
+
+@pytest.mark.parametrize("optimizer,bias", [("adamw", False), ("muon", False), ("muon", True)])
+def test_optimizer_memory_is_the_state_the_real_optimizer_keeps(optimizer, bias):
+    """After a step, the bytes of torch's optimizer state per weight: two AdamW moments, or one
+    Muon momentum buffer for the block matrices (the step counters are not per-weight)."""
+    import torch
+
+    from gpttui.engine import optim
+    from gpttui.engine.model import GPT, GPTConfig
+
+    cfg = C.replace(GPT2_124M, n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=61, bias=bias,
+                    optimizer=optimizer, device="cpu")
+    model = GPT(GPTConfig(block_size=16, vocab_size=61, n_layer=2, n_head=2, n_embd=32, bias=bias))
+    opt = optim.build(model, cfg, "cpu")
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    kept = sum(t.numel() * t.element_size() for state in opt.state.values() for t in state.values()
+               if isinstance(t, torch.Tensor) and t.numel() > 1)
+    params = sum(p.numel() for p in model.parameters())
+    assert params == sizing.derive(cfg).params_total
+    assert sizing.derive(cfg).memory_bytes["optimizer"] == sizing.optimizer_bytes(cfg, params) == kept
+    if optimizer == "muon":
+        assert kept < 8 * params
+
+
+def test_the_config_editor_names_the_optimizer_whose_memory_it_shows():
+    from gpttui.analysis.config_edit import figures
+    from gpttui.run.units import human_bytes
+
+    muon = C.replace(GPT2_124M, optimizer="muon")
+    shown = figures(muon, GPT2_124M).plain
+    assert f"Muon+AdamW {human_bytes(sizing.derive(muon).memory_bytes['optimizer'])}" in shown
+    assert f" AdamW {human_bytes(sizing.derive(GPT2_124M).memory_bytes['optimizer'])}" in figures(GPT2_124M, GPT2_124M).plain

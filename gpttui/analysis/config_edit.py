@@ -180,7 +180,8 @@ def figures(cfg: C.TrainConfig, base: C.TrainConfig, *, measured_ms_per_iter: fl
     head("Training memory (estimate)")
     m = d.memory_bytes
     t.append(f" weights {units.human_bytes(m['weights'])} · grads {units.human_bytes(m['grads'])}\n"
-             f" AdamW {units.human_bytes(m['optimizer'])} · activations {units.human_bytes(m['activations'])}\n"
+             f" {sizing.optimizer_label(cfg)} {units.human_bytes(m['optimizer'])}"
+             f" · activations {units.human_bytes(m['activations'])}\n"
              f" total {units.human_bytes(m['total'])}")
     if device_memory_bytes:
         share = m["total"] / device_memory_bytes

@@ -65,7 +65,7 @@ def render(cfg: C.TrainConfig, d: sizing.Derived) -> str:
         f"= {d.tokens_per_param:.1f} tokens/parameter (compute-optimal is ~20)",
         f"FLOPs per token: {human_count(d.flops_per_token)}, per iteration: {d.flops_per_iter:.3g}",
         f"training memory (estimate): {human_bytes(mem['total'])} = weights {human_bytes(mem['weights'])}"
-        f" + grads {human_bytes(mem['grads'])} + AdamW {human_bytes(mem['optimizer'])}"
+        f" + grads {human_bytes(mem['grads'])} + {sizing.optimizer_label(cfg)} {human_bytes(mem['optimizer'])}"
         f" + activations {human_bytes(mem['activations'])}",
     ]
     return "\n".join(lines)

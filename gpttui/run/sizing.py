@@ -32,6 +32,7 @@ class Sizable(Protocol):
     max_iters: int
     dtype: str
     device: str
+    optimizer: str                # "adamw" or "muon": how many moment buffers each weight has
     out_dir: str                  # names that may promise a size
     wandb_run_name: str
 
@@ -125,8 +126,28 @@ def bytes_per_activation(cfg: Sizable) -> int:
     return 4 if cfg.dtype == "float32" or cfg.device == "cpu" else 2
 
 
+def muon_matrix_params(n_layer: int, n_embd: int) -> int:
+    """The weights Muon takes (engine/optim.py): the 2-D weights inside the blocks (attention's
+    qkv and projection, the MLP's two), without their biases."""
+    return n_layer * 12 * n_embd * n_embd
+
+
+def optimizer_bytes(cfg: Sizable, params: int) -> int:
+    """fp32 optimizer state: AdamW keeps two moments per weight; Muon one momentum buffer for its
+    matrices, while AdamW keeps the embeddings, lm_head and 1-D gains/biases."""
+    if cfg.optimizer == "muon":
+        matrices = muon_matrix_params(cfg.n_layer, cfg.n_embd)
+        return 4 * matrices + 8 * (params - matrices)
+    return 8 * params
+
+
+def optimizer_label(cfg: Sizable) -> str:
+    """What holds the optimizer state, for the memory lines."""
+    return "Muon+AdamW" if cfg.optimizer == "muon" else "AdamW"
+
+
 def estimate_memory(cfg: Sizable, params: int, vocab: int) -> dict[str, int]:
-    """Rough training memory: fp32 weights, grads and AdamW moments, plus activations.
+    """Rough training memory: fp32 weights, grads and optimizer state, plus activations.
 
     Activations per layer follow Korthikanti et al. (34*B*T*C bytes in 16-bit, attention
     scores not stored thanks to flash/SDPA attention), plus the logits and their gradient.
@@ -137,7 +158,7 @@ def estimate_memory(cfg: Sizable, params: int, vocab: int) -> dict[str, int]:
     mem = {
         "weights": 4 * params,
         "grads": 4 * params,
-        "optimizer": 8 * params,
+        "optimizer": optimizer_bytes(cfg, params),
         "activations": activations,
     }
     mem["total"] = sum(mem.values())
