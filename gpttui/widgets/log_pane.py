@@ -36,6 +36,7 @@ class LogPane(ScrollView):
         self._lines: deque[str] = deque(maxlen=MAX_LINES)
         self._rows: list[str] = []      # the lines wrapped to _rows_width
         self._rows_width = 0
+        self._follow = True             # at the end: new lines scroll into view (until scrolled up)
 
     @property
     def lines(self) -> list[str]:
@@ -47,8 +48,12 @@ class LogPane(ScrollView):
         self._rows = []
         self._update_size(at_end=True)
 
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._follow = new >= self.max_scroll_y
+
     def write_lines(self, lines: Iterable[str]) -> None:
-        at_end = self.is_vertical_scroll_end
+        at_end = self._follow
         new = [part for line in lines for part in line.splitlines() or [""]]
         dropped = len(self._lines) + len(new) > MAX_LINES
         self._lines.extend(new)
@@ -60,7 +65,7 @@ class LogPane(ScrollView):
         self._update_size(at_end)
 
     def on_resize(self) -> None:
-        at_end = self.is_vertical_scroll_end
+        at_end = self._follow
         self._rewrap(self._width())
         self._update_size(at_end)
 
