@@ -105,6 +105,7 @@ class Report:
             "params": self.params.get("nanogpt"),
             "params_total": self.params.get("total"),
             "params_non_embedding": self.params.get("non_embedding"),
+            "optimizer": self.params.get("optimizer"),
             "tokens_per_iter": self.tokens.get("per_iter"),
             "tokens_seen": self.tokens.get("seen"),
             "tokens_per_param": _round(self.tokens.get("per_param"), 2),
@@ -189,6 +190,9 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
                      f"non-embedding {human_count(p['non_embedding'])}")
     elif p["non_embedding"] is not None:
         lines.append(f"non-embedding {human_count(p['non_embedding'])}")
+    if cfg is not None:
+        p["optimizer"] = cfg.optimizer
+        lines.append(optimizer_text(cfg))
     problems = []
     if reported and p["source"] != "log" and abs(p["nanogpt"] - reported) > max(0.005 * reported, 5_000):
         problems.append(f"the log says {reported / 1e6:.2f}M but the echoed config builds {p['nanogpt'] / 1e6:.2f}M")
@@ -201,6 +205,14 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
         verdict = (f"matches the ~{human_count(promised[0][1], 0)} the {promised[0][0]} promises" if promised
                    else "no size promised by the config's names or comments to check against")
     return p, Finding("params", "parameters", lines, verdict, level)
+
+
+def optimizer_text(cfg: C.TrainConfig) -> str:
+    """The run's optimizer and its peak learning rates, as configured."""
+    if cfg.optimizer == "muon":
+        return (f"optimizer muon: Muon lr {cfg.muon_lr:.1e} (momentum {cfg.muon_momentum:g}) on the block "
+                f"matrices, AdamW lr {cfg.learning_rate:.1e} on the embeddings and 1-D gains/biases")
+    return f"optimizer {cfg.optimizer}: lr {cfg.learning_rate:.1e}, weight decay {cfg.weight_decay:g}"
 
 
 # ---------------------------------------------------------------- tokens
@@ -376,6 +388,8 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
         return Finding("forecast", "forecast", ["no evals yet"], "needs evals", "note")
     horizon = max(max(targets), last_eval)
     sched, r.forecast_note = F.run_schedule(h, cfg, horizon, max(forecast_at or 0, last_eval))
+    if cfg is not None and cfg.optimizer != "adamw":
+        r.forecast_note += f"; optimizer {cfg.optimizer} (muon_lr {cfg.muon_lr:.1e} on the same schedule)"
     trains = [e.train_loss for e in h.evals if e.val_loss is not None]
     fit = F.fit(its, vals, sched / sched.max(), trains)
     usable = [i for i in its if i > 0 and i >= F.FIT_START * last_eval]
