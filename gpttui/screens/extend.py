@@ -103,9 +103,11 @@ class ExtendScreen(Screen[ConfigChange | None]):
         cfg, it = self.config, self.current_iter
         t = Text()
         t.append("now ", style="bold")
-        t.append(f"iteration {it:,} of max_iters {cfg.max_iters:,} · {schedule_text(cfg)}\n")
+        t.append(f"iteration {it:,} of max_iters {cfg.max_iters:,} · {schedule_text(cfg)} · {cfg.optimizer}\n")
         t.append(f"    {units.human_count(it * self.tokens_per_iter)} tokens seen "
                  f"({self.tokens_per_iter:,}/iter) · lr {schedule.lr_at(cfg, it):.2e}")
+        if cfg.optimizer == "muon":  # the schedule scales Muon's lr in proportion
+            t.append(f" · Muon lr {schedule.lr_at(cfg, it) * cfg.muon_lr / cfg.learning_rate:.2e}")
         if self.ms_per_iter:
             t.append(f" · {self.ms_per_iter:,.0f} ms/iter")
         if self.resume_iter is not None:   # (never in a what-if)
