@@ -88,7 +88,8 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path, char_data):
             first = ctl.live.history.steps[0].loss
             assert 3.0 < first < 4.5 and ctl.live.loss < first  # ln(65 symbols) = 4.2 at first, then it learns
 
-            assert "space Pause" in footer_text(app) and "Resume" not in footer_text(app)
+            await wait_for(pilot, lambda: "space Pause" in footer_text(app) and "Resume" not in footer_text(app), 5,
+                           "the footer to offer Pause")  # rebuilt on each state change (an eval)
             await palette_search(pilot, "pause", "Pause (space)")
             await pilot.press("space")
             await wait_for(pilot, lambda: "paused" in status(app), 30, "paused on screen")
