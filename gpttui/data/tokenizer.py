@@ -9,6 +9,7 @@ This module never imports torch: `gpttui prepare`, the sampler and the UI all us
 from __future__ import annotations
 
 import base64
+import ctypes
 import functools
 import hashlib
 import json
@@ -67,8 +68,16 @@ Ids = Sequence[int] | np.ndarray  # an encoder's output: tiktoken's list, or gig
 
 # gigatoken caches the ids of every distinct piece it has encoded, for the life of its encoder:
 # a long stream of new text grows that cache without bound, so the encoder is built anew (a
-# fraction of a second) after this many characters, which keeps a worker's memory bounded.
+# fraction of a second) after this many characters, and the freed cache handed back to the
+# system (glibc keeps it otherwise), which keeps a worker's memory bounded.
 GIGATOKEN_REBUILD_CHARS = 100_000_000
+
+
+def _return_freed_memory() -> None:
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: its allocator decides
+        pass
 
 
 class GigatokenEncoder:
@@ -95,6 +104,8 @@ class GigatokenEncoder:
             return self._slow(text)
         self._chars += len(text)
         if self._chars > self.rebuild_chars:
+            self._fast = None
+            _return_freed_memory()
             self._fast, self._chars = self._build(), len(text)
             self.rebuilds += 1
         return self._fast.encode(text)
