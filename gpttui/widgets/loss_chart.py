@@ -50,7 +50,6 @@ class LossChart(PlotWidget):
         super().__init__(**kw)
         self._live = live
         self._projected: tuple[tuple, Projection | None] = ((), None)
-        self._projecting: tuple = ()
 
     @property
     def live(self) -> LiveRun:
@@ -108,8 +107,7 @@ class LossChart(PlotWidget):
 
     def key(self) -> tuple:
         live = self._live
-        return (id(live), live.series.version, live.evals_version, self.x_axis, self.log_y, self.smoothing, self.zoom,
-                self._projected[0])
+        return (id(live), live.series.version, live.evals_version, self.x_axis, self.log_y, self.smoothing, self.zoom)
 
     def plot(self, width: int, height: int) -> str | Text:
         win = self.live.series.window(self.zoom or None)
@@ -155,15 +153,9 @@ class LossChart(PlotWidget):
         only when an eval arrives; not on the run-time axis or when zoomed. Returns its x and y."""
         h = self._live.history
         key = (id(self._live), self._live.evals_version, h.max_iters)
-        if self._projected[0] != key and self._projecting != key:
-            self._projecting = key
-            if self.is_mounted:  # fitted off the UI thread, on a copy; drawn when it is ready
-                copy = h.until(h.last_iter) if h.last_iter is not None else h
-                self.run_worker(lambda: self._project(key, copy), thread=True, group="projection")
-            else:  # drawn for a picture or a test, outside an app
-                self._projected = (key, projection(h))
-        same_run = self._projected[0][:1] == key[:1]
-        proj = self._projected[1] if same_run else None  # the last eval's until the new one is fitted
+        if self._projected[0] != key:
+            self._projected = (key, projection(h))
+        proj = self._projected[1]
         scale = 1.0 if axis == "iter" else float(h.tokens_per_iter or 0)
         if proj is None or axis == "time" or self.zoom or not scale:
             return [], []
@@ -172,18 +164,6 @@ class LossChart(PlotWidget):
         for edge in (proj.low, proj.high):
             fig.draw(fig.signal(px, to_y(edge).tolist(), marker=_marker("·", VAL)))
         return px, [*proj.low.tolist(), *proj.high.tolist()]
-
-    def stale(self) -> bool:
-        """Also while a forecast is being fitted: the drawing is not final before it lands."""
-        return super().stale() or self._projecting != self._projected[0]
-
-    def _project(self, key: tuple, history) -> None:
-        proj = projection(history)
-        self.app.call_from_thread(self._projection_ready, key, proj)
-
-    def _projection_ready(self, key: tuple, proj: Projection | None) -> None:
-        self._projected = (key, proj)
-        self.refresh()
 
     def _val_points(self, win, axis: str) -> tuple[list[float], list[float]]:
         first = int(win.iters[0]) - (int(win.count[0]) - 1 if len(win) else 0)
