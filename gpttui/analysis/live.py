@@ -74,14 +74,14 @@ class LiveRun:
             self._on_state(e.get("state"), t)
         elif kind == "undo":
             self.undo = e if e.get("available") else None
+            if e.get("done") is True and isinstance(e.get("to_iter"), int):
+                self.series.truncate_from(e["to_iter"])  # the run went back: its curve too
+                self.evals_version += 1
         elif kind in ("eval", "checkpoint"):
             self._eval_since_step = True
             self.evals_version += 1
         elif kind == "config" and isinstance(e.get("changes"), dict):
             self.evals_version += 1  # best/gap notes don't change, but max_iters may have
-        elif kind == "undo" and e.get("done") is True and isinstance(e.get("to_iter"), int):
-            self.series.truncate_from(e["to_iter"])  # the run went back: its curve too
-            self.evals_version += 1
         it = e.get("iter")
         if kind not in ("hello", "step") and isinstance(it, int) and it > self.iter:
             self.iter = it  # an eval, checkpoint or final state at the iteration about to run
