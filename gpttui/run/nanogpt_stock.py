@@ -1,23 +1,20 @@
 """The values of nanoGPT's stock configs (karpathy/nanoGPT config/*.py), so a log that says
 `Overriding config with config/train_shakespeare_char.py:` is read whole even where the echo of
 the file was lost. The eval_gpt2* and finetune configs start from OpenAI's GPT-2 weights
-(`init_from = 'gpt2...'`, which gpttui does not load, is left out): their shapes are given here
-as nanoGPT's from_pretrained sets them (GPT-2's 50257-token vocabulary, biases on)."""
+(`init_from = 'gpt2...'` is left out): their shapes are given here as nanoGPT's from_pretrained
+sets them (GPT-2's 50257-token vocabulary, biases on), from run/pretrained.py's table."""
 
 from __future__ import annotations
 
 from typing import Any
 
-_GPT2_SHAPES = {
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
-}
+from gpttui.run.pretrained import GPT2_POSITIONS, GPT2_SIZES, GPT2_VOCAB
 
 
 def _pretrained(name: str) -> dict[str, Any]:
-    return dict(_GPT2_SHAPES[name], vocab_size=50257, block_size=1024, bias=True)
+    n_layer, n_head, n_embd = GPT2_SIZES[name]
+    return dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=GPT2_VOCAB, block_size=GPT2_POSITIONS,
+                bias=True)
 
 
 def _eval(name: str) -> dict[str, Any]:
