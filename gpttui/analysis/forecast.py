@@ -183,9 +183,7 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray,
     i in 0..the furthest iteration to be predicted. With the evals' train losses, a val-train
     gap that keeps growing (repeated data, memorised) is modelled beside the law (`Gap`).
     """
-    trains = list(train_losses) if train_losses is not None else [None] * len(losses)
-    pts = [(int(i), float(v), t) for i, v, t in zip(iters, losses, trains)
-           if i > 0 and v is not None and math.isfinite(v)]
+    pts = _points(iters, losses, train_losses)
     if not pts:
         return None
     last = max(p[0] for p in pts)
@@ -271,12 +269,18 @@ def _rise(pts: list[tuple[int, float, float | None]]) -> str | None:
             f"(more than {RISE_Z:.0f}x its eval noise): unstable, lr too high?")
 
 
+def _points(iters: Sequence[int], losses: Sequence[float | None],
+            train_losses: Sequence[float | None] | None) -> list[tuple[int, float, float | None]]:
+    """(iter, loss, train loss) of the evals a fit may use: past iteration 0, finite."""
+    trains = list(train_losses) if train_losses is not None else [None] * len(losses)
+    return [(int(i), float(v), t) for i, v, t in zip(iters, losses, trains)
+            if i > 0 and v is not None and math.isfinite(v)]
+
+
 def instability(iters: Sequence[int], losses: Sequence[float],
                 train_losses: Sequence[float | None] | None = None) -> str | None:
     """Why `fit` refuses these evals as unstable (the loss rising, not falling), or None."""
-    trains = list(train_losses) if train_losses is not None else [None] * len(losses)
-    pts = [(int(i), float(v), t) for i, v, t in zip(iters, losses, trains)
-           if i > 0 and v is not None and math.isfinite(v)]
+    pts = _points(iters, losses, train_losses)
     if not pts:
         return None
     last = max(p[0] for p in pts)
