@@ -598,9 +598,17 @@ class _Workers:
     def __enter__(self) -> _Workers:
         return self
 
-    def __exit__(self, *exc) -> None:
-        # running chunks finish (a fraction of a second), queued ones are dropped
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:  # running chunks finish (a fraction of a second), queued ones are dropped
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # failing (a worker died, a signal): a broken pool's shutdown(wait=True) can wait for good
+        procs = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(5)
 
     def map(self, chunks: Iterable[tuple[Source, S.Chunk]]) -> Iterator[tuple[Source, S.Chunk, Encoded]]:
         pending: deque[tuple[Source, S.Chunk, Future]] = deque()
