@@ -132,12 +132,6 @@ def _positive_count(v: Any) -> int:
     raise _Bad("an integer in [1, 2**53)")
 
 
-def _real(v: Any) -> float:
-    if (type(v) is float or type(v) is int) and -MAX_REAL <= v <= MAX_REAL:
-        return v
-    raise _Bad("a finite number")
-
-
 def _real_or_null(v: Any) -> float | None:
     """A measured figure; null is how a NaN or infinity travels (see _clean)."""
     if v is None or (type(v) is float or type(v) is int) and -MAX_REAL <= v <= MAX_REAL:
