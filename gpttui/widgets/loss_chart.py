@@ -18,8 +18,7 @@ from textual.reactive import reactive
 from gpttui.analysis.forecast import Projection, projection
 from gpttui.analysis.live import LiveRun
 from gpttui.analysis.series import X_AXES, column_envelope, ema
-from gpttui.widgets import ticks
-from gpttui.widgets.plot import PlotWidget, plotext
+from gpttui.widgets.plot import PlotWidget, figure, marker, plotext, value_axes
 
 CHART_HZ = 1.0                       # redraws a second at most while only the data moves
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
@@ -30,14 +29,6 @@ RAW, SMOOTH, VAL = 12, 11, 9         # 8-bit colours: blue, yellow, red
 def preload() -> None:
     """Import plotext on a thread while the first frame is drawn."""
     threading.Thread(target=plotext, daemon=True, name="import-plotext").start()
-
-
-def _marker(symbol: str, colour: int):
-    plt = plotext()
-    return plt.marker(symbol, plt.pixel(foreground=colour))
-
-
-X_LABELS = {"iter": "iteration", "tokens": "tokens seen", "time": "run time"}
 
 
 class LossChart(PlotWidget):
@@ -121,31 +112,22 @@ class LossChart(PlotWidget):
         env = column_envelope(x, win.lo, win.hi, win.mean, win.count, columns)
         log = self.log_y and float(env.lo.min()) > 0  # (a loss at or below 0 has no logarithm)
         to_y = np.log10 if log else np.asarray
-        fig = plotext().figure
-        fig.clear()
-        fig.theme("gpttui")
-        fig.plot_size(width, height)
-        fig.legend(False)
+        fig = figure(width, height)
         xs = np.repeat(env.x, 2).tolist()
         ys = to_y(np.column_stack([env.lo, env.hi]).ravel()).tolist()
-        fig.draw(fig.signal(xs, ys, marker=_marker("braille", RAW)).lines())
+        fig.draw(fig.signal(xs, ys, marker=marker("braille", RAW)).lines())
         if self.smoothing > 0:
             smooth = ema(win.mean, win.count, self.smoothing)
             senv = column_envelope(x, smooth, smooth, smooth, win.count, columns)
             fig.draw(fig.signal(senv.x.tolist(), to_y(senv.mean).tolist(),
-                                marker=_marker("braille", SMOOTH)).lines())
+                                marker=marker("braille", SMOOTH)).lines())
         vx, vy = self._val_points(win, axis)
         if vx:
-            fig.draw(fig.signal(vx, to_y(np.asarray(vy)).tolist(), marker=_marker("●", VAL)))
+            fig.draw(fig.signal(vx, to_y(np.asarray(vy)).tolist(), marker=marker("●", VAL)))
         px, py = self._draw_projection(fig, axis, to_y)
         x_lo, x_hi = min([float(env.x[0]), *vx]), max([float(env.x[-1]), *vx, *px])
         y_lo, y_hi = min([float(env.lo.min()), *vy, *py]), max([float(env.hi.max()), *vy, *py])
-        xt = ticks.axis_ticks(axis, x_lo, x_hi, max(2, min(8, columns // 11)))
-        yt = (ticks.log_ticks if log else ticks.decimal_ticks)(y_lo, y_hi, max(2, min(6, height // 3)))
-        fig.ruler(axis="x").ticks(xt.values, xt.labels)
-        fig.ruler(axis="y").ticks(to_y(np.asarray(yt.values)).tolist(), yt.labels)
-        fig.label(X_LABELS[axis], axis="x")
-        fig.label("loss (log scale)" if log else "loss", axis="y")
+        value_axes(fig, axis, (x_lo, x_hi), (y_lo, y_hi), log, (width, height), "loss")
         return fig.build().string()
 
     def _draw_projection(self, fig, axis: str, to_y) -> tuple[list[float], list[float]]:
@@ -160,9 +142,9 @@ class LossChart(PlotWidget):
         if proj is None or axis == "time" or self.zoom or not scale:
             return [], []
         px = (proj.iters * scale).tolist()
-        fig.draw(fig.signal(px, to_y(proj.central).tolist(), marker=_marker("braille", VAL)).lines())
+        fig.draw(fig.signal(px, to_y(proj.central).tolist(), marker=marker("braille", VAL)).lines())
         for edge in (proj.low, proj.high):
-            fig.draw(fig.signal(px, to_y(edge).tolist(), marker=_marker("·", VAL)))
+            fig.draw(fig.signal(px, to_y(edge).tolist(), marker=marker("·", VAL)))
         return px, [*proj.low.tolist(), *proj.high.tolist()]
 
     def _val_points(self, win, axis: str) -> tuple[list[float], list[float]]:

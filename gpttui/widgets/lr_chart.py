@@ -12,7 +12,7 @@ from rich.text import Text
 from gpttui.run.config import TrainConfig
 from gpttui.run.schedule import lr_at
 from gpttui.widgets import ticks
-from gpttui.widgets.plot import PlotWidget, plotext
+from gpttui.widgets.plot import PlotWidget, figure
 
 # plotext's "simple" theme gives its signals these terminal colours, in order
 BEFORE_COLOR = "blue"
@@ -52,10 +52,7 @@ class LRChart(PlotWidget):
             return Text("(too small for the chart)")
         end = max(self.before.max_iters, self.after.max_iters if self.after else 0, self.now, 1)
         extra = (self.now, self.now + 1, self.before.warmup_iters)
-        fig = plotext().figure  # plotext keeps one global figure: clear it, draw, build at once
-        fig.clear()
-        fig.theme("simple")
-        fig.plot_size(width, height)
+        fig = figure(width, height, theme="simple")
         peak = 0.0
         for cfg, label in ((self.before, "before"), (self.after, "after")):
             if cfg is None:
@@ -67,7 +64,6 @@ class LRChart(PlotWidget):
             sig.lines()
             fig.draw(sig)
         fig.line(self.now, orientation="vertical")
-        fig.legend(False)
         xt = ticks.count_ticks(0, end, max(2, min(8, (width - 10) // 11)))
         fig.ruler(axis=0).ticks(xt.values, xt.labels)
         fig.ruler(axis=0).lim(0, end)

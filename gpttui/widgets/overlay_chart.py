@@ -13,8 +13,7 @@ from rich.text import Text
 from textual.reactive import reactive
 
 from gpttui.run.history import RunHistory
-from gpttui.widgets import ticks
-from gpttui.widgets.plot import PlotWidget, plotext
+from gpttui.widgets.plot import PlotWidget, figure, marker, value_axes
 
 # 8-bit colours, one per run, in order (distinct on dark and light themes)
 PALETTE = (9, 12, 10, 11, 13, 14, 208, 141, 44, 203)
@@ -23,11 +22,6 @@ AXES = ("iter", "tokens")
 
 def colour(i: int) -> int:
     return PALETTE[i % len(PALETTE)]
-
-
-def hex_colour(i: int) -> str:
-    """The palette entry as #rrggbb, for Rich markup next to the chart."""
-    return f"color({colour(i)})"
 
 
 @dataclass
@@ -51,9 +45,6 @@ def val_points(h: RunHistory, axis: str) -> tuple[list[float], list[float]] | No
             return None
         return [float(i) * tpi for i in its], vals
     return [float(i) for i in its], vals
-
-
-X_LABELS = {"iter": "iteration", "tokens": "tokens seen"}
 
 
 class OverlayChart(PlotWidget):
@@ -105,23 +96,11 @@ class OverlayChart(PlotWidget):
             return Text(why, style="dim", justify="center")
         log = self.log_y and min(min(p[1]) for _, p in series) > 0
         to_y = (lambda ys: [math.log10(y) for y in ys]) if log else list
-        plt = plotext()
-        fig = plt.figure
-        fig.clear()
-        fig.theme("gpttui")
-        fig.plot_size(width, height)
-        fig.legend(False)
+        fig = figure(width, height)
         for c, (xs, ys) in series:
-            marker = plt.marker("braille", plt.pixel(foreground=c.colour))
-            fig.draw(fig.signal(xs, to_y(ys), marker=marker).lines())
-            dots = plt.marker("●", plt.pixel(foreground=c.colour))
-            fig.draw(fig.signal(xs, to_y(ys), marker=dots))
+            fig.draw(fig.signal(xs, to_y(ys), marker=marker("braille", c.colour)).lines())
+            fig.draw(fig.signal(xs, to_y(ys), marker=marker("●", c.colour)))
         x_lo, x_hi = min(min(p[0]) for _, p in series), max(max(p[0]) for _, p in series)
         y_lo, y_hi = min(min(p[1]) for _, p in series), max(max(p[1]) for _, p in series)
-        xt = ticks.axis_ticks(self.x_axis, x_lo, x_hi, max(2, min(8, (width - 10) // 11)))
-        yt = (ticks.log_ticks if log else ticks.decimal_ticks)(y_lo, y_hi, max(2, min(6, height // 3)))
-        fig.ruler(axis="x").ticks(xt.values, xt.labels)
-        fig.ruler(axis="y").ticks(to_y(yt.values), yt.labels)
-        fig.label(X_LABELS[self.x_axis], axis="x")
-        fig.label("val loss (log scale)" if log else "val loss", axis="y")
+        value_axes(fig, self.x_axis, (x_lo, x_hi), (y_lo, y_hi), log, (width, height), "val loss")
         return fig.build().string()

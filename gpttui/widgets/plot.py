@@ -1,5 +1,6 @@
-"""What the plotext charts share: plotext, imported once and off the first frame, and a widget
-that shows plotext's ANSI output as cached strips.
+"""What the plotext charts share: plotext, imported once and off the first frame; a figure made
+ready at a size, axes with round ticks; and a widget that shows plotext's ANSI output as cached
+strips.
 
 Handing Textual a Rich Text of a chart costs as much again as drawing it (every colour run is
 restyled on the way to the screen); plotext writes only resets and 8-bit foregrounds, which
@@ -11,17 +12,22 @@ from __future__ import annotations
 import re
 import threading
 from types import ModuleType
+from typing import Any
 
+import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.strip import Strip
 from textual.widget import Widget
 
+from gpttui.widgets import ticks
+
 _plotext: ModuleType | None = None
 _plotext_lock = threading.Lock()
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
 _SGR_STYLES: dict[str, Style] = {}
+X_LABELS = {"iter": "iteration", "tokens": "tokens seen", "time": "run time"}
 
 
 def plotext() -> ModuleType:
@@ -35,6 +41,34 @@ def plotext() -> ModuleType:
             plt.terminal.limit(False, False)  # the widget, not the terminal plotext sees, sets the size
             _plotext = plt
     return _plotext
+
+
+def figure(width: int, height: int, theme: str = "gpttui") -> Any:
+    """plotext's one global figure, cleared and sized: draw on it and build it at once."""
+    fig = plotext().figure
+    fig.clear()
+    fig.theme(theme)
+    fig.plot_size(width, height)
+    fig.legend(False)
+    return fig
+
+
+def marker(symbol: str, colour: int) -> Any:
+    """A plotext marker in an 8-bit colour."""
+    plt = plotext()
+    return plt.marker(symbol, plt.pixel(foreground=colour))
+
+
+def value_axes(fig: Any, axis: str, x: tuple[float, float], y: tuple[float, float], log: bool,
+               size: tuple[int, int], y_name: str) -> None:
+    """Round ticks and names on a value-by-`axis` chart's axes (`y` in values, not logarithms)."""
+    width, height = size
+    xt = ticks.axis_ticks(axis, *x, max(2, min(8, (width - 10) // 11)))
+    yt = (ticks.log_ticks if log else ticks.decimal_ticks)(*y, max(2, min(6, height // 3)))
+    fig.ruler(axis="x").ticks(xt.values, xt.labels)
+    fig.ruler(axis="y").ticks((np.log10 if log else np.asarray)(np.asarray(yt.values)).tolist(), yt.labels)
+    fig.label(X_LABELS[axis], axis="x")
+    fig.label(f"{y_name} (log scale)" if log else y_name, axis="y")
 
 
 def _sgr_style(code: str) -> Style:
