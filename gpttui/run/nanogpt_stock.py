@@ -2,23 +2,17 @@
 `Overriding config with config/train_shakespeare_char.py:` is read whole even where the echo of
 the file was lost. The eval_gpt2* and finetune configs start from OpenAI's GPT-2 weights
 (`init_from = 'gpt2...'` is left out): their shapes are given here as nanoGPT's from_pretrained
-sets them (GPT-2's 50257-token vocabulary, biases on), from run/pretrained.py's table."""
+sets them (GPT-2's 50257-token vocabulary, biases on): run/pretrained.py's model_shape."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpttui.run.pretrained import GPT2_POSITIONS, GPT2_SIZES, GPT2_VOCAB
-
-
-def _pretrained(name: str) -> dict[str, Any]:
-    n_layer, n_head, n_embd = GPT2_SIZES[name]
-    return dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=GPT2_VOCAB, block_size=GPT2_POSITIONS,
-                bias=True)
+from gpttui.run.pretrained import model_shape
 
 
 def _eval(name: str) -> dict[str, Any]:
-    return dict(_pretrained(name), batch_size=8, eval_iters=500, eval_only=True, wandb_log=False)
+    return dict(model_shape(name), batch_size=8, eval_iters=500, eval_only=True, wandb_log=False)
 
 
 STOCK_CONFIGS: dict[str, dict[str, Any]] = {
@@ -34,7 +28,7 @@ STOCK_CONFIGS: dict[str, dict[str, Any]] = {
         block_size=1024, gradient_accumulation_steps=5 * 8, max_iters=600000, lr_decay_iters=600000,
         eval_interval=1000, eval_iters=200, log_interval=10, weight_decay=1e-1),
     "finetune_shakespeare": dict(
-        _pretrained("gpt2-xl"), out_dir="out-shakespeare", eval_interval=5, eval_iters=40, wandb_log=False,
+        model_shape("gpt2-xl"), out_dir="out-shakespeare", eval_interval=5, eval_iters=40, wandb_log=False,
         wandb_project="shakespeare", dataset="shakespeare", always_save_checkpoint=False, batch_size=1,
         gradient_accumulation_steps=32, max_iters=20, learning_rate=3e-5, decay_lr=False),
     "eval_gpt2": _eval("gpt2"),
