@@ -3,6 +3,8 @@ and app_helpers.py (the dashboard); the fault suite adds its own in faults/conft
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,26 @@ def seed(tmp_path: Path) -> C.LoadedConfig:
     f = tmp_path / "train_fineweb.py"
     f.write_text((NANOGPT_FIXTURES / "train_fineweb.py").read_text())
     return C.load(f)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """tmpfs(name, size) mounts a tmpfs of `size` (mount's form: 64k, 3m) at tmp_path/name: a disk
+    that really fills. Root only: where mount is refused the test is skipped, saying why.
+    Every mount is lazily unmounted at the end (an engine may still hold a file on it)."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str) -> Path:
+        mnt = tmp_path / name
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a {size} tmpfs here ({r.stderr.strip()}): a tmpfs needs root")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+

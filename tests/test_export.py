@@ -145,27 +145,18 @@ def test_unknown_chart_types_are_refused_in_one_line(tmp_path, capsys):
 
 
 @pytest.fixture
-def full_disk(tmp_path):
+def full_disk(tmpfs):
     """A 64 KiB tmpfs, filled (root only; skipped, saying why, where mount is refused)."""
-    import subprocess
-
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a 64 KiB tmpfs here ({r.stderr.strip()})")
+    mnt = tmpfs("full", "64k")
+    fd = os.open(mnt / "fill", os.O_WRONLY | os.O_CREAT)
     try:
-        fd = os.open(mnt / "fill", os.O_WRONLY | os.O_CREAT)
-        try:
-            while os.write(fd, b"\0" * 4096):
-                pass
-        except OSError:
-            pass                           # full
-        finally:
-            os.close(fd)
-        yield mnt
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass                           # full
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        os.close(fd)
+    return mnt
 
 
 @pytest.mark.parametrize("args,target", [

@@ -170,15 +170,9 @@ def test_a_pause_you_asked_for_outlasts_the_full_disk_that_came_during_it(make_r
 
 
 @pytest.fixture
-def tiny_fs(tmp_path):
+def tiny_fs(tmpfs):
     """A 3 MB tmpfs (root only); skipped where mounting is not allowed (the hook test covers it)."""
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    return tmpfs("small-disk", "3m")
 
 
 def test_full_disk_pauses_and_resumes_on_a_real_small_file_system(make_run, engines, tiny_fs):

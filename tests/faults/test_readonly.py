@@ -38,20 +38,13 @@ def finished_run(tmp_path_factory, char_data) -> Path:
 
 
 @pytest.fixture
-def read_only(tmp_path, finished_run):
+def read_only(tmpfs, finished_run):
     """A tmpfs holding a copy of the run and a text file, then remounted read-only."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:
-        pytest.skip("mount refused (a tmpfs needs root): the read-only mount can't be made here")
-    try:
-        shutil.copytree(finished_run / "run", mnt / "run")
-        (mnt / "input.txt").write_text("to be, or not to be\n" * 50)
-        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    mnt = tmpfs("ro", "8m")
+    shutil.copytree(finished_run / "run", mnt / "run")
+    (mnt / "input.txt").write_text("to be, or not to be\n" * 50)
+    subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+    return mnt
 
 
 def test_training_commands_on_a_read_only_file_system(read_only, finished_run):
@@ -128,21 +121,14 @@ def test_a_directory_without_write_permission(tmp_path, finished_run):
     assert (run / "config.toml").read_bytes() == config
 
 
-def test_a_start_on_a_full_disk_says_so_and_leaves_nothing(tmp_path, finished_run):
-    full = tmp_path / "full"
-    full.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)],
-                      capture_output=True).returncode:
-        pytest.skip("mount refused (a tmpfs needs root): no disk to fill here")
-    try:
-        with open(full / "filler", "wb", buffering=0) as f:
-            try:
-                f.write(b"\0" * (1 << 20))
-            except OSError:
-                pass  # full (a raw write may also stop short without an error)
-        r = gpttui("train", *TRAIN_FLAGS, f"--out_dir={full}/a/run", cwd=finished_run)
-        assert r.returncode == 1
-        assert one_line(r) == f"error: cannot write {full}/a/run/config.toml: No space left on device"
-        assert sorted(p.name for p in full.iterdir()) == ["filler"]  # no directory, lock or temporary left
-    finally:
-        subprocess.run(["umount", "-l", str(full)], check=False)
+def test_a_start_on_a_full_disk_says_so_and_leaves_nothing(tmpfs, finished_run):
+    full = tmpfs("full", "64k")
+    with open(full / "filler", "wb", buffering=0) as f:
+        try:
+            f.write(b"\0" * (1 << 20))
+        except OSError:
+            pass  # full (a raw write may also stop short without an error)
+    r = gpttui("train", *TRAIN_FLAGS, f"--out_dir={full}/a/run", cwd=finished_run)
+    assert r.returncode == 1
+    assert one_line(r) == f"error: cannot write {full}/a/run/config.toml: No space left on device"
+    assert sorted(p.name for p in full.iterdir()) == ["filler"]  # no directory, lock or temporary left
