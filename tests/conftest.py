@@ -3,6 +3,7 @@ and app_helpers.py (the dashboard); the fault suite adds its own in faults/conft
 
 from __future__ import annotations
 
+import queue
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 from engine_kit import SHAKESPEARE, make_char_data
 
+from gpttui.ipc.server import ControlServer, socket_path
 from gpttui.run import config as C
+from gpttui.run import engine_state
 
 NANOGPT_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
 
@@ -57,3 +60,19 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
     for mnt in mounted:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[tuple[Path, engine_state.EngineStatus, ControlServer, queue.Queue]]:
+    """An engine's status and control server on tmp_path, without any training: (run_dir, status,
+    server, the queue the commands that reach it land in)."""
+    es = engine_state.EngineStatus(tmp_path)
+    es.acquire()
+    commands: queue.Queue = queue.Queue()
+    server = ControlServer(socket_path(tmp_path), commands.put)
+    server.start()
+    es.update(state="running", socket=str(server.path))
+    es._write()
+    yield tmp_path, es, server, commands
+    server.close()
+    es.close("stopped")

@@ -4,18 +4,14 @@ a few lines of Python) and SocketClient (hostile lines, many clients at once).""
 from __future__ import annotations
 
 import json
-import queue
 import socket
 import sys
 import threading
 import time
 
-import pytest
-
 from gpttui.ipc import inbox, process
 from gpttui.ipc.client import SocketClient
-from gpttui.ipc.server import ControlServer, socket_path
-from gpttui.run import engine_state, protocol
+from gpttui.run import protocol
 
 # Echoes every command back as a log event, writes a stray line and some stderr, then
 # exits with the code given by a `set` command's "code" value.
@@ -123,23 +119,8 @@ def test_hostile_lines_from_a_child_are_counted_and_never_reach_the_ui():
     assert got.stderr[-1] == "last words"
 
 
-@pytest.fixture
-def engine(tmp_path):
-    """An engine's status and control server on tmp_path, without any training."""
-    es = engine_state.EngineStatus(tmp_path)
-    es.acquire()
-    commands: queue.Queue = queue.Queue()
-    server = ControlServer(socket_path(tmp_path), commands.put)
-    server.start()
-    es.update(state="running", socket=str(server.path))
-    es._write()
-    yield tmp_path, server, commands
-    server.close()
-    es.close("stopped")
-
-
 def test_hostile_lines_on_the_socket_are_counted_and_the_good_ones_arrive(engine):
-    run_dir, server, _ = engine
+    run_dir, _, server, _ = engine
     client = SocketClient(run_dir)
     hostile = ['{"type": "step", "iter": 99999999999999999999999, "loss": 1.0}',
                '{"type": "eval", "iter": 2, "train_loss": NaN, "val_loss": {"a": [1]}}',
@@ -162,7 +143,7 @@ def test_hostile_lines_on_the_socket_are_counted_and_the_good_ones_arrive(engine
 
 
 def test_an_engine_log_line_longer_than_a_read_does_not_stall_the_log_tail(engine):
-    run_dir, _, _ = engine
+    run_dir, _, _, _ = engine
     client = SocketClient(run_dir)
     with open(run_dir / "engine.log", "ab") as f:
         f.write(b"x" * (3 << 20) + b"\nafter the long line\n")
@@ -175,7 +156,7 @@ def test_an_engine_log_line_longer_than_a_read_does_not_stall_the_log_tail(engin
 
 
 def test_a_command_of_the_wrong_shape_gets_an_error_and_the_socket_keeps_serving(engine):
-    run_dir, server, commands = engine
+    run_dir, _, server, commands = engine
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(server.path))
     sock.sendall(b'{"cmd": {}}\n{"cmd": "set", "key": [1], "value": 2}\n{"cmd": "pause"}\n')
@@ -192,7 +173,7 @@ def test_a_command_of_the_wrong_shape_gets_an_error_and_the_socket_keeps_serving
 
 
 def test_two_hundred_clients_attaching_at_once_all_get_in(engine):
-    run_dir, server, _ = engine
+    run_dir, _, server, _ = engine
     clients: list[SocketClient] = []
     failures: list[str] = []
     start = threading.Barrier(200)
@@ -226,7 +207,7 @@ def test_two_hundred_clients_attaching_at_once_all_get_in(engine):
 def test_the_listen_backlog_holds_connects_while_the_engine_is_busy(engine):
     """While the server's I/O thread can't accept (here: its lock held, as by a long publish),
     the kernel's queue takes the connects; beyond the backlog a non-blocking connect fails."""
-    run_dir, server, _ = engine
+    run_dir, _, server, _ = engine
     socks, refused = [], 0
     with server._mu:
         for _ in range(100):

@@ -1,6 +1,5 @@
 import json
 import os
-import queue
 import socket
 import stat
 import threading
@@ -10,7 +9,7 @@ import pytest
 
 from gpttui.ipc.client import NotRunning, SocketClient
 from gpttui.ipc.server import COALESCE_AFTER, MAX_LINE, ControlServer, socket_path
-from gpttui.run import engine_state, protocol
+from gpttui.run import protocol
 
 
 def _ev(type_, it, **f):
@@ -20,21 +19,6 @@ def _ev(type_, it, **f):
 
 def _step(it):
     return _ev("step", it, loss=2.0, lr=1e-3, dt_ms=1.0, tokens_per_s=1.0, mfu=0.1, grad_norm=1.0)
-
-
-@pytest.fixture
-def engine(tmp_path):
-    """An engine's status + control server on tmp_path, without any training."""
-    es = engine_state.EngineStatus(tmp_path)
-    es.acquire()
-    commands: queue.Queue = queue.Queue()
-    server = ControlServer(socket_path(tmp_path), commands.put)
-    server.start()
-    es.update(state="running", socket=str(server.path))
-    es._write()
-    yield tmp_path, es, server, commands
-    server.close()
-    es.close("stopped")
 
 
 def _drain_until(client, pred, timeout=5.0):
