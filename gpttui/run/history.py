@@ -287,11 +287,10 @@ class RunHistory:
         toml = run_dir / layout.CONFIG
         if toml.exists():
             try:
-                h.config.update(protocol.clean_config(C.read_config_file(toml)))
-                h.config_text = toml.read_text(encoding="utf-8")
-                h.config_file = str(toml)
-                h.config_complete = True
-            except C.ConfigError:
+                text = toml.read_text(encoding="utf-8")
+                h.config.update(protocol.clean_config(C.parse_toml(text, str(toml))))
+                h.config_text, h.config_file, h.config_complete = text, str(toml), True
+            except (OSError, UnicodeDecodeError, C.ConfigError):
                 pass
         if p.exists():
             reader = EventReader(p)
