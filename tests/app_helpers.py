@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -109,6 +110,19 @@ def record_notifications(app: App[Any]) -> list[str]:
         notify(message, *args, **kwargs)
     app.notify = recording  # type: ignore[method-assign]
     return shown
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"   # (the state follows the command's name)
+    except OSError:
+        return False
 
 
 def dashboard(app: App[Any]) -> DashboardScreen:

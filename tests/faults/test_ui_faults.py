@@ -3,11 +3,11 @@ socket, the engine killed under an attached UI, `gpttui attach` with nothing to 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 
+from app_helpers import pid_alive
 from kit import ckpt_iter, events, python, wait_for
 
 from gpttui.ipc.client import SocketClient
@@ -23,18 +23,6 @@ while True:
     eng.drain()
     time.sleep(0.1)
 """
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (exited, not yet reaped by init) counts as gone
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _start_ui(rd, engines):
@@ -61,7 +49,7 @@ def test_ui_killed_engine_checkpoints_trains_on_detached_and_reattaches(make_run
     wait_for(lambda: any(e["type"] == "checkpoint" and e["iter"] >= lost["iter"] for e in events(rd)),
              what="the checkpoint taken when the UI went away")
     info = engine_state.read_info(rd)
-    assert info.ui == "detached" and _pid_alive(pid)
+    assert info.ui == "detached" and pid_alive(pid)
     at = info.iter
     wait_for(lambda: engine_state.read_info(rd).iter >= at + 50, what="training on, detached")
 
@@ -83,7 +71,7 @@ def test_ui_killed_engine_checkpoints_trains_on_detached_and_reattaches(make_run
     assert client.send("stop")
     assert client.wait(30) == 0
     assert client.exit_description == "engine stopped (stop requested)"
-    wait_for(lambda: not _pid_alive(pid), what="the engine process to end")
+    wait_for(lambda: not pid_alive(pid), what="the engine process to end")
     got.extend(client.drain().events)
     on_disk = _session_steps(rd)
     assert on_disk == list(range(len(on_disk)))  # one session, every step once, nothing lost
@@ -96,7 +84,7 @@ def test_ui_killed_with_on_ui_lost_stop_checkpoints_and_exits(make_run, engines)
     ui, pid = _start_ui(rd, engines)
     ui.send_signal(signal.SIGKILL)
     ui.wait(10)
-    wait_for(lambda: not _pid_alive(pid), what="the engine to stop")
+    wait_for(lambda: not pid_alive(pid), what="the engine to stop")
     st = engine_state.status(rd)
     assert st.kind == "none" and st.info.state == "stopped"
     last = _session_steps(rd)[-1] + 1
