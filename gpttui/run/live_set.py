@@ -47,13 +47,14 @@ def problems(cfg: C.TrainConfig, limits: RunLimits | None = None) -> list[str]:
         v = getattr(cfg, name)
         if isinstance(v, float) and not math.isfinite(v):
             errs.append(f"{name}: must be a finite number, got {v}")
-    if math.isfinite(cfg.learning_rate) and not 0 < cfg.learning_rate <= 1:
+    # upper bounds only: config.validate already refuses a rate <= 0 or a negative min_lr/weight_decay
+    if math.isfinite(cfg.learning_rate) and cfg.learning_rate > 1:
         errs.append(f"learning_rate: must be in (0, 1], got {cfg.learning_rate:g}")
-    if math.isfinite(cfg.min_lr) and not 0 <= cfg.min_lr <= 1:
+    if math.isfinite(cfg.min_lr) and cfg.min_lr > 1:
         errs.append(f"min_lr: must be in [0, 1], got {cfg.min_lr:g}")
-    if math.isfinite(cfg.decay_frac) and not 0 < cfg.decay_frac <= 1:
+    if math.isfinite(cfg.decay_frac) and not 0 < cfg.decay_frac <= 1:  # (validate checks it for wsd only)
         errs.append(f"decay_frac: must be in (0, 1], got {cfg.decay_frac:g}")
-    if math.isfinite(cfg.weight_decay) and not 0 <= cfg.weight_decay <= MAX_WEIGHT_DECAY:
+    if math.isfinite(cfg.weight_decay) and cfg.weight_decay > MAX_WEIGHT_DECAY:
         errs.append(f"weight_decay: must be in [0, {MAX_WEIGHT_DECAY:g}], got {cfg.weight_decay:g}")
     for name in ITER_FIELDS:
         if getattr(cfg, name) > MAX_ITERS:
