@@ -61,10 +61,6 @@ class MuonAdamW:
     def param_groups(self) -> list[dict[str, Any]]:
         return self.adamw.param_groups + self.muon.param_groups
 
-    @property
-    def state(self) -> dict[Any, Any]:
-        return {**self.adamw.state, **self.muon.state}
-
     def step(self) -> None:
         self.adamw.step()
         self.muon.step()
@@ -127,6 +123,18 @@ def apply_live(opt: Optimizer, cfg: C.TrainConfig) -> None:
             group["momentum"] = cfg.muon_momentum
     else:
         opt.param_groups[0]["weight_decay"] = cfg.weight_decay
+
+
+def load_state(opt: Optimizer, state: dict[str, Any], cfg: C.TrainConfig) -> None:
+    """A checkpoint's optimizer state (a resume, an undo), keeping this process's fused flags (a
+    checkpoint made on a GPU, with fused AdamW, resumes anywhere) and the config's decay and
+    momentum over the checkpoint's."""
+    adamw = opt.adamw if isinstance(opt, MuonAdamW) else opt
+    fused = [g.get("fused") for g in adamw.param_groups]
+    opt.load_state_dict(state)
+    for g, f in zip(adamw.param_groups, fused):
+        g["fused"] = f
+    apply_live(opt, cfg)
 
 
 def checkpoint_kind(ckpt: dict[str, Any]) -> str:

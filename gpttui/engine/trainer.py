@@ -327,11 +327,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(dev.device_type, enabled=dev.dtype == "float16")
         self.optimizer = optim.build(model, cfg, dev.device_type, self.log)
         if ckpt is not None and "optimizer" in ckpt:
-            fused = [g.get("fused") for g in self.optimizer.param_groups]
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            for g, f in zip(self.optimizer.param_groups, fused):
-                g["fused"] = f  # a checkpoint made on a GPU (fused AdamW) resumes anywhere
-            optim.apply_live(self.optimizer, cfg)  # the config's decay and momentum, not the checkpoint's
+            optim.load_state(self.optimizer, ckpt["optimizer"], cfg)
         del ckpt
         self.ctx = (nullcontext() if dev.device_type == "cpu" or dev.dtype == "float32"
                     else torch.amp.autocast(device_type=dev.device_type, dtype=getattr(torch, dev.dtype)))
@@ -576,14 +572,10 @@ class Trainer:
             return
         ckpt = K.load(point.path, map_location=self.dev.device)
         self.raw_model.load_state_dict(ckpt["model"])
-        fused = [g.get("fused") for g in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        for g, f in zip(self.optimizer.param_groups, fused):
-            g["fused"] = f
+        self.cfg = C.replace(self.cfg, **point.values)
+        optim.load_state(self.optimizer, ckpt["optimizer"], self.cfg)
         self.iter_num = ckpt["iter_num"]
         self.best_val_loss, self.best_iter = ckpt["best_val_loss"], ckpt.get("best_iter")
-        self.cfg = C.replace(self.cfg, **point.values)
-        optim.apply_live(self.optimizer, self.cfg)
         if self.dist.ddp:  # every rank has read it before rank 0 moves it
             torch.distributed.barrier(group=self.ctrl)
         if self.dist.master:
