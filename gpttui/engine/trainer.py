@@ -444,6 +444,14 @@ class Trainer:
         elif cmd.cmd == UI_LOST:  # internal, from engine/host.py
             self.on_ui_lost(cmd.values["why"])
 
+    def internal(self, cmd: protocol.Command) -> None:
+        """Rank 0's own command (a full disk, room again): through the command queue, so that with
+        several processes every rank takes it at the same iteration."""
+        if self.commands is not None:
+            self.commands.push(cmd)
+        else:
+            self.apply(cmd)
+
     def on_disk_full(self, what: str, error: str) -> None:
         """Pause instead of crashing; the checkpoint is retried on resume, which comes by itself
         once the held-back writes fit (see disk_room_back), or by the user's resume."""
@@ -481,11 +489,7 @@ class Trainer:
         self.disk_check_at = time.monotonic() + DISK_CHECK_S
         if not self.disk_room_back():
             return
-        room = protocol.Command("disk_room", {})
-        if self.commands is not None:  # through the queue, so that every rank takes it
-            self.commands.push(room)
-        else:
-            self.apply(room)
+        self.internal(protocol.Command("disk_room", {}))
 
     def on_disk_room(self) -> None:
         self.disk_full = False
@@ -807,13 +811,8 @@ class Trainer:
         except (OSError, RuntimeError) as e:  # (torch's zip writer re-raises ENOSPC as RuntimeError)
             if not durable.is_disk_full(e, path, K.payload_bytes(ckpt)):
                 raise
-            full = protocol.Command("disk_full", {"what": f"the checkpoint at iter {self.iter_num}",
-                                                  "error": durable.reason(e)})
-            # through the command queue, so that with several processes every rank pauses
-            if self.commands is not None:
-                self.commands.push(full)
-            else:
-                self.apply(full)
+            self.internal(protocol.Command("disk_full", {"what": f"the checkpoint at iter {self.iter_num}",
+                                                         "error": durable.reason(e)}))
             return False
         self.emit("checkpoint", path=str(path), val_loss=self.last_val_loss)
         if self.cfg.sample_on_checkpoint:
