@@ -44,9 +44,14 @@ FIRST_GROUPS = 2   # field groups built before the editor first shows (model, da
 NARROW = 110   # below this many columns the help column gives way to the focused field's help line
 
 
-def field_names() -> list[str]:
-    """The fields in the form's order: group by group."""
-    return [n for g in C.GROUPS for n, f in C.FIELDS.items() if f.metadata["group"] == g]
+def grouped_fields() -> dict[str, list[str]]:
+    """The fields of each group, groups in the form's order."""
+    return {g: [n for n, f in C.FIELDS.items() if f.metadata["group"] == g] for g in C.GROUPS}
+
+
+def field_texts(config: C.TrainConfig) -> dict[str, str]:
+    """Each field of `config` as its input shows it."""
+    return {n: format_value(getattr(config, n)) for n in C.FIELDS}
 
 
 class ConfigScreen(Screen[ConfigChange | None]):
@@ -74,13 +79,13 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self.current_iter = current_iter
         self.origin = loaded.config  # results' `changes` are counted against this
         self.base = loaded.config    # rows are marked changed against this (an opened file's when not live)
-        self.check = check_fields({n: format_value(getattr(self.base, n)) for n in C.FIELDS}, self.base)
+        self.texts = field_texts(self.base)   # what the inputs hold
+        self.check = check_fields(self.texts, self.base)
         self.plan: ApplyPlan | None = None
-        self.names = field_names()
-        self.texts = {n: format_value(getattr(self.base, n)) for n in C.FIELDS}   # what the inputs hold
+        self.groups = grouped_fields()
+        self.names = [n for names in self.groups.values() for n in names]   # the form's order
         self._reopened = False   # refill the form from `base` when shown again (reopen_for)
         self.ready = asyncio.Event()   # set once a field has focus: the opener holds keys till then
-        self.complete = asyncio.Event()   # set once every field's input is there (FIRST_GROUPS first)
         self._enabled: tuple[bool | None, bool | None] | None = None
         self._shown: dict[str, Text] = {}
         self._status_error = False
@@ -151,8 +156,7 @@ class ConfigScreen(Screen[ConfigChange | None]):
         out: list[Static | Input] = []
         for group in groups:
             out.append(Static("", classes="gap"))
-            out += [Input(self.texts[n], id=f"f-{n}", compact=True) for n in self.names
-                    if C.FIELDS[n].metadata["group"] == group]
+            out += [Input(self.texts[n], id=f"f-{n}", compact=True) for n in self.groups[group]]
         return out
 
     def on_mount(self) -> None:
@@ -167,13 +171,12 @@ class ConfigScreen(Screen[ConfigChange | None]):
         """The field groups below the first screenful, built once the editor shows (lazily: the
         editor opens at the cost of a few fields, not of all of them)."""
         await self.query_one("#inputs", Vertical).mount_all(self._group_inputs(C.GROUPS[FIRST_GROUPS:]))
-        self.complete.set()
 
     def on_screen_resume(self) -> None:
         if not self._reopened:
             return
         self._reopened = False
-        self.texts = {n: format_value(getattr(self.base, n)) for n in C.FIELDS}
+        self.texts = field_texts(self.base)
         self._fill_inputs()
         self.query_one("#title", Static).update(self._title())
         self.query_one("#path", Input).value = self.loaded.source or ""
@@ -192,23 +195,20 @@ class ConfigScreen(Screen[ConfigChange | None]):
     def _helps(self) -> Text:
         """The help column: default and meaning of each field, aligned with the inputs."""
         t = Text(no_wrap=True, overflow="ellipsis")
-        for group in C.GROUPS:
+        for names in self.groups.values():
             t.append("\n\n")
-            for name in self.names:
-                if C.FIELDS[name].metadata["group"] == group:
-                    default = format_value(getattr(C.DEFAULTS, name)) or "''"
-                    t.append(f"default {default} · {C.FIELDS[name].metadata['help']}\n", style="dim")
+            for name in names:
+                default = format_value(getattr(C.DEFAULTS, name)) or "''"
+                t.append(f"default {default} · {C.FIELDS[name].metadata['help']}\n", style="dim")
         return t
 
     def _names(self) -> Text:
         """The name column: changed fields marked, invalid ones in red with a ✗."""
         problems, config = self.check.problems, self.check.config
         t = Text(no_wrap=True)
-        for group in C.GROUPS:
+        for group, names in self.groups.items():
             t.append("\n" + (group.upper() if group == "io" else group.capitalize()) + "\n", style="bold cyan")
-            for name in self.names:
-                if C.FIELDS[name].metadata["group"] != group:
-                    continue
+            for name in names:
                 if name in problems:
                     t.append(f"✗ {name}\n", style="bold red")
                 elif getattr(config, name) != getattr(self.base, name):
@@ -409,7 +409,7 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self.loaded = loaded
         if not self.live:
             self.base = loaded.config
-        self.texts = {n: format_value(getattr(loaded.config, n)) for n in C.FIELDS}
+        self.texts = field_texts(loaded.config)
         self._fill_inputs()
         self.query_one("#title", Static).update(self._title())
         self._recompute()
