@@ -71,6 +71,14 @@ def prepare_run(data_dir: Path, run_dir: Path, **over: Any) -> Path:
     return run_dir
 
 
+def gpttui(*args: str, cwd: Path | None = None, stdin: str = "", wrap: tuple[str, ...] = (),
+           env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m gpttui ARGS` run to its end as a user's shell would (`wrap` goes before it, e.g.
+    setpriv; `env` adds to this process's environment), its output captured as text."""
+    return subprocess.run([*wrap, sys.executable, "-m", "gpttui", *args], cwd=cwd, input=stdin, text=True,
+                          capture_output=True, timeout=timeout, env={**os.environ, **env} if env else None)
+
+
 def read_events(run_dir: Path, type_: str | None = None) -> list[dict]:
     with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
         evs = [json.loads(line) for line in f if line.strip()]

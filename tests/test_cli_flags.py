@@ -5,13 +5,11 @@ directory, the run in --out_dir); the demo is a named target, and torchrun's fla
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from app_helpers import run, wait_for
-from engine_kit import TINY, read_events
+from engine_kit import TINY, gpttui, read_events
 
 from gpttui import cli
 from gpttui.app import GpttuiApp
@@ -30,11 +28,6 @@ def nanogpt_dir(tmp_path, char_data, monkeypatch) -> Path:
     shutil.copytree(char_data, tmp_path / "data" / "tiny_char")
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def gpttui(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpttui", *args], cwd=cwd, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)
 
 
 def plan_of(*argv: str):

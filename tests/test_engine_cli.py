@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_kit import CHAR_DATA_CHARS, SHAKESPEARE, TINY, read_events, tiny_config
+from engine_kit import CHAR_DATA_CHARS, SHAKESPEARE, TINY, gpttui, read_events, tiny_config
 
 from gpttui.run import config as C
 from gpttui.run import directory
@@ -19,11 +19,6 @@ def write_py_config(path: Path, data: Path, out: Path, **over) -> Path:
               "lr_decay_iters": 20, "eval_interval": 10, **over}
     path.write_text("# a nanoGPT-style config\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items()))
     return path
-
-
-def gpttui(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpttui", *args], input=stdin or "", text=True,
-                          capture_output=True, timeout=120, cwd=cwd)
 
 
 def test_train_prints_nanogpt_lines_then_resumes_from_the_run_dir(char_data, tmp_path):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_kit import TINY, read_events, tiny_config
+from engine_kit import TINY, gpttui, read_events, tiny_config
 
 from gpttui.commands import launch
 from gpttui.fs import lock
@@ -24,11 +24,6 @@ def write_py_config(path: Path, data: Path, out: Path, **over) -> Path:
     values = {**TINY, "data_dir": str(data), "out_dir": str(out), "eval_interval": 10, **over}
     path.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
     return path
-
-
-def gpttui(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpttui", *args], stdin=subprocess.DEVNULL, text=True,
-                          capture_output=True, timeout=120)
 
 
 def snapshot(run_dir: Path) -> dict[str, str]:

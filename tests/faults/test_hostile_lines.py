@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import engine_kit
 import pytest
 
 from gpttui.app import GpttuiApp
@@ -127,9 +127,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def gpttui(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpttui", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+def gpttui(*args: str) -> subprocess.CompletedProcess:
+    """engine_kit's runner, the output in UTF-8 whatever the locale (the logs hold any character)."""
+    return engine_kit.gpttui(*args, env={"PYTHONIOENCODING": "utf-8"}, timeout=300)
 
 
 def no_traceback(p: subprocess.CompletedProcess) -> None:

@@ -7,19 +7,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from engine_kit import TINY
+from engine_kit import TINY, gpttui
 
 TRAIN_FLAGS = [f"--{k}={v}" for k, v in {**TINY, "max_iters": 10, "lr_decay_iters": 10,
                                          "eval_interval": 10, "dataset": "tiny_char"}.items()]
-
-
-def gpttui(*args: str, cwd: Path, wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([*wrap, sys.executable, "-m", "gpttui", *args], cwd=cwd, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)
 
 
 def one_line(r: subprocess.CompletedProcess) -> str:
