@@ -62,7 +62,7 @@ from gpttui.data import sources as S
 from gpttui.data.metapkl import write_meta_pkl
 from gpttui.data.sources import PrepareError, Source
 from gpttui.data.tokenizer import GPT2_EOT, GPT2_VOCAB_SIZE, gpt2_encoder
-from gpttui.fs import atomic, lock
+from gpttui.fs import atomic, dirs, lock
 
 FORMAT = "gpttui-prepare/1"
 DEFAULT_VAL_FRACTION = {"gpt2": 0.0005, "char": 0.1}
@@ -136,30 +136,21 @@ def prepare(
     command = _command(sources, out, opts)
     if not force and (meta := _up_to_date(out, srcs, opts)) is not None:
         return PrepareResult(out, True, meta)
-    made = [d for d in (out, *out.absolute().parents) if not d.exists()]  # deepest first
+    made = dirs.missing(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        _remove_empty(made)
+        dirs.remove_empty(made)
         raise PrepareError(f"{out}: cannot create the output directory ({e.strerror})") from None
     with _locked(out):
         try:
             return _Run(srcs, out, opts, command, workers, progress).run()
         except OSError as e:  # unreadable input, full disk…: one line, the partial files are gone
-            _remove_empty(made)
+            dirs.remove_empty(made)
             raise PrepareError(f"{e.filename or out}: {e.strerror or e}") from None
         except BaseException:
-            _remove_empty(made)
+            dirs.remove_empty(made)
             raise
-
-
-def _remove_empty(made: list[Path]) -> None:
-    """The directories this run made, deepest first, if nothing else was put in them."""
-    for d in made:
-        try:
-            d.rmdir()
-        except OSError:
-            return
 
 
 def _options(tokenizer: str, val_fraction: float | None, val_docs: int | None, text_column: str,

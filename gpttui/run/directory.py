@@ -10,7 +10,6 @@ removed again.
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from gpttui.fs import dirs
 from gpttui.fs.lock import FileLock
 from gpttui.fs.writable import check_writable
 from gpttui.run import config as C
@@ -124,11 +124,7 @@ def check_engine_can_write(run_dir: Path) -> None:
 def holding(run_dir: Path) -> Iterator[FileLock]:
     """The run's lock for the block (RunDirLocked while an engine holds it). Directories and the
     lock file made here are removed again when the block raises: a refused start leaves nothing."""
-    made = []
-    for d in (run_dir, *run_dir.parents):
-        if d.exists():
-            break
-        made.append(d)
+    made = dirs.missing(run_dir)
     path = run_dir / layout.ENGINE_LOCK
     new_lock = not path.exists()
     lock = FileLock(path)
@@ -140,11 +136,7 @@ def holding(run_dir: Path) -> Iterator[FileLock]:
     except BaseException:
         if new_lock and lock.fd is not None:
             path.unlink(missing_ok=True)
-        for d in made:  # deepest first; one that is not empty stays
-            try:
-                os.rmdir(d)
-            except OSError:
-                break
+        dirs.remove_empty(made)
         raise
     finally:
         lock.release()
