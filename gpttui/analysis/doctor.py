@@ -387,11 +387,11 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     if not targets or last_eval is None:
         return Finding("forecast", "forecast", ["no evals yet"], "needs evals", "note")
     horizon = max(max(targets), last_eval)
-    sched, r.forecast_note = F.run_schedule(h, cfg, horizon, max(forecast_at or 0, last_eval))
+    sched, stride, r.forecast_note = F.run_schedule(h, cfg, horizon, max(forecast_at or 0, last_eval))
     if cfg is not None and cfg.optimizer != "adamw":
         r.forecast_note += f"; optimizer {cfg.optimizer} (muon_lr {cfg.muon_lr:.1e} on the same schedule)"
     trains = [e.train_loss for e in h.evals if e.val_loss is not None]
-    fit = F.fit(its, vals, sched / sched.max(), trains)
+    fit = F.fit(its, vals, sched / sched.max(), trains, stride)
     usable = [i for i in its if i > 0 and i >= F.FIT_START * last_eval]
     unstable = F.instability(its, vals, trains) if fit is None and len(usable) >= F.MIN_POINTS else None
     if unstable:
@@ -513,17 +513,19 @@ def _time_from_dts(h: RunHistory, t: Timing, its: np.ndarray, dts: np.ndarray, w
                    n_its: np.ndarray, n_dts: np.ndarray, eval_its: set[int]) -> None:
     t.method = "iteration times"
     first, last = int(its.min()), int(h.last_iter if h.last_iter is not None else its.max())
-    every = np.arange(first, last + 1)
-    base = np.interp(every, n_its, n_dts)
+
+    def base(i: int) -> float:
+        return float(np.interp(i, n_its, n_dts))
+
     logged = dict(zip(its.tolist(), dts.tolist()))
     warm_its = set(its[warm].tolist())
-    excess = [logged[i] - base[i - first] for i in sorted(eval_its) if i in logged and i not in warm_its]
+    excess = [logged[i] - base(i) for i in sorted(eval_its) if i in logged and i not in warm_its]
     pause = float(np.mean(excess)) if excess else None
     unlogged_evals = [i for i in eval_its if first <= i <= last and i not in logged]
     n_logged = [i for i in logged if first <= i <= last]
-    total = sum(logged[i] for i in n_logged) + float(base.sum() - sum(base[i - first] for i in n_logged))
+    total = sum(logged[i] - base(i) for i in n_logged) + _interp_sum(first, last, n_its, n_dts)
     t.iterations = last - first + 1
-    t.startup_s = float(sum(max(0.0, logged[i] - base[i - first]) for i in warm_its if first <= i <= last))
+    t.startup_s = float(sum(max(0.0, logged[i] - base(i)) for i in warm_its if first <= i <= last))
     t.evals = len(excess) + len(unlogged_evals)
     if pause is None:
         t.duration_s = total if not unlogged_evals else None
@@ -533,6 +535,18 @@ def _time_from_dts(h: RunHistory, t: Timing, its: np.ndarray, dts: np.ndarray, w
     t.duration_s = total + pause * len(unlogged_evals)
     t.train_s = t.duration_s - t.eval_overhead_s - t.startup_s
     t.eval_overhead = t.eval_overhead_s / t.duration_s
+
+
+def _interp_sum(first: int, last: int, xp: np.ndarray, fp: np.ndarray) -> float:
+    """sum(np.interp(i, xp, fp) for i in first..last), from the knots alone: linear between
+    them, so a gap of many iterations costs no more than a short one."""
+    if last < first:
+        return 0.0
+    inside = xp[(xp > first) & (xp < last)]
+    pts = np.unique(np.concatenate([[first, last], inside]).astype(np.int64))
+    f = np.interp(pts, xp, fp)
+    n = np.diff(pts)            # integers p0 .. p1-1 of each piece, a linear run from f0 towards f1
+    return float((n * f[:-1] + (f[1:] - f[:-1]) * (n - 1) / 2).sum() + f[-1])
 
 
 def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, n_dts: np.ndarray,
@@ -549,7 +563,7 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
         if s.t is None:
             continue
         if prev is not None and s.iter > prev.iter and s.iter not in starts:
-            expected = float(np.interp(np.arange(prev.iter + 1, s.iter + 1), n_its, n_dts).sum())
+            expected = _interp_sum(prev.iter + 1, s.iter, n_its, n_dts)
             extra = max(0.0, (s.t - prev.t) - expected)
             inside = [e for e in evals if prev.iter < e <= s.iter]
             if inside:

@@ -10,8 +10,6 @@ import math
 import re
 from typing import Any, Iterable
 
-import numpy as np
-
 from gpttui.analysis import forecast
 from gpttui.run import config as C
 from gpttui.run import schedule
@@ -119,13 +117,14 @@ def forecast_val_loss(before: C.TrainConfig, after: C.TrainConfig, evals: Iterab
     if not points:
         return None
     trains = {e.iter: e.train_loss for e in evals if hasattr(e, "train_loss")}   # for the val-train gap
-    its = np.arange(max(at_iter, max(i for i, _ in points), current_iter) + 1)
+    horizon = max(at_iter, max(i for i, _ in points), current_iter)
+    its = forecast.schedule_iters(horizon)
     lrs = schedule.lr_array(after, its)
-    cut = min(current_iter + 1, len(its))
-    lrs[:cut] = schedule.lr_array(before, its[:cut])
+    done = its <= current_iter
+    lrs[done] = schedule.lr_array(before, its[done])
     peak = float(lrs.max())
     fit = forecast.fit([i for i, _ in points], [v for _, v in points], lrs / peak if peak > 0 else lrs,
-                       [trains.get(i) for i, _ in points])
+                       [trains.get(i) for i, _ in points], forecast.schedule_stride(horizon))
     return None if fit is None else fit.predict(at_iter)
 
 

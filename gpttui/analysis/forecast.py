@@ -39,6 +39,8 @@ far the rate has come down):
 
 The constants were chosen on the tuning half of the back-test corpus
 (bench/make_backtest_runs.py, bench/forecast_backtest.py), never on the held-out half.
+A schedule longer than MAX_SCHEDULE_POINTS iterations is sampled every `stride` iterations (S summed
+over the samples, D's lag taken per sample), so a run's size bounds neither memory nor time.
 Pure numpy.
 """
 
@@ -69,6 +71,7 @@ USE_TRAIN = True         # fit the evals' train losses too (offset), unless the 
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
 GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be modelled
+MAX_SCHEDULE_POINTS = 2 ** 21   # a longer schedule is sampled every `stride` iterations (memory, time)
 
 
 @dataclass
@@ -102,8 +105,8 @@ class Gap:
 class Fit:
     """A fitted curve: call `predict(iter)` for a forecast with its band."""
 
-    area: np.ndarray            # lr area S(i) for i in 0..horizon
-    deficit: np.ndarray         # annealing deficit D(i)
+    area: np.ndarray            # lr area S(i) for i = 0, stride, 2*stride, .. up to the horizon
+    deficit: np.ndarray         # annealing deficit D(i), at the same iterations
     lambdas: np.ndarray
     weights: np.ndarray
     coefs: np.ndarray           # (n_lambda, 3): c0, c1, c2 per lambda
@@ -114,11 +117,16 @@ class Fit:
     first_iter: int
     last_iter: int
     gap: Gap | None = None      # set when val is train + a growing gap
+    stride: int = 1
+
+    def _at(self, it: int) -> tuple[float, float]:
+        """S and D at iteration `it` (clamped to the schedule's span)."""
+        it = min(max(it, 1), (len(self.area) - 1) * self.stride)
+        return (float(_sampled(self.area, it, self.stride)), float(_sampled(self.deficit, it, self.stride)))
 
     def _rows(self, it: int) -> np.ndarray:
         """The design rows (1, g_lambda(S), -D) of iteration `it`, one per lambda."""
-        it = min(max(it, 1), len(self.area) - 1)
-        s, d = float(self.area[it]), float(self.deficit[it])
+        s, d = self._at(it)
         g = np.array([_g(np.array([s]), lam)[0] for lam in self.lambdas])
         return np.column_stack([np.ones_like(g), g, np.full_like(g, -d)])
 
@@ -129,7 +137,7 @@ class Fit:
         param_var = np.einsum("ij,ijk,ik->i", rows, self.covs, rows)
         var = float(self.weights @ (param_var + (preds - mean) ** 2)) + self.sigma ** 2
         if self.gap is not None:
-            g, g_var = self.gap.at(float(self.area[min(max(it, 1), len(self.area) - 1)]))
+            g, g_var = self.gap.at(self._at(it)[0])
             mean, var = mean + g, var + g_var
         half = BAND_SCALE * BAND_Z * math.sqrt(max(var, 0.0))
         return Forecast(it, mean, mean - half, mean + half, self.n_points)
@@ -139,15 +147,33 @@ def _g(s: np.ndarray, lam: float) -> np.ndarray:
     return np.log(s) if abs(lam) < 1e-9 else (s ** lam - 1.0) / lam
 
 
-def area_deficit(schedule: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """S(i) and D(i) for a normalised schedule (see the module docstring)."""
-    area = np.concatenate([[0.0], np.cumsum(schedule)[:-1]]) + 1.0  # steps taken, >= 1
-    drop = np.maximum.accumulate(schedule) - schedule                # 0 in warm-up
-    return area, _ema(drop, ANNEAL_LAG)
+def schedule_stride(horizon: int) -> int:
+    """Every how many iterations a schedule up to `horizon` is sampled: 1 up to MAX_SCHEDULE_POINTS."""
+    return max(1, -(-(horizon + 1) // MAX_SCHEDULE_POINTS))
 
 
-def _ema(x: np.ndarray, lam: float, block: int = 1024) -> np.ndarray:
-    """y[i] = lam*y[i-1] + (1-lam)*x[i], y[-1] = 0; vectorised in blocks (lam**-block stays finite)."""
+def schedule_iters(horizon: int) -> np.ndarray:
+    """The iterations a schedule up to `horizon` is sampled at (0, stride, ..., at least `horizon`)."""
+    stride = schedule_stride(horizon)
+    return np.arange(0, horizon + stride, stride)
+
+
+def _sampled(values: np.ndarray, iters: float | np.ndarray, stride: int) -> np.ndarray:
+    """A sampled curve at iterations `iters` (exact on the samples, linear between them)."""
+    return np.interp(np.asarray(iters, float) / stride, np.arange(len(values)), values)
+
+
+def area_deficit(schedule: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """S(i) and D(i) for a normalised schedule sampled every `stride` iterations (see the module docstring)."""
+    area = np.concatenate([[0.0], np.cumsum(schedule)[:-1]]) * stride + 1.0  # steps taken, >= 1
+    drop = np.maximum.accumulate(schedule) - schedule                        # 0 in warm-up
+    return area, _ema(drop, ANNEAL_LAG ** stride)
+
+
+def _ema(x: np.ndarray, lam: float) -> np.ndarray:
+    """y[i] = lam*y[i-1] + (1-lam)*x[i], y[-1] = 0; vectorised in blocks short enough that
+    lam**-block stays finite (a sampled schedule's lam is small)."""
+    block = min(1024, max(1, int(200 / -math.log10(lam)))) if 0 < lam < 1 else 1
     out = np.empty_like(x, dtype=float)
     powers = lam ** np.arange(block)
     carry = 0.0
@@ -175,37 +201,38 @@ def _solve(X: np.ndarray, y: np.ndarray, prior_row: np.ndarray, prior_y: float
 
 
 def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray,
-        train_losses: Sequence[float | None] | None = None) -> Fit | None:
+        train_losses: Sequence[float | None] | None = None, stride: int = 1) -> Fit | None:
     """Fit the model on (iter, val_loss) points; None with fewer than MIN_POINTS usable ones.
 
     Iteration 0 (the untrained model) and the first FIT_START of the span (the fast initial
     transient) are left out; non-finite losses are ignored. `schedule` is lr(i)/peak for
-    i in 0..the furthest iteration to be predicted. With the evals' train losses, a val-train
+    i = 0, stride, 2*stride, .. up to the furthest iteration to be predicted. With the evals' train losses, a val-train
     gap that keeps growing (repeated data, memorised) is modelled beside the law (`Gap`).
     """
     pts = _points(iters, losses, train_losses)
     if not pts:
         return None
     last = max(p[0] for p in pts)
-    if last >= len(schedule):
+    if last > (len(schedule) - 1) * stride:
         raise ValueError("schedule shorter than the evals")
     pts = [p for p in pts if p[0] >= FIT_START * last]
     if len(pts) < MIN_POINTS or _rise(pts) is not None:
         return None
     it = np.array([p[0] for p in pts])
     y = np.array([p[1] for p in pts])
-    area, deficit = area_deficit(schedule)
-    gap = _growing_gap(pts, area)
+    area, deficit = area_deficit(schedule, stride)
+    gap = _growing_gap(pts, area, stride)
     train = None
     if gap is not None:   # the law follows the train loss; val = train + the gap
         y = np.array([p[2] for p in pts], float)
     elif USE_TRAIN and all(p[2] is not None and math.isfinite(p[2]) for p in pts):
         train = np.array([p[2] for p in pts], float)
-    law = _fit_law(area[it], deficit[it], y, train)
+    law = _fit_law(_sampled(area, it, stride), _sampled(deficit, it, stride), y, train)
     if law is None:
         return None
     lambdas, weights, coefs, covs, l_ref, sigma = law
-    return Fit(area, deficit, lambdas, weights, coefs, covs, l_ref, sigma, len(y), int(it[0]), int(it[-1]), gap)
+    return Fit(area, deficit, lambdas, weights, coefs, covs, l_ref, sigma, len(y), int(it[0]), int(it[-1]), gap,
+               stride)
 
 
 def _fit_law(x: np.ndarray, d: np.ndarray, y: np.ndarray, train: np.ndarray | None = None) -> tuple | None:
@@ -287,14 +314,14 @@ def instability(iters: Sequence[int], losses: Sequence[float],
     return _rise([p for p in pts if p[0] >= FIT_START * last])
 
 
-def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray) -> Gap | None:
+def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray, stride: int) -> Gap | None:
     """A val-train gap that grows over the recent evals, clearly and by enough to matter."""
     last = pts[-1][0]
     recent = [(i, v - t) for i, v, t in pts
               if i >= GAP_WINDOW * last and t is not None and math.isfinite(t)]
     if len(recent) < MIN_POINTS or any(t is None or not math.isfinite(t) for _, _, t in pts):
         return None
-    s = area[np.array([i for i, _ in recent])]
+    s = _sampled(area, [i for i, _ in recent], stride)
     g = np.array([x for _, x in recent])
     X = np.column_stack([np.ones_like(s), s])
     coef, *_ = np.linalg.lstsq(X, g, rcond=None)
@@ -309,22 +336,24 @@ def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray) -
 
 # ---------------------------------------------------------------- a run's schedule and projection
 
-def run_schedule(h: RunHistory, cfg: C.TrainConfig | None, horizon: int, end: int) -> tuple[np.ndarray, str]:
-    """lr(i) for i in 0..horizon; without a config, nanoGPT's cosine shape ending at `end`."""
+def run_schedule(h: RunHistory, cfg: C.TrainConfig | None, horizon: int, end: int) -> tuple[np.ndarray, int, str]:
+    """(lr(i) for i = 0, stride, .. up to horizon, the stride, a note); without a config,
+    nanoGPT's cosine shape ending at `end`."""
+    grid, stride = schedule_iters(horizon), schedule_stride(horizon)
     if cfg is None:
         assumed = C.TrainConfig(max_iters=end, lr_decay_iters=end)
         note = (f"lr schedule unknown (no config): assumed nanoGPT's cosine (warm-up {assumed.warmup_iters}, "
                 f"min_lr = lr/10) decaying to iter {end:,}")
-        return lr_array(assumed, np.arange(horizon + 1)), note
-    sched = lr_array(cfg, np.arange(horizon + 1))
+        return lr_array(assumed, grid), stride, note
+    sched = lr_array(cfg, grid)
     recorded = [(s.iter, s.lr) for s in h.steps if s.lr is not None and 0 <= s.iter <= horizon]
     note = f"{schedule_name(cfg)} from the config"
     if len(recorded) >= 2:   # the lrs the run really used (live changes included), then the config's
         its = np.array([r[0] for r in recorded])
-        past = np.arange(its.max() + 1)
-        sched[: len(past)] = np.interp(past, its, [r[1] for r in recorded])
+        past = grid <= its.max()
+        sched[past] = np.interp(grid[past], its, [r[1] for r in recorded])
         note += " (recorded lrs up to the last step)"
-    return sched, note
+    return sched, stride, note
 
 
 def schedule_name(cfg: C.TrainConfig) -> str:
@@ -359,10 +388,10 @@ def projection(h: RunHistory, points: int = 48) -> Projection | None:
     end = h.max_iters
     if not its or not end or end <= its[-1]:
         return None
-    sched, note = run_schedule(h, h.train_config(), end, end)
+    sched, stride, note = run_schedule(h, h.train_config(), end, end)
     peak = float(sched.max())
     trains = [e.train_loss for e in h.evals if e.val_loss is not None]
-    f = fit(its, vals, sched / peak if peak > 0 else sched, trains)
+    f = fit(its, vals, sched / peak if peak > 0 else sched, trains, stride)
     if f is None:
         return None
     xs = np.unique(np.linspace(its[-1], end, points).round().astype(int))
