@@ -159,9 +159,10 @@ def _suggest(key: str) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-# What ast.literal_eval raises on text that is no literal; a nesting too deep for Python's parser
-# ends in RecursionError or MemoryError (from the parser's own stack, not the machine's memory).
-_NOT_A_LITERAL = (ValueError, SyntaxError, RecursionError, MemoryError)
+# What Python's parser (ast.parse, ast.literal_eval) raises on text that is no literal: a syntax
+# error, a null byte (ValueError), a nesting too deep for it (RecursionError, or MemoryError from
+# the parser's own stack, not the machine's memory). nanogpt_log.py reads configs echoed in logs with it.
+UNPARSABLE = (ValueError, SyntaxError, RecursionError, MemoryError)
 
 
 def parse_value(key: str, text: str) -> Any:
@@ -172,14 +173,14 @@ def parse_value(key: str, text: str) -> Any:
     if want is str:
         try:
             value = ast.literal_eval(text)
-        except _NOT_A_LITERAL:
+        except UNPARSABLE:
             return text
         return value if isinstance(value, str) else text
     if want is bool and text.lower() in ("true", "false"):
         return text.lower() == "true"
     try:
         value = ast.literal_eval(text)
-    except _NOT_A_LITERAL:
+    except UNPARSABLE:
         raise ConfigError(f"{key}: expected {want.__name__}, got {text[:80]!r}") from None
     return coerce(key, value)
 

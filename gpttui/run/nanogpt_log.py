@@ -185,12 +185,12 @@ class _Parser:
         log.config_complete = True
         try:
             stmts = ast.parse(text).body
-        except _UNPARSABLE:
+        except C.UNPARSABLE:
             stmts = []
             for line in text.splitlines():
                 try:
                     stmts += ast.parse(line).body
-                except _UNPARSABLE:
+                except C.UNPARSABLE:
                     continue
         known_text = "\n".join(f"{k} = {v!r}" for k, v in log.config.items() if k in C.FIELDS)
         for stmt in stmts:
@@ -254,11 +254,6 @@ def _figure(text: str) -> float | None:
     """A printed time or mfu; None when it is not a finite figure."""
     x = float(text)
     return x if math.isfinite(x) and abs(x) <= MAX_REAL else None
-
-
-# What Python's parser raises on text that is not Python: a syntax error, a null byte
-# (ValueError), nesting too deep for it (RecursionError, or MemoryError from its own stack).
-_UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
 def parse(text: str) -> NanogptLog:
