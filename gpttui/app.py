@@ -53,7 +53,7 @@ from gpttui.screens.controller import (
     SendCommand,
     StopRun,
 )
-from gpttui.screens.dashboard import DashboardScreen
+from gpttui.screens.dashboard import BINDING_IDS, DashboardScreen
 from gpttui.screens.failure import Failure, FailureChoice, FailureScreen, exit_text
 from gpttui.screens.keymap import load_keymap
 from gpttui.screens.prepare_data import PrepareScreen
@@ -136,8 +136,7 @@ class GpttuiApp(App[int]):
 
     def _load_keymap(self) -> None:
         """The user's keymap.toml rebinds bindings by id; what can't be used is one warning."""
-        ids = {b.id for b in DashboardScreen.BINDINGS if isinstance(b, Binding) and b.id}
-        keymap = load_keymap(known_ids=ids)
+        keymap = load_keymap(known_ids=BINDING_IDS)
         for warning in keymap.warnings:
             self.notify(warning, severity="warning", timeout=10)
         if keymap.keys:

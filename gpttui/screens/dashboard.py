@@ -308,4 +308,4 @@ def _losses(live: LiveRun) -> list[float]:
     return [p[3] for p in list(live.series.raw)[-512:]]
 
 
-BINDING_IDS = {b.id for b in DashboardScreen.BINDINGS if isinstance(b, Binding)}
+BINDING_IDS = {b.id for b in DashboardScreen.BINDINGS if isinstance(b, Binding) and b.id}   # what keymap.toml may rebind
