@@ -108,3 +108,36 @@ def test_a_growing_val_train_gap_is_followed():
     assert p.low <= truth <= p.high and abs(p.val_loss - truth) / truth < 0.01
     without = forecast.fit(its, val, sched)                # val alone: the law can't turn up
     assert without is None or without.predict(2000).val_loss < truth - 0.1
+
+
+def test_a_sampled_schedule_forecasts_as_the_whole_one():
+    """A schedule past MAX_SCHEDULE_POINTS is sampled every `stride` iterations: the forecast on
+    those samples is the one on every iteration, within a hundredth of its band."""
+    from gpttui.run import config as C
+    from gpttui.run.schedule import lr_array
+
+    cfg = C.TrainConfig(max_iters=40_000, lr_decay_iters=40_000, warmup_iters=400)
+    sched = lr_array(cfg, np.arange(80_001)) / cfg.learning_rate
+    its = np.arange(2_000, 20_001, 1_000)
+    val = 1.2 + 3.0 * (its + 300.0) ** -0.3
+    train = val - 0.01
+    whole = forecast.fit(its, val, sched, train)
+    sampled = forecast.fit(its, val, sched[::16], train, stride=16)
+    assert whole is not None and sampled is not None
+    for at in (40_000, 80_000):
+        a, b = whole.predict(at), sampled.predict(at)
+        assert abs(a.val_loss - b.val_loss) < 0.01 * (a.high - a.low)
+        assert abs((a.high - a.low) - (b.high - b.low)) < 0.02 * (a.high - a.low)
+
+
+def test_doctor_sums_step_times_over_a_long_gap_as_every_iteration():
+    """The time between two logged steps far apart is the interpolated step time summed over every
+    iteration between them, got from the knots alone."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        xp = np.unique(rng.integers(0, 200, rng.integers(1, 12)))
+        fp = rng.random(len(xp))
+        first = int(rng.integers(-20, 220))
+        last = first + int(rng.integers(-2, 60))
+        every = float(np.interp(np.arange(first, last + 1), xp, fp).sum())
+        assert doctor._interp_sum(first, last, xp, fp) == pytest.approx(every, rel=1e-9, abs=1e-12)
