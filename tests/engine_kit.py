@@ -79,6 +79,17 @@ def gpttui(*args: str, cwd: Path | None = None, stdin: str = "", wrap: tuple[str
                           capture_output=True, timeout=timeout, env={**os.environ, **env} if env else None)
 
 
+def wait_for(pred: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    """pred()'s first true value, polled until `timeout` (then an AssertionError naming `what`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def read_events(run_dir: Path, type_: str | None = None) -> list[dict]:
     with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
         evs = [json.loads(line) for line in f if line.strip()]

@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+from engine_kit import wait_for
+
 from gpttui.ipc import inbox, process
 from gpttui.ipc.client import SocketClient
 from gpttui.run import protocol
@@ -29,7 +31,7 @@ for line in sys.stdin:
 """
 
 
-def _drain_until(p: process.ProtocolProcess, pred, timeout: float = 10.0) -> inbox.Drained:
+def _drain_until(p: process.ProtocolProcess | SocketClient, pred, timeout: float = 10.0) -> inbox.Drained:
     got = inbox.Drained()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,13 +132,7 @@ def test_hostile_lines_on_the_socket_are_counted_and_the_good_ones_arrive(engine
     server.publish({"type": "hello"}, json.dumps({"type": "hello", "iter": 0, "device": 1, "start_iter": 0}) + "\n")
     ev = protocol.event("eval", 3, train_loss=2.0, val_loss=2.1)
     server.publish(ev, protocol.encode(ev))
-    got = inbox.Drained()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any(e["type"] == "eval" for e in got.events):
-        d = client.drain()
-        got.events += d.events
-        got.bad_lines += d.bad_lines
-        time.sleep(0.02)
+    got = _drain_until(client, lambda g: any(e["type"] == "eval" for e in g.events), 10)
     assert [(e["type"], e["iter"]) for e in got.events if e["type"] != "log"] == [("hello", 0), ("eval", 3)]
     assert got.bad_lines == len(hostile)
     client.close()
@@ -147,9 +143,7 @@ def test_an_engine_log_line_longer_than_a_read_does_not_stall_the_log_tail(engin
     client = SocketClient(run_dir)
     with open(run_dir / "engine.log", "ab") as f:
         f.write(b"x" * (3 << 20) + b"\nafter the long line\n")
-    deadline = time.monotonic() + 10
-    while "after the long line" not in client.stderr_tail(5) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: "after the long line" in client.stderr_tail(5), 10, "the line after the long one")
     assert client.stderr_tail(1) == ["after the long line"]
     assert all(len(line) <= inbox.MAX_LOG_LINE + 1 for line in client.stderr_tail(10))
     client.close()
@@ -196,9 +190,7 @@ def test_two_hundred_clients_attaching_at_once_all_get_in(engine):
     for t in threads:
         t.join(30)
     assert failures == [] and len(clients) == 200
-    deadline = time.monotonic() + 10
-    while server.client_count < 200 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: server.client_count >= 200, 10, "200 clients served")
     assert server.client_count == 200
     for c in clients:
         c.close()
@@ -220,9 +212,7 @@ def test_the_listen_backlog_holds_connects_while_the_engine_is_busy(engine):
                 refused += 1
                 s.close()
     assert refused == 0 and len(socks) == 100
-    deadline = time.monotonic() + 10
-    while server.client_count < 100 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: server.client_count >= 100, 10, "100 clients served")
     assert server.client_count == 100
     for s in socks:
         s.close()

@@ -11,9 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
+
+from engine_kit import wait_for
 
 from gpttui.ipc.process import EngineClient
 from gpttui.run import protocol
@@ -36,16 +37,6 @@ def events(run_dir: Path) -> list[dict]:
             except protocol.ProtocolError:
                 pass
     return out
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Engine(EngineClient):
