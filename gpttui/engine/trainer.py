@@ -133,7 +133,6 @@ class Trainer:
         self.best_val_loss = math.inf
         self.best_iter: int | None = None
         self.last_val_loss: float | None = None
-        self.paused = False
         self.stop_requested = False
         self.eval_requested = False
         self.save_requested = False
@@ -151,6 +150,11 @@ class Trainer:
         fault_rank = os.environ.get(FAULT_NAN_RANK_ENV, "").strip()
         on_this_rank = not fault_rank or int(fault_rank) == self.dist.rank
         self.fault_iter = int(fault) if fault.strip() and on_this_rank else -1
+
+    @property
+    def paused(self) -> bool:
+        """Paused by the user, or for a full disk (or both: each ends its own part)."""
+        return self.held or self.disk_full
 
     # ------------------------------------------------------------------ events and logs
 
@@ -422,10 +426,10 @@ class Trainer:
             self.emit("error", message=cmd)
             return
         if cmd.cmd == "pause":
-            self.paused = self.held = True
+            self.held = True
             self.set_state("paused")
         elif cmd.cmd == "resume":
-            self.paused = self.disk_full = self.held = False
+            self.disk_full = self.held = False
             self.set_state("running")
         elif cmd.cmd == "stop":
             self.stop_requested = True
@@ -455,7 +459,7 @@ class Trainer:
     def on_disk_full(self, what: str, error: str) -> None:
         """Pause instead of crashing; the checkpoint is retried on resume, which comes by itself
         once the held-back writes fit (see disk_room_back), or by the user's resume."""
-        self.paused = self.disk_full = True
+        self.disk_full = True
         self.save_requested = True
         self.disk_check_at = time.monotonic() + DISK_CHECK_S
         self.emit("error", message=f"disk full writing {what} ({error}); training paused at iter "
@@ -497,7 +501,6 @@ class Trainer:
             self.note("space freed: the held-back writes fit again; still paused (resume to go on)")
             return
         self.note("space freed: the held-back writes fit again; resuming")
-        self.paused = False
         self.set_state("running")
 
     def on_ui_lost(self, why: str) -> None:
