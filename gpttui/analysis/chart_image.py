@@ -17,12 +17,13 @@ import numpy as np
 from gpttui.analysis.series import ema
 from gpttui.fs import atomic
 from gpttui.run.history import RunHistory
-from gpttui.run.schedule import lr_array
+from gpttui.run.schedule import ScheduleConfig, lr_array, wsd_decay_start
 
 SUFFIXES = (".png", ".svg", ".pdf")
 PANELS = ("loss", "learning rate", "time per iteration (ms)", "MFU (%)")
 DEFAULT_SMOOTHING = 0.6   # per logged point, as TensorBoard's slider
 INSTALL_HINT = "pip install 'gpttui[plots]'"
+SCHEDULE_POINTS = 2000   # the config's lr schedule drawn through this many iterations
 
 
 class ChartUnavailable(RuntimeError):
@@ -39,6 +40,14 @@ def _series(h: RunHistory, attr: str, scale: float = 1.0) -> tuple[np.ndarray, n
     pts = [(s.iter, getattr(s, attr)) for s in h.steps
            if getattr(s, attr) is not None and math.isfinite(getattr(s, attr))]
     return np.array([p[0] for p in pts], float), np.array([p[1] * scale for p in pts], float)
+
+
+def _schedule_iters(cfg: ScheduleConfig, last: int) -> np.ndarray:
+    """Where to draw the config's lr schedule up to `last`: a few thousand iterations, its corners
+    among them (warm-up's end, the decay's start and end), not one per iteration."""
+    corners = np.array([cfg.warmup_iters, cfg.lr_decay_iters, math.ceil(wsd_decay_start(cfg)), cfg.max_iters])
+    corners = corners[(corners > 0) & (corners <= last)]
+    return np.unique(np.concatenate([np.linspace(0, last, SCHEDULE_POINTS).round(), corners - 1, corners]))
 
 
 def write_chart_image(histories: list[RunHistory], path: str | Path, smoothing: float = DEFAULT_SMOOTHING,
@@ -77,7 +86,7 @@ def write_chart_image(histories: list[RunHistory], path: str | Path, smoothing: 
                     ax.plot(x, y, color=colour, linewidth=1.2, label=name)
             cfg = h.train_config()
             if not len(_series(h, "lr")[0]) and cfg is not None and h.steps:  # a nanoGPT log: the config's schedule
-                x = np.arange(0, h.steps[-1].iter + 1)
+                x = _schedule_iters(cfg, h.steps[-1].iter)
                 lr_ax.plot(x, lr_array(cfg, x), color=colour, linewidth=1.2, linestyle=":",
                            label=f"{name} (from its config)")
         peaks = {h.mfu_peak for h in histories}
