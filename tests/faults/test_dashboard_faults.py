@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 from app_helpers import screen_text, wait_for
+from engine_kit import gpttui
 from kit import ckpt_iter, events
 
 from gpttui.app import GpttuiApp
@@ -38,8 +37,7 @@ def _shown(screen) -> str:
 
 async def attach_status(rd) -> str:
     """What `gpttui attach RUN_DIR --status` prints (run off the app's event loop)."""
-    r = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "gpttui", "attach", str(rd), "--status"],
-                                capture_output=True, text=True)
+    r = await asyncio.to_thread(gpttui, "attach", str(rd), "--status")
     assert r.returncode == 0, r.stderr
     return r.stdout
 
