@@ -14,6 +14,7 @@ config, peak and dtype as schema metadata (METADATA_KEYS).
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import tempfile
@@ -54,12 +55,17 @@ def rows(h: RunHistory) -> list[dict]:
             for i, s in enumerate(h.steps)]
     out.sort(key=lambda r: r[:3])
     flat = [{name: r[3].get(name) for name in SCHEMA.names} for r in out]
+    evals: dict[int, dict] = {}
     for row in flat:
         row["checkpointed"] = False
+        if row["kind"] == "eval":
+            evals.setdefault(row["iter"], row)
+    steps = [row for row in flat if row["kind"] == "step"]   # in iteration order
+    step_iters = [row["iter"] for row in steps]
     for c in h.checkpoints:
         # the eval at its iteration, else the last step before it (checkpoint N holds steps 0..N-1)
-        at = next((r for r in flat if r["kind"] == "eval" and r["iter"] == c.iter), None)
-        at = at or next((r for r in reversed(flat) if r["kind"] == "step" and r["iter"] < c.iter), None)
+        before = bisect.bisect_left(step_iters, c.iter)
+        at = evals.get(c.iter) or (steps[before - 1] if before else None)
         if at is not None:
             at["checkpointed"], at["checkpoint"] = True, c.path
     return flat
