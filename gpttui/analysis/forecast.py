@@ -67,7 +67,6 @@ RISE_Z = 3.0             # a rise of this many eval-noise deviations is an insta
 FIT_START = 0.3          # evals before this fraction of the last one are the initial transient
 BAND_Z = 1.645           # a two-sided 90% band
 BAND_SCALE = 2.27       # the model family's misfit: `forecast_backtest.py --split tuning --calibrate` (split conformal)
-USE_TRAIN = True         # fit the evals' train losses too (offset), unless the gap grows
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
 GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be modelled
@@ -111,7 +110,6 @@ class Fit:
     weights: np.ndarray
     coefs: np.ndarray           # (n_lambda, 3): c0, c1, c2 per lambda
     covs: np.ndarray            # (n_lambda, 3, 3): their covariance
-    l_ref: float
     sigma: float                # eval noise
     n_points: int
     first_iter: int
@@ -225,18 +223,18 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray,
     train = None
     if gap is not None:   # the law follows the train loss; val = train + the gap
         y = np.array([p[2] for p in pts], float)
-    elif USE_TRAIN and all(p[2] is not None and math.isfinite(p[2]) for p in pts):
+    elif all(p[2] is not None and math.isfinite(p[2]) for p in pts):
         train = np.array([p[2] for p in pts], float)
     law = _fit_law(_sampled(area, it, stride), _sampled(deficit, it, stride), y, train)
     if law is None:
         return None
-    lambdas, weights, coefs, covs, l_ref, sigma = law
-    return Fit(area, deficit, lambdas, weights, coefs, covs, l_ref, sigma, len(y), int(it[0]), int(it[-1]), gap,
+    lambdas, weights, coefs, covs, sigma = law
+    return Fit(area, deficit, lambdas, weights, coefs, covs, sigma, len(y), int(it[0]), int(it[-1]), gap,
                stride)
 
 
 def _fit_law(x: np.ndarray, d: np.ndarray, y: np.ndarray, train: np.ndarray | None = None) -> tuple | None:
-    """The law's coefficients per lambda, their weights and covariances, L_ref and the noise.
+    """The law's coefficients per lambda, their weights and covariances, and the noise.
 
     With `train` (the evals' train losses, on data seen once), those are fitted too, as the same
     curve plus a constant offset: twice the points against the same noise."""
@@ -278,7 +276,7 @@ def _fit_law(x: np.ndarray, d: np.ndarray, y: np.ndarray, train: np.ndarray | No
     w = np.exp(-(sse - sse.min()) / (2 * sigma ** 2))
     w /= w.sum()
     covs = np.array([f[2] for f in fits]) * sigma ** 2
-    return np.array([f[0] for f in fits]), w, np.array([f[1] for f in fits]), covs, l_ref, sigma
+    return np.array([f[0] for f in fits]), w, np.array([f[1] for f in fits]), covs, sigma
 
 
 def _rise(pts: list[tuple[int, float, float | None]]) -> str | None:
