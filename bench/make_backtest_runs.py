@@ -39,7 +39,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "data" / "backtest"
-SHAKESPEARE = ROOT / "gpttui" / "assets" / "tinyshakespeare.txt"
 SMALL_CHARS = 30_000          # a slice of tiny Shakespeare repeated for ~20 epochs
 TINY_CHARS = 5_000            # a slice repeated for ~120 epochs: val turns up (overfits)
 STDLIB_TEXT_BYTES = 2_000_000  # docstrings taken from the standard library (~0.5M GPT-2 tokens)
@@ -173,16 +172,11 @@ def gpttui(*args: str, cwd: Path | None = None) -> None:
 def make_data(work: Path) -> dict[str, Path]:
     dirs = {"char": work / "char", "char_small": work / "char_small", "char_tiny": work / "char_tiny",
             "bpe": work / "bpe"}
-    if not (dirs["char"] / "train.bin").exists():
-        gpttui("prepare", str(SHAKESPEARE), "--tokenizer", "char", "--out", str(dirs["char"]), "--workers", "1")
-    if not (dirs["char_small"] / "train.bin").exists():
-        small = work / "shakespeare_small.txt"
-        small.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:SMALL_CHARS], encoding="utf-8")
-        gpttui("prepare", str(small), "--tokenizer", "char", "--out", str(dirs["char_small"]), "--workers", "1")
-    if not (dirs["char_tiny"] / "train.bin").exists():
-        tiny = work / "shakespeare_tiny.txt"
-        tiny.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:TINY_CHARS], encoding="utf-8")
-        gpttui("prepare", str(tiny), "--tokenizer", "char", "--out", str(dirs["char_tiny"]), "--workers", "1")
+    from common import char_data  # here: tests import this module for its corpus, not to make data
+
+    for name, n_chars in (("char", None), ("char_small", SMALL_CHARS), ("char_tiny", TINY_CHARS)):
+        if not (dirs[name] / "train.bin").exists():
+            char_data(dirs[name], n_chars)
     if not (dirs["bpe"] / "train.bin").exists():
         src = work / "stdlib_docstrings.jsonl"
         with open(src, "w", encoding="utf-8") as f:
