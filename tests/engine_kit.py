@@ -66,6 +66,14 @@ def tiny_config(data_dir: Path, run_dir: Path, **over: Any) -> C.TrainConfig:
     return C.build({**TINY, "data_dir": str(data_dir), "out_dir": str(run_dir), **over})
 
 
+def write_py_config(path: Path, data: Path, out: Path, **over: Any) -> Path:
+    """A nanoGPT-style config.py for `gpttui train`: the tiny model, 20 iterations, eval every 10."""
+    values = {**TINY, "data_dir": str(data), "out_dir": str(out), "max_iters": 20,
+              "lr_decay_iters": 20, "eval_interval": 10, **over}
+    path.write_text("# a nanoGPT-style config\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items()))
+    return path
+
+
 def prepare_run(data_dir: Path, run_dir: Path, **over: Any) -> Path:
     directory.prepare(tiny_config(data_dir, run_dir, **over), run_dir, force=True)
     return run_dir

@@ -8,17 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_kit import CHAR_DATA_CHARS, SHAKESPEARE, TINY, gpttui, read_events, tiny_config
+from engine_kit import CHAR_DATA_CHARS, SHAKESPEARE, gpttui, read_events, tiny_config, write_py_config
 
 from gpttui.run import config as C
 from gpttui.run import directory
-
-
-def write_py_config(path: Path, data: Path, out: Path, **over) -> Path:
-    values = {**TINY, "data_dir": str(data), "out_dir": str(out), "max_iters": 20,
-              "lr_decay_iters": 20, "eval_interval": 10, **over}
-    path.write_text("# a nanoGPT-style config\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items()))
-    return path
 
 
 def test_train_prints_nanogpt_lines_then_resumes_from_the_run_dir(char_data, tmp_path):

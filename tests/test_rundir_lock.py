@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_kit import TINY, gpttui, read_events, tiny_config
+from engine_kit import gpttui, read_events, tiny_config, write_py_config
 
 from gpttui.commands import launch
 from gpttui.fs import lock
@@ -18,12 +18,6 @@ from gpttui.run import config as C
 from gpttui.run import directory, engine_state
 
 LONG = dict(max_iters=100_000, lr_decay_iters=100_000)
-
-
-def write_py_config(path: Path, data: Path, out: Path, **over) -> Path:
-    values = {**TINY, "data_dir": str(data), "out_dir": str(out), "eval_interval": 10, **over}
-    path.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
-    return path
 
 
 def snapshot(run_dir: Path) -> dict[str, str]:
