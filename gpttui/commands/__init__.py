@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gpttui.app import GpttuiApp
     from gpttui.run.history import RunHistory
 
 # Exit codes the commands share (README "Exit codes"). A run's engine killed by signal N makes
@@ -26,3 +27,9 @@ def load_history(source: str) -> RunHistory | None:
     except RunLogError as e:
         print(f"error: {e}", file=sys.stderr)
         return None
+
+
+def run_app(app: GpttuiApp) -> int:
+    """Run the dashboard; its exit code (1 after an exception, which Textual has printed)."""
+    code = app.run()
+    return app.return_code or int(code or 0)

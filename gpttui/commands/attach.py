@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gpttui.commands import EXIT_BAD_INPUT, run_app
 from gpttui.run import engine_state, layout
 
 HELP = "reconnect the dashboard to a detached running engine"
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / layout.CONFIG).is_file():
         print(f"error: {run_dir}: not a run directory (no {layout.CONFIG})", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     st = engine_state.status(run_dir)
     if args.status:
         print(st.describe(run_dir))
@@ -41,7 +42,5 @@ def run(args: argparse.Namespace) -> int:
         loaded = C.load(run_dir)
     except C.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    app = GpttuiApp(LaunchPlan(run_dir, loaded, start=False, attach=True))
-    code = app.run()
-    return app.return_code or int(code or 0)  # 1 after an exception (Textual printed it)
+        return EXIT_BAD_INPUT
+    return run_app(GpttuiApp(LaunchPlan(run_dir, loaded, start=False, attach=True)))

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from gpttui.commands import EXIT_BAD_INPUT
 from gpttui.run import config as C
 from gpttui.run import sizing
 from gpttui.run.units import human_bytes, human_count
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = C.load(args.file, args.overrides)
     except C.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     cfg = loaded.config
     errors = C.validate(cfg)
     d = sizing.derive(cfg)

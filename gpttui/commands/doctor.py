@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from gpttui.commands import EXIT_BAD_INPUT, load_history
+
 HELP = "judge a run or nanoGPT log: parameters, tokens, trend, forecast, time, MFU"
 
 
@@ -23,16 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gpttui.analysis import doctor
-    from gpttui.commands import load_history
 
     for name in ("until", "forecast_at"):
         value = getattr(args, name)
         if value is not None and value < 0:
             print(f"error: --{name.replace('_', '-')}: expected an iteration >= 0, got {value}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
     history = load_history(args.run)
     if history is None:
-        return 2
+        return EXIT_BAD_INPUT
     if args.config is not None:
         from pathlib import Path
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             with_config(history, Path(args.config))
         except C.ConfigError as e:
             print(f"error: --config: {e}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
     if args.until is not None:
         history = history.until(args.until)
     report = doctor.diagnose(history, forecast_at=args.forecast_at, device=args.device)

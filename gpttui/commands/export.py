@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from gpttui.commands import EXIT_BAD_INPUT, load_history
+
 HELP = "write a run's steps and evals as csv, parquet, jsonl or TensorBoard events, and its charts"
 FORMATS = ("csv", "parquet", "jsonl", "tensorboard")
 TEXT_CHARTS = (".txt", ".html")
@@ -52,7 +54,7 @@ def _naming(path: str | Path) -> Iterator[None]:
 
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return EXIT_BAD_INPUT
 
 
 def _request_error(args: argparse.Namespace) -> str | None:
@@ -93,7 +95,6 @@ def _request_error(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from gpttui.analysis import export
-    from gpttui.commands import load_history
 
     if problem := _request_error(args):
         return _error(problem)
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     for source in args.run:
         h = load_history(source)
         if h is None:
-            return 2
+            return EXIT_BAD_INPUT
         histories.append(h)
     if args.output and args.format == "tensorboard":
         from gpttui.analysis import chart_image, tensorboard_export

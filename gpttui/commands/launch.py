@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED
+from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, run_app
 from gpttui.commands.train import add_runner_arguments, replaced_run, runner_flags, world_size, world_size_error
 from gpttui.fs.writable import check_writable
 from gpttui.run import config as C
@@ -66,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from gpttui.ipc.process import EngineClient
 
     EngineClient.runner = runner
-    app = GpttuiApp(plan)
-    code = app.run()
-    return app.return_code or int(code or 0)  # 1 after an exception (Textual printed it)
+    return run_app(GpttuiApp(plan))
 
 
 def make_plan(target: str | None, overrides: list[str], world: int = 1, force: bool = False):

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gpttui.commands import EXIT_BAD_INPUT, run_app
 from gpttui.run import layout
 
 HELP = "open runs or nanoGPT logs read-only in the dashboard"
@@ -68,14 +69,12 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         for msg in problems:
             print(f"error: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     configs, problem = pair_configs(paths, args.config)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     from gpttui.app import GpttuiApp  # Textual only once the paths hold
     from gpttui.viewer import ReadOnlyRuns
 
-    app = GpttuiApp(ReadOnlyRuns(paths, axis=args.by, configs=configs))
-    result = app.run()
-    return app.return_code or int(result or 0)  # 1 after an exception (Textual printed it)
+    return run_app(GpttuiApp(ReadOnlyRuns(paths, axis=args.by, configs=configs)))

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gpttui.commands import EXIT_BAD_INPUT
 from gpttui.run import layout, protocol
 
 HELP = "generate text from a checkpoint (nanoGPT sample.py flags)"
@@ -90,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: init_from: only 'resume' is supported (got {args.init_from!r}); to sample GPT-2's "
               f"weights, train a run from them first (gpttui train --init_from=DIR, DIR holding model.safetensors)",
               file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     ckpt = Path(args.ckpt) if args.ckpt else Path(args.out_dir) / layout.CKPT
     if not ckpt.is_file():
         print(f"error: {ckpt}: no checkpoint there (train first, or give --out_dir / --ckpt)", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     if args.compile:
         print("note: --compile is not used: the sampler decodes with a KV cache instead", file=sys.stderr)
     proc = subprocess.Popen(sampler_argv(args.device, args.dtype), stdin=subprocess.PIPE,
