@@ -21,6 +21,7 @@ from gpttui.commands.launch import make_plan
 from gpttui.run import config as C
 from gpttui.run import protocol
 from gpttui.run.metrics import MetricsWriter
+from gpttui.screens.confirm import ConfirmScreen
 from gpttui.screens.dashboard import DashboardScreen
 
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4,
@@ -98,6 +99,15 @@ async def wait_for(pilot, pred: Callable[[], Any], timeout: float = 30.0, what: 
             return
         await pilot.pause(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
+
+
+async def quit_and_stop(pilot, app: App[Any], answer: str = "y") -> None:
+    """q, then `answer` to the quit question (y, or enter for its default: stop and save), then
+    wait for the app to exit."""
+    await pilot.press("q")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
+    await pilot.press(answer)
+    await wait_for(pilot, lambda: not app.is_running, 60, "the app to exit")
 
 
 def record_notifications(app: App[Any]) -> list[str]:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_helpers import run, wait_for
+from app_helpers import quit_and_stop, run, wait_for
 from engine_kit import TINY, gpttui, read_events
 
 from gpttui import cli
@@ -16,7 +16,6 @@ from gpttui.app import GpttuiApp
 from gpttui.commands import launch
 from gpttui.commands.train import world_size
 from gpttui.run import config as C
-from gpttui.screens.confirm import ConfirmScreen
 
 FLAGS = [f"--{k}={v}" for k, v in {**TINY, "max_iters": 20, "lr_decay_iters": 20, "eval_interval": 10,
                                    "dataset": "tiny_char"}.items()]
@@ -88,10 +87,7 @@ def test_launch_with_flags_trains_the_flagged_run(nanogpt_dir):
         ctl = app.controller
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_for(pilot, lambda: ctl.live.iter >= 3, 60, "steps of the flagged run")
-            await pilot.press("q")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the quit question")
-            await pilot.press("enter")  # the highlighted default: stop and save
-            await wait_for(pilot, lambda: not app.is_running, 60, "the app to exit")
+            await quit_and_stop(pilot, app, "enter")  # the highlighted default: stop and save
 
     run(go())
     run_dir = nanogpt_dir / "out-live"

@@ -10,7 +10,7 @@ import signal
 import time
 
 import pytest
-from app_helpers import screen_text, wait_for
+from app_helpers import quit_and_stop, screen_text, wait_for
 from engine_kit import gpttui
 from kit import ckpt_iter, events
 
@@ -97,10 +97,7 @@ def test_quit_detaches_then_launch_attaches_with_history_and_keys_work(make_run,
             await pilot.press("s")
             await wait_for(pilot, lambda: sum(e["type"] == "checkpoint" for e in events(rd)) > n_ckpt, 10,
                         "a checkpoint on s")
-            await pilot.press("q")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
-            await pilot.press("y")  # stop and save
-            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            await quit_and_stop(pilot, app)
         assert app.ui_errors == []
 
     asyncio.run(second_ui())
@@ -140,10 +137,7 @@ def test_engine_killed_under_the_attached_dashboard_is_shown_and_r_resumes(make_
             await wait_for(pilot, lambda: isinstance(ctl.engine, EngineClient) and ctl.live.hello
                         and ctl.live.hello.get("start_iter") == last, 60, "a new engine resumed from it")
             await wait_for(pilot, lambda: ctl.live.iter > last + 5, 60, "training on")
-            await pilot.press("q")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the quit question")
-            await pilot.press("y")
-            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            await quit_and_stop(pilot, app)
         assert app.ui_errors == []
 
     asyncio.run(go())
