@@ -4,7 +4,7 @@
   - `history`, a `runlog.RunHistory` (hello, config, evals, checkpoints, state, errors), whose
     `steps` list is thinned once it grows past HISTORY_STEPS (recent steps stay exact), so a
     run of a million iterations does not hold a million objects; metrics.jsonl has them all;
-  - `series`, the chart's min/max-preserving step history (widgets/series.py);
+  - `series`, the chart's min/max-preserving step history (analysis/series.py);
   - short rings of recent MFU, tokens/s, lr and grad norm for the sparklines;
   - timing: training time (the gaps between sessions and the time paused kept apart), steady
     ms/iter, the pauses that evals and checkpoints cost, and an ETA that counts them.
