@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from app_helpers import (
     wait_for,
     written_run,
 )
+from engine_kit import read_events
 
 from gpttui.analysis.config_edit import ApplyAction
 from gpttui.app import GpttuiApp
@@ -43,10 +43,6 @@ pytestmark = pytest.mark.timeout(120)
 
 def status(app) -> str:
     return text_of(dashboard(app).query_one(StatusLine))
-
-
-def events(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def test_live_panels_pause_resume_save_and_quit(tmp_path, char_data):
@@ -91,9 +87,9 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path, char_data):
             assert "paused" not in status(app)
             await wait_for(pilot, lambda: "space Pause" in footer_text(app), 5, "the footer to offer Pause again")
 
-            n_ckpt = sum(e["type"] == "checkpoint" for e in events(run_dir))
+            n_ckpt = len(read_events(run_dir, "checkpoint"))
             await pilot.press("s")
-            await wait_for(pilot, lambda: sum(e["type"] == "checkpoint" for e in events(run_dir)) > n_ckpt,
+            await wait_for(pilot, lambda: len(read_events(run_dir, "checkpoint")) > n_ckpt,
                            30, "a checkpoint")
             assert (run_dir / "ckpt.pt").stat().st_size > 0
 
@@ -107,7 +103,7 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path, char_data):
     pid, ui_errors = run(go())
     assert ui_errors == []
     assert not pid_alive(pid)
-    evs = events(run_dir)
+    evs = read_events(run_dir)
     assert evs[-1]["type"] == "state" and evs[-1]["state"] == "stopped"
     last_step = max(e["iter"] for e in evs if e["type"] == "step")
     assert any(e["type"] == "checkpoint" and e["iter"] == last_step + 1 for e in evs)
@@ -152,7 +148,7 @@ def test_stop_key_asks_then_checkpoints_and_r_resumes(tmp_path, char_data):
             return app.ui_errors
 
     assert run(go()) == []
-    starts = [e["start_iter"] for e in events(run_dir) if e["type"] == "hello"]
+    starts = [e["start_iter"] for e in read_events(run_dir, "hello")]
     assert len(starts) == 2 and starts[0] == 0 and starts[1] > 0
 
 
@@ -168,7 +164,7 @@ def _finished_run(tmp_path: Path, char_data: Path, **changes) -> Path:
 
 def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path, char_data):
     run_dir = _finished_run(tmp_path, char_data)
-    evals = [e for e in events(run_dir) if e["type"] == "eval"]
+    evals = read_events(run_dir, "eval")
     assert [e["iter"] for e in evals] == [0, 5, 10, 15, 20]
     plan = make_plan(str(run_dir), [])
     plan.start = False  # look at the rebuilt history only
@@ -442,7 +438,7 @@ def test_u_undoes_a_live_learning_rate_change_while_the_engine_offers_it(tmp_pat
             await wait_for(pilot, lambda: any("u undoes it" in m for m in shown), 5, "the offer said")
             await palette_search(pilot, "undo", "Undo (u)")
             await pilot.press("u")
-            await wait_for(pilot, lambda: any(e["type"] == "undo" and e.get("done") for e in events(run_dir)), 30,
+            await wait_for(pilot, lambda: any(e.get("done") for e in read_events(run_dir, "undo")), 30,
                            "the change undone")
             await wait_for(pilot, lambda: ctl.live.undo is None, 5, "no undo offered any more")
             assert ctl.config.learning_rate == 1e-3

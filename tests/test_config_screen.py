@@ -1,10 +1,9 @@
 """The config editor, driven with the pilot as a user would: type, look at the screen, apply.
 (What the form's texts mean is tested directly in test_config_edit.py.)"""
 
-import json
-
 import pytest
 from app_helpers import UNSET, ScreenHost, dashboard, flat, pilot_test, tiny_config, wait_for, written_run
+from engine_kit import read_events
 from textual import events
 from textual.widgets import Button, Input
 
@@ -218,10 +217,6 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
     app = GpttuiApp(plan)
     ctl = app.controller
 
-    def events(kind: str) -> list[dict]:
-        lines = (plan.run_dir / "metrics.jsonl").read_text().splitlines()
-        return [e for e in map(json.loads, lines) if e["type"] == kind]
-
     async with app.run_test(size=(140, 50)) as pilot:
         await wait_for(pilot, lambda: ctl.live.iter >= 3, 60, "the engine to train")
         await pilot.press("c")
@@ -231,8 +226,8 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
         await type_into(pilot, "eval_interval", "7")
         assert "ctrl+r applies these now, while the run trains: eval_interval: 10 → 7" in flat(app, SIDE)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: events("config"), 30, "the engine's config event")
-        assert events("config")[-1]["changes"] == {"eval_interval": 7}
+        await wait_for(pilot, lambda: read_events(plan.run_dir, "config"), 30, "the engine's config event")
+        assert read_events(plan.run_dir, "config")[-1]["changes"] == {"eval_interval": 7}
 
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen), 5, "the config editor")
@@ -243,9 +238,10 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
         await type_into(pilot, "batch_size", "2")
         assert "restarts the run from its checkpoint with: batch_size: 4 → 2" in flat(app, SIDE)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: len(events("hello")) == 2 and ctl.live.iter > events("hello")[1]["start_iter"],
+        await wait_for(pilot, lambda: len(h := read_events(plan.run_dir, "hello")) == 2
+                       and ctl.live.iter > h[1]["start_iter"],
                        60, "the engine to restart from its checkpoint and train")
-        restarted = events("hello")[1]
+        restarted = read_events(plan.run_dir, "hello")[1]
         assert restarted["config"]["batch_size"] == 2 and restarted["start_iter"] > 0
         assert restarted["tokens_per_iter"] == 2 * 16
         await pilot.press("x")

@@ -1,11 +1,11 @@
 """The extend-iterations screen, driven with the pilot: type a new end, read the screen, apply.
 (What a typed end means is tested directly in test_extend_plan.py.)"""
 
-import json
 import math
 
 import pytest
 from app_helpers import UNSET, ScreenHost, flat, pilot_test, tiny_config, wait_for
+from engine_kit import read_events
 from seed_run import EVALS, SEED, TPI
 from textual.widgets import Button
 
@@ -97,11 +97,6 @@ async def test_token_budget_on_a_wsd_run():
 
 # ---------------------------------------------------------------- in the real app, with a real engine
 
-def config_events(run_dir) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e["type"] == "config"]
-
-
 @pytest.mark.timeout(180)
 @pilot_test
 async def test_e_extends_a_running_run_then_a_finished_one(tmp_path, char_data):
@@ -116,8 +111,8 @@ async def test_e_extends_a_running_run_then_a_finished_one(tmp_path, char_data):
         await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), 5, "the extend screen")
         assert f"iteration {ctl.live.iter:,} of max_iters 300" in flat(app, "#now")
         await pilot.press("6", "0", "0", "enter")
-        await wait_for(pilot, lambda: config_events(plan.run_dir), 30, "the engine's config event")
-        assert config_events(plan.run_dir)[-1]["changes"] == {"max_iters": 600, "lr_decay_iters": 600}
+        await wait_for(pilot, lambda: read_events(plan.run_dir, "config"), 30, "the engine's config event")
+        assert read_events(plan.run_dir, "config")[-1]["changes"] == {"max_iters": 600, "lr_decay_iters": 600}
         await wait_for(pilot, lambda: ctl.live.max_iters == 600 and "/600" in flat(app), 5,
                        "the status line's max to change")
         await pilot.press("space")

@@ -392,7 +392,7 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
         r.forecast_note += f"; optimizer {cfg.optimizer} (muon_lr {cfg.muon_lr:.1e} on the same schedule)"
     trains = [e.train_loss for e in h.evals if e.val_loss is not None]
     fit = F.fit(its, vals, sched / sched.max(), trains, stride)
-    usable = [i for i in its if i > 0 and i >= F.FIT_START * last_eval]
+    usable = F.fit_points(its, vals)
     unstable = F.instability(its, vals, trains) if fit is None and len(usable) >= F.MIN_POINTS else None
     if unstable:
         return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], f"no forecast: {unstable}", "warn")

@@ -204,16 +204,12 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray,
 
     Iteration 0 (the untrained model) and the first FIT_START of the span (the fast initial
     transient) are left out; non-finite losses are ignored. `schedule` is lr(i)/peak for
-    i = 0, stride, 2*stride, .. up to the furthest iteration to be predicted. With the evals' train losses, a val-train
-    gap that keeps growing (repeated data, memorised) is modelled beside the law (`Gap`).
+    i = 0, stride, 2*stride, .. up to the furthest iteration to be predicted. With the evals' train
+    losses, a val-train gap that keeps growing (repeated data, memorised) is modelled beside the law (`Gap`).
     """
-    pts = _points(iters, losses, train_losses)
-    if not pts:
-        return None
-    last = max(p[0] for p in pts)
-    if last > (len(schedule) - 1) * stride:
+    pts = fit_points(iters, losses, train_losses)
+    if pts and max(p[0] for p in pts) > (len(schedule) - 1) * stride:
         raise ValueError("schedule shorter than the evals")
-    pts = [p for p in pts if p[0] >= FIT_START * last]
     if len(pts) < MIN_POINTS or _rise(pts) is not None:
         return None
     it = np.array([p[0] for p in pts])
@@ -294,22 +290,21 @@ def _rise(pts: list[tuple[int, float, float | None]]) -> str | None:
             f"(more than {RISE_Z:.0f}x its eval noise): unstable, lr too high?")
 
 
-def _points(iters: Sequence[int], losses: Sequence[float | None],
-            train_losses: Sequence[float | None] | None) -> list[tuple[int, float, float | None]]:
-    """(iter, loss, train loss) of the evals a fit may use: past iteration 0, finite."""
+def fit_points(iters: Sequence[int], losses: Sequence[float | None],
+               train_losses: Sequence[float | None] | None = None) -> list[tuple[int, float, float | None]]:
+    """(iter, loss, train loss) of the evals a fit uses: finite, past iteration 0 and past the
+    first FIT_START of their span (the initial transient)."""
     trains = list(train_losses) if train_losses is not None else [None] * len(losses)
-    return [(int(i), float(v), t) for i, v, t in zip(iters, losses, trains)
-            if i > 0 and v is not None and math.isfinite(v)]
+    pts = [(int(i), float(v), t) for i, v, t in zip(iters, losses, trains)
+           if i > 0 and v is not None and math.isfinite(v)]
+    last = max((p[0] for p in pts), default=0)
+    return [p for p in pts if p[0] >= FIT_START * last]
 
 
 def instability(iters: Sequence[int], losses: Sequence[float],
                 train_losses: Sequence[float | None] | None = None) -> str | None:
     """Why `fit` refuses these evals as unstable (the loss rising, not falling), or None."""
-    pts = _points(iters, losses, train_losses)
-    if not pts:
-        return None
-    last = max(p[0] for p in pts)
-    return _rise([p for p in pts if p[0] >= FIT_START * last])
+    return _rise(fit_points(iters, losses, train_losses))
 
 
 def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray, stride: int) -> Gap | None:

@@ -61,6 +61,11 @@ class MuonAdamW:
     def param_groups(self) -> list[dict[str, Any]]:
         return self.adamw.param_groups + self.muon.param_groups
 
+    @property
+    def state(self) -> dict[Any, Any]:
+        """Per-parameter state, as torch.optim.Optimizer.state (what the sizing test counts)."""
+        return {**self.adamw.state, **self.muon.state}
+
     def step(self) -> None:
         self.adamw.step()
         self.muon.step()
@@ -123,6 +128,16 @@ def apply_live(opt: Optimizer, cfg: C.TrainConfig) -> None:
             group["momentum"] = cfg.muon_momentum
     else:
         opt.param_groups[0]["weight_decay"] = cfg.weight_decay
+
+
+def saved_state(opt: Optimizer, device_type: str) -> dict[str, Any]:
+    """The optimizer's state dict for a checkpoint, AdamW flagged fused only on CUDA as nanoGPT's
+    would be (its resume takes our flags, and an older torch has no fused CPU kernel)."""
+    state = opt.state_dict()
+    if device_type != "cuda":
+        for group in (state["adamw"] if isinstance(opt, MuonAdamW) else state)["param_groups"]:
+            group["fused"] = None
+    return state
 
 
 def load_state(opt: Optimizer, state: dict[str, Any], cfg: C.TrainConfig) -> None:

@@ -771,20 +771,11 @@ class Trainer:
         self.set_state("paused" if self.paused else "running")
         return out
 
-    def _optimizer_state(self) -> dict[str, Any]:
-        """The optimizer's state dict, flagged fused only on CUDA as nanoGPT's would be (its
-        resume takes our flags, and an older torch has no fused CPU kernel)."""
-        state = self.optimizer.state_dict()
-        if self.dev.device_type != "cuda":
-            for group in state.get("adamw", state)["param_groups"]:  # (muon: {"adamw", "muon"})
-                group["fused"] = None
-        return state
-
     def checkpoint_state(self) -> dict[str, Any]:
         """The run now, as nanoGPT's checkpoint dict."""
         return {
             "model": self.raw_model.state_dict(),
-            "optimizer": self._optimizer_state(),
+            "optimizer": optim.saved_state(self.optimizer, self.dev.device_type),
             "model_args": self.model_args,
             optim.KIND_KEY: self.cfg.optimizer,
             "iter_num": self.iter_num,

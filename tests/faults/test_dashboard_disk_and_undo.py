@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from app_helpers import record_notifications, text_of, wait_for
+from app_helpers import quit_and_stop, record_notifications, text_of, wait_for
 from kit import ckpt_iter
 
 from gpttui.analysis.config_edit import ApplyAction
@@ -48,9 +48,7 @@ def test_a_full_disk_pauses_under_the_dashboard_and_the_resume_key_goes_on(make_
             await pilot.press("space")  # resume
             await wait_for(pilot, lambda: ctl.live.iter >= at + 20, 30, "training again")
             assert _state(rd) == "running"
-            await pilot.press("q")
-            await pilot.press("y")  # stop and save
-            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            await quit_and_stop(pilot, app)  # stop and save
         assert app.ui_errors == []
 
     asyncio.run(go())
@@ -72,9 +70,7 @@ def test_u_undoes_a_live_learning_rate_change(make_run, engines):
             await pilot.press("u")
             await wait_for(pilot, lambda: ctl.config.learning_rate == 0.003, 30, "the old rate back")
             await wait_for(pilot, lambda: not (rd / "ckpt_undo.pt").exists(), 10, "the point used")
-            await pilot.press("q")
-            await pilot.press("y")
-            await wait_for(pilot, lambda: not app.is_running, 30, "the app to exit")
+            await quit_and_stop(pilot, app)
         assert app.ui_errors == []
 
     asyncio.run(go())
