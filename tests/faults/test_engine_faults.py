@@ -201,8 +201,11 @@ def test_a_checkpoint_that_no_longer_fits_pauses_then_resumes_by_itself(make_run
     rd = make_run(name=str(tiny_fs / "run"), eval_interval=40, keep_checkpoints=1, max_iters=130)
     eng = engines(rd)
     eng.wait_event(lambda e: e["type"] == "checkpoint" and e["iter"] == 40, what="checkpoint at 40")
+    assert eng.send("pause")  # held while the disk fills, so a loaded machine can't let it reach 80 first
+    eng.wait_event(lambda e: e["type"] == "state" and e["state"] == "paused", what="paused")
     filler = tiny_fs / "filler"
     _fill(filler, leave=48 << 10)  # room for ~40 iterations of log and metrics lines, not a checkpoint
+    assert eng.send("resume")
     err = eng.wait_event(lambda e: e["type"] == "error" and "disk full" in e["message"], what="disk full error")
     assert "writing the checkpoint at iter 80 (No space left on device)" in err["message"]
     paused = eng.wait_event(lambda e: e["type"] == "state" and e["state"] == "paused"
