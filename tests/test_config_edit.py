@@ -1,7 +1,7 @@
 """The config editor's logic without its screen: form texts checked as a config, what applying a
 candidate to a run means, a new run's directory, and the figures a config implies."""
 
-
+import pytest
 
 from gpttui.analysis.config_edit import (
     ApplyAction,
@@ -13,7 +13,14 @@ from gpttui.analysis.config_edit import (
     plan_apply,
 )
 from gpttui.run import config as C
-from gpttui.run import units
+from gpttui.run import live_set, sizing, units
+
+
+def engine_refusal(run: C.TrainConfig, values: dict, iter_num: int = 0) -> str:
+    """What the engine answers a live `set` of `values` with (its one-line reason)."""
+    with pytest.raises(C.ConfigError) as refused:
+        live_set.apply(run, values, live_set.RunLimits(iter_num))
+    return str(refused.value)
 
 
 def test_format_value_round_trips_every_field(seed):
@@ -52,8 +59,24 @@ def test_plan_apply_live_restart_and_refusals(seed, tmp_path):
     assert other.refusals == ["vocab_size: the checkpoint's model has a vocabulary of 50,304; this "
                               "config's (with its data) is 65 (start a new run instead)"]
     late = plan_apply(run, C.replace(run, max_iters=900), current_iter=1000)
-    assert late.action is None and "not beyond the run's current iteration 1,000" in late.refusals[0]
+    assert late.action is None and late.refusals == [engine_refusal(run, {"max_iters": 900}, 1000)]
     assert plan_apply(run, run).action is None
+
+
+def test_apply_holds_changes_to_the_engines_live_rules(seed):
+    run = seed.config
+    # the engine takes max_iters at the run's iteration (it ends there): so does the editor
+    assert plan_apply(run, C.replace(run, max_iters=1000), current_iter=1000).action is ApplyAction.LIVE
+    steep = plan_apply(run, C.replace(run, learning_rate=3.0), current_iter=10)
+    assert steep.action is None
+    assert steep.refusals == [engine_refusal(run, {"learning_rate": 3.0})] == ["learning_rate: must be in (0, 1], got 3"]
+    assert steep.problems == {"learning_rate": ["must be in (0, 1], got 3"]}
+    # a restart continues the same run: the same ranges hold
+    restart = plan_apply(run, C.replace(run, learning_rate=3.0, batch_size=4))
+    assert restart.action is None and restart.refusals == steep.refusals
+    # as in the engine, a problem the run already had is not held against a change
+    loose = C.replace(run, weight_decay=50.0)
+    assert plan_apply(loose, C.replace(loose, max_iters=24000)).action is ApplyAction.LIVE
 
 
 def test_new_run_refuses_a_directory_that_holds_a_run(tmp_path):
@@ -72,6 +95,22 @@ def test_changed_fields_lists_only_what_differs_with_the_new_values(seed):
 def test_plan_actions_are_the_enum_the_app_takes(seed):
     assert plan_apply(seed.config, C.replace(seed.config, max_iters=24000)).action is ApplyAction.LIVE
     assert plan_apply(seed.config, C.replace(seed.config, batch_size=4)).action is ApplyAction.RESTART
+
+
+def test_figures_state_the_muon_split_in_the_engines_words(seed):
+    torch = pytest.importorskip("torch")
+    from gpttui.engine.model import GPT, GPTConfig
+    from gpttui.engine.optim import muon_summary
+
+    for bias in (False, True):
+        cfg = C.replace(C.DEFAULTS, optimizer="muon", n_layer=2, n_head=2, n_embd=32, block_size=16,
+                        vocab_size=65, bias=bias)
+        with torch.device("meta"):
+            model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=65, bias=bias))
+        split = sizing.muon_split(cfg, sizing.derive(cfg).params_total)
+        assert muon_summary(model) == "optimizer muon: " + split.describe()
+        assert split.describe() in " ".join(figures(cfg, cfg).plain.split())
+    assert "Muon on" not in figures(seed.config, seed.config).plain   # adamw: no split to state
 
 
 def test_figures_compare_with_the_base_and_say_when_memory_does_not_fit(seed):

@@ -11,18 +11,28 @@ from gpttui.analysis.config_edit import ApplyAction
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import make_plan
 from gpttui.run import config as C
-from gpttui.screens.config import ConfigScreen
+from gpttui.run import live_set
+from gpttui.screens.config import ConfigScreen, GroupValues
 
 SIDE = "#side"
 
 
 async def type_into(pilot, field: str, text: str) -> None:
-    # the groups below the first screenful are built once the editor shows
-    await wait_for(pilot, lambda: pilot.app.screen.query(f"#f-{field}"), 10, f"the {field} field")
-    pilot.app.screen.query_one(f"#f-{field}", Input).focus()
+    pilot.app.screen.edit(field)
     await pilot.pause()
     await pilot.press("end", "ctrl+u", *text)   # clear the old value, type the new
     await pilot.pause()
+
+
+def field_value(app, field: str) -> str:
+    """The text a field shows: in the editor when it is the edited one, else its line of values."""
+    screen = app.screen
+    return screen.editor.value if screen.editor.field == field else screen.texts[field]
+
+
+def editing(app) -> str | None:
+    """The field the user types into now (None: the focus is elsewhere)."""
+    return app.screen.editor.field if app.screen.focused is app.screen.editor else None
 
 
 # ---------------------------------------------------------------- the screen
@@ -47,7 +57,7 @@ async def test_seed_config_shows_123m_then_40m_with_warning_then_refuses_n_head_
         text = flat(app, SIDE)
         assert "✗ n_embd: 384 is not divisible by n_head=5" in text
         assert "✗ n_head ✗ n_embd" in flat(app, "#names")   # both marked in the form
-        assert app.screen.query_one("#f-n_head", Input).value == "5"
+        assert field_value(app, "n_head") == "5"
         field_help = flat(app, "#field-help")   # the focused field in full, its problem with it
         assert field_help.startswith("n_head (model): attention heads (must divide n_embd)")
         assert "✗ n_embd: 384 is not divisible by n_head=5" in field_help
@@ -64,12 +74,24 @@ async def test_arrow_keys_walk_the_fields_and_show_their_help(seed):
         for key, char in [("down", None), ("down", None), ("3", "3"), ("8", "8"), ("4", "4")]:
             app.post_message(events.Key(key, char))   # one burst, as a fast typist or tmux sends it
         await pilot.pause()
-        assert app.screen.focused.id == "f-n_embd"
-        assert app.screen.query_one("#f-n_embd", Input).value == "384"
-        assert app.screen.query_one("#f-n_layer", Input).value == "12"
+        assert editing(app) == "n_embd"
+        assert field_value(app, "n_embd") == "384"
+        assert field_value(app, "n_layer") == "12"
+        assert flat(app, "#inputs").startswith("12 12 384 0.0 False 0")   # the editor over n_embd's row
         assert "n_embd (model): embedding width · default 768" in flat(app, "#field-help")
         await pilot.press("up")
-        assert app.screen.focused.id == "f-n_head"
+        assert editing(app) == "n_head"
+
+
+@pilot_test
+async def test_clicking_a_value_edits_that_field(seed):
+    app = ScreenHost(ConfigScreen(seed))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.click(GroupValues, offset=(2, 2))   # the model group's third row
+        assert editing(app) == "n_embd"
+        await pilot.press(*"384")
+        assert field_value(app, "n_embd") == "384"
+        assert "* n_embd" in flat(app, "#names")
 
 
 @pilot_test
@@ -103,6 +125,37 @@ async def test_live_run_restarts_for_batch_and_refuses_shape(seed):
         await pilot.click("#apply")
         await pilot.pause()
     assert app.result.action is ApplyAction.RESTART and app.result.changes == {"batch_size": 4}
+
+
+@pilot_test
+async def test_live_run_refuses_what_the_engine_refuses_with_its_reason(seed):
+    app = ScreenHost(ConfigScreen(seed, live=True, current_iter=3000))
+    async with app.run_test(size=(140, 60)) as pilot:
+        await type_into(pilot, "learning_rate", "3.0")
+        with pytest.raises(C.ConfigError) as engine:   # what a live `set` of it gets from the engine
+            live_set.apply(seed.config, {"learning_rate": 3.0}, live_set.RunLimits(3000))
+        assert str(engine.value) == "learning_rate: must be in (0, 1], got 3"
+        assert f"Can't apply to this run: ✗ {engine.value}" in flat(app, SIDE)
+        assert "✗ learning_rate" in flat(app, "#names")
+        assert "✗ must be in (0, 1], got 3" in flat(app, "#field-help")
+        assert app.screen.query_one("#apply", Button).disabled
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert app.result is UNSET
+
+        await type_into(pilot, "learning_rate", "0.001")
+        assert "ctrl+r applies these now, while the run trains: learning_rate: 0.0003 → 0.001" in flat(app, SIDE)
+
+
+@pilot_test
+async def test_muon_states_which_parameters_go_to_muon_and_which_to_adamw(seed):
+    app = ScreenHost(ConfigScreen(seed))
+    async with app.run_test(size=(140, 60)) as pilot:
+        assert "Muon on" not in flat(app, SIDE)
+        await type_into(pilot, "optimizer", "muon")
+        assert ("Optimizer Muon on the 48 2-D weights of the transformer blocks (84,934,656 parameters); "
+                "AdamW on the embeddings, lm_head (tied to wte) and the 25 1-D gains/biases "
+                "(39,439,104 parameters)") in flat(app, SIDE)
 
 
 @pilot_test
@@ -141,7 +194,7 @@ async def test_open_a_toml_and_start_a_new_run_from_it(seed, tmp_path):
         path.value = str(other)
         await pilot.press("enter")
         await pilot.pause()
-        assert app.screen.query_one("#f-n_embd", Input).value == "128"
+        assert field_value(app, "n_embd") == "128"
         assert f"opened {other}" in flat(app, "#status")
         await pilot.press("ctrl+n")
         await pilot.pause()
@@ -200,7 +253,7 @@ async def test_keys_typed_right_after_c_land_in_the_editor_and_esc_discards_them
             for key, char in [("c", "c"), ("3", "3")]:   # one burst: c, then typing before it is drawn
                 app.post_message(events.Key(key, char))   # (the focused field's value is selected: replaced)
             await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen), 10, "the editor")
-            await wait_for(pilot, lambda: app.screen.query_one("#f-n_layer", Input).value == "3", 10,
+            await wait_for(pilot, lambda: editing(app) == "n_layer" and field_value(app, "n_layer") == "3", 10,
                            "n_layer edited to 3")
             await wait_for(pilot, lambda: "* n_layer" in flat(app, "#names"), 5, "n_layer marked changed")
             await pilot.press("escape")
@@ -231,7 +284,7 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
 
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen), 5, "the config editor")
-        assert app.screen.query_one("#f-eval_interval", Input).value == "7"  # the run's config, live changes in
+        assert field_value(app, "eval_interval") == "7"  # the run's config, live changes in
         await type_into(pilot, "n_embd", "48")
         assert app.screen.query_one("#apply", Button).disabled
         await type_into(pilot, "n_embd", "32")

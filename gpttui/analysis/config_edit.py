@@ -16,7 +16,7 @@ from typing import Any
 from rich.text import Text
 
 from gpttui.run import config as C
-from gpttui.run import layout, sizing, units
+from gpttui.run import layout, live_set, sizing, units
 
 COMPUTE_OPTIMAL_TOKENS_PER_PARAM = 20  # Hoffmann et al. (Chinchilla)
 
@@ -71,6 +71,8 @@ def check_fields(texts: dict[str, str], base: C.TrainConfig) -> FieldCheck:
     problems: dict[str, list[str]] = {}
     lines: list[str] = []
     for name, text in texts.items():
+        if text == format_value(getattr(base, name)):
+            continue   # base's own value (format_value round-trips): no parse, which costs per keystroke
         try:
             values[name] = C.parse_value(name, text)
         except C.ConfigError as e:
@@ -78,14 +80,19 @@ def check_fields(texts: dict[str, str], base: C.TrainConfig) -> FieldCheck:
             problems.setdefault(name, []).append(_reason(name, str(e)))
     cfg = dataclasses.replace(base, **values)
     for line in C.validate(cfg):
-        if line in lines:
-            continue
-        lines.append(line)
-        head, _, reason = line.partition(": ")
-        for name in C.FIELDS:
-            if name == head or f"{name}=" in reason:
-                problems.setdefault(name, []).append(reason if name == head else line)
+        if line not in lines:
+            lines.append(line)
+            mark_fields(problems, line)
     return FieldCheck(cfg, problems, lines)
+
+
+def mark_fields(problems: dict[str, list[str]], line: str) -> None:
+    """File a 'field: reason' line under its field (the reason) and under every field its reason
+    names as `name=` (the whole line)."""
+    head, _, reason = line.partition(": ")
+    for name in C.FIELDS:
+        if name == head or f"{name}=" in reason:
+            problems.setdefault(name, []).append(reason if name == head else line)
 
 
 def _reason(name: str, message: str) -> str:
@@ -103,12 +110,23 @@ class ApplyPlan:
 
     changes: dict[str, Any]
     action: ApplyAction | None   # LIVE or RESTART; None: nothing to apply, or refused
-    refusals: list[str]
+    refusals: list[str]          # 'field: reason', one line each
+
+    @property
+    def problems(self) -> dict[str, list[str]]:
+        """The refusals by field, as FieldCheck.problems."""
+        out: dict[str, list[str]] = {}
+        for line in self.refusals:
+            mark_fields(out, line)
+        return out
 
 
 def plan_apply(run: C.TrainConfig, candidate: C.TrainConfig, current_iter: int | None = None) -> ApplyPlan:
     """Live if every change is a LIVE_FIELD, else a restart from the checkpoint, unless a change
-    is impossible under the run's checkpoint (its model shape or context length, its directory)."""
+    is impossible under the run's checkpoint (its model shape or context length, its directory)
+    or breaks a rule the engine holds a live `set` to (run/live_set.py, at `current_iter`: a
+    learning rate in (0, 1], max_iters not behind the run...). A restart is held to those rules
+    too: it continues the same run."""
     changes = changed_fields(run, candidate)
     refusals: list[str] = []
     if changes.keys() & {"vocab_size", "dataset", "data_dir"}:
@@ -131,9 +149,8 @@ def plan_apply(run: C.TrainConfig, candidate: C.TrainConfig, current_iter: int |
             refusals.append(f"out_dir: this run lives in {old!r}; to train elsewhere start a new run")
         elif name == "init_from":
             refusals.append("init_from: a restart always resumes from the run's checkpoint")
-    if current_iter is not None and "max_iters" in changes and candidate.max_iters <= current_iter:
-        refusals.append(f"max_iters: {candidate.max_iters:,} is not beyond the run's current "
-                        f"iteration {current_iter:,} (to end the run, stop it)")
+    if changes:
+        refusals += live_set.new_problems(run, candidate, live_set.limits_of(candidate, current_iter or 0))
     if refusals or not changes:
         return ApplyPlan(changes, None, refusals)
     return ApplyPlan(changes, ApplyAction.LIVE if changes.keys() <= C.LIVE_FIELDS else ApplyAction.RESTART, [])
@@ -167,6 +184,9 @@ def figures(cfg: C.TrainConfig, base: C.TrainConfig, *, measured_ms_per_iter: fl
     was(d.params_nanogpt, b.params_nanogpt)
     t.append(f"\n total {units.human_count(d.params_total)} · non-embedding "
              f"{units.human_count(d.params_non_embedding)} · vocab {d.vocab_size:,}\n")
+    if cfg.optimizer == "muon":
+        head("Optimizer")
+        t.append(f" {sizing.muon_split(cfg, d.params_total).describe()}\n")
     head("Tokens")
     t.append(f" per iteration {d.tokens_per_iter:,}")
     was(d.tokens_per_iter, b.tokens_per_iter, lambda n: f"{n:,}")

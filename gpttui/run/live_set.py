@@ -78,6 +78,24 @@ def problems(cfg: C.TrainConfig, limits: RunLimits | None = None) -> list[str]:
     return errs
 
 
+def limits_of(cfg: C.TrainConfig, iter_num: int) -> RunLimits:
+    """The limits of a run on `cfg`'s data at `iter_num`, val.bin measured as the engine's
+    batches measure it: for a check made outside the engine (the config editor's)."""
+    try:
+        val_tokens = (cfg.resolved_data_dir() / "val.bin").stat().st_size // 2
+    except OSError:
+        val_tokens = None
+    return RunLimits(iter_num, val_tokens)
+
+
+def new_problems(before: C.TrainConfig, after: C.TrainConfig, limits: RunLimits | None = None) -> list[str]:
+    """What changing a running run from `before` to `after` breaks, one line per problem: the
+    config's rules and the ranges above. A problem `before` already had is not held against the
+    change (the run was started with it)."""
+    had = set(C.validate(before)) | set(problems(before, limits))
+    return [e for e in [*C.validate(after), *problems(after, limits)] if e not in had]
+
+
 def apply(cfg: C.TrainConfig, values: dict[str, Any],
           limits: RunLimits | None = None) -> tuple[C.TrainConfig, dict[str, Any]]:
     """The config after a live set of `values`, and what actually changed. ConfigError naming
@@ -96,8 +114,7 @@ def apply(cfg: C.TrainConfig, values: dict[str, Any],
     if errs:
         raise C.ConfigError("; ".join(errs))
     new = C.replace(cfg, **typed)
-    before = set(C.validate(cfg)) | set(problems(cfg, limits))
-    errs = [e for e in [*C.validate(new), *problems(new, limits)] if e not in before]
+    errs = new_problems(cfg, new, limits)
     if errs:
         raise C.ConfigError("; ".join(errs))
     return new, {k: v for k, v in typed.items() if v != getattr(cfg, k)}

@@ -132,6 +132,33 @@ def muon_matrix_params(n_layer: int, n_embd: int) -> int:
     return n_layer * 12 * n_embd * n_embd
 
 
+@dataclass(frozen=True)
+class MuonSplit:
+    """Which parameters Muon takes and which AdamW keeps under `optimizer = "muon"`, counted from
+    the config's shape by engine/optim.py's rule: the blocks' 2-D weights to Muon, the rest (the
+    embeddings, lm_head tied to wte, the 1-D gains and biases) to AdamW."""
+
+    muon_matrices: int
+    muon_params: int
+    adamw_vectors: int   # the 1-D gains and biases
+    adamw_params: int
+
+    def describe(self) -> str:
+        """The split in the engine's words (its log line is "optimizer muon: " + this)."""
+        return (f"Muon on the {self.muon_matrices} 2-D weights of the transformer blocks "
+                f"({self.muon_params:,} parameters); AdamW on the embeddings, lm_head (tied to wte) and the "
+                f"{self.adamw_vectors} 1-D gains/biases ({self.adamw_params:,} parameters)")
+
+
+def muon_split(cfg: Sizable, params_total: int) -> MuonSplit:
+    """The split of a model of `params_total` parameters (Derived.params_total): four matrices a
+    block (attention's qkv and projection, the MLP's two); two LayerNorm gains a block and the final
+    one, with bias=True also their biases and the four Linear biases of each block."""
+    matrices = muon_matrix_params(cfg.n_layer, cfg.n_embd)
+    vectors = cfg.n_layer * (8 if cfg.bias else 2) + (2 if cfg.bias else 1)
+    return MuonSplit(4 * cfg.n_layer, matrices, vectors, params_total - matrices)
+
+
 def optimizer_bytes(cfg: Sizable, params: int) -> int:
     """fp32 optimizer state: AdamW keeps two moments per weight; Muon one momentum buffer for its
     matrices, while AdamW keeps the embeddings, lm_head and 1-D gains/biases."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -21,6 +22,8 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Region
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
@@ -40,8 +43,8 @@ from gpttui.run import layout, sizing
 from gpttui.screens.controller import RunController
 from gpttui.widgets.system import device_memory
 
-FIRST_GROUPS = 2   # field groups built before the editor first shows (model, data: a screenful)
 NARROW = 110   # below this many columns the help column gives way to the focused field's help line
+SIDE_PANELS = ("#problems", "#warnings", "#figures")   # each takes no room while empty
 
 
 def grouped_fields() -> dict[str, list[str]]:
@@ -52,6 +55,51 @@ def grouped_fields() -> dict[str, list[str]]:
 def field_texts(config: C.TrainConfig) -> dict[str, str]:
     """Each field of `config` as its input shows it."""
     return {n: format_value(getattr(config, n)) for n in C.FIELDS}
+
+
+class FieldEditor(Input):
+    """The form's one input, laid over the row of the field it edits (`field`). One input for all
+    the fields, the others' values drawn as text: opening the editor costs a few widgets, not an
+    input per field."""
+
+    @dataclass
+    class Edited(Message):
+        """`field`'s text is now `value` (named as it changes: a move right after can't take it
+        to another field)."""
+
+        field: str
+        value: str
+
+    field = ""
+
+    def show(self, field: str, text: str, row: int) -> None:
+        """Edit `field` (its text selected, so what is typed replaces it), over row `row`."""
+        self.field = field
+        self.value = text
+        self.select_all()
+        self.styles.offset = (0, row)
+
+    def watch_value(self, value: str) -> None:
+        self.post_message(self.Edited(self.field, value))
+
+
+@dataclass
+class FieldPicked(Message):
+    """A field's value was clicked."""
+
+    field: str
+
+
+class GroupValues(Static):
+    """A group's values, one line each (the editor lies over the one being edited)."""
+
+    def __init__(self, group: str, names: list[str]) -> None:
+        super().__init__(id=f"values-{group}", classes="values", markup=False)
+        self.names = names
+
+    def on_click(self, event: events.Click) -> None:
+        if 0 <= event.y < len(self.names):
+            self.post_message(FieldPicked(self.names[event.y]))
 
 
 class ConfigScreen(Screen[ConfigChange | None]):
@@ -84,6 +132,12 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self.plan: ApplyPlan | None = None
         self.groups = grouped_fields()
         self.names = [n for names in self.groups.values() for n in names]   # the form's order
+        self.rows: dict[str, int] = {}   # each field's line in the form
+        row = 0
+        for names in self.groups.values():
+            row += 2   # the group's blank line and heading
+            for name in names:
+                self.rows[name], row = row, row + 1
         self._reopened = False   # refill the form from `base` when shown again (reopen_for)
         self.ready = asyncio.Event()   # set once a field has focus: the opener holds keys till then
         self._enabled: tuple[bool | None, bool | None] | None = None
@@ -119,11 +173,13 @@ class ConfigScreen(Screen[ConfigChange | None]):
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="title", markup=False)
         with Horizontal(id="body"):
-            # three columns (names, inputs, help), one line per field: a widget per field, not six
+            # three columns (names, values, help), one line per field; one input, over the field it edits
             with VerticalScroll(id="form"), Horizontal(id="fields"):
                 yield Static(id="names")
                 with Vertical(id="inputs"):
-                    yield from self._group_inputs(C.GROUPS[:FIRST_GROUPS])   # the rest once it shows
+                    for group, names in self.groups.items():
+                        yield GroupValues(group, names)
+                    yield FieldEditor(id="edit", compact=True)
                 yield Static(self._helps(), id="helps")
             with VerticalScroll(id="side"):
                 yield Static(id="problems")
@@ -152,40 +208,27 @@ class ConfigScreen(Screen[ConfigChange | None]):
             return f"Config of the run in {self.base.out_dir}{at}{src}"
         return f"Config{src}"
 
-    def _group_inputs(self, groups: tuple[str, ...]) -> list[Static | Input]:
-        out: list[Static | Input] = []
-        for group in groups:
-            out.append(Static("", classes="gap"))
-            out += [Input(self.texts[n], id=f"f-{n}", compact=True) for n in self.groups[group]]
-        return out
+    @property
+    def editor(self) -> FieldEditor:
+        return self.query_one("#edit", FieldEditor)
 
     def on_mount(self) -> None:
+        self.edit(self.names[0])   # keys typed right after c go there
         self._recompute()
-        # at once, not after a refresh as widget.focus() does: keys typed right after c go there
-        self.set_focus(self.query_one("#f-n_layer", Input))
         self.ready.set()
         self.set_class(self.size.width < NARROW, "-narrow")
-        self.call_after_refresh(self._mount_rest)
-
-    async def _mount_rest(self) -> None:
-        """The field groups below the first screenful, built once the editor shows (lazily: the
-        editor opens at the cost of a few fields, not of all of them)."""
-        await self.query_one("#inputs", Vertical).mount_all(self._group_inputs(C.GROUPS[FIRST_GROUPS:]))
 
     def on_screen_resume(self) -> None:
         if not self._reopened:
             return
         self._reopened = False
         self.texts = field_texts(self.base)
-        self._fill_inputs()
         self.query_one("#title", Static).update(self._title())
         self.query_one("#path", Input).value = self.loaded.source or ""
         self._status("")
         self._shown.clear()
+        self.edit(self.names[0])   # as on a first open
         self._recompute()
-        first = self.query_one("#f-n_layer", Input)
-        self.set_focus(first)
-        first.select_all()   # as on a first open: what is typed replaces the value
         self.query_one("#form", VerticalScroll).scroll_home(animate=False)
         self.ready.set()
 
@@ -202,9 +245,16 @@ class ConfigScreen(Screen[ConfigChange | None]):
                 t.append(f"default {default} · {C.FIELDS[name].metadata['help']}\n", style="dim")
         return t
 
+    @property
+    def problems(self) -> dict[str, list[str]]:
+        """What is wrong with each field: as a config, or (live) as a change to the run."""
+        if self.plan is None:
+            return self.check.problems
+        return {**self.check.problems, **self.plan.problems}
+
     def _names(self) -> Text:
         """The name column: changed fields marked, invalid ones in red with a ✗."""
-        problems, config = self.check.problems, self.check.config
+        problems, config = self.problems, self.check.config
         t = Text(no_wrap=True)
         for group, names in self.groups.items():
             t.append("\n" + (group.upper() if group == "io" else group.capitalize()) + "\n", style="bold cyan")
@@ -219,23 +269,31 @@ class ConfigScreen(Screen[ConfigChange | None]):
 
     # ------------------------------------------------------------------ validation and figures
 
-    @on(Input.Changed, "#inputs Input")
-    def _field_changed(self, event: Input.Changed) -> None:
-        self.texts[(event.input.id or "")[2:]] = event.value
+    def _values(self, names: list[str]) -> Text:
+        """A group's values, one a line, the invalid ones in red."""
+        problems = self.problems
+        return Text("\n").join(Text(self.texts[n], style="red" if n in problems else "") for n in names)
+
+    def on_field_editor_edited(self, event: FieldEditor.Edited) -> None:
+        if event.field not in self.texts or self.texts[event.field] == event.value:
+            return   # the editor put on a field (its own text): nothing new
+        self.texts[event.field] = event.value
         self._recompute()
         if self._status_error and self.check.ok:
             self._status("")  # "fix the marked fields" no longer holds
 
     def _recompute(self) -> None:
         self.check = check = check_fields(self.texts, self.base)
+        self.plan = plan_apply(self.base, check.config, self.current_iter) if self.live and check.ok else None
         self._fill("#names", self._names())
+        for group, names in self.groups.items():
+            self._fill(f"#values-{group}", self._values(names))
         self._show_field_help()
         self._fill("#figures", figures(
             check.config, self.base, measured_ms_per_iter=self.measured_ms_per_iter,
             device_memory_bytes=self.device_memory_bytes))
         warnings = sizing.size_mismatches(check.config, self.loaded.source_text, self.loaded.source)
         self._fill("#warnings", Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow"))
-        self.plan = plan_apply(self.base, check.config, self.current_iter) if self.live and check.ok else None
         self._fill("#problems", self._problems_text())
         if self.live:
             apply = self.query_one("#apply", Button)
@@ -250,13 +308,14 @@ class ConfigScreen(Screen[ConfigChange | None]):
             self.refresh_bindings()
 
     def _fill(self, selector: str, text: Text) -> None:
-        """Show `text` in a side panel (a relayout only when it differs from what is shown)."""
+        """Show `text` in a column or a side panel (a relayout only when it differs from what is
+        shown)."""
         if self._shown.get(selector) == text:
             return
         self._shown[selector] = text
         widget = self.query_one(selector, Static)
         widget.update(text)
-        if selector != "#names":
+        if selector in SIDE_PANELS:
             widget.set_class(bool(text.plain.strip()), "-filled")
             widget.display = bool(text.plain.strip())
 
@@ -291,44 +350,46 @@ class ConfigScreen(Screen[ConfigChange | None]):
 
     # ------------------------------------------------------------------ focus and help
 
-    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        self._show_field_help()
-
     def _show_field_help(self) -> None:
-        """The focused field in full: its help, default, whether it changes live, its problem."""
-        widget = self.focused
-        if not (isinstance(widget, Input) and widget.id and widget.id.startswith("f-")):
-            return
-        name = widget.id[2:]
+        """The edited field in full: its help, default, whether it changes live, its problem."""
+        name = self.editor.field
         meta = C.FIELDS[name].metadata
         live = " · changes live" if name in C.LIVE_FIELDS else ""
         t = Text(f"{name} ({meta['group']}): {meta['help']} · default "
                  f"{format_value(getattr(C.DEFAULTS, name))}{live}")
-        problems = self.check.problems.get(name)
+        problems = self.problems.get(name)
         if problems:
             t.append("\n✗ " + "; ".join(problems), style="bold red")
         self.query_one("#field-help", Static).update(t)
 
-    def _fill_inputs(self) -> None:
-        """Show `texts` in the inputs built so far (those still to come are made from it); only
-        the ones that differ: each change re-checks the form."""
-        for box in self.query("#inputs Input").results(Input):
-            text = self.texts[(box.id or "")[2:]]
-            if box.value != text:
-                box.value = text
+    def edit(self, name: str) -> None:
+        """Put the editor on field `name`, focused, its text selected (typing replaces it)."""
+        editor = self.editor
+        editor.show(name, self.texts[name], self.rows[name])
+        # at once, not after a refresh as widget.focus() does: keys typed right after go there
+        self.set_focus(editor, scroll_visible=False)
+        self._show_field_help()
+        # the row in view (a region of the form: the editor itself is only placed on the next refresh)
+        self.query_one("#form", VerticalScroll).scroll_to_region(
+            Region(0, self.rows[name], 1, 1), animate=False, immediate=True, x_axis=False)
 
     def action_move(self, step: int) -> None:
+        # a priority binding runs before the editor has taken the keys typed ahead of it: the
+        # move waits behind them in the editor's queue, so each key lands in its own field
+        self.editor.call_later(self._move, step)
+
+    def _move(self, step: int) -> None:
         names = self.names
-        focused = self.focused
-        if isinstance(focused, Input) and focused.id and focused.id.startswith("f-"):
-            i = (names.index(focused.id[2:]) + step) % len(names)
+        if self.focused is self.editor:
+            i = (names.index(self.editor.field) + step) % len(names)
         else:
             i = 0 if step > 0 else len(names) - 1
-        # at once, not after a refresh as widget.focus() does: keys typed right after go there
-        for box in self.query(f"#f-{names[i]}").results(Input):   # (none while the rest is built)
-            self.set_focus(box)
+        self.edit(names[i])
 
-    @on(Input.Submitted, "#inputs Input")
+    def on_field_picked(self, event: FieldPicked) -> None:
+        self.edit(event.field)
+
+    @on(Input.Submitted, "#edit")
     def _next_field(self) -> None:
         self.action_move(1)
 
@@ -410,7 +471,8 @@ class ConfigScreen(Screen[ConfigChange | None]):
         if not self.live:
             self.base = loaded.config
         self.texts = field_texts(loaded.config)
-        self._fill_inputs()
+        field = self.editor.field
+        self.editor.show(field, self.texts[field], self.rows[field])   # (the focus stays on the path)
         self.query_one("#title", Static).update(self._title())
         self._recompute()
         self._status(f"opened {loaded.source}")
