@@ -74,3 +74,11 @@ def test_the_editor_gets_the_same_rules_without_a_run():
     assert live_set.problems(C.replace(CFG, learning_rate=3.0, eval_iters=50_000)) == [
         "learning_rate: must be in (0, 1], got 3",
         "eval_iters: 50,000 batches per split would stall training in every evaluation (at most 10,000)"]
+
+
+def test_limits_outside_the_engine_measure_val_bin_as_the_engine_does(tmp_path):
+    (tmp_path / "val.bin").write_bytes(b"\0" * 2000)   # 1,000 uint16 tokens
+    limits = live_set.limits_of(C.replace(CFG, data_dir=str(tmp_path)), 120)
+    assert limits == live_set.RunLimits(iter_num=120, val_tokens=1000)
+    assert "would read val.bin's 1,000 tokens" in refused({"eval_iters": 9000}, limits)
+    assert live_set.limits_of(C.replace(CFG, data_dir=str(tmp_path / "none")), 0).val_tokens is None
