@@ -58,6 +58,7 @@ from gpttui.screens.failure import Failure, FailureChoice, FailureScreen, exit_t
 from gpttui.screens.keymap import load_keymap
 from gpttui.screens.prepare_data import PrepareScreen
 from gpttui.widgets import loss_chart
+from gpttui.widgets.system import THIS_MACHINE, Machine
 
 TICK_S = 0.1
 
@@ -112,9 +113,11 @@ class GpttuiApp(App[int]):
     CSS_PATH = "app.tcss"   # app-wide; each screen brings its own, scoped to it
     BINDINGS = [Binding("ctrl+c", "ctrl_c", "Quit", show=False, priority=True)]
 
-    def __init__(self, run: LaunchPlan | Controller) -> None:
-        """A LaunchPlan trains that run (EngineRun); a controller brings its own runs (the viewer's)."""
+    def __init__(self, run: LaunchPlan | Controller, machine: Machine = THIS_MACHINE) -> None:
+        """A LaunchPlan trains that run (EngineRun); a controller brings its own runs (the viewer's).
+        `machine`: the clock and system figures the dashboard shows (widgets/system.py)."""
         super().__init__()
+        self.machine = machine
         self.controller: Controller = EngineRun(run) if isinstance(run, LaunchPlan) else run
         self.ui_errors: list[str] = []  # exceptions the timer and the screens caught (tests assert none)
         self._bindings_key: tuple[bool, bool, str, bool] | None = None

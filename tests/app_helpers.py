@@ -8,7 +8,7 @@ import functools
 import os
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from engine_kit import make_char_data
 from textual.app import App
@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 
 from gpttui.commands.launch import make_plan
+from gpttui.ipc.peer import Peer
 from gpttui.run import config as C
 from gpttui.run import protocol
 from gpttui.run.metrics import MetricsWriter
@@ -57,6 +58,56 @@ def written_run(tmp_path: Path, char_data: Path) -> Path:
     writer.write(protocol.event("state", 20, state="finished"))
     writer.close()
     return plan.run_dir
+
+
+class ScriptedEngine(Peer):
+    """An engine process as the dashboard sees it through its channel, with no process: the
+    events and log lines it sent wait in its inbox, each event read back from its line as a
+    real one's reader thread reads it, for the app's next drain. With `exit_code` it has already
+    exited with that code; else it trains on until a stop, which it answers with state stopped
+    and exit code 0."""
+
+    pid = 4242
+
+    def __init__(self, events: Sequence[dict[str, Any]], log: Sequence[str] = (), exit_code: int | None = None) -> None:
+        super().__init__()
+        for e in events:
+            self.inbox.put_event(protocol.decode_event(protocol.encode(e)))
+        self.inbox.put_lines(log)
+        self.sent: list[dict[str, Any]] = []   # the commands the app sent, in order
+        self._code = exit_code
+        self._iter = max((e["iter"] for e in events), default=0)
+
+    def send(self, cmd: str, **values: Any) -> bool:
+        if self._code is not None:
+            return False
+        self.sent.append({"cmd": cmd, **values})
+        if cmd == "stop":
+            self.inbox.put_event(protocol.event("state", self._iter, state="stopped"))
+            self._code = 0
+        return True
+
+    @property
+    def returncode(self) -> int | None:
+        return self._code
+
+    @property
+    def alive(self) -> bool:
+        return self._code is None
+
+    @property
+    def finished_reading(self) -> bool:
+        return self._code is not None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self._code
+
+    def signal(self, sig: int = 15) -> None:
+        if self._code is None:
+            self._code = -sig
+
+    def close_stdin(self) -> None:
+        pass
 
 
 # ---------------------------------------------------------------- driving the app

@@ -6,15 +6,14 @@ bar's length, then the bar): the state, the iteration and the ETA stay at 80 col
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable
 
 from rich.text import Text
 from textual.widgets import Static
 
 from gpttui.analysis.live import LiveRun
 from gpttui.widgets import fmt
+from gpttui.widgets.system import machine_of
 
 STATE_STYLE = {
     "starting": "bold black on grey70", "running": "bold black on green",
@@ -88,10 +87,9 @@ def fitted(f: Figures, width: int) -> Text:
 
 class StatusLine(Static):
     _figures: Figures | None = None
-    clock: Callable[[], float] = time.time   # what "now" is for the elapsed time (a replay sets its own)
 
     def show(self, live: LiveRun, state: str, pending: str = "") -> None:
-        now = self.clock()
+        now = machine_of(self).clock()   # what "now" is for the elapsed time
         elapsed = fmt.duration(live.elapsed(now))   # training time; the time stopped or paused apart:
         if (idle := live.stopped_s + live.paused_for(now)) >= 1:
             elapsed += f" (+{fmt.duration(idle)} stopped)"

@@ -1,10 +1,15 @@
 """CPU and RAM (psutil) and GPU utilisation and memory (nvidia-ml-py), each "n/a" when absent;
-and a training device's total memory, for the config editor's fit check."""
+a training device's total memory, for the config editor's fit check; and `Machine`, what the
+dashboard reads from the machine it runs on rather than from the run (the clock, these figures).
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
+from textual.dom import DOMNode
 from textual.widgets import Static
 
 
@@ -61,6 +66,30 @@ class Probe:
         return f
 
 
+class FigureSource(Protocol):
+    def read(self) -> Figures: ...
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the dashboard reads from the machine it runs on, not from the run: the wall clock
+    (a running run's elapsed time ticks with it) and where the system figures come from (made
+    when they are first shown). The app holds one as its `machine`; a picture of the dashboard
+    is taken with fixed ones."""
+
+    clock: Callable[[], float] = time.time
+    figures: Callable[[], FigureSource] = Probe
+
+
+THIS_MACHINE = Machine()
+
+
+def machine_of(node: DOMNode) -> Machine:
+    """The `machine` of the app `node` is shown in (this machine for an app that has none)."""
+    machine = getattr(node.app, "machine", None)
+    return machine if isinstance(machine, Machine) else THIS_MACHINE
+
+
 def device_memory(device: str) -> int | None:
     """Memory of the training device in bytes: RAM for 'cpu', the GPU's for 'cuda[:N]' when
     nvidia-ml-py is installed; None when unknown."""
@@ -81,12 +110,12 @@ def device_memory(device: str) -> int | None:
 
 
 class SystemFigures(Static):
-    """The figures, read every SAMPLE_S seconds from `probe` (anything with a read() -> Figures)."""
+    """The figures, read every SAMPLE_S seconds from the app's machine."""
 
     SAMPLE_S = 2.0
 
     def on_mount(self) -> None:
-        self.probe = Probe()
+        self.probe = machine_of(self).figures()
         self._shown: Figures | None = None
         self.sample()
         self.set_interval(self.SAMPLE_S, self.sample)
