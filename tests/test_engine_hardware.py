@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from gpttui.engine import hardware
@@ -37,6 +39,21 @@ def test_configured_peak_wins_and_cpu_peak_is_the_best_of_a_few_measurements(tmp
     assert (tmp_path / "peak.json").is_file()
     assert 1e9 < peaks[-1] < 1e13 and hardware.peak_flops(dev, threads=1)[1].startswith("measured float32 matmul")
 
+
+
+def test_a_hostile_peak_cache_is_measured_again_not_trusted(tmp_path, monkeypatch):
+    """A cached peak of Infinity, 0 or -1 (a hand edit, another tool) would put every MFU at 0%
+    or below: such entries count as never measured."""
+    dev = hardware.pick("cpu", "auto")
+    cache = tmp_path / "peak.json"
+    monkeypatch.setattr(hardware, "CACHE", cache)
+    monkeypatch.setattr(hardware, "measure_matmul_peak", lambda d: 2e11)
+    key = f"{dev.name}|{dev.dtype}|threads=1|torch={torch.__version__}"
+    for bad in ("Infinity", "0", "-1", "NaN"):
+        cache.write_text(f'{{"{key}": [{bad}, 99]}}')
+        assert hardware.peak_flops(dev, threads=1)[0] == 2e11
+        assert json.loads(cache.read_text())[key] == [2e11, 1]
+    assert [p.name for p in tmp_path.iterdir()] == ["peak.json"]  # no temporary left beside it
 
 class FakeClock:
     def __init__(self) -> None:

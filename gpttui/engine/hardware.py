@@ -10,6 +10,7 @@ starts, cached per machine, thread count and torch version.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -24,6 +25,7 @@ from typing import Callable
 import torch
 
 from gpttui.analysis.peaks import table_peak  # the GPU table, shared with the torch-free doctor
+from gpttui.fs import atomic
 
 MEASUREMENTS = 3  # engine starts that measure the CPU's peak before the cached best is trusted
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpttui" / "peak_flops.json"
@@ -230,17 +232,16 @@ def _sync(dev: Device) -> None:
 def _read_cache() -> dict[str, tuple[float, int]]:
     """key -> (best peak measured, how many times it was measured)."""
     try:
-        return {k: (float(v[0]), int(v[1])) for k, v in json.loads(CACHE.read_text()).items()}
+        entries = {k: (float(v[0]), int(v[1])) for k, v in json.loads(CACHE.read_text()).items()}
     except (OSError, ValueError, AttributeError, TypeError, IndexError, KeyError):
         return {}
+    return {k: (p, n) for k, (p, n) in entries.items() if math.isfinite(p) and p > 0 and n > 0}
 
 
 def _write_cache(cache: dict[str, tuple[float, int]]) -> None:
     try:
         CACHE.parent.mkdir(parents=True, exist_ok=True)
-        tmp = CACHE.with_name(f".{CACHE.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({k: list(v) for k, v in cache.items()}, indent=1))
-        tmp.replace(CACHE)
+        atomic.write_text(CACHE, json.dumps({k: list(v) for k, v in cache.items()}, indent=1))
     except OSError:
         pass  # a read-only home only costs a re-measurement next time
 
