@@ -520,21 +520,19 @@ class EngineRun(LiveRunReads):
             self.start_new_run(C.replace(self.config, **changes))
 
     def resume_run(self) -> None:
-        """Start the engine again: from ckpt.pt if there is one, else from scratch."""
+        """Start the engine again: from ckpt.pt if there is one, else as the run first started."""
         if self.engine_alive:
             self.app.notify("The engine is already running.")
             return
         if not (self.run_dir / layout.CONFIG).exists():
             self.app.notify("This run has no config.toml yet: nothing to resume.", severity="warning")
             return
-        has_ckpt = (self.run_dir / layout.CKPT).exists()
-        self._spawn([f"--init_from={'resume' if has_ckpt else 'scratch'}"])
+        self._spawn([f"--init_from={directory.start_from(self.run_dir, self.config)}"])
 
     def restart_engine(self, changes: dict[str, Any]) -> None:
         """Resume from the checkpoint with `changes` (stopping the running engine first)."""
         args = [f"--{k}={v!r}" if isinstance(v, str) else f"--{k}={v}" for k, v in changes.items()]
-        has_ckpt = (self.run_dir / layout.CKPT).exists()
-        args.append(f"--init_from={'resume' if has_ckpt else 'scratch'}")
+        args.append(f"--init_from={directory.start_from(self.run_dir, self.config)}")
         if self.engine_alive:
             self.stop_engine()
             self._after_stop = args

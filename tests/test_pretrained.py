@@ -209,3 +209,18 @@ def test_a_run_started_from_weights_that_are_gone_still_loads_and_resumes(tmp_pa
     assert (again.n_layer, again.n_embd, again.vocab_size, again.bias, again.block_size) == (2, 16, 97, True, 16)
     assert C.validate(again) == []
     assert any("no such file" in e for e in C.validate(C.load(tmp_path / "run").config))   # a new start needs them
+
+
+def test_a_fine_tune_stopped_before_its_first_checkpoint_starts_again_from_its_weights(tmp_path, char_data):
+    """`gpttui launch RUN` (and r in the dashboard) on a run made from weights, with no ckpt.pt
+    yet, loads those weights again: a random model in their place would silently be another run."""
+    from gpttui.commands.launch import make_plan
+    from gpttui.run import directory
+
+    d = write_hf(tmp_path / "w", hf_gpt2())
+    run = tmp_path / "run"
+    cfg = C.load(None, [f"--init_from={d}", f"--data_dir={char_data}", f"--out_dir={run}", "--block_size=16"]).config
+    directory.prepare(cfg)
+    assert make_plan(str(run), []).engine_args[0] == f"--init_from={d}"
+    (run / layout.CKPT).write_bytes(b"a checkpoint")
+    assert make_plan(str(run), []).engine_args[0] == "--init_from=resume"

@@ -147,8 +147,7 @@ def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):
     except OSError as e:
         raise CannotWrite(f"cannot write {e.filename}: {e.strerror}; an engine can't train there "
                           f"(`gpttui open {run_dir}` shows it read-only)") from None
-    init = "resume" if (run_dir / layout.CKPT).is_file() else "scratch"
-    args = [f"--init_from={init}", *overrides]
+    args = [f"--init_from={directory.start_from(run_dir, loaded.config)}", *overrides]
     return LaunchPlan(run_dir, loaded, engine_args=args, prepare=_missing_data(loaded.config))
 
 

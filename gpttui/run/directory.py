@@ -107,6 +107,15 @@ def preparing(cfg: C.TrainConfig, run_dir: str | Path | None = None,
         yield cfg, info, lock
 
 
+
+def start_from(run_dir: Path, cfg: C.TrainConfig) -> str:
+    """The init_from that starts this run's engine again: its checkpoint when it has one, else the
+    start it was made with (a fine-tune stopped before its first checkpoint starts from its
+    pretrained weights again, not from a random model)."""
+    if (run_dir / layout.CKPT).is_file():
+        return "resume"
+    return "scratch" if cfg.init_from == "resume" else cfg.init_from
+
 # the files of a run the engine appends to (the others it replaces, which needs only the directory)
 APPENDED = (layout.METRICS, layout.ENGINE_LOG, layout.SAMPLES)
 
