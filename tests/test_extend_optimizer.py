@@ -4,6 +4,7 @@ import pytest
 from app_helpers import ScreenHost, flat, pilot_test
 from seed_run import EVALS, SEED, TPI
 
+from gpttui.analysis.pace import Pace
 from gpttui.run import config as C
 from gpttui.run import schedule
 from gpttui.screens.extend import ExtendScreen
@@ -13,8 +14,8 @@ from gpttui.screens.extend import ExtendScreen
 @pilot_test
 async def test_the_extend_screen_states_the_optimizer(optimizer):
     cfg = C.replace(SEED, optimizer=optimizer, muon_lr=0.02)
-    screen = ExtendScreen(cfg, current_iter=6000, tokens_per_iter=TPI, ms_per_iter=3900.0,
-                          evals=EVALS, eval_overhead_s_per_eval=15.0, resume_iter=6000)
+    screen = ExtendScreen(cfg, current_iter=6000, tokens_per_iter=TPI, pace=Pace(3900.0, 15.0, True, 500, 6000),
+                          evals=EVALS, resume_iter=6000)
     app = ScreenHost(screen)
     async with app.run_test(size=(110, 40)) as pilot:
         await pilot.app.workers.wait_for_complete()

@@ -9,7 +9,6 @@ from seed_run import EVALS, SEED, TPI, law
 from gpttui.analysis.extend_plan import (
     describe_change,
     eval_points,
-    evals_between,
     extend_values,
     forecast_val_loss,
     parse_end,
@@ -61,11 +60,6 @@ def test_describe_wsd_lengthens_the_stable_phase():
     assert "stable phase simply lengthens" in text
     assert "until iteration 19,200 (was 9,600)" in text
     assert "The rate now stays 3.00e-04." in text
-
-
-def test_evals_between_counts_multiples():
-    assert evals_between(6000, 12000, 500) == 12
-    assert evals_between(6001, 6499, 500) == 0
 
 
 def test_forecast_from_a_power_law_lands_near_it():

@@ -4,12 +4,13 @@
 import math
 
 import pytest
-from app_helpers import UNSET, ScreenHost, flat, pilot_test, tiny_config, wait_for
+from app_helpers import UNSET, ScreenHost, flat, pilot_test, screen_text, tiny_config, wait_for
 from engine_kit import read_events
 from seed_run import EVALS, SEED, TPI
 from textual.widgets import Button
 
 from gpttui.analysis.config_edit import ApplyAction
+from gpttui.analysis.pace import Pace
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import make_plan
 from gpttui.run import config as C
@@ -27,8 +28,8 @@ async def settle(pilot) -> None:
 
 @pilot_test
 async def test_finished_run_extended_to_twice_its_length():
-    screen = ExtendScreen(SEED, current_iter=12000, tokens_per_iter=TPI, ms_per_iter=3900.0,
-                          evals=EVALS, eval_overhead_s_per_eval=15.0, resume_iter=12000)
+    screen = ExtendScreen(SEED, current_iter=12000, tokens_per_iter=TPI, pace=Pace(3900.0, 15.0, True, 500, 6000),
+                          evals=EVALS, resume_iter=12000)
     app = ScreenHost(screen)
     async with app.run_test(size=(110, 40)) as pilot:
         await settle(pilot)
@@ -44,8 +45,9 @@ async def test_finished_run_extended_to_twice_its_length():
         assert "max_iters 12,000 → 24,000, lr_decay_iters 12,000 → 24,000 (+12,000 iterations, 6.29B tokens)" in summary
         assert "The rate rises again from 3.00e-05 now to" in summary
         assert "12.58B tokens seen" in summary
-        # 12,000 iterations at 3.9 s plus 24 evals of 15 s
-        assert f"ETA {units.human_duration(12000 * 3.9 + 24 * 15)} (at 3,900 ms/iter + 24 evals × 15.0 s)" in summary
+        # 12,000 iterations at 3.9 s plus 25 evals of 15 s: the resumed engine evaluates at 12,000
+        # first, then at 12,500 .. 23,500 and at the new end
+        assert f"ETA {units.human_duration(12000 * 3.9 + 25 * 15)} (at 3,900 ms/iter + 25 evals × 15.0 s)" in summary
         assert "val loss at 24,000 ≈" in flat(app, "#forecast")
         assert "── after" in flat(app, "#legend")
         await pilot.press("enter")
@@ -57,7 +59,7 @@ async def test_finished_run_extended_to_twice_its_length():
 
 @pilot_test
 async def test_bad_entries_are_marked_and_cannot_be_applied():
-    screen = ExtendScreen(SEED, current_iter=6000, tokens_per_iter=TPI, ms_per_iter=None, evals=[])
+    screen = ExtendScreen(SEED, current_iter=6000, tokens_per_iter=TPI, pace=None, evals=[])
     app = ScreenHost(screen)
     async with app.run_test(size=(100, 36)) as pilot:
         await pilot.press(*"5000")
@@ -69,7 +71,8 @@ async def test_bad_entries_are_marked_and_cannot_be_applied():
         await pilot.pause()
         assert app.result is UNSET
         assert "ETA unknown until the run has measured its speed" in flat(app, "#summary")
-        assert "no val-loss forecast yet" in flat(app, "#forecast")
+        assert ("val loss at 12,000: needs at least 4 evals past the first 30% of the run so far "
+                "(the initial transient), has 0: too little to forecast") in flat(app, "#forecast")
 
         await pilot.press("backspace", "backspace", "backspace", "backspace", *"+6B")
         await settle(pilot)
@@ -80,9 +83,21 @@ async def test_bad_entries_are_marked_and_cannot_be_applied():
 
 
 @pilot_test
+async def test_the_entry_hint_is_whole_at_80_columns_and_wraps_at_a_word_below():
+    for width in (80, 60):
+        app = ScreenHost(ExtendScreen(SEED, current_iter=6000, tokens_per_iter=TPI, pace=None, evals=EVALS))
+        async with app.run_test(size=(width, 24)) as pilot:
+            await settle(pilot)
+            hint = screen_text(app, "#hint")
+            assert " ".join(hint.split()) == "iterations (24000, +2000) or tokens (6B, +500M)"
+            assert (len(hint.splitlines()) == 1) == (width == 80)
+
+
+@pilot_test
 async def test_token_budget_on_a_wsd_run():
     wsd = C.replace(SEED, lr_schedule="wsd")
-    app = ScreenHost(ExtendScreen(wsd, current_iter=3000, tokens_per_iter=TPI, ms_per_iter=100.0, evals=EVALS))
+    app = ScreenHost(ExtendScreen(wsd, current_iter=3000, tokens_per_iter=TPI, pace=Pace(100.0, 0.0, False, 500, 3000),
+                                  evals=EVALS))
     async with app.run_test(size=(100, 36)) as pilot:
         await pilot.press(*"12B")
         await settle(pilot)

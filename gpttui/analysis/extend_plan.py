@@ -16,7 +16,7 @@ from gpttui.run import schedule
 
 TOKEN_UNITS = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
 _END_RE = re.compile(r"^(\+)?(\d+(?:\.\d*)?(?:e\d+)?)([kmbt])?(tok|toks|token|tokens)?$", re.I)
-HINT = "iterations (24000), +N (+2000) or tokens (6B, +500M)"
+HINT = "iterations (24000, +2000) or tokens (6B, +500M)"
 
 
 def parse_end(text: str, *, current_iter: int, max_iters: int, tokens_per_iter: int) -> int:
@@ -89,11 +89,6 @@ def describe_change(before: C.TrainConfig, after: C.TrainConfig, now: int) -> st
 
 def _decay_end(cfg: C.TrainConfig) -> int:
     return cfg.max_iters if cfg.lr_schedule == "wsd" else min(cfg.lr_decay_iters, cfg.max_iters)
-
-
-def evals_between(start: int, end: int, eval_interval: int) -> int:
-    """Evaluations the engine runs at iterations in (start, end] (every multiple of eval_interval)."""
-    return end // eval_interval - start // eval_interval if eval_interval > 0 else 0
 
 
 # ---------------------------------------------------------------- val-loss forecast

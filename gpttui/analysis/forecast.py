@@ -307,6 +307,19 @@ def instability(iters: Sequence[int], losses: Sequence[float],
     return _rise(fit_points(iters, losses, train_losses))
 
 
+def no_forecast(iters: Sequence[int], losses: Sequence[float],
+                train_losses: Sequence[float | None] | None = None) -> str:
+    """Why `fit` gives these evals no forecast, in words every screen shows alike: too few past
+    the transient (the rule of `fit_points` and MIN_POINTS), a rising loss, or a curve the law
+    cannot follow."""
+    n = len(fit_points(iters, losses))
+    if n < MIN_POINTS:
+        return (f"needs at least {MIN_POINTS} evals past the first {FIT_START:.0%} of the run so far "
+                f"(the initial transient), has {n}: too little to forecast")
+    unstable = instability(iters, losses, train_losses)
+    return f"no forecast: {unstable or 'the val loss is not falling over the evals past the initial transient'}"
+
+
 def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray, stride: int) -> Gap | None:
     """A val-train gap that grows over the recent evals, clearly and by enough to matter."""
     last = pts[-1][0]

@@ -6,18 +6,18 @@
     run of a million iterations does not hold a million objects; metrics.jsonl has them all;
   - `series`, the chart's min/max-preserving step history (analysis/series.py);
   - short rings of recent MFU, tokens/s, lr and grad norm for the sparklines;
-  - timing: training time (the gaps between sessions and the time paused kept apart), steady
-    ms/iter, the pauses that evals and checkpoints cost, and an ETA that counts them.
+  - timing: training time (the gaps between sessions and the time paused kept apart); the pace
+    (ms/iter, what an eval costs) and the ETA are analysis/pace.py's, from the history.
 No Textual and no torch: tests and benches use it directly.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 from typing import Any, Iterable
 
+from gpttui.analysis import pace as P
 from gpttui.analysis.series import StepSeries
 from gpttui.run import config as C
 from gpttui.run import layout
@@ -36,8 +36,6 @@ class LiveRun:
         self.tokens_per_s: deque[float] = deque(maxlen=SPARK_POINTS)
         self.lr: deque[float] = deque(maxlen=SPARK_POINTS)
         self.grad_norm: deque[float] = deque(maxlen=SPARK_POINTS)
-        self.dt_ms: deque[float] = deque(maxlen=64)
-        self.eval_pauses: deque[float] = deque(maxlen=8)   # seconds an eval (+ checkpoint) stopped training
         self.iter: int = 0        # iterations done (the engine's iter_num)
         self.tokens: float = 0.0
         self.loss: float | None = None
@@ -48,9 +46,7 @@ class LiveRun:
         self._session_t0: float | None = None   # wall time the current session started
         self._base = 0.0                        # run time accumulated by earlier sessions
         self._last_t: float | None = None       # wall time of the newest event
-        self._last_step_t: float | None = None
-        self._last_step_iter = 0
-        self._eval_since_step = False
+        self._pace: tuple[int, P.Pace | None] = (-1, None)   # (version, the pace then)
         self._paused_at: float | None = None    # wall time the current pause began
         self.paused_s = 0.0                     # time spent paused (left out of elapsed)
         self._session_paused_s = 0.0            # ... of it in the current session
@@ -78,7 +74,6 @@ class LiveRun:
                 self.series.truncate_from(e["to_iter"])  # the run went back: its curve too
                 self.evals_version += 1
         elif kind in ("eval", "checkpoint"):
-            self._eval_since_step = True
             self.evals_version += 1
         elif kind == "config" and isinstance(e.get("changes"), dict):
             self.evals_version += 1  # best/gap notes don't change, but max_iters may have
@@ -109,8 +104,6 @@ class LiveRun:
                     self._base = self.series.raw[-1][2]
             self.iter = start
         self._session_t0 = t
-        self._last_step_t = None
-        self._eval_since_step = False
 
     def _on_step(self, e: dict[str, Any], t: float | None) -> None:
         it = e.get("iter")
@@ -128,17 +121,8 @@ class LiveRun:
         if isinstance(loss, (int, float)):
             self.loss = float(loss)
             self.series.add(it, self.tokens, elapsed, float(loss))
-        if self._eval_since_step and self._last_step_t is not None and t is not None and self.dt_ms:
-            # what the iterations since the last step event take normally (a log's line stands for
-            # several; nanoGPT's own dt of an eval iteration includes the eval), the rest is the pause
-            typical = statistics.median(self.dt_ms) / 1000.0
-            pause = t - self._last_step_t - max(1, it - self._last_step_iter) * typical
-            if pause > 0:
-                self.eval_pauses.append(pause)
-        self._eval_since_step = False
-        self._last_step_t, self._last_step_iter = t, it
         for ring, key in ((self.mfu, "mfu"), (self.tokens_per_s, "tokens_per_s"),
-                          (self.lr, "lr"), (self.grad_norm, "grad_norm"), (self.dt_ms, "dt_ms")):
+                          (self.lr, "lr"), (self.grad_norm, "grad_norm")):
             v = e.get(key)
             if isinstance(v, (int, float)) and math.isfinite(v):
                 ring.append(float(v))
@@ -164,10 +148,17 @@ class LiveRun:
     def train_config(self) -> C.TrainConfig | None:
         return self.history.train_config()
 
+    def pace(self) -> P.Pace | None:
+        """How fast the run goes now (None until it has timed enough steps): analysis/pace.py."""
+        if self._pace[0] != self.version:
+            self._pace = (self.version, P.pace(self.history))
+        return self._pace[1]
+
     @property
     def ms_per_iter(self) -> float | None:
         """Median time of the recent iterations (evals not included)."""
-        return statistics.median(self.dt_ms) if self.dt_ms else None
+        p = self.pace()
+        return p.ms_per_iter if p else None
 
     def elapsed(self, now: float | None = None) -> float:
         """Training time in seconds: all sessions, without the gaps between them (`stopped_s`)
@@ -201,25 +192,12 @@ class LiveRun:
 
     def eval_pause(self) -> float | None:
         """Seconds an eval (and its checkpoint) costs: measured, else estimated from ms/iter."""
-        if self.eval_pauses:   # the median: a checkpoint written at one eval is not every eval's cost
-            return statistics.median(self.eval_pauses)
-        ms, cfg = self.ms_per_iter, self.train_config()
-        if ms is None or cfg is None:
-            return None
-        # two splits x eval_iters forward passes of one micro-batch, ~1/3 of a training pass each
-        return 2 * cfg.eval_iters * ms / (3 * max(1, cfg.gradient_accumulation_steps)) / 1000.0
+        p = self.pace()
+        return p.eval_pause_s if p else None
 
     def eta(self) -> float | None:
         """Seconds to max_iters: the steady iteration time plus the evals still to come."""
-        ms, end = self.ms_per_iter, self.max_iters
-        if ms is None or end is None:
-            return None
-        left = max(0, end - self.iter)
-        cfg = self.train_config()
-        evals = 0
-        if cfg is not None and cfg.eval_interval > 0:
-            evals = end // cfg.eval_interval - self.iter // cfg.eval_interval
-        return left * ms / 1000.0 + max(0, evals) * (self.eval_pause() or 0.0)
+        return P.eta(self.history, self.pace())
 
     def eval_rows(self) -> list[tuple[int, float | None, float | None, float | None, str]]:
         """(iter, train loss, val loss, gap, note) per eval: note says best so far / checkpoint saved."""

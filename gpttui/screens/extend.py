@@ -10,6 +10,7 @@ in analysis/extend_plan.py; this module shows it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import partial
 
@@ -22,17 +23,18 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 from textual.worker import get_current_worker
 
+from gpttui.analysis import forecast
 from gpttui.analysis.config_edit import ApplyAction, ConfigChange
 from gpttui.analysis.extend_plan import (
     HINT,
     describe_change,
     eval_points,
-    evals_between,
     extend_values,
     forecast_val_loss,
     parse_end,
     schedule_text,
 )
+from gpttui.analysis.pace import Pace
 from gpttui.run import config as C
 from gpttui.run import schedule, sizing, units
 from gpttui.run.history import Eval
@@ -47,10 +49,12 @@ class ExtendScreen(Screen[ConfigChange | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+r", "apply", "Apply")]
 
     def __init__(self, config: C.TrainConfig, *, current_iter: int = 0,
-                 tokens_per_iter: int | None = None, ms_per_iter: float | None = None,
-                 evals: list[Eval] | None = None, eval_overhead_s_per_eval: float | None = None,
+                 tokens_per_iter: int | None = None, pace: Pace | None = None,
+                 evals: list[Eval] | None = None,
                  resume_iter: int | None = None, what_if: bool = False, stopped: bool = False) -> None:
-        """`resume_iter`: the run is not running, and applying resumes it from a checkpoint there.
+        """`pace`: the run's (analysis/pace.py; None: not measured yet), what the time to a new
+        end is counted with, as the status line's and the doctor's ETA.
+        `resume_iter`: the run is not running, and applying resumes it from a checkpoint there.
         `what_if`: a run only read (`gpttui open`): forecast, tokens and time, nothing to apply.
         `stopped`: no engine runs it (without `resume_iter`, applying starts it again from scratch)."""
         super().__init__()
@@ -59,9 +63,11 @@ class ExtendScreen(Screen[ConfigChange | None]):
         self.config = config
         self.current_iter = current_iter
         self.tokens_per_iter = tokens_per_iter or sizing.derive(config).tokens_per_iter
-        self.ms_per_iter = ms_per_iter
+        if pace is not None:   # the config's eval_interval (live changes included); a resume evaluates again
+            pace = dataclasses.replace(pace, eval_interval=config.eval_interval,
+                                       evaluated_at=None if resume_iter is not None else pace.evaluated_at)
+        self.pace = pace
         self.evals = list(evals or [])
-        self.eval_overhead = eval_overhead_s_per_eval
         self.resume_iter = resume_iter
         self.values: dict[str, int] | None = None
         self.after: C.TrainConfig | None = None   # the config with the new end, once it is valid
@@ -71,7 +77,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
         live = run.live
         return cls(run.config, current_iter=live.iter,
                    tokens_per_iter=live.hello.get("tokens_per_iter") or run.history.tokens_per_iter,
-                   ms_per_iter=run.ms_per_iter, evals=run.history.evals, eval_overhead_s_per_eval=live.eval_pause(),
+                   pace=live.pace(), evals=run.history.evals,
                    resume_iter=None if run.engine_alive or run.read_only else live.last_checkpoint_iter,
                    what_if=run.read_only, stopped=not run.engine_alive)
 
@@ -108,8 +114,8 @@ class ExtendScreen(Screen[ConfigChange | None]):
                  f"({self.tokens_per_iter:,}/iter) · lr {schedule.lr_at(cfg, it):.2e}")
         if cfg.optimizer == "muon":  # the schedule scales Muon's lr in proportion
             t.append(f" · Muon lr {schedule.lr_at(cfg, it) * cfg.muon_lr / cfg.learning_rate:.2e}")
-        if self.ms_per_iter:
-            t.append(f" · {self.ms_per_iter:,.0f} ms/iter")
+        if self.pace:
+            t.append(f" · {self.pace.ms_per_iter:,.0f} ms/iter")
         if self.resume_iter is not None:   # (never in a what-if)
             t.append(f"\n    not running: Apply resumes it from its checkpoint at iteration "
                      f"{self.resume_iter:,}", style="yellow")
@@ -182,13 +188,12 @@ class ExtendScreen(Screen[ConfigChange | None]):
         """Tokens seen and time left at iteration `end`."""
         it = self.current_iter
         parts = [f"{units.human_count(end * self.tokens_per_iter)} tokens seen"]
-        if self.ms_per_iter:
-            evals = evals_between(it, end, self.config.eval_interval)
-            secs = (end - it) * self.ms_per_iter / 1000
-            how = f"at {self.ms_per_iter:,.0f} ms/iter"
-            if self.eval_overhead:
-                secs += evals * self.eval_overhead
-                how += f" + {evals} evals × {self.eval_overhead:.1f} s"
+        p = self.pace
+        if p is not None:
+            evals, secs = p.evals(it, end), p.seconds(it, end)
+            how = f"at {p.ms_per_iter:,.0f} ms/iter"
+            if p.eval_pause_s:
+                how += f" + {evals} evals × {p.eval_pause_s:.1f} s{'' if p.pause_measured else ' (estimated)'}"
             elif evals:
                 how += f"; {evals} eval pauses not measured yet"
             finish = time.strftime("%a %H:%M", time.localtime(time.time() + secs))
@@ -203,9 +208,11 @@ class ExtendScreen(Screen[ConfigChange | None]):
         if get_current_worker().is_cancelled:
             return
         if f is None:
-            have = len(eval_points(self.evals))
-            text = Text(f"  no val-loss forecast yet (needs 3 evals past the first tenth of the run; "
-                        f"{have} so far)", style="dim")
+            points = eval_points(self.evals)
+            trains = {e.iter: e.train_loss for e in self.evals}
+            why = forecast.no_forecast([i for i, _ in points], [v for _, v in points],
+                                       [trains.get(i) for i, _ in points])
+            text = Text(f"  val loss at {end:,}: {why}", style="dim")
         else:
             last_it, last_val = eval_points(self.evals)[-1]
             text = Text(f"  val loss at {end:,} ≈ {f.val_loss:.3f} ({f.low:.3f}–{f.high:.3f}; "
