@@ -35,9 +35,10 @@ from typing import Any
 import numpy as np
 
 from gpttui.analysis import forecast as F
+from gpttui.analysis import pace
 from gpttui.analysis.peaks import table_peak
 from gpttui.run import config as C
-from gpttui.run import layout, sizing
+from gpttui.run import sizing
 from gpttui.run.history import RunHistory
 from gpttui.run.nanogpt_log import NANOGPT_A100_PEAK
 from gpttui.run.units import human_count, human_duration
@@ -141,7 +142,7 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
     r.trend, f_trend = _trend(h)
     r.gap, f_gap = _gap(h)
     f_forecast = _forecast(h, r, cfg, forecast_at)
-    r.timing, f_time = _time(h, cfg)
+    r.timing, f_time = _time(h)
     r.mfu, f_mfu = _mfu(h, cfg, r.params.get("nanogpt"), r.timing, device)
     r.findings = [f_params, f_tokens, f_trend, f_gap, f_forecast, f_time, f_mfu]
     if h.skipped_lines or h.repaired_lines or h.errors:
@@ -466,7 +467,7 @@ def _steady(h: RunHistory, its: np.ndarray) -> np.ndarray:
     return normal
 
 
-def _time(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[Timing, Finding]:
+def _time(h: RunHistory) -> tuple[Timing, Finding]:
     steps = _timed_steps(h)
     if not steps:
         return Timing(), Finding("time", "time", ["no iteration times in this source"], "unknown", "note")
@@ -483,7 +484,7 @@ def _time(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[Timing, Finding]:
         _time_from_stamps(h, t, steps, n_its, n_dts, eval_its, starts)
     else:
         _time_from_dts(h, t, its, dts, warm, n_its, n_dts, eval_its)
-    _eta(h, cfg, t)
+    t.eta_s = pace.eta(h, pace.pace(h))   # the status line's and the extend screen's ETA
     lines = [f"mean iteration {t.mean_iter_ms:,.1f} ms (warm-up and eval iterations excluded)"]
     if t.duration_s is not None:
         lines.append(f"duration {human_duration(t.duration_s)} for {t.iterations:,} iterations "
@@ -592,23 +593,6 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
     elif t.duration_s:
         t.eval_overhead_s, t.eval_overhead = 0.0, 0.0
         t.train_s = t.duration_s - startup - paused
-
-
-def _eta(h: RunHistory, cfg: C.TrainConfig | None, t: Timing) -> None:
-    last, mx = h.last_iter, h.max_iters
-    if last is None or not mx or last >= mx or h.state in layout.FINAL_STATES or t.mean_iter_ms is None:
-        return
-    eval_every = cfg.eval_interval if cfg is not None else _spacing([e.iter for e in h.evals])
-    n_evals = 0
-    if eval_every:
-        n_evals = mx // eval_every - last // eval_every
-    per_iter = (t.wall_iter_ms or t.mean_iter_ms) / 1000
-    t.eta_s = (mx - last) * per_iter + n_evals * (t.eval_pause_s or 0.0)
-
-
-def _spacing(its: list[int]) -> int | None:
-    diffs = [b - a for a, b in zip(its, its[1:]) if b > a]
-    return int(statistics.median(diffs)) if diffs else None
 
 
 # ---------------------------------------------------------------- MFU
