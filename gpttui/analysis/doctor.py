@@ -393,18 +393,9 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
         r.forecast_note += f"; optimizer {cfg.optimizer} (muon_lr {cfg.muon_lr:.1e} on the same schedule)"
     trains = [e.train_loss for e in h.evals if e.val_loss is not None]
     fit = F.fit(its, vals, sched / sched.max(), trains, stride)
-    usable = F.fit_points(its, vals)
-    unstable = F.instability(its, vals, trains) if fit is None and len(usable) >= F.MIN_POINTS else None
-    if unstable:
-        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], f"no forecast: {unstable}", "warn")
-    if fit is None and len(usable) >= F.MIN_POINTS:
-        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"],
-                       "no forecast: the val loss is not falling over the evals past the initial transient",
-                       "note")
-    if fit is None:
-        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"],
-                       f"needs at least {F.MIN_POINTS} evals past the first {F.FIT_START:.0%} of the run: "
-                       "too little to forecast", "note")
+    if fit is None:   # the extend screen says why in the same words
+        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], F.no_forecast(its, vals, trains),
+                       "warn" if F.instability(its, vals, trains) else "note")
     r.forecasts = [fit.predict(t) for t in targets]
     primary = forecast_at or h.max_iters or last_eval
     r.forecast = next(f for f in r.forecasts if f.iter == primary)
