@@ -3,10 +3,15 @@ palette with their key, and rebound by the user's keymap.toml."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from app_helpers import (
+    TINY,
+    ScreenHost,
+    ScriptedEngine,
     dashboard,
     flat,
     footer_text,
@@ -14,14 +19,20 @@ from app_helpers import (
     pilot_test,
     record_notifications,
     screen_text,
+    text_of,
     wait_for,
 )
 from textual.binding import Binding
 
-from gpttui.app import GpttuiApp
+from gpttui.app import GpttuiApp, LaunchPlan
+from gpttui.run import config as C
+from gpttui.run import layout, protocol
+from gpttui.screens import sample as sample_pane
+from gpttui.screens.confirm import ConfirmScreen
 from gpttui.screens.dashboard import DashboardScreen
 from gpttui.screens.extend import ExtendScreen
 from gpttui.viewer import ReadOnlyRuns
+from gpttui.widgets.status import StatusLine
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,7 +82,8 @@ async def test_every_key_the_dashboard_offers_is_in_the_command_palette_with_its
         screen = await opened(pilot)
         offered = [a.binding for a in screen.active_bindings.values() if a.enabled and a.binding.description
                    and isinstance(a.binding, Binding) and a.binding in DashboardScreen.BINDINGS]
-        assert {b.id for b in offered} >= {"help", "quit", "extend", "doctor", "sample", "chart_x", "chart_zoom"}
+        assert {b.id for b in offered} >= {"help", "quit", "extend", "doctor", "chart_x", "chart_zoom"}
+        assert "sample" not in {b.id for b in offered}   # a log has no checkpoint to sample
         for b in offered:
             title = f"{b.description} ({app.get_key_display(b)})"
             await palette_search(pilot, b.description.lower(), title)
@@ -132,6 +144,101 @@ async def test_a_click_on_a_footer_key_does_what_the_key_does():
         assert await pilot.click(helper)
         await wait_for(pilot, lambda: "every one of these by name" in flat(app), 10, "the keys listed")
         assert "judge the run: trends, forecast, MFU" in flat(app) and "pause training" not in flat(app)
+        assert app.ui_errors == []
+
+
+@pilot_test
+async def test_a_read_only_log_offers_no_sampling_and_shows_none_of_this_machines_figures(monkeypatch):
+    app = GpttuiApp(ReadOnlyRuns([LOG_124M]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        assert "Sample" not in footer_text(app)
+        assert not any(c.title.startswith("Sample") for c in app.get_system_commands(screen))   # nor in ctrl+p
+        await pilot.press("g")
+        await pilot.pause(0.2)
+        assert app.screen is screen
+        shown = screen_text(app)
+        assert "CPU" not in shown and "RAM" not in shown                # this machine's, not the run's
+        assert app.ui_errors == []
+    # a log's sampling pane, if opened anyway, says there will never be a checkpoint beside it
+    monkeypatch.setattr(sample_pane, "sampler_argv", lambda: [sys.executable, "-c", "import time; time.sleep(60)"])
+    host = ScreenHost(sample_pane.SampleScreen(LOG_124M))
+    async with host.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+g")
+        status = flat(host, "#status")
+        assert "is a log, with no checkpoint" in status and "yet" not in status
+
+
+class SlowStop(ScriptedEngine):
+    """An engine whose stop takes a while, as a real one's does (its checkpoint, then torch's
+    exit): state saving at once, state stopped and the exit only on `finish()`."""
+
+    def send(self, cmd: str, **values: Any) -> bool:
+        if self._code is not None:
+            return False
+        self.sent.append({"cmd": cmd, **values})
+        if cmd == "stop":
+            self.inbox.put_event(protocol.decode_event(protocol.encode(
+                protocol.event("state", self._iter, state="saving"))))
+        return True
+
+    def finish(self) -> None:
+        self.inbox.put_event(protocol.decode_event(protocol.encode(
+            protocol.event("state", self._iter, state="stopped"))))
+        self._code = 0
+
+
+def training(steps: int) -> list[dict[str, Any]]:
+    t = 100.0
+    out = [{**protocol.event("hello", 0, version=1, config={**TINY, "max_iters": 1000}, params={"nanogpt": 14_000},
+                             device="cpu", dtype="float32", peak_flops=1e11, tokens_per_iter=64, start_iter=0,
+                             max_iters=1000), "t": t},
+           {**protocol.event("state", 0, state="running"), "t": t}]
+    for i in range(steps):
+        t += 0.1
+        out.append({**protocol.event("step", i, loss=3.0, lr=1e-3, dt_ms=100.0, tokens_per_s=640.0, mfu=0.01,
+                                     grad_norm=1.0, tokens=64 * (i + 1)), "t": t})
+    return out
+
+
+@pilot_test
+async def test_while_the_engine_stops_its_keys_leave_the_footer_and_the_question_wraps_at_words(tmp_path, char_data):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    C.save(C.replace(C.DEFAULTS, **{**TINY, "out_dir": str(run_dir), "data_dir": str(char_data)}),
+           run_dir / layout.CONFIG)
+    app = GpttuiApp(LaunchPlan(run_dir, C.load(run_dir), start=False))
+    ctl = app.controller
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: not ctl.loading, 30, "the history read")
+        engine = SlowStop(training(571))
+        ctl.engine = engine
+        await wait_for(pilot, lambda: ctl.live.iter == 571 and "Stop" in footer_text(app), 30, "the run")
+        assert {"Pause", "Save", "Stop"} <= set(footer_text(app).split())
+
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the stop question")
+        message = app.screen.message
+        rows = screen_text(app, "#message").splitlines()
+        assert " ".join(" ".join(rows).split()) == message                # all of it shown ...
+        assert all(set(row.split()) <= set(message.split()) for row in rows)   # ... no word cut in two
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "stopping" in text_of(dashboard(app).query_one(StatusLine)), 10, "stopping")
+        await wait_for(pilot, lambda: "Stop" not in footer_text(app).split(), 5, "the footer to change")
+        footer = footer_text(app).split()
+        assert ctl.engine_alive and not {"Pause", "Save", "Stop", "Resume"} & set(footer)
+        assert {"Quit", "Help", "Doctor"} <= set(footer)                    # what still applies stays
+        await pilot.press("space", "s", "v")
+        await pilot.pause(0.2)
+        assert [c["cmd"] for c in engine.sent] == ["stop"]                  # nothing sent to an engine going away
+        await pilot.press("d")                                              # keys that apply still work
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "DoctorScreen", 10, "the doctor")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "back")
+
+        engine.finish()
+        await wait_for(pilot, lambda: not ctl.engine_alive and "Resume" in footer_text(app), 10, "stopped")
         assert app.ui_errors == []
 
 

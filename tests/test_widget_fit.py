@@ -3,11 +3,15 @@ at 80 columns; notes and log lines are shortened or wrapped at words, never cut 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from app_helpers import pilot_test, screen_text, wait_for
 from textual.app import App, ComposeResult
 
+from gpttui.analysis.live import LiveRun
 from gpttui.widgets.eval_table import fit_note
 from gpttui.widgets.fmt import elide
+from gpttui.widgets.header import RunHeader
 from gpttui.widgets.log_pane import LogPane
 from gpttui.widgets.status import Figures, fitted
 
@@ -54,3 +58,28 @@ async def test_log_lines_wrap_at_words_and_wrap_again_on_resize():
         await wait_for(pilot, lambda: screen_text(app, "#log").rstrip().endswith("  15,012, lr 1.00e-03"), 5,
                        "wrapped again at the new width")
         assert pane.lines[-1] == line                         # what was written, unwrapped
+
+
+class OneHeader(App[None]):
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+
+
+@pilot_test
+async def test_the_header_gives_up_the_dtypes_reason_whole_never_a_word_of_it():
+    """The demo's header at 80 columns read 'float32 (the CPU's fast', and its note never showed."""
+    live = LiveRun()
+    live.add({"type": "hello", "iter": 0, "t": 1.0, "device": "cpu", "dtype": "float32",
+              "dtype_reason": "the CPU's fast path", "tokens_per_iter": 768, "start_iter": 0,
+              "params": {"total": 804_096, "nanogpt": 795_904, "non_embedding": 787_584}})
+    for width, reason in ((80, False), (120, True)):
+        app = OneHeader()
+        async with app.run_test(size=(width, 3)) as pilot:
+            header = app.query_one(RunHeader)
+            header.show(live, Path("/home/me/gpttui-demo"), "demo", None)
+            await pilot.pause()
+            shown = screen_text(app).splitlines()[0]
+            # nanoGPT's count in nanoGPT's form, as the doctor and the config editor say it
+            assert "params 0.80M" in shown and "tokens/iter 768" in shown and "float32" in shown
+            assert ("float32 (the CPU's fast path)  demo" in shown) == reason
+            assert "demo" in shown and "(the" not in shown.replace("(the CPU's fast path)", "")

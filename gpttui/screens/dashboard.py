@@ -3,7 +3,9 @@
 The panels read the `RunController` the screen was made with. On each `RunUpdated` the app
 posts (about 10 a second), `refresh_panels()` touches a panel only when its data changed; the
 chart and the sparklines draw what they were given on their own timers. Keys that change the run post an intent
-message (screens/controller.py); read-only, those keys are not offered at all.
+message (screens/controller.py); read-only, those keys are not offered at all, nor g without a
+checkpoint to sample, nor this machine's CPU and RAM (they are not the run's). While the engine
+stops, its keys leave the footer at once.
 
 Keys for the other screens (e extend, c config, g sample, d doctor) import their module on first
 use and push `<Name>Screen.for_run(controller)`; the config and extend screens hand back a
@@ -16,6 +18,7 @@ import asyncio
 import importlib
 import time
 import traceback
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,6 +28,7 @@ from textual.widgets import Footer
 
 from gpttui.analysis.config_edit import ConfigChange
 from gpttui.analysis.live import LiveRun
+from gpttui.run import layout
 from gpttui.screens.confirm import Choice, ConfirmScreen
 from gpttui.screens.controller import (
     ApplyConfig,
@@ -114,6 +118,7 @@ class DashboardScreen(Screen[None]):
         self._panels_version = -1
         self._ready = False  # set in on_mount (Screen.is_mounted is still False there)
         self._kept: dict[str, Screen] = {}  # screens kept installed between uses (the config editor)
+        self._checkpoints: dict[Path, bool] = {}   # a read-only run's: any checkpoint to sample from
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -126,7 +131,8 @@ class DashboardScreen(Screen[None]):
                 yield SparkPanel("tokens/s", fmt.count, id="spark-tps")
                 yield SparkPanel("lr", fmt.number, id="spark-lr")
                 yield SparkPanel("grad norm", fmt.number, id="spark-gn")
-                yield SystemFigures(id="system")
+                if not self.controller.read_only:   # this machine's figures are not those of a run only read
+                    yield SystemFigures(id="system")
         with Horizontal(id="bottom"):
             yield EvalTable(id="evals")
             yield LogPane(id="log")
@@ -161,6 +167,8 @@ class DashboardScreen(Screen[None]):
         self._show_log(run.log)
         now = time.monotonic()
         said = (run.display_state, run.pending)  # a key's effect: shown on the next update
+        if said != self._status_key:
+            self.refresh_bindings()   # e.g. "stopping…": Pause, Save and Stop go from the footer at once
         if force or said != self._status_key or (
                 live.version != self._status_version and now - self._status_at >= 1.0 / STATUS_HZ) \
                 or now - self._status_at >= 1.0:  # elapsed ticks on
@@ -195,18 +203,35 @@ class DashboardScreen(Screen[None]):
         if run.read_only and (action in RUN_KEYS or (action == "open" and parameters[0] in RUN_SCREENS)):
             return False
         paused = run.display_state == "paused"
+        # an engine that takes commands: not one stopping (saving its checkpoint, then exiting;
+        # `stopping` is EngineRun's: a read-only controller never stops anything)
+        taking = run.engine_alive and not getattr(run, "stopping", False) \
+            and run.display_state not in layout.FINAL_STATES
         if action == "unpause":
-            return paused and run.engine_alive
+            return paused and taking
         if action == "undo":
-            return run.engine_alive and run.live.undo is not None
+            return taking and run.live.undo is not None
         if action in ENGINE_KEYS:
-            if run.engine_alive:
+            if taking:
                 return not paused if action == "pause" else True
-            # an engine on its way: greyed; none (stopped, failed, finished): not offered at all
+            # an engine on its way: greyed; one going or none (stopped, failed, finished): not offered
             return None if run.display_state in ("loading", "starting") else False
         if action == "resume_run":
             return run.can_resume
+        if action == "open" and parameters[0] == "sample":
+            return self._can_sample()
         return True
+
+    def _can_sample(self) -> bool:
+        """Read-only, sampling needs a checkpoint already there (a log has none; a run that has
+        ended writes no more); a live run's first eval writes one."""
+        run = self.controller
+        if not run.read_only or run.display_state in layout.ACTIVE_STATES:
+            return True
+        where = run.run_dir
+        if where not in self._checkpoints:
+            self._checkpoints[where] = where.is_dir() and any(p.is_file() for p in where.glob("*.pt"))
+        return self._checkpoints[where]
 
     def action_pause(self) -> None:
         self.post_message(SendCommand("pause", pending="pausing…"))

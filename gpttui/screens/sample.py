@@ -302,8 +302,12 @@ class SampleScreen(Screen[None]):
             return
         ckpt = self.query_one("#ckpt", Select).value
         if not isinstance(ckpt, str):
-            self.set_status(f"no checkpoint in {self.run_dir} yet: the run writes ckpt.pt at its first "
-                            f"eval (every eval_interval iterations)", error=True)
+            if not self.run_dir.is_dir():   # a log read (gpttui open LOG): nothing will ever be written beside it
+                self.set_status(f"{self.run_dir.name} is a log, with no checkpoint beside it: sample the run's "
+                                f"ckpt.pt with gpttui sample --out_dir=OUT_DIR", error=True)
+            else:
+                self.set_status(f"no checkpoint in {self.run_dir} yet: the run writes ckpt.pt at its first "
+                                f"eval (every eval_interval iterations)", error=True)
             return
         try:
             values = parse_settings({n: self.query_one(f"#set-{n}", Input).value for n in SETTINGS})

@@ -1,7 +1,11 @@
 """The run's identity line: name, device (×N for a job of N processes), parameters, tokens per
-iteration, dtype, run dir.
+iteration, dtype, a note (demo, read-only), run dir.
 
 Before the engine's hello arrives the figures come from the config (derived without torch).
+The parameter count is nanoGPT's ("number of parameters: 0.80M", without position embeddings),
+in nanoGPT's form, as the doctor and the config editor give it beside the total and
+non-embedding counts. At a width that can't hold the dtype's reason ("the CPU's fast path")
+with the note after it, the reason goes whole; the run dir comes last and is cut first.
 """
 
 from __future__ import annotations
@@ -14,11 +18,41 @@ from textual.widgets import Static
 from gpttui.analysis.live import LiveRun
 from gpttui.run import config as C
 from gpttui.run import sizing
-from gpttui.widgets import fmt
+
+TOOLTIP = ("params: nanoGPT's count (without position embeddings); the doctor (d) gives the total "
+           "and the non-embedding counts too")
+
+
+def params_text(n: int) -> str:
+    """nanoGPT's own form: 123_587_328 -> '123.59M', 795_904 -> '0.80M'."""
+    return f"{n / 1e6:.2f}M"
+
+
+def line(name: str, figures: list[tuple[str, str]], dtype: str, reason: str, note: str, run_dir: str) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(" " + name + " ", style="bold reverse")
+    for label, value in figures:
+        t.append("  ")
+        t.append(label, style="dim")
+        t.append(value, style="bold")
+    if dtype:
+        t.append("  ")
+        t.append(dtype, style="bold")
+    if reason:
+        t.append(f" ({reason})", style="bold")
+    if note:
+        t.append("  " + note, style="italic yellow")
+    t.append("  ")
+    t.append(run_dir, style="dim")
+    return t
 
 
 class RunHeader(Static):
     _key: tuple | None = None
+    _parts: tuple | None = None
+
+    def on_mount(self) -> None:
+        self.tooltip = TOOLTIP
 
     def show(self, live: LiveRun, run_dir: Path, note: str, cfg: C.TrainConfig | None) -> None:
         h = live.hello
@@ -31,8 +65,7 @@ class RunHeader(Static):
         params = (h.get("params") or {}).get("nanogpt")
         tpi = h.get("tokens_per_iter")
         device, dtype = h.get("device"), h.get("dtype")
-        if dtype and isinstance(h.get("dtype_reason"), str) and h["dtype_reason"]:
-            dtype = f"{dtype} ({h['dtype_reason']})"
+        reason = h["dtype_reason"] if dtype and isinstance(h.get("dtype_reason"), str) else ""
         if device and device != "cpu" and h.get("device_name"):
             device = h["device_name"]  # "NVIDIA GeForce RTX 4070" says more than "cuda:0"
         if device and (h.get("world_size") or 1) > 1:
@@ -45,16 +78,21 @@ class RunHeader(Static):
                 params = d.params_nanogpt if data_known else None  # the vocabulary comes with the data
             except (OSError, ValueError):
                 pass
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(" " + run_dir.name + " ", style="bold reverse")
-        for label, value in (("", device), ("params ", fmt.count(params, 2) if params else None),
-                             ("tokens/iter ", f"{tpi:,}" if tpi else None), ("", dtype)):
-            if value:
-                t.append("  ")
-                t.append(label, style="dim")
-                t.append(str(value), style="bold")
-        if note:
-            t.append("  " + note, style="italic yellow")
-        t.append("  ")
-        t.append(str(run_dir), style="dim")
-        self.update(t, layout=False)  # fixed size: a repaint, not a reflow
+        figures = [(label, value) for label, value in (
+            ("", str(device) if device else ""), ("params ", params_text(params) if params else ""),
+            ("tokens/iter ", f"{tpi:,}" if tpi else "")) if value]
+        self._parts = (run_dir.name, figures, str(dtype or ""), reason, note, str(run_dir))
+        self._fit()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """The whole line, or without the dtype's reason when that pushes the note out of `width`."""
+        if self._parts is None:
+            return
+        name, figures, dtype, reason, note, run_dir = self._parts
+        width = self.size.width or 10**6
+        if reason and line(name, figures, dtype, reason, note, "").cell_len - 2 > width:
+            reason = ""
+        self.update(line(name, figures, dtype, reason, note, run_dir), layout=False)  # a repaint, not a reflow
