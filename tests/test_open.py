@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from app_helpers import flat, wait_for
+from app_helpers import flat, screen_text, wait_for
 
 from gpttui import cli
 from gpttui.analysis.opened_run import log_times
@@ -150,3 +150,21 @@ def test_log_times_count_an_eval_pause_once():
     # iter 1000 evaluates: its 29.2 s line stands for 1 slow iteration and 199 normal ones
     assert times[1000] - times[800] == pytest.approx(29.151 + 199 * 9.35, rel=0.002)
     assert times[1200] - times[1000] == pytest.approx(200 * 9.346, rel=0.001)
+
+
+def test_at_80x24_the_compare_tables_show_whole_columns_what_compares_first():
+    """The runs table's header was cut to 'best v' (and at 80 columns showed no loss at all)."""
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([LOG_124M, LOG_40M]))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: not app.controller.loading and isinstance(app.screen, CompareScreen)
+                           and app.screen.query_one(OverlayChart).curves, 60)
+            await pilot.pause(0.3)
+            runs = screen_text(app, "#runs").splitlines()
+            assert runs[0].split() == ["run", "best", "val", "last", "val"]     # whole headers, losses first
+            assert runs[1].split()[1:] == ["…124m.txt", "3.3581", "3.3581"]    # the names' shared start left out
+            evals = screen_text(app, "#compare-evals").splitlines()
+            assert evals[0].split() == ["step", "train", "val", "gap"]        # no 'not': notes are ★ ✓ (legend below)
+            await pilot.press("q")
+        assert app.ui_errors == []
+    asyncio.run(scenario())

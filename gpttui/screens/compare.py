@@ -20,7 +20,11 @@ from gpttui.screens.doctor import DoctorScreen
 from gpttui.widgets.eval_table import EvalTable
 from gpttui.widgets.overlay_chart import Curve, OverlayChart
 
-RUN_COLUMNS = ("", "run", "kind", "iter", "best val", "last val", "tokens seen", "state")
+# what a comparison needs first comes first: the columns that don't fit the table's width are
+# left out whole (the run's dashboard and doctor have them), never cut mid-header
+RUN_COLUMNS = ("", "run", "best val", "last val", "iter", "tokens seen", "kind", "state")
+CELL_PAD = 2     # DataTable's cell padding, one each side
+SEPARATORS = "_-./ "
 
 
 class ComparedRuns(RunController, Protocol):
@@ -54,7 +58,6 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._columns()
         self.query_one("#runs").border_title = "runs"
         self.query_one("#compare-evals").border_title = "evals"
         self.query_one(OverlayChart).x_axis = self.controller.axis
@@ -66,37 +69,46 @@ class CompareScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.show_runs()   # back from a run's dashboard: what it followed meanwhile
 
-    def _columns(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        if not table.columns:
-            for name in RUN_COLUMNS:
-                table.add_column(name, key=name or "colour")
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fill_table)   # once the table has its new width
 
     def show_runs(self) -> None:
         """(Re)fill the chart and the table from the controller's runs."""
-        self._columns()
         runs = self.controller.runs
         if not runs:
             return   # still loading
         chart = self.query_one(OverlayChart)
         chart.set_curves([Curve(r.name, r.history, r.colour) for r in runs if not r.error])
-        table = self.query_one("#runs", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        for i, r in enumerate(runs):
-            h = r.history
-            kind = "log" if h.kind == "nanogpt-log" else "run"
-            state = ("error" if r.error else "live" if r.tail is not None else h.state or "—")
-            last_val = next((e.val_loss for e in reversed(h.evals) if e.val_loss is not None), None)
-            table.add_row(Text("■", style=f"color({r.colour})"), r.name, kind,
-                          f"{h.last_iter:,}" if h.last_iter is not None else "—",
-                          f"{h.best_val:.4f}" if h.best_val is not None else "—",
-                          f"{last_val:.4f}" if last_val is not None else "—",
-                          human_count(h.tokens_seen) if h.tokens_seen else "—", state, key=str(i))
-        if runs:
-            table.move_cursor(row=min(max(cursor, 0), len(runs) - 1))
+        self._fill_table()
         self._title()
         self._show_evals()
+
+    def _fill_table(self) -> None:
+        """The runs' rows, with as many of RUN_COLUMNS as the table's width holds whole."""
+        runs = self.controller.runs
+        if not runs:
+            return
+        names = short_names([r.name for r in runs])
+        rows = []
+        for r, name in zip(runs, names):
+            h = r.history
+            last_val = next((e.val_loss for e in reversed(h.evals) if e.val_loss is not None), None)
+            rows.append((Text("■", style=f"color({r.colour})"), name,
+                         f"{h.best_val:.4f}" if h.best_val is not None else "—",
+                         f"{last_val:.4f}" if last_val is not None else "—",
+                         f"{h.last_iter:,}" if h.last_iter is not None else "—",
+                         human_count(h.tokens_seen) if h.tokens_seen else "—",
+                         "log" if h.kind == "nanogpt-log" else "run",
+                         "error" if r.error else "live" if r.tail is not None else h.state or "—"))
+        table = self.query_one("#runs", DataTable)
+        n = columns_that_fit(RUN_COLUMNS, rows, table.scrollable_content_region.width or 10**6)
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        for name in RUN_COLUMNS[:n]:
+            table.add_column(name, key=name or "colour")
+        for i, row in enumerate(rows):
+            table.add_row(*row[:n], key=str(i))
+        table.move_cursor(row=min(max(cursor, 0), len(runs) - 1))
 
     def _title(self) -> None:
         chart = self.query_one(OverlayChart)
@@ -150,3 +162,29 @@ class CompareScreen(Screen[None]):
 
     def action_quit_app(self) -> None:
         self.post_message(QuitApp())
+
+
+def short_names(names: list[str]) -> list[str]:
+    """The runs' names without the start they all share (up to a separator): 'train_log_fineweb_124m.txt'
+    and 'train_log_fineweb_40m.txt' read '…124m.txt' and '…40m.txt'; the title line has them whole."""
+    if len(names) < 2:
+        return names
+    common = min(names, key=len)
+    for n in names:
+        while not n.startswith(common):
+            common = common[:-1]
+    cut = max((common.rfind(c) for c in SEPARATORS), default=-1) + 1
+    if cut < 4:
+        return names
+    return [f"…{n[cut:]}" if n[cut:] else n for n in names]
+
+
+def columns_that_fit(headers: tuple[str, ...], rows: list[tuple], width: int) -> int:
+    """How many of the first columns fit `width` cells whole (at least the first two)."""
+    used = 0
+    for i, header in enumerate(headers):
+        cells = [Text(c) if isinstance(c, str) else c for c in (row[i] for row in rows)]
+        used += max([len(header), *(c.cell_len for c in cells)]) + CELL_PAD
+        if used > width:
+            return max(i, 2)
+    return len(headers)

@@ -1,7 +1,8 @@
 """The eval table: step, train loss, val loss, gap, and a note (best so far, checkpoint saved).
 
 A note longer than the room left for it is said shorter ("best, saved"), then in symbols
-("★ ✓", with the legend under the table), and only then cut at a word.
+("★ ✓", with the legend under the table, and no "note" header where it would be cut), and only
+then cut at a word.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class EvalTable(DataTable):
         fixed = [max([len(name), *(_cells(row, 0)[k].cell_len for row in rows)]) for k, name in enumerate(COLUMNS[:-1])]
         padding = 2 * self.cell_padding * len(COLUMNS)
         room = self.size.width - self.styles.scrollbar_size_vertical - sum(fixed) - padding
-        return (*fixed, max(len("note"), room))
+        return (*fixed, max(len("★ ✓"), room))
 
     def _write(self, rows: list[tuple]) -> None:
         """Make the table show `rows`: rows already shown as they are stay, the rest are written
@@ -72,8 +73,8 @@ class EvalTable(DataTable):
         else:
             self._widths = widths
             self.clear(columns=True)
-            for name, width in zip(COLUMNS, widths):
-                self.add_column(name, key=name, width=width)
+            for name, width in zip(COLUMNS, widths):   # notes in symbols under no header: the legend says
+                self.add_column(name if len(name) <= width else "", key=name, width=width)
             self.border_subtitle = LEGEND if widths[-1] < len("best, saved") else ""
         for row in rows[keep:]:
             self.add_row(*_cells(row, widths[-1]), key=str(row[0]))
