@@ -53,3 +53,20 @@ def test_scale_rises_from_zero_and_buckets_are_means():
     assert scale_for([1e-3, 9.99e-4]) == Scale(0.0, 1e-3) and scale_for([-1.0, 2.0]) == Scale(-1.0, 2.0)
     assert Scale(0.0, 1e-3).level(9.99e-4, 24) == 24 and Scale(0.0, 4.0).level(1e-9, 24) == 1
     assert columns([1.0, 3.0, 5.0, 7.0], 2) == [2.0, 6.0] and columns([1.0], 5) == [1.0]
+
+
+@pilot_test
+async def test_one_steps_spike_is_not_the_range_stated_the_bars_drawn_are():
+    """The demo's MFU caption said '1.7%–81.7%' from single steps the bars (bucket means) never drew."""
+    app = Sparks()
+    async with app.run_test(size=(40, 10)) as pilot:
+        loss = app.query_one("#loss", SparkPanel)
+        values = [2.0] * 300
+        values[150] = 9.0              # one step's spike, in a bucket of 10
+        values[0] = 0.5                # and one slow first step
+        loss.show(values, version=1)
+        await wait_for(pilot, lambda: "–" in text_of(loss.query_one(".caption")), 5, "the range")
+        caption = text_of(loss.query_one(".caption"))
+        shown = columns(values, 30)
+        assert caption.endswith(f"{fmt.loss(min(shown))}–{fmt.loss(max(shown))}")
+        assert "9.0000" not in caption and "0.5000" not in caption

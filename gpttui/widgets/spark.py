@@ -130,11 +130,11 @@ class SparkPanel(Vertical):
         self._bars.show(shown, scale_for(shown) if shown else Scale(0.0, 0.0))
 
     def caption(self, shown: list[float], width: int) -> Text:
-        """'title value' and, right-aligned, the range of the values drawn from ('lo–hi') when it fits."""
+        """'title value' and, right-aligned, the range of the columns drawn ('lo–hi') when it fits."""
         t = Text(f"{self.title} ")
         t.append(self.formatter(self._values[-1] if self._values else None), style="bold")
-        if shown:
-            span = f"{self.formatter(min(self._values))}–{self.formatter(max(self._values))}"
+        if shown:   # the range of the bars drawn (bucket means): one step's spike is not the figure's range
+            span = f"{self.formatter(min(shown))}–{self.formatter(max(shown))}"
             gap = width - t.cell_len - len(span)
             if gap >= 2:
                 t.append(" " * gap)
