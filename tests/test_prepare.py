@@ -180,6 +180,23 @@ def test_char_is_nanogpt_shakespeare_char(tmp_path: Path) -> None:
     assert r.meta["split"]["by"] == "characters" and r.meta["split"]["train_chars"] == int(n * 0.9)
 
 
+def test_one_text_cut_by_characters_tokenizes_the_same_in_workers(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cut falls inside one of many chunks; worker processes give the bytes of one process."""
+    text = TEXT[:200_000]
+    src = tmp_path / "one.txt"
+    src.write_text(text, encoding="utf-8")
+    monkeypatch.setattr("gpttui.data.prepare.CHUNK_BYTES", 7_000)
+    monkeypatch.setattr("gpttui.data.prepare.PARALLEL_MIN_BYTES", 0)
+    one = prepare([src], tmp_path / "one", workers=1, val_fraction=0.05)
+    two = prepare([src], tmp_path / "two", workers=2, val_fraction=0.05)
+    assert two.meta["workers"] == 2 and read_bins(tmp_path / "one") == read_bins(tmp_path / "two")
+    cut = int(len(text) * 0.95)
+    enc = gpt2()
+    assert read_bins(tmp_path / "one") == (enc.encode_ordinary(text[:cut]), enc.encode_ordinary(text[cut:]) + [50256])
+    assert one.meta["options"]["val_fraction"] == 0.05 and not one.warnings
+
+
 def test_char_val_fraction_and_val_docs(tmp_path: Path) -> None:
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("hello world\n")

@@ -17,8 +17,9 @@ import pytest
 from engine_kit import SHAKESPEARE
 
 from gpttui import cli
+from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED
 from gpttui.commands import prepare as cmd
-from gpttui.data.prepare import PrepareError, ProgressInfo, prepare
+from gpttui.data.prepare import PrepareError, PrepareFailed, ProgressInfo, prepare
 
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")
 
@@ -100,8 +101,10 @@ BAD = {
                       "a.jsonl: line 1 is not JSON (Exceeds the limit (4300 digits)"),
     "jsonl no field": (lambda d: [_write(d / "a.jsonl", b'{"text": "ok", "id": 1}\n')],
                        "a.jsonl: line 1 has no field 'content' (fields: text, id;"),
-    "one document": (lambda d: [_write(d / "a.txt", b"only one document\n")],
+    "one document": (lambda d: [parquet(d / "a.parquet", ["only one document"])],
                      "need at least 2 non-empty documents for a train and a val split, the input holds 1"),
+    "one character": (lambda d: [_write(d / "a.txt", b"a")],
+                      "1 characters are too few for a train and a val split"),
     "too many val docs": (lambda d: [parquet(d / "a.parquet", ["a", "b", "c"]), "--val-docs", "3"],
                           "--val-docs 3 leaves no training documents (the input holds 3)"),
 }
@@ -126,10 +129,10 @@ def test_bad_input_one_line_nonzero_nothing_written(case: str, tmp_path: Path,
     args = make(src)
     out = tmp_path / "data"
     column = [] if case in ("missing file", "empty glob", "empty directory", "unknown kind", "all empty", "no rows",
-                            "bad utf-8", "one document", "too many val docs", "not parquet") else \
-        ["--text-column", "content"]
+                            "bad utf-8", "one document", "one character", "too many val docs",
+                            "not parquet") else ["--text-column", "content"]
     code, stdout, err = run(capsys, *args, "--out", out, *column)
-    assert code == 1
+    assert code == EXIT_BAD_INPUT  # refused input (README's exit codes)
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert not out.exists()  # a failed prepare leaves no empty directory behind
 
@@ -137,8 +140,53 @@ def test_bad_input_one_line_nonzero_nothing_written(case: str, tmp_path: Path,
 def test_output_directory_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "data").write_text("I am a file")
     code, _, err = run(capsys, SHAKESPEARE, "--out", tmp_path / "data")
-    assert code == 1 and err == f"error: {tmp_path / 'data'}: is a file, expected a directory for train.bin and val.bin\n"
+    assert code == EXIT_BAD_INPUT
+    assert err == f"error: {tmp_path / 'data'}: is a file, expected a directory for train.bin and val.bin\n"
     assert (tmp_path / "data").read_text() == "I am a file"
+
+
+def test_work_that_fails_exits_1_not_2(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def die(*args, **kwargs):
+        raise PrepareFailed("a tokenizing worker process died (out of memory?): try fewer --workers")
+
+    monkeypatch.setattr("gpttui.data.prepare.prepare", die)
+    code, _, err = run(capsys, SHAKESPEARE, "--out", tmp_path / "data")
+    assert code == EXIT_FAILED and err.startswith("error: a tokenizing worker process died")
+
+
+def test_one_text_file_is_split_90_10_by_characters_as_nanogpt(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """nanoGPT's data/shakespeare/prepare.py: the first 90% of the characters train, the rest val,
+    each tokenized on its own (gpttui ends the val text with <|endoftext|>, as every document)."""
+    from gpttui.data.tokenizer import gpt2
+
+    text = TEXT[:60_000].replace("\n\n", "\n")  # one text with no blank line
+    src = _write(tmp_path / "input.txt", text.encode())
+    enc, cut = gpt2(), int(len(text) * 0.9)
+    for flags in ([], ["--split-blank-lines"]):
+        out = tmp_path / f"data{len(flags)}"
+        code, stdout, err = run(capsys, src, "--out", out, *flags)
+        assert code == 0 and err == "", err
+        assert np.fromfile(out / "train.bin", np.uint16).tolist() == enc.encode_ordinary(text[:cut])
+        assert np.fromfile(out / "val.bin", np.uint16).tolist() == enc.encode_ordinary(text[cut:]) + [50256]
+        meta = json.loads((out / "meta.json").read_text())
+        assert meta["split"]["by"] == "characters" and meta["split"]["train_chars"] == cut
+        assert "warning" not in stdout
+
+
+def test_a_short_val_split_is_warned_about_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = _write(tmp_path / "paras.txt", "".join(f"Paragraph {i} of the notes.\n\n" for i in range(2000)).encode())
+    code, out, _ = run(capsys, src, "--out", tmp_path / "data", "--split-blank-lines")
+    val = json.loads((tmp_path / "data" / "meta.json").read_text())["tokens"]["val"]
+    assert code == 0 and 0 < val < 1024
+    warning = (f"warning: val.bin holds {val:,} tokens, fewer than one 1,024-token block (a run needs more "
+               "than block_size of them): raise --val-fraction (0.0005 now)")
+    assert warning in out.splitlines()
+    code, out, _ = run(capsys, src, "--out", tmp_path / "data", "--split-blank-lines")
+    assert code == 0 and "is up to date" in out and warning in out.splitlines()  # said again: still true
+    code, out, _ = run(capsys, src, "--out", tmp_path / "more", "--split-blank-lines", "--val-fraction", "0.2")
+    assert code == 0 and "warning" not in out
 
 
 def test_errors_replace_substitutes_u_fffd(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

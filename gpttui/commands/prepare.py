@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
+from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SIGNAL_BASE
 from gpttui.data import prepare as P
 from gpttui.run.units import human_duration
 
@@ -28,11 +29,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = """examples:
   gpttui prepare fineweb/data/CC-MAIN-2013-20/000_00000.parquet --out data/fineweb
   gpttui prepare 'fineweb/**/*.parquet' notes.txt --out data/mix --val-fraction 0.005
+  gpttui prepare input.txt --out data/shakespeare
   gpttui prepare input.txt --tokenizer char --out data/shakespeare_char
 
 gpt2 appends <|endoftext|> (50256) after every document; the val split is by documents
-(every 1/val-fraction-th document, or the last --val-docs N). char writes nanoGPT's meta.pkl
-and splits the concatenated text by position: the first 90% train, the last 10% val."""
+(every 1/val-fraction-th document, or the last --val-docs N). One text (a single .txt file
+that is one document) is split by characters instead, as nanoGPT's shakespeare: the first 90%
+train, the last 10% val. char writes nanoGPT's meta.pkl and splits the concatenated text the
+same way. A val.bin under 1,024 tokens (one GPT-2 block) is warned about.
+
+exit codes: 0 done; 1 the work failed (a write, a worker); 2 refused input (a missing or
+unreadable source, bad text, bad options); 130 / 128 + N interrupted."""
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="parquet, .txt or .jsonl files, directories (searched recursively) or globs "
                         "('**' for any depth; quote them)")
@@ -41,7 +48,8 @@ and splits the concatenated text by position: the first 90% train, the last 10% 
                    help="gpt2: GPT-2 BPE (bundled, offline); char: nanoGPT's character vocabulary")
     split = p.add_mutually_exclusive_group()
     split.add_argument("--val-fraction", type=float, default=None,
-                       help="share held out for validation (default 0.0005 for gpt2, 0.1 for char)")
+                       help="share held out for validation (default 0.0005 of the documents; 0.1 of "
+                            "the characters for char or one text)")
     split.add_argument("--val-docs", type=int, default=None, help="hold out the last N documents instead")
     p.add_argument("--text-column", default="text",
                    help="parquet column / jsonl field holding the text (default: text)")
@@ -87,21 +95,23 @@ def run(args: argparse.Namespace) -> int:
                 progress=show.update)
     except P.PrepareError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED if isinstance(e, P.PrepareFailed) else EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Terminated as e:
         print(f"{signal.Signals(e.signum).name}: stopped, nothing written to {args.out}", file=sys.stderr)
-        return 128 + e.signum
+        return EXIT_SIGNAL_BASE + e.signum
     meta = result.meta
     if result.up_to_date:
         print(f"{args.out} is up to date: meta.json matches these {len(meta['sources'])} source(s) "
               "and options; nothing to do (--force to redo)")
-        return 0
-    print(summary(meta, args.out))
-    for note in result.notes:
-        print(f"note: {note}")
+    else:
+        print(summary(meta, args.out))
+        for note in result.notes:
+            print(f"note: {note}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     return 0
 
 

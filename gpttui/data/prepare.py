@@ -10,12 +10,21 @@ input order, empty ones not counted) is val when floor((i+1)p/q) > floor(ip/q), 
 2000th document, spread over all the input; with val_docs N, the last N documents. If a
 fraction selects no document (a small input), the last document becomes val.
 
+One text (a single .txt file that is one document: without --split-blank-lines, or with it and
+no blank line) has no documents to split, so it is split by characters as nanoGPT's
+shakespeare/prepare.py does: the first int(n * (1 - val_fraction)) characters train, the rest
+val (val_fraction defaults to 0.1), each part tokenized on its own.
+
 char: nanoGPT's shakespeare_char. The vocabulary is sorted(set(all text)), written to meta.pkl
-as nanoGPT does; documents are concatenated with no separator, and the split is by position:
-the first int(n * (1 - val_fraction)) characters are train (val_fraction defaults to 0.1, so a
-single text file gives exactly nanoGPT's first 90% / last 10%); val_docs N holds out the last N
-documents instead. char needs two passes (vocabulary, then ids) and runs in one process: numpy
-maps characters to ids (tiny Shakespeare takes ~0.05 s).
+as nanoGPT does; documents are concatenated with no separator, and the split is by position,
+the same rule as one text's: the first int(n * (1 - val_fraction)) characters are train
+(val_fraction defaults to 0.1, so a single text file gives exactly nanoGPT's first 90% / last
+10%); val_docs N holds out the last N documents instead. Both passes over the text (the
+vocabulary, or for one text its length, then the ids) run in one process for char: numpy maps
+characters to ids (tiny Shakespeare takes ~0.05 s).
+
+A val.bin shorter than VAL_MIN_TOKENS (one GPT-2 block) is written but warned about: a run
+needs more than block_size val tokens.
 
 Parallelism: worker processes, each holding its own encoding, tokenize chunks of a few MB:
 parquet row groups they read themselves (the main process only names them), text and jsonl
@@ -65,7 +74,11 @@ from gpttui.data.tokenizer import GPT2_EOT, GPT2_VOCAB_SIZE, gpt2_encoder
 from gpttui.fs import atomic, dirs, lock
 
 FORMAT = "gpttui-prepare/1"
-DEFAULT_VAL_FRACTION = {"gpt2": 0.0005, "char": 0.1}
+# the default val share by how the split is made: by characters as nanoGPT's shakespeare(_char),
+# by documents as its OpenWebText
+DEFAULT_VAL_FRACTION = {"characters": 0.1, "documents": 0.0005}
+TOKENIZERS = ("gpt2", "char")
+VAL_MIN_TOKENS = 1024  # GPT-2's block_size: a shorter val.bin is warned about
 CHUNK_BYTES = 2 << 20  # text per task: big enough to amortise IPC, small enough to keep order cheap
 PARALLEL_MIN_BYTES = 16 << 20  # below this much text, workers cost more than they save
 PROGRESS_EVERY = 0.2  # seconds between progress callbacks
@@ -73,9 +86,13 @@ UINT16_VOCAB = 1 << 16  # ids 0..65535 fit uint16
 _EOT = np.array([GPT2_EOT], dtype=np.uint32)
 
 
+class PrepareFailed(PrepareError):
+    """The work failed after the input was accepted (a write, a worker, a lock): not bad input."""
+
+
 @dataclass
 class ProgressInfo:
-    phase: str  # "scan" (char vocabulary pass), "tokenize", "done"
+    phase: str  # "scan" (the characters: char's vocabulary, one text's length), "tokenize", "done"
     documents: int
     skipped: int
     tokens: int
@@ -101,6 +118,7 @@ class PrepareResult:
     up_to_date: bool  # nothing was done: meta.json already matched these inputs
     meta: dict  # what meta.json says
     notes: list[str] = field(default_factory=list)  # things the user should be told
+    warnings: list[str] = field(default_factory=list)  # things in the output the user may want to redo
 
     @property
     def tokens(self) -> dict[str, int]:
@@ -123,7 +141,8 @@ def prepare(
 ) -> PrepareResult:
     """Tokenize sources into out_dir/{train,val}.bin and meta.json (+ meta.pkl for char).
 
-    Raises PrepareError (one line) for bad input; nothing is left half-written. An exception
+    Raises PrepareError (one line) for bad input, PrepareFailed (one line) when the work fails
+    (a write, a worker, a lock); nothing is left half-written. An exception
     raised by `progress` aborts the run the same way (a UI can cancel through it).
     """
     opts = _options(tokenizer, val_fraction, val_docs, text_column, split_blank_lines, errors)
@@ -133,21 +152,24 @@ def prepare(
     if out.exists() and not out.is_dir():
         raise PrepareError(f"{out}: is a file, expected a directory for train.bin and val.bin")
     srcs = S.resolve(sources, text_column)
+    by_chars = opts["val_docs"] is None and (tokenizer == "char" or _one_text(srcs, opts))
+    if opts["val_docs"] is None and opts["val_fraction"] is None:
+        opts["val_fraction"] = DEFAULT_VAL_FRACTION["characters" if by_chars else "documents"]
     command = _command(sources, out, opts)
     if not force and (meta := _up_to_date(out, srcs, opts)) is not None:
-        return PrepareResult(out, True, meta)
+        return PrepareResult(out, True, meta, warnings=val_warnings(meta))
     made = dirs.missing(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         dirs.remove_empty(made)
-        raise PrepareError(f"{out}: cannot create the output directory ({e.strerror})") from None
+        raise PrepareFailed(f"{out}: cannot create the output directory ({e.strerror})") from None
     with _locked(out):
         try:
-            return _Run(srcs, out, opts, command, workers, progress).run()
+            return _Run(srcs, out, opts, by_chars, command, workers, progress).run()
         except OSError as e:  # unreadable input, full disk…: one line, the partial files are gone
             dirs.remove_empty(made)
-            raise PrepareError(f"{e.filename or out}: {e.strerror or e}") from None
+            raise PrepareFailed(f"{e.filename or out}: {e.strerror or e}") from None
         except BaseException:
             dirs.remove_empty(made)
             raise
@@ -155,7 +177,7 @@ def prepare(
 
 def _options(tokenizer: str, val_fraction: float | None, val_docs: int | None, text_column: str,
              split_blank_lines: bool, errors: str) -> dict:
-    if tokenizer not in DEFAULT_VAL_FRACTION:
+    if tokenizer not in TOKENIZERS:
         raise PrepareError(f"unknown tokenizer '{tokenizer}' (expected gpt2 or char)")
     if val_fraction is not None and val_docs is not None:
         raise PrepareError("give --val-fraction or --val-docs, not both")
@@ -168,8 +190,6 @@ def _options(tokenizer: str, val_fraction: float | None, val_docs: int | None, t
     if tokenizer == "char" and split_blank_lines:
         raise PrepareError("--split-blank-lines does not apply to --tokenizer char "
                            "(its text is one stream: blank lines are kept as characters)")
-    if val_docs is None and val_fraction is None:
-        val_fraction = DEFAULT_VAL_FRACTION[tokenizer]
     return {"tokenizer": tokenizer, "val_fraction": val_fraction, "val_docs": val_docs,
             "text_column": text_column, "split_blank_lines": split_blank_lines, "errors": errors}
 
@@ -188,6 +208,37 @@ def _command(sources: Sequence, out: Path, opts: dict) -> str:
     if opts["errors"] != "strict":
         argv += ["--errors", opts["errors"]]
     return shlex.join(argv)
+
+
+def _one_text(srcs: list[Source], opts: dict) -> bool:
+    """Is the whole input one document of one .txt file? With --split-blank-lines this reads
+    until a second paragraph starts (the whole file only when it has none)."""
+    if len(srcs) != 1 or srcs[0].kind != "txt":
+        return False
+    if not opts["split_blank_lines"]:
+        return True
+    started, continued = 0, False
+    for chunk in S.chunks(srcs[0], text_column=opts["text_column"], split_blank_lines=True,
+                          errors=opts["errors"], target_bytes=CHUNK_BYTES):
+        started += len(S.materialize(chunk.texts)[0]) - continued
+        if started > 1:
+            return False
+        continued = chunk.open_end
+    return started == 1
+
+
+def val_warnings(meta: dict) -> list[str]:
+    """A val.bin too short for a usual block: what it holds and the flag that makes it longer."""
+    try:
+        val, opts = int(meta["tokens"]["val"]), meta["options"]
+    except (KeyError, TypeError, ValueError):
+        return []
+    if val >= VAL_MIN_TOKENS:
+        return []
+    raise_it = (f"raise --val-docs ({opts['val_docs']} now)" if opts.get("val_docs") is not None
+                else f"raise --val-fraction ({opts.get('val_fraction')} now)")
+    return [f"val.bin holds {val:,} tokens, fewer than one {VAL_MIN_TOKENS:,}-token block (a run needs more "
+            f"than block_size of them): {raise_it}"]
 
 
 def read_meta(out_dir: str | os.PathLike) -> dict | None:
@@ -222,7 +273,7 @@ def _locked(out: Path) -> Iterator[None]:
     """An exclusive lock on the output directory: two runs must not write the same files."""
     held = lock.FileLock(out)
     if not held.acquire():
-        raise PrepareError(f"{out}: another gpttui prepare is writing there")
+        raise PrepareFailed(f"{out}: another gpttui prepare is writing there")
     try:
         yield
     finally:
@@ -235,7 +286,7 @@ def _locked(out: Path) -> Iterator[None]:
 class _Splitter:
     """Appends each chunk's tokens to train.bin.partial / val.bin.partial by the split rule."""
 
-    def __init__(self, out: Path, dtype: np.dtype, opts: dict, total_chars: int | None):
+    def __init__(self, out: Path, dtype: np.dtype, opts: dict, train_chars: int | None):
         self.dtype = dtype
         self.files = {s: open(out / f"{s}.bin.partial", "w+b") for s in ("train", "val")}
         self.tokens = {"train": 0, "val": 0}
@@ -246,9 +297,9 @@ class _Splitter:
         self.val_docs = opts["val_docs"]
         if self.val_docs is not None:
             self.rule = "tail"
-        elif opts["tokenizer"] == "char":
+        elif train_chars is not None:
             self.rule = "chars"
-            self.train_chars = int(total_chars * (1 - opts["val_fraction"]))
+            self.train_chars = train_chars
         else:
             self.rule = "fraction"
             frac = Fraction(str(opts["val_fraction"])).limit_denominator(1_000_000)
@@ -262,8 +313,9 @@ class _Splitter:
             self.files[split].write(toks.data)
             self.tokens[split] += len(toks)
 
-    def add(self, toks: np.ndarray, ends: np.ndarray, open_end: bool) -> None:
-        """ends: token offsets where each complete document of the chunk ends."""
+    def add(self, toks: np.ndarray, ends: np.ndarray, open_end: bool, split: str | None = None) -> None:
+        """ends: token offsets where each complete document of the chunk ends; split: where the
+        whole chunk goes under the characters rule (the text was cut before tokenizing)."""
         bounds = np.concatenate((np.zeros(1, np.int64), ends,
                                  np.array([len(toks)] if open_end else [], np.int64)))
         first_new = 1 if self.open else 0  # segment 0 continues the previous document
@@ -274,9 +326,7 @@ class _Splitter:
         first_index = self.doc_index - first_new  # of segment 0
         self.doc_index += nseg - first_new
         if self.rule == "chars":
-            cut = min(max(self.train_chars - self.tokens["train"], 0), len(toks))
-            self._write("train", toks[:cut])
-            self._write("val", toks[cut:])
+            self._write(split or "train", toks)
             return
         if self.rule == "fraction":
             idx = first_index + np.arange(nseg, dtype=np.int64)
@@ -304,13 +354,9 @@ class _Splitter:
         if self.rule == "fraction" and self.docs["val"] == 0:
             if self.docs["train"] < 2:
                 raise PrepareError(f"need at least 2 non-empty documents for a train and a val split, the "
-                                   f"input holds {total} (a .txt file is one document: --split-blank-lines "
-                                   "makes each paragraph one)")
+                                   f"input holds {total} (one .txt file alone is split by characters)")
         if self.rule == "tail" or (self.rule == "fraction" and self.docs["val"] == 0):
             self._move_tail(self.starts[0], len(self.starts))
-        if self.rule == "chars" and not (self.tokens["train"] and self.tokens["val"]):
-            raise PrepareError(f"{self.tokens['train'] + self.tokens['val']} characters are too few "
-                               f"for a train and a val split")
         for f in self.files.values():
             f.flush()
             os.fsync(f.fileno())
@@ -342,7 +388,8 @@ class _Splitter:
         if self.rule == "chars":
             return {"by": "characters", "val_fraction": opts["val_fraction"], "train_chars": self.train_chars,
                     "rule": "the first train_chars characters of the concatenated text are train, "
-                            "the rest val (nanoGPT's shakespeare_char)"}
+                            "the rest val, each part tokenized on its own (nanoGPT's shakespeare and "
+                            "shakespeare_char)"}
         if self.rule == "tail":
             return {"by": "documents", "val_docs": self.val_docs, "rule": "the last val_docs documents are val"}
         return {"by": "documents", "val_fraction": opts["val_fraction"], "p": self.p, "q": self.q,
@@ -418,10 +465,49 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
+@dataclass
+class _Piece:
+    """A chunk to tokenize, and under the characters rule the split all of it goes to."""
+
+    src: Source
+    chunk: S.Chunk
+    split: str | None = None
+
+
+def _materialized(chunk: S.Chunk) -> S.Chunk:
+    """The chunk with its texts as strings (a parquet row group read here), same accounting."""
+    strings, skipped, nbytes = S.materialize(chunk.texts)
+    return S.Chunk(strings, chunk.open_end, chunk.skipped + skipped, chunk.text_bytes + nbytes, chunk.units)
+
+
+def _cut_chunk(chunk: S.Chunk, at: int) -> tuple[S.Chunk, S.Chunk]:
+    """A materialized chunk cut after `at` of its characters (0 < at < its length): the document
+    the cut falls in goes on in the second part. The first part carries the accounting."""
+    texts = chunk.texts
+    assert isinstance(texts, list)
+    k, before = 0, 0
+    while before + len(texts[k]) <= at:
+        before += len(texts[k])
+        k += 1
+    off = at - before
+    head = S.Chunk(texts[:k] + ([texts[k][:off]] if off else []), off > 0, chunk.skipped, chunk.text_bytes,
+                   chunk.units)
+    return head, S.Chunk([texts[k][off:], *texts[k + 1:]], chunk.open_end, 0, 0, 0.0)
+
+
+def _train_chars(total: int, val_fraction: float) -> int:
+    """Characters of train under the characters rule; too few characters for both splits are refused."""
+    train = int(total * (1 - val_fraction))
+    if not 0 < train < total:
+        raise PrepareError(f"{total} characters are too few for a train and a val split")
+    return train
+
+
 class _Run:
-    def __init__(self, srcs: list[Source], out: Path, opts: dict, command: str, workers: int | None,
-                 progress: Callable[[ProgressInfo], None] | None):
+    def __init__(self, srcs: list[Source], out: Path, opts: dict, by_chars: bool, command: str,
+                 workers: int | None, progress: Callable[[ProgressInfo], None] | None):
         self.srcs, self.out, self.opts, self.command = srcs, out, opts, command
+        self.by_chars = by_chars  # split by characters (char, or one text), else by documents
         self.workers = workers or len(os.sched_getaffinity(0))
         self.progress = progress
         self.est = sum(s.est_bytes for s in srcs) or 1  # progress units: expected text bytes
@@ -436,21 +522,45 @@ class _Run:
                                   errors=self.opts["errors"], target_bytes=CHUNK_BYTES):
                 yield src, chunk
 
+    def _pieces(self, train_chars: int | None) -> Iterator[_Piece]:
+        """The chunks; under the characters rule each tagged train or val, the one the cut falls
+        in cut in two, so the two parts are tokenized apart (as nanoGPT's shakespeare)."""
+        seen = 0  # characters before this chunk
+        for src, chunk in self._chunks():
+            if train_chars is None:
+                yield _Piece(src, chunk)
+                continue
+            if seen >= train_chars:
+                yield _Piece(src, chunk, "val")
+                continue
+            chunk = _materialized(chunk)
+            n = sum(map(len, chunk.texts))
+            if seen + n <= train_chars:
+                yield _Piece(src, chunk, "train")
+            else:
+                head, tail = _cut_chunk(chunk, train_chars - seen)
+                yield _Piece(src, head, "train")
+                yield _Piece(src, tail, "val")
+            seen += n
+
     def run(self) -> PrepareResult:
         t0 = time.time()
         try:
-            if self.opts["tokenizer"] == "char":
-                chars, total_chars = self._scan()
+            char_vocab = self.opts["tokenizer"] == "char"
+            chars, train_chars, vocab_size = None, None, GPT2_VOCAB_SIZE
+            if char_vocab or self.by_chars:
+                chars, total_chars = self._scan(vocab=char_vocab)
+                if self.by_chars:
+                    train_chars = _train_chars(total_chars, self.opts["val_fraction"])
+            if chars is not None:
                 vocab_size = len(chars)
-            else:
-                chars, total_chars, vocab_size = None, None, GPT2_VOCAB_SIZE
             dtype = np.dtype(np.uint16 if vocab_size <= UINT16_VOCAB else np.uint32)
             if dtype == np.uint32:
                 self.notes.append(f"vocabulary of {vocab_size} exceeds 65536: tokens are uint32, which "
                                   "nanoGPT's train.py does not read (it memmaps uint16)")
-            splitter = _Splitter(self.out, dtype, self.opts, total_chars)
+            splitter = _Splitter(self.out, dtype, self.opts, train_chars)
             try:
-                stats = self._tokenize(splitter, chars, dtype)
+                stats = self._tokenize(splitter, chars, dtype, train_chars)
                 splitter.finish()
             finally:
                 splitter.close()
@@ -462,7 +572,7 @@ class _Run:
             for p in self.partials:
                 p.unlink(missing_ok=True)
             raise
-        return PrepareResult(self.out, False, meta, self.notes)
+        return PrepareResult(self.out, False, meta, self.notes, val_warnings(meta))
 
     def _report(self, phase: str, docs: int, skipped: int, tokens: int, nbytes: int, units: float,
                 t0: float, source: Path, force: bool = False) -> None:
@@ -472,8 +582,9 @@ class _Run:
             self.progress(ProgressInfo(phase, docs, skipped, tokens, nbytes, min(units / self.est, 1.0),
                                        now - t0, str(source)))
 
-    def _scan(self) -> tuple[list[str], int]:
-        """First pass for char: the vocabulary (sorted set of characters) and the text length."""
+    def _scan(self, vocab: bool) -> tuple[list[str] | None, int]:
+        """First pass: the text's length in characters, and with `vocab` its vocabulary (the
+        sorted set of its characters)."""
         seen: set[str] = set()
         n = docs = skipped = nbytes = 0
         units = 0.0
@@ -481,7 +592,8 @@ class _Run:
         for src, chunk in self._chunks():
             strings, chunk_skipped, chunk_bytes = S.materialize(chunk.texts)
             for text in strings:
-                seen.update(text)
+                if vocab:
+                    seen.update(text)
                 n += len(text)
             docs += len(strings) - chunk.open_end
             skipped += chunk.skipped + chunk_skipped
@@ -490,9 +602,10 @@ class _Run:
             self._report("scan", docs, skipped, 0, nbytes, units, t0, src.path)
         if not n:
             raise PrepareError(_no_documents(skipped))
-        return sorted(seen), n
+        return (sorted(seen) if vocab else None), n
 
-    def _tokenize(self, splitter: _Splitter, chars: list[str] | None, dtype: np.dtype) -> dict:
+    def _tokenize(self, splitter: _Splitter, chars: list[str] | None, dtype: np.dtype,
+                  train_chars: int | None) -> dict:
         docs = skipped = nbytes = 0
         units = 0.0
         t0 = self._last_report = time.time()
@@ -509,23 +622,24 @@ class _Run:
             if note := gpt2_encoder()[1]:
                 self.notes.append(note)
 
-        def write(src: Source, chunk: S.Chunk, enc: Encoded) -> None:
+        def write(piece: _Piece, enc: Encoded) -> None:
             nonlocal docs, skipped, nbytes, units
-            splitter.add(enc.tokens, enc.ends, chunk.open_end)
+            chunk = piece.chunk
+            splitter.add(enc.tokens, enc.ends, chunk.open_end, piece.split)
             docs += len(enc.ends)
             skipped += chunk.skipped + enc.skipped
             nbytes += chunk.text_bytes + enc.text_bytes
             units += chunk.units
             self._report("tokenize", docs, skipped, splitter.tokens["train"] + splitter.tokens["val"],
-                         nbytes, units, t0, src.path)
+                         nbytes, units, t0, piece.src.path)
 
         if parallel:
             with _Workers(self.workers) as workers:
-                for src, chunk, encoded in workers.map(self._chunks()):
-                    write(src, chunk, encoded)
+                for piece, encoded in workers.map(self._pieces(train_chars)):
+                    write(piece, encoded)
         else:
-            for src, chunk in self._chunks():
-                write(src, chunk, encode(chunk.texts, chunk.open_end))
+            for piece in self._pieces(train_chars):
+                write(piece, encode(piece.chunk.texts, piece.chunk.open_end))
         if docs == 0:
             raise PrepareError(_no_documents(skipped))
         elapsed = time.time() - t0
@@ -601,17 +715,17 @@ class _Workers:
         for proc in procs:
             proc.join(5)
 
-    def map(self, chunks: Iterable[tuple[Source, S.Chunk]]) -> Iterator[tuple[Source, S.Chunk, Encoded]]:
-        pending: deque[tuple[Source, S.Chunk, Future]] = deque()
+    def map(self, pieces: Iterable[_Piece]) -> Iterator[tuple[_Piece, Encoded]]:
+        pending: deque[tuple[_Piece, Future]] = deque()
         try:
-            for src, chunk in chunks:
-                pending.append((src, chunk, self.pool.submit(encode_gpt2, chunk.texts, chunk.open_end)))
+            for piece in pieces:
+                pending.append((piece, self.pool.submit(encode_gpt2, piece.chunk.texts, piece.chunk.open_end)))
                 if len(pending) >= 2 * self.n:
-                    src, chunk, future = pending.popleft()
-                    yield src, chunk, future.result()
+                    piece, future = pending.popleft()
+                    yield piece, future.result()
             while pending:
-                src, chunk, future = pending.popleft()
-                yield src, chunk, future.result()
+                piece, future = pending.popleft()
+                yield piece, future.result()
         except BrokenProcessPool:  # from submit() or result()
-            raise PrepareError("a tokenizing worker process died (out of memory?): "
+            raise PrepareFailed("a tokenizing worker process died (out of memory?): "
                                "try fewer --workers") from None
