@@ -4,6 +4,7 @@ directory, the run in --out_dir); the demo is a named target, and torchrun's fla
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -101,3 +102,18 @@ def test_config_help_names_the_key_value_form(capsys):
     with pytest.raises(SystemExit):
         cli.main(["config", "--help"])
     assert "--key=value" in capsys.readouterr().out
+
+
+def test_config_that_fails_validation_says_its_error_alone_and_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad5.py"
+    bad.write_text("n_embd = 60\nn_head = 7\n")
+    assert cli.main(["config", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "error: n_embd: 60 is not divisible by n_head=7\n"   # no report of a model that can't be built
+    assert cli.main(["config", "--n_embd=60", "--n_head=7"]) == 2
+    assert capsys.readouterr().err == "error: n_embd: 60 is not divisible by n_head=7\n"
+    assert cli.main(["config", str(bad), "--json"]) == 2    # the object still comes, errors in it
+    assert json.loads(capsys.readouterr().out)["errors"] == ["n_embd: 60 is not divisible by n_head=7"]
+    good = tmp_path / "good.py"
+    good.write_text("n_embd = 64\nn_head = 4\n")
+    assert cli.main(["config", str(good)]) == 0 and "number of parameters" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_kit import CHAR_DATA_CHARS, SHAKESPEARE, gpttui, read_events, tiny_config, write_py_config
+from engine_kit import CHAR_DATA_CHARS, SHAKESPEARE, gpttui, prepare_run, read_events, tiny_config, write_py_config
 
 from gpttui.run import config as C
 from gpttui.run import directory
@@ -77,6 +77,16 @@ def test_missing_bin_and_clobbering_are_refused(char_data, tmp_path):
     assert "n_embd is 32 in the checkpoint but 64 in the config" in r.stderr
     assert C.load(tmp_path / "run").config.n_embd == 32  # the run's config was not touched
     assert gpttui("train", str(cfg), "--force").returncode == 0
+
+
+def test_a_truncated_checkpoint_is_refused_input_exit_2(char_data, tmp_path):
+    """The engine refuses ckpt.pt before training: refused input (2, README), not a failed run (1)."""
+    run = prepare_run(char_data, tmp_path / "run")
+    (run / "ckpt.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 200)   # a zip cut short
+    r = gpttui("train", str(run))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ")
+    assert "ckpt.pt: not a readable checkpoint" in r.stderr and "Traceback" not in r.stdout + r.stderr
 
 
 def test_non_finite_loss_exits_nonzero_naming_the_iteration(char_data, tmp_path):

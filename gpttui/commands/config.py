@@ -34,16 +34,18 @@ def run(args: argparse.Namespace) -> int:
     errors = C.validate(cfg)
     d = sizing.derive(cfg)
     warnings = sizing.size_mismatches(cfg, loaded.source_text, loaded.source)
-    if args.json:
+    if args.json:  # the whole object either way: a script reads "errors" from it
         print(json.dumps({"config": cfg.to_dict(), "derived": d.to_dict(),
                           "errors": errors, "warnings": warnings}, indent=2))
-        return 1 if errors else 0
+        return EXIT_BAD_INPUT if errors else 0
+    if errors:  # a refused config: its errors alone, not figures of a model that can't be built
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(render(cfg, d))
     for w in warnings:
         print(f"warning: {w}")
-    for e in errors:
-        print(f"error: {e}", file=sys.stderr)
-    return 1 if errors else 0
+    return 0
 
 
 def render(cfg: C.TrainConfig, d: sizing.Derived) -> str:
