@@ -1,6 +1,7 @@
 """Run history: metrics.jsonl (torn lines, resumes) and nanoGPT log import on the real fixture logs."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -206,3 +207,18 @@ def test_metrics_writer_writes_one_json_object_per_line(tmp_path):
     w.close()
     step = json.loads(path.read_text().splitlines()[1])
     assert step["loss"] is None                    # NaN travels as null
+
+
+def test_non_finite_losses_are_kept_as_they_are_and_non_finite_times_dropped():
+    log = nanogpt_log.parse("\n".join([
+        "step 0: train loss nan, val loss 4.2",
+        "iter 10: loss 1e999, time 1ms, mfu 1%",
+        "iter 20: loss inf, time infms, mfu nan%",
+        "iter 30: loss -inf, time 1e999ms, mfu 5%",
+        "iter 40: loss nan, time 100.00ms, mfu 5.00%",
+    ]))
+    ev, *steps = log.events[:1] + [e for e in log.events if e["type"] == "step"]
+    assert math.isnan(ev["train_loss"]) and ev["val_loss"] == 4.2
+    assert [s["loss"] for s in steps[:3]] == [math.inf, math.inf, -math.inf] and math.isnan(steps[3]["loss"])
+    assert [s["dt_ms"] for s in steps] == [1.0, None, None, 100.0]
+    assert log.stray == 0

@@ -1,7 +1,9 @@
 """The run doctor: judge a run (live, finished, or an old nanoGPT log) with numbers.
 
-`diagnose(history)` returns a `Report`: parameters against what the config promises, tokens
-seen per parameter, the val-loss trend and plateau, the train/val gap, a schedule-aware
+`diagnose(history)` returns a `Report`: the first loss that is not finite (a diverged run),
+parameters against what the config promises, tokens seen per parameter, the val-loss trend
+and plateau (stated over the evals' own span, a fall as a compounding rate so it never passes
+100%), the train/val gap, a schedule-aware
 forecast (gpttui.analysis.forecast), time (mean iteration, eval/checkpoint overhead, duration, ETA)
 and MFU per GPU against the real device's peak (how it and the engine's own average: `_mfu`).
 Unknown figures stay None, never guessed.
@@ -47,7 +49,7 @@ WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a proc
 PAUSE_STEPS = 10         # a gap this many step-times longer than expected is a pause
 CHINCHILLA = 20.0        # compute-optimal tokens per parameter
 TREND_HORIZON = 0.25     # the trend judged over this fraction of the iterations so far ...
-TREND_HORIZON_MIN = 1000  # ... and at least this many iterations
+TREND_HORIZON_MIN = 1000  # ... and at least this many iterations, but never more than the run's own length
 FLAT_GAIN = 0.015        # less val improvement than this over the horizon is flat
 TOKENS_PROMISE_SLACK = 0.2   # a tokens comment off by more than this fraction is a mismatch
 
@@ -71,7 +73,8 @@ class Timing:
     eval_overhead_s: float | None = None
     eval_overhead: float | None = None  # fraction of duration
     eval_pause_s: float | None = None   # mean pause per eval
-    evals: int = 0
+    evals: int = 0                      # evals charged to eval overhead ...
+    evals_total: int = 0                # ... of the evals in the timed span (the rest: in start-up)
     startup_s: float | None = None
     paused_s: float | None = None       # gaps between steps with no eval, longer than PAUSE_STEPS steps
     wall_iter_ms: float | None = None   # wall time per iteration outside evals and pauses
@@ -145,6 +148,8 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
     r.timing, f_time = _time(h)
     r.mfu, f_mfu = _mfu(h, cfg, r.params.get("nanogpt"), r.timing, device)
     r.findings = [f_params, f_tokens, f_trend, f_gap, f_forecast, f_time, f_mfu]
+    if (f_loss := _non_finite(h)) is not None:
+        r.findings.insert(0, f_loss)
     if h.skipped_lines or h.repaired_lines or h.errors:
         lines = []
         if h.skipped_lines:
@@ -158,6 +163,45 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
                                   "the rest of the source was read" if not h.errors else "the run reported errors",
                                   "note" if not h.errors else "warn"))
     return r
+
+
+# ---------------------------------------------------------------- losses that are not numbers
+
+def _loss_name(v: float | None, kind: str) -> str:
+    if v is None or kind != "nanogpt-log" and math.isnan(v):
+        return "NaN or infinite"   # metrics.jsonl carries both as null
+    return "NaN" if math.isnan(v) else "infinite" if v > 0 else "-infinite"
+
+
+def _non_finite(h: RunHistory) -> Finding | None:
+    """The first loss that is not a finite number, and whether the run diverged there (its step
+    losses end that way: nanoGPT prints `loss nan` from then on) or finite ones follow (a bad
+    batch, a garbled line); None when every loss is finite. The history keeps them as they are."""
+    bad: list[tuple[int, int, str, float | None]] = []   # iter, eval before step, what, value
+    for e in h.evals:
+        for what, v in (("train loss", e.train_loss), ("val loss", e.val_loss)):
+            if v is None or not math.isfinite(v):
+                bad.append((e.iter, 0, what + " (eval)" * (what == "train loss"), v))
+    bad += [(st.iter, 1, "train loss", st.loss) for st in h.steps if not math.isfinite(st.loss)]
+    if not bad:
+        return None
+    bad.sort(key=lambda b: b[:2])
+    it, _, what, value = bad[0]
+    lines = [f"{what} became {_loss_name(value, h.kind)} at iter {it:,}"]
+    if len(bad) > 1:
+        lines.append(f"{len(bad)} non-finite losses in all, the last at iter {bad[-1][0]:,}")
+    tail = 0   # the step losses the source ends with that are not finite
+    while tail < len(h.steps) and not math.isfinite(h.steps[-1 - tail].loss):
+        tail += 1
+    if not tail:
+        verdict = "finite losses follow: a bad batch or a garbled line; the trend and forecast use the finite ones"
+    else:
+        at = h.steps[-tail].iter
+        before = [c.iter for c in h.checkpoints if c.iter < at]
+        where = f"the checkpoint at iter {before[-1]:,}" if before else "a checkpoint before it"
+        verdict = (f"the run diverged at iter {at:,}: resume from {where} with a lower learning_rate "
+                   "(or a longer warmup, grad_clip)")
+    return Finding("nonfinite", "loss", lines, verdict, "warn")
 
 
 # ---------------------------------------------------------------- parameters
@@ -318,20 +362,29 @@ def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
     if len(evs) < 2:
         return {"per_1000": None, "plateau": None}, Finding(
             "trend", "loss trend", [f"{total} eval(s) so far"], "needs at least 2 evals after iter 0", "note")
-    slope, se = _slope([e.iter for e in evs], [e.val_loss for e in evs])
+    its, vals = [e.iter for e in evs], [e.val_loss for e in evs]
+    slope, se = _slope(its, vals)
     per_k = slope * 1000
-    level_now = evs[-1].val_loss
-    rel = per_k / level_now
-    # flat: at this rate the next quarter of the run so far (at least 1000 iterations) gains little
-    horizon = max(TREND_HORIZON_MIN, TREND_HORIZON * evs[-1].iter)
-    ahead = -rel * horizon / 1000
+    rate = _relative_rate(its, vals, slope)
+    first, last = its[0], its[-1]
+    span = last - first
+    # flat: at this rate the next quarter of the run so far (at least 1000 iterations, at most as
+    # many as the run has done) gains little; compounding, a fall stays under 100%
+    horizon = min(max(TREND_HORIZON_MIN, TREND_HORIZON * last), last)
+    ahead = -math.expm1(rate * horizon)
     no_gain = len(evs) >= 3 and slope + se >= 0
     flat = len(evs) >= 3 and not no_gain and ahead < FLAT_GAIN
-    trend = {"per_1000": round(per_k, 5), "relative_per_1000": round(rel, 5), "plateau": no_gain or flat,
-             "flat": flat, "gain_ahead": round(ahead, 5), "horizon": int(horizon),
-             "window": [evs[0].iter, evs[-1].iter], "evals": len(evs), "evals_total": total, "best_val": h.best_val}
-    lines = [f"val {per_k:+.4f} per 1000 iters ({rel:+.2%}) over the last {len(evs)} of {total} evals "
-             f"({evs[0].iter:,}-{evs[-1].iter:,}); best val {h.best_val:.4f}"]
+    rel_k, rel_span = math.expm1(rate * 1000), math.expm1(rate * span)
+    trend = {"per_1000": round(per_k, 5), "relative_per_1000": round(rel_k, 5),
+             "change_over_window": round(slope * span, 5), "relative_over_window": round(rel_span, 5),
+             "plateau": no_gain or flat, "flat": flat, "gain_ahead": round(ahead, 5), "horizon": int(horizon),
+             "window": [first, last], "evals": len(evs), "evals_total": total, "best_val": h.best_val}
+    if span >= TREND_HORIZON_MIN:   # a rate per 1000 iters the evals span
+        lines = [f"val {per_k:+.4f} per 1000 iters ({rel_k:+.2%}) over the last {len(evs)} of {total} evals "
+                 f"({first:,}-{last:,}); best val {h.best_val:.4f}"]
+    else:                           # a short run: its own change, never extrapolated to 1000 iters
+        lines = [f"val {slope * span:+.4f} ({rel_span:+.2%}) over iters {first:,}-{last:,}, the last "
+                 f"{len(evs)} of {total} evals; best val {h.best_val:.4f}"]
     if no_gain:
         verdict, level = "plateau: no clear improvement over the recent evals", "warn"
     elif flat:
@@ -342,6 +395,15 @@ def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
     else:
         verdict, level = "rising", "warn"
     return trend, Finding("trend", "loss trend", lines, verdict, level)
+
+
+def _relative_rate(its: list[int], vals: list[float], slope: float) -> float:
+    """d ln(val) / d iter: the val loss's relative change per iteration, which compounds (a loss
+    falling by a share of itself never falls below zero); the linear slope over the last val
+    when a loss is not positive."""
+    if min(vals) > 0:
+        return _slope(its, [math.log(v) for v in vals])[0]
+    return slope / vals[-1] if vals[-1] > 0 else 0.0
 
 
 def _gap(h: RunHistory) -> tuple[dict[str, Any], Finding]:
@@ -375,7 +437,8 @@ def _gap(h: RunHistory) -> tuple[dict[str, Any], Finding]:
 # ---------------------------------------------------------------- forecast
 
 def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: int | None) -> Finding:
-    its, vals = h.val_curve()
+    evs = _valid_evals(h)   # a NaN or infinite val loss is reported on its own (_non_finite)
+    its, vals = [e.iter for e in evs], [e.val_loss for e in evs]
     last_eval = max((i for i in its), default=None)
     targets: list[int] = []
     if h.max_iters:
@@ -391,7 +454,7 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     sched, stride, r.forecast_note = F.run_schedule(h, cfg, horizon, max(forecast_at or 0, last_eval))
     if cfg is not None and cfg.optimizer != "adamw":
         r.forecast_note += f"; optimizer {cfg.optimizer} (muon_lr {cfg.muon_lr:.1e} on the same schedule)"
-    trains = [e.train_loss for e in h.evals if e.val_loss is not None]
+    trains = [e.train_loss for e in evs]
     fit = F.fit(its, vals, sched / sched.max(), trains, stride)
     if fit is None:   # the extend screen says why in the same words
         return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], F.no_forecast(its, vals, trains),
@@ -482,8 +545,10 @@ def _time(h: RunHistory) -> tuple[Timing, Finding]:
                      f"({t.method}{'' if t.method == 'timestamps' else ', estimated'})")
     if t.eval_overhead is not None:
         each = f", {t.eval_pause_s:.1f} s each" if t.eval_pause_s is not None else ""
+        some = t.evals < t.evals_total
+        count = f"{t.evals} of {t.evals_total} evals" if some else f"{t.evals} evals"
         lines.append(f"evals/checkpoints {human_duration(t.eval_overhead_s)} = {t.eval_overhead:.2%} of wall time "
-                     f"({t.evals} evals{each})")
+                     f"({count}{each}{'; the rest fall in start-up' if some else ''})")
     if t.startup_s:
         lines.append(f"start-up (compile, first eval) {human_duration(t.startup_s)}")
     if t.wall_iter_ms:
@@ -511,7 +576,8 @@ def _time_from_dts(h: RunHistory, t: Timing, its: np.ndarray, dts: np.ndarray, w
 
     logged = dict(zip(its.tolist(), dts.tolist()))
     warm_its = set(its[warm].tolist())
-    excess = [logged[i] - base(i) for i in sorted(eval_its) if i in logged and i not in warm_its]
+    # an eval iteration a little faster than its neighbours cost nothing, not negative time
+    excess = [max(0.0, logged[i] - base(i)) for i in sorted(eval_its) if i in logged and i not in warm_its]
     pause = float(np.mean(excess)) if excess else None
     unlogged_evals = [i for i in eval_its if first <= i <= last and i not in logged]
     n_logged = [i for i in logged if first <= i <= last]
@@ -519,6 +585,7 @@ def _time_from_dts(h: RunHistory, t: Timing, its: np.ndarray, dts: np.ndarray, w
     t.iterations = last - first + 1
     t.startup_s = float(sum(max(0.0, logged[i] - base(i)) for i in warm_its if first <= i <= last))
     t.evals = len(excess) + len(unlogged_evals)
+    t.evals_total = sum(first <= i <= last for i in eval_its)
     if pause is None:
         t.duration_s = total if not unlogged_evals else None
         return
@@ -560,13 +627,16 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
             inside = [e for e in evals if prev.iter < e <= s.iter]
             if inside:
                 eval_s += extra
-                pauses.append(extra / len(inside))
+                pauses += [extra / len(inside)] * len(inside)
             elif extra > PAUSE_STEPS * expected / (s.iter - prev.iter):
                 paused += extra
             else:   # logging, event writing: part of what an iteration costs
                 stepping += s.t - prev.t
                 stepped += s.iter - prev.iter
         prev = s
+    for extra, n in _after_last_steps(h, steps, evals):
+        eval_s += extra
+        pauses += [extra / n] * n
     if stepped:
         t.wall_iter_ms = stepping / stepped * 1000
     for sess in h.sessions:   # hello -> first step: model build, data, the eval at the start
@@ -576,6 +646,7 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
     t.iterations = (h.last_iter or 0) - (starts[0] if starts else 0)
     t.startup_s, t.paused_s = startup, paused
     t.evals = len(pauses)
+    t.evals_total = sum(e >= (starts[0] if starts else 0) for e in evals)
     if pauses and t.duration_s:
         t.eval_pause_s = statistics.fmean(pauses)
         t.eval_overhead_s = eval_s
@@ -584,6 +655,23 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
     elif t.duration_s:
         t.eval_overhead_s, t.eval_overhead = 0.0, 0.0
         t.train_s = t.duration_s - startup - paused
+
+
+def _after_last_steps(h: RunHistory, steps: list, evals: list[int]) -> list[tuple[float, int]]:
+    """(seconds, evals) each session spent after its last step on evals it made then (the eval
+    at max_iters and its checkpoint, or the checkpoint of a stop)."""
+    out = []
+    sessions = sorted(h.sessions, key=lambda x: x.start_iter)
+    for k, sess in enumerate(sessions):
+        last = k + 1 == len(sessions)
+        bound = (h.last_iter or 0) if last else sessions[k + 1].start_iter
+        mine = [s for s in steps if s.t is not None and sess.start_iter <= s.iter and (last or s.iter < bound)]
+        if not mine or sess.t_end is None:
+            continue
+        n = sum(mine[-1].iter < e <= bound for e in evals)
+        if n:
+            out.append((max(0.0, sess.t_end - mine[-1].t), n))
+    return out
 
 
 # ---------------------------------------------------------------- MFU

@@ -9,7 +9,9 @@ What a nanoGPT log leaves out is filled in where the run says it: `tokens` (seen
 is a fraction (0..1) of the peak in `mfu_peak_flops` (nanoGPT's logs: its fixed A100 figure, a
 running average). `checkpointed` marks the row after which a checkpoint was written (its eval
 row, else the last step before it), with `checkpoint` its path. Parquet also carries the run's
-config, peak and dtype as schema metadata (METADATA_KEYS).
+config, peak and dtype as schema metadata (METADATA_KEYS). A loss that is not finite is data
+(where a run diverged): csv and parquet keep it as nan or inf, jsonl as null (JSON has neither);
+the chart leaves it out.
 """
 
 from __future__ import annotations
@@ -150,10 +152,11 @@ def chart_matrix(h: RunHistory, width: int = 100, height: int = 30):
                      MAX_CHART_POINTS // 2)
         train = plt.marker("braille", plt.pixel(foreground=TRAIN_COLOUR))
         fig.draw(fig.signal(x.tolist(), y.tolist(), marker=train).lines().label("train"))
-    its, vals = h.val_curve()
+    val_points = [(e.iter, e.val_loss) for e in h.evals if e.val_loss is not None and math.isfinite(e.val_loss)]
+    its, vals = [float(p[0]) for p in val_points], [p[1] for p in val_points]   # a chart has no place for NaN
     if its:
         val = plt.marker("●", plt.pixel(foreground=VAL_COLOUR))
-        fig.draw(fig.signal([float(i) for i in its], vals, marker=val).label("val"))
+        fig.draw(fig.signal(its, vals, marker=val).label("val"))
     if steps or its:   # the legend in the top right corner, in data units, away from the curve
         xs = [s[0] for s in steps] + list(its)
         ys = [s[1] for s in steps] + list(vals)

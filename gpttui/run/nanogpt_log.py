@@ -8,7 +8,8 @@ know (warnings, blanks, shell prompts) are counted as stray.
 nanoGPT prints no timestamps: the events carry no `t`, and a step's `dt_ms` is that one
 iteration's time (gpttui.analysis.doctor estimates durations from it). The printed mfu is a
 running average against an A100 whatever the card (NANOGPT_A100_PEAK); its -100% (the first
-iterations of a process, not yet measured) becomes None.
+iterations of a process, not yet measured) becomes None. A loss that is not finite (nanoGPT prints
+`loss nan` once a run diverges) is kept as it is; a time or mfu that is not finite becomes None.
 """
 
 from __future__ import annotations
@@ -245,9 +246,10 @@ def _positive(text: str) -> float:
 
 
 def _loss(text: str) -> float:
-    """A printed loss; nan and inf (a diverged run) both read as nan: no loss to plot."""
+    """A printed loss as it is: nan and inf (a diverged run) stay nan and inf, for the doctor to
+    report and export to keep; a figure beyond any loss (1e999 reads as inf already) is inf."""
     x = float(text)
-    return x if math.isfinite(x) and abs(x) <= MAX_REAL else math.nan
+    return x if not math.isfinite(x) or abs(x) <= MAX_REAL else math.copysign(math.inf, x)
 
 
 def _figure(text: str) -> float | None:
