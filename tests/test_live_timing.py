@@ -14,6 +14,7 @@ from gpttui.analysis.live import LiveRun
 from gpttui.analysis.opened_run import open_source
 from gpttui.widgets import fmt
 from gpttui.widgets.status import StatusLine
+from gpttui.widgets.system import Machine
 
 LOG_124M = Path(__file__).resolve().parent / "fixtures" / "nanogpt" / "train_log_fineweb_124m.txt"
 
@@ -70,3 +71,27 @@ async def test_the_status_line_shows_training_time_and_the_time_stopped_apart():
         await pilot.pause()
         shown = flat(app)
     assert f"elapsed {fmt.duration(8)} (+{fmt.duration(3600)} stopped)" in shown
+
+
+@pilot_test
+async def test_the_time_paused_is_said_as_paused_and_the_time_stopped_as_stopped():
+    live = LiveRun()
+    live.add_all([
+        {"type": "hello", "iter": 0, "t": 0.0, "start_iter": 0, "max_iters": 10}, step(0, 1.0),
+        {"type": "state", "iter": 1, "t": 4.0, "state": "stopped"},
+        {"type": "hello", "iter": 1, "t": 3604.0, "start_iter": 1, "max_iters": 10}, step(1, 3605.0),
+        {"type": "state", "iter": 2, "t": 3606.0, "state": "paused"},
+    ])
+
+    class Host(App[None]):
+        machine = Machine(clock=lambda: 3606.0 + 90)
+
+        def compose(self):
+            yield StatusLine(id="status")
+
+    app = Host()
+    async with app.run_test(size=(120, 3)) as pilot:
+        app.query_one(StatusLine).show(live, "paused")
+        await pilot.pause()
+        shown = flat(app)
+    assert f"(+{fmt.duration(3600)} stopped, {fmt.duration(90)} paused)" in shown

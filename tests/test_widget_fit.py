@@ -33,6 +33,7 @@ def test_status_line_gives_up_elapsed_tokens_and_bar_before_state_iteration_or_e
 def test_notes_in_full_then_short_words_then_symbols_then_cut_at_a_word():
     note = "best so far, checkpoint saved"
     assert [fit_note(note, w) for w in (40, 20, 5, 2)] == [note, "best, saved", "★ ✓", "b…"]
+    assert fit_note("best so far", 6) == "★"  # one row's "best" beside another's "★ ✓" would read as two codes
     assert elide("iter 0: loss 4.1882, time 4726.74ms, tok/s 162", 30) == "iter 0: loss 4.1882, time…"
 
 

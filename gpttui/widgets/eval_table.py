@@ -18,6 +18,7 @@ COLUMNS = ("step", "train", "val", "gap", "note")
 SHORT_NOTES = (("best so far", "best"), ("checkpoint saved", "saved"))
 SYMBOL_NOTES = (("best so far", "★"), ("checkpoint saved", "✓"), (", ", " "))
 LEGEND = "★ best so far  ✓ checkpoint saved"
+WORDS_ROOM = "best, saved"   # the longest note in short words
 
 
 class EvalTable(DataTable):
@@ -75,7 +76,7 @@ class EvalTable(DataTable):
             self.clear(columns=True)
             for name, width in zip(COLUMNS, widths):   # notes in symbols under no header: the legend says
                 self.add_column(name if len(name) <= width else "", key=name, width=width)
-            self.border_subtitle = LEGEND if widths[-1] < len("best, saved") else ""
+            self.border_subtitle = LEGEND if widths[-1] < len(WORDS_ROOM) else ""
         for row in rows[keep:]:
             self.add_row(*_cells(row, widths[-1]), key=str(row[0]))
         self._rows = list(rows)
@@ -94,7 +95,10 @@ def fit_note(note: str, width: int) -> str:
         short = short.replace(long, word)
     for long, symbol in SYMBOL_NOTES:
         symbols = symbols.replace(long, symbol)
-    return next((form for form in (note, short, symbols) if len(form) <= width), fmt.elide(short, width))
+    # where the longest short note can't fit, every row is in symbols (the legend under the table
+    # says them), not "best" in one row and "★ ✓" in the next
+    forms = (note, short, symbols) if width >= len(WORDS_ROOM) else (symbols,)
+    return next((form for form in forms if len(form) <= width), fmt.elide(short, width))
 
 
 def _cells(row: tuple, note_width: int) -> list[Text]:

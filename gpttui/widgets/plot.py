@@ -65,6 +65,9 @@ def value_axes(fig: Any, axis: str, x: tuple[float, float], y: tuple[float, floa
     width, height = size
     xt = ticks.axis_ticks(axis, *x, max(2, min(8, (width - 10) // 11)))
     yt = (ticks.log_ticks if log else ticks.decimal_ticks)(*y, max(2, min(6, height // 3)))
+    # the x range is the data's, not the ticks' (plotext ends the axis at its last tick otherwise,
+    # cutting off the run's latest steps)
+    fig.ruler(axis="x").lim(*x)
     fig.ruler(axis="x").ticks(xt.values, xt.labels)
     fig.ruler(axis="y").ticks((np.log10 if log else np.asarray)(np.asarray(yt.values)).tolist(), yt.labels)
     fig.label(X_LABELS[axis], axis="x")

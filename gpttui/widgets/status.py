@@ -91,8 +91,10 @@ class StatusLine(Static):
     def show(self, live: LiveRun, state: str, pending: str = "") -> None:
         now = machine_of(self).clock()   # what "now" is for the elapsed time
         elapsed = fmt.duration(live.elapsed(now))   # training time; the time stopped or paused apart:
-        if (idle := live.stopped_s + live.paused_for(now)) >= 1:
-            elapsed += f" (+{fmt.duration(idle)} stopped)"
+        idle = [f"{fmt.duration(s)} {what}" for s, what in
+                ((live.stopped_s, "stopped"), (live.paused_for(now), "paused")) if s >= 1]
+        if idle:
+            elapsed += f" (+{', '.join(idle)})"
         self._figures = Figures(
             state, pending, live.iter, live.max_iters, fmt.count(live.tokens),
             elapsed, fmt.duration(live.eta()) if state in ETA_STATES else None)
