@@ -168,3 +168,34 @@ def test_at_80x24_the_compare_tables_show_whole_columns_what_compares_first():
             await pilot.press("q")
         assert app.ui_errors == []
     asyncio.run(scenario())
+
+
+def _diverged_log(path: Path, bad: str) -> Path:
+    """A nanoGPT-format log whose last eval's val loss is `bad` (nan, inf: a run that diverged)."""
+    lines = []
+    for k, it in enumerate(range(0, 400, 50)):
+        val = bad if it == 350 else f"{4.2 - 0.3 * k:.4f}"
+        lines.append(f"step {it}: train loss {4.1 - 0.3 * k:.4f}, val loss {val}")
+        lines += [f"iter {i}: loss {4.0 - 0.006 * i:.4f}, time 12.00ms, mfu 1.00%" for i in range(it, it + 50, 10)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_logs_whose_val_loss_went_nan_or_inf_open_without_a_crash(tmp_path):
+    """The diverged eval is data (the doctor says it), never a point the charts try to place."""
+    logs = [_diverged_log(tmp_path / "nan_log.txt", "nan"), _diverged_log(tmp_path / "inf_log.txt", "inf")]
+
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns(logs))
+        ctl = app.controller
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, CompareScreen)
+                           and app.screen.query_one(OverlayChart).curves, 60)
+            await pilot.pause(0.3)
+            assert "●" in app.screen.query_one(OverlayChart).build(100, 30).plain
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 60)
+            await pilot.pause(1.5)   # the loss chart draws on its own timer
+            assert "nan" in screen_text(app) and ctl.live.history.evals[-1].val_loss != ctl.live.history.evals[-1].val_loss
+        assert app.ui_errors == []
+    asyncio.run(scenario())

@@ -264,7 +264,9 @@ class RunHistory:
             return None
 
     def val_curve(self) -> tuple[list[int], list[float]]:
-        pts = [(e.iter, e.val_loss) for e in self.evals if e.val_loss is not None]
+        """(iters, val losses) of the evals with a finite val loss: a diverged eval (a nanoGPT
+        log's nan or inf, kept as read) has no point on a curve; the doctor says it."""
+        pts = [(e.iter, e.val_loss) for e in self.evals if e.val_loss is not None and math.isfinite(e.val_loss)]
         return [p[0] for p in pts], [p[1] for p in pts]
 
     # ------------------------------------------------------------ constructors

@@ -149,8 +149,8 @@ class LossChart(PlotWidget):
 
     def _val_points(self, win, axis: str) -> tuple[list[float], list[float]]:
         first = int(win.iters[0]) - (int(win.count[0]) - 1 if len(win) else 0)
-        pts = [(e.iter, e.val_loss) for e in self.live.history.evals
-               if e.val_loss is not None and e.iter >= first]
+        its, vals = self.live.history.val_curve()
+        pts = [(i, v) for i, v in zip(its, vals) if i >= first]
         if not pts:
             return [], []
         its = np.array([p[0] for p in pts], dtype=np.float64)
