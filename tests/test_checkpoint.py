@@ -128,7 +128,7 @@ def test_shape_mismatch_names_the_field(char_data, tmp_path):
     run = prepare_run(char_data, tmp_path / "run", max_iters=15, n_embd=48)
     nanogpt_checkpoint(run / "ckpt.pt", 61, 7)
     eng = EngineProc(run, "--init_from=resume")
-    assert eng.finish() == 1
+    assert eng.finish() == 2  # refused input at its start (README: 2)
     msg = read_events(run, "error")[-1]["message"]
     assert "n_embd is 32 in the checkpoint but 48 in the config" in msg
     assert "Traceback" not in eng.stderr and f"error: {msg}" in eng.stderr

@@ -61,7 +61,7 @@ def test_a_card_without_native_bf16_trains_in_float16_and_says_why(project):
 
 def test_an_index_past_the_last_gpu_is_one_line(project):
     r, _ = gpttui(project, RTX_4070, "train", "c.py", "--device=cuda:1", "--force")
-    assert r.returncode == 1
+    assert r.returncode == 2  # refused input (README: 2)
     assert "error: device: cuda:1 asked for, but torch sees 1 CUDA GPU(s) (cuda:0)" in r.stderr
     assert "Traceback" not in r.stdout + r.stderr
 

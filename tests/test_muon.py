@@ -85,7 +85,7 @@ def test_resuming_with_the_other_optimizer_is_one_clear_error(char_data, tmp_pat
     run = prepare_run(char_data, tmp_path / "run", max_iters=10, eval_interval=10, optimizer="muon")
     assert EngineProc(run).finish(timeout=240) == 0
     eng = EngineProc(run, "--init_from=resume", "--optimizer=adamw", "--max_iters=20")
-    assert eng.finish(timeout=240) == 1
+    assert eng.finish(timeout=240) == 2  # refused input at its start (README: 2)
     errors = read_events(run, "error")
     assert errors[-1]["message"] == (f"{run / 'ckpt.pt'}: optimizer is 'muon' in the checkpoint but 'adamw' in "
                                      f"the config; resume with --optimizer=muon (or start a new run to switch)")

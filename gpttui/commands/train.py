@@ -291,29 +291,7 @@ def follow_engine(child: subprocess.Popen[str], run_dir: Path, runner: Sequence[
     if code < 0 or (code not in (0, EXIT_LOCKED) and not output.errors and output.report is None):
         print(engine_death(run_dir, child.pid, code, torchrun=bool(runner)), file=sys.stderr)
         return EXIT_SIGNAL_BASE - code if code < 0 else EXIT_FAILED
-    if code == EXIT_FAILED and refused_at_start(run_dir / layout.METRICS):
-        return EXIT_BAD_INPUT
     return code
-
-
-def refused_at_start(metrics: Path) -> bool:
-    """Did the engine's last start fail before training (no hello), saying why without a
-    traceback? Then it refused its input: a checkpoint, the data, the config, the device."""
-    session: list[dict] = []
-    for line in reversed(tail_lines(metrics)):
-        try:
-            ev = protocol.decode_event(line)
-        except protocol.ProtocolError:
-            continue
-        if ev.get("type") == "state" and ev.get("state") == "starting":
-            break
-        session.append(ev)
-    else:
-        return False
-    errors = [ev for ev in session if ev.get("type") == "error"]
-    failed = any(ev.get("type") == "state" and ev.get("state") == "failed" for ev in session)
-    return (failed and bool(errors) and not any(ev.get("type") == "hello" for ev in session)
-            and not any("traceback" in ev for ev in errors))
 
 
 def engine_death(run_dir: Path, pid: int, code: int, torchrun: bool) -> str:

@@ -52,6 +52,8 @@ FAULT_NAN_RANK_ENV = "GPTTUI_FAULT_NAN_RANK"  # ... on this rank only (default: 
 POLL_S = 0.5  # while paused, rank 0 re-broadcasts this often so other ranks never time out
 DISK_CHECK_S = 3.0  # paused for a full disk: how often rank 0 looks whether the writes fit again
 FAILED_KEY = "gpttui/failed"  # in the job's store: the first rank to fail alone, and why
+# what a start refuses with one line (at setup: refused input; later: a failed run)
+REFUSALS = (C.ConfigError, K.CheckpointError, DataError, directory.RunDirError, hardware.DeviceError)
 
 
 class Stop(Exception):
@@ -178,15 +180,22 @@ class Trainer:
     # ------------------------------------------------------------------ entry point
 
     def run(self) -> int:
-        """Train until finished, stopped or failed; the exit code (0 finished/stopped, 1 failed)."""
+        """Train until finished, stopped or failed; the exit code: 0 finished or stopped, 2 its
+        input refused before training (the config, data, checkpoint, device: the CLI's code for
+        refused input), 1 failed later."""
         self.set_state("starting")
         mirror = run_mirror.attach(self.cfg, self.run_dir, self.chan, self.note) if self.dist.master else None
+        refused = False
         try:
-            self.setup()
+            try:
+                self.setup()
+            except REFUSALS:
+                refused = True
+                raise
             self.loop()
         except Stop as s:
             final = s
-        except (C.ConfigError, K.CheckpointError, DataError, directory.RunDirError, hardware.DeviceError) as e:
+        except REFUSALS as e:
             final = Stop("failed", str(e))
         except torch.cuda.OutOfMemoryError:
             final = Stop("failed", f"out of GPU memory at iter {self.iter_num}: lower batch_size "
@@ -199,7 +208,7 @@ class Trainer:
         # (a failed job's group may wait on a dead peer: it ends with the process, see __main__)
         if self.dist.ddp and torch.distributed.is_initialized() and final.state != "failed":
             torch.distributed.destroy_process_group()
-        return 1 if final.state == "failed" else 0
+        return (2 if refused else 1) if final.state == "failed" else 0
 
     def finish(self, final: Stop) -> bool:
         """Say how the run ended: once, though the main thread and the signal watcher (on a failed
