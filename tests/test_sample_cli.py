@@ -75,16 +75,16 @@ def test_prints_what_nanogpt_sample_py_prints_in_both_flag_forms(nano_run):
     assert "--compile is not used" in b.stderr
 
 
-def test_bad_input_is_one_line_and_a_nonzero_exit(nano_run):
+def test_bad_input_is_one_line_and_exit_2(nano_run):
     cwd, _ = nano_run
     r = gpttui_sample(cwd, "--out_dir=nowhere")
     assert r.returncode == 2 and "error: nowhere/ckpt.pt: no checkpoint there" in r.stderr and not r.stdout
     r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--start=héllo", "--num_samples=1")
-    assert r.returncode == 1 and "error: prompt: characters not in the vocabulary: 'é'" in r.stderr
+    assert r.returncode == 2 and "error: prompt: characters not in the vocabulary: 'é'" in r.stderr
     (cwd / "junk.pt").write_bytes(b"\x00" * 100)
     r = gpttui_sample(cwd, "--ckpt=junk.pt", "--num_samples=1")
-    assert r.returncode == 1 and "junk.pt: not a readable checkpoint" in r.stderr
+    assert r.returncode == 2 and "junk.pt: not a readable checkpoint" in r.stderr
     r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--temperature=hot")
     assert r.returncode == 2 and "--temperature: invalid float value: 'hot'" in r.stderr
     r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--top_p=0")
-    assert r.returncode == 1 and "error: top_p: must be in (0, 1]" in r.stderr
+    assert r.returncode == 2 and "error: top_p: must be in (0, 1]" in r.stderr

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpttui.commands import EXIT_BAD_INPUT
+from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED
 from gpttui.run import layout, protocol
 
 HELP = "generate text from a checkpoint (nanoGPT sample.py flags)"
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     proc.wait()
     if code is None:
         print(f"error: the sampler exited (code {proc.returncode}) before finishing", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     return code
 
 
@@ -125,6 +125,7 @@ def _print_events(stream: Any) -> int | None:
     total_tokens = 0
     total_s = 0.0
     firsts: list[float] = []
+    refused = False
     for line in stream:
         try:
             e = protocol.decode_event(line)
@@ -145,10 +146,13 @@ def _print_events(stream: Any) -> int | None:
             print(e["message"], file=sys.stderr)
         elif kind == "error":
             print(f"error: {e['message']}", file=sys.stderr)
+            refused = "traceback" not in e   # said in one line (a checkpoint, a prompt file): refused input
         elif kind == "state" and e["state"] in ("finished", "stopped", "failed"):
             if firsts:
                 rate = total_tokens / total_s if total_s > 0 else 0.0
                 print(f"{len(firsts)} sample(s), {total_tokens} tokens at {rate:.1f} tokens/s "
                       f"(first token after {1000 * firsts[0]:.0f} ms)", file=sys.stderr)
-            return 0 if e["state"] == "finished" else 1
+            if e["state"] == "failed":
+                return EXIT_BAD_INPUT if refused else EXIT_FAILED
+            return 0
     return None
