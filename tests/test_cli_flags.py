@@ -73,8 +73,10 @@ def test_launch_opens_the_demo_only_when_asked_or_given_nothing(nanogpt_dir):
     assert not demo_dir.exists()
 
     # torchrun's flags are not config flags: alone they still mean the demo, and with config flags never
-    with pytest.raises(launch.LaunchError, match="gradient_accumulation_steps: 1 does not divide among 2"):
-        plan_of("--nproc_per_node=2")  # the demo's gradient_accumulation_steps (nanoGPT's default 40 would)
+    on_two = plan_of("--nproc_per_node=2")   # the demo on two processes: one micro-batch each
+    assert on_two.note == "demo" and on_two.loaded.config.gradient_accumulation_steps == 2
+    with pytest.raises(launch.LaunchError, match="3 does not divide among 2 processes .*--gradient_accumulation_steps=2"):
+        plan_of("demo", "--nproc_per_node=2", "--gradient_accumulation_steps=3")
     two = plan_of("--nproc_per_node=2", *FLAGS, "--gradient_accumulation_steps=2", "--out_dir=out-2")
     assert two.note == "" and two.run_dir == Path("out-2")
     assert not demo_dir.exists()

@@ -95,7 +95,7 @@ def _demo_plan(overrides: list[str], world: int):
         plan = _run_dir_plan(run_dir, overrides, world)
         plan.note = "demo"
         return plan
-    cfg = demo.demo_config(run_dir)
+    cfg = demo.demo_config(run_dir, world)
     loaded = C.LoadedConfig(_with_overrides(cfg, overrides), None, "", {})
     _check(loaded.config, world)
     _check_writable(run_dir)

@@ -105,7 +105,7 @@ def world_size_error(cfg: C.TrainConfig, world: int) -> str | None:
     """What the engine would refuse at set-up about a job of `world` processes, said before it starts."""
     if cfg.gradient_accumulation_steps % world:
         return (f"gradient_accumulation_steps: {cfg.gradient_accumulation_steps} does not divide among "
-                f"{world} processes (set it to a multiple of {world})")
+                f"{world} processes (set it to a multiple of {world}: --gradient_accumulation_steps={world})")
     return None
 
 

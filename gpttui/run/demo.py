@@ -17,14 +17,16 @@ DIR_NAME = "gpttui-demo"
 TEXT = Path(__file__).resolve().parents[1] / "assets" / "tinyshakespeare.txt"  # gpttui/assets
 
 
-def demo_config(run_dir: Path) -> C.TrainConfig:
+def demo_config(run_dir: Path, world: int = 1) -> C.TrainConfig:
+    """The demo's config for a job of `world` processes: one micro-batch each per iteration
+    (gradient accumulation must divide among them, as in nanoGPT)."""
     run_dir = run_dir.resolve()
     return C.replace(
         C.DEFAULTS,
         out_dir=str(run_dir), data_dir=str(run_dir / "data"), dataset="shakespeare_char",
         wandb_run_name="gpttui-demo",
         n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
-        gradient_accumulation_steps=1, bias=False,
+        gradient_accumulation_steps=world, bias=False,
         learning_rate=1e-3, min_lr=1e-4, beta2=0.99, warmup_iters=100, optimizer="muon",
         max_iters=5000, lr_decay_iters=5000,
         eval_interval=250, eval_iters=20, log_interval=10,
