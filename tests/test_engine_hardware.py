@@ -55,6 +55,19 @@ def test_a_hostile_peak_cache_is_measured_again_not_trusted(tmp_path, monkeypatc
         assert json.loads(cache.read_text())[key] == [2e11, 1]
     assert [p.name for p in tmp_path.iterdir()] == ["peak.json"]  # no temporary left beside it
 
+
+def test_a_peak_measured_low_for_more_threads_takes_the_peak_of_fewer(tmp_path, monkeypatch):
+    """2 threads measured at 57 GFLOP/s under load, 1 thread at 84: MFU on 2 threads is judged
+    against 84, never against a peak lower than what fewer threads reach."""
+    dev = hardware.pick("cpu", "auto")
+    cache = tmp_path / "peak.json"
+    monkeypatch.setattr(hardware, "CACHE", cache)
+    monkeypatch.setattr(hardware, "measure_matmul_peak", lambda d: 57e9)
+    key1 = f"{dev.name}|{dev.dtype}|threads=1|torch={torch.__version__}"
+    cache.write_text(json.dumps({key1: [84e9, hardware.MEASUREMENTS]}))
+    assert hardware.peak_flops(dev, threads=2)[0] == 84e9
+    assert hardware.peak_flops(dev, threads=1)[0] == 84e9
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0

@@ -193,14 +193,22 @@ def peak_flops(dev: Device, configured: float = 0.0, threads: int = 0) -> tuple[
         peak = table_peak(dev.name, dev.dtype)
         if peak:
             return peak, f"{dev.name} {dev.dtype} datasheet"
-    key = f"{dev.name}|{dev.dtype}|threads={threads or torch.get_num_threads()}|torch={torch.__version__}"
+    n_threads = threads or torch.get_num_threads()
+    key = _cache_key(dev, n_threads)
     cache = _read_cache()
     peak, n = cache.get(key, (0.0, 0))
     if n < MEASUREMENTS:  # a busy machine measures low: keep the best of a few starts
         peak, n = max(peak, measure_matmul_peak(dev)), n + 1
         cache[key] = (peak, n)
         _write_cache(cache)
-    return peak, f"measured {dev.dtype} matmul on {dev.name}"
+    # more threads never have a lower peak than fewer (a measurement under load can say so,
+    # and would then overstate every MFU)
+    fewer = [p for t in range(1, n_threads) if (p := cache.get(_cache_key(dev, t), (0.0, 0))[0])]
+    return max([peak, *fewer]), f"measured {dev.dtype} matmul on {dev.name}"
+
+
+def _cache_key(dev: Device, threads: int) -> str:
+    return f"{dev.name}|{dev.dtype}|threads={threads}|torch={torch.__version__}"
 
 
 def measure_matmul_peak(dev: Device, seconds: float = 0.4) -> float:
