@@ -34,8 +34,9 @@ far the rate has come down):
   offset: on data seen once they measure the same loss, so twice the points against the noise.
 - Repeated data: when the val-train gap grows over the recent evals (by GAP_T standard errors,
   and is already GAP_MIN of the loss), the law is fitted to the train losses and val is that
-  plus the gap, extrapolated linearly in lr area (memorising grows with the passes over the
-  data); the gap's uncertainty goes into the band.
+  plus the gap, extrapolated in lr area linearly or faster (memorising grows with the passes over
+  the data, and speeds up once it starts: powers GAP_POWERS of the area, averaged by their fit as
+  the lambdas are); the gap's uncertainty and the spread between powers go into the band.
 
 The constants were chosen on the tuning half of the back-test corpus
 (bench/make_backtest_runs.py, bench/forecast_backtest.py), never on the held-out half.
@@ -66,10 +67,11 @@ MIN_POINTS = 4
 RISE_Z = 3.0             # a rise of this many eval-noise deviations is an instability
 FIT_START = 0.3          # evals before this fraction of the last one are the initial transient
 BAND_Z = 1.645           # a two-sided 90% band
-BAND_SCALE = 2.27       # the model family's misfit: `forecast_backtest.py --split tuning --calibrate` (split conformal)
+BAND_SCALE = 2.25       # the model family's misfit: `forecast_backtest.py --split tuning --calibrate` (split conformal)
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
 GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be modelled
+GAP_POWERS = np.array([1.0, 1.5])   # the gap grows as the lr area to these powers (averaged by fit)
 MAX_SCHEDULE_POINTS = 2 ** 21   # a longer schedule is sampled every `stride` iterations (memory, time)
 
 
@@ -90,14 +92,22 @@ class Forecast:
 
 @dataclass
 class Gap:
-    """val - train = a + b * S (the lr area), growing: repeated data being memorised."""
+    """val - train = a + b * (S / s_ref)^p (S the lr area), growing: repeated data being memorised.
+    One (a, b) per power p in GAP_POWERS, averaged with weights by their fit."""
 
-    coef: np.ndarray            # a, b
-    cov: np.ndarray             # their covariance
+    powers: np.ndarray          # the powers p
+    weights: np.ndarray         # their weights
+    coefs: np.ndarray           # (n_powers, 2): a, b per power
+    covs: np.ndarray            # (n_powers, 2, 2): their covariance
+    s_ref: float                # the lr area the powers are taken relative to (the last eval's)
 
     def at(self, s: float) -> tuple[float, float]:
-        row = np.array([1.0, s])
-        return float(row @ self.coef), float(row @ self.cov @ row)
+        """The gap at lr area `s`, and its variance (the spread between powers included)."""
+        rows = np.column_stack([np.ones(len(self.powers)), (s / self.s_ref) ** self.powers])
+        means = np.einsum("ij,ij->i", rows, self.coefs)
+        mean = float(means @ self.weights)
+        var = np.einsum("ij,ijk,ik->i", rows, self.covs, rows)
+        return mean, float(self.weights @ (var + (means - mean) ** 2))
 
 
 @dataclass
@@ -321,23 +331,33 @@ def no_forecast(iters: Sequence[int], losses: Sequence[float],
 
 
 def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray, stride: int) -> Gap | None:
-    """A val-train gap that grows over the recent evals, clearly and by enough to matter."""
+    """A val-train gap that grows over the recent evals, clearly (judged on the linear fit) and by
+    enough to matter; then fitted for every power in GAP_POWERS."""
     last = pts[-1][0]
     recent = [(i, v - t) for i, v, t in pts
               if i >= GAP_WINDOW * last and t is not None and math.isfinite(t)]
     if len(recent) < MIN_POINTS or any(t is None or not math.isfinite(t) for _, _, t in pts):
         return None
     s = _sampled(area, [i for i, _ in recent], stride)
+    s_ref = float(s[-1])
     g = np.array([x for _, x in recent])
-    X = np.column_stack([np.ones_like(s), s])
-    coef, *_ = np.linalg.lstsq(X, g, rcond=None)
-    resid = g - X @ coef
     dof = max(len(g) - 2, 1)
-    sigma = max(math.sqrt(float(resid @ resid) / dof), NOISE_REL * abs(pts[-1][1]) / 2)
-    cov = np.linalg.inv(X.T @ X) * sigma ** 2
-    if coef[1] - GAP_T * math.sqrt(cov[1, 1]) <= 0 or g[-1] < GAP_MIN * pts[-1][1]:
+    floor = NOISE_REL * abs(pts[-1][1]) / 2
+    fits = []
+    for p in GAP_POWERS:
+        X = np.column_stack([np.ones_like(s), (s / s_ref) ** p])
+        coef, *_ = np.linalg.lstsq(X, g, rcond=None)
+        resid = g - X @ coef
+        fits.append((coef, np.linalg.inv(X.T @ X), float(resid @ resid)))
+    linear_coef, linear_inv, linear_sse = fits[0]
+    linear_var = linear_inv[1, 1] * max(linear_sse / dof, floor ** 2)
+    if linear_coef[1] - GAP_T * math.sqrt(linear_var) <= 0 or g[-1] < GAP_MIN * pts[-1][1]:
         return None
-    return Gap(coef, cov)
+    sse = np.array([f[2] for f in fits])
+    sigma = max(math.sqrt(sse.min() / dof), floor)
+    w = np.exp(-(sse - sse.min()) / (2 * sigma ** 2))
+    return Gap(GAP_POWERS, w / w.sum(), np.array([f[0] for f in fits]),
+               np.array([f[1] for f in fits]) * sigma ** 2, s_ref)
 
 
 # ---------------------------------------------------------------- a run's schedule and projection
