@@ -110,6 +110,22 @@ def test_a_growing_val_train_gap_is_followed():
     assert without is None or without.predict(2000).val_loss < truth - 0.1
 
 
+def test_a_gap_that_speeds_up_is_followed():
+    """Memorising speeds up once it starts (the tiny slice repeated for many epochs): a gap growing
+    as the lr area to the power 1.5 is followed, where a straight line through the last evals would
+    put val 6% too low."""
+    its = np.arange(50, 1001, 50)
+    train = 1.5 + 2.0 * its ** -0.5
+    val = train + 0.02 + 1e-5 * its ** 1.5
+    f = forecast.fit(its, val, np.ones(2001), train)
+    assert f is not None and f.gap is not None
+    truth = 1.5 + 2.0 * 2000 ** -0.5 + 0.02 + 1e-5 * 2000 ** 1.5
+    p = f.predict(2000)
+    assert p.low <= truth <= p.high and abs(p.val_loss - truth) / truth < 0.01
+    straight = val[-1] + (val[-1] - val[-5]) / (its[-1] - its[-5]) * 1000
+    assert (truth - straight) / truth > 0.05
+
+
 def test_a_sampled_schedule_forecasts_as_the_whole_one():
     """A schedule past MAX_SCHEDULE_POINTS is sampled every `stride` iterations: the forecast on
     those samples is the one on every iteration, within a hundredth of its band."""
