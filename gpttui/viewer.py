@@ -36,6 +36,7 @@ class ReadOnlyRuns(LiveRunReads):
     tick_s = TICK_S
     read_only = True
     engine_alive = False
+    stopping = False   # nothing here stops a run
     can_resume = False
     pending = ""
     app: App[Any]   # set by start()

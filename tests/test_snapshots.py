@@ -94,10 +94,7 @@ def session(cfg: C.TrainConfig, first: int, last: int, t: float) -> tuple[list[d
 
 
 def engine_log(events: list[dict[str, Any]]) -> list[str]:
-    """The resumed engine's last log lines, in nanoGPT's words: its last checkpoint and step.
-    Few enough for the log pane at 80x24 without scrolling, the failure's line included (a
-    LogPane's first scroll to its end, when a batch of lines first overflows it, is at times
-    not taken)."""
+    """The resumed engine's last log lines, in nanoGPT's words: its last checkpoint and step."""
     step = next(e for e in reversed(events) if e["type"] == "step")
     return ["saving checkpoint to run",
             f"iter {step['iter']}: loss {step['loss']:.4f}, time {step['dt_ms']:.2f}ms, "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from app_helpers import pilot_test, screen_text, wait_for
 from textual.app import App, ComposeResult
+from textual.screen import Screen
 
 from gpttui.analysis.live import LiveRun
 from gpttui.widgets.eval_table import fit_note
@@ -59,6 +60,50 @@ async def test_log_lines_wrap_at_words_and_wrap_again_on_resize():
         await wait_for(pilot, lambda: screen_text(app, "#log").rstrip().endswith("  15,012, lr 1.00e-03"), 5,
                        "wrapped again at the new width")
         assert pane.lines[-1] == line                         # what was written, unwrapped
+
+
+
+class LogScreen(Screen[None]):
+    """A screen that writes its pane's lines from its own handlers, as the dashboard does."""
+
+    CSS = "LogPane { width: 40; height: 8; }"
+
+    def __init__(self, batch: list[str]) -> None:
+        super().__init__()
+        self.batch = batch
+
+    def compose(self) -> ComposeResult:
+        yield LogPane(id="log")
+
+    def on_mount(self) -> None:
+        self.query_one(LogPane).write_lines(["engine started"])
+        self.set_timer(0.05, lambda: self.query_one(LogPane).write_lines(self.batch))
+
+
+@pilot_test
+async def test_a_batch_of_lines_that_first_overflows_the_log_shows_its_last_line():
+    """A failed engine's last lines come in one batch and nothing after: the pane once stayed at
+    its top (the scroll to the end ran before the pane could scroll) and hid the failure."""
+    app = App[None]()
+    async with app.run_test(size=(60, 10)) as pilot:
+        for attempt in range(5):
+            await app.push_screen(LogScreen([f"run {attempt} line {i}" for i in range(30)]))
+            pane = app.screen.query_one(LogPane)
+            await wait_for(pilot, lambda: len(pane.lines) == 31, 5, "the batch written")
+            await pilot.pause(0.1)
+            assert screen_text(app, "#log").splitlines()[-1].strip() == f"run {attempt} line 29"
+            if attempt == 4:   # scrolled up, the view stays as more lines come; back at the end, it follows
+                pane.scroll_up(animate=False)
+                await pilot.pause(0.1)
+                before = screen_text(app, "#log")
+                pane.write_lines(["more"])
+                await pilot.pause(0.1)
+                assert screen_text(app, "#log") == before and "line 29" not in before
+                pane.scroll_end(animate=False, immediate=True)
+                pane.write_lines(["and more"])
+                await pilot.pause(0.1)
+                assert screen_text(app, "#log").splitlines()[-1].strip() == "and more"
+            app.pop_screen()
 
 
 class OneHeader(App[None]):

@@ -50,6 +50,7 @@ class RunController(Protocol):
     loaded: C.LoadedConfig       # the config as loaded (its source text feeds the size warnings)
     header_note: str             # e.g. "demo", "read-only"
     read_only: bool              # True: nothing here controls a run (`gpttui open`)
+    stopping: bool               # a stop was sent: the engine saves its checkpoint, then exits
     log: LogLines
 
     @property

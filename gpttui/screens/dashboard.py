@@ -203,10 +203,8 @@ class DashboardScreen(Screen[None]):
         if run.read_only and (action in RUN_KEYS or (action == "open" and parameters[0] in RUN_SCREENS)):
             return False
         paused = run.display_state == "paused"
-        # an engine that takes commands: not one stopping (saving its checkpoint, then exiting;
-        # `stopping` is EngineRun's: a read-only controller never stops anything)
-        taking = run.engine_alive and not getattr(run, "stopping", False) \
-            and run.display_state not in layout.FINAL_STATES
+        # an engine that takes commands: not one stopping (saving its checkpoint, then exiting)
+        taking = run.engine_alive and not run.stopping and run.display_state not in layout.FINAL_STATES
         if action == "unpause":
             return paused and taking
         if action == "undo":

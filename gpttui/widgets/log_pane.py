@@ -2,6 +2,10 @@
 
 A line too long for the pane goes on under itself, indented, rather than off the edge (where
 "tok/s 5," was all that showed of a step line at 120 columns); a resize wraps it again.
+The pane is anchored (Textual's `anchor()`): each layout keeps its end in view, so a batch that
+first overflows it shows its last line even when no line follows (a scroll to the end asked for
+at the write can run before the pane may scroll, and is dropped); scrolled up, it stays put until
+scrolled back to the end.
 """
 
 from __future__ import annotations
@@ -36,24 +40,23 @@ class LogPane(ScrollView):
         self._lines: deque[str] = deque(maxlen=MAX_LINES)
         self._rows: list[str] = []      # the lines wrapped to _rows_width
         self._rows_width = 0
-        self._follow = True             # at the end: new lines scroll into view (until scrolled up)
 
     @property
     def lines(self) -> list[str]:
         """The lines kept, as written (unwrapped)."""
         return list(self._lines)
 
+    def on_mount(self) -> None:
+        self.anchor()
+
     def clear(self) -> None:
+        """Empty the pane; the lines written next show from their end again (even if scrolled up)."""
         self._lines.clear()
         self._rows = []
-        self._update_size(at_end=True)
-
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        super().watch_scroll_y(old, new)
-        self._follow = new >= self.max_scroll_y
+        self._update_size()
+        self.anchor()
 
     def write_lines(self, lines: Iterable[str]) -> None:
-        at_end = self._follow
         new = [part for line in lines for part in line.splitlines() or [""]]
         dropped = len(self._lines) + len(new) > MAX_LINES
         self._lines.extend(new)
@@ -62,12 +65,11 @@ class LogPane(ScrollView):
             self._rewrap(width)
         else:
             self._rows.extend(row for line in new for row in wrap(line, width))
-        self._update_size(at_end)
+        self._update_size()
 
     def on_resize(self) -> None:
-        at_end = self._follow
         self._rewrap(self._width())
-        self._update_size(at_end)
+        self._update_size()
 
     def _width(self) -> int:
         """The pane's width less its scrollbar's (there as soon as the log outgrows the pane)."""
@@ -77,10 +79,8 @@ class LogPane(ScrollView):
         self._rows_width = width
         self._rows = [row for line in self._lines for row in wrap(line, width)]
 
-    def _update_size(self, at_end: bool) -> None:
+    def _update_size(self) -> None:
         self.virtual_size = Size(self._rows_width, len(self._rows))
-        if at_end:
-            self.scroll_end(animate=False)  # (after the refresh: the new size is known then)
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
