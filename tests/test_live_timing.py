@@ -74,7 +74,7 @@ async def test_the_status_line_shows_training_time_and_the_time_stopped_apart():
 
 
 @pilot_test
-async def test_the_time_paused_is_said_as_paused_and_the_time_stopped_as_stopped():
+async def test_the_time_paused_is_said_on_pause_and_the_time_stopped_as_stopped():
     live = LiveRun()
     live.add_all([
         {"type": "hello", "iter": 0, "t": 0.0, "start_iter": 0, "max_iters": 10}, step(0, 1.0),
@@ -94,4 +94,4 @@ async def test_the_time_paused_is_said_as_paused_and_the_time_stopped_as_stopped
         app.query_one(StatusLine).show(live, "paused")
         await pilot.pause()
         shown = flat(app)
-    assert f"(+{fmt.duration(3600)} stopped, {fmt.duration(90)} paused)" in shown
+    assert f"(+{fmt.duration(3600)} stopped, {fmt.duration(90)} on pause)" in shown

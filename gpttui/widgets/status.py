@@ -92,7 +92,7 @@ class StatusLine(Static):
         now = machine_of(self).clock()   # what "now" is for the elapsed time
         elapsed = fmt.duration(live.elapsed(now))   # training time; the time stopped or paused apart:
         idle = [f"{fmt.duration(s)} {what}" for s, what in
-                ((live.stopped_s, "stopped"), (live.paused_for(now), "paused")) if s >= 1]
+                ((live.stopped_s, "stopped"), (live.paused_for(now), "on pause")) if s >= 1]
         if idle:
             elapsed += f" (+{', '.join(idle)})"
         self._figures = Figures(
