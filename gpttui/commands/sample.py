@@ -146,7 +146,7 @@ def _print_events(stream: Any) -> int | None:
             print(e["message"], file=sys.stderr)
         elif kind == "error":
             print(f"error: {e['message']}", file=sys.stderr)
-            refused = "traceback" not in e   # said in one line (a checkpoint, a prompt file): refused input
+            refused = bool(e.get("refused"))   # the request's fault (a checkpoint, a prompt): exit 2
         elif kind == "state" and e["state"] in ("finished", "stopped", "failed"):
             if firsts:
                 rate = total_tokens / total_s if total_s > 0 else 0.0

@@ -35,7 +35,12 @@ EOT_TEXT = "<|endoftext|>"
 
 
 class SampleError(ValueError):
-    """A sampling problem, phrased as one line for the user."""
+    """A sampling request refused, phrased as one line for the user (a setting, the prompt, the
+    checkpoint: the input's fault)."""
+
+
+class SampleFailed(SampleError):
+    """A sampling failure said in one line that is not the input's fault (the device)."""
 
 
 def encode_prompt(tok: Tokenizer, text: str) -> list[int]:

@@ -37,7 +37,7 @@ import torch
 
 from gpttui.data.tokenizer import GPT2Tokenizer, Tokenizer, for_data_dir
 from gpttui.engine import checkpoint, hardware
-from gpttui.engine.generate import SampleError, TextStream, autocast_dtype, encode_prompt, generate
+from gpttui.engine.generate import SampleError, SampleFailed, TextStream, autocast_dtype, encode_prompt, generate
 from gpttui.engine.model import GPT, GPTConfig
 from gpttui.run import engine_state, layout, protocol
 
@@ -212,13 +212,13 @@ def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: s
     try:
         dev, why = _sampling_device(model, device, dtype)
     except RuntimeError as e:
-        raise SampleError(str(e)) from None
+        raise SampleFailed(str(e)) from None
     rng = {seed: torch.get_rng_state()} if seed is not None and dev.device_type == "cpu" else {}
     half = dev.device_type == "cuda" and dev.dtype != "float32"
     try:
         model.eval().to(dev.device, dtype=getattr(torch, dev.dtype) if half else None)
     except (RuntimeError, AssertionError) as e:  # out of memory; a torch built without CUDA asserts
-        raise SampleError(f"{p}: could not put the model on {dev.device} ({why}): "
+        raise SampleFailed(f"{p}: could not put the model on {dev.device} ({why}): "
                           f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
     config = ckpt.get("config") or {}
     tok, source = find_tokenizer(config if isinstance(config, dict) else {}, p, data_dir)
@@ -431,8 +431,8 @@ class Sampler:
             else:
                 self.emit("state", iter_, state="finished")
             return True
-        except SampleError as e:
-            self.emit("error", iter_, message=str(e))
+        except SampleError as e:   # refused: the request's or checkpoint's fault, not the sampler's
+            self.emit("error", iter_, message=str(e), **({} if isinstance(e, SampleFailed) else {"refused": True}))
         except Exception as e:  # report, keep serving
             self.emit("error", iter_, message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         self.emit("state", iter_, state="failed")

@@ -249,7 +249,7 @@ SCHEMA: dict[str, dict[str, tuple[_Check, bool]]] = {
             "block_size": (_positive_count, False), "tokenizer": (_name, False),
             "vocab_size": (_positive_count, False), "device": (_name, False),
             "device_reason": (_text, False), "load_s": (_nonneg_or_null, False)},
-    "error": {"message": (_text, True), "traceback": (_text, False)},
+    "error": {"message": (_text, True), "traceback": (_text, False), "refused": (_flag, False)},
     "token": {"text": (_text, True), "sample": (_count, False), "prompt": (_flag, False)},
     "sample_done": {"text": (_text, True), "sample": (_count, False), "prompt": (_text, False),
                     "tokens": (_count, False), "seconds": (_nonneg_or_null, False),
