@@ -336,6 +336,8 @@ def test_a_restart_change_resumes_from_the_checkpoint_with_the_new_value(tmp_pat
             app.post_message(ApplyConfig({"batch_size": 8}, ApplyAction.RESTART))
             await wait_for(pilot, lambda: ctl.live.hello.get("tokens_per_iter") == 128 and ctl.live.iter > 0
                            and ctl.engine_alive, 90, "the engine restarted with batch_size=8")
+            await wait_for(pilot, lambda: "tokens/iter 128" in text_of(dashboard(app).query_one("#header")), 5,
+                           "the header to show the new tokens/iter (it redraws with the status line)")
             header = text_of(dashboard(app).query_one("#header"))
             start = ctl.live.hello["start_iter"]
             await pilot.press("q", "y")
