@@ -19,6 +19,7 @@ from gpttui.screens.dashboard import DashboardScreen
 from gpttui.screens.doctor import DoctorScreen
 from gpttui.viewer import ReadOnlyRuns
 from gpttui.widgets.eval_table import EvalTable
+from gpttui.widgets.loss_chart import LossChart
 from gpttui.widgets.overlay_chart import OverlayChart
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
@@ -40,6 +41,27 @@ def test_open_refuses_bad_paths_in_one_line_each(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == [f"error: {tmp_path / 'nope.txt'}: no such run directory or log file",
                    f"error: {tmp_path / 'empty'}: not a run directory (no metrics.jsonl or config.toml)"]
+
+
+
+def test_a_10k_iteration_log_at_80x24_shows_every_eval_note_beside_its_losses():
+    """The eval table of the 124M log at 80x24 was 3 cells too wide: the last eval's '★ ✓' sat
+    under the scrollbar, half hidden, and a horizontal scrollbar took a row."""
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([LOG_124M]))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: not app.controller.loading and isinstance(app.screen, DashboardScreen)
+                           and app.screen.query_one(EvalTable).row_count == 21, 60)
+            table = app.screen.query_one(EvalTable)
+            await wait_for(pilot, lambda: table.scroll_y == table.max_scroll_y > 0, 10, "the last evals in view")
+            await pilot.pause(0.2)
+            assert not table.show_horizontal_scrollbar
+            rows = screen_text(app, "#evals").splitlines()
+            room = table.scrollable_content_region.width   # left of the scrollbar
+            last = rows[-1][:room].split()
+            assert last[:3] == ["10,000", "3.3852", "3.3581"] and last[-2:] == ["★", "✓"]   # best so far, saved
+            assert table.border_subtitle == "★ best so far  ✓ checkpoint saved"
+    asyncio.run(scenario())
 
 
 def test_two_logs_overlay_then_dashboard_then_doctor():
@@ -144,6 +166,55 @@ def test_a_running_run_is_followed_live(tmp_path, monkeypatch):
     writer.close()
 
 
+
+def test_the_loss_chart_says_why_there_is_no_forecast_until_there_is_one(tmp_path, monkeypatch):
+    """Right of the last eval the chart stayed empty with no word: now, while the run has evals but
+    too few to forecast, a note under the plot says so in the doctor's words, until the forecast
+    is drawn."""
+    run = tmp_path / "run"
+    run.mkdir()
+    writer = MetricsWriter(run / "metrics.jsonl")
+    writer.write(protocol.event("hello", 0, version=1, config={"max_iters": 400, "lr_decay_iters": 400},
+                                params={"nanogpt": 1000}, device="cpu", peak_flops=1e11, tokens_per_iter=64,
+                                start_iter=0, max_iters=400))
+    writer.write(protocol.event("state", 0, state="running"))
+
+    def train(first: int, last: int, evals: bool = True) -> None:   # steps, and an eval every 20 iterations
+        for i in range(first, last):
+            loss = 4.0 * (i + 10) ** -0.2
+            writer.write(protocol.event("step", i, loss=loss, lr=1e-3, dt_ms=5.0, tokens_per_s=1.0, mfu=0.1,
+                                        grad_norm=1.0, tokens=(i + 1) * 64))
+            if evals and i % 20 == 0:
+                writer.write(protocol.event("eval", i, train_loss=loss + 0.03, val_loss=loss + 0.05))
+    monkeypatch.setattr("gpttui.analysis.opened_run.engine_state.status",
+                        lambda run_dir: SimpleNamespace(kind="alive"))
+
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([run]))
+        ctl = app.controller
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: not ctl.loading, 60)
+            chart = app.screen.query_one(LossChart)
+            train(0, 10, evals=False)   # steps, no eval yet: nothing to say
+            await wait_for(pilot, lambda: "iteration" in screen_text(app, "#chart") and not chart.stale(), 30)
+            assert "forecast" not in screen_text(app, "#chart")
+            train(10, 50)
+            await wait_for(pilot, lambda: "has 2: too little to forecast" in flat_chart(app), 30, "the note")
+            assert "needs at least 4 evals past the first" in flat_chart(app)
+            assert "·" not in screen_text(app, "#chart")       # no forecast band drawn
+            train(50, 130)
+            await wait_for(pilot, lambda: "·" in screen_text(app, "#chart"), 30, "the forecast drawn")
+            assert "forecast" not in screen_text(app, "#chart")
+            assert app.ui_errors == []
+    asyncio.run(scenario())
+    writer.close()
+
+
+def flat_chart(app) -> str:
+    """The chart's text as one line (the note wraps at words)."""
+    return " ".join(screen_text(app, "#chart").split())
+
+
 def test_log_times_count_an_eval_pause_once():
     h = load_run(LOG_124M)
     times = log_times(h)
@@ -164,7 +235,9 @@ def test_at_80x24_the_compare_tables_show_whole_columns_what_compares_first():
             assert runs[0].split() == ["run", "best", "val", "last", "val"]     # whole headers, losses first
             assert runs[1].split()[1:] == ["…124m.txt", "3.3581", "3.3581"]    # the names' shared start left out
             evals = screen_text(app, "#compare-evals").splitlines()
-            assert evals[0].split() == ["step", "train", "val", "gap"]        # no 'not': notes are ★ ✓ (legend below)
+            # whole headers; the gap (val less train) gives way to the notes, ★ ✓ (legend below)
+            assert evals[0].split() == ["step", "train", "val", "note"]
+            assert evals[-1].split() == ["10,000", "3.3852", "3.3581", "★", "✓"]
             await pilot.press("q")
         assert app.ui_errors == []
     asyncio.run(scenario())

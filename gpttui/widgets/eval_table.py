@@ -2,7 +2,8 @@
 
 A note longer than the room left for it is said shorter ("best, saved"), then in symbols
 ("★ ✓", with the legend under the table, and no "note" header where it would be cut), and only
-then cut at a word.
+then cut at a word. Where even the symbols can't fit (a 10K-iteration run at 80 columns), the gap
+column goes (it is val less train, both beside it) and the notes take its room.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ SHORT_NOTES = (("best so far", "best"), ("checkpoint saved", "saved"))
 SYMBOL_NOTES = (("best so far", "★"), ("checkpoint saved", "✓"), (", ", " "))
 LEGEND = "★ best so far  ✓ checkpoint saved"
 WORDS_ROOM = "best, saved"   # the longest note in short words
+SYMBOLS_ROOM = "★ ✓"        # the longest note in symbols
+DROPPABLE = "gap"            # the column that gives way to the notes
 
 
 class EvalTable(DataTable):
@@ -29,7 +32,7 @@ class EvalTable(DataTable):
         self._live: LiveRun | None = None   # the run shown, and its evals_version when last shown
         self._shown = -1
         self._rows: list[tuple] = []   # the rows shown, as eval_rows() gave them
-        self._widths: tuple[int, ...] = ()   # the columns' widths, the notes' room last
+        self._widths: dict[str, int] = {}   # the columns shown and their widths, the notes' room last
 
     def on_mount(self) -> None:
         self.cursor_type = "none"
@@ -43,7 +46,7 @@ class EvalTable(DataTable):
         if live is self._live and live.evals_version == self._shown:
             return
         if live is not self._live:  # its rows share keys (the iterations) with the rows shown: all anew
-            self._rows, self._widths = [], ()
+            self._rows, self._widths = [], {}
         self._live, self._shown = live, live.evals_version
         self._write(live.eval_rows()[-MAX_ROWS:])
 
@@ -51,14 +54,18 @@ class EvalTable(DataTable):
         if self.widths(self._rows) != self._widths:
             self._write(self._rows)
 
-    def widths(self, rows: list[tuple]) -> tuple[int, ...]:
-        """Each column's width as `rows` make it (measured here: the table's own measuring comes
-        later and redraws its header at times, at others not), and the room left for the notes,
-        a scrollbar's room kept."""
-        fixed = [max([len(name), *(_cells(row, 0)[k].cell_len for row in rows)]) for k, name in enumerate(COLUMNS[:-1])]
-        padding = 2 * self.cell_padding * len(COLUMNS)
-        room = self.size.width - self.styles.scrollbar_size_vertical - sum(fixed) - padding
-        return (*fixed, max(len("★ ✓"), room))
+    def widths(self, rows: list[tuple]) -> dict[str, int]:
+        """The columns shown and each one's width as `rows` make it (measured here: the table's
+        own measuring comes later and redraws its header at times, at others not), the room left
+        for the notes last, a scrollbar's room kept; without the gap column where the notes'
+        symbols would not fit beside it."""
+        fixed = {name: max([len(name), *(_cells(row, 0)[k].cell_len for row in rows)])
+                 for k, name in enumerate(COLUMNS[:-1])}
+        cell = 2 * self.cell_padding   # each column's padding
+        room = self.size.width - self.styles.scrollbar_size_vertical - sum(fixed.values()) - cell * len(COLUMNS)
+        if room < len(SYMBOLS_ROOM):
+            room += fixed.pop(DROPPABLE) + cell
+        return {**fixed, COLUMNS[-1]: max(len(SYMBOLS_ROOM), room)}
 
     def _write(self, rows: list[tuple]) -> None:
         """Make the table show `rows`: rows already shown as they are stay, the rest are written
@@ -74,11 +81,12 @@ class EvalTable(DataTable):
         else:
             self._widths = widths
             self.clear(columns=True)
-            for name, width in zip(COLUMNS, widths):   # notes in symbols under no header: the legend says
+            for name, width in widths.items():   # notes in symbols under no header: the legend says
                 self.add_column(name if len(name) <= width else "", key=name, width=width)
-            self.border_subtitle = LEGEND if widths[-1] < len(WORDS_ROOM) else ""
+            self.border_subtitle = LEGEND if widths[COLUMNS[-1]] < len(WORDS_ROOM) else ""
         for row in rows[keep:]:
-            self.add_row(*_cells(row, widths[-1]), key=str(row[0]))
+            cells = _cells(row, widths[COLUMNS[-1]])
+            self.add_row(*(cell for name, cell in zip(COLUMNS, cells) if name in widths), key=str(row[0]))
         self._rows = list(rows)
         if self.row_count:
             self.scroll_end(animate=False)

@@ -5,25 +5,35 @@ raw loss as each column's min and max (spikes stay), the EMA as each column's me
 redraw costs the same whatever the run's length. The drawing is kept and made again only when
 the settings or the size change (at once) or the data did (at most CHART_HZ times a second, on
 the chart's own timer: whoever feeds the LiveRun never has to tell it).
+
+While the run has evals and max_iters ahead but the fit gives no forecast, a dim note under the
+plot says why, in the words the extend screen and the doctor use (forecast.no_forecast), so an
+empty stretch right of the last eval reads as "not yet", not as a missing feature.
 """
 
 from __future__ import annotations
 
+import re
+import textwrap
 import threading
 
 import numpy as np
 from rich.text import Text
 from textual.reactive import reactive
 
-from gpttui.analysis.forecast import Projection, projection
+from gpttui.analysis.forecast import Projection, no_forecast, projection
 from gpttui.analysis.live import LiveRun
 from gpttui.analysis.series import X_AXES, column_envelope, ema
+from gpttui.run.history import RunHistory
+from gpttui.widgets import fmt
 from gpttui.widgets.plot import PlotWidget, figure, marker, plotext, value_axes
 
 CHART_HZ = 1.0                       # redraws a second at most while only the data moves
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 ZOOM_STEPS = (0, 5000, 1000, 200)   # last N iterations; 0 = the whole run
 RAW, SMOOTH, VAL = 12, 11, 9         # 8-bit colours: blue, yellow, red
+DIM = "\x1b[2m", "\x1b[0m"             # the no-forecast note, as plotext's ANSI lines are styled
+ASIDE = re.compile(r" \([^)]*\)")         # "(the initial transient)": left out of a note short of room
 
 
 def preload() -> None:
@@ -40,7 +50,7 @@ class LossChart(PlotWidget):
     def __init__(self, live: LiveRun, **kw) -> None:
         super().__init__(**kw)
         self._live = live
-        self._projected: tuple[tuple, Projection | None] = ((), None)
+        self._projected: tuple[tuple, Projection | None, str] = ((), None, "")
 
     @property
     def live(self) -> LiveRun:
@@ -106,6 +116,8 @@ class LossChart(PlotWidget):
             return Text("")
         if len(win) == 0:
             return Text("waiting for the first step…", style="dim", justify="center")
+        note = self._note_rows(width, height)
+        height -= len(note)
         axis = self.x_axis
         x = win.x(axis).astype(np.float64)
         columns = max(10, width - 10)  # the plot area, without the y tick labels
@@ -128,16 +140,39 @@ class LossChart(PlotWidget):
         x_lo, x_hi = min([float(env.x[0]), *vx]), max([float(env.x[-1]), *vx, *px])
         y_lo, y_hi = min([float(env.lo.min()), *vy, *py]), max([float(env.hi.max()), *vy, *py])
         value_axes(fig, axis, (x_lo, x_hi), (y_lo, y_hi), log, (width, height), "loss")
-        return fig.build().string()
+        return "\n".join([fig.build().string().rstrip("\n"), *(f"{DIM[0]}{row}{DIM[1]}" for row in note)])
 
-    def _draw_projection(self, fig, axis: str, to_y) -> tuple[list[float], list[float]]:
-        """The val-loss forecast to max_iters (central line) and its 90% band (dots), made again
-        only when an eval arrives; not on the run-time axis or when zoomed. Returns its x and y."""
+    def forecast(self) -> tuple[Projection | None, str]:
+        """The val-loss forecast to max_iters, made again only when an eval arrives; without one,
+        why not in no_forecast's words, or "" where none is due (no evals yet, max_iters unknown
+        or reached)."""
         h = self._live.history
         key = (id(self._live), self._live.evals_version, h.max_iters)
         if self._projected[0] != key:
-            self._projected = (key, projection(h))
-        proj = self._projected[1]
+            proj = projection(h)
+            self._projected = (key, proj, "" if proj is not None else _why_no_forecast(h))
+        return self._projected[1], self._projected[2]
+
+    def _note_rows(self, width: int, height: int) -> list[str]:
+        """The no-forecast note wrapped at words under the plot: two rows at most (one on a short
+        chart); where it needs more, without its asides in brackets, then the last row elided at
+        a word."""
+        why = self.forecast()[1]
+        if not why:
+            return []
+        keep = 2 if height >= 10 else 1
+        rows = textwrap.wrap(why, width - 1)
+        if len(rows) > keep:
+            rows = textwrap.wrap(ASIDE.sub("", why), width - 1)
+        if len(rows) > keep:
+            rows = [*rows[:keep - 1], fmt.elide(" ".join(rows[keep - 1:]), width - 1)]
+        return [" " + row for row in rows]
+
+    def _draw_projection(self, fig, axis: str, to_y) -> tuple[list[float], list[float]]:
+        """The val-loss forecast to max_iters (central line) and its 90% band (dots); not on the
+        run-time axis or when zoomed. Returns its x and y."""
+        h = self._live.history
+        proj = self.forecast()[0]
         scale = 1.0 if axis == "iter" else float(h.tokens_per_iter or 0)
         if proj is None or axis == "time" or self.zoom or not scale:
             return [], []
@@ -159,3 +194,12 @@ class LossChart(PlotWidget):
         else:
             xs = np.interp(its, win.iters.astype(np.float64), win.x(axis))
         return xs.tolist(), [p[1] for p in pts]
+
+
+def _why_no_forecast(h: RunHistory) -> str:
+    """Why a run with evals and iterations still to go has no forecast; "" when none is due."""
+    its, vals = h.val_curve()
+    if not its or not h.max_iters or h.max_iters <= its[-1]:
+        return ""
+    trains = {e.iter: e.train_loss for e in h.evals}
+    return no_forecast(its, vals, [trains.get(i) for i in its])
