@@ -367,15 +367,16 @@ class DashboardScreen(Screen[None]):
             return
         self._keep(PREBUILT, screen)
         # Textual composes a screen when it is first pushed and has no public call to do it
-        # sooner: these are the two steps push_screen takes first (load its CSS, start it)
-        self.app._load_screen_css(screen)
-        self.app._get_screen(screen)
+        # sooner: these are the two steps push_screen takes first (load its CSS, start it). They
+        # are private: a Textual without them only loses the head start (c builds it then).
         try:
+            self.app._load_screen_css(screen)
+            self.app._get_screen(screen)
             await asyncio.wait_for(screen.ready.wait(), READY_WAIT_S)   # composed, its form filled
-        except TimeoutError:
+            if screen not in self.app.screen_stack:
+                screen._refresh_layout(self.app.size)   # as push_screen lays it out, but not drawn
+        except (AttributeError, TypeError, TimeoutError):
             return
-        if screen not in self.app.screen_stack:
-            screen._refresh_layout(self.app.size)   # as push_screen lays it out, but not drawn
 
     def _screen_result(self, result: object) -> None:
         if isinstance(result, ConfigChange):
