@@ -7,9 +7,8 @@ typed right after c in its first field: wall time, and the CPU time the process 
 are posted to the app as the terminal driver posts them, in one burst (the pilot's press() waits
 for the app to go idle after each key, which would count its own waiting). The run is a finished
 tiny run written directly (no engine), the app headless (App.run_test) at 120x40. The first open
-comes SETTLE_S after the run is read, as a user's first c comes after a look at the dashboard
-(which builds the editor ahead a second after the run is read: without that, "first" is the
-cost of building it while the user waits).
+comes SETTLE_S after the run is read, as a user's first c comes after a look at the dashboard;
+it builds the editor while the user waits, a repeat one shows the kept editor again.
 
     python bench/config_open.py [--opens 7]
 """

@@ -261,42 +261,6 @@ async def test_keys_typed_right_after_c_land_in_the_editor_and_esc_discards_them
         assert app.ui_errors == []
 
 
-@pilot_test
-async def test_the_editor_is_built_while_the_dashboard_idles_and_the_first_c_shows_it(tmp_path, char_data,
-                                                                                     monkeypatch):
-    """The first c of a session built the whole form while the user waited (twice a repeat open's
-    time); now the dashboard builds it ahead, off-screen, and c only shows it, with the keys typed
-    right after in its first field and the dashboard unchanged behind it."""
-    built: list[ConfigScreen] = []
-    init = ConfigScreen.__init__
-
-    def counted(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        built.append(self)
-    monkeypatch.setattr(ConfigScreen, "__init__", counted)
-    plan = make_plan(str(written_run(tmp_path, char_data)), [])
-    plan.start = False
-    app = GpttuiApp(plan)
-    panels = ("#header", "#status", "#chart", "#evals", "#log", "Footer")
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: not app.controller.loading and "finished" in flat(app, "#status"), 30, "the run")
-        await wait_for(pilot, lambda: len(built) == 1 and built[0].ready.is_set(), 10, "the editor built ahead")
-        await pilot.pause(0.3)
-        shown = [flat(app, panel) for panel in panels]
-        assert app.screen is dashboard(app) and "finished" in shown[1]    # not on view: the dashboard as it was
-        for key, char in [("c", "c"), ("5", "5")]:
-            app.post_message(events.Key(key, char))
-        await wait_for(pilot, lambda: app.screen is built[0], 10, "the editor built ahead, shown")
-        await wait_for(pilot, lambda: editing(app) == "n_layer" and field_value(app, "n_layer") == "5", 10,
-                       "n_layer edited to 5")
-        assert flat(app, "#title") == "Config (from config.toml)" and "-narrow" not in app.screen.classes
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: app.screen is dashboard(app), 10, "back to the dashboard")
-        await pilot.pause(0.3)
-        assert [flat(app, panel) for panel in panels] == shown and len(built) == 1
-        assert app.ui_errors == []
-
-
 # ---------------------------------------------------------------- in the real app, with a real engine
 
 @pytest.mark.timeout(180)

@@ -153,7 +153,7 @@ class ConfigScreen(Screen[ConfigChange | None]):
                    device_memory_bytes=device_memory(run.live.hello.get("device") or run.config.device))
 
     def serves(self, run: RunController) -> bool:
-        """Whether this editor, kept from an earlier use or built ahead of one, can show `run`:
+        """Whether this editor, kept from an earlier use, can show `run`:
         not when it is on view, for another run directory, or when the run became live or stopped
         being so (the buttons differ)."""
         live = run.engine_alive or (run.run_dir / layout.CKPT).exists()

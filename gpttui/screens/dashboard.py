@@ -9,9 +9,7 @@ stops, its keys leave the footer at once.
 
 Keys for the other screens (e extend, c config, g sample, d doctor) import their module on first
 use and push `<Name>Screen.for_run(controller)`; the config and extend screens hand back a
-`ConfigChange`, which goes to the app as `ApplyConfig`. The config editor, costly to build, is
-built ahead: a second after the run is read and after each change of state, it is made,
-installed, composed and laid out off-screen, so the first c costs what a repeat one does.
+`ConfigChange`, which goes to the app as `ApplyConfig`.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Footer
 
 from gpttui.analysis.config_edit import ConfigChange
@@ -57,7 +54,6 @@ from gpttui.widgets.system import SystemFigures
 PANEL_HZ = 2.0   # sparklines and the eval table
 STATUS_HZ = 4.0  # the status line's figures (a state change shows at once)
 READY_WAIT_S = 5.0  # keys wait at most this long for a screen being opened to take them
-PREBUILD_S = 1.0    # the config editor is built ahead this long after the run is read or changes state
 
 # key -> (module under gpttui.screens, screen class, what it is called in a notification)
 OTHER_SCREENS = {
@@ -69,7 +65,6 @@ OTHER_SCREENS = {
 ENGINE_KEYS = {"pause", "unpause", "save", "evaluate", "stop", "undo"}   # need a running engine
 RUN_KEYS = ENGINE_KEYS | {"resume_run"}                                   # control a run: never read-only
 RUN_SCREENS = {"config"}                      # screens that change a run (extend is a what-if read-only)
-PREBUILT = "config"                           # the screen built ahead of its key
 
 
 class DashboardScreen(Screen[None]):
@@ -123,7 +118,6 @@ class DashboardScreen(Screen[None]):
         self._panels_version = -1
         self._ready = False  # set in on_mount (Screen.is_mounted is still False there)
         self._kept: dict[str, Screen] = {}  # screens kept installed between uses (the config editor)
-        self._prebuild_timer: Timer | None = None
         self._checkpoints: dict[Path, bool] = {}   # a read-only run's: any checkpoint to sample from
 
     def compose(self) -> ComposeResult:
@@ -149,10 +143,6 @@ class DashboardScreen(Screen[None]):
         self.query_one("#log").border_title = "engine log"
         self._ready = True
         self.refresh_panels(force=True)
-        self._prebuild_soon()
-
-    def on_screen_resume(self) -> None:
-        self._prebuild_soon()   # (not built while the editor was open)
 
     def on_run_updated(self, message: RunUpdated) -> None:
         try:
@@ -179,7 +169,6 @@ class DashboardScreen(Screen[None]):
         said = (run.display_state, run.pending)  # a key's effect: shown on the next update
         if said != self._status_key:
             self.refresh_bindings()   # e.g. "stopping…": Pause, Save and Stop go from the footer at once
-            self._prebuild_soon()     # the run became live (or stopped being so): the editor differs
         if force or said != self._status_key or (
                 live.version != self._status_version and now - self._status_at >= 1.0 / STATUS_HZ) \
                 or now - self._status_at >= 1.0:  # elapsed ticks on
@@ -330,53 +319,10 @@ class DashboardScreen(Screen[None]):
         old = self._kept.pop(name, None)
         if old is not None and old not in self.app.screen_stack:
             self.app.uninstall_screen(old)
-            if old.is_running:   # composed (shown before, or built ahead): its widgets go too
+            if old.is_running:   # composed (shown before): its widgets go too
                 old.remove()
         self.app.install_screen(screen, f"kept-{name}-{id(screen)}")
         self._kept[name] = screen
-
-    # ------------------------------------------------------------ the config editor, built ahead
-
-    def _prebuild_due(self) -> bool:
-        """Whether the editor should be built ahead now: it is offered, the run is read, and no
-        editor kept can serve the run as it is."""
-        run = self.controller
-        if run.read_only or run.display_state == "loading":
-            return False
-        kept = self._kept.get(PREBUILT)
-        if kept is not None and kept in self.app.screen_stack:
-            return False   # open now: it is looked at again when it closes
-        return kept is None or not kept.serves(run)
-
-    def _prebuild_soon(self) -> None:
-        """Build the editor PREBUILD_S from now if one is due and none is on its way (that one
-        looks at the run as it is by then: one build for a burst of state changes)."""
-        if self._prebuild_timer is None and self._prebuild_due():
-            self._prebuild_timer = self.set_timer(PREBUILD_S, self._prebuild)
-
-    async def _prebuild(self) -> None:
-        """Make the editor, compose it and lay it out off-screen (what is on view stays as it is,
-        whichever screen it is)."""
-        self._prebuild_timer = None
-        if not self._prebuild_due():
-            return
-        module, cls, _ = OTHER_SCREENS[PREBUILT]
-        try:
-            screen = getattr(importlib.import_module(f"gpttui.screens.{module}"), cls).for_run(self.controller)
-        except Exception:   # the key says what went wrong when it is pressed
-            return
-        self._keep(PREBUILT, screen)
-        # Textual composes a screen when it is first pushed and has no public call to do it
-        # sooner: these are the two steps push_screen takes first (load its CSS, start it). They
-        # are private: a Textual without them only loses the head start (c builds it then).
-        try:
-            self.app._load_screen_css(screen)
-            self.app._get_screen(screen)
-            await asyncio.wait_for(screen.ready.wait(), READY_WAIT_S)   # composed, its form filled
-            if screen not in self.app.screen_stack:
-                screen._refresh_layout(self.app.size)   # as push_screen lays it out, but not drawn
-        except (AttributeError, TypeError, TimeoutError):
-            return
 
     def _screen_result(self, result: object) -> None:
         if isinstance(result, ConfigChange):
