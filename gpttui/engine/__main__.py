@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg, run_dir, chan, commands, dist)
         code = trainer.run()
     finally:
-        close(code, exit_now=dist.ddp and code != 0)
+        # a job's process group can leave gloo threads that abort the interpreter's exit (seen on
+        # a finished job's rank 1 too: SIGABRT, the job reported failed): every rank of a job ends here
+        close(code, exit_now=dist.ddp)
     return code
 
 
