@@ -51,47 +51,40 @@ def test_an_evals_cost_from_a_nanogpt_log_agrees_with_the_doctor():
     assert live.eval_pause() == pytest.approx(said, rel=0.1)
 
 
-@pilot_test
-async def test_the_status_line_shows_training_time_and_the_time_stopped_apart():
+def two_sessions(end: str, t_end: float) -> LiveRun:
+    """A run trained 4 s, stopped an hour, trained again, then `end` at `t_end`."""
     live = LiveRun()
     live.add_all([
         {"type": "hello", "iter": 0, "t": 0.0, "start_iter": 0, "max_iters": 10}, step(0, 1.0),
         {"type": "state", "iter": 1, "t": 4.0, "state": "stopped"},
         {"type": "hello", "iter": 1, "t": 3604.0, "start_iter": 1, "max_iters": 10}, step(1, 3605.0),
-        {"type": "state", "iter": 2, "t": 3608.0, "state": "finished"},
+        {"type": "state", "iter": 2, "t": t_end, "state": end},
     ])
+    return live
 
+
+async def status_shown(live: LiveRun, state: str, now: float) -> str:
+    """The status line's text for `live` in `state`, its clock at `now`."""
     class Host(App[None]):
+        machine = Machine(clock=lambda: now)
+
         def compose(self):
             yield StatusLine(id="status")
 
     app = Host()
     async with app.run_test(size=(120, 3)) as pilot:
-        app.query_one(StatusLine).show(live, "finished")
+        app.query_one(StatusLine).show(live, state)
         await pilot.pause()
-        shown = flat(app)
+        return flat(app)
+
+
+@pilot_test
+async def test_the_status_line_shows_training_time_and_the_time_stopped_apart():
+    shown = await status_shown(two_sessions("finished", 3608.0), "finished", 3608.0)
     assert f"elapsed {fmt.duration(8)} (+{fmt.duration(3600)} stopped)" in shown
 
 
 @pilot_test
 async def test_the_time_paused_is_said_on_pause_and_the_time_stopped_as_stopped():
-    live = LiveRun()
-    live.add_all([
-        {"type": "hello", "iter": 0, "t": 0.0, "start_iter": 0, "max_iters": 10}, step(0, 1.0),
-        {"type": "state", "iter": 1, "t": 4.0, "state": "stopped"},
-        {"type": "hello", "iter": 1, "t": 3604.0, "start_iter": 1, "max_iters": 10}, step(1, 3605.0),
-        {"type": "state", "iter": 2, "t": 3606.0, "state": "paused"},
-    ])
-
-    class Host(App[None]):
-        machine = Machine(clock=lambda: 3606.0 + 90)
-
-        def compose(self):
-            yield StatusLine(id="status")
-
-    app = Host()
-    async with app.run_test(size=(120, 3)) as pilot:
-        app.query_one(StatusLine).show(live, "paused")
-        await pilot.pause()
-        shown = flat(app)
+    shown = await status_shown(two_sessions("paused", 3606.0), "paused", 3606.0 + 90)
     assert f"(+{fmt.duration(3600)} stopped, {fmt.duration(90)} on pause)" in shown
