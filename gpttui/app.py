@@ -9,8 +9,8 @@ timer. Neither side calls into the other's internals.
 
 EngineRun's flow: the first frame shows at once; a thread reads RUN_DIR/metrics.jsonl (if any)
 into a `LiveRun`; data is prepared if the plan asks for it; then the engine starts (or resumes,
-or is attached to). A ~10 Hz timer drains what the engine wrote (read off the UI thread by
-gpttui.ipc) and the screens redraw what changed; nothing is drawn per event.
+or is attached to). A 4 Hz timer drains what the engine wrote (read off the UI thread by
+gpttui.ipc) and the screens redraw what changed at their own frame rates; nothing is drawn per event.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from gpttui.screens.prepare_data import PrepareScreen
 from gpttui.widgets import loss_chart
 from gpttui.widgets.system import THIS_MACHINE, Machine
 
-TICK_S = 0.1
+TICK_S = 0.25
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """The dashboard: a run's live panels and the keys that control it.
 
 The panels read the `RunController` the screen was made with. On each `RunUpdated` the app
-posts (about 10 a second), `refresh_panels()` touches a panel only when its data changed; the
-chart and the sparklines draw what they were given on their own timers. Keys that change the run post an intent
+posts (about 10 a second), `refresh_panels()` draws a frame at most FRAME_HZ times a second: the
+status line; on every FRAME_HZ / PANEL_HZ-th frame also the sparklines, the eval table and the
+log pane, and on every FRAME_HZ / CHART_HZ-th the chart (its keys redraw it at once), each only if
+its data changed. Every widget that changes is drawn in the same
+frame, so the terminal is written a few times a second, not once per widget timer. Keys that change the run post an intent
 message (screens/controller.py); read-only, those keys are not offered at all, nor g without a
 checkpoint to sample, nor this machine's CPU and RAM (they are not the run's). While the engine
 stops, its keys leave the footer at once.
@@ -51,8 +54,9 @@ from gpttui.widgets.spark import SparkPanel
 from gpttui.widgets.status import StatusLine
 from gpttui.widgets.system import SystemFigures
 
-PANEL_HZ = 2.0   # sparklines and the eval table
-STATUS_HZ = 4.0  # the status line's figures (a state change shows at once)
+FRAME_HZ = 2.0   # frames a second at most: the status line (a state change shows at once)
+PANEL_HZ = 1.0   # the sparklines, the eval table and the log, on every FRAME_HZ / PANEL_HZ-th frame
+CHART_HZ = 0.5   # the chart while only its data moves (the costliest panel to draw)
 READY_WAIT_S = 5.0  # keys wait at most this long for a screen being opened to take them
 
 # key -> (module under gpttui.screens, screen class, what it is called in a notification)
@@ -112,9 +116,10 @@ class DashboardScreen(Screen[None]):
         self._live = controller.live      # the LiveRun the panels are bound to
         self._log: LogLines | None = None
         self._log_seen = 0
-        self._panels_at = 0.0
         self._status_key: tuple | None = None
         self._status_version, self._status_at = -1, 0.0
+        self._frame_at = 0.0
+        self._frames = 0
         self._panels_version = -1
         self._ready = False  # set in on_mount (Screen.is_mounted is still False there)
         self._kept: dict[str, Screen] = {}  # screens kept installed between uses (the config editor)
@@ -153,30 +158,39 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------ panels
 
     def refresh_panels(self, force: bool = False) -> None:
-        """Redraw what changed: the status line at STATUS_HZ (a new state or pending command at
-        once), the slower panels at PANEL_HZ (the chart redraws itself); everything when the
-        controller's LiveRun was replaced (a history loaded, a new run, another run opened)."""
+        """Draw a frame if one is due: at most FRAME_HZ a second (at once when forced, or for a new
+        state or pending command); the panels on every FRAME_HZ / PANEL_HZ-th frame. Everything is
+        drawn when the controller's LiveRun was replaced (a history loaded, a new run, another run
+        opened)."""
         if not self._ready:
             return  # (an update can arrive before the panels exist)
         run = self.controller
         live = run.live
+        chart = self.query_one(LossChart)
         if live is not self._live:
             self._live = live
-            self.query_one(LossChart).live = live
+            chart.live = live
             force = True
-        self._show_log(run.log)
         now = time.monotonic()
         said = (run.display_state, run.pending)  # a key's effect: shown on the next update
         if said != self._status_key:
             self.refresh_bindings()   # e.g. "stopping…": Pause, Save and Stop go from the footer at once
-        if force or said != self._status_key or (
-                live.version != self._status_version and now - self._status_at >= 1.0 / STATUS_HZ) \
+        elif not force and now - self._frame_at < 1.0 / FRAME_HZ:
+            return
+        self._frame_at = now
+        self._frames += 1
+        panels = force or self._frames % round(FRAME_HZ / PANEL_HZ) == 0
+        if force or self._frames % round(FRAME_HZ / CHART_HZ) == 0:
+            chart.redraw_if_stale()
+        if panels:
+            self._show_log(run.log)
+        if force or said != self._status_key or live.version != self._status_version \
                 or now - self._status_at >= 1.0:  # elapsed ticks on
             self._status_key, self._status_version, self._status_at = said, live.version, now
             self.query_one(RunHeader).show(live, run.run_dir, run.header_note, run.config)
             self.query_one(StatusLine).show(live, run.display_state, run.pending)
-        if force or (live.version != self._panels_version and now - self._panels_at >= 1.0 / PANEL_HZ):
-            self._panels_version, self._panels_at = live.version, now
+        if panels and (force or live.version != self._panels_version):
+            self._panels_version = live.version
             self.query_one("#spark-loss", SparkPanel).show(_losses(live), live.version)
             self.query_one("#spark-mfu", SparkPanel).show(live.mfu, live.version)
             self.query_one("#spark-tps", SparkPanel).show(live.tokens_per_s, live.version)

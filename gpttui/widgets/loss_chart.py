@@ -3,8 +3,8 @@
 Points are cut down to the chart's width before plotting (plotext's cost grows with the points):
 raw loss as each column's min and max (spikes stay), the EMA as each column's mean, so a
 redraw costs the same whatever the run's length. The drawing is kept and made again only when
-the settings or the size change (at once) or the data did (at most CHART_HZ times a second, on
-the chart's own timer: whoever feeds the LiveRun never has to tell it).
+the settings or the size change (at once) or the data did (when its host calls
+`redraw_if_stale`, in the frame it draws its other panels in).
 
 While the run has evals and max_iters ahead but the fit gives no forecast, a dim note under the
 plot says why, in the words the extend screen and the doctor use (forecast.no_forecast), so an
@@ -28,7 +28,6 @@ from gpttui.run.history import RunHistory
 from gpttui.widgets import fmt
 from gpttui.widgets.plot import PlotWidget, figure, marker, plotext, value_axes
 
-CHART_HZ = 1.0                       # redraws a second at most while only the data moves
 SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 ZOOM_STEPS = (0, 5000, 1000, 200)   # last N iterations; 0 = the whole run
 RAW, SMOOTH, VAL = 12, 11, 9         # 8-bit colours: blue, yellow, red
@@ -91,9 +90,9 @@ class LossChart(PlotWidget):
 
     def on_mount(self) -> None:
         self._retitle()
-        self.set_interval(1.0 / CHART_HZ, self._redraw_if_stale)
 
-    def _redraw_if_stale(self) -> None:
+    def redraw_if_stale(self) -> None:
+        """Draw again if the data moved since the last drawing."""
         if self.stale():
             self.refresh()
 

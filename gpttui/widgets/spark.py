@@ -4,8 +4,8 @@ recent values.
 A sparkline scaled to its own min and max turns an lr going from 1.00e-3 to 9.99e-4 into a
 full-height drop. Here bars rise from zero (every figure shown is a size: loss, MFU, tokens/s,
 lr, grad norm), so a flat figure reads flat and a halving reads as one; the caption states the
-min and max drawn, for the detail the bars leave out. The panel takes new values whenever it
-is given them and draws them on its own timer, at most SPARK_HZ times a second.
+min and max drawn, for the detail the bars leave out. The panel draws what it is given at once
+(only if it changed): its host decides how often, in the frame it draws everything else in.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from textual.widgets import Label
 
 from gpttui.widgets import fmt
 
-SPARK_HZ = 1.0
 BARS = " ▁▂▃▄▅▆▇█"
 
 
@@ -107,18 +106,16 @@ class SparkPanel(Vertical):
         yield self._caption
         yield self._bars
 
-    def on_mount(self) -> None:
-        self.set_interval(1.0 / SPARK_HZ, self._draw)
-
     def on_resize(self) -> None:
         self._draw()
 
     def show(self, values: Sequence[float], version: int) -> None:
-        """Take the latest values (cheap: drawn on the panel's own timer)."""
+        """Draw the latest values, if they changed."""
         last = values[-1] if values else None
         if self._given != (version, last):
             self._given = (version, last)
             self._values = list(values)
+            self._draw()
 
     def _draw(self) -> None:
         width = self.content_size.width
