@@ -14,7 +14,9 @@ longer (thousands of iterations); these stay a minute or a few each on a shared 
 The runs span the lr schedules (cosine, constant, warmup-stable-decay, linear decay), warm-up
 lengths, three model sizes, character data (tiny Shakespeare, all of it, a slice repeated for
 many epochs, and a tiny slice repeated until it overfits) and GPT-2 BPE data (docstrings of this Python's standard library: real
-English every Linux machine with Python has), learning rates from too low to too high.
+English every Linux machine with Python has), learning rates from too low to too high; then two
+families added later: Muon (the other optimizer: every schedule, two sizes, its lr from low to
+high) and runs four times as long (2400 iterations, as users' runs are: well past the early plateau).
 
 `split(name)` is the fixed rule that makes the tuning half and the held-out half (runs of each
 data set sorted by the SHA-256 of their names, alternately). bench/forecast_backtest.py reads it.
@@ -71,6 +73,10 @@ class Spec:
     eval_interval: int
     eval_iters: int
     extra: dict[str, Any] = field(default_factory=dict)
+    group: str = ""               # what `split` alternates within: the data set, or a family added later
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.data
 
     def overrides(self, data_dir: Path, out_dir: Path) -> dict[str, Any]:
         n_layer, n_head, n_embd = SIZES[self.size]
@@ -93,12 +99,13 @@ class Spec:
 def _runs() -> list[Spec]:
     r = []
 
-    def add(data: str, size: str, schedule: str, lr: float, iters: int, warmup: int, **extra: Any) -> None:
+    def add(data: str, size: str, schedule: str, lr: float, iters: int, warmup: int, group: str = "",
+            **extra: Any) -> None:
         name = f"{data}-{size}-{schedule}-lr{lr:g}-w{warmup}-{iters}"
         if extra:
             name += "-" + "-".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in extra.items())
         eval_iters = EVAL_ITERS["bpe" if data == "bpe" else "char"]
-        r.append(Spec(name, data, size, schedule, lr, iters, warmup, iters // EVALS, eval_iters, extra))
+        r.append(Spec(name, data, size, schedule, lr, iters, warmup, iters // EVALS, eval_iters, extra, group))
 
     # tiny Shakespeare, all of it (about half a pass, past the early plateau near loss 2.45 at the
     # middle learning rates): every schedule on two sizes, two on the third
@@ -121,6 +128,16 @@ def _runs() -> list[Spec]:
     # (the 50304-token output layer makes these the slow ones: few, mostly the xs model)
     for size, schedule, lr in (("xs", "cos", 3e-3), ("s", "cos", 2e-3), ("xs", "wsd", 3e-3), ("xs", "cos", 3e-2)):
         add("bpe", size, schedule, lr, 312, 20)
+    # added later, each family split within itself (the runs above keep their halves):
+    # Muon (optimizer = "muon"): every schedule, two sizes, Muon's lr from low to high
+    for size, schedule, muon_lr in (("s", "cos", 0.02), ("s", "const", 0.02), ("s", "wsd", 0.02), ("s", "lin", 0.02),
+                                    ("m", "cos", 0.02), ("m", "wsd", 0.02), ("s", "cos", 0.005), ("s", "cos", 0.08)):
+        add("char", size, schedule, 3e-3, 600, 20, group="muon", optimizer="muon", muon_lr=muon_lr)
+    # longer runs, as users' are: four times the iterations, well past the early plateau
+    for size, schedule, lr, extra in (("xs", "cos", 1e-2, {}), ("xs", "const", 1e-2, {}), ("s", "cos", 3e-3, {}),
+                                      ("s", "wsd", 3e-3, {}), ("s", "lin", 3e-3, {}),
+                                      ("xs", "cos", 3e-3, {"optimizer": "muon", "muon_lr": 0.02})):
+        add("char", size, schedule, lr, 2400, 20, group="long", **extra)
     return r
 
 
@@ -128,10 +145,11 @@ RUNS = _runs()
 
 
 def split(name: str) -> str:
-    """'tuning' or 'held-out', by a fixed rule: within each data set, runs sorted by the SHA-256
-    of their names alternate, the first tuning (so both halves hold every kind of data)."""
+    """'tuning' or 'held-out', by a fixed rule: within each group (a data set, or a family of runs
+    added later: Muon, long), runs sorted by the SHA-256 of their names alternate, the first tuning
+    (so both halves hold every kind of run, and a family added leaves the others' halves as they were)."""
     spec = next(r for r in RUNS if r.name == name)
-    group = sorted((r.name for r in RUNS if r.data == spec.data),
+    group = sorted((r.name for r in RUNS if r.group == spec.group),
                    key=lambda n: hashlib.sha256(n.encode()).hexdigest())
     return "tuning" if group.index(name) % 2 == 0 else "held-out"
 
