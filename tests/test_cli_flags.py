@@ -66,6 +66,10 @@ def test_launch_opens_the_demo_only_when_asked_or_given_nothing(nanogpt_dir):
     named = plan_of("demo", "--max_iters=300")
     assert (named.note, named.run_dir, named.loaded.config.max_iters) == ("demo", demo_dir, 300)
     assert named.loaded.config.n_embd == 128  # the demo's own model, with the override on top
+    moved = plan_of("demo", "--out_dir=elsewhere/demo")   # the demo, its data included, where asked
+    where = nanogpt_dir / "elsewhere" / "demo"
+    assert (moved.note, moved.run_dir) == ("demo", where)
+    assert (moved.loaded.config.out_dir, moved.loaded.config.data_dir) == (str(where), str(where / "data"))
 
     flagged = plan_of(*FLAGS, "--out_dir=out-x")
     assert flagged.note == "" and flagged.run_dir == Path("out-x")

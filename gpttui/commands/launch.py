@@ -1,8 +1,9 @@
 """`gpttui launch [demo | CONFIG | RUN_DIR] [--key=value ...]`: the dashboard on a run.
 
 `demo`, or nothing at all: the bundled demo in ./gpttui-demo (made on first use, resumed after;
-`demo --max_iters=...` with overrides). Config flags with no target: nanoGPT's defaults plus the
-flags, as `python train.py --key=value` (never the demo). A config file (.py or .toml): a new run
+`demo --max_iters=...` with overrides; `--out_dir=DIR` puts it, its data included, in DIR).
+Config flags with no target: nanoGPT's defaults plus the flags, as `python train.py --key=value`
+(never the demo). A config file (.py or .toml): a new run
 in its out_dir. A run directory: its history, then resume (or attach, when its engine is still
 running). Config problems and a run directory that can't be written are reported here, in one
 line, before the dashboard opens. `--nproc_per_node=N` (and torchrun's flags for several
@@ -91,6 +92,9 @@ def _demo_plan(overrides: list[str], world: int):
     from gpttui.run import demo
 
     run_dir = Path.cwd() / demo.DIR_NAME
+    if moved := [o for o in overrides if o.startswith("--out_dir=")]:   # the demo, its data included, there
+        run_dir = Path(C.parse_overrides(moved[-1:])["out_dir"]).expanduser().resolve()
+        overrides = [o for o in overrides if o not in moved]
     if (run_dir / layout.CONFIG).is_file():
         plan = _run_dir_plan(run_dir, overrides, world)
         plan.note = "demo"
