@@ -2,7 +2,8 @@
 
 The dashboard reads the run's history from metrics.jsonl, then follows the engine live through
 RUN_DIR/engine.sock; every key works as for a run it started. `--status` only says whether an
-engine is alive there (pid, state, iteration, heartbeat), for scripts: exit 0 if one is.
+engine is alive there (pid, state, iteration, heartbeat), for scripts: exit 0 if one is. Without
+`--status`, a run with no engine to attach to is refused (exit 2), naming how to resume it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if st.kind == "alive" else 1
     if st.kind != "alive":
         print(f"error: {st.describe(run_dir)}; resume it with `gpttui launch {run_dir}`", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     from gpttui.app import GpttuiApp, LaunchPlan  # Textual only once there is something to show
     from gpttui.run import config as C
 
