@@ -271,8 +271,11 @@ def test_the_dashboard_drives_a_two_process_job(tmp_path, monkeypatch):
         app = GpttuiApp(plan)
         ctl = app.controller
         async with app.run_test(size=(140, 40)) as pilot:
-            await wait_for(pilot, lambda: ctl.live.iter >= 3, 120, "steps from the job")
-            header = str(app.screen.query_one("#header").render())
+            shown = app.screen.query_one("#header")
+            # (the header is drawn in the dashboard's next frame, at most half a second after the hello)
+            await wait_for(pilot, lambda: ctl.live.iter >= 3 and "cpu ×2" in str(shown.render()), 120,
+                           "steps from the job, and the header naming its two processes")
+            header = str(shown.render())
             await pilot.press("x")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30, "the stop question")
             await pilot.press("y")
