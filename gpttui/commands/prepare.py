@@ -7,11 +7,12 @@ a rich bar on a terminal, a plain line every few seconds otherwise (logs, pipes)
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, NoReturn
 
 from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SIGNAL_BASE
 from gpttui.data import prepare as P
@@ -84,6 +85,16 @@ def _terminate_as_exception() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _end(message: str, code: int) -> NoReturn:
+    """Say why and exit now: the workers are gone and the partial files removed. A normal exit
+    would first join the worker pool's manager thread, which can wait for good on a pool whose
+    workers were terminated mid-task (CI saw a SIGTERM'd prepare hang there)."""
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run(args: argparse.Namespace) -> int:
     show = _RichProgress() if sys.stdout.isatty() else _PlainProgress()
     try:
@@ -97,11 +108,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED if isinstance(e, P.PrepareFailed) else EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        _end(f"interrupted: nothing written to {args.out}", EXIT_INTERRUPTED)
     except Terminated as e:
-        print(f"{signal.Signals(e.signum).name}: stopped, nothing written to {args.out}", file=sys.stderr)
-        return EXIT_SIGNAL_BASE + e.signum
+        _end(f"{signal.Signals(e.signum).name}: stopped, nothing written to {args.out}", EXIT_SIGNAL_BASE + e.signum)
     meta = result.meta
     if result.up_to_date:
         print(f"{args.out} is up to date: meta.json matches these {len(meta['sources'])} source(s) "

@@ -203,14 +203,10 @@ def test_export_writes_every_good_step(runs, where, fmt, tmp_path):
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
-def test_attach_with_no_engine_status_exits_1_and_attach_is_refused(runs, where):
+def test_attach_status_reads_the_run_and_exits_1_for_no_engine(runs, where):
     p = gpttui("attach", str(runs[where]), "--status")
     no_traceback(p)
     assert p.returncode == 1 and f"no engine is running in {runs[where]}" in p.stdout
-    p = gpttui("attach", str(runs[where]))   # nothing to attach to: refused, one line naming the way back
-    no_traceback(p)
-    assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr == f"error: no engine is running in {runs[where]}; resume it with `gpttui launch {runs[where]}`\n"
 
 
 ENGINE_JSON_BAD = [

@@ -109,7 +109,7 @@ def test_engine_killed_under_an_attached_ui_is_reported_with_what_is_left(make_r
 def test_attach_says_clearly_when_nothing_runs_and_offers_launch(make_run):
     rd = make_run()
     r = subprocess.run([sys.executable, "-m", "gpttui", "attach", str(rd)], capture_output=True, text=True)
-    assert r.returncode == 1
+    assert r.returncode == 2   # refused: nothing to attach to
     assert r.stderr.strip() == f"error: no engine is running in {rd}; resume it with `gpttui launch {rd}`"
     r = subprocess.run([sys.executable, "-m", "gpttui", "attach", str(rd), "--status"], capture_output=True, text=True)
     assert r.returncode == 1 and r.stdout.strip() == f"no engine is running in {rd}"
