@@ -133,22 +133,28 @@ def test_one_log_opens_in_the_dashboard_and_control_keys_are_not_offered():
     asyncio.run(scenario())
 
 
-def test_a_running_run_is_followed_live(tmp_path, monkeypatch):
+def live_run(tmp_path: Path, monkeypatch, max_iters: int, **config) -> tuple[Path, MetricsWriter]:
+    """A run directory an engine is (said to be) writing: its hello and running state so far."""
     run = tmp_path / "run"
     run.mkdir()
-    metrics = run / "metrics.jsonl"
-    writer = MetricsWriter(metrics)
-    writer.write(protocol.event("hello", 0, version=1, config={"max_iters": 100}, params={"nanogpt": 1000},
-                                device="cpu", peak_flops=1e11, tokens_per_iter=64, start_iter=0, max_iters=100))
+    writer = MetricsWriter(run / "metrics.jsonl")
+    writer.write(protocol.event("hello", 0, version=1, config={"max_iters": max_iters, **config},
+                                params={"nanogpt": 1000}, device="cpu", peak_flops=1e11, tokens_per_iter=64,
+                                start_iter=0, max_iters=max_iters))
     writer.write(protocol.event("state", 0, state="running"))
+    monkeypatch.setattr("gpttui.analysis.opened_run.engine_state.status",
+                        lambda run_dir: SimpleNamespace(kind="alive"))
+    return run, writer
+
+
+def test_a_running_run_is_followed_live(tmp_path, monkeypatch):
+    run, writer = live_run(tmp_path, monkeypatch, 100)
 
     def step(i):
         writer.write(protocol.event("step", i, loss=3.0, lr=1e-3, dt_ms=5.0, tokens_per_s=1.0, mfu=0.1,
                                     grad_norm=1.0, tokens=(i + 1) * 64))
     for i in range(5):
         step(i)
-    monkeypatch.setattr("gpttui.analysis.opened_run.engine_state.status",
-                        lambda run_dir: SimpleNamespace(kind="alive"))
 
     async def scenario():
         app = GpttuiApp(ReadOnlyRuns([run]))
@@ -171,13 +177,7 @@ def test_the_loss_chart_says_why_there_is_no_forecast_until_there_is_one(tmp_pat
     """Right of the last eval the chart stayed empty with no word: now, while the run has evals but
     too few to forecast, a note under the plot says so in the doctor's words, until the forecast
     is drawn."""
-    run = tmp_path / "run"
-    run.mkdir()
-    writer = MetricsWriter(run / "metrics.jsonl")
-    writer.write(protocol.event("hello", 0, version=1, config={"max_iters": 400, "lr_decay_iters": 400},
-                                params={"nanogpt": 1000}, device="cpu", peak_flops=1e11, tokens_per_iter=64,
-                                start_iter=0, max_iters=400))
-    writer.write(protocol.event("state", 0, state="running"))
+    run, writer = live_run(tmp_path, monkeypatch, 400, lr_decay_iters=400)
 
     def train(first: int, last: int, evals: bool = True) -> None:   # steps, and an eval every 20 iterations
         for i in range(first, last):
@@ -186,8 +186,6 @@ def test_the_loss_chart_says_why_there_is_no_forecast_until_there_is_one(tmp_pat
                                         grad_norm=1.0, tokens=(i + 1) * 64))
             if evals and i % 20 == 0:
                 writer.write(protocol.event("eval", i, train_loss=loss + 0.03, val_loss=loss + 0.05))
-    monkeypatch.setattr("gpttui.analysis.opened_run.engine_state.status",
-                        lambda run_dir: SimpleNamespace(kind="alive"))
 
     async def scenario():
         app = GpttuiApp(ReadOnlyRuns([run]))
