@@ -152,23 +152,18 @@ class ConfigScreen(Screen[ConfigChange | None]):
                    measured_ms_per_iter=run.ms_per_iter, current_iter=run.live.iter if live else None,
                    device_memory_bytes=device_memory(run.live.hello.get("device") or run.config.device))
 
-    def serves(self, run: RunController) -> bool:
-        """Whether this editor, kept from an earlier use, can show `run`:
-        not when it is on view, for another run directory, or when the run became live or stopped
-        being so (the buttons differ)."""
-        live = run.engine_alive or (run.run_dir / layout.CKPT).exists()
-        return live == self.live and run.config.out_dir == self.origin.out_dir \
-            and self not in self.app.screen_stack
-
     def reopen_for(self, run: RunController) -> bool:
-        """Show the run as it is now in this editor (building the form again costs far more than
-        refilling it); False when it can't serve this run (`serves`)."""
-        if not self.serves(run):
+        """Show the run as it is now in this editor, kept from an earlier use (building the form
+        again costs far more than refilling it); False when it can't serve this run (another run
+        directory, or the run became live or stopped being so: the buttons differ)."""
+        live = run.engine_alive or (run.run_dir / layout.CKPT).exists()
+        if live != self.live or run.config.out_dir != self.origin.out_dir \
+                or self in self.app.screen_stack:
             return False
         self.loaded = dataclasses.replace(run.loaded, config=run.config)
         self.origin = self.base = run.config
         self.measured_ms_per_iter = run.ms_per_iter
-        self.current_iter = run.live.iter if self.live else None
+        self.current_iter = run.live.iter if live else None
         self._reopened = True
         self.ready.clear()
         return True

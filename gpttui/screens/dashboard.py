@@ -1,11 +1,11 @@
 """The dashboard: a run's live panels and the keys that control it.
 
 The panels read the `RunController` the screen was made with. On each `RunUpdated` the app
-posts (about 10 a second), `refresh_panels()` draws a frame at most FRAME_HZ times a second: the
+posts (several a second), `refresh_panels()` draws a frame at most FRAME_HZ times a second: the
 status line; on every FRAME_HZ / PANEL_HZ-th frame also the sparklines, the eval table and the
-log pane, and on every FRAME_HZ / CHART_HZ-th the chart (its keys redraw it at once), each only if
-its data changed. Every widget that changes is drawn in the same
-frame, so the terminal is written a few times a second, not once per widget timer. Keys that change the run post an intent
+log pane, and on every FRAME_HZ / CHART_HZ-th the chart (its keys redraw it at once), each only
+if its data changed. Every widget that changes is drawn in the same frame, so the terminal is
+written a few times a second, not once per widget timer. Keys that change the run post an intent
 message (screens/controller.py); read-only, those keys are not offered at all, nor g without a
 checkpoint to sample, nor this machine's CPU and RAM (they are not the run's). While the engine
 stops, its keys leave the footer at once.
