@@ -16,6 +16,13 @@ evals, or an unstable loss: the doctor says which) are counted apart, never as s
 noise" is the error the last eval's own noise alone makes: sqrt(2/pi) * sigma, sigma from the second
 differences of the run's val evals over its last half, averaged over the cases forecast.
 
+--noise-floor adds, per cut, the error the forecast makes from the eval noise alone when its law is
+exactly right: each run's fit over all its evals (val only) taken as the true curve, the evals redrawn
+around it with the run's own eval noise (NOISE_DRAWS times), fitted again from the cut and scored
+against the true curve at the last eval. No forecast of this law beats it on these runs: it is the
+evals' noise, extrapolated. (Fitting the train evals too, as the forecast does on data seen once,
+lowers it by at most sqrt(2).)
+
 --calibrate prints the band scale the quantile rule gives on the split: for each case forecast,
 the factor its band needed to hold the truth; the scale is split-conformal's quantile of those
 factors, the ceil(0.9 (n + 1))-th smallest, which holds >= 90% of new cases drawn like them.
@@ -61,6 +68,7 @@ class Case:
     width: float | None = None  # the band's half-width / truth
     noise: float = 0.0          # the truth's own eval noise (relative), see the module docstring
     why: str = ""               # the doctor's verdict where there is no forecast
+    floor: float | None = None  # the noise floor's mean error (--noise-floor), see the module docstring
 
 
 def corpus() -> list[tuple[str, str, Path]]:
@@ -97,7 +105,33 @@ def eval_noise(evs: list[tuple[int, float]]) -> float:
     return math.sqrt(float(np.mean(np.diff(v, 2) ** 2)) / 6) / float(v[-1])
 
 
-def cases_of(name: str, part: str, h: RunHistory) -> list[Case]:
+NOISE_DRAWS = 30
+
+
+def noise_floor(h: RunHistory, cut: float, rng: np.random.Generator) -> float | None:
+    """The mean error of the forecast of the last eval from `cut` when the law is exactly right
+    (see the module docstring); None when the run's own evals give no fit."""
+    evs = [(e.iter, e.val_loss) for e in h.evals if e.val_loss is not None and math.isfinite(e.val_loss)]
+    its = [i for i, _ in evs]
+    last = its[-1]
+    sched, stride, _ = F.run_schedule(h, h.train_config(), last, last)
+    sched = sched / sched.max()
+    truth = F.fit(its, [v for _, v in evs], sched, None, stride)
+    if truth is None:
+        return None
+    curve = np.array([truth.predict(i).val_loss for i in its])
+    sigma = eval_noise(evs) * evs[-1][1]
+    seen = [k for k, i in enumerate(its) if i <= cut * last]
+    errors = []
+    for _ in range(NOISE_DRAWS):
+        drawn = curve + rng.normal(0.0, sigma, len(curve))
+        f = F.fit([its[k] for k in seen], [drawn[k] for k in seen], sched, None, stride)
+        if f is not None:
+            errors.append(abs(f.predict(last).val_loss - curve[-1]) / curve[-1])
+    return statistics.fmean(errors) if errors else None
+
+
+def cases_of(name: str, part: str, h: RunHistory, floor: bool = False) -> list[Case]:
     evs = [(e.iter, e.val_loss) for e in h.evals if e.val_loss is not None and math.isfinite(e.val_loss)]
     last, truth = evs[-1]
     noise = math.sqrt(2 / math.pi) * eval_noise(evs)
@@ -114,7 +148,8 @@ def cases_of(name: str, part: str, h: RunHistory) -> list[Case]:
             None if f is None else f.low <= truth <= f.high,
             None if naive is None else abs(naive - truth) / truth,
             None if f is None else (f.high - f.low) / 2 / truth, noise,
-            "" if f is not None else next(x.verdict for x in r.findings if x.key == "forecast")))
+            "" if f is not None else next(x.verdict for x in r.findings if x.key == "forecast"),
+            noise_floor(h, cut, np.random.default_rng(0)) if floor else None))
     return out
 
 
@@ -125,7 +160,8 @@ def pct(x: float | None) -> str:
 def summary(cases: list[Case], part: str) -> list[str]:
     lines = [f"{part}: {len({c.run for c in cases})} runs"]
     lines.append(f"  {'cut':>4} {'runs':>4} {'none':>4} {'mean':>7} {'worst':>7} {'naive mean':>10} "
-                 f"{'naive worst':>11} {'beats naive':>11} {'band holds':>10} {'mean band':>9} {'truth noise':>11}")
+                 f"{'naive worst':>11} {'beats naive':>11} {'band holds':>10} {'mean band':>9} {'truth noise':>11}"
+                 + (f" {'noise floor':>11}" if any(c.floor is not None for c in cases) else ""))
     for cut in CUTS:
         cs = [c for c in cases if c.cut == cut]
         done = [c for c in cs if c.error is not None]
@@ -133,13 +169,16 @@ def summary(cases: list[Case], part: str) -> list[str]:
         naive = [c.naive for c in done if c.naive is not None]
         beats = sum(1 for c in done if c.naive is None or c.error < c.naive)
         held = sum(1 for c in done if c.held)
+        floors = [c.floor for c in cs if c.floor is not None]
         lines.append(
             f"  {cut:4.0%} {len(cs):4d} {len(cs) - len(done):4d} "
             f"{pct(statistics.fmean(errs) if errs else None):>7} {pct(max(errs) if errs else None):>7} "
             f"{pct(statistics.fmean(naive) if naive else None):>10} {pct(max(naive) if naive else None):>11} "
             f"{f'{beats}/{len(done)}':>11} {f'{held}/{len(done)}':>10} "
             f"{pct(statistics.fmean(c.width for c in done) if done else None):>9} "
-            f"{pct(statistics.fmean(c.noise for c in done) if done else None):>11}")
+            f"{pct(statistics.fmean(c.noise for c in done) if done else None):>11}"
+            + (f" {pct(statistics.fmean(floors) if floors else None):>11}" if any(c.floor is not None for c in cases)
+               else ""))
     done = [c for c in cases if c.error is not None]
     if done:
         lines.append(f"  all cuts: band holds {sum(1 for c in done if c.held)}/{len(done)} "
@@ -161,12 +200,14 @@ def main() -> None:
     ap.add_argument("--runs", action="store_true", help="print every run and cut, not only the summary")
     ap.add_argument("--calibrate", action="store_true",
                     help="print the band scale that holds 90%% of the split's cases (the quantile rule)")
+    ap.add_argument("--noise-floor", action="store_true",
+                    help="add the error the eval noise alone makes when the law is exactly right (slower)")
     args = ap.parse_args()
     cases: list[Case] = []
     for name, part, path in corpus():
         if args.split != "all" and part != args.split:
             continue
-        cases += cases_of(name, part, load_run(path))
+        cases += cases_of(name, part, load_run(path), args.noise_floor)
     if args.runs:
         print(f"{'run':<48} {'split':<8} {'cut':>4} {'error':>7} {'band':>5} {'naive':>7} {'±band':>7}")
         for c in cases:

@@ -52,6 +52,7 @@ SIZES = {  # n_layer, n_head, n_embd
     "xs": (1, 2, 32),
     "s": (2, 2, 64),
     "m": (3, 3, 96),
+    "l": (4, 4, 128),   # the bundled demo's model
 }
 SCHEDULES = {  # decay_lr, lr_schedule, decay_frac
     "cos": dict(decay_lr=True, lr_schedule="cosine"),
@@ -138,6 +139,21 @@ def _runs() -> list[Spec]:
                                       ("s", "wsd", 3e-3, {}), ("s", "lin", 3e-3, {}),
                                       ("xs", "cos", 3e-3, {"optimizer": "muon", "muon_lr": 0.02})):
         add("char", size, schedule, lr, 2400, 20, group="long", **extra)
+    # the bundled demo's model (4x128), 3000 iterations: past the early plateau by a tenth of the run,
+    # as users' first runs are; every schedule, both optimizers, lr from low to high, one that overfits
+    for data, schedule, lr, warmup, extra in (
+            ("char", "cos", 1e-3, 100, {}), ("char", "cos", 1e-3, 100, {"optimizer": "muon", "muon_lr": 0.02}),
+            ("char", "wsd", 1e-3, 100, {}), ("char", "lin", 1e-3, 100, {}), ("char", "const", 1e-3, 100, {}),
+            ("char", "cos", 3e-3, 100, {}), ("char", "cos", 3e-4, 100, {}),
+            ("char", "wsd", 1e-3, 100, {"optimizer": "muon", "muon_lr": 0.02}),
+            ("char", "const", 1e-3, 100, {"optimizer": "muon", "muon_lr": 0.02}),
+            ("char_small", "cos", 1e-3, 100, {"dropout": 0.2})):
+        add(data, "l", schedule, lr, 3000, warmup, group="demo", **extra)
+    # larger batches (4 to 16 times the tokens per iteration): how much the lr's decay brings
+    # depends on the gradient noise, which falls as the batch grows
+    for size, schedule, lr, batch in (("s", "cos", 3e-3, 48), ("s", "cos", 3e-3, 192), ("s", "wsd", 3e-3, 192),
+                                      ("m", "cos", 1e-3, 96), ("s", "lin", 3e-3, 96), ("m", "wsd", 1e-3, 48)):
+        add("char", size, schedule, lr, 600, 20, group="batch", batch_size=batch)
     return r
 
 

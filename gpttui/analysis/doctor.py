@@ -459,9 +459,12 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     if fit is None:   # the extend screen says why in the same words
         return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], F.no_forecast(its, vals, trains),
                        "warn" if F.instability(its, vals, trains) else "note")
-    r.forecasts = [fit.predict(t) for t in targets]
-    primary = forecast_at or h.max_iters or last_eval
-    r.forecast = next(f for f in r.forecasts if f.iter == primary)
+    predicted = [fit.predict(t) for t in targets]
+    primary = next(f for f in predicted if f.iter == (forecast_at or h.max_iters or last_eval))
+    r.forecasts = [f for f in predicted if not f.too_wide]
+    if primary.too_wide:
+        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], F.too_early(primary), "note")
+    r.forecast = primary
     lines = []
     for f in r.forecasts:
         tag = ("max_iters" if f.iter == h.max_iters else "2x max_iters" if h.max_iters and f.iter == 2 * h.max_iters
@@ -478,8 +481,8 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
         verdict = f"the fit puts val at {f.val_loss:.3f} by iter {f.iter:,}"
     else:
         verdict = f"{f.val_loss - vals[-1]:+.3f} more from here to iter {f.iter:,}"
-        if h.max_iters and len(r.forecasts) > 1 and f.iter == h.max_iters:
-            twice = next(x for x in r.forecasts if x.iter == 2 * h.max_iters)
+        twice = next((x for x in r.forecasts if h.max_iters and x.iter == 2 * h.max_iters), None)
+        if twice is not None and f.iter == h.max_iters:   # (none where its band is too wide)
             verdict += f"; doubling max_iters would give {twice.val_loss - f.val_loss:+.3f} beyond that"
     if best is not None and f.iter > last_eval:
         verdict += f" (best so far {best:.3f})"

@@ -10,9 +10,11 @@ far the rate has come down):
   run has taken measured in peak-lr steps (a constant-lr run: S = steps).
 - g_lambda is a Box-Cox family with c1 <= 0 (the loss falls as S grows): lambda < 0 is the
   usual power law E + A * S^-alpha (alpha = -lambda), lambda = 0 is log-linear, and
-  0 < lambda <= 1 decelerates less, down to linear in S. Large GPTs on web text sit at
-  lambda ~ -0.5; small models early in training are near-linear in lr area, so the family
-  spans both and the data choose.
+  0 < lambda <= 1/2 decelerates less, down to the square root of S. Large GPTs on web text sit at
+  lambda ~ -0.5; small models early in training are nearer linear in lr area, so the family
+  spans both and the data choose. Not past 1/2: a loss falling faster than that over the evals
+  is an early plateau breaking, which no law carries on (on the tuning half, lambdas up to 1
+  followed such breaks into forecasts 5-13% too low).
 - D(t) is the annealing deficit: how far the lr has come down from its peak, as a fraction of
   the peak, lagged by an exponential moving average (the loss takes a while to settle after the
   lr drops). It is 0 during warm-up and at constant lr, ~0.9 at the end of nanoGPT's cosine.
@@ -25,6 +27,8 @@ far the rate has come down):
   extrapolated), the spread between lambdas, and the target eval's own noise, times BAND_SCALE
   (the misfit of the model family: split conformal's 90% quantile of the factor each tuning case's
   band needed to hold the truth, printed by `bench/forecast_backtest.py --split tuning --calibrate`).
+- A forecast whose band spans more than MAX_BAND of the loss either side is not given (`too_early`
+  says so): that far out the evals so far do not say where the loss goes.
 - Iteration 0 and the first FIT_START of the span (the fast initial transient) are left out;
   fewer than MIN_POINTS evals past it get no forecast (one degree of freedom beyond c0, c1, c2).
 - A loss that rises (the last eval's train loss, or val without it, above the best earlier one
@@ -62,7 +66,7 @@ ANNEAL_SD = 0.03         # ... and its spread
 ANNEAL_LAG = 0.97        # per-iteration EMA factor of the lr the loss "feels"
 NOISE_REL = 0.005        # prior eval noise, as a fraction of the loss
 NOISE_DOF = 2.0          # weight of that prior against the residuals, in degrees of freedom
-LAMBDAS = np.linspace(-2.0, 1.0, 41)
+LAMBDAS = np.linspace(-2.0, 0.5, 41)
 MIN_POINTS = 4
 RISE_Z = 3.0             # a rise of this many eval-noise deviations is an instability
 FIT_START = 0.3          # evals before this fraction of the last one are the initial transient
@@ -73,6 +77,7 @@ GAP_T = 2.0              # ... and must grow by this many standard errors ...
 GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be modelled
 GAP_POWERS = np.array([1.0, 1.5])   # the gap grows as the lr area to these powers (averaged by fit)
 MAX_SCHEDULE_POINTS = 2 ** 21   # a longer schedule is sampled every `stride` iterations (memory, time)
+MAX_BAND = 0.2           # a 90% band wider than this fraction of the loss either side is no forecast yet
 
 
 @dataclass
@@ -88,6 +93,17 @@ class Forecast:
     def to_dict(self) -> dict:
         return {"iter": self.iter, "val_loss": round(self.val_loss, 4),
                 "low": round(self.low, 4), "high": round(self.high, 4)}
+
+    @property
+    def too_wide(self) -> bool:
+        """The band spans more than MAX_BAND of the loss either side: a guess, not a forecast."""
+        return (self.high - self.low) / 2 > MAX_BAND * abs(self.val_loss)
+
+
+def too_early(f: Forecast) -> str:
+    """Why a forecast with too wide a band is not given, in words every screen shows alike."""
+    return (f"too early to forecast iter {f.iter:,}: its 90% band would span ±{(f.high - f.low) / 2 / f.val_loss:.0%} "
+            f"of the loss (more than ±{MAX_BAND:.0%}); it narrows as evals arrive")
 
 
 @dataclass
@@ -398,13 +414,15 @@ def schedule_name(cfg: C.TrainConfig) -> str:
 
 @dataclass
 class Projection:
-    """The forecast curve from the last eval to max_iters, with its 90% band (for the loss chart)."""
+    """The forecast curve from the last eval towards max_iters, with its 90% band (for the loss chart);
+    it stops where the band gets wider than MAX_BAND (`cut_short` then says so)."""
 
     iters: np.ndarray
     central: np.ndarray
     low: np.ndarray
     high: np.ndarray
     note: str
+    cut_short: str = ""     # why it stops before max_iters; "" when it reaches it
 
 
 def projection(h: RunHistory, points: int = 48) -> Projection | None:
@@ -422,5 +440,8 @@ def projection(h: RunHistory, points: int = 48) -> Projection | None:
         return None
     xs = np.unique(np.linspace(its[-1], end, points).round().astype(int))
     preds = [f.predict(int(x)) for x in xs]
-    return Projection(xs, np.array([p.val_loss for p in preds]), np.array([p.low for p in preds]),
-                      np.array([p.high for p in preds]), note)
+    wide = max(next((k for k, p in enumerate(preds) if p.too_wide), len(preds)), 1)  # from the last eval on
+    cut_short = "" if wide == len(preds) else f"forecast drawn to iter {int(xs[wide - 1]):,}; {too_early(preds[-1])}"
+    preds = preds[:wide]
+    return Projection(xs[:wide], np.array([p.val_loss for p in preds]), np.array([p.low for p in preds]),
+                      np.array([p.high for p in preds]), note, cut_short)

@@ -207,7 +207,9 @@ class ExtendScreen(Screen[ConfigChange | None]):
         f = forecast_val_loss(self.config, after, self.evals, end, self.current_iter)
         if get_current_worker().is_cancelled:
             return
-        if f is None:
+        if f is not None and f.too_wide:
+            text = Text(f"  val loss at {end:,}: {forecast.too_early(f)}", style="dim")
+        elif f is None:
             points = eval_points(self.evals)
             trains = {e.iter: e.train_loss for e in self.evals}
             why = forecast.no_forecast([i for i, _ in points], [v for _, v in points],

@@ -144,12 +144,12 @@ class LossChart(PlotWidget):
     def forecast(self) -> tuple[Projection | None, str]:
         """The val-loss forecast to max_iters, made again only when an eval arrives; without one,
         why not in no_forecast's words, or "" where none is due (no evals yet, max_iters unknown
-        or reached)."""
+        or reached); cut short where its band gets too wide, and then why."""
         h = self._live.history
         key = (id(self._live), self._live.evals_version, h.max_iters)
         if self._projected[0] != key:
             proj = projection(h)
-            self._projected = (key, proj, "" if proj is not None else _why_no_forecast(h))
+            self._projected = (key, proj, proj.cut_short if proj is not None else _why_no_forecast(h))
         return self._projected[1], self._projected[2]
 
     def _note_rows(self, width: int, height: int) -> list[str]:
