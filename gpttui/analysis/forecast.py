@@ -38,10 +38,9 @@ far the rate has come down):
   offset: on data seen once they measure the same loss, so twice the points against the noise.
 - Repeated data: when the val-train gap grows over the recent evals (by GAP_T standard errors,
   and is already GAP_MIN of the loss), the law is fitted to the train losses and val is that
-  plus the gap, extrapolated in lr area as a power of it from 1/2 to 3/2 (GAP_POWERS, averaged by
-  their fit as the lambdas are): the gap can slow down (a second pass over the data widens it
-  less than the first) or speed up (memorising, once it starts); the gap's uncertainty and the
-  spread between powers go into the band.
+  plus the gap, extrapolated in lr area linearly or faster (memorising grows with the passes over
+  the data, and speeds up once it starts: powers GAP_POWERS of the area, averaged by their fit as
+  the lambdas are); the gap's uncertainty and the spread between powers go into the band.
 
 The constants were chosen on the tuning half of the back-test corpus
 (bench/make_backtest_runs.py, bench/forecast_backtest.py), never on the held-out half.
@@ -76,7 +75,7 @@ BAND_SCALE = 2.8        # the model family's misfit: `forecast_backtest.py --spl
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
 GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be modelled
-GAP_POWERS = np.array([0.5, 1.0, 1.5])   # the gap grows as the lr area to these powers (averaged by fit)
+GAP_POWERS = np.array([1.0, 1.5])   # the gap grows as the lr area to these powers (averaged by fit)
 MAX_SCHEDULE_POINTS = 2 ** 21   # a longer schedule is sampled every `stride` iterations (memory, time)
 MAX_BAND = 0.2           # a 90% band wider than this fraction of the loss either side is no forecast yet
 
