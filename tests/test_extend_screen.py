@@ -58,6 +58,23 @@ async def test_finished_run_extended_to_twice_its_length():
 
 
 @pilot_test
+async def test_an_end_too_far_to_forecast_says_so_instead_of_a_number():
+    """A hundred times the run: the band from twelve thousand iterations of evals would span more
+    than MAX_BAND of the loss, so the what-if says it is too early rather than print a guess."""
+    screen = ExtendScreen(SEED, current_iter=12000, tokens_per_iter=TPI, pace=None, evals=EVALS, resume_iter=12000)
+    app = ScreenHost(screen)
+    async with app.run_test(size=(110, 40)) as pilot:
+        await pilot.press(*"1200000")
+        await settle(pilot)
+        text = flat(app, "#forecast")
+        assert "val loss at 1,200,000: too early to forecast iter 1,200,000: its 90% band would span ±" in text
+        assert "≈" not in text
+        await pilot.press(*["backspace"] * 7, *"24000")   # a near end: a number again
+        await settle(pilot)
+        assert "val loss at 24,000 ≈" in flat(app, "#forecast")
+
+
+@pilot_test
 async def test_bad_entries_are_marked_and_cannot_be_applied():
     screen = ExtendScreen(SEED, current_iter=6000, tokens_per_iter=TPI, pace=None, evals=[])
     app = ScreenHost(screen)

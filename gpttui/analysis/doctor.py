@@ -462,16 +462,17 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     predicted = [fit.predict(t) for t in targets]
     primary = next(f for f in predicted if f.iter == (forecast_at or h.max_iters or last_eval))
     r.forecasts = [f for f in predicted if not f.too_wide]
+    fitted = (f"fit on {fit.n_points} of {len(_valid_evals(h))} evals ({fit.first_iter:,}-{fit.last_iter:,}; "
+              f"the first {F.FIT_START:.0%} is the initial transient); {r.forecast_note}")
     if primary.too_wide:
-        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], F.too_early(primary), "note")
+        return Finding("forecast", "forecast", [fitted], F.too_early(primary), "note")
     r.forecast = primary
     lines = []
     for f in r.forecasts:
         tag = ("max_iters" if f.iter == h.max_iters else "2x max_iters" if h.max_iters and f.iter == 2 * h.max_iters
                else "--forecast-at" if f.iter == forecast_at else "last eval")
         lines.append(f"val {f.val_loss:.3f} ({f.low:.3f}-{f.high:.3f}) at iter {f.iter:,} ({tag})")
-    lines.append(f"fit on {fit.n_points} of {len(_valid_evals(h))} evals ({fit.first_iter:,}-{fit.last_iter:,}; "
-                 f"the first {F.FIT_START:.0%} is the initial transient); {r.forecast_note}")
+    lines.append(fitted)
     if fit.gap is not None:
         lines.append("val = the train loss's fit + a val-train gap that keeps growing "
                      "(repeated data being memorised), extrapolated")

@@ -103,7 +103,7 @@ class Forecast:
 def too_early(f: Forecast) -> str:
     """Why a forecast with too wide a band is not given, in words every screen shows alike."""
     half = (f.high - f.low) / 2
-    return (f"too early to forecast iter {f.iter:,}: its 90% band would span ±{half:.3f} ({half / f.val_loss:.1%} "
+    return (f"too early to forecast iter {f.iter:,}: its 90% band would span ±{half:.3f} ({half / abs(f.val_loss):.1%} "
             f"of the loss, more than {MAX_BAND:.0%}); it narrows as evals arrive")
 
 
