@@ -7,16 +7,20 @@ bench/data/backtest/NAME/ (metrics.jsonl trimmed to the hello, the evals and thi
 config.toml), a few tens of KB each. A run already kept is skipped, so the script resumes.
 
 Each run has 25 evals (iter 0 and every 1/24 of the run, so even a cut at 25% has several past the
-transient) over 64 batches (48 on BPE; nanoGPT's configs use 200): the last eval is the truth the forecast
-is scored against, and its own noise caps how well any forecast can score. Users' runs are
-longer (thousands of iterations); these stay a minute or a few each on a shared CPU.
+transient) over 64 batches (48 on BPE, 16 of the large batches; nanoGPT's configs use 200): the last eval is
+the truth the forecast is scored against, and the evals' noise caps how well any forecast can score
+(`forecast_backtest.py --noise-floor`). Users' runs are longer (thousands of iterations); these stay
+a minute to a quarter of an hour each on a shared CPU.
 
 The runs span the lr schedules (cosine, constant, warmup-stable-decay, linear decay), warm-up
 lengths, three model sizes, character data (tiny Shakespeare, all of it, a slice repeated for
 many epochs, and a tiny slice repeated until it overfits) and GPT-2 BPE data (docstrings of this Python's standard library: real
-English every Linux machine with Python has), learning rates from too low to too high; then two
+English every Linux machine with Python has), learning rates from too low to too high; then
 families added later: Muon (the other optimizer: every schedule, two sizes, its lr from low to
-high) and runs four times as long (2400 iterations, as users' runs are: well past the early plateau).
+high), runs four times as long (2400 iterations), the bundled demo's model (4x128) for 3000
+iterations (past the early plateau by a tenth of the run, as users' first runs are), batches of
+4 to 16 times the tokens and of 32k tokens (as on a GPU), and nanoGPT's shakespeare_char recipe
+at its README's CPU scale.
 
 `split(name)` is the fixed rule that makes the tuning half and the held-out half (runs of each
 data set sorted by the SHA-256 of their names, alternately). bench/forecast_backtest.py reads it.
@@ -154,6 +158,16 @@ def _runs() -> list[Spec]:
     for size, schedule, lr, batch in (("s", "cos", 3e-3, 48), ("s", "cos", 3e-3, 192), ("s", "wsd", 3e-3, 192),
                                       ("m", "cos", 1e-3, 96), ("s", "lin", 3e-3, 96), ("m", "wsd", 1e-3, 48)):
         add("char", size, schedule, lr, 600, 20, group="batch", batch_size=batch)
+    # large batches (32k tokens an iteration, as on a GPU; 16 batches an eval are then 0.5M tokens)
+    for size, schedule, lr in (("s", "cos", 3e-3), ("s", "wsd", 3e-3), ("s", "lin", 3e-3), ("m", "cos", 1e-3)):
+        add("char", size, schedule, lr, 600, 20, group="large batch", batch_size=512, eval_iters=16)
+    # nanoGPT's shakespeare_char recipe at the CPU scale its README gives (4x128, beta2 0.99): the
+    # run most users make first
+    for schedule, lr, warmup, iters, extra in (
+            ("cos", 1e-3, 100, 3000, {}), ("cos", 1e-3, 100, 3000, {"dropout": 0.2}),
+            ("const", 1e-3, 100, 3000, {}), ("cos", 3e-3, 200, 3000, {}),
+            ("wsd", 1e-3, 100, 3000, {}), ("cos", 1e-3, 100, 2000, {"dropout": 0.1})):
+        add("char", "l", schedule, lr, iters, warmup, group="nanogpt recipe", beta2=0.99, **extra)
     return r
 
 
