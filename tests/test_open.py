@@ -208,6 +208,29 @@ def test_the_loss_chart_says_why_there_is_no_forecast_until_there_is_one(tmp_pat
     writer.close()
 
 
+def test_the_projection_stops_where_its_band_gets_too_wide_and_the_chart_says_so(tmp_path, monkeypatch):
+    """Evals to iter 130 of a 100,000-iteration run: the band to max_iters would span far more than
+    MAX_BAND, so the chart draws the projection only as far as it stays within, and says why."""
+    run, writer = live_run(tmp_path, monkeypatch, 100_000, lr_decay_iters=100_000)
+    for i in range(0, 131):
+        loss = 4.0 * (i + 10) ** -0.2
+        writer.write(protocol.event("step", i, loss=loss, lr=1e-3, dt_ms=5.0, tokens_per_s=1.0, mfu=0.1,
+                                    grad_norm=1.0, tokens=(i + 1) * 64))
+        if i % 10 == 0:
+            writer.write(protocol.event("eval", i, train_loss=loss + 0.03, val_loss=loss + 0.05))
+
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([run]))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: "too early to forecast" in flat_chart(app), 60, "the note")
+            note = flat_chart(app)
+            assert "forecast drawn to iter " in note and "too early to forecast iter 100,000" in note
+            assert "·" in screen_text(app, "#chart")        # the band, as far as it is drawn
+            assert app.ui_errors == []
+    asyncio.run(scenario())
+    writer.close()
+
+
 def flat_chart(app) -> str:
     """The chart's text as one line (the note wraps at words)."""
     return " ".join(screen_text(app, "#chart").split())
