@@ -27,6 +27,11 @@ lowers it by at most sqrt(2).)
 the factor its band needed to hold the truth; the scale is split-conformal's quantile of those
 factors, the ceil(0.9 (n + 1))-th smallest, which holds >= 90% of new cases drawn like them.
 forecast.BAND_SCALE is that figure on the tuning half, rounded up.
+
+--compare NAME=VALUE ... sets forecast's constants to those values (VALUE a Python expression, numpy
+as np) and prints, per split and cut, the paired difference of each case's error from the constants
+as they are: its mean and standard error, and on how many cases the change is closer. A constant is
+changed when the tuning half shows it, e.g. `--split tuning --compare ANNEAL_GAIN=0.05`.
 """
 
 from __future__ import annotations
@@ -194,6 +199,21 @@ def band_scale_needed(cases: list[Case], coverage: float = 0.9) -> float | None:
     return need[k - 1] if 0 < k <= len(need) else None
 
 
+def compare(cases: list[Case], changed: list[Case]) -> list[str]:
+    """The paired difference of the errors, `changed` minus `cases`, over the cases both forecast."""
+    lines = []
+    for part in ("tuning", "held-out"):
+        for cut in CUTS:
+            d = [b.error - a.error for a, b in zip(cases, changed)
+                 if a.split == part and a.cut == cut and a.error is not None and b.error is not None]
+            if len(d) < 2:
+                continue
+            better = sum(1 for x in d if x < 0)
+            lines.append(f"{part:<8} {cut:4.0%}: {statistics.fmean(d):+.2%} (se {statistics.stdev(d) / len(d) ** 0.5:.2%}) "
+                         f"closer on {better} of {len(d)}")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", choices=("tuning", "held-out", "all"), default="all")
@@ -202,12 +222,23 @@ def main() -> None:
                     help="print the band scale that holds 90%% of the split's cases (the quantile rule)")
     ap.add_argument("--noise-floor", action="store_true",
                     help="add the error the eval noise alone makes when the law is exactly right (slower)")
+    ap.add_argument("--compare", nargs="+", metavar="NAME=VALUE",
+                    help="the paired difference of each case's error with forecast's constants set so")
     args = ap.parse_args()
-    cases: list[Case] = []
-    for name, part, path in corpus():
-        if args.split != "all" and part != args.split:
-            continue
-        cases += cases_of(name, part, load_run(path), args.noise_floor)
+    runs = [(name, part, load_run(path)) for name, part, path in corpus() if args.split in ("all", part)]
+    cases = [c for name, part, h in runs for c in cases_of(name, part, h, args.noise_floor)]
+    if args.compare:
+        saved = {}
+        for item in args.compare:
+            name, _, value = item.partition("=")
+            saved[name] = getattr(F, name)
+            setattr(F, name, eval(value, {"np": np}))
+        changed = [c for name, part, h in runs for c in cases_of(name, part, h)]
+        for name, value in saved.items():
+            setattr(F, name, value)
+        print(f"{' '.join(args.compare)} minus the constants as they are (error, paired):")
+        print("\n".join(compare(cases, changed)))
+        return
     if args.runs:
         print(f"{'run':<48} {'split':<8} {'cut':>4} {'error':>7} {'band':>5} {'naive':>7} {'±band':>7}")
         for c in cases:
