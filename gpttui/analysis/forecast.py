@@ -13,8 +13,8 @@ far the rate has come down):
   0 < lambda <= 1/2 decelerates less, down to the square root of S. Large GPTs on web text sit at
   lambda ~ -0.5; small models early in training are nearer linear in lr area, so the family
   spans both and the data choose. Not past 1/2: a loss falling faster than that over the evals
-  is an early plateau breaking, which no law carries on (on the tuning half, lambdas up to 1
-  followed such breaks into forecasts 5-13% too low).
+  is an early plateau breaking, which no law carries on (the faster lambdas followed such breaks
+  into forecasts far too low).
 - D(t) is the annealing deficit: how far the lr has come down from its peak, as a fraction of
   the peak, lagged by an exponential moving average (the loss takes a while to settle after the
   lr drops). It is 0 during warm-up and at constant lr, ~0.9 at the end of nanoGPT's cosine.
@@ -45,7 +45,8 @@ far the rate has come down):
   uncertainty and the spread between powers go into the band.
 
 The constants were chosen on the tuning half of the back-test corpus
-(bench/make_backtest_runs.py, bench/forecast_backtest.py), never on the held-out half.
+(bench/make_backtest_runs.py; `bench/forecast_backtest.py --split tuning --compare NAME=VALUE`
+says what changing one does), never on the held-out half.
 A schedule longer than MAX_SCHEDULE_POINTS iterations is sampled every `stride` iterations (S summed
 over the samples, D's lag taken per sample), so a run's size bounds neither memory nor time.
 Pure numpy.
