@@ -168,6 +168,11 @@ def _runs() -> list[Spec]:
             ("const", 1e-3, 100, 3000, {}), ("cos", 3e-3, 200, 3000, {}),
             ("wsd", 1e-3, 100, 3000, {}), ("cos", 1e-3, 100, 2000, {"dropout": 0.1})):
         add("char", "l", schedule, lr, iters, warmup, group="nanogpt recipe", beta2=0.99, **extra)
+    # quieter evals (8 times the batches: the eval noise under half): how much of the error is noise
+    for schedule, warmup, extra in (("cos", 100, {}), ("cos", 100, {"optimizer": "muon", "muon_lr": 0.02}),
+                                    ("wsd", 100, {}), ("lin", 100, {}), ("const", 100, {}),
+                                    ("cos", 200, {"beta2": 0.99})):
+        add("char", "l", schedule, 1e-3, 3000, warmup, group="quiet", eval_iters=512, **extra)
     return r
 
 
