@@ -709,11 +709,17 @@ class _Workers:
             return
         # failing (a worker died, a signal): a broken pool's shutdown(wait=True) can wait for good
         procs = list((getattr(self.pool, "_processes", None) or {}).values())
+        manager = getattr(self.pool, "_executor_manager_thread", None)
         self.pool.shutdown(wait=False, cancel_futures=True)
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.join(5)
+        # the manager thread holds the pool's queues, and their semaphores are unlinked only when
+        # it lets go: a signal's exit (os._exit) before then left the resource tracker to print
+        # "There appear to be 5 leaked semaphore objects" under the user's one line
+        if manager is not None:
+            manager.join(5)
 
     def map(self, pieces: Iterable[_Piece]) -> Iterator[tuple[_Piece, Encoded]]:
         pending: deque[tuple[_Piece, Future]] = deque()

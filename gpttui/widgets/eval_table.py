@@ -88,8 +88,13 @@ class EvalTable(DataTable):
             cells = _cells(row, widths[COLUMNS[-1]])
             self.add_row(*(cell for name, cell in zip(COLUMNS, cells) if name in widths), key=str(row[0]))
         self._rows = list(rows)
-        if self.row_count:
-            self.scroll_end(animate=False)
+        self.watch_virtual_size()
+
+    def watch_virtual_size(self) -> None:
+        """The newest eval in view, once the table knows its new height: DataTable measures its
+        rows when idle, which may come after the refresh a plain scroll_end waits for (the table
+        then stayed where it was, the last evals out of view)."""
+        self.scroll_end(animate=False)
 
 
 def _note(note: str, width: int) -> Text:
