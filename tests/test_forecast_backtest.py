@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from gpttui.analysis import doctor, forecast
+from gpttui.run import config as C
 from gpttui.run.history import load_run
+from gpttui.run.schedule import lr_array
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -52,7 +54,7 @@ def test_the_band_holds_the_last_eval_on_most_held_out_runs():
         assert f.iter == last, run_dir.name
         assert f.low < f.val_loss < f.high
         held.append(f.low <= truth <= f.high)
-    assert len(abstained) <= 2, abstained
+    assert len(abstained) <= len(HELD_OUT) // 10, abstained   # at half, it declines on one run in ten at most
     assert sum(held) >= 0.8 * len(HELD_OUT), f"band held on {sum(held)} of {len(HELD_OUT)} ({abstained} none)"
 
 
@@ -105,7 +107,8 @@ def test_a_forecast_too_vague_to_use_is_not_given_and_the_projection_stops_where
 
 @pytest.mark.parametrize("index", [0, -1])
 def test_the_dashboards_projection_is_the_doctors_forecast(index):
-    h = load_run(HELD_OUT[index])
+    """The first and the last held-out run the doctor forecasts at half."""
+    h = load_run([d for d in HELD_OUT if half_cut(d)[3].forecast is not None][index])
     its, _ = h.val_curve()
     now = h.until(its[len(its) // 2])
     p = forecast.projection(now)
@@ -180,3 +183,22 @@ def test_doctor_sums_step_times_over_a_long_gap_as_every_iteration():
         last = first + int(rng.integers(-2, 60))
         every = float(np.interp(np.arange(first, last + 1), xp, fp).sum())
         assert doctor._interp_sum(first, last, xp, fp) == pytest.approx(every, rel=1e-9, abs=1e-12)
+
+
+def _deficit(iters: int = 3000, **kw) -> np.ndarray:
+    cfg = C.TrainConfig(max_iters=iters, lr_decay_iters=iters, warmup_iters=100, learning_rate=1e-3,
+                        min_lr=1e-4, **kw)
+    sched = lr_array(cfg, np.arange(iters + 1))
+    return forecast.area_deficit(sched / sched.max())[1]
+
+
+def test_a_decay_packed_at_the_end_is_worked_off_less_by_then_than_one_spread_over_the_run():
+    """The multi-power law's deficit: WSD and cosine both end at min_lr (90% down), but the WSD
+    run's drop came in its last fifth, at an ever lower lr, so less of it tells in the loss by the
+    end. A decay over 200,000 iterations is worked off by its end; no warm-up or constant lr counts."""
+    cos, wsd = _deficit(), _deficit(lr_schedule="wsd")
+    assert 0.3 < wsd[-1] < cos[-1] - 0.15 and cos[-1] < 0.9
+    assert (cos[:101] == 0).all() and (wsd[:2400] == 0).all()   # warm-up; wsd's stable part
+    assert (_deficit(decay_lr=False) == 0).all()
+    long = _deficit(200_000)     # worked out on fewer points, linear between; a long decay is all worked off
+    assert np.all(np.diff(long) >= -1e-12) and 0.85 < long[-1] <= 0.9

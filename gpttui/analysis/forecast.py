@@ -15,9 +15,12 @@ far the rate has come down):
   spans both and the data choose. Not past 1/2: a loss falling faster than that over the evals
   is an early plateau breaking, which no law carries on (the faster lambdas followed such breaks
   into forecasts far too low).
-- D(t) is the annealing deficit: how far the lr has come down from its peak, as a fraction of
-  the peak, lagged by an exponential moving average (the loss takes a while to settle after the
-  lr drops). It is 0 during warm-up and at constant lr, ~0.9 at the end of nanoGPT's cosine.
+- D(t) is the annealing deficit realised by t, the multi-power law's: every drop of the lr
+  (as a fraction of the peak) counts as it is worked off by the lr area run after it,
+  D(t) = sum_k (drop_k - drop_k-1) * G(lr_k^-ANNEAL_GAMMA * (S(t) - S(k))),
+  G(x) = 1 - (1 + ANNEAL_C * x)^-ANNEAL_BETA. It is 0 during warm-up and at constant lr, and
+  it lags the lr the more the lower the lr has come: a decay packed into a run's last fifth (WSD)
+  is worked off less by the end than a cosine's spread over the run.
 - c2 >= 0 is fitted, with a prior: c2 ~ ANNEAL_GAIN * L_ref +- ANNEAL_SD * L_ref (ridge, one
   pseudo-observation). Half a cosine run says a little about it; a constant-lr run nothing, and
   then the prior is all there is, and its spread goes into the band.
@@ -48,7 +51,8 @@ The constants were chosen on the tuning half of the back-test corpus
 (bench/make_backtest_runs.py; `bench/forecast_backtest.py --split tuning --compare NAME=VALUE`
 says what changing one does), never on the held-out half.
 A schedule longer than MAX_SCHEDULE_POINTS iterations is sampled every `stride` iterations (S summed
-over the samples, D's lag taken per sample), so a run's size bounds neither memory nor time.
+over the samples), and D is worked out on at most DEFICIT_POINTS of them, so a run's size bounds
+neither memory nor time.
 Pure numpy.
 """
 
@@ -64,9 +68,12 @@ from gpttui.run import config as C
 from gpttui.run.history import RunHistory
 from gpttui.run.schedule import lr_array, wsd_decay_start
 
-ANNEAL_GAIN = 0.08       # prior: loss fraction removed per unit of normalised lr decay ...
-ANNEAL_SD = 0.03         # ... and its spread
-ANNEAL_LAG = 0.97        # per-iteration EMA factor of the lr the loss "feels"
+ANNEAL_GAIN = 0.16       # prior: loss fraction removed per unit of normalised lr decay, worked off ...
+ANNEAL_SD = 0.045        # ... and its spread
+ANNEAL_C = 0.01          # G's scale: a drop is half worked off 1/ANNEAL_C peak-lr steps after it (beta 1) ...
+ANNEAL_BETA = 1.0        # ... its power ...
+ANNEAL_GAMMA = 0.6       # ... and how much a lower lr slows that: the area after a drop counts times lr^-gamma
+DEFICIT_POINTS = 1024    # D is computed on at most this many points of the schedule, linear between
 NOISE_REL = 0.005        # prior eval noise, as a fraction of the loss
 NOISE_DOF = 2.0          # weight of that prior against the residuals, in degrees of freedom
 LAMBDAS = np.linspace(-2.0, 0.5, 41)
@@ -74,7 +81,7 @@ MIN_POINTS = 4
 RISE_Z = 3.0             # a rise of this many eval-noise deviations is an instability
 FIT_START = 0.3          # evals before this fraction of the last one are the initial transient
 BAND_Z = 1.645           # a two-sided 90% band
-BAND_SCALE = 2.4        # the model family's misfit: `forecast_backtest.py --split tuning --calibrate` (split conformal)
+BAND_SCALE = 3.1        # the model family's misfit: `forecast_backtest.py --split tuning --calibrate` (split conformal)
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
 GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be modelled
@@ -196,24 +203,23 @@ def area_deficit(schedule: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.
     """S(i) and D(i) for a normalised schedule sampled every `stride` iterations (see the module docstring)."""
     area = np.concatenate([[0.0], np.cumsum(schedule)[:-1]]) * stride + 1.0  # steps taken, >= 1
     drop = np.maximum.accumulate(schedule) - schedule                        # 0 in warm-up
-    return area, _ema(drop, ANNEAL_LAG ** stride)
+    return area, _worked_off(drop, schedule, area)
 
 
-def _ema(x: np.ndarray, lam: float) -> np.ndarray:
-    """y[i] = lam*y[i-1] + (1-lam)*x[i], y[-1] = 0; vectorised in blocks short enough that
-    lam**-block stays finite (a sampled schedule's lam is small)."""
-    block = min(1024, max(1, int(200 / -math.log10(lam)))) if 0 < lam < 1 else 1
-    out = np.empty_like(x, dtype=float)
-    powers = lam ** np.arange(block)
-    carry = 0.0
-    for start in range(0, len(x), block):
-        seg = x[start:start + block]
-        n = len(seg)
-        p = powers[:n]
-        acc = np.cumsum(seg / p) * p * (1.0 - lam)       # sum_k lam^(i-k) (1-lam) x_k within the block
-        out[start:start + n] = acc + carry * p * lam
-        carry = out[start + n - 1]
-    return out
+def _worked_off(drop: np.ndarray, schedule: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """D(i): each drop since the last sample, times G of the lr area run since it (scaled by
+    its lr^-gamma), summed. On at most DEFICIT_POINTS samples (a drop counted at the sample
+    ending its stretch), in blocks of rows, so a long schedule costs neither time nor memory."""
+    n = len(drop)
+    idx = np.unique(np.linspace(0, n - 1, min(n, DEFICIT_POINTS)).round().astype(int))
+    steps = np.diff(drop[idx], prepend=0.0)
+    scale = np.maximum(schedule[idx], 1e-3) ** -ANNEAL_GAMMA   # min_lr = 0 would make it infinite
+    s = area[idx]
+    out = np.empty(len(idx))
+    for a in range(0, len(idx), 256):
+        x = np.maximum(s[a:a + 256, None] - s[None, :], 0.0) * scale   # 0 for drops still to come
+        out[a:a + 256] = (1.0 - (1.0 + ANNEAL_C * x) ** -ANNEAL_BETA) @ steps
+    return np.interp(np.arange(n), idx, out)
 
 
 def _solve(X: np.ndarray, y: np.ndarray, prior_row: np.ndarray, prior_y: float
