@@ -710,14 +710,23 @@ class _Workers:
         # failing (a worker died, a signal): a broken pool's shutdown(wait=True) can wait for good
         procs = list((getattr(self.pool, "_processes", None) or {}).values())
         manager = getattr(self.pool, "_executor_manager_thread", None)
+        calls, results = getattr(self.pool, "_call_queue", None), getattr(self.pool, "_result_queue", None)
         self.pool.shutdown(wait=False, cancel_futures=True)
         for proc in procs:
-            proc.terminate()
+            proc.kill()   # SIGKILL: the workers ignore SIGTERM (the parent cleans up) and hold nothing to save
         for proc in procs:
             proc.join(5)
-        # the manager thread holds the pool's queues, and their semaphores are unlinked only when
-        # it lets go: a signal's exit (os._exit) before then left the resource tracker to print
-        # "There appear to be 5 leaked semaphore objects" under the user's one line
+        # The pool's manager thread holds its queues, whose semaphores are unlinked only when it
+        # lets go; before it does, it may be reading a result a killed worker sent half of, or
+        # waiting on the queue's feeder thread, stuck writing a chunk to workers that are gone.
+        # With our ends of both pipes closed that read meets end-of-file and that write EPIPE
+        # (Python 3.12 closes the second itself, gh-94777). Else a signal's exit (os._exit) left
+        # the resource tracker to print "There appear to be 5 leaked semaphore objects" under
+        # the user's one line.
+        if results is not None:
+            results._writer.close()
+        if calls is not None:
+            calls._reader.close()
         if manager is not None:
             manager.join(5)
 
