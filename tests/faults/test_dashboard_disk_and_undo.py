@@ -41,7 +41,8 @@ def test_a_full_disk_pauses_under_the_dashboard_and_the_resume_key_goes_on(make_
             flag.touch()
             await wait_for(pilot, lambda: ctl.display_state == "paused", 30, "the dashboard saying paused")
             await wait_for(pilot, lambda: any("disk full" in n for n in notes), 10, "why, on screen")
-            assert "paused" in text_of(app.screen.query_one(StatusLine))
+            status = app.screen.query_one(StatusLine)   # drawn at the next frame, half a second at most
+            await wait_for(pilot, lambda: "paused" in text_of(status), 5, "the status line saying paused")
             assert engine_state.read_info(rd).reason == "disk full"
             at = ctl.live.iter
             flag.unlink()
