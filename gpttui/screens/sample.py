@@ -155,6 +155,7 @@ class SampleScreen(Screen[None]):
         self.data_dir = data_dir
         self.sampler: ProtocolProcess | None = None
         self.generating = False
+        self._input_error = False   # the status line says what is wrong in the settings or checkpoint
         self.history: list[Done] = []
         self.over_time: list[dict[str, Any]] = []
         self._samples_offset = 0
@@ -247,7 +248,10 @@ class SampleScreen(Screen[None]):
                                 f"{e['tokens']} tokens at {e['tokens_per_s']:.0f} tokens/s, first after "
                                 f"{1000 * e['first_token_s']:.0f} ms" + (" (stopped)" if e.get("stopped") else ""))
             elif kind == "log" and e.get("ready"):
-                if not self.generating:
+                status = self.query_one("#status", Static)
+                if self._input_error:   # what the user must fix stays in view
+                    self.set_status(f"{status.render()} · the sampler is ready", input_error=True)
+                elif not self.generating:
                     self.set_status("ready: type a prompt; Enter (or ctrl+g) generates")
             elif kind == "log" and e.get("ckpt"):
                 val = e.get("val_loss")
@@ -287,10 +291,13 @@ class SampleScreen(Screen[None]):
         d = self.history[-1]
         return f"{d.tokens} tokens at {d.tokens_per_s:.0f} tokens/s"
 
-    def set_status(self, text: str, error: bool = False) -> None:
+    def set_status(self, text: str, error: bool = False, input_error: bool = False) -> None:
+        """`input_error`: the user's settings or checkpoint are wrong; the sampler's becoming ready
+        (torch loads for seconds) does not write over it."""
         status = self.query_one("#status", Static)
         status.update(text)
-        status.set_class(error, "error")
+        status.set_class(error or input_error, "error")
+        self._input_error = input_error
 
     # ------------------------------------------------------------ actions
 
@@ -304,15 +311,15 @@ class SampleScreen(Screen[None]):
         if not isinstance(ckpt, str):
             if not self.run_dir.is_dir():   # a log read (gpttui open LOG): nothing will ever be written beside it
                 self.set_status(f"{self.run_dir.name} is a log, with no checkpoint beside it: sample the run's "
-                                f"ckpt.pt with gpttui sample --out_dir=OUT_DIR", error=True)
+                                f"ckpt.pt with gpttui sample --out_dir=OUT_DIR", input_error=True)
             else:
                 self.set_status(f"no checkpoint in {self.run_dir} yet: the run writes ckpt.pt at its first "
-                                f"eval (every eval_interval iterations)", error=True)
+                                f"eval (every eval_interval iterations)", input_error=True)
             return
         try:
             values = parse_settings({n: self.query_one(f"#set-{n}", Input).value for n in SETTINGS})
         except ValueError as e:
-            self.set_status(str(e), error=True)
+            self.set_status(str(e), input_error=True)
             return
         prompt = self.query_one("#prompt", Input).value.replace("\\n", "\n")
         values.update(ckpt=ckpt, start=prompt, data_dir=self.data_dir)
