@@ -19,8 +19,9 @@ English every Linux machine with Python has), learning rates from too low to too
 families added later: Muon (the other optimizer: every schedule, two sizes, its lr from low to
 high), runs four times as long (2400 iterations), the bundled demo's model (4x128) for 3000
 iterations (past the early plateau by a tenth of the run, as users' first runs are), batches of
-4 to 16 times the tokens and of 32k tokens (as on a GPU), and nanoGPT's shakespeare_char recipe
-at its README's CPU scale.
+4 to 16 times the tokens and of 32k tokens (as on a GPU), nanoGPT's shakespeare_char recipe
+at its README's CPU scale, and schedules shaped as none before (WSD over a tenth or two fifths,
+cosine flat at min_lr after 60-70% of the run, decays to zero).
 
 `split(name)` is the fixed rule that makes the tuning half and the held-out half (runs of each
 data set sorted by the SHA-256 of their names, alternately). bench/forecast_backtest.py reads it.
@@ -173,6 +174,15 @@ def _runs() -> list[Spec]:
                                     ("wsd", 100, {}), ("lin", 100, {}), ("const", 100, {}),
                                     ("cos", 200, {"beta2": 0.99})):
         add("char", "l", schedule, 1e-3, 3000, warmup, group="quiet", eval_iters=512, **extra)
+    # schedules shaped as none before (made after the multi-power-law deficit was chosen, so it
+    # met them unseen): WSD decaying over a tenth and two fifths of the run, cosine reaching min_lr
+    # at 60-70% of the run and flat after, decays to zero
+    for size, schedule, lr, extra in (
+            ("s", "wsd", 3e-3, {"decay_frac": 0.1}), ("s", "wsd", 3e-3, {"decay_frac": 0.4}),
+            ("s", "cos", 3e-3, {"lr_decay_iters": 360}), ("s", "lin", 3e-3, {"min_lr": 0.0}),
+            ("s", "cos", 5e-3, {"min_lr": 0.0}), ("m", "cos", 1e-3, {"lr_decay_iters": 420}),
+            ("m", "wsd", 1e-3, {"decay_frac": 0.4}), ("s", "wsd", 3e-3, {"decay_frac": 0.1, "min_lr": 0.0})):
+        add("char", size, schedule, lr, 600, 20, group="unseen schedules", **extra)
     return r
 
 
