@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from engine_kit import make_char_data
 from textual.app import App
+from textual.css.query import NoMatches
 from textual.errors import NoWidget
 from textual.geometry import Region
 from textual.screen import Screen
@@ -143,11 +144,15 @@ def run(coro: Awaitable[Any]) -> Any:
 
 
 async def wait_for(pilot, pred: Callable[[], Any], timeout: float = 30.0, what: str = "") -> None:
-    """Let the app run until pred() holds (checked every 50 ms)."""
+    """Let the app run until pred() holds (checked every 50 ms). A query that finds no widget
+    yet is not holding: a screen is pushed at once and composed after."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if pred():
-            return
+        try:
+            if pred():
+                return
+        except NoMatches:
+            pass
         await pilot.pause(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
 

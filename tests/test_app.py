@@ -264,7 +264,8 @@ def test_missing_data_is_prepared_from_a_typed_path_then_the_run_starts(tmp_path
         async with app.run_test(size=(100, 30)) as pilot:
             from gpttui.screens.prepare_data import PrepareScreen
 
-            await wait_for(pilot, lambda: isinstance(app.screen, PrepareScreen), 30, "the prepare screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, PrepareScreen) and app.screen.query_one("#source"),
+                           30, "the prepare screen's fields")
             await pilot.click("#source")
             await pilot.press(*str(src))
             await pilot.press("enter")

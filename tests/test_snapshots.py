@@ -155,7 +155,8 @@ async def drawn(pilot, engine: ScriptedEngine, state: str) -> None:
     await wait_for(pilot, lambda: any(f"iter {STEPS - 1}" in line for line in log.lines)
                    and log.scroll_y == log.max_scroll_y, 10, "the engine's log, scrolled to its end")
     if state == "failed":
-        await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen), 10, "the failure screen")
+        await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen) and app.screen.query_one("#details"), 10,
+                       "the failure screen")
         details = app.screen.query_one("#details")
         await wait_for(pilot, lambda: details.scroll_y == details.max_scroll_y, 10, "the log's last lines")
     else:
