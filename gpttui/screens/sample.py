@@ -155,6 +155,7 @@ class SampleScreen(Screen[None]):
         self.data_dir = data_dir
         self.sampler: ProtocolProcess | None = None
         self.generating = False
+        self.sampler_ready = False   # its torch loaded, its model not yet: it answers a request at once
         self._input_error = False   # the status line says what is wrong in the settings or checkpoint
         self.history: list[Done] = []
         self.over_time: list[dict[str, Any]] = []
@@ -214,6 +215,7 @@ class SampleScreen(Screen[None]):
 
     def start_sampler(self) -> None:
         self.sampler = ProtocolProcess(sampler_argv())
+        self.sampler_ready = False
         self.set_status("sampler starting (loading torch)…")
 
     def tick(self) -> None:
@@ -229,7 +231,7 @@ class SampleScreen(Screen[None]):
         if sp.finished_reading and not got.events:
             tail = (sp.stderr_tail(1) or [""])[-1]
             self.sampler = None
-            self.generating = False
+            self.generating = self.sampler_ready = False
             self.set_status(f"the sampler exited (code {sp.returncode}){': ' + tail if tail else ''}; "
                             f"Generate starts a new one", error=True)
 
@@ -248,6 +250,7 @@ class SampleScreen(Screen[None]):
                                 f"{e['tokens']} tokens at {e['tokens_per_s']:.0f} tokens/s, first after "
                                 f"{1000 * e['first_token_s']:.0f} ms" + (" (stopped)" if e.get("stopped") else ""))
             elif kind == "log" and e.get("ready"):
+                self.sampler_ready = True
                 status = self.query_one("#status", Static)
                 if self._input_error:   # what the user must fix stays in view
                     self.set_status(f"{status.render()} · the sampler is ready", input_error=True)
