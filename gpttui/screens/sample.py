@@ -251,9 +251,9 @@ class SampleScreen(Screen[None]):
                                 f"{1000 * e['first_token_s']:.0f} ms" + (" (stopped)" if e.get("stopped") else ""))
             elif kind == "log" and e.get("ready"):
                 self.sampler_ready = True
-                status = self.query_one("#status", Static)
                 if self._input_error:   # what the user must fix stays in view
-                    self.set_status(f"{status.render()} · the sampler is ready", input_error=True)
+                    shown = self.query_one("#status", Static).render()
+                    self.set_status(f"{shown} · the sampler is ready", input_error=True)
                 elif not self.generating:
                     self.set_status("ready: type a prompt; Enter (or ctrl+g) generates")
             elif kind == "log" and e.get("ckpt"):
