@@ -169,3 +169,16 @@ def test_a_real_nanogpt_log_with_unquoted_overrides():
     r = doctor.diagnose(h, device="RTX 4070")
     assert r.forecast_note.startswith("cosine schedule (decay to iter 640, warm-up 20)")
     assert r.mfu["device_peak_flops"] == table_peak("RTX 4070", "float32")
+
+
+def test_a_users_own_config_file_echoed_by_nanogpt_is_the_runs_config():
+    # nanoGPT's train.py run with a config file of the user's own (not a stock one: only its echo
+    # in the log says what it holds), a value line with a comment after it among them
+    h = load_run(FIXTURES / "train_log_shakespeare_char_cpu_owncfg800.txt")
+    cfg = h.train_config()
+    assert (cfg.n_layer, cfg.n_embd, cfg.batch_size, cfg.block_size) == (3, 96, 16, 64)
+    assert (cfg.max_iters, cfg.lr_decay_iters, cfg.warmup_iters, cfg.learning_rate) == (800, 500, 50, 3e-3)
+    assert h.config_unknown == {} and h.tokens_per_iter == 40_960   # nanoGPT's default 40 micro-steps
+    r = doctor.diagnose(h)
+    assert r.forecast_note.startswith("cosine schedule (decay to iter 500, warm-up 50) from the config")
+    assert r.tokens["seen"] == 800 * 40_960
