@@ -723,10 +723,10 @@ class _Workers:
         # (Python 3.12 closes the second itself, gh-94777). Else a signal's exit (os._exit) left
         # the resource tracker to print "There appear to be 5 leaked semaphore objects" under
         # the user's one line.
-        if results is not None:
-            results._writer.close()
-        if calls is not None:
-            calls._reader.close()
+        # (read with getattr: private, so a Python that renames them skips this, not the exit)
+        for end in (getattr(results, "_writer", None), getattr(calls, "_reader", None)):
+            if end is not None:
+                end.close()   # a no-op on one already closed
         if manager is not None:
             manager.join(5)
 
