@@ -23,10 +23,13 @@ against the true curve at the last eval. No forecast of this law beats it on the
 evals' noise, extrapolated. (Fitting the train evals too, as the forecast does on data seen once,
 lowers it by at most sqrt(2).)
 
---calibrate prints the band scale the quantile rule gives on the split: for each case forecast,
-the factor its band needed to hold the truth; the scale is split-conformal's quantile of those
-factors, the ceil(0.9 (n + 1))-th smallest, which holds >= 90% of new cases drawn like them.
-forecast.BAND_SCALE is that figure on the tuning half, rounded up.
+--calibrate prints what the band is made of, worked out on the split's cases (every case with a
+fit, also those whose band is too wide to be given): the MISFIT under which the errors are likeliest
+(see forecast's module docstring), and with it, per cut, the band scale the quantile rule gives:
+for each case, the factor its band needed to hold the truth; the scale is split-conformal's quantile
+of those factors, the ceil(0.9 (n + 1))-th smallest, which holds >= 90% of new cases drawn like
+them. forecast.MISFIT and forecast.BAND_SCALE are these figures on the tuning half (the scale: the
+largest of the cuts', rounded up).
 
 --compare NAME=VALUE ... sets forecast's constants to those values (VALUE a Python expression, numpy
 as np) and prints, per split and cut, the paired difference of each case's error from the constants
@@ -74,6 +77,8 @@ class Case:
     noise: float = 0.0          # the truth's own eval noise (relative), see the module docstring
     why: str = ""               # the doctor's verdict where there is no forecast
     floor: float | None = None  # the noise floor's mean error (--noise-floor), see the module docstring
+    fit_sd: float = 0.0         # the forecast's band parts (forecast.Forecast), for --calibrate
+    reach: float = 0.0
 
 
 def corpus() -> list[tuple[str, str, Path]]:
@@ -154,7 +159,8 @@ def cases_of(name: str, part: str, h: RunHistory, floor: bool = False) -> list[C
             None if naive is None else abs(naive - truth) / truth,
             None if f is None else (f.high - f.low) / 2 / truth, noise,
             "" if f is not None else next(x.verdict for x in r.findings if x.key == "forecast"),
-            noise_floor(h, cut, np.random.default_rng(0)) if floor else None))
+            noise_floor(h, cut, np.random.default_rng(0)) if floor else None,
+            0.0 if f is None else f.fit_sd, 0.0 if f is None else f.reach))
     return out
 
 
@@ -191,10 +197,27 @@ def summary(cases: list[Case], part: str) -> list[str]:
     return lines
 
 
-def band_scale_needed(cases: list[Case], coverage: float = 0.9) -> float | None:
-    """The quantile rule (split conformal): the BAND_SCALE under which the band holds `coverage`
-    of new cases like these; None when there are too few cases to say."""
-    need = sorted(c.error / c.width * F.BAND_SCALE for c in cases if c.error is not None and c.width)
+def misfit_by_likelihood(cases: list[Case]) -> float:
+    """The MISFIT under which the errors are likeliest, as normal deviations of
+    fit_sd^2 + (MISFIT * reach)^2 times a common scale (profiled out)."""
+    done = [c for c in cases if c.error is not None]
+    err = np.array([c.error * c.truth for c in done])
+    fit_var = np.array([c.fit_sd for c in done]) ** 2
+    reach = np.array([c.reach for c in done])
+    best = None
+    for m in np.concatenate([[0.0], np.geomspace(1e-3, 3.0, 401)]):
+        v = fit_var + (m * reach) ** 2
+        nll = float(np.sum(np.log(float(np.mean(err ** 2 / v)) * v)))
+        if best is None or nll < best[0]:
+            best = (nll, float(m))
+    return best[1]
+
+
+def band_scale_needed(cases: list[Case], misfit: float, coverage: float = 0.9) -> float | None:
+    """The quantile rule (split conformal): the BAND_SCALE under which the band (with `misfit`)
+    holds `coverage` of new cases like these; None when there are too few cases to say."""
+    need = sorted(c.error * c.truth / F.band_half(c.fit_sd, c.reach, 1.0, misfit)
+                  for c in cases if c.error is not None and c.fit_sd > 0)
     k = math.ceil(coverage * (len(need) + 1))
     return need[k - 1] if 0 < k <= len(need) else None
 
@@ -250,10 +273,16 @@ def main() -> None:
         part_cases = [c for c in cases if c.split == part]
         if part_cases:
             print("\n".join(summary(part_cases, part)))
-    if args.calibrate:
-        need = band_scale_needed(cases)
-        print(f"band scale for 90% of these {sum(c.error is not None for c in cases)} cases: "
-              f"{'—' if need is None else f'{need:.2f}'} (forecast.BAND_SCALE = {F.BAND_SCALE})")
+    if args.calibrate:   # on every case with a fit, also those whose band is now too wide to give
+        saved_max, F.MAX_BAND = F.MAX_BAND, math.inf
+        every = [c for name, part, h in runs for c in cases_of(name, part, h)]
+        F.MAX_BAND = saved_max
+        misfit = misfit_by_likelihood(every)
+        scales = {cut: band_scale_needed([c for c in every if c.cut == cut], misfit) for cut in CUTS}
+        print(f"over these {sum(c.error is not None for c in every)} fitted cases: misfit by likelihood "
+              f"{misfit:.3f} (forecast.MISFIT = {F.MISFIT}); with it, the band scale for 90% at each cut "
+              + ", ".join(f"{cut:.0%} {'—' if x is None else f'{x:.2f}'}" for cut, x in scales.items())
+              + f" (forecast.BAND_SCALE = {F.BAND_SCALE}, the largest)")
     print(f"goal: {GOAL}")
 
 

@@ -116,7 +116,10 @@ def test_the_dashboards_projection_is_the_doctors_forecast(index):
     assert (p.low < p.central).all() and (p.central < p.high).all()
     at_end = doctor.diagnose(now).forecast
     assert at_end.iter == h.max_iters
-    assert p.central[-1] == pytest.approx(at_end.val_loss) and p.high[-1] == pytest.approx(at_end.high)
+    # the same to the digits shown (the deficit is worked out on at most DEFICIT_POINTS of each's
+    # schedule, and the doctor's reaches twice as far)
+    assert p.central[-1] == pytest.approx(at_end.val_loss, abs=5e-4)
+    assert p.high[-1] == pytest.approx(at_end.high, abs=5e-4)
     assert forecast.projection(h) is None        # finished: nothing left to project
 
 

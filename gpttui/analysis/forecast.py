@@ -25,11 +25,17 @@ far the rate has come down):
   pseudo-observation). Half a cosine run says a little about it; a constant-lr run nothing, and
   then the prior is all there is, and its spread goes into the band.
 - For each lambda on a grid, (c0, c1, c2) are weighted least squares with their covariance; the
-  lambdas are averaged with weights exp(-SSE / 2 sigma^2). The 90% band is BAND_Z standard
-  deviations of: the parameters' uncertainty at the target (which grows with the distance
-  extrapolated), the spread between lambdas, and the target eval's own noise, times BAND_SCALE
-  (the misfit of the model family: split conformal's 90% quantile of the factor each tuning case's
-  band needed to hold the truth, printed by `bench/forecast_backtest.py --split tuning --calibrate`).
+  lambdas are averaged with weights exp(-SSE / 2 sigma^2).
+- The 90% band is BAND_SCALE * BAND_Z deviations of two parts, added in quadrature: what the fit
+  itself knows (the parameters' uncertainty at the target, the spread between lambdas, the
+  target eval's own noise: `fit_sd`), and the law's misfit, which grows with how far the forecast
+  reaches: MISFIT * loss * ln(S(target) / S(last eval)) (`reach`). The fit alone knows too little
+  of its own misfit: on the tuning half its deviation hardly tells which forecasts miss, how far
+  they reach does. MISFIT is the value under which the tuning half's errors are likeliest, as
+  normal deviations of that sum (up to a common scale); BAND_SCALE is then split conformal's
+  90% quantile of the factor each tuning case's band needed to hold the truth, the largest of
+  the three cuts' (25, 50, 75% of the run), so the band holds at each, not only on average.
+  `bench/forecast_backtest.py --split tuning --calibrate` prints both.
 - A forecast whose band spans more than MAX_BAND of the loss either side is not given (`too_early`
   says so): that far out the evals so far do not say where the loss goes.
 - Iteration 0 and the first FIT_START of the span (the fast initial transient) are left out;
@@ -81,7 +87,9 @@ MIN_POINTS = 4
 RISE_Z = 3.0             # a rise of this many eval-noise deviations is an instability
 FIT_START = 0.3          # evals before this fraction of the last one are the initial transient
 BAND_Z = 1.645           # a two-sided 90% band
-BAND_SCALE = 3.1        # the model family's misfit: `forecast_backtest.py --split tuning --calibrate` (split conformal)
+BAND_SCALE = 0.92        # the band's scale (split conformal) ...
+MISFIT = 0.087           # ... and the law's misfit per e-fold of lr area reached, a fraction of the loss:
+                         # `forecast_backtest.py --split tuning --calibrate`
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
 GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be modelled
@@ -99,6 +107,8 @@ class Forecast:
     low: float
     high: float
     n_evals: int   # evals the fit used
+    fit_sd: float = 0.0      # the fit's own deviation (parameters, lambdas, the eval's noise) ...
+    reach: float = 0.0       # ... and the loss times the e-folds of lr area it reaches past the last eval
 
     def to_dict(self) -> dict:
         return {"iter": self.iter, "val_loss": round(self.val_loss, 4),
@@ -175,8 +185,18 @@ class Fit:
         if self.gap is not None:
             g, g_var = self.gap.at(self._at(it)[0])
             mean, var = mean + g, var + g_var
-        half = BAND_SCALE * BAND_Z * math.sqrt(max(var, 0.0))
-        return Forecast(it, mean, mean - half, mean + half, self.n_points)
+        fit_sd = math.sqrt(max(var, 0.0))
+        reach = abs(mean) * math.log(self._at(it)[0] / self._at(self.last_iter)[0]) if it > self.last_iter else 0.0
+        half = band_half(fit_sd, reach)
+        return Forecast(it, mean, mean - half, mean + half, self.n_points, fit_sd, reach)
+
+
+def band_half(fit_sd: float, reach: float, scale: float | None = None, misfit: float | None = None) -> float:
+    """The 90% band's half-width from its two parts (see the module docstring); `scale` and
+    `misfit` default to BAND_SCALE and MISFIT."""
+    scale = BAND_SCALE if scale is None else scale
+    misfit = MISFIT if misfit is None else misfit
+    return scale * BAND_Z * math.hypot(fit_sd, misfit * reach)
 
 
 def _g(s: np.ndarray, lam: float) -> np.ndarray:
