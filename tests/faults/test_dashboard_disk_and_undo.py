@@ -43,7 +43,8 @@ def test_a_full_disk_pauses_under_the_dashboard_and_the_resume_key_goes_on(make_
             await wait_for(pilot, lambda: any("disk full" in n for n in notes), 10, "why, on screen")
             status = app.screen.query_one(StatusLine)   # drawn at the next frame, half a second at most
             await wait_for(pilot, lambda: "paused" in text_of(status), 5, "the status line saying paused")
-            assert engine_state.read_info(rd).reason == "disk full"
+            # engine.json is written off the training thread (advisory): it says so a moment later
+            await wait_for(pilot, lambda: engine_state.read_info(rd).reason == "disk full", 10, "engine.json")
             at = ctl.live.iter
             flag.unlink()
             await pilot.press("space")  # resume

@@ -48,8 +48,10 @@ def test_ui_killed_engine_checkpoints_trains_on_detached_and_reattaches(make_run
     assert "training on detached" in lost["message"] and f"gpttui attach {rd}" in lost["message"]
     wait_for(lambda: any(e["type"] == "checkpoint" and e["iter"] >= lost["iter"] for e in events(rd)),
              what="the checkpoint taken when the UI went away")
-    info = engine_state.read_info(rd)
-    assert info.ui == "detached" and pid_alive(pid)
+    # engine.json is written off the training thread (advisory): it says so a moment later
+    info = wait_for(lambda: (i := engine_state.read_info(rd)) and i.ui == "detached" and i,
+                    what="engine.json to say detached")
+    assert pid_alive(pid)
     at = info.iter
     wait_for(lambda: engine_state.read_info(rd).iter >= at + 50, what="training on, detached")
 
