@@ -58,6 +58,31 @@ def test_the_band_holds_the_last_eval_on_most_held_out_runs():
     assert sum(held) >= 0.8 * len(HELD_OUT), f"band held on {sum(held)} of {len(HELD_OUT)} ({abstained} none)"
 
 
+def test_the_band_holds_at_a_quarter_and_three_quarters_too_and_widens_with_reach():
+    """The band is the fit's own deviation plus the law's misfit for how far the forecast reaches
+    in lr area: at a quarter of a run it is wide and still holds; at three quarters narrow."""
+    for frac in (0.25, 0.75):
+        held, widths = [], []
+        for run_dir in HELD_OUT:
+            h = load_run(run_dir)
+            its, vals = h.val_curve()
+            f = doctor.diagnose(h.until(int(its[-1] * frac)), forecast_at=its[-1]).forecast
+            if f is not None:
+                held.append(f.low <= vals[-1] <= f.high)
+                widths.append((f.high - f.low) / 2 / f.val_loss)
+        assert sum(held) >= 0.8 * len(held) and len(held) >= 0.5 * len(HELD_OUT), (frac, sum(held), len(held))
+        if frac == 0.25:
+            quarter = np.median(widths)
+    assert quarter > 2 * np.median(widths)       # three quarters: less far to go, a narrower band
+    h = load_run(HELD_OUT[0])
+    its, _ = h.val_curve()
+    r = doctor.diagnose(h.until(its[len(its) // 2]))
+    at_end, twice = r.forecasts[0], r.forecasts[1]
+    assert twice.iter == 2 * at_end.iter and twice.reach > at_end.reach > 0
+    assert (at_end.high - at_end.low) / 2 == pytest.approx(forecast.band_half(at_end.fit_sd, at_end.reach))
+    assert forecast.band_half(at_end.fit_sd, at_end.reach) > forecast.band_half(at_end.fit_sd, 0.0)
+
+
 def test_too_few_evals_get_no_forecast_and_say_so():
     h = load_run(HELD_OUT[0])
     its, _ = h.val_curve()
