@@ -3,6 +3,7 @@ a second engine. Real processes on a tiny model; each test asserts what survived
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -184,14 +185,22 @@ def test_full_disk_pauses_and_resumes_on_a_real_small_file_system(make_run, engi
 
 
 def _fill(path, leave=0):
-    """Write `path` until the disk is full, then give back `leave` bytes."""
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    """Write `path` until the disk is full, then give back `leave` bytes. Full as the file system
+    counts it (statvfs): a write refused while it still counts room (memory pressure on a tmpfs?)
+    is tried again, a page at a time."""
+    with open(path, "wb", buffering=0) as f:
+        chunk, tries = 65536, 0
+        while tries < 100:
+            try:
+                f.write(b"\0" * chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                st = os.statvfs(path)
+                if st.f_bavail * st.f_frsize < 4096:
+                    break
+                chunk, tries = 4096, tries + 1
+                time.sleep(0.02)
     if leave:
         os.truncate(path, max(0, path.stat().st_size - leave))
 
