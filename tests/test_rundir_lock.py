@@ -21,10 +21,12 @@ LONG = dict(max_iters=100_000, lr_decay_iters=100_000)
 
 
 def snapshot(run_dir: Path) -> dict[str, str]:
-    """Every file of the run that a start could touch, by content (the engine's own moving files aside)."""
+    """Every file of the run that a start could touch, by content (the engine's own moving files
+    aside, with the temporary file of engine.json's atomic rewrite: the running engine's heartbeat)."""
     moving = {"metrics.jsonl", "engine.json", "engine.log", "engine.sock", "engine.lock"}
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.iterdir()) if p.is_file() and p.name not in moving}
+            for p in sorted(run_dir.iterdir()) if p.is_file() and p.name not in moving
+            and not p.name.startswith(".engine.json.")}
 
 
 class Training:
