@@ -67,7 +67,7 @@ class FailureScreen(ModalScreen[FailureChoice]):
             else:
                 where = "No checkpoint was written yet: r starts the run again from scratch."
             yield Static(where, id="checkpoint")
-            with VerticalScroll(id="details"):
+            with VerticalScroll(id="details") as self._details:
                 if f.traceback:
                     yield Static(Text(f.traceback.rstrip()), classes="traceback")
                 if f.stderr_tail:
@@ -76,8 +76,9 @@ class FailureScreen(ModalScreen[FailureChoice]):
         yield Footer()
 
     def on_mount(self) -> None:
-        # the log's last lines are what tells why: in view from the start (the traceback is above)
-        self.call_after_refresh(self.query_one("#details", VerticalScroll).scroll_end, animate=False)
+        # the log's last lines are what tells why: in view from the start (the traceback is above).
+        # The widget itself, not a query: under load a query here once found it not yet in the DOM.
+        self.call_after_refresh(self._details.scroll_end, animate=False)
 
     def action_choose(self, what: str) -> None:
         self.dismiss(FailureChoice(what))

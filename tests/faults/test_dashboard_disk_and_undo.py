@@ -68,7 +68,11 @@ def test_u_undoes_a_live_learning_rate_change(make_run, engines):
             await wait_for(pilot, lambda: ctl.live.iter >= 10, 60, "10 iterations")
             app.post_message(ApplyConfig({"learning_rate": 0.5}, ApplyAction.LIVE))
             await wait_for(pilot, lambda: ctl.config.learning_rate == 0.5, 30, "the change applied")
-            await wait_for(pilot, lambda: (rd / "ckpt_undo.pt").is_file(), 10, "the undo point kept")
+            try:   # kept before the change applies; once, under load, not seen in 10 s: say what was there
+                await wait_for(pilot, lambda: (rd / "ckpt_undo.pt").is_file(), 30, "the undo point kept")
+            except AssertionError as e:
+                raise AssertionError(f"{e}; {ctl.display_state}, iter {ctl.live.iter}, "
+                                     f"{sorted(p.name for p in rd.iterdir())}") from None
             await pilot.press("u")
             await wait_for(pilot, lambda: ctl.config.learning_rate == 0.003, 30, "the old rate back")
             await wait_for(pilot, lambda: not (rd / "ckpt_undo.pt").exists(), 10, "the point used")
