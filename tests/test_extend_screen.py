@@ -132,34 +132,36 @@ async def test_token_budget_on_a_wsd_run():
 @pytest.mark.timeout(180)
 @pilot_test
 async def test_e_extends_a_running_run_then_a_finished_one(tmp_path, char_data):
-    plan = make_plan(str(tiny_config(tmp_path, char_data, max_iters=300, lr_decay_iters=300, eval_interval=50)), [])
+    plan = make_plan(str(tiny_config(tmp_path, char_data, max_iters=3000, lr_decay_iters=3000, eval_interval=500)), [])
     app = GpttuiApp(plan)
     ctl = app.controller
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: ctl.live.iter >= 5, 60, "the engine to train")
-        await pilot.press("space")  # pause, so the run can't end before the change lands
+        # pause, so the run can't end before the change lands (3000 iterations: seconds of training
+        # left when the UI, lagging under load, sees iteration 5; with 300 it once ended first)
+        await pilot.press("space")
         await wait_for(pilot, lambda: ctl.live.state == "paused", 40, "paused")
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), 5, "the extend screen")
-        assert f"iteration {ctl.live.iter:,} of max_iters 300" in flat(app, "#now")
-        await pilot.press("6", "0", "0", "enter")
+        assert f"iteration {ctl.live.iter:,} of max_iters 3,000" in flat(app, "#now")
+        await pilot.press("3", "3", "0", "0", "enter")
         await wait_for(pilot, lambda: read_events(plan.run_dir, "config"), 30, "the engine's config event")
-        assert read_events(plan.run_dir, "config")[-1]["changes"] == {"max_iters": 600, "lr_decay_iters": 600}
-        await wait_for(pilot, lambda: ctl.live.max_iters == 600 and "/600" in flat(app), 5,
+        assert read_events(plan.run_dir, "config")[-1]["changes"] == {"max_iters": 3300, "lr_decay_iters": 3300}
+        await wait_for(pilot, lambda: ctl.live.max_iters == 3300 and "/3,300" in flat(app), 5,
                        "the status line's max to change")
         await pilot.press("space")
         await wait_for(pilot, lambda: ctl.live.state == "finished" and not ctl.engine_alive, 90,
                        "the run to finish and its engine to exit")
-        assert ctl.live.iter > 300  # trained past the old end
+        assert ctl.live.iter > 3000  # trained past the old end
 
         # a finished run: extending resumes it from its checkpoint with the new end
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), 5, "the extend screen")
         assert "not running: Apply resumes it from its checkpoint" in flat(app, "#now")
         await pilot.press("+", "1", "0", "enter")
-        await wait_for(pilot, lambda: ctl.live.max_iters == 610 and ctl.live.iter > 600, 60,
-                       "the resumed run to train past 600")
-        assert ctl.live.hello["config"]["lr_decay_iters"] == 610
+        await wait_for(pilot, lambda: ctl.live.max_iters == 3310 and ctl.live.iter > 3300, 60,
+                       "the resumed run to train past 3,300")
+        assert ctl.live.hello["config"]["lr_decay_iters"] == 3310
         await pilot.press("x")
         await pilot.pause(0.5)
         await pilot.press("y")
