@@ -4,6 +4,7 @@ and app_helpers.py (the dashboard); the fault suite adds its own in faults/conft
 from __future__ import annotations
 
 import queue
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,12 @@ from gpttui.run import config as C
 from gpttui.run import engine_state
 
 NANOGPT_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nanogpt"
+
+# A suite started with SIGINT ignored (a background job of a non-interactive shell, as some CI
+# runners start it) passes that on to every process it starts, and the Ctrl+C tests would find
+# their program deaf to it, as no terminal leaves it: give the processes Python's own handler.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
