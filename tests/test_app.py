@@ -231,10 +231,10 @@ def test_engine_failure_shows_error_checkpoint_and_r_resumes(tmp_path, char_data
             await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen), 60, "the failure screen")
             screen = app.screen
 
-            def shown() -> str:
+            def screen_text() -> str:
                 return " ".join(text_of(w) for w in screen.query("Static, Label"))
-            await wait_for(pilot, lambda: "non-finite loss" in shown(), 10, "the failure screen's text")
-            shown = shown()
+            await wait_for(pilot, lambda: "non-finite loss" in screen_text(), 10, "the failure screen's text")
+            shown = screen_text()
             assert "non-finite loss" in shown and "iter 6" in shown
             assert "Last checkpoint: iteration 4" in shown and "exit code 1" in shown
             assert "failed" in status(app)
