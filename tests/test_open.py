@@ -133,6 +133,18 @@ def test_one_log_opens_in_the_dashboard_and_control_keys_are_not_offered():
     asyncio.run(scenario())
 
 
+def test_a_finished_nanogpt_log_ends_at_max_iters_on_the_status_line():
+    """nanoGPT trains iterations 0..max_iters, one more than max_iters; the bar reads as the log's last line."""
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([FIXTURES / "train_log_shakespeare_char_cpu_cos3000.txt"]))
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_for(pilot, lambda: not app.controller.loading, 60)
+            await pilot.pause(0.2)
+            status = screen_text(app, "#status")
+            assert "iter 3,000/3,000" in status and "100%" in status, status
+    asyncio.run(scenario())
+
+
 def live_run(tmp_path: Path, monkeypatch, max_iters: int, **config) -> tuple[Path, MetricsWriter]:
     """A run directory an engine is (said to be) writing: its hello and running state so far."""
     run = tmp_path / "run"
