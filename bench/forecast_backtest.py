@@ -126,7 +126,7 @@ def noise_floor(h: RunHistory, cut: float, rng: np.random.Generator) -> float | 
     last = its[-1]
     sched, stride, _ = F.run_schedule(h, h.train_config(), last, last)
     sched = sched / sched.max()
-    truth = F.fit(its, [v for _, v in evs], sched, None, stride)
+    truth = F.fit(its, [v for _, v in evs], sched, None, stride, h.vocab_size)
     if truth is None:
         return None
     curve = np.array([truth.predict(i).val_loss for i in its])
@@ -135,7 +135,7 @@ def noise_floor(h: RunHistory, cut: float, rng: np.random.Generator) -> float | 
     errors = []
     for _ in range(NOISE_DRAWS):
         drawn = curve + rng.normal(0.0, sigma, len(curve))
-        f = F.fit([its[k] for k in seen], [drawn[k] for k in seen], sched, None, stride)
+        f = F.fit([its[k] for k in seen], [drawn[k] for k in seen], sched, None, stride, h.vocab_size)
         if f is not None:
             errors.append(abs(f.predict(last).val_loss - curve[-1]) / curve[-1])
     return statistics.fmean(errors) if errors else None

@@ -455,7 +455,7 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     if cfg is not None and cfg.optimizer != "adamw":
         r.forecast_note += f"; optimizer {cfg.optimizer} (muon_lr {cfg.muon_lr:.1e} on the same schedule)"
     trains = [e.train_loss for e in evs]
-    fit = F.fit(its, vals, sched / sched.max(), trains, stride)
+    fit = F.fit(its, vals, sched / sched.max(), trains, stride, h.vocab_size)
     if fit is None:   # the extend screen says why in the same words
         return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], F.no_forecast(its, vals, trains),
                        "warn" if F.instability(its, vals, trains) else "note")

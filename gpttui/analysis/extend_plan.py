@@ -104,9 +104,10 @@ def eval_points(evals: Iterable[Any]) -> list[tuple[int, float]]:
 
 
 def forecast_val_loss(before: C.TrainConfig, after: C.TrainConfig, evals: Iterable[Any], at_iter: int,
-                      current_iter: int) -> forecast.Forecast | None:
+                      current_iter: int, vocab_size: int | None = None) -> forecast.Forecast | None:
     """Val loss at `at_iter` if the run follows `before`'s schedule up to `current_iter` and
-    `after`'s from there (gpttui.analysis.forecast's schedule-aware fit; None without enough evals)."""
+    `after`'s from there (gpttui.analysis.forecast's schedule-aware fit, on the run's `vocab_size`;
+    None without enough evals)."""
     evals = list(evals)
     points = eval_points(evals)
     if not points:
@@ -119,7 +120,7 @@ def forecast_val_loss(before: C.TrainConfig, after: C.TrainConfig, evals: Iterab
     lrs[done] = schedule.lr_array(before, its[done])
     peak = float(lrs.max())
     fit = forecast.fit([i for i, _ in points], [v for _, v in points], lrs / peak if peak > 0 else lrs,
-                       [trains.get(i) for i, _ in points], forecast.schedule_stride(horizon))
+                       [trains.get(i) for i, _ in points], forecast.schedule_stride(horizon), vocab_size)
     return None if fit is None else fit.predict(at_iter)
 
 

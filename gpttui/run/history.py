@@ -246,6 +246,26 @@ class RunHistory:
         return C.DEFAULTS.max_iters if self.config_complete else None
 
     @property
+    def vocab_size(self) -> int | None:
+        """The model's vocabulary: as the config or a nanoGPT log says it, else from the engine's
+        parameter counts (the token embedding is vocab x n_embd), else, for a model trained from
+        scratch, from its loss at iteration 0 (an untrained model's is about ln(vocab)); None
+        when nothing says."""
+        v, width = self.config.get("vocab_size"), self.config.get("n_embd")
+        if isinstance(v, int) and v > 0:
+            return v
+        params = self.hello.get("params") if self.hello else None
+        if isinstance(params, dict) and isinstance(width, int) and width > 0:
+            embedding = _num(params.get("nanogpt")), _num(params.get("non_embedding"))
+            if embedding[0] is not None and embedding[1] is not None and embedding[0] > embedding[1]:
+                return round((embedding[0] - embedding[1]) / width)
+        first = self.evals[0] if self.evals else None
+        if (first is not None and first.iter == 0 and self.config.get("init_from", "scratch") == "scratch"
+                and first.val_loss is not None and 0 < first.val_loss < 20):
+            return round(math.exp(first.val_loss))
+        return None
+
+    @property
     def tokens_seen(self) -> int | None:
         """Tokens trained on up to the last iteration: the engine's count, else iters x tokens/iter."""
         if self.steps and self.steps[-1].tokens is not None and self.steps[-1].iter == self.last_iter:

@@ -50,7 +50,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
 
     def __init__(self, config: C.TrainConfig, *, current_iter: int = 0,
                  tokens_per_iter: int | None = None, pace: Pace | None = None,
-                 evals: list[Eval] | None = None,
+                 evals: list[Eval] | None = None, vocab_size: int | None = None,
                  resume_iter: int | None = None, what_if: bool = False, stopped: bool = False) -> None:
         """`pace`: the run's (analysis/pace.py; None: not measured yet), what the time to a new
         end is counted with, as the status line's and the doctor's ETA.
@@ -68,6 +68,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
                                        evaluated_at=None if resume_iter is not None else pace.evaluated_at)
         self.pace = pace
         self.evals = list(evals or [])
+        self.vocab_size = vocab_size   # the forecast's prior (forecast.anneal_gain), as the doctor's
         self.resume_iter = resume_iter
         self.values: dict[str, int] | None = None
         self.after: C.TrainConfig | None = None   # the config with the new end, once it is valid
@@ -77,7 +78,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
         live = run.live
         return cls(run.config, current_iter=live.iter,
                    tokens_per_iter=live.hello.get("tokens_per_iter") or run.history.tokens_per_iter,
-                   pace=live.pace(), evals=run.history.evals,
+                   pace=live.pace(), evals=run.history.evals, vocab_size=run.history.vocab_size,
                    resume_iter=None if run.engine_alive or run.read_only else live.last_checkpoint_iter,
                    what_if=run.read_only, stopped=not run.engine_alive)
 
@@ -204,7 +205,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
 
     def _forecast(self, after: C.TrainConfig, end: int) -> None:
         """Worker thread: the fit walks the whole schedule, which can be 10^6 iterations."""
-        f = forecast_val_loss(self.config, after, self.evals, end, self.current_iter)
+        f = forecast_val_loss(self.config, after, self.evals, end, self.current_iter, self.vocab_size)
         if get_current_worker().is_cancelled:
             return
         if f is not None and f.too_wide:
