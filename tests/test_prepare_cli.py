@@ -260,6 +260,7 @@ def test_ctrl_c_cleans_up_and_says_so(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")   # no traceback from a thread either
 def test_a_worker_that_dies_is_one_line_and_nothing_written(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import psutil

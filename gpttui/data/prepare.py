@@ -82,6 +82,7 @@ VAL_MIN_TOKENS = 1024  # GPT-2's block_size: a shorter val.bin is warned about
 CHUNK_BYTES = 2 << 20  # text per task: big enough to amortise IPC, small enough to keep order cheap
 PARALLEL_MIN_BYTES = 16 << 20  # below this much text, workers cost more than they save
 PROGRESS_EVERY = 0.2  # seconds between progress callbacks
+MANAGER_GRACE_S = 2.0  # how long a failing worker pool's manager thread may wind up before its pipes are closed
 UINT16_VOCAB = 1 << 16  # ids 0..65535 fit uint16
 _EOT = np.array([GPT2_EOT], dtype=np.uint32)
 
@@ -724,11 +725,17 @@ class _Workers:
         # the resource tracker to print "There appear to be 5 leaked semaphore objects" under
         # the user's one line.
         # (read with getattr: private, so a Python that renames them skips this, not the exit)
-        for end in (getattr(results, "_writer", None), getattr(calls, "_reader", None)):
-            if end is not None:
-                end.close()   # a no-op on one already closed
+        # A manager that saw the pool break closes the same ends itself as it winds up
+        # (terminate_broken); both closing at once closes one descriptor twice (EBADF in its
+        # thread, or another file's descriptor if the number was reused): it has a moment first.
         if manager is not None:
-            manager.join(5)
+            manager.join(MANAGER_GRACE_S)
+        if manager is None or manager.is_alive():
+            for end in (getattr(results, "_writer", None), getattr(calls, "_reader", None)):
+                if end is not None:
+                    end.close()   # a no-op on one already closed
+            if manager is not None:
+                manager.join(5)
 
     def map(self, pieces: Iterable[_Piece]) -> Iterator[tuple[_Piece, Encoded]]:
         pending: deque[tuple[_Piece, Future]] = deque()
