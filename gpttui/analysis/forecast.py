@@ -49,6 +49,9 @@ far the rate has come down):
   no forecast (`instability` says why). A val rising while train falls is the gap model's.
 - The evals' train losses, where given, are fitted too, as the same curve plus a constant
   offset: on data seen once they measure the same loss, so twice the points against the noise.
+  Only while val is less than GAP_MIN of the loss above train at the last eval: a wider gap says
+  they measure different losses (val text that differs, or data repeated and memorised), and a
+  train loss falling faster than val would carry the forecast too low.
 - Repeated data: when the val-train gap grows over the recent evals (by GAP_T standard errors,
   and is already GAP_MIN of the loss), the law is fitted to the train losses and val is that
   plus the gap, a + b * S^p for each power p in GAP_POWERS, averaged by their fit as the lambdas
@@ -93,8 +96,8 @@ MIN_POINTS = 4
 RISE_Z = 3.0             # a rise of this many eval-noise deviations is an instability
 FIT_START = 0.3          # evals before this fraction of the last one are the initial transient
 BAND_Z = 1.645           # a two-sided 90% band
-BAND_SCALE = 0.78        # the band's scale (split conformal) ...
-MISFIT = 0.104           # ... and the law's misfit per e-fold of lr area reached, a fraction of the loss:
+BAND_SCALE = 0.67        # the band's scale (split conformal) ...
+MISFIT = 0.122           # ... and the law's misfit per e-fold of lr area reached, a fraction of the loss:
                          # `forecast_backtest.py --split tuning --calibrate`
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
@@ -292,7 +295,8 @@ def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray,
     train = None
     if gap is not None:   # the law follows the train loss; val = train + the gap
         y = np.array([p[2] for p in pts], float)
-    elif all(p[2] is not None and math.isfinite(p[2]) for p in pts):
+    elif all(p[2] is not None and math.isfinite(p[2]) for p in pts) and \
+            pts[-1][1] - pts[-1][2] < GAP_MIN * pts[-1][1]:
         train = np.array([p[2] for p in pts], float)
     law = _fit_law(_sampled(area, it, stride), _sampled(deficit, it, stride), y, train, anneal_gain(vocab_size))
     if law is None:
