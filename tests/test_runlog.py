@@ -222,3 +222,19 @@ def test_non_finite_losses_are_kept_as_they_are_and_non_finite_times_dropped():
     assert [s["loss"] for s in steps[:3]] == [math.inf, math.inf, -math.inf] and math.isnan(steps[3]["loss"])
     assert [s["dt_ms"] for s in steps] == [1.0, None, None, 100.0]
     assert log.stray == 0
+
+
+def test_a_fine_tune_from_gpt2_weights_is_on_their_vocabulary():
+    """nanoGPT's finetune_shakespeare loads GPT-2's weights and says so; the forecast's prior
+    follows the vocabulary (a subword one here), and no line of it is stray."""
+    h = RunHistory.from_nanogpt_text("\n".join([
+        "Overriding config with config/finetune_shakespeare.py:",
+        "init_from = 'gpt2-xl'",
+        "tokens per iteration will be: 32,768",
+        "Initializing from OpenAI GPT-2 weights: gpt2-xl",
+        "loading weights from pretrained gpt: gpt2-xl",
+        "forcing vocab_size=50257, block_size=1024, bias=True",
+        "overriding dropout rate to 0.1",
+        "step 0: train loss 3.1000, val loss 3.2000",
+    ]), "ft.log")
+    assert h.config["init_from"] == "gpt2-xl" and h.vocab_size == 50257 and h.skipped_lines == 0

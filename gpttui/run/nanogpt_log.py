@@ -33,7 +33,8 @@ OVERRIDE_FILE_RE = re.compile(r"^Overriding config with (.+):\s*$")
 OVERRIDE_KV_RE = re.compile(r"^Overriding: (\w+) = (.*?)\s*$")
 TPI_RE = re.compile(r"^tokens per iteration will be: ([\d,]+)\s*$")
 PARAMS_RE = re.compile(r"^number of parameters: ([\d.]+)M\s*$")
-VOCAB_RE = re.compile(r"^(?:found vocab_size = (\d+)|defaulting to vocab_size of GPT-2 to (\d+))")
+VOCAB_RE = re.compile(r"^(?:found vocab_size = (\d+)|defaulting to vocab_size of GPT-2 to (\d+)"
+                      r"|forcing vocab_size=(\d+))")   # the last: GPT-2's weights loaded (init_from gpt2*)
 RESUME_RE = re.compile(r"^Resuming training from ")
 # gpttui's engine log says which device and peak its MFU is against, and how the run ended.
 DEVICE_RE = re.compile(r"^device (\S+) \((.*)\), (\w+),.*; peak ([\d.]+) TFLOP/s")
@@ -41,7 +42,7 @@ END_RE = re.compile(r"^(finished|stopped|failed) at iter (\d+)")
 # Other lines nanoGPT's train.py prints: recognised, so not counted as stray.
 KNOWN_RE = re.compile(
     r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
-    r"|using fused AdamW|compiling the model|loading weights from pretrained gpt|forcing vocab_size"
+    r"|using fused AdamW|compiling the model|loading weights from pretrained gpt"
     r"|overriding dropout rate)")
 
 
@@ -115,7 +116,7 @@ class _Parser:
         elif m := PARAMS_RE.match(line):
             log.params = _positive(m[1]) * 1e6
         elif m := VOCAB_RE.match(line):
-            log.config["vocab_size"] = _count(m[1] or m[2])
+            log.config["vocab_size"] = _count(m[1] or m[2] or m[3])
         elif RESUME_RE.match(line):
             log.config["init_from"] = "resume"
         elif m := DEVICE_RE.match(line):
