@@ -242,6 +242,7 @@ def test_a_run_on_bpe_tokens_is_forecast_with_the_smaller_gain_from_the_lrs_deca
     its, vals = h.val_curve()
     r = doctor.diagnose(h.until(its[-1] // 2), forecast_at=its[-1])
     assert r.forecast is not None and abs(r.forecast.val_loss - vals[-1]) / vals[-1] < 0.025
+    assert r.forecast_note.endswith("take about 4% off the loss (a subword vocabulary of 1,024 tokens or more)")
     assert r.forecast.low <= vals[-1] <= r.forecast.high
     h.config["vocab_size"] = 65   # the same evals, said to be on characters
     char = doctor.diagnose(h.until(its[-1] // 2), forecast_at=its[-1]).forecast

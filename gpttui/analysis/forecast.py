@@ -272,6 +272,13 @@ def anneal_gain(vocab_size: int | None) -> float:
     return ANNEAL_GAIN_SUBWORD if vocab_size is not None and vocab_size >= SUBWORD_VOCAB else ANNEAL_GAIN
 
 
+def gain_note(vocab_size: int | None) -> str:
+    """The prior on the gain from the lr's decay, in words the doctor shows beside the schedule."""
+    which = ("vocabulary unknown" if vocab_size is None else f"a subword vocabulary of {SUBWORD_VOCAB:,} tokens or more"
+             if vocab_size >= SUBWORD_VOCAB else "a character-level vocabulary")
+    return f"the lr's full decay expected to take about {anneal_gain(vocab_size):.0%} off the loss ({which})"
+
+
 def fit(iters: Sequence[int], losses: Sequence[float], schedule: np.ndarray,
         train_losses: Sequence[float | None] | None = None, stride: int = 1,
         vocab_size: int | None = None) -> Fit | None:
