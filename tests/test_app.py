@@ -375,6 +375,8 @@ def test_every_screen_opened_and_closed_leaves_the_dashboard_as_it_was(tmp_path,
         ctl = app.controller
         async with app.run_test(size=size) as pilot:
             await wait_for(pilot, lambda: not ctl.loading and "finished" in status(app), 30, "the history")
+            # under load the footer once had no keys yet when `before` was read
+            await wait_for(pilot, lambda: "Quit" in screen_text(app, "Footer"), 10, "the footer's keys")
             await pilot.pause(0.3)
             before = shown(app)
             seen: dict[str, dict[str, str]] = {}
