@@ -281,6 +281,8 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: read_events(plan.run_dir, "config"), 30, "the engine's config event")
         assert read_events(plan.run_dir, "config")[-1]["changes"] == {"eval_interval": 7}
+        # the file has the engine's event before the UI has read it (a CI run reopened the editor between)
+        await wait_for(pilot, lambda: ctl.config.eval_interval == 7, 30, "the UI to take the change")
 
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen), 5, "the config editor")
