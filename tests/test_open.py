@@ -133,15 +133,24 @@ def test_one_log_opens_in_the_dashboard_and_control_keys_are_not_offered():
     asyncio.run(scenario())
 
 
-def test_a_finished_nanogpt_log_ends_at_max_iters_on_the_status_line():
-    """nanoGPT trains iterations 0..max_iters, one more than max_iters; the bar reads as the log's last line."""
+@pytest.mark.parametrize("lines, shown", [(None, "iter 3,000/3,000"), (239, "iter 1,500/3,000")])
+def test_a_nanogpt_log_shows_the_iteration_it_ends_on_on_the_status_line(tmp_path: Path, lines, shown):
+    """nanoGPT trains iterations 0..max_iters, one more than max_iters; the bar reads as the log's
+    last line ("iter 1500: loss ..." for a log cut there), finished or not."""
+    log = FIXTURES / "train_log_shakespeare_char_cpu_cos3000.txt"
+    if lines is not None:
+        cut = tmp_path / log.name
+        cut.write_text("".join(log.read_text().splitlines(keepends=True)[:lines]))
+        assert cut.read_text().splitlines()[-1].startswith("iter 1500:")
+        log = cut
+
     async def scenario():
-        app = GpttuiApp(ReadOnlyRuns([FIXTURES / "train_log_shakespeare_char_cpu_cos3000.txt"]))
+        app = GpttuiApp(ReadOnlyRuns([log]))
         async with app.run_test(size=(140, 45)) as pilot:
             await wait_for(pilot, lambda: not app.controller.loading, 60)
             await pilot.pause(0.2)
             status = screen_text(app, "#status")
-            assert "iter 3,000/3,000" in status and "100%" in status, status
+            assert shown in status and ("100%" in status) == (lines is None), status
     asyncio.run(scenario())
 
 

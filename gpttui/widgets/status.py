@@ -97,7 +97,7 @@ class StatusLine(Static):
             elapsed += f" (+{', '.join(idle)})"
         # nanoGPT trains iteration max_iters too (0..max_iters), so a finished log is one past it
         # in iterations done: the bar shows the iteration the log ends on, as its last line does
-        shown = min(live.iter, live.max_iters) if live.max_iters and live.history.kind == "nanogpt-log" else live.iter
+        shown = max(live.iter - 1, 0) if live.history.kind == "nanogpt-log" else live.iter
         self._figures = Figures(
             state, pending, shown, live.max_iters, fmt.count(live.tokens),
             elapsed, fmt.duration(live.eta()) if state in ETA_STATES else None)
