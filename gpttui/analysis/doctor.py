@@ -475,8 +475,8 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
         lines.append(f"val {f.val_loss:.3f} ({f.low:.3f}-{f.high:.3f}) at iter {f.iter:,} ({tag})")
     lines.append(fitted)
     if fit.gap is not None:
-        lines.append("val = the train loss's fit + a val-train gap that keeps growing "
-                     "(repeated data being memorised), extrapolated")
+        lines.append("val = the train loss's fit + the val-train gap, which has grown over the recent evals "
+                     "(repeated data memorised, or val text that differs), extrapolated")
     best = h.best_val
     f = r.forecast
     if f.iter <= last_eval:
