@@ -154,6 +154,18 @@ def test_a_nanogpt_log_shows_the_iteration_it_ends_on_on_the_status_line(tmp_pat
     asyncio.run(scenario())
 
 
+def test_a_cpu_runs_small_mfu_is_shown_to_two_decimals():
+    """nanoGPT on a CPU reports MFU 0.03% (against an A100): the panel shows that, not 0.0%."""
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([FIXTURES / "train_log_shakespeare_char_cpu_5x192_dropout0.2.txt"]))
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_for(pilot, lambda: not app.controller.loading, 60)
+            await pilot.pause(0.2)
+            mfu = screen_text(app, "#spark-mfu")
+            assert "MFU 0.03%" in mfu and "0.0%" not in mfu, mfu
+    asyncio.run(scenario())
+
+
 def live_run(tmp_path: Path, monkeypatch, max_iters: int, **config) -> tuple[Path, MetricsWriter]:
     """A run directory an engine is (said to be) writing: its hello and running state so far."""
     run = tmp_path / "run"

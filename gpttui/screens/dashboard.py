@@ -132,7 +132,7 @@ class DashboardScreen(Screen[None]):
             yield LossChart(self._live, id="chart")
             with Vertical(id="side"):
                 yield SparkPanel("loss", fmt.loss, id="spark-loss")
-                yield SparkPanel("MFU", lambda v: "—" if v is None else f"{100 * v:.1f}%", id="spark-mfu")
+                yield SparkPanel("MFU", fmt.percent, id="spark-mfu")
                 yield SparkPanel("tokens/s", fmt.count, id="spark-tps")
                 yield SparkPanel("lr", fmt.number, id="spark-lr")
                 yield SparkPanel("grad norm", fmt.number, id="spark-gn")

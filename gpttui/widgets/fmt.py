@@ -24,6 +24,17 @@ def loss(v: float | None) -> str:
     return "—" if v is None or not math.isfinite(v) else f"{v:.4f}"
 
 
+def percent(v: float | None) -> str:
+    """A fraction as a percentage that keeps a small one readable: 0.1366 -> '13.7%', 0.0003 -> '0.03%'
+    (a CPU's MFU), below a hundredth of a percent '<0.01%'."""
+    if v is None or not math.isfinite(v):
+        return "—"
+    x = 100 * v
+    if x == 0 or abs(x) >= 1:
+        return f"{x:.1f}%"
+    return f"{x:.2f}%" if abs(x) >= 0.01 else "<0.01%"
+
+
 def number(v: float | None) -> str:
     """A compact figure for a sparkline caption, 3 significant digits: 0.412, 6.00e-4."""
     if v is None or not math.isfinite(v):
