@@ -164,3 +164,33 @@ def test_the_time_line_counts_evals_out_of_the_runs_evals(tmp_path):
     t = doctor.diagnose(load_run(metrics_run(tmp_path, events))).timing
     assert (t.evals, t.evals_total) == (3, 4)
     assert abs(t.eval_overhead_s - 3 * 1.4) < 0.05
+
+
+DECAY_PAST_END = Path(__file__).resolve().parent / "fixtures" / "decay_past_end"
+
+
+def test_a_cosine_that_decays_past_max_iters_is_called_out_with_what_moving_it_would_give(capsys):
+    """max_iters changed alone leaves the cosine decaying to lr_decay_iters: the run ends with its
+    lr still high. Half way the doctor says so and what lr_decay_iters = max_iters from here would give
+    (lower than the run as it is); finished, only the advice."""
+    assert cli.main(["doctor", str(DECAY_PAST_END), "--until", "1500"]) == 0
+    text = capsys.readouterr().out
+    assert "lr decay      cosine decays to iter 5,000, past max_iters 3,000: the lr ends at 4.22e-04, 36% of" in text
+    assert "[WARN] the run ends before its lr has decayed: set lr_decay_iters = max_iters (3,000)" in text
+    h = load_run(DECAY_PAST_END)
+    r = doctor.diagnose(h.until(1500))
+    what_if = re.search(r"from iter 1,500 on: val ([\d.]+) \(([\d.]+)-([\d.]+)\) at iter 3,000, against ([\d.]+)",
+                        finding(r, "decay").lines[1])
+    moved, low, high, as_is = map(float, what_if.groups())
+    assert as_is == round(r.forecast.val_loss, 3) and low < moved < high and moved < as_is - 0.01
+    finished = doctor.diagnose(h)
+    assert len(finding(finished, "decay").lines) == 1 and finding(finished, "decay").level == "warn"
+    keys = [f.key for f in finished.findings]
+    assert keys.index("decay") == keys.index("forecast") + 1
+
+
+def test_a_cosine_that_ends_at_max_iters_has_no_such_finding():
+    readme = load_run(Path(__file__).resolve().parent / "fixtures" / "nanogpt"
+                      / "train_log_shakespeare_char_cpu_readme2000.txt")   # --lr_decay_iters=2000 --max_iters=2000
+    assert readme.train_config().lr_decay_iters == readme.max_iters == 2000
+    assert "decay" not in [f.key for f in doctor.diagnose(readme).findings]

@@ -3,8 +3,8 @@
 `diagnose(history)` returns a `Report`: the first loss that is not finite (a diverged run),
 parameters against what the config promises, tokens seen per parameter, the val-loss trend
 and plateau (stated over the evals' own span, a fall as a compounding rate so it never passes
-100%), the train/val gap, a schedule-aware
-forecast (gpttui.analysis.forecast), time (mean iteration, eval/checkpoint overhead, duration, ETA)
+100%), the train/val gap, a schedule-aware forecast (gpttui.analysis.forecast), a cosine that
+decays past max_iters, time (mean iteration, eval/checkpoint overhead, duration, ETA)
 and MFU per GPU against the real device's peak (how it and the engine's own average: `_mfu`).
 Unknown figures stay None, never guessed.
 
@@ -36,13 +36,14 @@ from typing import Any
 
 import numpy as np
 
+from gpttui.analysis import extend_plan, pace
 from gpttui.analysis import forecast as F
-from gpttui.analysis import pace
 from gpttui.analysis.peaks import table_peak
 from gpttui.run import config as C
 from gpttui.run import sizing
 from gpttui.run.history import RunHistory
 from gpttui.run.nanogpt_log import NANOGPT_A100_PEAK
+from gpttui.run.schedule import lr_at
 from gpttui.run.units import human_count, human_duration
 
 WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a process on
@@ -52,6 +53,7 @@ TREND_HORIZON = 0.25     # the trend judged over this fraction of the iterations
 TREND_HORIZON_MIN = 1000  # ... and at least this many iterations, but never more than the run's own length
 FLAT_GAIN = 0.015        # less val improvement than this over the horizon is flat
 TOKENS_PROMISE_SLACK = 0.2   # a tokens comment off by more than this fraction is a mismatch
+DECAY_LEFT = 0.1         # a cosine with more than this fraction of its decay still to come at max_iters ends early
 
 
 @dataclass
@@ -148,6 +150,8 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
     r.timing, f_time = _time(h)
     r.mfu, f_mfu = _mfu(h, cfg, r.params.get("nanogpt"), r.timing, device)
     r.findings = [f_params, f_tokens, f_trend, f_gap, f_forecast, f_time, f_mfu]
+    if (f_decay := _decay_cut_short(h, r, cfg)) is not None:
+        r.findings.insert(r.findings.index(f_forecast) + 1, f_decay)
     if (f_loss := _non_finite(h)) is not None:
         r.findings.insert(0, f_loss)
     if h.skipped_lines or h.repaired_lines or h.errors:
@@ -489,6 +493,32 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     if best is not None and f.iter > last_eval:
         verdict += f" (best so far {best:.3f})"
     return Finding("forecast", "forecast", lines, verdict, "ok")
+
+
+def _decay_cut_short(h: RunHistory, r: Report, cfg: C.TrainConfig | None) -> Finding | None:
+    """A cosine that decays past max_iters (nanoGPT's configs set lr_decay_iters ~= max_iters; changing
+    max_iters alone leaves it): the run ends with its lr still high and the decay's gain not had.
+    With the run still going, what moving lr_decay_iters to max_iters now would give, on the
+    extend screen's model."""
+    if cfg is None or not cfg.decay_lr or cfg.lr_schedule != "cosine" or not h.max_iters:
+        return None
+    end = h.max_iters
+    span = cfg.learning_rate - cfg.min_lr
+    left = (lr_at(cfg, end) - cfg.min_lr) / span if span > 0 else 0.0
+    if cfg.lr_decay_iters <= end or left <= DECAY_LEFT:
+        return None
+    lines = [f"cosine decays to iter {cfg.lr_decay_iters:,}, past max_iters {end:,}: the lr ends at "
+             f"{lr_at(cfg, end):.2e}, {left:.0%} of the way from min_lr {cfg.min_lr:.1e} to its peak "
+             f"{cfg.learning_rate:.1e}"]
+    now = h.last_iter or 0
+    if r.forecast is not None and r.forecast.iter == end and now < end:
+        after = C.replace(cfg, lr_decay_iters=end)
+        w = extend_plan.forecast_val_loss(cfg, after, _valid_evals(h), end, now, h.vocab_size)
+        if w is not None and not w.too_wide:
+            lines.append(f"with lr_decay_iters = {end:,} from iter {now:,} on: val {w.val_loss:.3f} "
+                         f"({w.low:.3f}-{w.high:.3f}) at iter {end:,}, against {r.forecast.val_loss:.3f} as it is")
+    return Finding("decay", "lr decay", lines,
+                   f"the run ends before its lr has decayed: set lr_decay_iters = max_iters ({end:,})", "warn")
 
 
 # ---------------------------------------------------------------- time
