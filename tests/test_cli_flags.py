@@ -66,6 +66,11 @@ def test_launch_opens_the_demo_only_when_asked_or_given_nothing(nanogpt_dir):
     named = plan_of("demo", "--max_iters=300")
     assert (named.note, named.run_dir, named.loaded.config.max_iters) == ("demo", demo_dir, 300)
     assert named.loaded.config.n_embd == 128  # the demo's own model, with the override on top
+    # its cosine and evals fit the new length (max_iters alone would leave them at 5,000 and 250) ...
+    assert (named.loaded.config.lr_decay_iters, named.loaded.config.eval_interval) == (300, 15)
+    own = plan_of("demo", "--max_iters=300", "--lr_decay_iters=600", "--eval_interval=50")   # ... unless given
+    assert (own.loaded.config.lr_decay_iters, own.loaded.config.eval_interval) == (600, 50)
+    assert (bare.loaded.config.lr_decay_iters, bare.loaded.config.eval_interval) == (5000, 250)
     moved = plan_of("demo", "--out_dir=elsewhere/demo")   # the demo, its data included, where asked
     where = nanogpt_dir / "elsewhere" / "demo"
     assert (moved.note, moved.run_dir) == ("demo", where)

@@ -99,8 +99,8 @@ def _demo_plan(overrides: list[str], world: int):
         plan = _run_dir_plan(run_dir, overrides, world)
         plan.note = "demo"
         return plan
-    cfg = demo.demo_config(run_dir, world)
-    loaded = C.LoadedConfig(_with_overrides(cfg, overrides), None, "", {})
+    cfg = C.replace(demo.demo_config(run_dir, world), **demo.follow_max_iters(C.parse_overrides(overrides)))
+    loaded = C.LoadedConfig(cfg, None, "", {})
     _check(loaded.config, world)
     _check_writable(run_dir)
     need = None if demo.data_ready(run_dir) else DataToPrepare(run_dir / "data", demo.TEXT, "char")
@@ -172,10 +172,6 @@ def _check_writable(path: Path) -> None:
         check_writable(path)
     except OSError as e:
         raise CannotWrite(f"cannot write {e.filename}: {e.strerror}") from None
-
-
-def _with_overrides(cfg: C.TrainConfig, overrides: list[str]) -> C.TrainConfig:
-    return C.replace(cfg, **C.parse_overrides(overrides)) if overrides else cfg
 
 
 def _check(cfg: C.TrainConfig, world: int) -> None:

@@ -15,6 +15,7 @@ from gpttui.run import config as C
 
 DIR_NAME = "gpttui-demo"
 TEXT = Path(__file__).resolve().parents[1] / "assets" / "tinyshakespeare.txt"  # gpttui/assets
+EVALS = 20   # the demo evaluates 20 times a run, whatever its length
 
 
 def demo_config(run_dir: Path, world: int = 1) -> C.TrainConfig:
@@ -29,10 +30,20 @@ def demo_config(run_dir: Path, world: int = 1) -> C.TrainConfig:
         gradient_accumulation_steps=world, bias=False,
         learning_rate=1e-3, min_lr=1e-4, beta2=0.99, warmup_iters=100, optimizer="muon",
         max_iters=5000, lr_decay_iters=5000,
-        eval_interval=250, eval_iters=20, log_interval=10,
+        eval_interval=5000 // EVALS, eval_iters=20, log_interval=10,
         device="cpu", dtype="float32", compile=False,
         always_save_checkpoint=False, sample_on_checkpoint=True, sample_tokens=200,
     )
+
+
+def follow_max_iters(values: dict) -> dict:
+    """The demo's overrides with its cosine and evals fitted to a --max_iters given without them: the
+    demo's lr then decays to the end and its forecast has evals from early on, as at its own length
+    (a nanoGPT config's max_iters alone would leave lr_decay_iters where it was)."""
+    if "max_iters" not in values:
+        return values
+    end = values["max_iters"]
+    return {"lr_decay_iters": end, "eval_interval": max(1, end // EVALS), **values}
 
 
 def data_ready(run_dir: Path) -> bool:
