@@ -55,11 +55,12 @@ def test_decay_lr_false_makes_the_forecast_name_a_constant_schedule():
     h = RunHistory.from_nanogpt_text(HEADER + LOG_40M.read_text(encoding="utf-8"), "log")
     r = doctor.diagnose(h)
     assert r.forecast_note.startswith("constant lr (decay_lr = False")
-    assert "cosine" not in r.forecast_note
+    assert "cosine" not in r.forecast_note and "decay expected" not in r.forecast_note   # no decay, no gain from it
     # the same log with the lr decaying: a cosine, named with where it ends
     cos = RunHistory.from_nanogpt_text(HEADER.replace("decay_lr = False", "decay_lr = True")
                                        + LOG_40M.read_text(encoding="utf-8"), "log")
     assert doctor.diagnose(cos).forecast_note.startswith("cosine schedule (decay to iter 600,000")
+    assert "the lr's full decay expected to take about 4% off the loss" in doctor.diagnose(cos).forecast_note
 
 
 def test_a_float32_log_gets_mfu_against_the_float32_peak():

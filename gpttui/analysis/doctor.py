@@ -458,7 +458,8 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     sched, stride, r.forecast_note = F.run_schedule(h, cfg, horizon, max(forecast_at or 0, last_eval))
     if cfg is not None and cfg.optimizer != "adamw":
         r.forecast_note += f"; optimizer {cfg.optimizer} (muon_lr {cfg.muon_lr:.1e} on the same schedule)"
-    r.forecast_note += f"; {F.gain_note(h.vocab_size)}"
+    if cfg is None or cfg.decay_lr:   # a constant lr has no decay to gain from
+        r.forecast_note += f"; {F.gain_note(h.vocab_size)}"
     trains = [e.train_loss for e in evs]
     fit = F.fit(its, vals, sched / sched.max(), trains, stride, h.vocab_size)
     if fit is None:   # the extend screen says why in the same words
