@@ -157,8 +157,8 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
     if h.skipped_lines or h.repaired_lines or h.errors:
         lines = []
         if h.skipped_lines:
-            what = "stray lines" if h.kind == "nanogpt-log" else "torn or garbled lines"
-            lines.append(f"{h.skipped_lines} {what} skipped of {h.lines}")
+            what = "stray line" if h.kind == "nanogpt-log" else "torn or garbled line"
+            lines.append(f"{h.skipped_lines} {what}{'s' * (h.skipped_lines != 1)} skipped of {h.lines}")
         if h.repaired_lines:
             lines.append(f"{h.repaired_lines} line(s) read without fields that held bad values")
         if h.errors:

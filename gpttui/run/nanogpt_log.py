@@ -3,7 +3,7 @@
 `parse(text)` turns a log into protocol events (step, eval, checkpoint, and a `session` event
 where a process started) and the facts the log prints once (the echoed config, parameters,
 tokens per iteration, device). RunHistory.from_nanogpt_log applies them. Lines it does not
-know (warnings, blanks, shell prompts) are counted as stray.
+know (blanks, shell prompts, torn lines) are counted as stray; Python's warnings are not.
 
 nanoGPT prints no timestamps: the events carry no `t`, and a step's `dt_ms` is that one
 iteration's time (gpttui.analysis.doctor estimates durations from it). The printed mfu is a
@@ -39,6 +39,9 @@ RESUME_RE = re.compile(r"^Resuming training from ")
 # gpttui's engine log says which device and peak its MFU is against, and how the run ended.
 DEVICE_RE = re.compile(r"^device (\S+) \((.*)\), (\w+),.*; peak ([\d.]+) TFLOP/s")
 END_RE = re.compile(r"^(finished|stopped|failed) at iter (\d+)")
+# A Python warning (torch's, on every CPU run: "train.py:196: FutureWarning: ..."), and the indented
+# source line Python prints under it: output of the run, not stray.
+WARNING_RE = re.compile(r"^\S+:\d+: [A-Z]\w*Warning: ")
 # Other lines nanoGPT's train.py prints: recognised, so not counted as stray.
 KNOWN_RE = re.compile(
     r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
@@ -77,6 +80,7 @@ class _Parser:
         self.in_warmup = False
         self.started = False                            # a session event was emitted
         self.echo: list[str] | None = None              # lines of a config file being echoed
+        self.warned = False                             # the line before was a Python warning
 
     def line(self, line: str) -> None:
         if self.echo is not None:
@@ -85,6 +89,7 @@ class _Parser:
                 return
             self._end_echo()
         log = self.log
+        warned, self.warned = self.warned, False
         if m := STEP_RE.search(line):
             it, train, val = _count(m[1], MAX_ITER), _loss(m[2]), _loss(m[3])
             self._branch(it)
@@ -125,6 +130,10 @@ class _Parser:
             log.mfu_peak = peak
         elif m := END_RE.match(line):
             log.state = m[1]
+        elif WARNING_RE.match(line):
+            self.warned = True
+        elif warned and line[:1].isspace() and line.strip():
+            pass   # the warning's source line
         elif not KNOWN_RE.match(line):
             log.stray += 1
 
