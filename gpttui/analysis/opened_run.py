@@ -51,7 +51,7 @@ class OpenedRun:
         lines = [f"── {what} {self.path}: {len(h.steps):,} steps, {len(h.evals):,} evals, "
                  f"{len(h.checkpoints):,} checkpoints"]
         if h.skipped_lines:
-            lines.append(f"── {h.skipped_lines} stray line(s) skipped")
+            lines.append(f"── {h.skipped_lines} stray line{'s' * (h.skipped_lines != 1)} skipped")
         if self.tail is not None:
             lines.append("── its engine is running: following metrics.jsonl")
         return lines
