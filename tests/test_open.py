@@ -166,6 +166,25 @@ def test_a_cpu_runs_small_mfu_is_shown_to_two_decimals():
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("log, shown", [("train_log_shakespeare_char_cpu_5x192_dropout0.2.txt", "–9.99e-4"),
+                                        ("train_log_fineweb_40m.txt", None)])
+def test_a_nanogpt_logs_lr_panel_shows_what_its_config_schedules(log, shown):
+    """nanoGPT prints no lr, but get_lr is its config's: the panel shows the cosine ending at min_lr
+    (1e-3 to 1e-4 by iter 1,500; its range is of the bars' means); a log without its config shows
+    none rather than a guess."""
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([FIXTURES / log]))
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_for(pilot, lambda: not app.controller.loading, 60)
+            await pilot.pause(0.2)
+            lr = screen_text(app, "#spark-lr")
+            if shown:
+                assert "lr 1.00e-4" in lr and shown in lr, lr
+            else:
+                assert "lr —" in lr, lr
+    asyncio.run(scenario())
+
+
 def live_run(tmp_path: Path, monkeypatch, max_iters: int, **config) -> tuple[Path, MetricsWriter]:
     """A run directory an engine is (said to be) writing: its hello and running state so far."""
     run = tmp_path / "run"

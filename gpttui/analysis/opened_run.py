@@ -17,6 +17,7 @@ from gpttui.run import config as C
 from gpttui.run import engine_state, layout
 from gpttui.run.history import RunHistory, load_run
 from gpttui.run.metrics import MetricsTail
+from gpttui.run.schedule import lr_at
 
 
 @dataclass
@@ -136,4 +137,7 @@ def open_source(path: Path, colour: int, config: Path | None = None) -> OpenedRu
     seed.steps, seed.evals, seed.checkpoints = [], [], []
     run.live.history = seed
     run.live.add_all(history_events(loaded))
+    if not run.live.lr and (cfg := loaded.train_config()) is not None:
+        # nanoGPT prints no lr; its get_lr is a function of the config, so the lr panel shows that
+        run.live.lr.extend(lr_at(cfg, s.iter) for s in loaded.steps[-run.live.lr.maxlen:])
     return run
