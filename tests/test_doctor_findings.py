@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gpttui import cli
-from gpttui.analysis import doctor
+from gpttui.analysis import doctor, forecast
 from gpttui.run import protocol
 from gpttui.run.history import RunHistory, load_run
 from gpttui.run.metrics import MetricsWriter
@@ -194,3 +194,17 @@ def test_a_cosine_that_ends_at_max_iters_has_no_such_finding():
                       / "train_log_shakespeare_char_cpu_readme2000.txt")   # --lr_decay_iters=2000 --max_iters=2000
     assert readme.train_config().lr_decay_iters == readme.max_iters == 2000
     assert "decay" not in [f.key for f in doctor.diagnose(readme).findings]
+
+
+def test_too_few_evals_says_where_the_first_forecast_comes_and_it_does():
+    """The README's CPU recipe evaluates every 250 of 2,000: at half it has too few evals past the
+    transient; the doctor names the eval that gives one, and at that eval there is one."""
+    h = load_run(Path(__file__).resolve().parent / "fixtures" / "nanogpt"
+                 / "train_log_shakespeare_char_cpu_readme2000.txt")
+    at_half = finding(doctor.diagnose(h.until(1000)), "forecast")
+    assert at_half.verdict.endswith("has 3: too little to forecast; evals every 250 give one from iter 1,250")
+    assert doctor.diagnose(h.until(1250)).forecast is not None
+    assert doctor.diagnose(h.until(1249)).forecast is None
+    # a run that ends before that eval is told so
+    assert forecast.no_forecast([0, 250, 500, 750, 1000], [4.2, 2.4, 2.3, 2.2, 2.1], None, 250, 1100).endswith(
+        "; evals every 250 give none before max_iters 1,100")

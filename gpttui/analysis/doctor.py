@@ -463,7 +463,8 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     trains = [e.train_loss for e in evs]
     fit = F.fit(its, vals, sched / sched.max(), trains, stride, h.vocab_size)
     if fit is None:   # the extend screen says why in the same words
-        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], F.no_forecast(its, vals, trains),
+        why = F.no_forecast(its, vals, trains, cfg.eval_interval if cfg else None, h.max_iters)
+        return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], why,
                        "warn" if F.instability(its, vals, trains) else "note")
     predicted = [fit.predict(t) for t in targets]
     primary = next(f for f in predicted if f.iter == (forecast_at or h.max_iters or last_eval))

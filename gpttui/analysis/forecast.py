@@ -392,16 +392,36 @@ def instability(iters: Sequence[int], losses: Sequence[float],
 
 
 def no_forecast(iters: Sequence[int], losses: Sequence[float],
-                train_losses: Sequence[float | None] | None = None) -> str:
+                train_losses: Sequence[float | None] | None = None,
+                eval_interval: int | None = None, max_iters: int | None = None) -> str:
     """Why `fit` gives these evals no forecast, in words every screen shows alike: too few past
-    the transient (the rule of `fit_points` and MIN_POINTS), a rising loss, or a curve the law
-    cannot follow."""
+    the transient (the rule of `fit_points` and MIN_POINTS; with the run's eval interval, where the
+    first forecast comes), a rising loss, or a curve the law cannot follow."""
     n = len(fit_points(iters, losses))
     if n < MIN_POINTS:
-        return (f"needs at least {MIN_POINTS} evals past the first {FIT_START:.0%} of the run so far "
-                f"(the initial transient), has {n}: too little to forecast")
+        why = (f"needs at least {MIN_POINTS} evals past the first {FIT_START:.0%} of the run so far "
+               f"(the initial transient), has {n}: too little to forecast")
+        if eval_interval and (at := first_forecast(iters, losses, eval_interval)) is not None:
+            why += (f"; evals every {eval_interval:,} give one from iter {at:,}" if not max_iters or at <= max_iters
+                    else f"; evals every {eval_interval:,} give none before max_iters {max_iters:,}")
+        return why
     unstable = instability(iters, losses, train_losses)
     return f"no forecast: {unstable or 'the val loss is not falling over the evals past the initial transient'}"
+
+
+def first_forecast(iters: Sequence[int], losses: Sequence[float], eval_interval: int) -> int | None:
+    """The first eval, every `eval_interval` iterations from the last one, at which there are enough
+    evals past the transient to fit (None: the evals so far are none to count from)."""
+    its = [int(i) for i, v in zip(iters, losses) if v is not None and math.isfinite(v)]
+    if not its:
+        return None
+    last = max(its)
+    for k in range(1, 4 * MIN_POINTS + 1):   # evals evenly spaced reach MIN_POINTS well before this
+        at = last + k * eval_interval
+        future = its + [last + j * eval_interval for j in range(1, k + 1)]
+        if len(fit_points(future, [1.0] * len(future))) >= MIN_POINTS:
+            return at
+    return None
 
 
 def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray, stride: int) -> Gap | None:

@@ -214,7 +214,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
             points = eval_points(self.evals)
             trains = {e.iter: e.train_loss for e in self.evals}
             why = forecast.no_forecast([i for i, _ in points], [v for _, v in points],
-                                       [trains.get(i) for i, _ in points])
+                                       [trains.get(i) for i, _ in points], after.eval_interval, end)
             text = Text(f"  val loss at {end:,}: {why}", style="dim")
         else:
             last_it, last_val = eval_points(self.evals)[-1]

@@ -201,4 +201,5 @@ def _why_no_forecast(h: RunHistory) -> str:
     if not its or not h.max_iters or h.max_iters <= its[-1]:
         return ""
     trains = {e.iter: e.train_loss for e in h.evals}
-    return no_forecast(its, vals, [trains.get(i) for i in its])
+    cfg = h.train_config()
+    return no_forecast(its, vals, [trains.get(i) for i in its], cfg.eval_interval if cfg else None, h.max_iters)
