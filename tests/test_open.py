@@ -307,6 +307,9 @@ def test_at_80x24_the_compare_tables_show_whole_columns_what_compares_first():
             runs = screen_text(app, "#runs").splitlines()
             assert runs[0].split() == ["run", "best", "val", "last", "val"]     # whole headers, losses first
             assert runs[1].split()[1:] == ["…124m.txt", "3.3581", "3.3581"]    # the names' shared start left out
+            # the evals table scrolls to its last row once filled (a loaded CI run read it before)
+            await wait_for(pilot, lambda: screen_text(app, "#compare-evals").split()[-5:-3] == ["10,000", "3.3852"],
+                           10, "the evals table at its end")
             evals = screen_text(app, "#compare-evals").splitlines()
             # whole headers; the gap (val less train) gives way to the notes, ★ ✓ (legend below)
             assert evals[0].split() == ["step", "train", "val", "note"]
