@@ -137,8 +137,7 @@ async def test_extend_and_the_doctor_give_the_same_reason_for_no_forecast(tmp_pa
         await wait_for(pilot, lambda: not ctl.loading, 30, "the history read")
         ctl.engine = ScriptedEngine(events(392))
         await wait_for(pilot, lambda: ctl.live.iter == 393, 30, "the engine's events")
-        said = ("needs at least 4 evals past the first 30% of the run so far (the initial transient), has 1: "
-                "too little to forecast")
+        said = "too little to forecast: 1 eval past the first 30% of the run so far (the initial transient), 4 needed"
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), 10, "the extend screen")
         await wait_for(pilot, lambda: "too little" in flat(app, "#forecast"), 20, "extend's forecast line")

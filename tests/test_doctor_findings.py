@@ -202,9 +202,10 @@ def test_too_few_evals_says_where_the_first_forecast_comes_and_it_does():
     h = load_run(Path(__file__).resolve().parent / "fixtures" / "nanogpt"
                  / "train_log_shakespeare_char_cpu_readme2000.txt")
     at_half = finding(doctor.diagnose(h.until(1000)), "forecast")
-    assert at_half.verdict.endswith("has 3: too little to forecast; evals every 250 give one from iter 1,250")
+    assert at_half.verdict == ("too little to forecast: 3 evals past the first 30% of the run so far (the initial "
+                               "transient), 4 needed; the eval at iter 1,250 gives one (every 250)")
     assert doctor.diagnose(h.until(1250)).forecast is not None
     assert doctor.diagnose(h.until(1249)).forecast is None
     # a run that ends before that eval is told so
     assert forecast.no_forecast([0, 250, 500, 750, 1000], [4.2, 2.4, 2.3, 2.2, 2.1], None, 250, 1100).endswith(
-        "; evals every 250 give none before max_iters 1,100")
+        "; none before max_iters 1,100 (evals every 250)")

@@ -88,8 +88,8 @@ async def test_bad_entries_are_marked_and_cannot_be_applied():
         await pilot.pause()
         assert app.result is UNSET
         assert "ETA unknown until the run has measured its speed" in flat(app, "#summary")
-        assert ("val loss at 12,000: needs at least 4 evals past the first 30% of the run so far "
-                "(the initial transient), has 0: too little to forecast") in flat(app, "#forecast")
+        assert ("val loss at 12,000: too little to forecast: 0 evals past the first 30% of the run so far "
+                "(the initial transient), 4 needed") in flat(app, "#forecast")
 
         await pilot.press("backspace", "backspace", "backspace", "backspace", *"+6B")
         await settle(pilot)

@@ -88,7 +88,8 @@ def test_too_few_evals_get_no_forecast_and_say_so():
     its, _ = h.val_curve()
     r = doctor.diagnose(h.until(its[2]), forecast_at=its[-1])     # evals at 0 and two more
     f = next(f for f in r.findings if f.key == "forecast")
-    assert r.forecast is None and f.verdict.startswith(f"needs at least {forecast.MIN_POINTS} evals")
+    assert r.forecast is None and f.verdict.startswith("too little to forecast: 2 evals past the first 30%")
+    assert f"{forecast.MIN_POINTS} needed" in f.verdict
 
 
 def test_a_loss_that_turns_up_gets_no_forecast_and_says_why():

@@ -249,8 +249,8 @@ def test_the_loss_chart_says_why_there_is_no_forecast_until_there_is_one(tmp_pat
             await wait_for(pilot, lambda: "iteration" in screen_text(app, "#chart") and not chart.stale(), 30)
             assert "forecast" not in screen_text(app, "#chart")
             train(10, 50)
-            await wait_for(pilot, lambda: "has 2: too little to forecast" in flat_chart(app), 30, "the note")
-            assert "needs at least 4 evals past the first" in flat_chart(app)
+            await wait_for(pilot, lambda: "too little to forecast: 2 evals past" in flat_chart(app), 30, "the note")
+            assert "the first 30% of the run so far" in flat_chart(app)
             assert "·" not in screen_text(app, "#chart")       # no forecast band drawn
             train(50, 130)
             await wait_for(pilot, lambda: "·" in screen_text(app, "#chart"), 30, "the forecast drawn")

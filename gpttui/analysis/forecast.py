@@ -399,11 +399,11 @@ def no_forecast(iters: Sequence[int], losses: Sequence[float],
     first forecast comes), a rising loss, or a curve the law cannot follow."""
     n = len(fit_points(iters, losses))
     if n < MIN_POINTS:
-        why = (f"needs at least {MIN_POINTS} evals past the first {FIT_START:.0%} of the run so far "
-               f"(the initial transient), has {n}: too little to forecast")
+        why = (f"too little to forecast: {n} eval{'s' * (n != 1)} past the first {FIT_START:.0%} of the run so far "
+               f"(the initial transient), {MIN_POINTS} needed")
         if eval_interval and (at := first_forecast(iters, losses, eval_interval)) is not None:
-            why += (f"; evals every {eval_interval:,} give one from iter {at:,}" if not max_iters or at <= max_iters
-                    else f"; evals every {eval_interval:,} give none before max_iters {max_iters:,}")
+            why += (f"; the eval at iter {at:,} gives one (every {eval_interval:,})" if not max_iters or at <= max_iters
+                    else f"; none before max_iters {max_iters:,} (evals every {eval_interval:,})")
         return why
     unstable = instability(iters, losses, train_losses)
     return f"no forecast: {unstable or 'the val loss is not falling over the evals past the initial transient'}"
