@@ -31,6 +31,20 @@ def test_narrow_seed_config_builds_40m_and_warns(tmp_path, capsys):
     assert "promises ~125M parameters, but this config builds 40.56M" in out
 
 
+def test_max_iters_changed_alone_warns_that_the_cosine_will_not_finish(capsys):
+    """nanoGPT's shakespeare_char config with --max_iters=2000 keeps lr_decay_iters = 5000: the run
+    would end two thirds of the way down its cosine. Said before it starts; the stock config is fine."""
+    stock = str(FIX / "configs" / "train_shakespeare_char.py")
+    assert main(["config", stock, "--max_iters=2000"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "warning: lr_decay_iters 5,000 is past max_iters 2,000: the cosine ends with 67% of its decay to come "
+        "(set lr_decay_iters = max_iters)")
+    for fine in ([], ["--max_iters=2000", "--lr_decay_iters=2000"], ["--max_iters=2000", "--decay_lr=False"],
+                 ["--max_iters=4800"]):   # at 4,800 less than a tenth of the decay is left
+        assert main(["config", stock, *fine]) == 0
+        assert "warning" not in capsys.readouterr().out
+
+
 def test_py_config_is_parsed_not_executed(tmp_path):
     marker = tmp_path / "pwned"
     f = tmp_path / "evil.py"

@@ -38,6 +38,21 @@ def editing(app) -> str | None:
 # ---------------------------------------------------------------- the screen
 
 @pilot_test
+async def test_max_iters_typed_alone_warns_that_the_cosine_will_not_finish(seed):
+    """The seed config decays to its max_iters 12,000; halving max_iters alone leaves the cosine at
+    half way, and the editor says so until lr_decay_iters follows."""
+    app = ScreenHost(ConfigScreen(seed))
+    async with app.run_test(size=(140, 60)) as pilot:
+        await pilot.pause()
+        assert "lr_decay_iters" not in flat(app, SIDE)
+        await type_into(pilot, "max_iters", "6000")
+        assert ("lr_decay_iters 12,000 is past max_iters 6,000: the cosine ends with 53% of its decay to come "
+                "(set lr_decay_iters = max_iters)") in flat(app, SIDE)
+        await type_into(pilot, "lr_decay_iters", "6000")
+        assert "is past max_iters" not in flat(app, SIDE)
+
+
+@pilot_test
 async def test_seed_config_shows_123m_then_40m_with_warning_then_refuses_n_head_5(seed):
     app = ScreenHost(ConfigScreen(seed))
     async with app.run_test(size=(140, 60)) as pilot:

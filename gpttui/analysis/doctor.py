@@ -43,7 +43,7 @@ from gpttui.run import config as C
 from gpttui.run import sizing
 from gpttui.run.history import RunHistory
 from gpttui.run.nanogpt_log import NANOGPT_A100_PEAK
-from gpttui.run.schedule import lr_at
+from gpttui.run.schedule import DECAY_UNFINISHED, decay_left, lr_at
 from gpttui.run.units import human_count, human_duration
 
 WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a process on
@@ -53,7 +53,6 @@ TREND_HORIZON = 0.25     # the trend judged over this fraction of the iterations
 TREND_HORIZON_MIN = 1000  # ... and at least this many iterations, but never more than the run's own length
 FLAT_GAIN = 0.015        # less val improvement than this over the horizon is flat
 TOKENS_PROMISE_SLACK = 0.2   # a tokens comment off by more than this fraction is a mismatch
-DECAY_LEFT = 0.1         # a cosine with more than this fraction of its decay still to come at max_iters ends early
 
 
 @dataclass
@@ -502,12 +501,10 @@ def _decay_cut_short(h: RunHistory, r: Report, cfg: C.TrainConfig | None) -> Fin
     max_iters alone leaves it): the run ends with its lr still high and the decay's gain not had.
     With the run still going, what moving lr_decay_iters to max_iters now would give, on the
     extend screen's model."""
-    if cfg is None or not cfg.decay_lr or cfg.lr_schedule != "cosine" or not h.max_iters:
+    if cfg is None or not h.max_iters:
         return None
     end = h.max_iters
-    span = cfg.learning_rate - cfg.min_lr
-    left = (lr_at(cfg, end) - cfg.min_lr) / span if span > 0 else 0.0
-    if cfg.lr_decay_iters <= end or left <= DECAY_LEFT:
+    if (left := decay_left(cfg, end)) <= DECAY_UNFINISHED:
         return None
     lines = [f"cosine decays to iter {cfg.lr_decay_iters:,}, past max_iters {end:,}: the lr ends at "
              f"{lr_at(cfg, end):.2e}, {left:.0%} of the way from min_lr {cfg.min_lr:.1e} to its peak "

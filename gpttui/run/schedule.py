@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import ArrayLike
 
+DECAY_UNFINISHED = 0.1   # a cosine with more than this fraction of its decay still to come at the end ends early
+
 
 class ScheduleConfig(Protocol):
     """The TrainConfig fields the schedule reads."""
@@ -50,6 +52,25 @@ def lr_at(cfg: ScheduleConfig, it: int) -> float:
     ratio = (it - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
+
+
+def decay_left(cfg: ScheduleConfig, end: int | None = None) -> float:
+    """How much of a cosine's decay (from the peak to min_lr) is still to come at `end` (max_iters):
+    0 unless it decays past it, as nanoGPT's configs do when max_iters alone is changed."""
+    end = cfg.max_iters if end is None else end
+    span = cfg.learning_rate - cfg.min_lr
+    if not cfg.decay_lr or cfg.lr_schedule != "cosine" or cfg.lr_decay_iters <= end or span <= 0:
+        return 0.0
+    return (lr_at(cfg, end) - cfg.min_lr) / span
+
+
+def unfinished_decay(cfg: ScheduleConfig) -> str | None:
+    """The warning for a cosine that ends with more than DECAY_UNFINISHED of its decay to come; None if none."""
+    left = decay_left(cfg)
+    if left <= DECAY_UNFINISHED:
+        return None
+    return (f"lr_decay_iters {cfg.lr_decay_iters:,} is past max_iters {cfg.max_iters:,}: the cosine ends with "
+            f"{left:.0%} of its decay to come (set lr_decay_iters = max_iters)")
 
 
 def lr_array(cfg: ScheduleConfig, iters: ArrayLike) -> np.ndarray:
