@@ -203,7 +203,7 @@ def test_too_few_evals_says_where_the_first_forecast_comes_and_it_does():
                  / "train_log_shakespeare_char_cpu_readme2000.txt")
     at_half = finding(doctor.diagnose(h.until(1000)), "forecast")
     assert at_half.verdict == ("too little to forecast: 3 evals past the first 30% of the run so far (the initial "
-                               "transient), 4 needed; the eval at iter 1,250 gives one (every 250)")
+                               "transient), 4 needed; the eval at iter 1,250 can give one (every 250)")
     assert doctor.diagnose(h.until(1250)).forecast is not None
     assert doctor.diagnose(h.until(1249)).forecast is None
     # a run that ends before that eval is told so

@@ -402,7 +402,7 @@ def no_forecast(iters: Sequence[int], losses: Sequence[float],
         why = (f"too little to forecast: {n} eval{'s' * (n != 1)} past the first {FIT_START:.0%} of the run so far "
                f"(the initial transient), {MIN_POINTS} needed")
         if eval_interval and (at := first_forecast(iters, losses, eval_interval)) is not None:
-            why += (f"; the eval at iter {at:,} gives one (every {eval_interval:,})" if not max_iters or at <= max_iters
+            why += (f"; the eval at iter {at:,} can give one (every {eval_interval:,})" if not max_iters or at <= max_iters
                     else f"; none before max_iters {max_iters:,} (evals every {eval_interval:,})")
         return why
     unstable = instability(iters, losses, train_losses)
