@@ -303,13 +303,14 @@ def test_at_80x24_the_compare_tables_show_whole_columns_what_compares_first():
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: not app.controller.loading and isinstance(app.screen, CompareScreen)
                            and app.screen.query_one(OverlayChart).curves, 60)
-            await pilot.pause(0.3)
+            # the runs table is filled again once it has its width, and the evals table scrolls to
+            # its last row once DataTable has measured its rows, when idle: CI runs read each before
+            await wait_for(pilot, lambda: "…124m.txt" in screen_text(app, "#runs")
+                           and screen_text(app, "#compare-evals").split()[-5:-3] == ["10,000", "3.3852"],
+                           10, "both tables laid out")
             runs = screen_text(app, "#runs").splitlines()
             assert runs[0].split() == ["run", "best", "val", "last", "val"]     # whole headers, losses first
             assert runs[1].split()[1:] == ["…124m.txt", "3.3581", "3.3581"]    # the names' shared start left out
-            # the evals table scrolls to its last row once filled (a loaded CI run read it before)
-            await wait_for(pilot, lambda: screen_text(app, "#compare-evals").split()[-5:-3] == ["10,000", "3.3852"],
-                           10, "the evals table at its end")
             evals = screen_text(app, "#compare-evals").splitlines()
             # whole headers; the gap (val less train) gives way to the notes, ★ ✓ (legend below)
             assert evals[0].split() == ["step", "train", "val", "note"]
