@@ -83,6 +83,7 @@ class LaunchPlan:
     new_run: bool = False               # config.toml to be written (again) under the lock the engine takes over
     force: bool = False                 # the new run replaces one (launch --force said what)
     attach: bool = False                # its engine is already running: connect to it
+    warnings: list[str] = field(default_factory=list)   # the new run's config warnings, said once it is up
 
 
 class Controller(RunController, Protocol):
@@ -285,6 +286,8 @@ class EngineRun(LiveRunReads):
 
     def start(self, app: App[Any]) -> None:
         self.app = app
+        for warning in self.plan.warnings:
+            app.notify(warning, severity="warning", timeout=15)
         app.run_worker(self._load_history, thread=True, name="load-history")
 
     def _load_history(self) -> None:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_helpers import quit_and_stop, run, wait_for
+from app_helpers import flat, quit_and_stop, record_notifications, run, wait_for
 from engine_kit import TINY, gpttui, read_events
 
 from gpttui import cli
@@ -128,3 +128,21 @@ def test_config_that_fails_validation_says_its_error_alone_and_exits_2(tmp_path,
     good = tmp_path / "good.py"
     good.write_text("n_embd = 64\nn_head = 4\n")
     assert cli.main(["config", str(good)]) == 0 and "number of parameters" in capsys.readouterr().out
+
+
+def test_launch_says_the_configs_warnings_once_the_dashboard_is_up(nanogpt_dir):
+    """A cosine left decaying past max_iters is said at launch too, as gpttui config and train say it."""
+    plan = plan_of(*FLAGS, "--lr_decay_iters=200", "--out_dir=out-w")
+    said = ("lr_decay_iters 200 is past max_iters 20: the cosine ends with 99% of its decay to come "
+            "(set lr_decay_iters = max_iters)")
+    assert plan.warnings == [said]
+    assert plan_of(*FLAGS, "--out_dir=out-fine").warnings == []
+    plan.start = False
+
+    async def scenario():
+        app = GpttuiApp(plan)
+        notes = record_notifications(app)
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await wait_for(pilot, lambda: "lr_decay_iters 200 is past max_iters 20" in flat(app), 10, "the warning")
+            assert notes == [said]
+    run(scenario())

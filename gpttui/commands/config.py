@@ -8,7 +8,7 @@ import sys
 
 from gpttui.commands import EXIT_BAD_INPUT
 from gpttui.run import config as C
-from gpttui.run import schedule, sizing
+from gpttui.run import sizing
 from gpttui.run.units import human_bytes, human_count
 
 HELP = "print a resolved config and what it implies"
@@ -33,9 +33,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = loaded.config
     errors = C.validate(cfg)
     d = sizing.derive(cfg)
-    warnings = sizing.size_mismatches(cfg, loaded.source_text, loaded.source)
-    if unfinished := schedule.unfinished_decay(cfg):
-        warnings.append(unfinished)
+    warnings = sizing.config_warnings(cfg, loaded.source_text, loaded.source)
     if args.json:  # the whole object either way: a script reads "errors" from it
         print(json.dumps({"config": cfg.to_dict(), "derived": d.to_dict(),
                           "errors": errors, "warnings": warnings}, indent=2))

@@ -21,7 +21,7 @@ from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, run_app
 from gpttui.commands.train import add_runner_arguments, replaced_run, runner_flags, world_size, world_size_error
 from gpttui.fs.writable import check_writable
 from gpttui.run import config as C
-from gpttui.run import directory, layout
+from gpttui.run import directory, layout, sizing
 
 HELP = "open the dashboard on a config, a run directory, or the bundled demo"
 OVERRIDES = True
@@ -131,7 +131,8 @@ def _new_run_plan(loaded: C.LoadedConfig, world: int, force: bool):
         _check_writable(run_dir)
     if replaced:
         print(f"warning: --force: {replaced}", file=sys.stderr)
-    return LaunchPlan(run_dir, loaded, prepare=need, new_run=True, force=force)
+    return LaunchPlan(run_dir, loaded, prepare=need, new_run=True, force=force,
+                      warnings=sizing.config_warnings(loaded.config, loaded.source_text, loaded.source))
 
 
 def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):

@@ -34,7 +34,7 @@ from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_
 from gpttui.fs.lock import FileLock
 from gpttui.ipc.process import engine_argv, torchrun_env
 from gpttui.run import config as C
-from gpttui.run import directory, layout, protocol, schedule, sizing
+from gpttui.run import directory, layout, protocol, sizing
 
 HELP = "train headless, printing nanoGPT's log lines"
 OVERRIDES = True
@@ -151,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Overriding config with {args.target}:\n{loaded.source_text.rstrip()}")
     for key, value in loaded.overrides.items():
         print(f"Overriding: {key} = {value!r}")
-    for warning in [*sizing.size_mismatches(cfg, loaded.source_text, loaded.source),
-                    *filter(None, [schedule.unfinished_decay(cfg)])]:
+    for warning in sizing.config_warnings(cfg, loaded.source_text, loaded.source):
         print(f"warning: {warning}", file=sys.stderr)
     return follow_engine(engine, Path(cfg.out_dir), runner)
 

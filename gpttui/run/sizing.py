@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gpttui.run.schedule import unfinished_decay
 from gpttui.run.units import human_count
 
 GPT2_PADDED_VOCAB = 50304
@@ -233,3 +234,9 @@ def size_mismatches(cfg: Sizable, source_text: str = "", source: str | None = No
             out.append(f"{where} promises ~{human_count(size, 0)} parameters, "
                        f"but this config builds {human_count(built)}")
     return out
+
+
+def config_warnings(cfg: Any, source_text: str = "", source: str | None = None) -> list[str]:
+    """What a config is warned of before it runs (gpttui config, train, launch and the editor alike):
+    a size its names or comments promise and it does not build, and a cosine that would end unfinished."""
+    return [*size_mismatches(cfg, source_text, source), *filter(None, [unfinished_decay(cfg)])]

@@ -39,7 +39,7 @@ from gpttui.analysis.config_edit import (
     plan_apply,
 )
 from gpttui.run import config as C
-from gpttui.run import layout, schedule, sizing
+from gpttui.run import layout, sizing
 from gpttui.screens.controller import RunController
 from gpttui.widgets.system import device_memory
 
@@ -292,8 +292,7 @@ class ConfigScreen(Screen[ConfigChange | None]):
         self._fill("#figures", figures(
             check.config, self.base, measured_ms_per_iter=self.measured_ms_per_iter,
             device_memory_bytes=self.device_memory_bytes))
-        warnings = [*sizing.size_mismatches(check.config, self.loaded.source_text, self.loaded.source),
-                    *filter(None, [schedule.unfinished_decay(check.config)])]
+        warnings = sizing.config_warnings(check.config, self.loaded.source_text, self.loaded.source)
         self._fill("#warnings", Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow"))
         self._fill("#problems", self._problems_text())
         if self.live:
