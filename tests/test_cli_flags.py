@@ -137,6 +137,8 @@ def test_launch_says_the_configs_warnings_once_the_dashboard_is_up(nanogpt_dir):
             "(set lr_decay_iters = max_iters)")
     assert plan.warnings == [said]
     assert plan_of(*FLAGS, "--out_dir=out-fine").warnings == []
+    assert plan_of("demo", "--max_iters=2000").warnings == []   # the demo's cosine follows, unless told otherwise
+    assert "past max_iters 2,000" in plan_of("demo", "--max_iters=2000", "--lr_decay_iters=5000").warnings[0]
     plan.start = False
 
     async def scenario():

@@ -104,7 +104,8 @@ def _demo_plan(overrides: list[str], world: int):
     _check(loaded.config, world)
     _check_writable(run_dir)
     need = None if demo.data_ready(run_dir) else DataToPrepare(run_dir / "data", demo.TEXT, "char")
-    return LaunchPlan(run_dir, loaded, prepare=need, note="demo", new_run=True)
+    return LaunchPlan(run_dir, loaded, prepare=need, note="demo", new_run=True,
+                      warnings=sizing.config_warnings(cfg))
 
 
 def _new_run_plan(loaded: C.LoadedConfig, world: int, force: bool):
