@@ -401,7 +401,7 @@ def no_forecast(iters: Sequence[int], losses: Sequence[float],
     if n < MIN_POINTS:
         why = (f"too little to forecast: {n} eval{'s' * (n != 1)} past the first {FIT_START:.0%} of the run so far "
                f"(the initial transient), {MIN_POINTS} needed")
-        if eval_interval and (at := first_forecast(iters, losses, eval_interval)) is not None:
+        if eval_interval and (at := _first_forecast(iters, losses, eval_interval)) is not None:
             why += (f"; the eval at iter {at:,} can give one (every {eval_interval:,})" if not max_iters or at <= max_iters
                     else f"; none before max_iters {max_iters:,} (evals every {eval_interval:,})")
         return why
@@ -409,18 +409,17 @@ def no_forecast(iters: Sequence[int], losses: Sequence[float],
     return f"no forecast: {unstable or 'the val loss is not falling over the evals past the initial transient'}"
 
 
-def first_forecast(iters: Sequence[int], losses: Sequence[float], eval_interval: int) -> int | None:
+def _first_forecast(iters: Sequence[int], losses: Sequence[float], eval_interval: int) -> int | None:
     """The first eval, every `eval_interval` iterations from the last one, at which there are enough
     evals past the transient to fit (None: the evals so far are none to count from)."""
-    its = [int(i) for i, v in zip(iters, losses) if v is not None and math.isfinite(v)]
-    if not its:
+    future = [int(i) for i, v in zip(iters, losses) if v is not None and math.isfinite(v)]
+    if not future:
         return None
-    last = max(its)
+    last = max(future)
     for k in range(1, 4 * MIN_POINTS + 1):   # evals evenly spaced reach MIN_POINTS well before this
-        at = last + k * eval_interval
-        future = its + [last + j * eval_interval for j in range(1, k + 1)]
+        future.append(last + k * eval_interval)
         if len(fit_points(future, [1.0] * len(future))) >= MIN_POINTS:
-            return at
+            return future[-1]
     return None
 
 
