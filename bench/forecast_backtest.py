@@ -1,6 +1,6 @@
 """Back-test the val-loss forecast on complete runs it was not fitted to.
 
-    python bench/forecast_backtest.py [--split tuning|held-out|all] [--runs] [--calibrate]
+    python bench/forecast_backtest.py [--split tuning|held-out|all] [--runs] [--calibrate] [--thin K]
 
 For each run of the corpus (bench/data/backtest/, made by bench/make_backtest_runs.py, split by
 its fixed rule; the nanoGPT fixture logs in tests/fixtures/nanogpt/ are held out, the two runs
@@ -30,6 +30,9 @@ for each case, the factor its band needed to hold the truth; the scale is split-
 of those factors, the ceil(0.9 (n + 1))-th smallest, which holds >= 90% of new cases drawn like
 them. forecast.MISFIT and forecast.BAND_SCALE are these figures on the tuning half (the scale: the
 largest of the cuts', rounded up).
+
+--thin K keeps every K-th eval of each run (iter 0's first, and the last), as the same run with K
+times the eval interval would have them: nanoGPT's configs eval every twentieth of a run or less often.
 
 --compare NAME=VALUE ... sets forecast's constants to those values (VALUE a Python expression, numpy
 as np) and prints, per split and cut, the paired difference of each case's error from the constants
@@ -245,10 +248,14 @@ def main() -> None:
                     help="print the band scale that holds 90%% of the split's cases (the quantile rule)")
     ap.add_argument("--noise-floor", action="store_true",
                     help="add the error the eval noise alone makes when the law is exactly right (slower)")
+    ap.add_argument("--thin", type=int, default=1, metavar="K",
+                    help="keep every K-th eval of each run (and its last), as a run with K times the eval interval")
     ap.add_argument("--compare", nargs="+", metavar="NAME=VALUE",
                     help="the paired difference of each case's error with forecast's constants set so")
     args = ap.parse_args()
     runs = [(name, part, load_run(path)) for name, part, path in corpus() if args.split in ("all", part)]
+    for _, _, h in runs:
+        h.evals = [e for k, e in enumerate(h.evals) if k % args.thin == 0 or k == len(h.evals) - 1]
     cases = [c for name, part, h in runs for c in cases_of(name, part, h, args.noise_floor)]
     if args.compare:
         saved = {}

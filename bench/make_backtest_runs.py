@@ -20,9 +20,11 @@ families added later: Muon (the other optimizer: every schedule, two sizes, its 
 high), runs four times as long (2400 iterations), the bundled demo's model (4x128) for 3000
 iterations (past the early plateau by a tenth of the run, as users' first runs are), batches of
 4 to 16 times the tokens and of 32k tokens (as on a GPU), nanoGPT's shakespeare_char recipe
-at its README's CPU scale, and schedules shaped as none before (WSD over a tenth or two fifths,
-cosine flat at min_lr after 60-70% of the run, decays to zero), and BPE runs four times as long
-(one pass over 300k of the docstrings' tokens; every schedule, two sizes).
+at its README's CPU scale, schedules shaped as none before (WSD over a tenth or two fifths,
+cosine flat at min_lr after 60-70% of the run, decays to zero), BPE runs four times as long
+(one pass over 300k of the docstrings' tokens; every schedule, two sizes), and runs on repeated data
+until val turns up, as nanoGPT's stock shakespeare_char run does on a GPU (the tiny slice over ~120
+epochs and the small one over 40-85; every schedule, dropout 0 to 0.2, four sizes, both optimizers).
 
 `split(name)` is the fixed rule that makes the tuning half and the held-out half (runs of each
 data set sorted by the SHA-256 of their names, alternately). bench/forecast_backtest.py reads it.
@@ -189,6 +191,24 @@ def _runs() -> list[Spec]:
     for size, schedule, lr in (("xs", "cos", 3e-3), ("xs", "const", 3e-3), ("xs", "wsd", 3e-3), ("xs", "lin", 3e-3),
                                ("xs", "cos", 1e-3), ("s", "cos", 2e-3), ("s", "wsd", 1e-3), ("xs", "cos", 1e-2)):
         add("bpe", size, schedule, lr, 1200, 50, group="bpe long")
+    # repeated data until val turns up, as nanoGPT's stock shakespeare_char run does on a GPU (made
+    # after every constant above was chosen): the tiny slice over ~120 epochs and the small one over
+    # 40-85, every schedule, dropout 0 to 0.2, four sizes, both optimizers
+    for data, size, schedule, lr, iters, warmup, extra in (
+            ("char_tiny", "s", "cos", 1e-3, 720, 20, {}), ("char_tiny", "s", "const", 3e-3, 720, 20, {}),
+            ("char_tiny", "s", "wsd", 3e-3, 720, 20, {}), ("char_tiny", "s", "lin", 2e-3, 720, 20, {}),
+            ("char_tiny", "m", "cos", 3e-3, 720, 20, {"dropout": 0.2}),
+            ("char_tiny", "m", "wsd", 1e-3, 720, 20, {"dropout": 0.1}),
+            ("char_tiny", "xs", "cos", 1e-2, 720, 20, {}),
+            ("char_tiny", "m", "const", 1e-3, 720, 20, {"optimizer": "muon", "muon_lr": 0.02}),
+            ("char_small", "m", "cos", 3e-3, 1440, 20, {}), ("char_small", "s", "const", 3e-3, 1440, 20, {}),
+            ("char_small", "m", "wsd", 3e-3, 1440, 20, {"dropout": 0.2}),
+            ("char_small", "m", "lin", 2e-3, 1440, 20, {"dropout": 0.1}),
+            ("char_small", "s", "cos", 1e-2, 1440, 20, {}),
+            ("char_small", "l", "cos", 1e-3, 3000, 100, {"beta2": 0.99}),
+            ("char_small", "l", "cos", 1e-3, 3000, 100, {"beta2": 0.99, "dropout": 0.2}),
+            ("char_small", "l", "wsd", 1e-3, 2000, 100, {"beta2": 0.99, "dropout": 0.1})):
+        add(data, size, schedule, lr, iters, warmup, group="overfit", **extra)
     return r
 
 

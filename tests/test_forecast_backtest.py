@@ -74,9 +74,9 @@ def test_the_band_holds_at_a_quarter_and_three_quarters_too_and_widens_with_reac
         if frac == 0.25:
             quarter = np.median(widths)
     assert quarter > 2 * np.median(widths)       # three quarters: less far to go, a narrower band
-    h = load_run(HELD_OUT[0])
-    its, _ = h.val_curve()
-    r = doctor.diagnose(h.until(its[len(its) // 2]))
+    halves = ((h, h.val_curve()[0]) for h in map(load_run, HELD_OUT))
+    reports = (doctor.diagnose(h.until(its[len(its) // 2])) for h, its in halves)
+    r = next(r for r in reports if len(r.forecasts) == 2)   # a run whose band at 2x max_iters is narrow enough to give
     at_end, twice = r.forecasts[0], r.forecasts[1]
     assert twice.iter == 2 * at_end.iter and twice.reach > at_end.reach > 0
     assert (at_end.high - at_end.low) / 2 == pytest.approx(forecast.band_half(at_end.fit_sd, at_end.reach))
@@ -261,3 +261,44 @@ def test_the_vocabulary_is_read_from_the_config_the_parameter_counts_or_the_firs
     assert "vocab_size" not in headerless.config and 40_000 < headerless.vocab_size < 70_000   # ln(vocab) at iter 0
     assert forecast.anneal_gain(headerless.vocab_size) == forecast.ANNEAL_GAIN_SUBWORD
     assert forecast.anneal_gain(65) == forecast.anneal_gain(None) == forecast.ANNEAL_GAIN
+
+
+def test_a_gap_seen_on_evals_a_tenth_of_the_run_apart_is_followed():
+    """nanoGPT's configs eval every tenth or twentieth of a run: half-way, a tenth apart, only three
+    evals lie in the gap's recent window, and the gap is judged on the last MIN_POINTS instead."""
+    its = np.arange(100, 501, 100)
+    train = 1.5 + 2.0 * its ** -0.5
+    val = train + 0.0006 * its
+    f = forecast.fit(its, val, np.ones(1001), train)
+    assert f is not None and f.gap is not None
+    truth = 1.5 + 2.0 * 1000 ** -0.5 + 0.0006 * 1000
+    p = f.predict(1000)
+    assert p.low <= truth <= p.high and abs(p.val_loss - truth) / truth < 0.02
+    assert p.val_loss > val[-1] + 0.1        # val turns up, as the gap says
+
+
+def test_a_gap_that_grows_with_the_iterations_through_the_decay_is_followed(monkeypatch):
+    """Memorising goes on while a decaying lr adds little lr area: a gap growing with the passes over
+    the data (iterations) is followed through a cosine's end, where a gap of the lr area alone stalls.
+    A gap under MEMORISING of the train loss is of the lr area only."""
+    from gpttui.run import config as C
+    from gpttui.run.schedule import lr_array
+
+    cfg = C.TrainConfig(max_iters=2000, lr_decay_iters=2000, warmup_iters=0)
+    sched = lr_array(cfg, np.arange(2001)) / cfg.learning_rate
+    its = np.arange(50, 1001, 50)
+    area = np.cumsum(sched)[its - 1]
+    train = 1.5 + 2.0 * area ** -0.5
+    val = train + 0.0004 * its
+    truth_gap = 0.0004 * 2000
+    f = forecast.fit(its, val, sched, train)
+    assert f is not None and f.gap is not None
+    gap, _ = f.gap.at(float(np.cumsum(sched)[1999]), 2000.0)
+    assert abs(gap - truth_gap) < 0.1 * truth_gap
+    monkeypatch.setattr(forecast, "GAP_BASES", ("area",))
+    area_only = forecast.fit(its, val, sched, train)
+    stalled, _ = area_only.gap.at(float(np.cumsum(sched)[1999]), 2000.0)
+    assert stalled < 0.8 * truth_gap
+    monkeypatch.undo()
+    small = forecast.fit(its, train + 0.02 + 0.00005 * its, sched, train)   # a gap of 4% of train: not memorising
+    assert small is not None and small.gap is not None and not small.gap.by_iters.any()

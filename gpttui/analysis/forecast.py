@@ -52,13 +52,17 @@ far the rate has come down):
   Only while val is less than GAP_MIN of the loss above train at the last eval: a wider gap says
   they measure different losses (val text that differs, or data repeated and memorised), and a
   train loss falling faster than val would carry the forecast too low.
-- Repeated data: when the val-train gap grows over the recent evals (by GAP_T standard errors,
-  and is already GAP_MIN of the loss), the law is fitted to the train losses and val is that
-  plus the gap, a + b * S^p for each power p in GAP_POWERS, averaged by their fit as the lambdas
-  are: linearly or faster in the lr area (memorising grows with the passes over the data, and
-  speeds up once it starts: 1 and 3/2), or levelling off (-1: a gap from val text that differs,
-  which stops growing once the model has learnt what the train text has of its own). The gap's
-  uncertainty and the spread between powers go into the band.
+- Repeated data: when the val-train gap grows over the recent evals (those past GAP_WINDOW of the
+  run, and at least the last MIN_POINTS: a run that evals every tenth of it has only three there)
+  by GAP_T standard errors, and is already GAP_MIN of the loss, the law is fitted to the train
+  losses and val is that plus the gap, a + b * x^p for each power p in GAP_POWERS, averaged by
+  their fit as the lambdas are: linearly or faster (memorising grows with the passes over the
+  data, and speeds up once it starts: 1 and 3/2), or levelling off (-1: a gap from val text that
+  differs, which stops growing once the model has learnt what the train text has of its own).
+  x is the lr area S; and once the gap is MEMORISING of the train loss (the doctor's "val well
+  above train"), the iteration too, as more members: memorising goes on while a decaying lr adds
+  little area, and on the tuning half's tiny slices val climbs fastest in a decay's last part.
+  The gap's uncertainty and the spread between its members go into the band.
 
 The constants were chosen on the tuning half of the back-test corpus
 (bench/make_backtest_runs.py; `bench/forecast_backtest.py --split tuning --compare NAME=VALUE`
@@ -96,13 +100,16 @@ MIN_POINTS = 4
 RISE_Z = 3.0             # a rise of this many eval-noise deviations is an instability
 FIT_START = 0.3          # evals before this fraction of the last one are the initial transient
 BAND_Z = 1.645           # a two-sided 90% band
-BAND_SCALE = 0.67        # the band's scale (split conformal) ...
-MISFIT = 0.122           # ... and the law's misfit per e-fold of lr area reached, a fraction of the loss:
+BAND_SCALE = 1.20        # the band's scale (split conformal) ...
+MISFIT = 0.063           # ... and the law's misfit per e-fold of lr area reached, a fraction of the loss:
                          # `forecast_backtest.py --split tuning --calibrate`
 GAP_WINDOW = 0.5         # the val-train gap's trend is read from evals past this fraction of the last
+                         # (and from the last MIN_POINTS at least: a run with sparse evals has few there)
 GAP_T = 2.0              # ... and must grow by this many standard errors ...
 GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be modelled
-GAP_POWERS = np.array([1.0, 1.5, -1.0])   # the gap as the lr area to these powers (averaged by fit); 1 first
+GAP_BASES = ("area", "iters")   # the gap as a power of the lr area, or (memorising) of the iterations ...
+GAP_POWERS = np.array([1.0, 1.5, -1.0])   # ... to these powers (all averaged by fit); area and 1 first
+MEMORISING = 0.1         # a val-train gap this fraction of the train loss or more is memorising
 MAX_SCHEDULE_POINTS = 2 ** 21   # a longer schedule is sampled every `stride` iterations (memory, time)
 MAX_BAND = 0.2           # a 90% band wider than this fraction of the loss either side is no forecast yet
 
@@ -138,19 +145,22 @@ def too_early(f: Forecast) -> str:
 
 @dataclass
 class Gap:
-    """val - train = a + b * (S / s_ref)^p (S the lr area), found growing: repeated data being
-    memorised, or val text that differs. One (a, b) per power p in GAP_POWERS, averaged with
-    weights by their fit."""
+    """val - train = a + b * x^p, found growing: repeated data being memorised, or val text that
+    differs. x is the lr area S or the iteration, relative to the last eval's; one (a, b) per basis
+    in GAP_BASES and power p in GAP_POWERS, averaged with weights by their fit."""
 
-    powers: np.ndarray          # the powers p
-    weights: np.ndarray         # their weights
-    coefs: np.ndarray           # (n_powers, 2): a, b per power
-    covs: np.ndarray            # (n_powers, 2, 2): their covariance
-    s_ref: float                # the lr area the powers are taken relative to (the last eval's)
+    powers: np.ndarray          # the powers p, one per member
+    by_iters: np.ndarray        # per member: x is the iteration (else the lr area)
+    weights: np.ndarray         # the members' weights
+    coefs: np.ndarray           # (n_members, 2): a, b per member
+    covs: np.ndarray            # (n_members, 2, 2): their covariance
+    s_ref: float                # the lr area ...
+    i_ref: float                # ... and the iteration of the last eval, x's unit
 
-    def at(self, s: float) -> tuple[float, float]:
-        """The gap at lr area `s`, and its variance (the spread between powers included)."""
-        rows = np.column_stack([np.ones(len(self.powers)), (s / self.s_ref) ** self.powers])
+    def at(self, s: float, it: float) -> tuple[float, float]:
+        """The gap at lr area `s` and iteration `it`, and its variance (the spread between members included)."""
+        x = np.where(self.by_iters, it / self.i_ref, s / self.s_ref)
+        rows = np.column_stack([np.ones(len(self.powers)), x ** self.powers])
         means = np.einsum("ij,ij->i", rows, self.coefs)
         mean = float(means @ self.weights)
         var = np.einsum("ij,ijk,ik->i", rows, self.covs, rows)
@@ -192,7 +202,7 @@ class Fit:
         param_var = np.einsum("ij,ijk,ik->i", rows, self.covs, rows)
         var = float(self.weights @ (param_var + (preds - mean) ** 2)) + self.sigma ** 2
         if self.gap is not None:
-            g, g_var = self.gap.at(self._at(it)[0])
+            g, g_var = self.gap.at(self._at(it)[0], float(it))
             mean, var = mean + g, var + g_var
         fit_sd = math.sqrt(max(var, 0.0))
         reach = abs(mean) * math.log(self._at(it)[0] / self._at(self.last_iter)[0]) if it > self.last_iter else 0.0
@@ -424,21 +434,23 @@ def _first_forecast(iters: Sequence[int], losses: Sequence[float], eval_interval
 
 
 def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray, stride: int) -> Gap | None:
-    """A val-train gap that grows over the recent evals, clearly (judged on the linear fit) and by
-    enough to matter; then fitted for every power in GAP_POWERS."""
+    """A val-train gap that grows over the recent evals, clearly (judged on the fit linear in lr area)
+    and by enough to matter; then fitted for every basis in GAP_BASES and power in GAP_POWERS."""
     last = pts[-1][0]
-    recent = [(i, v - t) for i, v, t in pts
-              if i >= GAP_WINDOW * last and t is not None and math.isfinite(t)]
-    if len(recent) < MIN_POINTS or any(t is None or not math.isfinite(t) for _, _, t in pts):
+    if len(pts) < MIN_POINTS or any(t is None or not math.isfinite(t) for _, _, t in pts):
         return None
+    recent = [(i, v - t) for k, (i, v, t) in enumerate(pts) if i >= GAP_WINDOW * last or k >= len(pts) - MIN_POINTS]
     s = _sampled(area, [i for i, _ in recent], stride)
+    its = np.array([float(i) for i, _ in recent])
     s_ref = float(s[-1])
     g = np.array([x for _, x in recent])
     dof = max(len(g) - 2, 1)
     floor = NOISE_REL * abs(pts[-1][1]) / 2
     fits = []
-    for p in GAP_POWERS:
-        X = np.column_stack([np.ones_like(s), (s / s_ref) ** p])
+    bases = GAP_BASES if g[-1] >= MEMORISING * pts[-1][2] else GAP_BASES[:1]
+    members = [(b, p) for b in bases for p in GAP_POWERS]
+    for b, p in members:
+        X = np.column_stack([np.ones_like(s), ((its / its[-1]) if b == "iters" else (s / s_ref)) ** p])
         coef, *_ = np.linalg.lstsq(X, g, rcond=None)
         resid = g - X @ coef
         fits.append((coef, np.linalg.inv(X.T @ X), float(resid @ resid)))
@@ -449,8 +461,8 @@ def _growing_gap(pts: list[tuple[int, float, float | None]], area: np.ndarray, s
     sse = np.array([f[2] for f in fits])
     sigma = max(math.sqrt(sse.min() / dof), floor)
     w = np.exp(-(sse - sse.min()) / (2 * sigma ** 2))
-    return Gap(GAP_POWERS, w / w.sum(), np.array([f[0] for f in fits]),
-               np.array([f[1] for f in fits]) * sigma ** 2, s_ref)
+    return Gap(np.array([p for _, p in members]), np.array([b == "iters" for b, _ in members]), w / w.sum(),
+               np.array([f[0] for f in fits]), np.array([f[1] for f in fits]) * sigma ** 2, s_ref, float(its[-1]))
 
 
 # ---------------------------------------------------------------- a run's schedule and projection
