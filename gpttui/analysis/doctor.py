@@ -41,7 +41,7 @@ from gpttui.analysis import forecast as F
 from gpttui.analysis.peaks import table_peak
 from gpttui.run import config as C
 from gpttui.run import sizing
-from gpttui.run.history import RunHistory
+from gpttui.run.history import Eval, RunHistory
 from gpttui.run.nanogpt_log import NANOGPT_A100_PEAK
 from gpttui.run.schedule import DECAY_UNFINISHED, decay_left, lr_at
 from gpttui.run.units import human_count, human_duration
@@ -52,6 +52,7 @@ CHINCHILLA = 20.0        # compute-optimal tokens per parameter
 TREND_HORIZON = 0.25     # the trend judged over this fraction of the iterations so far ...
 TREND_HORIZON_MIN = 1000  # ... and at least this many iterations, but never more than the run's own length
 FLAT_GAIN = 0.015        # less val improvement than this over the horizon is flat
+RISE_AHEAD = 0.01        # a forecast this fraction above the best val so far is val forecast to rise
 TOKENS_PROMISE_SLACK = 0.2   # a tokens comment off by more than this fraction is a mismatch
 
 
@@ -388,7 +389,11 @@ def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
     else:                           # a short run: its own change, never extrapolated to 1000 iters
         lines = [f"val {slope * span:+.4f} ({rel_span:+.2%}) over iters {first:,}-{last:,}, the last "
                  f"{len(evs)} of {total} evals; best val {h.best_val:.4f}"]
-    if no_gain:
+    # up beyond its scatter and by more than a flat run's gain (or two evals, which say no more)
+    rising = slope > 0 and (len(evs) < 3 or (slope - se > 0 and rel_span > FLAT_GAIN))
+    if rising:
+        verdict, level = "rising: val goes up over the recent evals, past its best", "warn"
+    elif no_gain:
         verdict, level = "plateau: no clear improvement over the recent evals", "warn"
     elif flat:
         verdict, level = (f"flat: at this rate {ahead:.1%} more over the next {int(horizon):,} iters; "
@@ -396,7 +401,7 @@ def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
     elif slope < 0:
         verdict, level = f"still falling: {ahead:.1%} more over the next {int(horizon):,} iters at this rate", "ok"
     else:
-        verdict, level = "rising", "warn"
+        verdict, level = "plateau: no clear improvement over the recent evals", "warn"
     return trend, Finding("trend", "loss trend", lines, verdict, level)
 
 
@@ -428,7 +433,7 @@ def _gap(h: RunHistory) -> tuple[dict[str, Any], Finding]:
              f"at iter {last.iter:,}"]
     if overfit:
         verdict, level = "overfitting: val rises while train falls; stop, add data, or raise dropout", "warn"
-    elif gap / last.train_loss > 0.1:
+    elif gap / last.train_loss > F.MEMORISING:
         verdict, level = "val well above train: memorising (watch for val turning up)", "warn"
     elif gap < 0:
         verdict, level = "val below train: no overfitting (the splits differ a little)", "ok"
@@ -482,18 +487,30 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     if fit.gap is not None:
         lines.append("val = the train loss's fit + the val-train gap, which has grown over the recent evals "
                      "(repeated data memorised, or val text that differs), extrapolated")
-    best = h.best_val
     f = r.forecast
     if f.iter <= last_eval:
-        verdict = f"the fit puts val at {f.val_loss:.3f} by iter {f.iter:,}"
-    else:
-        verdict = f"{f.val_loss - vals[-1]:+.3f} more from here to iter {f.iter:,}"
-        twice = next((x for x in r.forecasts if h.max_iters and x.iter == 2 * h.max_iters), None)
-        if twice is not None and f.iter == h.max_iters:   # (none where its band is too wide)
-            verdict += f"; doubling max_iters would give {twice.val_loss - f.val_loss:+.3f} beyond that"
-    if best is not None and f.iter > last_eval:
-        verdict += f" (best so far {best:.3f})"
-    return Finding("forecast", "forecast", lines, verdict, "ok")
+        return Finding("forecast", "forecast", lines, f"the fit puts val at {f.val_loss:.3f} by iter {f.iter:,}", "ok")
+    best = min(evs, key=lambda e: e.val_loss)
+    if f.val_loss > (1 + RISE_AHEAD) * best.val_loss:
+        return Finding("forecast", "forecast", lines, _rising(f, best, cfg, h.kind == "nanogpt-log"), "warn")
+    verdict = f"{f.val_loss - vals[-1]:+.3f} more from here to iter {f.iter:,}"
+    twice = next((x for x in r.forecasts if h.max_iters and x.iter == 2 * h.max_iters), None)
+    if twice is not None and f.iter == h.max_iters:   # (none where its band is too wide)
+        verdict += f"; doubling max_iters would give {twice.val_loss - f.val_loss:+.3f} beyond that"
+    return Finding("forecast", "forecast", lines, verdict + f" (best so far {best.val_loss:.3f})", "ok")
+
+
+def _rising(f: F.Forecast, best: Eval, cfg: C.TrainConfig | None, nanogpt: bool) -> str:
+    """A forecast above the best val so far (a memorising run): the run is past its best, and
+    whether its best checkpoint survives what follows (nanoGPT has no keep_checkpoints)."""
+    verdict = (f"val forecast to rise: {f.val_loss:.3f} by iter {f.iter:,}, above its best {best.val_loss:.3f} "
+               f"(iter {best.iter:,}): memorising, more iterations may not pay")
+    if cfg is None:
+        return verdict
+    if cfg.always_save_checkpoint and (nanogpt or cfg.keep_checkpoints <= 1):
+        return verdict + ("; each eval overwrites ckpt.pt: to keep the best, set always_save_checkpoint = False "
+                          "(save only a better val)" + ("" if nanogpt else " or keep_checkpoints >= 2"))
+    return verdict + "; the best checkpoint is kept"
 
 
 def _decay_cut_short(h: RunHistory, r: Report, cfg: C.TrainConfig | None) -> Finding | None:
