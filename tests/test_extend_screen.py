@@ -167,3 +167,23 @@ async def test_e_extends_a_running_run_then_a_finished_one(tmp_path, char_data):
         await pilot.press("y")
         await wait_for(pilot, lambda: not ctl.engine_alive, 30, "the engine to stop")
         assert app.ui_errors == []  # checked before the app shuts down
+
+
+@pilot_test
+async def test_extending_a_memorising_run_warns_that_val_is_forecast_to_rise():
+    """A real run memorising its data, half-way (tests/fixtures/memorising): more iterations take
+    val further up, and the what-if says so beside the number."""
+    from pathlib import Path
+
+    from gpttui.run.history import load_run
+
+    h = load_run(Path(__file__).parent / "fixtures" / "memorising").until(360)
+    screen = ExtendScreen(h.train_config(), current_iter=360, tokens_per_iter=h.tokens_per_iter, pace=None,
+                          evals=h.evals, resume_iter=360)
+    app = ScreenHost(screen)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press(*"800")
+        await settle(pilot)
+        text = flat(app, "#forecast")
+        assert "val loss at 800 ≈" in text
+        assert "⚠ val forecast to rise: " in text and "above its best 2.478 (iter 120): memorising" in text

@@ -41,7 +41,7 @@ from gpttui.analysis import forecast as F
 from gpttui.analysis.peaks import table_peak
 from gpttui.run import config as C
 from gpttui.run import sizing
-from gpttui.run.history import Eval, RunHistory
+from gpttui.run.history import RunHistory
 from gpttui.run.nanogpt_log import NANOGPT_A100_PEAK
 from gpttui.run.schedule import DECAY_UNFINISHED, decay_left, lr_at
 from gpttui.run.units import human_count, human_duration
@@ -52,7 +52,6 @@ CHINCHILLA = 20.0        # compute-optimal tokens per parameter
 TREND_HORIZON = 0.25     # the trend judged over this fraction of the iterations so far ...
 TREND_HORIZON_MIN = 1000  # ... and at least this many iterations, but never more than the run's own length
 FLAT_GAIN = 0.015        # less val improvement than this over the horizon is flat
-RISE_AHEAD = 0.01        # a forecast this fraction above the best val so far is val forecast to rise
 TOKENS_PROMISE_SLACK = 0.2   # a tokens comment off by more than this fraction is a mismatch
 
 
@@ -491,8 +490,8 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     if f.iter <= last_eval:
         return Finding("forecast", "forecast", lines, f"the fit puts val at {f.val_loss:.3f} by iter {f.iter:,}", "ok")
     best = min(evs, key=lambda e: e.val_loss)
-    if f.val_loss > (1 + RISE_AHEAD) * best.val_loss:
-        return Finding("forecast", "forecast", lines, _rising(f, best, cfg, h.kind == "nanogpt-log"), "warn")
+    if (rise := F.rise_note(f, best.iter, best.val_loss)) is not None:
+        return Finding("forecast", "forecast", lines, rise + _best_kept(cfg, h.kind == "nanogpt-log"), "warn")
     verdict = f"{f.val_loss - vals[-1]:+.3f} more from here to iter {f.iter:,}"
     twice = next((x for x in r.forecasts if h.max_iters and x.iter == 2 * h.max_iters), None)
     if twice is not None and f.iter == h.max_iters:   # (none where its band is too wide)
@@ -500,17 +499,15 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     return Finding("forecast", "forecast", lines, verdict + f" (best so far {best.val_loss:.3f})", "ok")
 
 
-def _rising(f: F.Forecast, best: Eval, cfg: C.TrainConfig | None, nanogpt: bool) -> str:
-    """A forecast above the best val so far (a memorising run): the run is past its best, and
-    whether its best checkpoint survives what follows (nanoGPT has no keep_checkpoints)."""
-    verdict = (f"val forecast to rise: {f.val_loss:.3f} by iter {f.iter:,}, above its best {best.val_loss:.3f} "
-               f"(iter {best.iter:,}): memorising, more iterations may not pay")
+def _best_kept(cfg: C.TrainConfig | None, nanogpt: bool) -> str:
+    """With val forecast to rise: whether the run's best checkpoint survives the evals to come
+    (nanoGPT has no keep_checkpoints)."""
     if cfg is None:
-        return verdict
+        return ""
     if cfg.always_save_checkpoint and (nanogpt or cfg.keep_checkpoints <= 1):
-        return verdict + ("; each eval overwrites ckpt.pt: to keep the best, set always_save_checkpoint = False "
-                          "(save only a better val)" + ("" if nanogpt else " or keep_checkpoints >= 2"))
-    return verdict + "; the best checkpoint is kept"
+        return ("; each eval overwrites ckpt.pt: to keep the best, set always_save_checkpoint = False "
+                "(save only a better val)" + ("" if nanogpt else " or keep_checkpoints >= 2"))
+    return "; the best checkpoint is kept"
 
 
 def _decay_cut_short(h: RunHistory, r: Report, cfg: C.TrainConfig | None) -> Finding | None:

@@ -110,6 +110,7 @@ GAP_MIN = 0.02           # ... and already be this fraction of the loss, to be m
 GAP_BASES = ("area", "iters")   # the gap as a power of the lr area, or (memorising) of the iterations ...
 GAP_POWERS = np.array([1.0, 1.5, -1.0])   # ... to these powers (all averaged by fit); area and 1 first
 MEMORISING = 0.1         # a val-train gap this fraction of the train loss or more is memorising
+RISE_AHEAD = 0.01        # a forecast this fraction above the best val so far: val forecast to rise
 MAX_SCHEDULE_POINTS = 2 ** 21   # a longer schedule is sampled every `stride` iterations (memory, time)
 MAX_BAND = 0.2           # a 90% band wider than this fraction of the loss either side is no forecast yet
 
@@ -134,6 +135,15 @@ class Forecast:
     def too_wide(self) -> bool:
         """The band spans more than MAX_BAND of the loss either side: a guess, not a forecast."""
         return (self.high - self.low) / 2 > MAX_BAND * abs(self.val_loss)
+
+
+def rise_note(f: Forecast, best_iter: int, best_val: float) -> str | None:
+    """Where the forecast is RISE_AHEAD above the best val so far (a memorising run), the words the
+    doctor and the extend screen show alike; None otherwise."""
+    if f.val_loss <= (1 + RISE_AHEAD) * best_val:
+        return None
+    return (f"val forecast to rise: {f.val_loss:.3f} by iter {f.iter:,}, above its best {best_val:.3f} "
+            f"(iter {best_iter:,}): memorising, more iterations may not pay")
 
 
 def too_early(f: Forecast) -> str:
