@@ -186,4 +186,4 @@ async def test_extending_a_memorising_run_warns_that_val_is_forecast_to_rise():
         await settle(pilot)
         text = flat(app, "#forecast")
         assert "val loss at 800 ≈" in text
-        assert "⚠ val forecast to rise: " in text and "above its best 2.478 (iter 120): memorising" in text
+        assert "⚠ val forecast to rise: " in text and "above its best 2.478 (iter 120): more iterations may not pay" in text

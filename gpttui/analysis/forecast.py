@@ -138,12 +138,13 @@ class Forecast:
 
 
 def rise_note(f: Forecast, best_iter: int, best_val: float) -> str | None:
-    """Where the forecast is RISE_AHEAD above the best val so far (a memorising run), the words the
-    doctor and the extend screen show alike; None otherwise."""
+    """Where the forecast is RISE_AHEAD above the best val so far (a val-train gap growing faster than
+    train falls: memorising, or val text that differs), the words the doctor and the extend screen
+    show alike; None otherwise."""
     if f.val_loss <= (1 + RISE_AHEAD) * best_val:
         return None
     return (f"val forecast to rise: {f.val_loss:.3f} by iter {f.iter:,}, above its best {best_val:.3f} "
-            f"(iter {best_iter:,}): memorising, more iterations may not pay")
+            f"(iter {best_iter:,}): more iterations may not pay")
 
 
 def too_early(f: Forecast) -> str:
