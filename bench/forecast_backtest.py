@@ -12,7 +12,9 @@ error of a naive power law `a + b*t^-c` fitted to the same evals (those past the
 as the forecast: on the tuning half that fits the naive law better than all the evals do). Then,
 per split and cut: mean and worst error, the naive baseline's, on how many runs the forecast beat
 it, and the band's coverage, all over the cases that got a forecast; the cases with none (too few
-evals, or an unstable loss: the doctor says which) are counted apart, never as successes. "truth
+evals, or an unstable loss: the doctor says which) are counted apart, never as successes. Per split,
+how often the doctor said "val forecast to rise" (forecast.rise_note: the forecast above the best val
+at the cut), how often the last eval bore it out, and the rises it did not foresee. "truth
 noise" is the error the last eval's own noise alone makes: sqrt(2/pi) * sigma, sigma from the second
 differences of the run's val evals over its last half, averaged over the cases forecast.
 
@@ -82,6 +84,8 @@ class Case:
     floor: float | None = None  # the noise floor's mean error (--noise-floor), see the module docstring
     fit_sd: float = 0.0         # the forecast's band parts (forecast.Forecast), for --calibrate
     reach: float = 0.0
+    warned: bool = False        # the forecast said "val forecast to rise" (forecast.rise_note) ...
+    rose: bool = False          # ... and the truth is that far above the best val at the cut
 
 
 def corpus() -> list[tuple[str, str, Path]]:
@@ -155,6 +159,7 @@ def cases_of(name: str, part: str, h: RunHistory, floor: bool = False) -> list[C
         r = doctor.diagnose(h.until(at), forecast_at=last)
         naive = naive_power_law(np.array([i for i, _ in seen]), np.array([v for _, v in seen]), last)
         f = r.forecast if r.forecast is not None and r.forecast.iter == last else None
+        best_it, best = min(((i, v) for i, v in evs if i <= at), key=lambda e: e[1])
         out.append(Case(
             name, part, cut, truth,
             None if f is None else abs(f.val_loss - truth) / truth,
@@ -163,7 +168,8 @@ def cases_of(name: str, part: str, h: RunHistory, floor: bool = False) -> list[C
             None if f is None else (f.high - f.low) / 2 / truth, noise,
             "" if f is not None else next(x.verdict for x in r.findings if x.key == "forecast"),
             noise_floor(h, cut, np.random.default_rng(0)) if floor else None,
-            0.0 if f is None else f.fit_sd, 0.0 if f is None else f.reach))
+            0.0 if f is None else f.fit_sd, 0.0 if f is None else f.reach,
+            f is not None and F.rise_note(f, best_it, best) is not None, truth > (1 + F.RISE_AHEAD) * best))
     return out
 
 
@@ -196,7 +202,9 @@ def summary(cases: list[Case], part: str) -> list[str]:
     done = [c for c in cases if c.error is not None]
     if done:
         lines.append(f"  all cuts: band holds {sum(1 for c in done if c.held)}/{len(done)} "
-                     f"({sum(1 for c in done if c.held) / len(done):.0%})")
+                     f"({sum(1 for c in done if c.held) / len(done):.0%}); \"val forecast to rise\" said "
+                     f"{sum(c.warned for c in done)} times, borne out {sum(c.warned and c.rose for c in done)}; "
+                     f"rises not foreseen {sum(c.rose and not c.warned for c in done)}")
     return lines
 
 
