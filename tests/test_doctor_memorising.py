@@ -55,3 +55,13 @@ def test_a_val_that_clearly_rises_is_called_rising_not_a_plateau():
     assert trend.level == "warn" and trend.verdict == "rising: val goes up over the recent evals, past its best"
     flat = doctor.diagnose(load_run(RUN).until(270))   # up 0.2% over three evals: within their scatter
     assert next(f for f in flat.findings if f.key == "trend").verdict.startswith("plateau: ")
+
+
+def test_no_forecast_at_twice_max_iters_where_the_gap_of_the_iterations_reaches_too_far():
+    """A memorising run's gap grows with the iterations, at min_lr too, where the lr area hardly
+    grows: the band's reach counts the iterations, and at 2x max_iters it is too wide to give."""
+    for path, cut in ((RUN, 360), (RUN.parent / "nanogpt" / "train_log_sc_tiny_mem_cos1200.txt", 900)):
+        h = load_run(path).until(cut)
+        r = doctor.diagnose(h)
+        assert [f.iter for f in r.forecasts] == [h.max_iters], path.name
+        assert not any("2x max_iters" in line for line in forecast_finding(r).lines), path.name

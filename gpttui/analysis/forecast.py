@@ -33,7 +33,8 @@ far the rate has come down):
 - The 90% band is BAND_SCALE * BAND_Z deviations of two parts, added in quadrature: what the fit
   itself knows (the parameters' uncertainty at the target, the spread between lambdas, the
   target eval's own noise: `fit_sd`), and the law's misfit, which grows with how far the forecast
-  reaches: MISFIT * loss * ln(S(target) / S(last eval)) (`reach`). The fit alone knows too little
+  reaches: MISFIT * loss * ln(S(target) / S(last eval)) (`reach`; with a gap of the iterations,
+  ln(target / last eval) where that is further: at min_lr the lr area hardly grows, the gap does). The fit alone knows too little
   of its own misfit: on the tuning half its deviation hardly tells which forecasts miss, how far
   they reach does. MISFIT is the value under which the tuning half's errors are likeliest, as
   normal deviations of that sum (up to a common scale); BAND_SCALE is then split conformal's
@@ -217,6 +218,8 @@ class Fit:
             mean, var = mean + g, var + g_var
         fit_sd = math.sqrt(max(var, 0.0))
         reach = abs(mean) * math.log(self._at(it)[0] / self._at(self.last_iter)[0]) if it > self.last_iter else 0.0
+        if self.gap is not None and self.gap.by_iters.any() and it > self.last_iter:   # it reaches in iterations too
+            reach = max(reach, abs(mean) * math.log(it / self.last_iter))
         half = band_half(fit_sd, reach)
         return Forecast(it, mean, mean - half, mean + half, self.n_points, fit_sd, reach)
 
