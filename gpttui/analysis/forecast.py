@@ -34,12 +34,13 @@ far the rate has come down):
   itself knows (the parameters' uncertainty at the target, the spread between lambdas, the
   target eval's own noise: `fit_sd`), and the law's misfit, which grows with how far the forecast
   reaches: MISFIT * loss * ln(S(target) / S(last eval)) (`reach`; with a gap of the iterations,
-  ln(target / last eval) where that is further: at min_lr the lr area hardly grows, the gap does). The fit alone knows too little
-  of its own misfit: on the tuning half its deviation hardly tells which forecasts miss, how far
-  they reach does. MISFIT is the value under which the tuning half's errors are likeliest, as
-  normal deviations of that sum (up to a common scale); BAND_SCALE is then split conformal's
-  90% quantile of the factor each tuning case's band needed to hold the truth, the largest of
-  the three cuts' (25, 50, 75% of the run), so the band holds at each, not only on average.
+  ln(target / last eval) where that is further: at min_lr the lr area hardly grows, that gap
+  does). The fit alone knows too little of its own misfit: on the tuning half its deviation
+  hardly tells which forecasts miss, how far they reach does. MISFIT is the value under which
+  the tuning half's errors are likeliest, as normal deviations of that sum (up to a common
+  scale); BAND_SCALE is then split conformal's 90% quantile of the factor each tuning case's
+  band needed to hold the truth, the largest of the three cuts' (25, 50, 75% of the run), so the
+  band holds at each, not only on average.
   `bench/forecast_backtest.py --split tuning --calibrate` prints both.
 - A forecast whose band spans more than MAX_BAND of the loss either side is not given (`too_early`
   says so): that far out the evals so far do not say where the loss goes.
