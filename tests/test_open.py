@@ -307,7 +307,7 @@ def test_at_80x24_the_compare_tables_show_whole_columns_what_compares_first():
             # its last row once DataTable has measured its rows, when idle: CI runs read each before
             await wait_for(pilot, lambda: "…124m.txt" in screen_text(app, "#runs")
                            and screen_text(app, "#compare-evals").split()[-5:-3] == ["10,000", "3.3852"],
-                           10, "both tables laid out")
+                           30, "both tables laid out")
             runs = screen_text(app, "#runs").splitlines()
             assert runs[0].split() == ["run", "best", "val", "last", "val"]     # whole headers, losses first
             assert runs[1].split()[1:] == ["…124m.txt", "3.3581", "3.3581"]    # the names' shared start left out
@@ -348,4 +348,21 @@ def test_logs_whose_val_loss_went_nan_or_inf_open_without_a_crash(tmp_path):
             await pilot.pause(1.5)   # the loss chart draws on its own timer
             assert "nan" in screen_text(app) and ctl.live.history.evals[-1].val_loss != ctl.live.history.evals[-1].val_loss
         assert app.ui_errors == []
+    asyncio.run(scenario())
+
+
+def test_a_memorising_log_opened_half_way_says_under_the_chart_that_val_will_rise(tmp_path):
+    """A real nanoGPT log on 8k characters repeated ~100 epochs, cut at iter 900 of 1,200 (val up from
+    2.39 to 3.25): the projection climbs, and the note under the chart says why it matters."""
+    text = (FIXTURES / "train_log_sc_tiny_mem_cos1200.txt").read_text()
+    log = tmp_path / "train_log.txt"
+    log.write_text(text[:text.index("iter 910:")])
+
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([log]))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: not app.controller.loading and isinstance(app.screen, DashboardScreen), 60)
+            await wait_for(pilot, lambda: "val forecast to rise" in flat_chart(app), 30, "the note")
+            assert "above its best 2.393 (iter 360): more iterations may not pay" in flat_chart(app)
+            assert "·" in screen_text(app, "#chart")   # the band is drawn
     asyncio.run(scenario())

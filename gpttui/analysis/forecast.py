@@ -527,6 +527,7 @@ class Projection:
     high: np.ndarray
     note: str
     cut_short: str = ""     # why it stops before max_iters; "" when it reaches it
+    rises: str = ""         # rise_note at max_iters, where the forecast there is above the best val so far
 
 
 def projection(h: RunHistory, points: int = 48) -> Projection | None:
@@ -546,6 +547,8 @@ def projection(h: RunHistory, points: int = 48) -> Projection | None:
     preds = [f.predict(int(x)) for x in xs]
     wide = max(next((k for k, p in enumerate(preds) if p.too_wide), len(preds)), 1)  # from the last eval on
     cut_short = "" if wide == len(preds) else f"forecast drawn to iter {int(xs[wide - 1]):,}; {too_early(preds[-1])}"
+    best_it, best_val = min(zip(its, vals), key=lambda e: e[1])
+    rises = "" if cut_short else rise_note(preds[-1], best_it, best_val) or ""
     preds = preds[:wide]
     return Projection(xs[:wide], np.array([p.val_loss for p in preds]), np.array([p.low for p in preds]),
-                      np.array([p.high for p in preds]), note, cut_short)
+                      np.array([p.high for p in preds]), note, cut_short, rises)

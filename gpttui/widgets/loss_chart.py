@@ -8,7 +8,8 @@ the settings or the size change (at once) or the data did (when its host calls
 
 While the run has evals and max_iters ahead but the fit gives no forecast, a dim note under the
 plot says why, in the words the extend screen and the doctor use (forecast.no_forecast), so an
-empty stretch right of the last eval reads as "not yet", not as a missing feature.
+empty stretch right of the last eval reads as "not yet", not as a missing feature. Where the
+forecast at max_iters is above the best val so far, a yellow note says so (forecast.rise_note).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ SMOOTHING_STEPS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 ZOOM_STEPS = (0, 5000, 1000, 200)   # last N iterations; 0 = the whole run
 RAW, SMOOTH, VAL = 12, 11, 9         # 8-bit colours: blue, yellow, red
 DIM = "\x1b[2m", "\x1b[0m"             # the no-forecast note, as plotext's ANSI lines are styled
+WARN = "\x1b[33m", "\x1b[0m"            # ... and "val forecast to rise"
 ASIDE = re.compile(r" \([^)]*\)")         # "(the initial transient)": left out of a note short of room
 
 
@@ -139,21 +141,23 @@ class LossChart(PlotWidget):
         x_lo, x_hi = min([float(env.x[0]), *vx]), max([float(env.x[-1]), *vx, *px])
         y_lo, y_hi = min([float(env.lo.min()), *vy, *py]), max([float(env.hi.max()), *vy, *py])
         value_axes(fig, axis, (x_lo, x_hi), (y_lo, y_hi), log, (width, height), "loss")
-        return "\n".join([fig.build().string().rstrip("\n"), *(f"{DIM[0]}{row}{DIM[1]}" for row in note)])
+        proj, said = self.forecast()
+        on, off = WARN if proj is not None and said and said == proj.rises else DIM
+        return "\n".join([fig.build().string().rstrip("\n"), *(f"{on}{row}{off}" for row in note)])
 
     def forecast(self) -> tuple[Projection | None, str]:
         """The val-loss forecast to max_iters, made again only when an eval arrives; without one,
         why not in no_forecast's words, or "" where none is due (no evals yet, max_iters unknown
-        or reached); cut short where its band gets too wide, and then why."""
+        or reached); cut short where its band gets too wide, and then why; else its rise_note, if any."""
         h = self._live.history
         key = (id(self._live), self._live.evals_version, h.max_iters)
         if self._projected[0] != key:
             proj = projection(h)
-            self._projected = (key, proj, proj.cut_short if proj is not None else _why_no_forecast(h))
+            self._projected = (key, proj, (proj.cut_short or proj.rises) if proj is not None else _why_no_forecast(h))
         return self._projected[1], self._projected[2]
 
     def _note_rows(self, width: int, height: int) -> list[str]:
-        """The no-forecast note wrapped at words under the plot: two rows at most (one on a short
+        """The forecast's note wrapped at words under the plot: two rows at most (one on a short
         chart); where it needs more, without its asides in brackets, then the last row elided at
         a word."""
         why = self.forecast()[1]
