@@ -65,3 +65,8 @@ def test_no_forecast_at_twice_max_iters_where_the_gap_of_the_iterations_reaches_
         r = doctor.diagnose(h)
         assert [f.iter for f in r.forecasts] == [h.max_iters], path.name
         assert not any("2x max_iters" in line for line in forecast_finding(r).lines), path.name
+
+
+def test_the_json_trend_says_rising_and_not_plateau():
+    trend = doctor.diagnose(load_run(RUN)).trend
+    assert trend["rising"] is True and trend["plateau"] is False

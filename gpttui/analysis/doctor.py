@@ -363,7 +363,7 @@ def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
     evs = _recent(h)
     total = len(_valid_evals(h))
     if len(evs) < 2:
-        return {"per_1000": None, "plateau": None}, Finding(
+        return {"per_1000": None, "plateau": None, "rising": None}, Finding(
             "trend", "loss trend", [f"{total} eval(s) so far"], "needs at least 2 evals after iter 0", "note")
     its, vals = [e.iter for e in evs], [e.val_loss for e in evs]
     slope, se = _slope(its, vals)
@@ -378,9 +378,12 @@ def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
     no_gain = len(evs) >= 3 and slope + se >= 0
     flat = len(evs) >= 3 and not no_gain and ahead < FLAT_GAIN
     rel_k, rel_span = math.expm1(rate * 1000), math.expm1(rate * span)
+    # up beyond its scatter and by more than a flat run's gain (or two evals, which say no more)
+    rising = slope > 0 and (len(evs) < 3 or (slope - se > 0 and rel_span > FLAT_GAIN))
     trend = {"per_1000": round(per_k, 5), "relative_per_1000": round(rel_k, 5),
              "change_over_window": round(slope * span, 5), "relative_over_window": round(rel_span, 5),
-             "plateau": no_gain or flat, "flat": flat, "gain_ahead": round(ahead, 5), "horizon": int(horizon),
+             "plateau": not rising and (no_gain or flat or slope >= 0), "rising": rising, "flat": flat,
+             "gain_ahead": round(ahead, 5), "horizon": int(horizon),
              "window": [first, last], "evals": len(evs), "evals_total": total, "best_val": h.best_val}
     if span >= TREND_HORIZON_MIN:   # a rate per 1000 iters the evals span
         lines = [f"val {per_k:+.4f} per 1000 iters ({rel_k:+.2%}) over the last {len(evs)} of {total} evals "
@@ -388,8 +391,6 @@ def _trend(h: RunHistory) -> tuple[dict[str, Any], Finding]:
     else:                           # a short run: its own change, never extrapolated to 1000 iters
         lines = [f"val {slope * span:+.4f} ({rel_span:+.2%}) over iters {first:,}-{last:,}, the last "
                  f"{len(evs)} of {total} evals; best val {h.best_val:.4f}"]
-    # up beyond its scatter and by more than a flat run's gain (or two evals, which say no more)
-    rising = slope > 0 and (len(evs) < 3 or (slope - se > 0 and rel_span > FLAT_GAIN))
     if rising:
         verdict, level = "rising: val goes up over the recent evals, past its best", "warn"
     elif no_gain:
