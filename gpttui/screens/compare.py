@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
@@ -34,6 +36,17 @@ class ComparedRuns(RunController, Protocol):
     axis: str
 
 
+class RunsTable(DataTable):
+    """The runs compared. Which columns it shows depends on its own width, which settles a layout
+    or two after the screen's (a Resize does not bubble): it says when its width changes."""
+
+    class Refit(Message):
+        """The table's width changed: its columns are to be chosen again."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.Refit())
+
+
 class CompareScreen(Screen[None]):
     CSS_PATH = "compare.tcss"
     BINDINGS = [
@@ -53,7 +66,7 @@ class CompareScreen(Screen[None]):
         yield Static("loading…", id="compare-title")
         yield OverlayChart(id="overlay")
         with Horizontal(id="compare-bottom"):
-            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
             yield EvalTable(id="compare-evals")
         yield Footer()
 
@@ -69,7 +82,7 @@ class CompareScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.show_runs()   # back from a run's dashboard: what it followed meanwhile
 
-    def on_resize(self) -> None:
+    def on_runs_table_refit(self) -> None:
         self.call_after_refresh(self._fill_table)   # once the table has its new width
 
     def show_runs(self) -> None:

@@ -38,6 +38,10 @@ class EvalTable(DataTable):
         self.cursor_type = "none"
         self.zebra_stripes = True
         self._write([])
+        # the newest eval in view however late DataTable measures its rows or the layout settles:
+        # anchored, and scrolled to the end after each write and resize (either alone left the
+        # compare screen's table at its top now and then); a user's scroll up releases the anchor
+        self.anchor()
 
     def show(self, live: LiveRun) -> None:
         """Append new evals; rows from the first one that changed (a checkpoint came after its
@@ -53,6 +57,7 @@ class EvalTable(DataTable):
     def on_resize(self) -> None:
         if self.widths(self._rows) != self._widths:
             self._write(self._rows)
+        self.scroll_end(animate=False)
 
     def widths(self, rows: list[tuple]) -> dict[str, int]:
         """The columns shown and each one's width as `rows` make it (measured here: the table's
@@ -88,12 +93,6 @@ class EvalTable(DataTable):
             cells = _cells(row, widths[COLUMNS[-1]])
             self.add_row(*(cell for name, cell in zip(COLUMNS, cells) if name in widths), key=str(row[0]))
         self._rows = list(rows)
-        self.watch_virtual_size()
-
-    def watch_virtual_size(self) -> None:
-        """The newest eval in view, once the table knows its new height: DataTable measures its
-        rows when idle, which may come after the refresh a plain scroll_end waits for (the table
-        then stayed where it was, the last evals out of view)."""
         self.scroll_end(animate=False)
 
 
