@@ -159,7 +159,7 @@ def cases_of(name: str, part: str, h: RunHistory, floor: bool = False) -> list[C
         r = doctor.diagnose(h.until(at), forecast_at=last)
         naive = naive_power_law(np.array([i for i, _ in seen]), np.array([v for _, v in seen]), last)
         f = r.forecast if r.forecast is not None and r.forecast.iter == last else None
-        best_it, best = min(((i, v) for i, v in evs if i <= at), key=lambda e: e[1])
+        so_far_its, so_far_vals = [i for i, _ in evs if i <= at], [v for i, v in evs if i <= at]
         out.append(Case(
             name, part, cut, truth,
             None if f is None else abs(f.val_loss - truth) / truth,
@@ -169,7 +169,8 @@ def cases_of(name: str, part: str, h: RunHistory, floor: bool = False) -> list[C
             "" if f is not None else next(x.verdict for x in r.findings if x.key == "forecast"),
             noise_floor(h, cut, np.random.default_rng(0)) if floor else None,
             0.0 if f is None else f.fit_sd, 0.0 if f is None else f.reach,
-            f is not None and F.rise_note(f, best_it, best) is not None, truth > (1 + F.RISE_AHEAD) * best))
+            f is not None and F.rise_note(f, so_far_its, so_far_vals) is not None,
+            truth > (1 + F.RISE_AHEAD) * min(so_far_vals)))
     return out
 
 

@@ -490,14 +490,13 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
     f = r.forecast
     if f.iter <= last_eval:
         return Finding("forecast", "forecast", lines, f"the fit puts val at {f.val_loss:.3f} by iter {f.iter:,}", "ok")
-    best = min(evs, key=lambda e: e.val_loss)
-    if (rise := F.rise_note(f, best.iter, best.val_loss)) is not None:
+    if (rise := F.rise_note(f, its, vals)) is not None:
         return Finding("forecast", "forecast", lines, rise + _best_kept(cfg, h.kind == "nanogpt-log"), "warn")
     verdict = f"{f.val_loss - vals[-1]:+.3f} more from here to iter {f.iter:,}"
     twice = next((x for x in r.forecasts if h.max_iters and x.iter == 2 * h.max_iters), None)
     if twice is not None and f.iter == h.max_iters:   # (none where its band is too wide)
         verdict += f"; doubling max_iters would give {twice.val_loss - f.val_loss:+.3f} beyond that"
-    return Finding("forecast", "forecast", lines, verdict + f" (best so far {best.val_loss:.3f})", "ok")
+    return Finding("forecast", "forecast", lines, verdict + f" (best so far {min(vals):.3f})", "ok")
 
 
 def _best_kept(cfg: C.TrainConfig | None, nanogpt: bool) -> str:

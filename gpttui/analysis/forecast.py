@@ -139,10 +139,11 @@ class Forecast:
         return (self.high - self.low) / 2 > MAX_BAND * abs(self.val_loss)
 
 
-def rise_note(f: Forecast, best_iter: int, best_val: float) -> str | None:
-    """Where the forecast is RISE_AHEAD above the best val so far (a val-train gap growing faster than
-    train falls: memorising, or val text that differs), the words the doctor and the extend screen
-    show alike; None otherwise."""
+def rise_note(f: Forecast, iters: Sequence[int], losses: Sequence[float]) -> str | None:
+    """Where the forecast is RISE_AHEAD above the best of the val losses so far (a val-train gap
+    growing faster than train falls: memorising, or val text that differs), the words the doctor,
+    the extend screen and the chart show alike; None otherwise."""
+    best_iter, best_val = min(zip(iters, losses), key=lambda e: e[1])
     if f.val_loss <= (1 + RISE_AHEAD) * best_val:
         return None
     return (f"val forecast to rise: {f.val_loss:.3f} by iter {f.iter:,}, above its best {best_val:.3f} "
@@ -214,11 +215,12 @@ class Fit:
         mean = float(preds @ self.weights)
         param_var = np.einsum("ij,ijk,ik->i", rows, self.covs, rows)
         var = float(self.weights @ (param_var + (preds - mean) ** 2)) + self.sigma ** 2
+        s = self._at(it)[0]
         if self.gap is not None:
-            g, g_var = self.gap.at(self._at(it)[0], float(it))
+            g, g_var = self.gap.at(s, float(it))
             mean, var = mean + g, var + g_var
         fit_sd = math.sqrt(max(var, 0.0))
-        reach = abs(mean) * math.log(self._at(it)[0] / self._at(self.last_iter)[0]) if it > self.last_iter else 0.0
+        reach = abs(mean) * math.log(s / self._at(self.last_iter)[0]) if it > self.last_iter else 0.0
         if self.gap is not None and self.gap.by_iters.any() and it > self.last_iter:   # it reaches in iterations too
             reach = max(reach, abs(mean) * math.log(it / self.last_iter))
         half = band_half(fit_sd, reach)
@@ -547,8 +549,7 @@ def projection(h: RunHistory, points: int = 48) -> Projection | None:
     preds = [f.predict(int(x)) for x in xs]
     wide = max(next((k for k, p in enumerate(preds) if p.too_wide), len(preds)), 1)  # from the last eval on
     cut_short = "" if wide == len(preds) else f"forecast drawn to iter {int(xs[wide - 1]):,}; {too_early(preds[-1])}"
-    best_it, best_val = min(zip(its, vals), key=lambda e: e[1])
-    rises = "" if cut_short else rise_note(preds[-1], best_it, best_val) or ""
+    rises = "" if cut_short else rise_note(preds[-1], its, vals) or ""
     preds = preds[:wide]
     return Projection(xs[:wide], np.array([p.val_loss for p in preds]), np.array([p.low for p in preds]),
                       np.array([p.high for p in preds]), note, cut_short, rises)

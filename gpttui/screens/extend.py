@@ -221,8 +221,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
             last_it, last_val = points[-1]
             text = Text(f"  val loss at {end:,} ≈ {f.val_loss:.3f} ({f.low:.3f}–{f.high:.3f}; "
                         f"schedule-aware fit to {f.n_evals} evals), last eval {last_val:.3f} at {last_it:,}")
-            best_it, best_val = min(points, key=lambda p: p[1])
-            if (rise := forecast.rise_note(f, best_it, best_val)) is not None:
+            if (rise := forecast.rise_note(f, [i for i, _ in points], [v for _, v in points])) is not None:
                 text.append(f"\n  ⚠ {rise}", style="bold yellow")
         self.app.call_from_thread(self._show_forecast, text)
 
