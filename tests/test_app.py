@@ -54,8 +54,9 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path, char_data):
         ctl = app.controller
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: ctl.live.iter >= 12 and ctl.live.history.evals, 60, "steps and an eval")
-            await pilot.pause(0.3)
             dash = dashboard(app)
+            await wait_for(pilot, lambda: "params" in text_of(dash.query_one("#header")) and "ETA" in status(app), 10,
+                           "the header and the status line")
             header = text_of(dash.query_one("#header"))
             assert "run" in header and "cpu" in header and "tokens/iter 64" in header and str(run_dir) in header
             assert "params" in header
@@ -174,18 +175,24 @@ def test_reopening_a_run_dir_rebuilds_the_panels_from_metrics(tmp_path, char_dat
         ctl = app.controller
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: not ctl.loading, 30, "the history")
-            await pilot.pause(0.3)
             table = dashboard(app).query_one(EvalTable)
-            rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
             chart = dashboard(app).query_one(LossChart)
+
+            def drawn_width() -> int:   # the widest line the chart shows
+                return max(len(line) for line in screen_text(app, "#chart").splitlines())
+            await wait_for(pilot, lambda: table.row_count == 5 and "iteration" in screen_text(app, "#chart")
+                           and drawn_width() == chart.content_size.width, 30, "the table and the chart")
+            rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
             chart_text = screen_text(app, "#chart")
             widths = [chart.content_size.width]
             for size in ((160, 50), (80, 24)):  # resizing redraws at the new size
                 await pilot.resize_terminal(*size)
-                await pilot.pause(0.3)
+                await wait_for(pilot, lambda: chart.content_size.width != widths[-1]
+                               and drawn_width() == chart.content_size.width, 30, f"the chart redrawn at {size}")
                 widths.append(chart.content_size.width)
-                assert max(len(line) for line in screen_text(app, "#chart").splitlines()) == widths[-1]
                 if size == (160, 50):   # room for the notes in full (at 80 columns: in symbols)
+                    await wait_for(pilot, lambda: "checkpoint saved" in str(table.get_row_at(4)[4]), 30,
+                                   "the notes in full")
                     wide = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
             return rows, wide, status(app), chart_text, ctl.live.iter, app.ui_errors, widths
 
@@ -312,9 +319,9 @@ def test_keys_for_screens_not_there_yet_notify_instead_of_crashing(tmp_path, cha
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
             await wait_for(pilot, lambda: not ctl.loading, 30)
             await pilot.press("d")
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: notes, 10, "a notification")
             await pilot.press("question_mark")
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: "edit the config" in flat(app), 10, "the help")
             help_text = flat(app)
             await pilot.press("escape")
             await pilot.press("q")  # no engine: quits at once

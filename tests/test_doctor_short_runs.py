@@ -89,8 +89,7 @@ async def test_doctor_panel_on_a_one_iteration_run(runs):
     host = ScreenHost(DoctorScreen(load_run(runs[(1, "evals")]), "run_1"))
     async with host.run_test(size=(120, 50)) as pilot:
         screen = host.pushed
-        await wait_for(pilot, lambda: screen.report is not None, 30, "the doctor's report")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: screen.report is not None and "loss trend" in flat(host), 30, "the doctor's report")
         shown = flat(host)
         assert "the doctor failed" not in shown
         assert "loss trend" in shown and "time" in shown

@@ -54,7 +54,8 @@ def test_a_10k_iteration_log_at_80x24_shows_every_eval_note_beside_its_losses():
                            and app.screen.query_one(EvalTable).row_count == 21, 60)
             table = app.screen.query_one(EvalTable)
             await wait_for(pilot, lambda: table.scroll_y == table.max_scroll_y > 0, 10, "the last evals in view")
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: "10,000" in screen_text(app, "#evals").splitlines()[-1], 10,
+                           "the last eval drawn")
             assert not table.show_horizontal_scrollbar
             rows = screen_text(app, "#evals").splitlines()
             room = table.scrollable_content_region.width   # left of the scrollbar
@@ -80,10 +81,9 @@ def test_two_logs_overlay_then_dashboard_then_doctor():
             assert "●" in drawn and "iteration" in drawn and "10K" in drawn   # round ticks, K-suffixed
             assert screen.query_one(EvalTable).row_count == 21          # the 124m log's evals
             await pilot.press("down")
-            await pilot.pause(0.1)
-            assert screen.query_one(EvalTable).row_count == 41          # the 40m log's
+            await wait_for(pilot, lambda: screen.query_one(EvalTable).row_count == 41, 10, "the 40m log's evals")
             await pilot.press("a")                                     # by tokens seen
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: chart.x_axis == "tokens", 10, "the tokens axis")
             chart.build(120, 30)
             assert chart.x_axis == "tokens" and chart.skipped == [LOG_40M.name]   # its tokens/iter unknown
             await pilot.press("enter")
@@ -125,7 +125,7 @@ def test_one_log_opens_in_the_dashboard_and_control_keys_are_not_offered():
             await pilot.pause(0.2)
             assert app.screen is screen and app.ui_errors == []
             await pilot.press("question_mark")
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: "judge the run" in flat(app), 10, "the help")
             help_text = flat(app)   # what the help screen shows
             assert "pause training" not in help_text and "edit the config" not in help_text
             assert "judge the run" in help_text
@@ -345,8 +345,8 @@ def test_logs_whose_val_loss_went_nan_or_inf_open_without_a_crash(tmp_path):
             assert "●" in app.screen.query_one(OverlayChart).build(100, 30).plain
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 60)
-            await pilot.pause(1.5)   # the loss chart draws on its own timer
-            assert "nan" in screen_text(app) and ctl.live.history.evals[-1].val_loss != ctl.live.history.evals[-1].val_loss
+            await wait_for(pilot, lambda: "nan" in screen_text(app), 30, "the diverged eval shown")
+            assert ctl.live.history.evals[-1].val_loss != ctl.live.history.evals[-1].val_loss
         assert app.ui_errors == []
     asyncio.run(scenario())
 

@@ -80,6 +80,10 @@ class LogScreen(Screen[None]):
         self.set_timer(0.05, lambda: self.query_one(LogPane).write_lines(self.batch))
 
 
+def last_line(app: App[None]) -> str:
+    return screen_text(app, "#log").splitlines()[-1].strip()
+
+
 @pilot_test
 async def test_a_batch_of_lines_that_first_overflows_the_log_shows_its_last_line():
     """A failed engine's last lines come in one batch and nothing after: the pane once stayed at
@@ -90,19 +94,17 @@ async def test_a_batch_of_lines_that_first_overflows_the_log_shows_its_last_line
             await app.push_screen(LogScreen([f"run {attempt} line {i}" for i in range(30)]))
             pane = app.screen.query_one(LogPane)
             await wait_for(pilot, lambda: len(pane.lines) == 31, 5, "the batch written")
-            await pilot.pause(0.1)
-            assert screen_text(app, "#log").splitlines()[-1].strip() == f"run {attempt} line 29"
+            await wait_for(pilot, lambda: last_line(app) == f"run {attempt} line 29", 5, "the batch's last line shown")
             if attempt == 4:   # scrolled up, the view stays as more lines come; back at the end, it follows
                 pane.scroll_up(animate=False)
-                await pilot.pause(0.1)
+                await wait_for(pilot, lambda: "line 29" not in screen_text(app, "#log"), 5, "scrolled up")
                 before = screen_text(app, "#log")
                 pane.write_lines(["more"])
                 await pilot.pause(0.1)
-                assert screen_text(app, "#log") == before and "line 29" not in before
+                assert screen_text(app, "#log") == before
                 pane.scroll_end(animate=False, immediate=True)
                 pane.write_lines(["and more"])
-                await pilot.pause(0.1)
-                assert screen_text(app, "#log").splitlines()[-1].strip() == "and more"
+                await wait_for(pilot, lambda: last_line(app) == "and more", 5, "the new line followed")
             app.pop_screen()
 
 

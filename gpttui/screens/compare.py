@@ -114,11 +114,14 @@ class CompareScreen(Screen[None]):
                          "log" if h.kind == "nanogpt-log" else "run",
                          "error" if r.error else "live" if r.tail is not None else h.state or "—"))
         table = self.query_one("#runs", DataTable)
-        n = columns_that_fit(RUN_COLUMNS, rows, table.scrollable_content_region.width or 10**6)
+        widths = column_widths(RUN_COLUMNS, rows)
+        n = columns_that_fit(widths, table.scrollable_content_region.width or 10**6)
         cursor = table.cursor_row
         table.clear(columns=True)
-        for name in RUN_COLUMNS[:n]:
-            table.add_column(name, key=name or "colour")
+        # widths measured here: DataTable measures its cells when idle, and a row drawn before that
+        # kept the header's width ("…12" for a run's name) in its render cache
+        for name, width in zip(RUN_COLUMNS[:n], widths):
+            table.add_column(name, key=name or "colour", width=width)
         for i, row in enumerate(rows):
             table.add_row(*row[:n], key=str(i))
         table.move_cursor(row=min(max(cursor, 0), len(runs) - 1))
@@ -192,12 +195,17 @@ def short_names(names: list[str]) -> list[str]:
     return [f"…{n[cut:]}" if n[cut:] else n for n in names]
 
 
-def columns_that_fit(headers: tuple[str, ...], rows: list[tuple], width: int) -> int:
-    """How many of the first columns fit `width` cells whole (at least the first two)."""
+def column_widths(headers: tuple[str, ...], rows: list[tuple]) -> list[int]:
+    """Each column's width in cells: its header's or its widest cell's."""
+    return [max([len(header), *((Text(c) if isinstance(c, str) else c).cell_len for c in (row[i] for row in rows))])
+            for i, header in enumerate(headers)]
+
+
+def columns_that_fit(widths: list[int], room: int) -> int:
+    """How many of the first columns of these widths fit `room` cells whole (at least the first two)."""
     used = 0
-    for i, header in enumerate(headers):
-        cells = [Text(c) if isinstance(c, str) else c for c in (row[i] for row in rows)]
-        used += max([len(header), *(c.cell_len for c in cells)]) + CELL_PAD
-        if used > width:
+    for i, width in enumerate(widths):
+        used += width + CELL_PAD
+        if used > room:
             return max(i, 2)
-    return len(headers)
+    return len(widths)
