@@ -100,3 +100,16 @@ def test_bare_launch_prepares_the_demo_from_the_bundled_text(tmp_path, monkeypat
     plan = make_plan(None, [])
     assert plan.prepare is not None and plan.prepare.source.is_file()  # the text the demo learns from
     assert plan.prepare.source.read_text(encoding="utf-8").startswith("First Citizen:")
+
+
+def test_a_config_saved_with_a_byte_order_mark_reads_as_python_reads_it(tmp_path, capsys):
+    """Notepad (and PowerShell's Out-File -Encoding utf8) begin a UTF-8 file with a byte-order mark;
+    Python runs such a file, and `gpttui config` once refused it: 'invalid non-printable character'."""
+    marked = tmp_path / "train_fineweb.py"
+    marked.write_bytes(b"\xef\xbb\xbf" + seed_text().encode("utf-8"))
+    assert main(["config", str(marked)]) == 0
+    out = capsys.readouterr().out
+    assert "number of parameters: 123.59M" in out and "tokens per iteration will be: 524,288" in out
+    toml = tmp_path / "config.toml"
+    toml.write_bytes(b"\xef\xbb\xbf" + b"n_layer = 3\nlearning_rate = 0.002\n")
+    assert (C.load(toml).config.n_layer, C.load(toml).config.learning_rate) == (3, 0.002)

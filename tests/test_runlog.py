@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gpttui import cli
 from gpttui.run import nanogpt_log, protocol
 from gpttui.run.history import RunHistory, RunLogError, load_run
 from gpttui.run.metrics import MetricsTail, MetricsWriter, read_events
@@ -256,3 +257,23 @@ def test_a_fine_tune_from_gpt2_weights_is_on_their_vocabulary():
         "step 0: train loss 3.1000, val loss 3.2000",
     ]), "ft.log")
     assert h.config["init_from"] == "gpt2-xl" and h.vocab_size == 50257 and h.skipped_lines == 0
+
+
+@pytest.mark.parametrize("encoding, bom", [("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"),
+                                           ("utf-8", b"\xef\xbb\xbf"), ("utf-32-le", b"\xff\xfe\x00\x00")],
+                         ids=["utf-16-le", "utf-16-be", "utf-8-bom", "utf-32-le"])
+def test_a_log_saved_by_windows_tools_reads_as_the_same_log(tmp_path, capsys, encoding, bom):
+    """Windows PowerShell 5's `python train.py > log.txt` writes UTF-16 LE with a byte-order mark and
+    CRLF line ends; Out-File -Encoding utf8 and Notepad, UTF-8 with a mark. Read as UTF-8, the first
+    held no lines at all and the second lost its first, the config file's echo (so the lr and dtype)."""
+    plain = FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt"
+    text = plain.read_text(encoding="utf-8")
+    windows = tmp_path / "log.txt"
+    windows.write_bytes(bom + text.replace("\n", "\r\n").encode(encoding))
+    assert cli.main(["doctor", str(plain)]) == 0
+    expected = capsys.readouterr().out.splitlines()[1:]   # (the first line names the file)
+    assert cli.main(["doctor", str(windows)]) == 0
+    shown = capsys.readouterr().out.splitlines()[1:]
+    assert shown == expected
+    assert any("lr 1.0e-03" in line for line in shown)            # the stock config echoed on the first line
+    assert any("float32" in line for line in shown)               # and the dtype override

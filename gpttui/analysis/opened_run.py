@@ -100,7 +100,7 @@ def with_config(h: RunHistory, config: Path) -> None:
     under what the log itself says (its `Overriding:` lines ran last). Raises C.ConfigError."""
     values = C.read_config_file(config)
     try:
-        text = config.read_text(encoding="utf-8") if config.is_file() else ""
+        text = config.read_text(encoding="utf-8-sig") if config.is_file() else ""
     except (OSError, UnicodeDecodeError):
         text = ""
     h.config = {**values, **h.config}

@@ -350,7 +350,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         if not p.exists():
             raise ConfigError(f"{p.parent}: not a run directory (no config.toml)")
     try:
-        text = p.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Notepad writes one) is read past, as Python reads its own source
+        text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read: {e}") from None
     if p.suffix == ".toml":
@@ -374,7 +375,7 @@ def load(path: str | Path | None = None, overrides: list[str] | dict[str, Any] |
         values.update(read_config_file(path))
         p = Path(path)
         source = str(p / layout.CONFIG) if p.is_dir() else str(p)
-        text = Path(source).read_text(encoding="utf-8")
+        text = Path(source).read_text(encoding="utf-8-sig")
     ov = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
     values.update(ov)
     try:

@@ -309,7 +309,7 @@ class RunHistory:
         toml = run_dir / layout.CONFIG
         if toml.exists():
             try:
-                text = toml.read_text(encoding="utf-8")
+                text = toml.read_text(encoding="utf-8-sig")
                 h.config.update(protocol.clean_config(C.parse_toml(text, str(toml))))
                 h.config_text, h.config_file, h.config_complete = text, str(toml), True
             except (OSError, UnicodeDecodeError, C.ConfigError):
@@ -330,7 +330,7 @@ class RunHistory:
     def from_nanogpt_log(cls, path: str | Path) -> "RunHistory":
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8", errors="replace")
+            text = nanogpt_log.decode(p.read_bytes())
         except OSError as e:
             raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
         return cls.from_nanogpt_text(text, str(p))

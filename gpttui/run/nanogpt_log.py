@@ -15,6 +15,7 @@ iterations of a process, not yet measured) becomes None. A loss that is not fini
 from __future__ import annotations
 
 import ast
+import codecs
 import math
 import re
 from dataclasses import dataclass, field
@@ -47,6 +48,19 @@ KNOWN_RE = re.compile(
     r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
     r"|using fused AdamW|compiling the model|loading weights from pretrained gpt"
     r"|overriding dropout rate)")
+
+
+# Windows PowerShell 5 (`python train.py > log.txt`, Tee-Object) writes UTF-16 with a byte-order mark;
+# Out-File -Encoding utf8 and Notepad, UTF-8 with one. The mark says the encoding.
+BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))   # UTF-32 LE's mark starts as 16's
+
+
+def decode(data: bytes) -> str:
+    """A log's text: in the encoding its byte-order mark says, else UTF-8 (what Python prints to a file
+    or pipe); bytes that are not, replaced (a torn last character, stray binary) rather than refused."""
+    encoding = next((name for bom, name in BOMS if data.startswith(bom)), "utf-8")
+    return data.decode(encoding, errors="replace")
 
 
 @dataclass
