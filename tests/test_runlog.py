@@ -277,3 +277,34 @@ def test_a_log_saved_by_windows_tools_reads_as_the_same_log(tmp_path, capsys, en
     assert shown == expected
     assert any("lr 1.0e-03" in line for line in shown)            # the stock config echoed on the first line
     assert any("float32" in line for line in shown)               # and the dtype override
+
+
+PREFIXES = {   # what tools put before each line, given the line's number
+    "torchrun --tee": lambda i: "[default0]:",
+    "ts": lambda i: f"Dec 03 22:{i // 60 % 60:02d}:{i % 60:02d} ",
+    "docker logs -t": lambda i: f"2026-12-03T22:{i // 60 % 60:02d}:{i % 60:02d}.{i * 7919 % 10 ** (1 + i % 9)}Z ",
+}
+
+
+@pytest.mark.parametrize("tool", PREFIXES)
+def test_a_log_whose_every_line_a_tool_prefixed_reads_as_the_same_log(tmp_path, capsys, tool):
+    """The eval and iteration lines were found after a prefix, but the config's echo, the overrides
+    and the parameter count, read from a line's start, were not: no lr, no dtype, no size."""
+    plain = FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt"
+    prefixed = tmp_path / "log.txt"
+    prefixed.write_text("".join(PREFIXES[tool](i) + line + "\n"
+                                for i, line in enumerate(plain.read_text(encoding="utf-8").splitlines())))
+    assert cli.main(["doctor", str(plain)]) == 0
+    expected = capsys.readouterr().out.splitlines()[1:]   # (the first line names the file)
+    assert cli.main(["doctor", str(prefixed)]) == 0
+    shown = capsys.readouterr().out.splitlines()[1:]
+    assert shown == expected
+    assert any("lr 1.0e-03" in line for line in shown) and any("0.80M" in line for line in shown)
+
+
+def test_a_record_torn_by_junk_now_and_then_is_no_prefix():
+    lines = LOG_124M.read_text(encoding="utf-8").splitlines()
+    torn = next(i for i, line in enumerate(lines) if line.startswith("iter "))
+    lines[torn] = "^C^Z" + lines[torn]
+    assert nanogpt_log.line_prefix(lines) is None
+    assert nanogpt_log.line_prefix(["iter 1: loss 4.0, time 1.00ms", "x"]) is None

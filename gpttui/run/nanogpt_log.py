@@ -3,7 +3,9 @@
 `parse(text)` turns a log into protocol events (step, eval, checkpoint, and a `session` event
 where a process started) and the facts the log prints once (the echoed config, parameters,
 tokens per iteration, device). RunHistory.from_nanogpt_log applies them. Lines it does not
-know (blanks, shell prompts, torn lines) are counted as stray; Python's warnings are not.
+know (blanks, shell prompts, torn lines) are counted as stray; Python's warnings are not. A prefix
+that a tool put on every line (torchrun's `[default0]:`, a timestamp from `ts` or `docker logs -t`)
+is read past (`line_prefix`), or the config's echo and the parameter count would go unread.
 
 nanoGPT prints no timestamps: the events carry no `t`, and a step's `dt_ms` is that one
 iteration's time (gpttui.analysis.doctor estimates durations from it). The printed mfu is a
@@ -18,6 +20,7 @@ import ast
 import codecs
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,7 @@ from gpttui.run import config as C
 from gpttui.run.nanogpt_stock import STOCK_CONFIGS
 from gpttui.run.protocol import MAX_COUNT, MAX_ITER, MAX_REAL
 
+PREFIXED = 0.9   # the share of eval and iteration lines that must begin alike for that to be a prefix
 NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
 _FLOAT = r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
 ITER_RE = re.compile(r"iter (\d+): loss " + _FLOAT + r", time " + _FLOAT + r"ms(?:, mfu " + _FLOAT + r"%)?")
@@ -282,9 +286,29 @@ def _figure(text: str) -> float | None:
     return x if math.isfinite(x) and abs(x) <= MAX_REAL else None
 
 
+def line_prefix(lines: list[str]) -> re.Pattern[str] | None:
+    """What every line of the log begins with, where a tool put it there: torchrun's `[default0]:`,
+    a timestamp from `ts` or `docker logs -t`; as a pattern (runs of digits or letters stand for any
+    such run: the time changes from line to line), judged on the eval and iteration lines. None where
+    most of those begin with the record itself."""
+    shapes = Counter(_shape(line[:m.start()]) for line in lines
+                     if (m := STEP_RE.search(line) or ITER_RE.search(line)))
+    if not shapes:
+        return None
+    shape, n = shapes.most_common(1)[0]
+    return re.compile(shape) if shape and n >= PREFIXED * sum(shapes.values()) else None
+
+
+def _shape(prefix: str) -> str:
+    return "".join(r"\d+" if run[0].isdigit() else "[A-Za-z]+" if run[0].isalpha() else re.escape(run)
+                   for run in re.findall(r"\d+|[A-Za-z]+|[^\dA-Za-z]", prefix))
+
+
 def parse(text: str) -> NanogptLog:
     parser = _Parser()
     lines = text.splitlines()
+    if (prefix := line_prefix(lines)) is not None:
+        lines = [line[m.end():] if (m := prefix.match(line)) else line for line in lines]
     for line in lines:
         try:
             parser.line(line)
