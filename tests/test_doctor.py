@@ -266,3 +266,57 @@ def test_mfu_of_a_run_resumed_on_fewer_processes_weighs_each_session(tmp_path):
     r = doctor.diagnose(load_run(tmp_path / "run"))
     assert r.mfu["world_size"] == 1                  # the last session's
     assert r.mfu["mfu"] == pytest.approx(statistics.fmean(engine), rel=0.10)
+
+
+OOM_TRACEBACK = """Traceback (most recent call last):
+  File "/home/u/nanoGPT/train.py", line 300, in <module>
+    scaler.scale(loss).backward()
+torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.53 GiB. GPU 0 has a total capacity of \
+11.72 GiB of which 1.02 GiB is free. Including non-PyTorch memory, this process has 10.68 GiB memory in use.
+"""
+
+
+def test_a_log_that_died_out_of_memory_says_so_first_and_what_to_change(tmp_path, capsys):
+    lines = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8").splitlines()
+    cut = next(i for i, line in enumerate(lines) if line.startswith("iter 300:"))
+    log = tmp_path / "oom.txt"
+    log.write_text("\n".join(lines[:cut + 1]) + "\n" + OOM_TRACEBACK)
+    assert cli.main(["doctor", str(log)]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[1].startswith("ended         at iter 300: torch.OutOfMemoryError: CUDA out of memory.")
+    assert text[2].startswith("              [WARN] out of memory: lower batch_size and raise gradient_accumulation_steps")
+    assert not any("error event" in line or "stray" in line for line in text)   # said once, and no stray lines
+    assert cli.main(["doctor", str(log), "--until", "200", "--json"]) == 0        # as it stood before: no error
+    assert "ended" not in [f["key"] for f in json.loads(capsys.readouterr().out)["findings"]]
+    # it died before its first iteration: the log has nothing else to show, and the doctor still says why
+    header = [line for line in lines[:cut] if not line.startswith(("iter ", "step "))]
+    (tmp_path / "oom0.txt").write_text("\n".join(header) + "\n" + OOM_TRACEBACK)
+    assert cli.main(["doctor", str(tmp_path / "oom0.txt"), "--json"]) == 0
+    ended = json.loads(capsys.readouterr().out)["findings"][0]
+    assert (ended["key"], ended["level"]) == ("ended", "warn")
+    assert ended["lines"][0].startswith("at iter 0: torch.OutOfMemoryError")
+
+
+def test_a_gpttui_run_that_failed_says_its_error_first_and_a_refused_command_stays_data(tmp_path, capsys):
+    def run_dir(name: str, final: str, error: dict) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        with MetricsWriter(d / "metrics.jsonl") as w:
+            w.write({**protocol.event("hello", 0, version=1, config={"max_iters": 100}, device="cuda:0", params={},
+                                      peak_flops=1e14, tokens_per_iter=64, start_iter=0, max_iters=100), "t": 1.0})
+            for i in range(20):
+                w.write({**protocol.event("step", i, loss=4.0 - 0.01 * i, lr=6e-4, dt_ms=50.0, tokens_per_s=1280.0,
+                                          mfu=None, grad_norm=None), "t": 2.0 + 0.05 * i})
+            w.write({**protocol.event("error", 19, **error), "t": 3.0})
+            w.write({**protocol.event("state", 19, state=final), "t": 3.1})
+        return d
+    message = ("out of GPU memory at iter 19: lower batch_size (raise gradient_accumulation_steps to keep "
+               "tokens/iter) or block_size")   # the engine's words (engine/trainer.py)
+    assert cli.main(["doctor", str(run_dir("failed", "failed", {"message": message}))]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[1] == f"ended         at iter 19: {message}" and "[WARN] out of memory" in text[2]
+    assert not any("error event" in line for line in text)
+    refused = {"message": "command refused: n_layer changes the model's shape", "refused": True}
+    assert cli.main(["doctor", str(run_dir("refused", "finished", refused))]) == 0
+    text = capsys.readouterr().out
+    assert "ended " not in text and "1 error event(s); last: command refused" in text

@@ -308,3 +308,48 @@ def test_a_record_torn_by_junk_now_and_then_is_no_prefix():
     lines[torn] = "^C^Z" + lines[torn]
     assert nanogpt_log.line_prefix(lines) is None
     assert nanogpt_log.line_prefix(["iter 1: loss 4.0, time 1.00ms", "x"]) is None
+
+
+OOM = """Traceback (most recent call last):
+  File "/home/u/nanoGPT/train.py", line 300, in <module>
+    scaler.scale(loss).backward()
+  File "/home/u/.venv/lib/python3.11/site-packages/torch/_tensor.py", line 581, in backward
+    torch.autograd.backward(
+torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.53 GiB. GPU 0 has a total capacity of \
+11.72 GiB of which 1.02 GiB is free. Including non-PyTorch memory, this process has 10.68 GiB memory in use.
+"""
+CHAINED = """Traceback (most recent call last):
+  File "/home/u/nanoGPT/train.py", line 290, in <module>
+    X, Y = get_batch('train')
+KeyError: 'x'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/home/u/nanoGPT/train.py", line 292, in <module>
+    raise
+KeyboardInterrupt
+"""
+
+
+def _log_ending(n_lines: int, tail: str) -> str:
+    lines = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8").splitlines()
+    return "\n".join(lines[:n_lines]) + "\n" + tail
+
+
+def test_a_traceback_that_ends_a_log_is_how_the_run_ended_and_no_stray_lines():
+    clean = RunHistory.from_nanogpt_text(_log_ending(100, ""))
+    h = RunHistory.from_nanogpt_text(_log_ending(100, OOM))
+    assert h.skipped_lines == clean.skipped_lines and h.last_iter == clean.last_iter
+    assert [(e["iter"], e["message"][:40]) for e in h.errors] == [(clean.last_iter, "torch.OutOfMemoryError: CUDA out of memo")]
+    assert h.fatal_error is h.errors[-1]
+    assert h.until(clean.last_iter - 10).fatal_error is None          # as it stood before it died
+    chained = RunHistory.from_nanogpt_text(_log_ending(100, CHAINED))
+    assert chained.fatal_error["message"] == "KeyboardInterrupt" and chained.skipped_lines == clean.skipped_lines
+
+
+def test_a_traceback_that_records_follow_did_not_end_the_run():
+    """A run appended to the same log after the one that died (`>> log.txt`)."""
+    lines = _log_ending(168, "").splitlines()
+    h = RunHistory.from_nanogpt_text("\n".join(lines[:100] + OOM.splitlines() + lines[100:]))
+    assert h.errors == [] and h.fatal_error is None and h.last_iter == 700

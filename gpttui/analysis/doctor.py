@@ -1,6 +1,7 @@
 """The run doctor: judge a run (live, finished, or an old nanoGPT log) with numbers.
 
-`diagnose(history)` returns a `Report`: the first loss that is not finite (a diverged run),
+`diagnose(history)` returns a `Report`: the error that ended the run (a nanoGPT log's last
+traceback: out of memory gets what to change), the first loss that is not finite (a diverged run),
 parameters against what the config promises, tokens seen per parameter, the val-loss trend
 and plateau (stated over the evals' own span, a fall as a compounding rate so it never passes
 100%), the train/val gap, a schedule-aware forecast (gpttui.analysis.forecast), a cosine that
@@ -153,19 +154,44 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
         r.findings.insert(r.findings.index(f_forecast) + 1, f_decay)
     if (f_loss := _non_finite(h)) is not None:
         r.findings.insert(0, f_loss)
-    if h.skipped_lines or h.repaired_lines or h.errors:
+    fatal = h.fatal_error
+    if fatal is not None:
+        r.findings.insert(0, _ended(fatal))
+    errors = [e for e in h.errors if e is not fatal]   # (the one that ended the run is said above)
+    if h.skipped_lines or h.repaired_lines or errors:
         lines = []
         if h.skipped_lines:
             what = "stray line" if h.kind == "nanogpt-log" else "torn or garbled line"
             lines.append(f"{h.skipped_lines} {what}{'s' * (h.skipped_lines != 1)} skipped of {h.lines}")
         if h.repaired_lines:
             lines.append(f"{h.repaired_lines} line(s) read without fields that held bad values")
-        if h.errors:
-            lines.append(f"{len(h.errors)} error event(s); last: {h.errors[-1].get('message', '')[:100]}")
+        if errors:
+            lines.append(f"{len(errors)} error event(s); last: {errors[-1].get('message', '')[:100]}")
         r.findings.append(Finding("data", "data", lines,
-                                  "the rest of the source was read" if not h.errors else "the run reported errors",
-                                  "note" if not h.errors else "warn"))
+                                  "the rest of the source was read" if not errors else "the run reported errors",
+                                  "note" if not errors else "warn"))
     return r
+
+
+# ---------------------------------------------------------------- how the run ended
+
+OUT_OF_MEMORY = re.compile(r"out of (GPU )?memory|OutOfMemoryError|can't allocate memory", re.IGNORECASE)
+MESSAGE_SHOWN = 400   # characters of the error shown (the start says most)
+
+
+def _ended(e: dict) -> Finding:
+    """The error, and what to change where it says what: out of memory (the most common way a run
+    on a card of its own dies) is a smaller batch, the tokens per iteration kept."""
+    message = str(e.get("message", ""))
+    it = e.get("iter") if isinstance(e.get("iter"), int) else 0
+    lines = [f"at iter {it:,}: {message[:MESSAGE_SHOWN]}{'…' * (len(message) > MESSAGE_SHOWN)}"]
+    if message.startswith("KeyboardInterrupt"):
+        return Finding("ended", "ended", lines, "stopped by hand (Ctrl+C)", "note")
+    if OUT_OF_MEMORY.search(message):
+        return Finding("ended", "ended", lines,
+                       "out of memory: lower batch_size and raise gradient_accumulation_steps by as much "
+                       "(the same tokens per iteration), or lower block_size", "warn")
+    return Finding("ended", "ended", lines, "the run ended in this error", "warn")
 
 
 # ---------------------------------------------------------------- losses that are not numbers

@@ -53,6 +53,8 @@ class OpenedRun:
                  f"{len(h.checkpoints):,} checkpoints"]
         if h.skipped_lines:
             lines.append(f"── {h.skipped_lines} stray line{'s' * (h.skipped_lines != 1)} skipped")
+        if (e := h.fatal_error) is not None:
+            lines.append(f"── it ended in an error at iter {e.get('iter', 0):,}: {e.get('message', '')}")
         if self.tail is not None:
             lines.append("── its engine is running: following metrics.jsonl")
         return lines

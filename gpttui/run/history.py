@@ -204,6 +204,7 @@ class RunHistory:
         h.steps = [s for s in self.steps if s.iter <= last]
         h.evals = [e for e in self.evals if e.iter <= last]
         h.checkpoints = [c for c in self.checkpoints if c.iter <= last]
+        h.errors = [e for e in self.errors if not isinstance(e.get("iter"), int) or e["iter"] <= last]
         h.sessions = [copy.copy(s) for s in self.sessions if s.start_iter <= last]
         times = [x.t for x in (*h.steps, *h.evals) if x.t is not None]
         if h.sessions and times and h.sessions[-1].t_end is not None:
@@ -220,6 +221,14 @@ class RunHistory:
         if its:
             return max(its)
         return self.sessions[-1].start_iter if self.sessions else None
+
+    @property
+    def fatal_error(self) -> dict | None:
+        """The error event that ended the run: a nanoGPT log's (its reader keeps only a traceback
+        that no record came after), or a failed gpttui run's last one; None otherwise."""
+        if self.kind != "nanogpt-log" and self.state != "failed":
+            return None
+        return next((e for e in reversed(self.errors) if not e.get("refused")), None)
 
     @property
     def best_val(self) -> float | None:
@@ -366,7 +375,7 @@ def load_run(path: str | Path) -> RunHistory:
     if p.suffix == ".jsonl" or head.lstrip().startswith(b"{"):
         return RunHistory.from_metrics(p)
     h = RunHistory.from_nanogpt_log(p)
-    if not h.steps and not h.evals:
+    if not h.steps and not h.evals and not h.errors:   # (a traceback alone: the run died before its first line)
         raise RunLogError(f"{p}: no nanoGPT 'iter N: loss ...' or 'step N: train loss ...' lines "
                           "and not a metrics.jsonl")
     return h

@@ -5,7 +5,9 @@ where a process started) and the facts the log prints once (the echoed config, p
 tokens per iteration, device). RunHistory.from_nanogpt_log applies them. Lines it does not
 know (blanks, shell prompts, torn lines) are counted as stray; Python's warnings are not. A prefix
 that a tool put on every line (torchrun's `[default0]:`, a timestamp from `ts` or `docker logs -t`)
-is read past (`line_prefix`), or the config's echo and the parameter count would go unread.
+is read past (`line_prefix`), or the config's echo and the parameter count would go unread. A
+Python traceback that no record follows (the process died: out of memory, Ctrl+C) becomes an
+`error` event with its exception line; one that records follow (a run appended after) does not.
 
 nanoGPT prints no timestamps: the events carry no `t`, and a step's `dt_ms` is that one
 iteration's time (gpttui.analysis.doctor estimates durations from it). The printed mfu is a
@@ -26,7 +28,7 @@ from typing import Any
 
 from gpttui.run import config as C
 from gpttui.run.nanogpt_stock import STOCK_CONFIGS
-from gpttui.run.protocol import MAX_COUNT, MAX_ITER, MAX_REAL
+from gpttui.run.protocol import MAX_COUNT, MAX_ITER, MAX_REAL, check_event
 
 PREFIXED = 0.9   # the share of eval and iteration lines that must begin alike for that to be a prefix
 NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
@@ -47,6 +49,10 @@ END_RE = re.compile(r"^(finished|stopped|failed) at iter (\d+)")
 # A Python warning (torch's, on every CPU run: "train.py:196: FutureWarning: ..."), and the indented
 # source line Python prints under it: output of the run, not stray.
 WARNING_RE = re.compile(r"^\S+:\d+: [A-Z]\w*Warning: ")
+# A Python traceback (the process died: CUDA out of memory, Ctrl+C): its exception line, the first one
+# not indented after it, is how the run ended; chained tracebacks end on the last one.
+TRACEBACK_RE = re.compile(r"^Traceback \(most recent call last\):\s*$")
+CHAINED_RE = re.compile(r"^(During handling of the above exception|The above exception was the direct cause)")
 # Other lines nanoGPT's train.py prints: recognised, so not counted as stray.
 KNOWN_RE = re.compile(
     r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
@@ -99,6 +105,9 @@ class _Parser:
         self.started = False                            # a session event was emitted
         self.echo: list[str] | None = None              # lines of a config file being echoed
         self.warned = False                             # the line before was a Python warning
+        self.traceback = False                          # in a traceback, before its exception line
+        self.chained = False                            # just after one: another may be chained to it
+        self.error: tuple[int, str] | None = None       # (iter, exception line) no record came after
 
     def line(self, line: str) -> None:
         if self.echo is not None:
@@ -108,6 +117,8 @@ class _Parser:
             self._end_echo()
         log = self.log
         warned, self.warned = self.warned, False
+        if self._in_traceback(line):
+            return
         if m := STEP_RE.search(line):
             it, train, val = _count(m[1], MAX_ITER), _loss(m[2]), _loss(m[3])
             self._branch(it)
@@ -155,9 +166,35 @@ class _Parser:
         elif not KNOWN_RE.match(line):
             log.stray += 1
 
+    def _in_traceback(self, line: str) -> bool:
+        """Whether the line belongs to a traceback: its start, its frames, its exception line (kept as
+        `error`), and the blank lines and words between chained ones. A record cuts one short (a torn
+        log): then its first line is stray and the record is read."""
+        chained, self.chained = self.chained, False
+        if self.traceback:
+            if STEP_RE.search(line) or ITER_RE.search(line):
+                self.traceback = False
+                self.log.stray += 1
+                return False
+            if not (line[:1].isspace() or TRACEBACK_RE.match(line)):
+                self.traceback, self.chained = False, True
+                self.error = (self.last or 0, line.strip())
+            return True
+        if TRACEBACK_RE.match(line):
+            self.traceback = True
+            return True
+        if chained and (not line.strip() or CHAINED_RE.match(line)):
+            self.chained = True
+            return True
+        return False
+
     def finish(self) -> NanogptLog:
         if self.echo is not None:
             self._end_echo()
+        if self.traceback:   # cut off before its exception line
+            self.log.stray += 1
+        if self.error is not None:   # (checked as any event: its text is shown)
+            self.log.events.append(check_event({"type": "error", "iter": self.error[0], "message": self.error[1]})[0])
         return self.log
 
     def _end_echo(self) -> None:
@@ -192,6 +229,7 @@ class _Parser:
     def _record(self, event: dict) -> None:
         self.log.events.append(event)
         self.last = event["iter"]
+        self.error = None   # the log went on: that process's error did not end it
 
     def _branch(self, it: int) -> bool:
         """An iteration number going backwards: nanoGPT restarted from an earlier checkpoint."""
