@@ -353,3 +353,19 @@ def test_a_traceback_that_records_follow_did_not_end_the_run():
     lines = _log_ending(168, "").splitlines()
     h = RunHistory.from_nanogpt_text("\n".join(lines[:100] + OOM.splitlines() + lines[100:]))
     assert h.errors == [] and h.fatal_error is None and h.last_iter == 700
+
+
+def test_under_torchrun_the_workers_error_is_how_the_run_ended_not_the_launchers():
+    worker = "".join(f"[rank0]: {line}\n" for line in OOM.splitlines())
+    launcher = """E1203 13:23:20.000000 32974 torch/distributed/elastic/multiprocessing/api.py:874] failed (exitcode: 1)
+Traceback (most recent call last):
+  File "/usr/bin/torchrun", line 8, in <module>
+    sys.exit(main())
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+train.py FAILED
+"""
+    h = RunHistory.from_nanogpt_text(_log_ending(100, worker + launcher))
+    assert h.fatal_error["message"].startswith("torch.OutOfMemoryError: CUDA out of memory.")
+    alone = RunHistory.from_nanogpt_text(_log_ending(100, launcher))   # the worker's error not printed
+    assert alone.fatal_error["message"].startswith("torch.distributed.elastic.multiprocessing.errors.ChildFailedError")

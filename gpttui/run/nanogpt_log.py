@@ -53,6 +53,10 @@ WARNING_RE = re.compile(r"^\S+:\d+: [A-Z]\w*Warning: ")
 # not indented after it, is how the run ended; chained tracebacks end on the last one.
 TRACEBACK_RE = re.compile(r"^Traceback \(most recent call last\):\s*$")
 CHAINED_RE = re.compile(r"^(During handling of the above exception|The above exception was the direct cause)")
+# torchrun puts `[rank0]:` before a worker's error lines (its other output has none), and then ends on
+# its own traceback, ChildFailedError, with no message: the worker's error, when printed, says more.
+RANK_RE = re.compile(r"^\[rank\d+\]: ?")
+LAUNCHER_ERROR = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError"
 # Other lines nanoGPT's train.py prints: recognised, so not counted as stray.
 KNOWN_RE = re.compile(
     r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
@@ -171,6 +175,7 @@ class _Parser:
         `error`), and the blank lines and words between chained ones. A record cuts one short (a torn
         log): then its first line is stray and the record is read."""
         chained, self.chained = self.chained, False
+        line = RANK_RE.sub("", line, count=1)
         if self.traceback:
             if STEP_RE.search(line) or ITER_RE.search(line):
                 self.traceback = False
@@ -178,7 +183,8 @@ class _Parser:
                 return False
             if not (line[:1].isspace() or TRACEBACK_RE.match(line)):
                 self.traceback, self.chained = False, True
-                self.error = (self.last or 0, line.strip())
+                if not (line.startswith(LAUNCHER_ERROR) and self.error is not None):
+                    self.error = (self.last or 0, line.strip())
             return True
         if TRACEBACK_RE.match(line):
             self.traceback = True
