@@ -52,12 +52,16 @@ class ReadOnlyRuns(LiveRunReads):
         self.log = LogLines()
         self.run_dir = sources[0]
         self.loaded = C.LoadedConfig(C.TrainConfig())
-        self.header_note = "read-only"
         self._logs: list[LogLines] = []     # each run's log pane: what was read
         self._changed = False
         self._polled_at = 0.0
 
     # ------------------------------------------------------------ what screens read
+
+    @property
+    def header_note(self) -> str:
+        run = self.runs[self.selected] if self.runs else None
+        return "read-only, live" if run is not None and run.followed else "read-only"
 
     @property
     def display_state(self) -> str:
@@ -108,7 +112,6 @@ class ReadOnlyRuns(LiveRunReads):
         self.live = run.live
         self.log = self._logs[index]
         self.run_dir = run.path
-        self.header_note = "read-only, live" if run.tail is not None else "read-only"
 
     # ------------------------------------------------------------ the timer and intents
 

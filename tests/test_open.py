@@ -2,6 +2,7 @@
 panel (d), and a running run followed live from its metrics.jsonl."""
 
 import asyncio
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,7 +10,7 @@ import pytest
 from app_helpers import flat, screen_text, wait_for
 
 from gpttui import cli
-from gpttui.analysis.opened_run import log_times
+from gpttui.analysis.opened_run import log_clock
 from gpttui.app import GpttuiApp
 from gpttui.run import protocol
 from gpttui.run.history import load_run
@@ -290,7 +291,7 @@ def flat_chart(app) -> str:
 
 def test_log_times_count_an_eval_pause_once():
     h = load_run(LOG_124M)
-    times = log_times(h)
+    times = log_clock(h)[0]
     # iter 1000 evaluates: its 29.2 s line stands for 1 slow iteration and 199 normal ones
     assert times[1000] - times[800] == pytest.approx(29.151 + 199 * 9.35, rel=0.002)
     assert times[1200] - times[1000] == pytest.approx(200 * 9.346, rel=0.001)
@@ -365,4 +366,40 @@ def test_a_memorising_log_opened_half_way_says_under_the_chart_that_val_will_ris
             await wait_for(pilot, lambda: "val forecast to rise" in flat_chart(app), 30, "the note")
             assert "above its best 2.393 (iter 360): more iterations may not pay" in flat_chart(app)
             assert "·" in screen_text(app, "#chart")   # the band is drawn
+    asyncio.run(scenario())
+
+
+def test_a_log_train_py_is_still_writing_is_followed_as_it_grows(tmp_path):
+    """The user's own train.py writes the log (`python train.py | tee log.txt`); `gpttui open` on it
+    showed the log as it stood when opened, and never more."""
+    lines = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8").splitlines(True)
+    first_eval = next(i for i, line in enumerate(lines) if line.startswith("step 0:"))
+    log = tmp_path / "log.txt"
+    log.write_text("".join(lines[:first_eval]))          # the header: train.py is compiling
+
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([log]))
+        ctl = app.controller
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, DashboardScreen), 60)
+            table = app.screen.query_one(EvalTable)
+            assert table.row_count == 0 and "read-only, live" not in flat(app, "#header")
+            with open(log, "a", encoding="utf-8") as f:       # train.py goes on, a line at a time
+                for line in lines[first_eval:]:
+                    f.write(line[:9])
+                    f.flush()
+                    await pilot.pause(0.02)
+                    f.write(line[9:])
+                    f.flush()
+                    if line.startswith("step 350:"):           # half-way: what it shows so far
+                        await wait_for(pilot, lambda: table.row_count == 8, 30, "the evals so far")
+                        assert "read-only, live" in flat(app, "#header")
+                        assert re.search(r"iter 3[45]\d/700", flat(app, "#status"))
+            await wait_for(pilot, lambda: table.row_count == 15 and "iter 700/700" in flat(app, "#status"), 30,
+                           "the whole run")
+            whole = load_run(FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt")
+            assert [e.val_loss for e in ctl.live.history.evals] == [e.val_loss for e in whole.evals]
+            assert ctl.live.history.skipped_lines == whole.skipped_lines == 0
+            await pilot.press("q")
+        assert app.ui_errors == []
     asyncio.run(scenario())

@@ -369,3 +369,33 @@ train.py FAILED
     assert h.fatal_error["message"].startswith("torch.OutOfMemoryError: CUDA out of memory.")
     alone = RunHistory.from_nanogpt_text(_log_ending(100, launcher))   # the worker's error not printed
     assert alone.fatal_error["message"].startswith("torch.distributed.elastic.multiprocessing.errors.ChildFailedError")
+
+
+@pytest.mark.parametrize("encoding, bom", [("utf-8", b""), ("utf-16-le", b"\xff\xfe")], ids=["utf-8", "utf-16"])
+def test_a_log_read_as_it_grows_gives_the_events_of_the_log_read_whole(tmp_path, encoding, bom):
+    """train.py writes a line in pieces (and UTF-16 in bytes that split a character): each read
+    parses the lines ended so far; a line still being written waits for its end."""
+    whole = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8")
+    data = bom + whole.encode(encoding)
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"")
+    reader = nanogpt_log.LogReader(log)
+    events = []
+    for start in range(0, len(data), 777):   # pieces that end mid-line (and, in UTF-16, mid-character)
+        with open(log, "ab") as f:
+            f.write(data[start:start + 777])
+        events += reader.read()
+    assert events == nanogpt_log.parse(whole).events
+    assert reader.log().config == nanogpt_log.parse(whole).config
+
+
+def test_a_log_that_has_only_its_header_so_far_is_a_run_starting(tmp_path):
+    """train.py prints its config and parameter count, then compiles for a minute: no record yet,
+    and `gpttui open` of it then waited for nothing: it was refused ('no nanoGPT lines')."""
+    text = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8")
+    (tmp_path / "log.txt").write_text(text[:text.index("\nstep 0:") + 1])
+    h = load_run(tmp_path / "log.txt")
+    assert not h.steps and h.config_complete and h.config["learning_rate"] == 1e-3
+    (tmp_path / "other.txt").write_text("$ ls\nREADME.md  train.py\n")
+    with pytest.raises(RunLogError, match="no nanoGPT 'iter N: loss ...'"):
+        load_run(tmp_path / "other.txt")

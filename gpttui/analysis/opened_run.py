@@ -1,6 +1,6 @@
 """Runs opened read-only (`gpttui open`): a run directory, a metrics.jsonl or a nanoGPT log, read
 into a `LiveRun` as the dashboard shows it. A run whose engine is still alive keeps a tail on its
-metrics.jsonl, so the viewer can follow it.
+metrics.jsonl, and a nanoGPT log its reader, so the viewer follows them as they grow.
 
 No Textual here: viewer.py polls these and the compare screen lists them.
 """
@@ -15,8 +15,9 @@ from typing import Any
 from gpttui.analysis.live import LiveRun
 from gpttui.run import config as C
 from gpttui.run import engine_state, layout
-from gpttui.run.history import RunHistory, load_run
+from gpttui.run.history import RunHistory, open_run
 from gpttui.run.metrics import MetricsTail
+from gpttui.run.nanogpt_log import LogReader
 from gpttui.run.schedule import lr_at
 
 
@@ -27,14 +28,36 @@ class OpenedRun:
     colour: int                           # its colour on the compare screen's chart
     live: LiveRun = field(default_factory=LiveRun)
     tail: MetricsTail | None = None       # set while the run's engine is alive
+    reader: LogReader | None = None       # a log's: it reads on where train.py still writes it ...
+    grew: bool = False                    # ... and it has, since it was opened
+    clock: LogClock | None = None         # the log's steps' times, estimated (it has none)
     error: str = ""                       # why it could not be read (then it shows only in the table)
 
     @property
     def history(self) -> RunHistory:
         return self.live.history
 
+    @property
+    def followed(self) -> bool:
+        """Whether what it shows is still growing (its engine alive, its log written to since opened)."""
+        return self.tail is not None or self.grew
+
     def poll(self) -> bool:
-        """Take what a live run's engine wrote since the last poll; True if anything came."""
+        """Take what a live run's engine, or the train.py writing a log, wrote since the last poll;
+        True if anything came."""
+        if self.reader is not None:
+            read = self.reader.offset
+            try:
+                events = self.reader.read()
+            except OSError:   # gone or unreadable now: what was read stays
+                self.reader, events = None, []
+            self.grew = self.grew or self.reader is not None and self.reader.offset > read
+            if self.clock is not None:
+                self._time(events)
+            self.live.add_all(events)
+            if events and (cfg := self.history.train_config()) is not None:   # (its lr, as open_source)
+                self.live.lr.extend(lr_at(cfg, e["iter"]) for e in events if e["type"] == "step")
+            return bool(events)
         if self.tail is None:
             return False
         events = self.tail.poll()
@@ -44,6 +67,18 @@ class OpenedRun:
         if self.live.state in layout.FINAL_STATES:
             self.tail = None
         return True
+
+    def _time(self, events: list[dict]) -> None:
+        """Stamp a log's new steps with the clock's estimate, as `history_events` did the rest."""
+        assert self.clock is not None
+        for e in events:   # in order: an eval's line comes before its iteration's, in this read or the last
+            if e["type"] == "eval":
+                self.clock.last_eval = e["iter"]
+            elif e["type"] == "step" and e.get("t") is None and e.get("dt_ms") is not None:
+                is_eval = e["iter"] == self.clock.last_eval
+                e["t"] = self.clock.at(e["iter"], e["dt_ms"] / 1000, is_eval)
+                if not is_eval and self.clock.prev is not None:
+                    self.clock.typical = e["dt_ms"] / 1000   # the latest normal iteration, for the next eval
 
     def describe(self) -> list[str]:
         """What was read, for the log pane."""
@@ -60,31 +95,39 @@ class OpenedRun:
         return lines
 
 
-def log_times(h: RunHistory) -> dict[int, float]:
-    """Estimated seconds since the start at each logged iteration of a log without timestamps.
+@dataclass
+class LogClock:
+    """Estimated seconds since the start of a log without timestamps, line by line: a logged
+    iteration's time stands for the iterations since the previous line; an eval iteration's extra
+    (its pause) is counted once, not for every iteration it stands for (those take `typical`)."""
 
-    A logged iteration's time stands for the iterations since the previous line; an eval
-    iteration's extra (its pause) is counted once, not for every iteration it stands for.
-    """
+    typical: float          # a normal iteration's seconds
+    t: float = 0.0
+    prev: int | None = None
+    last_eval: int | None = None   # the iteration of the last eval (a log read as it grows)
+
+    def at(self, it: int, dt: float, is_eval: bool) -> float:
+        gap = 1 if self.prev is None or it <= self.prev else it - self.prev
+        self.t += dt + (gap - 1) * (self.typical if is_eval else dt)
+        self.prev = it
+        return self.t
+
+
+def log_clock(h: RunHistory) -> tuple[dict[int, float], LogClock]:
+    """`LogClock`'s time at each logged iteration of the history, and the clock, to go on with (a
+    log still being written); the typical iteration is the median of those that are not evals."""
     timed = [(s.iter, s.dt_ms / 1000) for s in h.steps if s.dt_ms is not None]
     evals = {e.iter for e in h.evals}
     normal = sorted(dt for it, dt in timed if it not in evals) or [0.0]
-    typical = normal[len(normal) // 2]
-    out: dict[int, float] = {}
-    t, prev = 0.0, None
-    for it, dt in timed:
-        gap = 1 if prev is None or it <= prev else it - prev
-        t += dt + (gap - 1) * (typical if it in evals else dt)
-        out[it] = t
-        prev = it
-    return out
+    clock = LogClock(normal[len(normal) // 2], last_eval=max(evals, default=None))
+    return {it: clock.at(it, dt, it in evals) for it, dt in timed}, clock
 
 
 def history_events(h: RunHistory) -> list[dict[str, Any]]:
     """A loaded history (e.g. a nanoGPT log) as events in iteration order, to feed a LiveRun.
 
-    Steps without wall time get the estimate of `log_times`, so run time and ETA show."""
-    times = log_times(h) if all(s.t is None for s in h.steps) else {}
+    Steps without wall time get the estimate of `log_clock`, so run time and ETA show."""
+    times = log_clock(h)[0] if all(s.t is None for s in h.steps) else {}
     out: list[tuple[int, int, dict[str, Any]]] = []
     out += [(e.iter, 0, {"type": "eval", "iter": e.iter, "t": e.t, "train_loss": e.train_loss,
                          "val_loss": e.val_loss}) for e in h.evals]
@@ -130,7 +173,8 @@ def open_source(path: Path, colour: int, config: Path | None = None) -> OpenedRu
             if run.live.state in layout.ACTIVE_STATES:
                 run.live.history.state = "stopped"   # the engine that wrote this is gone
         return run
-    loaded = load_run(path)
+    loaded, reader = open_run(path, whole=False)   # (a line train.py is still writing waits for its end)
+    run.reader = reader
     if config is not None:
         with_config(loaded, config)
     # the LiveRun rebuilds the records from events, on a history that keeps what a log says
@@ -139,6 +183,8 @@ def open_source(path: Path, colour: int, config: Path | None = None) -> OpenedRu
     seed.steps, seed.evals, seed.checkpoints = [], [], []
     run.live.history = seed
     run.live.add_all(history_events(loaded))
+    if all(s.t is None for s in loaded.steps):   # the steps the log adds are timed on from its last
+        run.clock = log_clock(loaded)[1]
     if not run.live.lr and (cfg := loaded.train_config()) is not None:
         # nanoGPT prints no lr; its get_lr is a function of the config, so the lr panel shows that
         run.live.lr.extend(lr_at(cfg, s.iter) for s in loaded.steps[-run.live.lr.maxlen:])

@@ -336,17 +336,22 @@ class RunHistory:
         return h
 
     @classmethod
-    def from_nanogpt_log(cls, path: str | Path) -> "RunHistory":
+    def from_nanogpt_log(cls, path: str | Path, whole: bool = True) -> tuple["RunHistory", nanogpt_log.LogReader]:
+        """The log as it stands, and its reader, to read on where it grows (`LogReader.log`: `whole`)."""
         p = Path(path)
+        reader = nanogpt_log.LogReader(p)
         try:
-            text = nanogpt_log.decode(p.read_bytes())
+            reader.read()
         except OSError as e:
             raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
-        return cls.from_nanogpt_text(text, str(p))
+        return cls.from_nanogpt(reader.log(whole), str(p)), reader
 
     @classmethod
     def from_nanogpt_text(cls, text: str, source: str = "<log>") -> "RunHistory":
-        log = nanogpt_log.parse(text)
+        return cls.from_nanogpt(nanogpt_log.parse(text), source)
+
+    @classmethod
+    def from_nanogpt(cls, log: nanogpt_log.NanogptLog, source: str) -> "RunHistory":
         config = protocol.clean_config(log.config)
         h = cls(source=source, kind="nanogpt-log", config=config, config_complete=log.config_complete,
                 config_text=log.config_text, config_file=log.config_file, config_unknown=log.config_unknown,
@@ -362,9 +367,15 @@ class RunHistory:
 
 def load_run(path: str | Path) -> RunHistory:
     """A run directory, a metrics.jsonl, or a nanoGPT stdout log."""
+    return open_run(path)[0]
+
+
+def open_run(path: str | Path, whole: bool = True) -> tuple[RunHistory, nanogpt_log.LogReader | None]:
+    """`load_run`, and a nanoGPT log's reader to read on as the log grows (`whole`: False where a
+    train.py may still be writing it, mid-line)."""
     p = Path(path)
     if p.is_dir():
-        return RunHistory.from_metrics(p)
+        return RunHistory.from_metrics(p), None
     if not p.exists():
         raise RunLogError(f"{p}: no such run directory or log file")
     try:
@@ -373,9 +384,15 @@ def load_run(path: str | Path) -> RunHistory:
     except OSError as e:
         raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
     if p.suffix == ".jsonl" or head.lstrip().startswith(b"{"):
-        return RunHistory.from_metrics(p)
-    h = RunHistory.from_nanogpt_log(p)
-    if not h.steps and not h.evals and not h.errors:   # (a traceback alone: the run died before its first line)
-        raise RunLogError(f"{p}: no nanoGPT 'iter N: loss ...' or 'step N: train loss ...' lines "
+        return RunHistory.from_metrics(p), None
+    return checked_log(*RunHistory.from_nanogpt_log(p, whole))
+
+
+def checked_log(h: RunHistory, reader: nanogpt_log.LogReader) -> tuple[RunHistory, nanogpt_log.LogReader]:
+    """A log's history and reader, or RunLogError where the file holds no run: no record, and neither
+    what train.py prints before its first (a config, the parameter count: it may be starting) nor a
+    traceback (it died before its first)."""
+    if not (h.steps or h.evals or h.errors or h.config_complete or h.params_reported or h.tokens_per_iter_reported):
+        raise RunLogError(f"{reader.path}: no nanoGPT 'iter N: loss ...' or 'step N: train loss ...' lines "
                           "and not a metrics.jsonl")
-    return h
+    return h, reader

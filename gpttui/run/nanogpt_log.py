@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import ast
 import codecs
+import copy
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gpttui.run import config as C
@@ -68,13 +70,6 @@ KNOWN_RE = re.compile(
 # Out-File -Encoding utf8 and Notepad, UTF-8 with one. The mark says the encoding.
 BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))   # UTF-32 LE's mark starts as 16's
-
-
-def decode(data: bytes) -> str:
-    """A log's text: in the encoding its byte-order mark says, else UTF-8 (what Python prints to a file
-    or pipe); bytes that are not, replaced (a torn last character, stray binary) rather than refused."""
-    encoding = next((name for bom, name in BOMS if data.startswith(bom)), "utf-8")
-    return data.decode(encoding, errors="replace")
 
 
 @dataclass
@@ -194,14 +189,27 @@ class _Parser:
             return True
         return False
 
+    def feed(self, lines: list[str]) -> None:
+        for line in lines:
+            try:
+                self.line(line)
+            except (ValueError, RecursionError):   # a number no run prints, an echo nested too deep
+                self.log.stray += 1
+            self.log.lines += 1
+
     def finish(self) -> NanogptLog:
+        """What the log says as far as read. Lines read after may still add to it (a log being
+        written): a traceback's error is added to this copy only, not to the events to come."""
         if self.echo is not None:
-            self._end_echo()
-        if self.traceback:   # cut off before its exception line
-            self.log.stray += 1
+            try:
+                self._end_echo()
+            except (ValueError, RecursionError):
+                pass
+        log = copy.copy(self.log)
+        log.stray += self.traceback   # one cut off before its exception line
         if self.error is not None:   # (checked as any event: its text is shown)
-            self.log.events.append(check_event({"type": "error", "iter": self.error[0], "message": self.error[1]})[0])
-        return self.log
+            log.events = [*log.events, check_event({"type": "error", "iter": self.error[0], "message": self.error[1]})[0]]
+        return log
 
     def _end_echo(self) -> None:
         text = "\n".join(self.echo or [])
@@ -351,16 +359,58 @@ def _shape(prefix: str) -> str:
 def parse(text: str) -> NanogptLog:
     parser = _Parser()
     lines = text.splitlines()
-    if (prefix := line_prefix(lines)) is not None:
-        lines = [line[m.end():] if (m := prefix.match(line)) else line for line in lines]
-    for line in lines:
-        try:
-            parser.line(line)
-        except (ValueError, RecursionError):   # a number no run prints, an echo nested too deep
-            parser.log.stray += 1
-    try:
-        log = parser.finish()
-    except (ValueError, RecursionError):
-        log = parser.log
-    log.lines = len(lines)
-    return log
+    parser.feed(_unprefixed(lines, line_prefix(lines)))
+    return parser.finish()
+
+
+def _unprefixed(lines: list[str], prefix: re.Pattern[str] | None) -> list[str]:
+    if prefix is None:
+        return lines
+    return [line[m.end():] if (m := prefix.match(line)) else line for line in lines]
+
+
+class LogReader:
+    """A log file read as it grows (`gpttui open` follows a train.py that still writes it): each
+    `read()` parses the lines completed since the last one, a line still being written waiting for
+    its end, and returns the events they made; `log()` is what the log says so far. The encoding
+    (`decode`) and the lines' prefix (`line_prefix`) are settled by the first read that shows them."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.offset = 0                     # bytes read
+        self._parser = _Parser()
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._partial = ""                  # a line not yet ended
+        self._prefix: re.Pattern[str] | None = None
+        self._prefix_known = False
+        self._emitted = 0
+
+    def read(self) -> list[dict]:
+        """The events of the lines completed since the last read. Raises OSError."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        if self._decoder is None:
+            if len(data) < 4 and data[:1] in (b"\xef", b"\xff", b"\xfe", b"\x00"):
+                return []   # not enough yet to tell a byte-order mark
+            encoding = next((name for bom, name in BOMS if data.startswith(bom)), "utf-8")
+            self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self.offset += len(data)
+        lines = (self._partial + self._decoder.decode(data)).splitlines(keepends=True)
+        self._partial = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+        lines = [line.rstrip("\r\n") for line in lines]
+        if not self._prefix_known and any(STEP_RE.search(line) or ITER_RE.search(line) for line in lines):
+            self._prefix, self._prefix_known = line_prefix(lines), True
+        self._parser.feed(_unprefixed(lines, self._prefix))
+        events = self._parser.log.events[self._emitted:]
+        self._emitted = len(self._parser.log.events)
+        return events
+
+    def log(self, whole: bool = True) -> NanogptLog:
+        """What the log says so far; `whole`: its last line too where it has no end (a file read
+        whole; one still being written may be mid-line)."""
+        if whole and self._partial:
+            self._parser.feed(_unprefixed([self._partial], self._prefix))
+            self._partial = ""
+            self._emitted = len(self._parser.log.events)
+        return self._parser.finish()

@@ -112,7 +112,7 @@ class CompareScreen(Screen[None]):
                          f"{h.last_iter:,}" if h.last_iter is not None else "—",
                          human_count(h.tokens_seen) if h.tokens_seen else "—",
                          "log" if h.kind == "nanogpt-log" else "run",
-                         "error" if r.error else "live" if r.tail is not None else h.state or "—"))
+                         "error" if r.error else "live" if r.followed else h.state or "—"))
         table = self.query_one("#runs", DataTable)
         widths = column_widths(RUN_COLUMNS, rows)
         n = columns_that_fit(widths, table.scrollable_content_region.width or 10**6)
