@@ -71,7 +71,7 @@ class ReadOnlyRuns(LiveRunReads):
         if run is not None and run.tail is not None:
             return self.live.state or "running"
         if run is not None and run.history.kind == "nanogpt-log":
-            return "nanoGPT log"
+            return "nanoGPT log, ended in an error" if run.history.fatal_error else "nanoGPT log"
         return self.live.state or "no events"
 
     # ------------------------------------------------------------ start-up

@@ -403,3 +403,34 @@ def test_a_log_train_py_is_still_writing_is_followed_as_it_grows(tmp_path):
             await pilot.press("q")
         assert app.ui_errors == []
     asyncio.run(scenario())
+
+
+def test_a_followed_log_that_train_py_ends_in_a_traceback_says_so(tmp_path):
+    """Out of memory mid-run: the traceback comes last, and the run it followed has ended."""
+    lines = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8").splitlines(True)
+    cut = next(i for i, line in enumerate(lines) if line.startswith("iter 300:"))
+    log = tmp_path / "log.txt"
+    log.write_text("".join(lines[:cut + 1]))
+
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([log]))
+        ctl = app.controller
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, DashboardScreen), 60)
+            assert "iter 300/700" in flat(app, "#status") and "error" not in flat(app, "#status")
+            with open(log, "a", encoding="utf-8") as f:
+                f.write("Traceback (most recent call last):\n  File \"train.py\", line 300, in <module>\n"
+                        "    scaler.scale(loss).backward()\n"
+                        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.53 GiB.\n")
+            await wait_for(pilot, lambda: "nanoGPT log, ended in an error" in flat(app, "#status"), 30, "the error")
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, DoctorScreen) and app.screen.report is not None, 60)
+            assert app.screen.report.findings[0].verdict.startswith("out of memory: lower batch_size")
+            await pilot.press("escape")
+            with open(log, "a", encoding="utf-8") as f:       # run again, appended: the error is past
+                f.writelines(lines[cut + 1:])
+            await wait_for(pilot, lambda: "iter 700/700" in flat(app, "#status"), 30, "the run appended")
+            assert "error" not in flat(app, "#status") and ctl.live.history.fatal_error is None
+            await pilot.press("q")
+        assert app.ui_errors == []
+    asyncio.run(scenario())

@@ -207,9 +207,16 @@ class _Parser:
                 pass
         log = copy.copy(self.log)
         log.stray += self.traceback   # one cut off before its exception line
-        if self.error is not None:   # (checked as any event: its text is shown)
-            log.events = [*log.events, check_event({"type": "error", "iter": self.error[0], "message": self.error[1]})[0]]
+        if (error := self.error_event()) is not None:
+            log.events = [*log.events, error]
         return log
+
+    def error_event(self) -> dict | None:
+        """The traceback the log ends on, as an error event (checked as any: its text is shown); None
+        where records followed the last one, or there is none."""
+        if self.error is None:
+            return None
+        return check_event({"type": "error", "iter": self.error[0], "message": self.error[1]})[0]
 
     def _end_echo(self) -> None:
         text = "\n".join(self.echo or [])
@@ -405,6 +412,10 @@ class LogReader:
         events = self._parser.log.events[self._emitted:]
         self._emitted = len(self._parser.log.events)
         return events
+
+    def error(self) -> dict | None:
+        """The error event of the traceback the log ends on so far (`_Parser.error_event`)."""
+        return self._parser.error_event()
 
     def log(self, whole: bool = True) -> NanogptLog:
         """What the log says so far; `whole`: its last line too where it has no end (a file read
