@@ -371,22 +371,26 @@ train.py FAILED
     assert alone.fatal_error["message"].startswith("torch.distributed.elastic.multiprocessing.errors.ChildFailedError")
 
 
-@pytest.mark.parametrize("encoding, bom", [("utf-8", b""), ("utf-16-le", b"\xff\xfe")], ids=["utf-8", "utf-16"])
-def test_a_log_read_as_it_grows_gives_the_events_of_the_log_read_whole(tmp_path, encoding, bom):
-    """train.py writes a line in pieces (and UTF-16 in bytes that split a character): each read
-    parses the lines ended so far; a line still being written waits for its end."""
+@pytest.mark.parametrize("encoding, bom, end", [("utf-8", b"", "\n"), ("utf-16-le", b"\xff\xfe", "\r\n"),
+                                                ("utf-8", b"", "\r\n")], ids=["utf-8", "utf-16-crlf", "utf-8-crlf"])
+def test_a_log_read_as_it_grows_gives_the_events_of_the_log_read_whole(tmp_path, encoding, bom, end):
+    """train.py writes a line in pieces (UTF-16 in bytes that split a character, a CRLF split between
+    its CR and its LF): each read parses the lines ended so far; a line still being written waits."""
     whole = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8")
-    data = bom + whole.encode(encoding)
+    data = bom + whole.replace("\n", end).encode(encoding)
     log = tmp_path / "log.txt"
     log.write_bytes(b"")
     reader = nanogpt_log.LogReader(log)
     events = []
-    for start in range(0, len(data), 777):   # pieces that end mid-line (and, in UTF-16, mid-character)
+    cr = "\r".encode(encoding)
+    cuts = {*range(0, len(data), 777), *(i + len(cr) for i in range(len(data)) if data.startswith(cr, i))}
+    cuts = sorted(cuts | {len(data)})   # pieces that end mid-line, mid-character, between a CR and its LF
+    for start, stop in zip(cuts, cuts[1:]):
         with open(log, "ab") as f:
-            f.write(data[start:start + 777])
+            f.write(data[start:stop])
         events += reader.read()
     assert events == nanogpt_log.parse(whole).events
-    assert reader.log().config == nanogpt_log.parse(whole).config
+    assert reader.log().config == nanogpt_log.parse(whole).config and reader.log().stray == 0
 
 
 def test_a_log_that_has_only_its_header_so_far_is_a_run_starting(tmp_path):

@@ -404,7 +404,7 @@ class LogReader:
             self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         self.offset += len(data)
         lines = (self._partial + self._decoder.decode(data)).splitlines(keepends=True)
-        self._partial = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+        self._partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""   # (a CR may have its LF next)
         lines = [line.rstrip("\r\n") for line in lines]
         if not self._prefix_known and any(STEP_RE.search(line) or ITER_RE.search(line) for line in lines):
             self._prefix, self._prefix_known = line_prefix(lines), True
