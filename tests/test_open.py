@@ -417,7 +417,8 @@ def test_a_followed_log_that_train_py_ends_in_a_traceback_says_so(tmp_path):
         ctl = app.controller
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, DashboardScreen), 60)
-            assert "iter 300/700" in flat(app, "#status") and "error" not in flat(app, "#status")
+            await wait_for(pilot, lambda: "iter 300/700" in flat(app, "#status"), 30, "the log so far")
+            assert "error" not in flat(app, "#status")
             with open(log, "a", encoding="utf-8") as f:
                 f.write("Traceback (most recent call last):\n  File \"train.py\", line 300, in <module>\n"
                         "    scaler.scale(loss).backward()\n"
