@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import codecs
 import copy
+import itertools
 import math
 import re
 from collections import Counter
@@ -32,7 +33,8 @@ from gpttui.run import config as C
 from gpttui.run.nanogpt_stock import STOCK_CONFIGS
 from gpttui.run.protocol import MAX_COUNT, MAX_ITER, MAX_REAL, check_event
 
-PREFIXED = 0.9   # the share of eval and iteration lines that must begin alike for that to be a prefix
+PREFIXED = 0.9   # the share of eval and iteration lines that must begin alike for that to be a prefix ...
+PREFIX_SAMPLE = 1000   # ... of the first this many
 NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
 _FLOAT = r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
 ITER_RE = re.compile(r"iter (\d+): loss " + _FLOAT + r", time " + _FLOAT + r"ms(?:, mfu " + _FLOAT + r"%)?")
@@ -169,6 +171,8 @@ class _Parser:
         """Whether the line belongs to a traceback: its start, its frames, its exception line (kept as
         `error`), and the blank lines and words between chained ones. A record cuts one short (a torn
         log): then its first line is stray and the record is read."""
+        if not (self.traceback or self.chained or line.startswith(("Traceback", "[rank"))):
+            return False
         chained, self.chained = self.chained, False
         line = RANK_RE.sub("", line, count=1)
         if self.traceback:
@@ -348,10 +352,10 @@ def _figure(text: str) -> float | None:
 def line_prefix(lines: list[str]) -> re.Pattern[str] | None:
     """What every line of the log begins with, where a tool put it there: torchrun's `[default0]:`,
     a timestamp from `ts` or `docker logs -t`; as a pattern (runs of digits or letters stand for any
-    such run: the time changes from line to line), judged on the eval and iteration lines. None where
-    most of those begin with the record itself."""
-    shapes = Counter(_shape(line[:m.start()]) for line in lines
-                     if (m := STEP_RE.search(line) or ITER_RE.search(line)))
+    such run: the time changes from line to line), judged on the first PREFIX_SAMPLE eval and iteration
+    lines. None where most of those begin with the record itself."""
+    records = (m.start() and line[:m.start()] for line in lines if (m := STEP_RE.search(line) or ITER_RE.search(line)))
+    shapes = Counter(_shape(prefix) if prefix else "" for prefix in itertools.islice(records, PREFIX_SAMPLE))
     if not shapes:
         return None
     shape, n = shapes.most_common(1)[0]
