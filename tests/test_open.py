@@ -10,7 +10,7 @@ import pytest
 from app_helpers import flat, screen_text, wait_for
 
 from gpttui import cli
-from gpttui.analysis.opened_run import log_clock
+from gpttui.analysis.opened_run import log_clock, open_source
 from gpttui.app import GpttuiApp
 from gpttui.run import protocol
 from gpttui.run.history import load_run
@@ -435,3 +435,20 @@ def test_a_followed_log_that_train_py_ends_in_a_traceback_says_so(tmp_path):
             await pilot.press("q")
         assert app.ui_errors == []
     asyncio.run(scenario())
+
+
+def test_a_log_written_anew_while_followed_shows_the_new_run_only(tmp_path):
+    """train.py run again into the same file (`> log.txt`): the file starts over, shorter, and the
+    new run begins at iteration 0; what was shown of the old one is dropped, chart included."""
+    lines = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8").splitlines(True)
+    log = tmp_path / "log.txt"
+    log.write_text("".join(lines))
+    run = open_source(log, 1)
+    assert run.live.history.last_iter == 700 and max(run.live.series.window().iters) == 700
+    cut = next(i for i, line in enumerate(lines) if line.startswith("iter 200:"))
+    log.write_text("".join(lines[:cut + 1]))              # the new run, 200 iterations in so far
+    assert run.poll()
+    whole = load_run(log)
+    assert [s.iter for s in run.live.history.steps] == [s.iter for s in whole.steps]
+    assert [e.val_loss for e in run.live.history.evals] == [e.val_loss for e in whole.evals]
+    assert max(run.live.series.window().iters) == 200 and run.live.history.last_iter == 200 and run.followed

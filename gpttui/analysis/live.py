@@ -63,6 +63,8 @@ class LiveRun:
         t = e.get("t") if isinstance(e.get("t"), (int, float)) else None
         if kind == "hello":
             self._on_hello(e, t)
+        elif kind == "session":
+            self._on_session(e)
         self.history.add(e)
         if kind == "step":
             self._on_step(e, t)
@@ -104,6 +106,15 @@ class LiveRun:
                     self._base = self.series.raw[-1][2]
             self.iter = start
         self._session_t0 = t
+
+    def _on_session(self, e: dict[str, Any]) -> None:
+        """A nanoGPT process starting in a log being followed: before the last iteration, a restart
+        from an earlier checkpoint (or the log begun anew), whose abandoned branch the curve drops too."""
+        start, last = e.get("iter"), self.history.last_iter
+        if isinstance(start, int) and last is not None and start < last:
+            self.series.truncate_from(start)
+            self.evals_version += 1
+            self.iter = start
 
     def _on_step(self, e: dict[str, Any], t: float | None) -> None:
         it = e.get("iter")

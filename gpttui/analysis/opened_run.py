@@ -51,11 +51,11 @@ class OpenedRun:
                 events = self.reader.read()
             except OSError:   # gone or unreadable now: what was read stays
                 self.reader, events = None, []
-            self.grew = self.grew or self.reader is not None and self.reader.offset > read
+            self.grew = self.grew or self.reader is not None and self.reader.offset != read
             if self.clock is not None:
                 self._time(events)
             self.live.add_all(events)
-            if self.reader is not None and self.reader.offset > read:   # (a log keeps the one it ends on)
+            if self.reader is not None and self.reader.offset != read:   # (a log keeps the one it ends on)
                 self.history.errors = [e] if (e := self.reader.error()) is not None else []
             if events and (cfg := self.history.train_config()) is not None:   # (its lr, as open_source)
                 self.live.lr.extend(lr_at(cfg, e["iter"]) for e in events if e["type"] == "step")

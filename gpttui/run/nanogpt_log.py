@@ -23,6 +23,7 @@ import codecs
 import copy
 import itertools
 import math
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -399,6 +400,8 @@ class LogReader:
     def read(self) -> list[dict]:
         """The events of the lines completed since the last read. Raises OSError."""
         with open(self.path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < self.offset:   # written anew (`> log.txt` again): from its start
+                self.offset, self._partial, self._decoder = 0, "", None
             f.seek(self.offset)
             data = f.read()
         if self._decoder is None:
