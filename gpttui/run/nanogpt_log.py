@@ -384,8 +384,9 @@ def _unprefixed(lines: list[str], prefix: re.Pattern[str] | None) -> list[str]:
 class LogReader:
     """A log file read as it grows (`gpttui open` follows a train.py that still writes it): each
     `read()` parses the lines completed since the last one, a line still being written waiting for
-    its end, and returns the events they made; `log()` is what the log says so far. The encoding
-    (`decode`) and the lines' prefix (`line_prefix`) are settled by the first read that shows them."""
+    its end, and returns the events they made; `log()` is what the log says so far. The encoding (by
+    its byte-order mark, BOMS; else UTF-8, bytes that are not replaced) and the lines' prefix
+    (`line_prefix`) are settled by the first read that shows them."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
