@@ -403,3 +403,20 @@ def test_a_log_that_has_only_its_header_so_far_is_a_run_starting(tmp_path):
     (tmp_path / "other.txt").write_text("$ ls\nREADME.md  train.py\n")
     with pytest.raises(RunLogError, match="no nanoGPT 'iter N: loss ...'"):
         load_run(tmp_path / "other.txt")
+
+
+def test_a_prefixed_log_followed_from_its_header_reads_the_header_too(tmp_path):
+    """`python train.py | ts > log.txt`, opened while train.py still compiles: the prefix shows with
+    the first record, and the header read before it is read again without it."""
+    text = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8")
+    prefixed = [PREFIXES["ts"](i) + line + "\n" for i, line in enumerate(text.splitlines())]
+    first = next(i for i, line in enumerate(prefixed) if "step 0:" in line)
+    log = tmp_path / "log.txt"
+    log.write_text("".join(prefixed[:first]))
+    reader = nanogpt_log.LogReader(log)
+    events = reader.read()
+    with open(log, "a") as f:
+        f.writelines(prefixed[first:])
+    events += reader.read()
+    whole = nanogpt_log.parse(text)
+    assert events == whole.events and reader.log().config == whole.config and reader.log().stray == 0

@@ -36,6 +36,7 @@ from gpttui.run.protocol import MAX_COUNT, MAX_ITER, MAX_REAL, check_event
 
 PREFIXED = 0.9   # the share of eval and iteration lines that must begin alike for that to be a prefix ...
 PREFIX_SAMPLE = 1000   # ... of the first this many
+BEFORE_RECORDS = 10_000   # lines kept, until the first record, to read again once a prefix shows
 NANOGPT_A100_PEAK = 312e12  # nanoGPT's estimate_mfu divides by this, whatever the card
 _FLOAT = r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
 ITER_RE = re.compile(r"iter (\d+): loss " + _FLOAT + r", time " + _FLOAT + r"ms(?:, mfu " + _FLOAT + r"%)?")
@@ -396,7 +397,8 @@ class LogReader:
         self._partial = ""                  # a line not yet ended
         self._prefix: re.Pattern[str] | None = None
         self._prefix_known = False
-        self._emitted = 0
+        self._before: list[str] = []        # the lines read before the first record (a header to read again
+        self._emitted = 0                   # once a prefix shows)
 
     def read(self) -> list[dict]:
         """The events of the lines completed since the last read. Raises OSError."""
@@ -414,8 +416,14 @@ class LogReader:
         lines = (self._partial + self._decoder.decode(data)).splitlines(keepends=True)
         self._partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""   # (a CR may have its LF next)
         lines = [line.rstrip("\r\n") for line in lines]
-        if not self._prefix_known and any(STEP_RE.search(line) or ITER_RE.search(line) for line in lines):
-            self._prefix, self._prefix_known = line_prefix(lines), True
+        if not self._prefix_known:
+            if not any(STEP_RE.search(line) or ITER_RE.search(line) for line in lines):
+                self._before += lines[:BEFORE_RECORDS - len(self._before)]
+            else:
+                self._prefix, self._prefix_known = line_prefix(lines), True
+                if self._prefix is not None and self._before:   # the header, read before: again, unprefixed
+                    self._parser, lines = _Parser(), self._before + lines
+                self._before = []
         self._parser.feed(_unprefixed(lines, self._prefix))
         events = self._parser.log.events[self._emitted:]
         self._emitted = len(self._parser.log.events)
