@@ -1,9 +1,10 @@
-"""What several bench scripts share: character data the way users make it, and per-call timing
-of a loop that runs flat out. (Bench scripts run as `python bench/NAME.py`, so this directory is
+"""What several bench scripts share: character data the way users make it, per-call timing
+of a loop that runs flat out, and the median time of a call. (Bench scripts run as `python bench/NAME.py`, so this directory is
 on sys.path; they cannot import tests/.)"""
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -41,3 +42,13 @@ def per_call_windows(seconds: float, window: float, call: Callable[[int], None],
         windows.append((time.perf_counter() - t0) / k)
         after_window()
     return windows, n
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    """The median seconds of `runs` calls of fn (a median ignores a stray pause on a shared machine)."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
+
+from common import median_time
 
 from gpttui.run import protocol
 from gpttui.run.history import RunHistory
@@ -58,15 +57,6 @@ def history(path: Path) -> None:
     RunHistory.from_metrics(path)
 
 
-def median_s(fn: Callable[[Path], None], path: Path, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn(path)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200_000)
@@ -76,10 +66,10 @@ def main() -> None:
         path = Path(d) / "metrics.jsonl"
         lines = write_run(path, args.steps)
         print(f"{lines:,} lines, {path.stat().st_size / 1e6:.1f} MB; median of {args.runs} runs")
-        base = median_s(plain, path, args.runs)
+        base = median_time(lambda: plain(path), args.runs)
         for name, fn in (("json.loads per line (baseline)", plain), ("EventReader (checked)", checked),
                          ("RunHistory.from_metrics", history)):
-            s = base if fn is plain else median_s(fn, path, args.runs)
+            s = base if fn is plain else median_time(lambda: fn(path), args.runs)
             print(f"{name:32s} {s:7.3f} s  {s / lines * 1e6:6.2f} us/line  x{s / base:.2f}")
 
 

@@ -18,7 +18,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+
+from common import median_time
 
 from gpttui.run import nanogpt_log
 
@@ -35,15 +36,6 @@ def lines(start: int, stop: int) -> str:
     return "".join(out)
 
 
-def median(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iters", type=int, default=200_000)
@@ -54,9 +46,9 @@ def main() -> None:
         log = Path(tmp) / "log.txt"
         log.write_text(HEADER + lines(0, args.iters))
         n = len(log.read_text().splitlines())
-        base = median(lambda: log.read_text().splitlines(), args.runs)
-        parse = median(lambda: nanogpt_log.parse(log.read_text()), args.runs)
-        whole = median(lambda: nanogpt_log.LogReader(log).read(), args.runs)
+        base = median_time(lambda: log.read_text().splitlines(), args.runs)
+        parse = median_time(lambda: nanogpt_log.parse(log.read_text()), args.runs)
+        whole = median_time(lambda: nanogpt_log.LogReader(log).read(), args.runs)
         print(f"{n:,} lines, {log.stat().st_size / 2**20:.1f} MiB")
         print(f"  read as lines (baseline)   {base * 1e3:9.1f} ms")
         print(f"  parse                      {parse * 1e3:9.1f} ms  {parse / base:6.1f}x")

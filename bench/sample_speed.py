@@ -22,10 +22,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from common import median_time
 
 from gpttui.engine.generate import generate, generate_uncached, pick
 from gpttui.engine.model import GPT, GPTConfig, KVCache
@@ -40,15 +39,6 @@ SAMPLING = dict(temperature=0.8, top_k=200)
 
 def load() -> str:
     return "load %.2f" % os.getloadavg()[0]
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bandwidth(threads: int, nbytes: float) -> tuple[float, float]:
