@@ -370,41 +370,73 @@ def _shape(prefix: str) -> str:
 
 
 def parse(text: str) -> NanogptLog:
-    parser = _Parser()
-    lines = text.splitlines()
-    parser.feed(_unprefixed(lines, line_prefix(lines)))
-    return parser.finish()
+    lines = _LogText()
+    lines.take(text)
+    return lines.log()
 
 
-def _unprefixed(lines: list[str], prefix: re.Pattern[str] | None) -> list[str]:
-    if prefix is None:
-        return lines
-    return [line[m.end():] if (m := prefix.match(line)) else line for line in lines]
+class _LogText:
+    """A log's text to the parser, line by line, as it comes: a line not yet ended waits for its end;
+    the lines' prefix (`line_prefix`) is settled by the first piece that holds a record, and the lines
+    read before it (a header) are read again without it."""
+
+    def __init__(self) -> None:
+        self.parser = _Parser()
+        self.partial = ""                   # a line not yet ended
+        self._prefix: re.Pattern[str] | None = None
+        self._prefix_known = False
+        self._before: list[str] = []        # the lines read before the first record
+        self._emitted = 0
+
+    def take(self, text: str) -> list[dict]:
+        """The events of the lines this text ends."""
+        lines = (self.partial + text).splitlines(keepends=True)
+        self.partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""   # (a CR may have its LF next)
+        lines = [line.rstrip("\r\n") for line in lines]
+        if not self._prefix_known:
+            if not any(STEP_RE.search(line) or ITER_RE.search(line) for line in lines):
+                self._before += lines[:BEFORE_RECORDS - len(self._before)]
+            else:
+                self._prefix, self._prefix_known = line_prefix(lines), True
+                if self._prefix is not None and self._before:   # the header, read before: again, unprefixed
+                    self.parser, lines = _Parser(), self._before + lines
+                self._before = []
+        self.parser.feed(self._unprefixed(lines))
+        events = self.parser.log.events[self._emitted:]
+        self._emitted = len(self.parser.log.events)
+        return events
+
+    def log(self, whole: bool = True) -> NanogptLog:
+        """What the text says so far; `whole`: its last line too where it has no end."""
+        if whole and self.partial:
+            self.parser.feed(self._unprefixed([self.partial]))
+            self.partial = ""
+            self._emitted = len(self.parser.log.events)
+        return self.parser.finish()
+
+    def _unprefixed(self, lines: list[str]) -> list[str]:
+        if self._prefix is None:
+            return lines
+        return [line[m.end():] if (m := self._prefix.match(line)) else line for line in lines]
 
 
 class LogReader:
     """A log file read as it grows (`gpttui open` follows a train.py that still writes it): each
-    `read()` parses the lines completed since the last one, a line still being written waiting for
-    its end, and returns the events they made; `log()` is what the log says so far. The encoding (by
-    its byte-order mark, BOMS; else UTF-8, bytes that are not replaced) and the lines' prefix
-    (`line_prefix`) are settled by the first read that shows them."""
+    `read()` parses the lines completed since the last one (`_LogText`) and returns the events they
+    made; `log()` is what the log says so far. The encoding is settled by the first read: its
+    byte-order mark (BOMS), else UTF-8, bytes that are not replaced."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.offset = 0                     # bytes read
-        self._parser = _Parser()
+        self._text = _LogText()
         self._decoder: codecs.IncrementalDecoder | None = None
-        self._partial = ""                  # a line not yet ended
-        self._prefix: re.Pattern[str] | None = None
-        self._prefix_known = False
-        self._before: list[str] = []        # the lines read before the first record (a header to read again
-        self._emitted = 0                   # once a prefix shows)
 
     def read(self) -> list[dict]:
         """The events of the lines completed since the last read. Raises OSError."""
         with open(self.path, "rb") as f:
             if os.fstat(f.fileno()).st_size < self.offset:   # written anew (`> log.txt` again): from its start
-                self.offset, self._partial, self._decoder = 0, "", None
+                self.offset, self._text.partial, self._decoder = 0, "", None
             f.seek(self.offset)
             data = f.read()
         if self._decoder is None:
@@ -413,31 +445,13 @@ class LogReader:
             encoding = next((name for bom, name in BOMS if data.startswith(bom)), "utf-8")
             self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         self.offset += len(data)
-        lines = (self._partial + self._decoder.decode(data)).splitlines(keepends=True)
-        self._partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""   # (a CR may have its LF next)
-        lines = [line.rstrip("\r\n") for line in lines]
-        if not self._prefix_known:
-            if not any(STEP_RE.search(line) or ITER_RE.search(line) for line in lines):
-                self._before += lines[:BEFORE_RECORDS - len(self._before)]
-            else:
-                self._prefix, self._prefix_known = line_prefix(lines), True
-                if self._prefix is not None and self._before:   # the header, read before: again, unprefixed
-                    self._parser, lines = _Parser(), self._before + lines
-                self._before = []
-        self._parser.feed(_unprefixed(lines, self._prefix))
-        events = self._parser.log.events[self._emitted:]
-        self._emitted = len(self._parser.log.events)
-        return events
+        return self._text.take(self._decoder.decode(data))
 
     def error(self) -> dict | None:
         """The error event of the traceback the log ends on so far (`_Parser.error_event`)."""
-        return self._parser.error_event()
+        return self._text.parser.error_event()
 
     def log(self, whole: bool = True) -> NanogptLog:
         """What the log says so far; `whole`: its last line too where it has no end (a file read
         whole; one still being written may be mid-line)."""
-        if whole and self._partial:
-            self._parser.feed(_unprefixed([self._partial], self._prefix))
-            self._partial = ""
-            self._emitted = len(self._parser.log.events)
-        return self._parser.finish()
+        return self._text.log(whole)
