@@ -46,20 +46,7 @@ class OpenedRun:
         """Take what a live run's engine, or the train.py writing a log, wrote since the last poll;
         True if anything came."""
         if self.reader is not None:
-            read = self.reader.offset
-            try:
-                events = self.reader.read()
-            except OSError:   # gone or unreadable now: what was read stays
-                self.reader, events = None, []
-            self.grew = self.grew or self.reader is not None and self.reader.offset != read
-            if self.clock is not None:
-                self._time(events)
-            self.live.add_all(events)
-            if self.reader is not None and self.reader.offset != read:   # (a log keeps the one it ends on)
-                self.history.errors = [e] if (e := self.reader.error()) is not None else []
-            if events and (cfg := self.history.train_config()) is not None:   # (its lr, as open_source)
-                self.live.lr.extend(lr_at(cfg, e["iter"]) for e in events if e["type"] == "step")
-            return bool(events)
+            return self._read_log()
         if self.tail is None:
             return False
         events = self.tail.poll()
@@ -70,17 +57,30 @@ class OpenedRun:
             self.tail = None
         return True
 
-    def _time(self, events: list[dict]) -> None:
-        """Stamp a log's new steps with the clock's estimate, as `history_events` did the rest."""
-        assert self.clock is not None
-        for e in events:   # in order: an eval's line comes before its iteration's, in this read or the last
-            if e["type"] == "eval":
-                self.clock.last_eval = e["iter"]
-            elif e["type"] == "step" and e.get("t") is None and e.get("dt_ms") is not None:
-                is_eval = e["iter"] == self.clock.last_eval
-                e["t"] = self.clock.at(e["iter"], e["dt_ms"] / 1000, is_eval)
-                if not is_eval and self.clock.prev is not None:
-                    self.clock.typical = e["dt_ms"] / 1000   # the latest normal iteration, for the next eval
+    def _read_log(self) -> bool:
+        """What train.py added to the log since the last poll; True if it added anything."""
+        assert self.reader is not None
+        read = self.reader.offset
+        try:
+            events = self.reader.read()
+        except OSError:   # gone or unreadable now: what was read stays
+            self.reader = None
+            return False
+        if self.reader.offset == read:
+            return False
+        self.grew = True
+        if self.clock is not None:
+            self.clock.stamp(events)
+        self.live.add_all(events)
+        self.history.errors = [e] if (e := self.reader.error()) is not None else []   # (a log keeps the one it ends on)
+        self.config_lrs([e["iter"] for e in events if e["type"] == "step"])
+        return True
+
+    def config_lrs(self, iters: list[int]) -> None:
+        """The lr panel's values at these iterations of a log: nanoGPT prints no lr, and its get_lr is a
+        function of the config."""
+        if iters and (cfg := self.history.train_config()) is not None:
+            self.live.lr.extend(lr_at(cfg, it) for it in iters)
 
     def describe(self) -> list[str]:
         """What was read, for the log pane."""
@@ -113,6 +113,18 @@ class LogClock:
         self.t += dt + (gap - 1) * (self.typical if is_eval else dt)
         self.prev = it
         return self.t
+
+    def stamp(self, events: list[dict]) -> None:
+        """Time a followed log's new steps on from the last. Their lines come in order, an eval's before
+        its iteration's (in this read or the last); a normal iteration's time is then the latest."""
+        for e in events:
+            if e["type"] == "eval":
+                self.last_eval = e["iter"]
+            elif e["type"] == "step" and e.get("t") is None and e.get("dt_ms") is not None:
+                dt, is_eval = e["dt_ms"] / 1000, e["iter"] == self.last_eval
+                e["t"] = self.at(e["iter"], dt, is_eval)
+                if not is_eval:
+                    self.typical = dt
 
 
 def log_clock(h: RunHistory) -> tuple[dict[int, float], LogClock]:
@@ -187,7 +199,6 @@ def open_source(path: Path, colour: int, config: Path | None = None) -> OpenedRu
     run.live.add_all(history_events(loaded))
     if all(s.t is None for s in loaded.steps):   # the steps the log adds are timed on from its last
         run.clock = log_clock(loaded)[1]
-    if not run.live.lr and (cfg := loaded.train_config()) is not None:
-        # nanoGPT prints no lr; its get_lr is a function of the config, so the lr panel shows that
-        run.live.lr.extend(lr_at(cfg, s.iter) for s in loaded.steps[-run.live.lr.maxlen:])
+    if not run.live.lr:
+        run.config_lrs([s.iter for s in loaded.steps[-run.live.lr.maxlen:]])
     return run
