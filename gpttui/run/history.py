@@ -385,14 +385,10 @@ def open_run(path: str | Path, whole: bool = True) -> tuple[RunHistory, nanogpt_
         raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
     if p.suffix == ".jsonl" or head.lstrip().startswith(b"{"):
         return RunHistory.from_metrics(p), None
-    return checked_log(*RunHistory.from_nanogpt_log(p, whole))
-
-
-def checked_log(h: RunHistory, reader: nanogpt_log.LogReader) -> tuple[RunHistory, nanogpt_log.LogReader]:
-    """A log's history and reader, or RunLogError where the file holds no run: no record, and neither
-    what train.py prints before its first (a config, the parameter count: it may be starting) nor a
-    traceback (it died before its first)."""
+    h, reader = RunHistory.from_nanogpt_log(p, whole)
+    # no record, and neither what train.py prints before its first (a config, the parameter count: it
+    # may be starting) nor a traceback (it died before its first): not a log
     if not (h.steps or h.evals or h.errors or h.config_complete or h.params_reported or h.tokens_per_iter_reported):
-        raise RunLogError(f"{reader.path}: no nanoGPT 'iter N: loss ...' or 'step N: train loss ...' lines "
+        raise RunLogError(f"{p}: no nanoGPT 'iter N: loss ...' or 'step N: train loss ...' lines "
                           "and not a metrics.jsonl")
     return h, reader
