@@ -120,6 +120,8 @@ class ReadOnlyRuns(LiveRunReads):
         if now - self._polled_at >= POLL_S:
             self._polled_at = now
             followed = [run.poll() for run in self.runs]   # every live run, not only until one changed
+            for run, log in zip(self.runs, self._logs):
+                log.write(run.take_added())
             self._changed = any(followed) or self._changed
         changed, self._changed = self._changed, False
         return changed

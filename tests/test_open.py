@@ -400,6 +400,10 @@ def test_a_log_train_py_is_still_writing_is_followed_as_it_grows(tmp_path):
             whole = load_run(FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt")
             assert [e.val_loss for e in ctl.live.history.evals] == [e.val_loss for e in whole.evals]
             assert ctl.live.history.skipped_lines == whole.skipped_lines == 0
+            pane = flat(app, "#log")     # the log pane: what train.py wrote, as `tail -f` showed it
+            assert lines[-1].strip() in pane and "step 700: train loss" in pane
+            assert list(ctl.log.lines)[-len(lines) + first_eval - 1:] == [
+                "── log.txt is being written: its lines from here on", *(line.rstrip() for line in lines[first_eval:])]
             await pilot.press("q")
         assert app.ui_errors == []
     asyncio.run(scenario())
@@ -424,6 +428,7 @@ def test_a_followed_log_that_train_py_ends_in_a_traceback_says_so(tmp_path):
                         "    scaler.scale(loss).backward()\n"
                         "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.53 GiB.\n")
             await wait_for(pilot, lambda: "nanoGPT log, ended in an error" in flat(app, "#status"), 30, "the error")
+            assert "torch.OutOfMemoryError: CUDA out of memory" in flat(app, "#log")
             await pilot.press("d")
             await wait_for(pilot, lambda: isinstance(app.screen, DoctorScreen) and app.screen.report is not None, 60)
             assert app.screen.report.findings[0].verdict.startswith("out of memory: lower batch_size")

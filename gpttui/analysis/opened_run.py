@@ -31,6 +31,7 @@ class OpenedRun:
     reader: LogReader | None = None       # a log's: it reads on where train.py still writes it ...
     grew: bool = False                    # ... and it has, since it was opened
     clock: LogClock | None = None         # the log's steps' times, estimated (it has none)
+    added: list[str] = field(default_factory=list)   # the log's lines read since the log pane took them
     error: str = ""                       # why it could not be read (then it shows only in the table)
 
     @property
@@ -68,7 +69,10 @@ class OpenedRun:
             return False
         if self.reader.offset == read:
             return False
+        if not self.grew:
+            self.added.append(f"── {self.path.name} is being written: its lines from here on")
         self.grew = True
+        self.added += self.reader.lines
         if self.clock is not None:
             self.clock.stamp(events)
         self.live.add_all(events)
@@ -81,6 +85,11 @@ class OpenedRun:
         function of the config."""
         if iters and (cfg := self.history.train_config()) is not None:
             self.live.lr.extend(lr_at(cfg, it) for it in iters)
+
+    def take_added(self) -> list[str]:
+        """The log's lines read since the last call, for the log pane (as `tail -f` shows them)."""
+        added, self.added = self.added, []
+        return added
 
     def describe(self) -> list[str]:
         """What was read, for the log pane."""

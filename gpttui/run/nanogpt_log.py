@@ -387,12 +387,13 @@ class _LogText:
         self._prefix_known = False
         self._before: list[str] = []        # the lines read before the first record
         self._emitted = 0
+        self.ended: list[str] = []          # the lines the last piece ended, as the log has them
 
     def take(self, text: str) -> list[dict]:
         """The events of the lines this text ends."""
         lines = (self.partial + text).splitlines(keepends=True)
         self.partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""   # (a CR may have its LF next)
-        lines = [line.rstrip("\r\n") for line in lines]
+        lines = self.ended = [line.rstrip("\r\n") for line in lines]
         if not self._prefix_known:
             if not any(STEP_RE.search(line) or ITER_RE.search(line) for line in lines):
                 self._before += lines[:BEFORE_RECORDS - len(self._before)]
@@ -446,6 +447,11 @@ class LogReader:
             self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         self.offset += len(data)
         return self._text.take(self._decoder.decode(data))
+
+    @property
+    def lines(self) -> list[str]:
+        """The lines the last read completed, as the log has them (what `tail -f` would have shown)."""
+        return self._text.ended
 
     def error(self) -> dict | None:
         """The error event of the traceback the log ends on so far (`_Parser.error_event`)."""

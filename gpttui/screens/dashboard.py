@@ -145,7 +145,7 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#evals").border_title = "evals"
-        self.query_one("#log").border_title = "engine log"
+        self.query_one("#log").border_title = "log" if self.controller.read_only else "engine log"
         self._ready = True
         self.refresh_panels(force=True)
 
