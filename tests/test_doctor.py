@@ -268,12 +268,7 @@ def test_mfu_of_a_run_resumed_on_fewer_processes_weighs_each_session(tmp_path):
     assert r.mfu["mfu"] == pytest.approx(statistics.fmean(engine), rel=0.10)
 
 
-OOM_TRACEBACK = """Traceback (most recent call last):
-  File "/home/u/nanoGPT/train.py", line 300, in <module>
-    scaler.scale(loss).backward()
-torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.53 GiB. GPU 0 has a total capacity of \
-11.72 GiB of which 1.02 GiB is free. Including non-PyTorch memory, this process has 10.68 GiB memory in use.
-"""
+OOM_TRACEBACK = (FIXTURES.parent / "tracebacks" / "cuda_oom.txt").read_text(encoding="utf-8")
 
 
 def test_a_log_that_died_out_of_memory_says_so_first_and_what_to_change(tmp_path, capsys):

@@ -310,14 +310,7 @@ def test_a_record_torn_by_junk_now_and_then_is_no_prefix():
     assert nanogpt_log.line_prefix(["iter 1: loss 4.0, time 1.00ms", "x"]) is None
 
 
-OOM = """Traceback (most recent call last):
-  File "/home/u/nanoGPT/train.py", line 300, in <module>
-    scaler.scale(loss).backward()
-  File "/home/u/.venv/lib/python3.11/site-packages/torch/_tensor.py", line 581, in backward
-    torch.autograd.backward(
-torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.53 GiB. GPU 0 has a total capacity of \
-11.72 GiB of which 1.02 GiB is free. Including non-PyTorch memory, this process has 10.68 GiB memory in use.
-"""
+OOM = (Path(__file__).resolve().parent / "fixtures" / "tracebacks" / "cuda_oom.txt").read_text(encoding="utf-8")
 CHAINED = """Traceback (most recent call last):
   File "/home/u/nanoGPT/train.py", line 290, in <module>
     X, Y = get_batch('train')
