@@ -143,8 +143,10 @@ def test_bad_files_are_refused_in_one_plain_line(tmp_path):
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"temperature": -1}, "temperature: must be >= 0"),
-    ({"top_p": 0}, "top_p: must be in"),
+    ({"temperature": -1}, r"temperature: expected a finite number >= 0 \(0 = greedy\), got -1$"),
+    ({"temperature": None}, r"temperature: expected a finite number >= 0 \(0 = greedy\), got nan$"),  # NaN as JSON sends it
+    ({"top_p": None}, r"top_p: expected a number in \(0, 1\] \(1 = off\), got nan$"),
+    ({"top_p": 0}, r"top_p: expected a number in \(0, 1\] \(1 = off\), got 0$"),
     ({"num_samples": "3"}, "num_samples: expected int"),
     ({"max_new_tokens": 0}, "max_new_tokens: must be at least 1"),
     ({"colour": 1}, "unknown sample setting 'colour'"),

@@ -87,4 +87,13 @@ def test_bad_input_is_one_line_and_exit_2(nano_run):
     r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--temperature=hot")
     assert r.returncode == 2 and "--temperature: invalid float value: 'hot'" in r.stderr
     r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--top_p=0")
-    assert r.returncode == 2 and "error: top_p: must be in (0, 1]" in r.stderr
+    assert r.returncode == 2 and "error: top_p: expected a number in (0, 1] (1 = off), got 0" in r.stderr
+
+
+def test_a_nan_temperature_is_refused_naming_the_rule_and_the_value(nano_run):
+    cwd, _ = nano_run
+    for flag, said in (("--temperature=nan", "temperature: expected a finite number >= 0 (0 = greedy), got nan"),
+                       ("--temperature=inf", "temperature: expected a finite number >= 0 (0 = greedy), got inf"),
+                       ("--top_p=nan", "top_p: expected a number in (0, 1] (1 = off), got nan")):
+        r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", flag)
+        assert r.returncode == 2 and r.stderr.splitlines() == [f"error: {said}", "no torch"] and not r.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
 import os
 import subprocess
 import sys
@@ -82,6 +83,20 @@ def request_values(args: argparse.Namespace) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names}
 
 
+# What each float flag must be. The sampler checks the same rules, but a NaN or infinity can't
+# reach it as itself (JSON carries them as null), so they are refused here, as given.
+_FLOAT_RULES = {"temperature": "a finite number >= 0 (0 = greedy)", "top_p": "a number in (0, 1] (1 = off)"}
+
+
+def _refusal(args: argparse.Namespace) -> str | None:
+    """What is wrong with the flags that can be told before the sampler starts; None if nothing."""
+    for name, rule in _FLOAT_RULES.items():
+        value = getattr(args, name)
+        if not math.isfinite(value):
+            return f"{name}: expected {rule}, got {value:g}"
+    return None
+
+
 def sampler_argv(device: str = "auto", dtype: str = "auto") -> list[str]:
     return [sys.executable, "-m", "gpttui.engine.sample", f"--device={device}", f"--dtype={dtype}"]
 
@@ -91,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: init_from: only 'resume' is supported (got {args.init_from!r}); to sample GPT-2's "
               f"weights, train a run from them first (gpttui train --init_from=DIR, DIR holding model.safetensors)",
               file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if problem := _refusal(args):
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     ckpt = Path(args.ckpt) if args.ckpt else Path(args.out_dir) / layout.CKPT
     if not ckpt.is_file():

@@ -77,6 +77,8 @@ class Request:
                 kw[key] = value
             elif isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
                 kw[key] = float(value)
+            elif isinstance(default, float) and value is None:
+                kw[key] = math.nan  # how the protocol carries a NaN or infinity: the range check names it
             elif isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
                 kw[key] = value
             elif isinstance(default, str) and isinstance(value, str):
@@ -89,9 +91,10 @@ class Request:
         checks = [
             (req.num_samples >= 1, "num_samples: must be at least 1"),
             (req.max_new_tokens >= 1, "max_new_tokens: must be at least 1"),
-            (math.isfinite(req.temperature) and req.temperature >= 0, "temperature: must be >= 0 (0 = greedy)"),
+            (math.isfinite(req.temperature) and req.temperature >= 0,
+             f"temperature: expected a finite number >= 0 (0 = greedy), got {req.temperature:g}"),
             (req.top_k is None or req.top_k > 0, "top_k: must be positive (0 or null: off)"),
-            (0 < req.top_p <= 1, "top_p: must be in (0, 1] (1 = off)"),
+            (0 < req.top_p <= 1, f"top_p: expected a number in (0, 1] (1 = off), got {req.top_p:g}"),
             (req.threads >= 0, "threads: must be >= 0 (0 = automatic)"),
         ]
         for ok, message in checks:
