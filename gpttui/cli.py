@@ -58,11 +58,13 @@ def parse(argv: list[str]) -> tuple[ModuleType, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog=f"gpttui {name}", description=COMMANDS[name])
     module.add_arguments(parser)
     if getattr(module, "OVERRIDES", False):
-        args, extra = parser.parse_known_args(rest)
-        bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
-        if bad:
-            parser.error(f"unrecognized arguments: {' '.join(bad)} (config overrides are --key=value)")
-        args.overrides = extra
+        # taken out before argparse, which reads a token with a space in it (--out_dir=my run) as positional
+        overrides = [a for a in rest if a.startswith("--") and "=" in a
+                     and a.partition("=")[0] not in parser._option_string_actions]
+        args, extra = parser.parse_known_args([a for a in rest if a not in overrides])
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)} (config overrides are --key=value)")
+        args.overrides = overrides
     else:
         args = parser.parse_args(rest)
     return module, args

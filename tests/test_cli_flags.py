@@ -148,3 +148,14 @@ def test_launch_says_the_configs_warnings_once_the_dashboard_is_up(nanogpt_dir):
             await wait_for(pilot, lambda: "lr_decay_iters 200 is past max_iters 20" in flat(app), 10, "the warning")
             assert notes == [said]
     run(scenario())
+
+
+def test_an_override_whose_value_has_a_space_is_an_override_not_a_config_path(nanogpt_dir, capsys):
+    """argparse reads a token with a space in it as positional: it was taken for the config file."""
+    assert cli.main(["config", "--wandb_run_name=my run", "--out_dir=my runs/ünï"]) == 0
+    out = capsys.readouterr().out
+    assert "wandb_run_name = 'my run'" in out and "out_dir = 'my runs/ünï'" in out
+    assert cli.main(["train", *FLAGS, "--max_iters=2", "--out_dir=my runs/first"]) == 0
+    assert (nanogpt_dir / "my runs" / "first" / "ckpt.pt").is_file()
+    assert cli.main(["config", "--n_layer=2", "stray word"]) == 2   # a positional with a space is still the config
+    assert "stray word: no such config file" in capsys.readouterr().err
