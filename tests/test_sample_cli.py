@@ -97,3 +97,11 @@ def test_a_nan_temperature_is_refused_naming_the_rule_and_the_value(nano_run):
                        ("--top_p=nan", "top_p: expected a number in (0, 1] (1 = off), got nan")):
         r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", flag)
         assert r.returncode == 2 and r.stderr.splitlines() == [f"error: {said}", "no torch"] and not r.stdout
+
+
+
+def test_an_unknown_device_is_refused_input(nano_run):
+    cwd, _ = nano_run
+    r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--device=tpu")
+    assert r.returncode == 2 and not r.stdout
+    assert r.stderr.splitlines() == ["error: device: expected cpu, cuda, cuda:N, mps or auto; got 'tpu'", "no torch"]
