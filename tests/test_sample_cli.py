@@ -105,3 +105,11 @@ def test_an_unknown_device_is_refused_input(nano_run):
     r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--device=tpu")
     assert r.returncode == 2 and not r.stdout
     assert r.stderr.splitlines() == ["error: device: expected cpu, cuda, cuda:N, mps or auto; got 'tpu'", "no torch"]
+
+
+def test_an_unknown_dtype_is_refused_naming_the_choices(nano_run):
+    cwd, _ = nano_run
+    r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--dtype=foo")
+    assert r.returncode == 2 and not r.stdout
+    assert r.stderr.splitlines() == ["error: dtype: expected one of auto, float32, bfloat16, float16; got 'foo'",
+                                     "no torch"]

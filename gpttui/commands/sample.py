@@ -20,7 +20,7 @@ from typing import Any
 
 from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED
 from gpttui.run import layout, protocol
-from gpttui.run.config import DEVICE_RE
+from gpttui.run.config import CHOICES, DEVICE_RE
 
 HELP = "generate text from a checkpoint (nanoGPT sample.py flags)"
 
@@ -97,6 +97,8 @@ def _refusal(args: argparse.Namespace) -> str | None:
             return f"{name}: expected {rule}, got {value:g}"
     if not DEVICE_RE.match(args.device):   # the sampler tells no bad name from a device this machine lacks
         return f"device: expected cpu, cuda, cuda:N, mps or auto; got {args.device!r}"
+    if args.dtype not in CHOICES["dtype"]:
+        return f"dtype: expected one of {', '.join(CHOICES['dtype'])}; got {args.dtype!r}"
     return None
 
 
