@@ -118,6 +118,14 @@ def test_char_model_without_its_meta_pkl_is_refused_with_the_fix(char_run, tmp_p
         sampler.load(char_run / "ckpt.pt")
 
 
+
+def test_a_data_dir_given_is_the_only_place_its_vocabulary_is_looked_for(char_run, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SampleError, match=r"vocab_size is 65 but data_dir empty has no meta.pkl"):
+        sampler.load(char_run / "ckpt.pt", data_dir="empty")
+    # one that is not there (the dashboard's run data_dir, removed since training) is passed over
+    assert "data/shakespeare_char/meta.pkl" in sampler.load(char_run / "ckpt.pt", data_dir="gone").tokenizer_source
+
 def test_gpttui_checkpoint_finds_the_runs_data_dir(tmp_path, shakespeare_chars):
     data = tmp_path / "somewhere" / "chardata"
     data.mkdir(parents=True)

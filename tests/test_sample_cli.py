@@ -113,3 +113,20 @@ def test_an_unknown_dtype_is_refused_naming_the_choices(nano_run):
     assert r.returncode == 2 and not r.stdout
     assert r.stderr.splitlines() == ["error: dtype: expected one of auto, float32, bfloat16, float16; got 'foo'",
                                      "no torch"]
+
+
+def test_a_data_dir_given_is_the_vocabulary_or_refused(nano_run):
+    cwd, _ = nano_run
+    r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--data_dir=nonexist", "--num_samples=1")
+    assert r.returncode == 2 and not r.stdout
+    assert r.stderr.splitlines() == [
+        "error: data_dir: nonexist is not a directory (expected the one holding the vocabulary's meta.pkl)", "no torch"]
+    (cwd / "empty").mkdir()   # no meta.pkl: data/shakespeare_char's must not stand in for it
+    r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--data_dir=empty", "--num_samples=1")
+    assert r.returncode == 2 and not r.stdout
+    assert r.stderr.splitlines() == [
+        "error: out-shakespeare-char/ckpt.pt: the model's vocab_size is 65 but data_dir empty has no meta.pkl "
+        "(a character model needs its vocabulary's meta.pkl there)", "no torch"]
+    r = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--data_dir=data/shakespeare_char", "--num_samples=1",
+                      "--max_new_tokens=5", "--device=cpu")
+    assert r.returncode == 0 and r.stdout.endswith("---------------\n"), r.stderr

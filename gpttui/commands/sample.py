@@ -99,6 +99,8 @@ def _refusal(args: argparse.Namespace) -> str | None:
         return f"device: expected cpu, cuda, cuda:N, mps or auto; got {args.device!r}"
     if args.dtype not in CHOICES["dtype"]:
         return f"dtype: expected one of {', '.join(CHOICES['dtype'])}; got {args.dtype!r}"
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        return f"data_dir: {args.data_dir} is not a directory (expected the one holding the vocabulary's meta.pkl)"
     return None
 
 

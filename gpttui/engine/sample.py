@@ -57,7 +57,7 @@ class Request:
     top_p: float = 1.0          # nucleus filter; 1: off
     seed: int = 1337
     stop_at_eot: bool = False   # end a sample at <|endoftext|> (GPT-2 vocabularies)
-    data_dir: str = ""          # where meta.pkl is, when nanoGPT's places don't have it
+    data_dir: str = ""          # where meta.pkl is; when there, the only place looked
     threads: int = 0            # CPU threads; 0: auto_threads() (1 while the run trains)
 
     @classmethod
@@ -118,13 +118,21 @@ class Request:
 
 # ---------------------------------------------------------------- loading
 
+def _given_dir(data_dir: str) -> Path | None:
+    """The data_dir a request names, if it is there. One that is not is passed over: the
+    dashboard names the run's own, which may be gone since training (`gpttui sample` refuses it)."""
+    return Path(data_dir) if data_dir and Path(data_dir).is_dir() else None
+
+
 def find_tokenizer(ckpt_config: dict[str, Any], ckpt_path: Path, data_dir: str = "") -> tuple[Tokenizer, str]:
     """(tokenizer, where it came from). nanoGPT looks for data/<dataset>/meta.pkl (relative to
-    the working directory) and otherwise uses GPT-2; before that, gpttui tries an explicit
-    data_dir and the run's own data_dir, and after it data/<dataset> next to the run directory."""
+    the working directory) and otherwise uses GPT-2. A data_dir given is the one place looked in
+    (its meta.pkl, else GPT-2): another directory's vocabulary must not stand in for it. Without
+    one, gpttui tries the run's own data_dir, nanoGPT's place, then data/<dataset> next to the
+    run directory."""
+    if given := _given_dir(data_dir):
+        return _vocabulary(given)
     dirs: list[Path] = []
-    if data_dir:
-        dirs.append(Path(data_dir))
     if ckpt_config.get("data_dir"):
         dirs.append(Path(str(ckpt_config["data_dir"])))
     dataset = ckpt_config.get("dataset")
@@ -132,13 +140,20 @@ def find_tokenizer(ckpt_config: dict[str, Any], ckpt_path: Path, data_dir: str =
         dirs += [Path("data") / str(dataset), ckpt_path.resolve().parent.parent / "data" / str(dataset)]
     for d in dirs:
         if (d / "meta.pkl").is_file() or (d / "meta.json").is_file():
-            try:
-                tok = for_data_dir(d)
-            except ValueError as e:
-                raise SampleError(str(e)) from None
-            meta = d / ("meta.pkl" if (d / "meta.pkl").is_file() else "meta.json")
-            return tok, f"{tok.name} vocabulary ({tok.vocab_size}) from {meta}"
+            return _vocabulary(d)
     return GPT2Tokenizer(), "GPT-2 BPE (bundled ranks)"
+
+
+def _vocabulary(d: Path) -> tuple[Tokenizer, str]:
+    """Data directory d's tokenizer (nanoGPT's rule: its meta.pkl, else GPT-2) and where it came from."""
+    try:
+        tok = for_data_dir(d)
+    except ValueError as e:
+        raise SampleError(str(e)) from None
+    metas = [m for m in (d / "meta.pkl", d / "meta.json") if m.is_file()]
+    if not metas:
+        return tok, f"GPT-2 BPE (bundled ranks; {d} has no meta.pkl)"
+    return tok, f"{tok.name} vocabulary ({tok.vocab_size}) from {metas[0]}"
 
 
 @dataclass
@@ -226,6 +241,9 @@ def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: s
     config = ckpt.get("config") or {}
     tok, source = find_tokenizer(config if isinstance(config, dict) else {}, p, data_dir)
     if tok.vocab_size > model.config.vocab_size:
+        if _given_dir(data_dir):
+            raise SampleError(f"{p}: the model's vocab_size is {model.config.vocab_size} but data_dir {data_dir} "
+                              f"has no meta.pkl (a character model needs its vocabulary's meta.pkl there)")
         dataset = config.get("dataset", "?") if isinstance(config, dict) else "?"
         raise SampleError(
             f"{p}: the model's vocab_size is {model.config.vocab_size} but the tokenizer found is "
