@@ -144,6 +144,16 @@ def test_unknown_chart_types_are_refused_in_one_line(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+
+@pytest.mark.parametrize("name,args", [("tb", ["--format", "csv", "-o"]), ("rows.jsonl", ["-o"]),
+                                       ("loss.txt", ["--chart"])])
+def test_an_existing_directory_where_a_file_goes_is_refused_naming_it(tmp_path, name, args, capsys):
+    d = tmp_path / "ex" / name
+    d.mkdir(parents=True)
+    assert cli.main(["export", str(LOGS[0]), *args, str(d)]) == 2
+    assert capsys.readouterr().err == f"error: {d}: is a directory, expected a file path\n"
+    assert list(d.iterdir()) == [] and [p.name for p in d.parent.iterdir()] == [name]
+
 @pytest.fixture
 def full_disk(tmpfs):
     """A 64 KiB tmpfs, filled (root only; skipped, saying why, where mount is refused)."""

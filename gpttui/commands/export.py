@@ -86,6 +86,10 @@ def _request_error(args: argparse.Namespace) -> str | None:
     for path in (args.output, args.chart):
         if path and not Path(path).resolve().parent.is_dir():
             return f"{path}: its directory does not exist"
+    files = (args.chart, args.output if args.format != "tensorboard" else None)
+    for path in files:   # the rename over it would fail, naming our temporary file
+        if path and Path(path).is_dir():
+            return f"{path}: is a directory, expected a file path"
     if args.width < 20 or args.height < 5:
         return "--width must be >= 20 and --height >= 5"
     if not 0.0 <= args.smoothing < 1.0:
