@@ -315,3 +315,17 @@ def test_a_gpttui_run_that_failed_says_its_error_first_and_a_refused_command_sta
     assert cli.main(["doctor", str(run_dir("refused", "finished", refused))]) == 0
     text = capsys.readouterr().out
     assert "ended " not in text and "1 error event(s); last: command refused" in text
+
+
+def test_a_resumed_nanogpt_log_without_its_shape_is_judged_by_its_own_parameter_count(capsys):
+    """`train.py --init_from=resume` with no shape flags (real nanoGPT, CPU): the model is the checkpoint's,
+    which the log never echoes; nanoGPT's defaults (12 x 768) were judged instead, 85M parameters."""
+    log = FIXTURES / "resumed_without_shape.txt"
+    assert cli.main(["doctor", str(log), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["params"] == 100_000                                    # "number of parameters: 0.10M"
+    assert r["tokens_per_param"] == pytest.approx(260 * 768 / 100_000, rel=0.05)
+    params = next(f for f in r["findings"] if f["key"] == "params")
+    assert params["level"] == "note" and "it resumed a checkpoint" in " ".join(params["lines"])
+    # the FLOPs come from the log's own MFU, not from a shape it does not hold
+    assert r["mfu"]["steady_vs_a100"] == pytest.approx(r["mfu"]["reported_mean"], rel=0.5)

@@ -455,3 +455,14 @@ def test_a_log_written_anew_while_followed_shows_the_new_run_only(tmp_path):
     assert [s.iter for s in run.live.history.steps] == [s.iter for s in whole.steps]
     assert [e.val_loss for e in run.live.history.evals] == [e.val_loss for e in whole.evals]
     assert max(run.live.series.window().iters) == 200 and run.live.history.last_iter == 200 and run.followed
+
+
+def test_a_resumed_log_shows_the_parameter_count_it_printed():
+    """Resumed without shape flags, the model is the checkpoint's: the header showed nanoGPT's default 85M."""
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([FIXTURES / "resumed_without_shape.txt"]))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: "params 0.10M" in flat(app, "#header"), 60, "the log's own count")
+            await pilot.press("q")
+        assert app.ui_errors == []
+    asyncio.run(scenario())

@@ -148,7 +148,8 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
     r.gap, f_gap = _gap(h)
     f_forecast = _forecast(h, r, cfg, forecast_at)
     r.timing, f_time = _time(h)
-    r.mfu, f_mfu = _mfu(h, cfg, r.params.get("nanogpt"), r.timing, device)
+    shaped = None if r.params.get("shape") == "unknown" else cfg   # FLOPs from the shape, else from the log's MFU
+    r.mfu, f_mfu = _mfu(h, shaped, r.params.get("nanogpt"), r.timing, device)
     r.findings = [f_params, f_tokens, f_trend, f_gap, f_forecast, f_time, f_mfu]
     if (f_decay := _decay_cut_short(h, r, cfg)) is not None:
         r.findings.insert(r.findings.index(f_forecast) + 1, f_decay)
@@ -248,11 +249,14 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
         total, nano, non_emb = sizing.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)
         p.update(nanogpt=nano, total=total, non_embedding=non_emb, source="config")
     reported = h.params_reported
-    if reported and p["source"] == "config" and not cfg.vocab_size \
-            and abs(p["nanogpt"] - reported) > max(0.005 * reported, 5_000):
-        # the log never said its vocabulary (50304 was assumed): its own count wins;
-        # the non-embedding count does not depend on the vocabulary
-        p.update(nanogpt=int(round(reported)), total=None, source="log")
+    not_run = None   # why the config's shape is not the model that ran, where the log's count says so
+    if reported and p["source"] == "config" and abs(p["nanogpt"] - reported) > max(0.005 * reported, 5_000):
+        # the model nanoGPT built is what its count says: where the config builds another, the log's count wins
+        if not cfg.vocab_size and _vocab_explains(p["nanogpt"], reported, cfg.n_embd, vocab):
+            p.update(nanogpt=int(round(reported)), total=None, source="log")   # (non-embedding stays right)
+        else:
+            not_run = _shape_not_run(h, cfg, p["nanogpt"])
+            p.update(nanogpt=int(round(reported)), total=None, non_embedding=None, source="log", shape="unknown")
     if p["nanogpt"] is None and reported:
         p.update(nanogpt=int(round(reported)), source="log")
     if p["nanogpt"] is None:
@@ -267,9 +271,12 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
     if cfg is not None:
         p["optimizer"] = cfg.optimizer
         lines.append(optimizer_text(cfg))
+    if not_run is not None:
+        lines.append(not_run)
+        return p, Finding("params", "parameters", lines,
+                          "the log's own count; the figures that need the model's shape use what the log measured",
+                          "note")
     problems = []
-    if reported and p["source"] != "log" and abs(p["nanogpt"] - reported) > max(0.005 * reported, 5_000):
-        problems.append(f"the log says {reported / 1e6:.2f}M but the echoed config builds {p['nanogpt'] / 1e6:.2f}M")
     if cfg is not None and h.config_text:
         problems += sizing.size_mismatches(cfg, h.config_text, h.config_file)
     if problems:
@@ -279,6 +286,24 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
         verdict = (f"matches the ~{human_count(promised[0][1], 0)} the {promised[0][0]} promises" if promised
                    else "no size promised by the config's names or comments to check against")
     return p, Finding("params", "parameters", lines, verdict, level)
+
+
+def _vocab_explains(built: float, reported: float, n_embd: int, assumed_vocab: int) -> bool:
+    """Whether another vocabulary, the config's shape kept, gives the log's count (the log never said its
+    vocabulary, and nanoGPT's 50304 was assumed)."""
+    vocab = assumed_vocab + (reported - built) / n_embd
+    return vocab >= 2 and abs(vocab - round(vocab)) * n_embd < max(0.005 * reported, 5_000)
+
+
+def _shape_not_run(h: RunHistory, cfg: C.TrainConfig, built: float) -> str:
+    """Why the config read from the log builds another model than the log's count (said beside it)."""
+    if cfg.init_from == "resume":
+        why = "it resumed a checkpoint, whose shape is not in the log"
+    elif h.config_unknown:
+        why = f"the config sets {', '.join(sorted(h.config_unknown))}, which gpttui could not read"
+    else:
+        why = "the config as read is not the one that ran"
+    return f"the config read from the log builds {built / 1e6:.2f}M: {why}"
 
 
 def optimizer_text(cfg: C.TrainConfig) -> str:

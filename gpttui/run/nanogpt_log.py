@@ -67,7 +67,8 @@ LAUNCHER_ERROR = "torch.distributed.elastic.multiprocessing.errors.ChildFailedEr
 KNOWN_RE = re.compile(
     r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
     r"|using fused AdamW|compiling the model|loading weights from pretrained gpt"
-    r"|overriding dropout rate)")
+    r"|overriding dropout rate"
+    r"|training on \S+ \(.*\) in \w+|dtype \w+ asked for|loss: (plain )?lm_head)")   # the last three: gpttui train's
 
 
 # Windows PowerShell 5 (`python train.py > log.txt`, Tee-Object) writes UTF-16 with a byte-order mark;

@@ -58,7 +58,7 @@ class RunHeader(Static):
         h = live.hello
         data_known = bool(h) or cfg is None or bool(cfg.vocab_size) or \
             sizing.data_vocab_size(cfg.resolved_data_dir()) is not None
-        key = (id(h), str(run_dir), note, data_known)
+        key = (id(h), str(run_dir), note, data_known, live.history.params_reported)
         if key == self._key:
             return
         self._key = key
@@ -78,6 +78,8 @@ class RunHeader(Static):
                 params = d.params_nanogpt if data_known else None  # the vocabulary comes with the data
             except (OSError, ValueError):
                 pass
+        if not h and live.history.params_reported:   # a log's own count: the model nanoGPT built (resumed, its shape unsaid)
+            params = int(live.history.params_reported)
         figures = [(label, value) for label, value in (
             ("", str(device) if device else ""), ("params ", params_text(params) if params else ""),
             ("tokens/iter ", f"{tpi:,}" if tpi else "")) if value]
