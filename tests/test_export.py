@@ -184,5 +184,23 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_part_of_it(full_d
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write {full_disk / target}") and err.endswith(": No space left on device\n")
     assert err.count("\n") == 1                      # (tensorboard: the event file inside tb/ may be named)
-    assert [p.name for p in full_disk.iterdir() if p.is_file() and p.name != "fill"] == []
-    assert not (full_disk / "tb").exists() or list((full_disk / "tb").iterdir()) == []
+    assert [p.name for p in full_disk.iterdir()] == ["fill"]    # no part of a file, no directory made for it
+
+
+def test_a_full_disk_leaves_a_tensorboard_directory_that_was_there_as_it_was(full_disk, capsys):
+    pytest.importorskip("tensorboard", reason="the [tensorboard] extra is not installed")
+    (full_disk / "tb").mkdir()
+    assert cli.main(["export", str(LOGS[0]), "--format", "tensorboard", "-o", str(full_disk / "tb")]) == 1
+    assert capsys.readouterr().err.endswith(": No space left on device\n")
+    assert sorted(p.name for p in full_disk.iterdir()) == ["fill", "tb"] and list((full_disk / "tb").iterdir()) == []
+
+
+def test_several_runs_to_tensorboard_are_written_all_or_nothing(tmpfs, capsys):
+    """The first run's events fit, the second's don't: the first's go too, with the directories made."""
+    pytest.importorskip("tensorboard", reason="the [tensorboard] extra is not installed")
+    disk = tmpfs("small", "24k")
+    second = FIXTURES / "train_log_shakespeare_char_cpu_fresh_const3000.txt"   # 40 KB of events
+    assert cli.main(["export", str(LOGS[0]), str(second), "--format", "tensorboard", "-o", str(disk / "tb")]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith(f"error: cannot write {disk / 'tb' / second.name}") and err.count("\n") == 1
+    assert out == "" and list(disk.iterdir()) == []

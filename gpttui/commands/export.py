@@ -4,7 +4,8 @@ Rows: one per step (a nanoGPT `iter N:` line) and per eval (a `step N:` line), i
 order with a `kind` column (step|eval), tokens and tokens/s filled in where tokens per iteration
 is known, mfu as a fraction of the peak named in `mfu_peak_flops`, a `checkpointed` flag; parquet
 also carries the run's config as metadata (gpttui.analysis.export). `--format tensorboard`
-writes event files into the -o directory (one subdirectory per run when given several).
+writes event files into the -o directory (one subdirectory per run when given several), all
+or none: a failure leaves no file or directory it made.
 `--chart` draws a picture (.png, .svg, .pdf: four panels, runs overlaid; matplotlib) or the
 terminal chart (.txt, .html). Files are written to a temporary name, fsynced, then renamed.
 """
@@ -16,9 +17,13 @@ import importlib.util
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from gpttui.commands import EXIT_BAD_INPUT, load_history
+from gpttui.fs import dirs
+
+if TYPE_CHECKING:
+    from gpttui.run.history import RunHistory
 
 HELP = "write a run's steps and evals as csv, parquet, jsonl or TensorBoard events, and its charts"
 FORMATS = ("csv", "parquet", "jsonl", "tensorboard")
@@ -97,6 +102,30 @@ def _request_error(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _write_tensorboard(histories: list[RunHistory], logdirs: list[Path]) -> list[str]:
+    """Each history's event file in its logdir, all or nothing: a failure (a full disk) removes
+    the files written and the directories made for them (one that was there stays), then
+    raises. What was written, a line each."""
+    from gpttui.analysis import tensorboard_export
+
+    made = [dirs.missing(d) for d in logdirs]
+    written: list[Path] = []
+    said: list[str] = []
+    try:
+        for h, logdir in zip(histories, logdirs):
+            with _naming(logdir):
+                path, n = tensorboard_export.write_history(h, logdir)
+            written.append(path)
+            said.append(f"{path}: {n} scalars ({len(h.steps)} steps, {len(h.evals)} evals)")
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        for m in reversed(made):   # a later run's directory first: an earlier's may hold it
+            dirs.remove_empty(m)
+        raise
+    return said
+
+
 def run(args: argparse.Namespace) -> int:
     from gpttui.analysis import export
 
@@ -109,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
         histories.append(h)
     if args.output and args.format == "tensorboard":
-        from gpttui.analysis import chart_image, tensorboard_export
+        from gpttui.analysis import chart_image
 
         names = [chart_image.run_label(h) for h in histories]
         if len(set(names)) < len(names):
@@ -118,10 +147,7 @@ def run(args: argparse.Namespace) -> int:
         for logdir in logdirs:   # a second file of the same run would draw every point twice
             if any(logdir.glob("*tfevents*")):
                 return _error(f"{logdir}: already holds TensorBoard event files; give an empty or new directory")
-        for h, logdir in zip(histories, logdirs):
-            with _naming(logdir):
-                path, n = tensorboard_export.write_history(h, logdir)
-            print(f"{path}: {n} scalars ({len(h.steps)} steps, {len(h.evals)} evals)")
+        print("\n".join(_write_tensorboard(histories, logdirs)))
     elif args.output:
         h = histories[0]
         with _naming(args.output):
