@@ -12,7 +12,7 @@ from app_helpers import flat, screen_text, wait_for
 from gpttui import cli
 from gpttui.analysis.opened_run import log_clock, open_source
 from gpttui.app import GpttuiApp
-from gpttui.run import protocol
+from gpttui.run import nanogpt_log, protocol
 from gpttui.run.history import load_run
 from gpttui.run.metrics import MetricsWriter
 from gpttui.screens.compare import CompareScreen
@@ -42,6 +42,15 @@ def test_open_refuses_bad_paths_in_one_line_each(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == [f"error: {tmp_path / 'nope.txt'}: no such run directory or log file",
                    f"error: {tmp_path / 'empty'}: not a run directory (no metrics.jsonl or config.toml)"]
+    garbage = tmp_path / "garbage.bin"          # it opened a dashboard of nanoGPT's defaults, "no events"
+    garbage.write_bytes(bytes(range(256)) * 20)
+    assert cli.main(["open", str(garbage)]) == 2
+    assert capsys.readouterr().err == f"error: {garbage}: binary data, not a log: expected a nanoGPT log, " \
+        "a metrics.jsonl or a run directory\n"
+    for log in FIXTURES.glob("*.txt"):         # every real log is text, as written by each encoding
+        text = log.read_text(encoding="utf-8")
+        for encoded in (text.encode(), "\ufeff".encode() + text.encode(), text.encode("utf-16")):
+            assert nanogpt_log.is_text(encoded[:4096]), log.name
 
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from gpttui.commands import EXIT_BAD_INPUT, run_app
-from gpttui.run import layout
+from gpttui.run import layout, nanogpt_log
 
 HELP = "open runs or nanoGPT logs read-only in the dashboard"
 
@@ -56,10 +56,12 @@ def check(path: Path) -> str | None:
             return f"{path}: not a run directory (no metrics.jsonl or config.toml)"
         return None
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as f:
+            head = f.read(4096)
     except OSError as e:
         return f"{path}: cannot read: {e.strerror or e}"
+    if not nanogpt_log.is_text(head):
+        return f"{path}: binary data, not a log: expected a nanoGPT log, a metrics.jsonl or a run directory"
     return None
 
 

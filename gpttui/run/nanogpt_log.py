@@ -302,6 +302,14 @@ class _Parser:
             known_text += "\n" + segment
 
 
+def is_text(head: bytes) -> bool:
+    """Whether a file's first bytes read as text in the encoding a log's reader would take (its
+    byte-order mark's, else UTF-8): not binary data, allowing the odd byte of another encoding."""
+    encoding = next((name for bom, name in BOMS if head.startswith(bom)), "utf-8")
+    text = head.decode(encoding, errors="replace")
+    return text.count("\ufffd") + text.count("\x00") <= max(2, len(text) // 100)
+
+
 def _assigns(text: str) -> bool:
     return any(re.match(r"\s*\w+\s*=", line) for line in text.splitlines())
 
