@@ -68,6 +68,32 @@ def test_py_config_unknown_key_names_file_and_line(tmp_path):
         C.load(f)
 
 
+@pytest.mark.parametrize("text,shown", [
+    ("n_gpus = 8\nbatch_size = 4 * n_gpus\n", ["batch_size = 32"]),
+    ("depth = 2; n_layer = depth; n_head = depth; n_embd = 32 * depth\n",
+     ["n_layer = 2", "n_head = 2", "n_embd = 64"]),
+    ("n_layer, n_head = 2, 2\n", ["n_layer = 2", "n_head = 2"]),
+    ("import math\nn_embd = 192\nlearning_rate = 1e-3 * math.sqrt(768 / n_embd)\n", ["learning_rate = 0.002"]),
+    ("from math import ceil\nmax_iters = ceil(5000 / 3)\nlr_decay_iters = max_iters\n", ["lr_decay_iters = 1667"]),
+    ("lr_decay_iters = max_iters // 2\nbatch_size *= 2\n", ["lr_decay_iters = 300000", "batch_size = 24"]),
+])
+def test_py_config_helper_names_tuples_and_math_read_as_train_py_would(tmp_path, capsys, text, shown):
+    """nanoGPT exec()s a config in train.py's globals: helper names, tuple assignments, math (which
+    train.py has imported) and its own defaults all work there; here they are evaluated, not run."""
+    f = tmp_path / "helper.py"
+    f.write_text(text)
+    assert main(["config", str(f)]) == 0
+    out = [line.split("   (default")[0].strip() for line in capsys.readouterr().out.splitlines()]
+    assert all(line in out for line in shown), out
+
+
+def test_a_name_that_is_no_key_and_that_no_line_uses_is_refused_as_a_typo(tmp_path, capsys):
+    f = tmp_path / "c.py"
+    f.write_text("n_gpus = 8\nbatch_size = 4\n")
+    assert main(["config", str(f)]) == 2
+    assert capsys.readouterr().err == f"error: {f}:1: unknown config key 'n_gpus' (nor a helper: no later line uses it)\n"
+
+
 def test_overrides_follow_nanogpt_typing():
     ov = C.parse_overrides(["--max_iters=2000", "--device=cpu", "--compile=False", "--learning_rate=1e-3", "--dropout=0"])
     assert ov == {"max_iters": 2000, "device": "cpu", "compile": False, "learning_rate": 1e-3, "dropout": 0.0}

@@ -50,12 +50,18 @@ def test_finetune_configs_time_stamped_run_name_is_understood_not_executed(capsy
 
 
 @pytest.mark.parametrize("text,why", [
-    ("import os\nout_dir = os.getcwd()", "import"),                       # only `import time` is understood
+    ("import os\nout_dir = os.getcwd()", "import os"),                    # only math and time can be
+    ("from os import path", "from os import path"),
     ("import time\nout_dir = str(time.sleep(5))", "time.sleep"),
+    ("import math\nn_layer = math.factorial(10**6)", "math.factorial"),
     ("out_dir = open('/etc/passwd').read()", "open"),
     ("out_dir = str(__import__('os').system('true'))", "__import__"),
-    ("out_dir = 'x' + time.time()", "time.time"),                         # time was never imported
+    ("n_layer = (1).__class__", "__class__"),
+    ("out_dir = 'x' + time.time()", "time.time"),
     ("wandb_run_name = str(1, 2, 3)", "str"),
+    ("a = 2**64\n" + "a = a * a\n" * 40 + "n_layer = a", "number too large"),   # helpers can't take the memory
+    ("s = 'x' * 9000\n" + "s = s + s\n" * 40 + "out_dir = s", "string too long"),
+    ("learning_rate = 1e300 ** 2", "out of range"),
 ])
 def test_other_code_is_refused_naming_the_line(tmp_path, text, why):
     f = tmp_path / "c.py"

@@ -1,8 +1,9 @@
 """The training config: nanoGPT's knobs (the schema), reading them from files and `--key=value`
 overrides, and validation.
 
-nanoGPT `.py` config files are parsed with `ast`, never executed (`import time` and
-`'ft-' + str(time.time())`, as in nanoGPT's finetune config, are understood: see _CALLS). What a config implies
+nanoGPT `.py` config files are parsed with `ast`, never executed: literals, arithmetic, helper
+names, tuple assignments and math's and time's pure members (`'ft-' + str(time.time())`, as in
+nanoGPT's finetune config) are evaluated, nothing else (see _eval_node). What a config implies
 (parameters, memory) is in sizing.py, its learning rate over time in schedule.py.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import operator
 import re
 import time
@@ -203,103 +205,194 @@ _BINOPS = {
     ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow,
     ast.Mod: operator.mod,
 }
+MAX_INT_BITS = 1024    # no config needs a larger number; bounds what a line of arithmetic can cost
+MAX_STR = 10_000
 
 
-# Calls a config may make: pure conversions, and the time (nanoGPT's finetune config names its
-# run 'ft-' + str(time.time())). Evaluated here on literal arguments; the file never runs.
-_CALLS: dict[str, Any] = {"str": str, "int": int, "float": float, "round": round, "min": min, "max": max}
-_MODULE_CALLS: dict[tuple[str, str], Any] = {("time", "time"): time.time}
-_MODULES = "__modules__"  # key in `names`: the modules the file imported
+@dataclass(frozen=True)
+class _Module:
+    """A module as a config sees it: only the pure functions and constants in `members`."""
+
+    name: str
+    members: dict[str, Any]
+
+
+# nanoGPT's train.py has imported math and time when it exec()s a config, so a config may use them
+# with or without its own `import` (the finetune config names its run 'ft-' + str(time.time())).
+# Only these members are reachable, and only these modules can be imported; nothing is imported.
+_MODULES = {
+    "math": _Module("math", {name: getattr(math, name) for name in (
+        "pi", "e", "tau", "sqrt", "isqrt", "exp", "log", "log2", "log10", "pow", "ceil", "floor",
+        "trunc", "fabs", "gcd", "sin", "cos", "tan", "tanh")}),
+    "time": _Module("time", {"time": time.time}),
+}
+# The builtins a config may call: pure conversions on the values above.
+_BUILTINS: dict[str, Any] = {"str": str, "int": int, "float": float, "round": round, "min": min, "max": max,
+                             "abs": abs}
+_FUNCTIONS = (*_BUILTINS.values(), *(v for m in _MODULES.values() for v in m.members.values() if callable(v)))
+
+
+def _bounded(value: Any) -> Any:
+    """The value, unless it is past what any config needs (a few lines could otherwise double a
+    number or a string until the machine's memory runs out)."""
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise ValueError("number too large")
+    if isinstance(value, str) and len(value) > MAX_STR:
+        raise ValueError("string too long")
+    return value
 
 
 def _eval_call(node: ast.Call, names: dict[str, Any]) -> Any:
     if node.keywords:
         raise ValueError(f"keyword arguments are not allowed: {ast.unparse(node)!r}")
-    f = node.func
-    if isinstance(f, ast.Name) and f.id in _CALLS and f.id not in names:
-        fn = _CALLS[f.id]
-    elif (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
-          and f.value.id in names.get(_MODULES, ()) and (f.value.id, f.attr) in _MODULE_CALLS):
-        fn = _MODULE_CALLS[(f.value.id, f.attr)]
-    else:
-        raise ValueError(f"only literal values are allowed, not {ast.unparse(node)!r}")
+    fn = _eval_node(node.func, names)
+    if not any(fn is f for f in _FUNCTIONS):
+        raise ValueError(f"{ast.unparse(node.func)!r} is not a function a config may call")
     args = [_eval_node(a, names) for a in node.args]
-    if any(isinstance(a, str) and len(a) > 10_000 for a in args):
-        raise ValueError("string too long")
     try:
-        return fn(*args)
+        return _bounded(fn(*args))
     except (TypeError, ValueError, OverflowError) as e:
         raise ValueError(f"{ast.unparse(node)}: {e}") from None
 
 
+def _binop(op: ast.operator, a: Any, b: Any) -> Any:
+    if isinstance(op, ast.Pow) and (isinstance(b, (int, float)) and abs(b) > 64
+                                    or isinstance(a, int) and a.bit_length() > MAX_INT_BITS):
+        raise ValueError("exponent too large")
+    text, times = (a, b) if isinstance(a, str) else (b, a)
+    if isinstance(op, ast.Mult) and isinstance(text, str) and type(times) is int and len(text) * times > MAX_STR:
+        raise ValueError("string too long")
+    if isinstance(op, ast.Mod) and isinstance(a, str):
+        raise ValueError("string formatting is not allowed")
+    try:
+        return _bounded(_BINOPS[type(op)](a, b))
+    except (TypeError, ZeroDivisionError) as e:
+        raise ValueError(str(e)) from None
+    except OverflowError:
+        raise ValueError("result out of range") from None
+
+
 def _eval_node(node: ast.AST, names: dict[str, Any]) -> Any:
-    """Literals, arithmetic on them, names assigned earlier in the file, and the calls in
-    _CALLS / _MODULE_CALLS on such values; nothing else."""
+    """Literals, arithmetic, tuples, names bound before (config keys start at their defaults, as in
+    train.py), math's and time's members and the calls in _FUNCTIONS; nothing else."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
         return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in names:
+            raise ValueError(f"{node.id!r} is not assigned before this line")
+        return names[node.id]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         v = _eval_node(node.operand, names)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return -v if isinstance(node.op, ast.USub) else v
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         a, b = _eval_node(node.left, names), _eval_node(node.right, names)
-        if isinstance(node.op, ast.Pow) and (isinstance(b, (int, float)) and abs(b) > 64
-                                              or isinstance(a, int) and a.bit_length() > 1024):
-            raise ValueError("exponent too large")
-        text, times = (a, b) if isinstance(a, str) else (b, a)
-        if isinstance(node.op, ast.Mult) and isinstance(text, str) and type(times) is int and len(text) * times > 10_000:
-            raise ValueError("string too long")
-        if isinstance(node.op, ast.Mod) and isinstance(a, str):
-            raise ValueError("string formatting is not allowed")
         try:
-            return _BINOPS[type(node.op)](a, b)
-        except (TypeError, ZeroDivisionError) as e:
-            raise ValueError(str(e)) from None
-    if isinstance(node, ast.Name) and node.id in names and node.id != _MODULES:
-        return names[node.id]
+            return _binop(node.op, a, b)
+        except ValueError as e:
+            raise ValueError(f"{ast.unparse(node)[:80]}: {e}") from None
+    if isinstance(node, ast.Tuple):   # `n_layer, n_head = 2, 2`
+        return tuple(_eval_node(e, names) for e in node.elts)
+    if isinstance(node, ast.Attribute):
+        owner = _eval_node(node.value, names)
+        if isinstance(owner, _Module):
+            if node.attr in owner.members:
+                return owner.members[node.attr]
+            raise ValueError(f"{owner.name}.{node.attr} is not for configs; {owner.name}'s are: "
+                             f"{', '.join(owner.members)}")
     if isinstance(node, ast.Call):
         return _eval_call(node, names)
-    if isinstance(node, ast.Name) and node.id in ("True", "False", "None"):
-        return {"True": True, "False": False, "None": None}[node.id]
-    raise ValueError(f"only literal values are allowed, not {ast.unparse(node)!r}")
+    raise ValueError(f"only literal values, arithmetic and earlier names are allowed, not {ast.unparse(node)[:80]!r}")
+
+
+def _unpack(target: ast.expr, value: Any) -> list[tuple[str, Any]]:
+    """The (name, value) pairs an assignment to `target` binds; ValueError for what is no name."""
+    if isinstance(target, ast.Name):
+        return [(target.id, value)]
+    if isinstance(target, ast.Tuple):
+        if not isinstance(value, tuple) or len(value) != len(target.elts):
+            got = f"{len(value)} values" if isinstance(value, tuple) else repr(value)[:40]
+            raise ValueError(f"expected {len(target.elts)} values to unpack, got {got}")
+        return [pair for t, v in zip(target.elts, value, strict=True) for pair in _unpack(t, v)]
+    raise ValueError("only names can be assigned")
+
+
+def _imported(stmt: ast.Import | ast.ImportFrom) -> list[tuple[str, Any]]:
+    """The names an import of math or time binds; ValueError for any other import."""
+    if isinstance(stmt, ast.Import):
+        if all(a.name in _MODULES for a in stmt.names):
+            return [(a.asname or a.name, _MODULES[a.name]) for a in stmt.names]
+    elif stmt.module in _MODULES and not stmt.level:
+        members = _MODULES[stmt.module].members
+        if all(a.name in members for a in stmt.names):
+            return [(a.asname or a.name, members[a.name]) for a in stmt.names]
+    raise ValueError(f"{ast.unparse(stmt)[:80]!r}: a config is read, never run: only "
+                     f"{' and '.join(_MODULES)} (their functions and constants) can be imported")
+
+
+def _names_read_after(body: list[ast.stmt]) -> list[set[str]]:
+    """For each statement, the names the statements after it read."""
+    after: list[set[str]] = []
+    seen: set[str] = set()
+    for stmt in reversed(body):
+        after.append(set(seen))
+        seen |= {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+            seen.add(stmt.target.id)   # `x += 1` reads x
+    return after[::-1]
+
+
+def _bindings(stmt: ast.stmt, names: dict[str, Any], text: str) -> list[tuple[str, Any]]:
+    """What one statement binds, evaluated; ConfigError (without the place) for a statement that is no
+    assignment, ValueError for a value that can't be had without running code."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return _imported(stmt)
+    if isinstance(stmt, ast.Assign):
+        value = _eval_node(stmt.value, names)
+        return [pair for t in stmt.targets for pair in _unpack(t, value)]
+    if isinstance(stmt, ast.AnnAssign) and stmt.value:
+        return _unpack(stmt.target, _eval_node(stmt.value, names))
+    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name) and type(stmt.op) in _BINOPS:
+        current = _eval_node(ast.Name(stmt.target.id, ast.Load()), names)
+        return [(stmt.target.id, _binop(stmt.op, current, _eval_node(stmt.value, names)))]
+    kind = type(stmt).__name__.lower()
+    raise ConfigError(f"only `name = value` lines are allowed; found {kind}: "
+                      f"{ast.get_source_segment(text, stmt) or kind!r}"[:200])
 
 
 def parse_nanogpt_py(text: str, path: str = "<config>") -> dict[str, Any]:
-    """Read `name = value` lines of a nanoGPT config without executing anything."""
+    """The config keys a nanoGPT config sets, as exec() in train.py would leave them, without
+    executing anything. A name that is no config key is a helper when a later line reads it
+    (`n_gpus = 8`, then `batch_size = 4 * n_gpus`); one nothing reads is refused as a likely typo."""
     try:
         tree = ast.parse(text, filename=path)
     except SyntaxError as e:
         raise ConfigError(f"{path}:{e.lineno}: not a valid Python config file: {e.msg}") from None
     except (ValueError, RecursionError, MemoryError):  # a null byte; nesting too deep to parse
         raise ConfigError(f"{path}: not a valid Python config file: nested too deeply or a null byte") from None
+    body = [s for s in tree.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]  # docstrings
+    names: dict[str, Any] = {**_BUILTINS, **_MODULES, **DEFAULTS.to_dict()}
     values: dict[str, Any] = {}
-    modules: set[str] = set()
-    for stmt in tree.body:
+    for stmt, read_later in zip(body, _names_read_after(body), strict=True):
         where = f"{path}:{stmt.lineno}"
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-            continue  # a docstring
-        if isinstance(stmt, ast.Import) and all(a.name in {m for m, _ in _MODULE_CALLS} and a.asname is None
-                                                for a in stmt.names):
-            modules.update(a.name for a in stmt.names)  # nothing is imported: names time.time() for _eval_call
-            continue
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            target, node = stmt.targets[0].id, stmt.value
-        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
-            target, node = stmt.target.id, stmt.value
-        else:
-            kind = type(stmt).__name__.lower()
-            raise ConfigError(f"{where}: only `name = value` lines are allowed; found {kind}: "
-                              f"{ast.get_source_segment(text, stmt) or kind!r}"[:200])
         try:
-            value = _eval_node(node, {**values, _MODULES: modules})
-        except (ValueError, RecursionError) as e:
-            raise ConfigError(f"{where}: {target}: {e}") from None
-        if target not in FIELDS:
-            raise ConfigError(f"{where}: unknown config key {target!r}" + _suggest(target))
-        try:
-            values[target] = coerce(target, value)
+            bound = _bindings(stmt, names, text)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+        except (ValueError, RecursionError) as e:
+            target = stmt.targets[0] if isinstance(stmt, ast.Assign) else getattr(stmt, "target", None)
+            label = f"{ast.unparse(target)}: " if target is not None else ""
+            raise ConfigError(f"{where}: {label}{e}") from None
+        for name, value in bound:
+            if name in FIELDS:
+                try:
+                    value = values[name] = coerce(name, value)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e}") from None
+            elif name not in read_later and not isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                raise ConfigError(f"{where}: unknown config key {name!r}"
+                                  + (_suggest(name) or " (nor a helper: no later line uses it)"))
+            names[name] = value
     return values
 
 
