@@ -329,3 +329,18 @@ def test_a_resumed_nanogpt_log_without_its_shape_is_judged_by_its_own_parameter_
     assert params["level"] == "note" and "it resumed a checkpoint" in " ".join(params["lines"])
     # the FLOPs come from the log's own MFU, not from a shape it does not hold
     assert r["mfu"]["steady_vs_a100"] == pytest.approx(r["mfu"]["reported_mean"], rel=0.5)
+
+
+def test_a_log_that_died_in_nanogpts_configurator_says_why_and_nothing_it_cannot_know(tmp_path, capsys):
+    """`--min_lr=0` (an int for a float): configurator.py asserts the type and prints a bare
+    AssertionError before any model exists; the doctor judged a model and tokens it made up."""
+    lines = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8").splitlines()
+    overrides = lines[:next(i for i, line in enumerate(lines) if line.startswith("tokens per iteration"))]
+    log = tmp_path / "minlr0.txt"
+    log.write_text("\n".join(overrides) + "\n" + (FIXTURES.parent / "tracebacks" / "configurator_type.txt").read_text())
+    assert cli.main(["doctor", str(log)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("ended         at iter 0: AssertionError in nanoGPT's configurator.py: an override's "
+                             "value is not of its default's type")
+    assert "e.g. --min_lr=0 for a float: write 0.0" in out[1]
+    assert len(out) == 3 and "parameters" not in "".join(out)

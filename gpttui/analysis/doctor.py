@@ -157,6 +157,8 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
         r.findings.insert(0, f_loss)
     fatal = h.fatal_error
     if fatal is not None:
+        if not (h.steps or h.evals or h.params_reported or h.tokens_per_iter_reported or h.hello):
+            r.findings = []   # it died reading its config: no model, no tokens, nothing else to judge
         r.findings.insert(0, _ended(fatal))
     errors = [e for e in h.errors if e is not fatal]   # (the one that ended the run is said above)
     if h.skipped_lines or h.repaired_lines or errors:

@@ -63,6 +63,9 @@ CHAINED_RE = re.compile(r"^(During handling of the above exception|The above exc
 # its own traceback, ChildFailedError, with no message: the worker's error, when printed, says more.
 RANK_RE = re.compile(r"^\[rank\d+\]: ?")
 LAUNCHER_ERROR = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError"
+# configurator.py asserts an override's type is its default's, and says nothing more
+CONFIGURATOR_TYPE = ("AssertionError in nanoGPT's configurator.py: an override's value is not of its default's "
+                     "type (the one after the last 'Overriding:' line; e.g. --min_lr=0 for a float: write 0.0)")
 # Other lines nanoGPT's train.py prints: recognised, so not counted as stray.
 KNOWN_RE = re.compile(
     r"^(Initializing (a new model from scratch|from OpenAI GPT-2 weights)|num (non-)?decayed parameter tensors"
@@ -112,6 +115,7 @@ class _Parser:
         self.traceback = False                          # in a traceback, before its exception line
         self.chained = False                            # just after one: another may be chained to it
         self.error: tuple[int, str] | None = None       # (iter, exception line) no record came after
+        self.configuring = False                        # the traceback passes through nanoGPT's configurator.py
 
     def line(self, line: str) -> None:
         if self.echo is not None:
@@ -186,10 +190,14 @@ class _Parser:
             if not (line[:1].isspace() or TRACEBACK_RE.match(line)):
                 self.traceback, self.chained = False, True
                 if not (line.startswith(LAUNCHER_ERROR) and self.error is not None):
-                    self.error = (self.last or 0, line.strip())
+                    message = line.strip()
+                    if self.configuring and message == "AssertionError":
+                        message = CONFIGURATOR_TYPE
+                    self.error = (self.last or 0, message)
+            self.configuring = self.configuring or "configurator.py" in line
             return True
         if TRACEBACK_RE.match(line):
-            self.traceback = True
+            self.traceback, self.configuring = True, False
             return True
         if chained and (not line.strip() or CHAINED_RE.match(line)):
             self.chained = True
