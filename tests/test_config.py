@@ -94,6 +94,26 @@ def test_a_name_that_is_no_key_and_that_no_line_uses_is_refused_as_a_typo(tmp_pa
     assert capsys.readouterr().err == f"error: {f}:1: unknown config key 'n_gpus' (nor a helper: no later line uses it)\n"
 
 
+@pytest.mark.parametrize("source,where", [
+    ("--learning_rate=1e400", ""), ("--learning_rate=inf", ""), ("--learning_rate=" + "9" * 400, ""),
+    ("c.py:learning_rate = 1e400", "c.py:1: "), ("c.py:learning_rate = float('nan')", "c.py:1: "),
+    ("c.toml:learning_rate = inf", "c.toml: "),
+], ids=["flag 1e400", "flag inf", "flag 400 digits", "py 1e400", "py nan", "toml inf"])
+def test_a_float_field_must_be_finite_wherever_it_comes_from(tmp_path, capsys, source, where):
+    """1e400 reads as inf in Python and TOML; a run on it would only show a NaN loss. One rule (coerce)
+    refuses it from a flag, a .py or a TOML config alike, in one line, before any JSON is written."""
+    if source.startswith("--"):
+        args = [source]
+    else:
+        name, _, text = source.partition(":")
+        (tmp_path / name).write_text(text + "\n")
+        args, where = [str(tmp_path / name)], f"{tmp_path / name}{where.removeprefix(name)}"
+    assert main(["config", *args, "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"error: {where}learning_rate: must be a finite number, got ")
+    assert err.count("\n") == 1
+
+
 def test_overrides_follow_nanogpt_typing():
     ov = C.parse_overrides(["--max_iters=2000", "--device=cpu", "--compile=False", "--learning_rate=1e-3", "--dropout=0"])
     assert ov == {"max_iters": 2000, "device": "cpu", "compile": False, "learning_rate": 1e-3, "dropout": 0.0}

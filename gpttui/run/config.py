@@ -141,12 +141,21 @@ class ConfigError(ValueError):
 # ---------------------------------------------------------------- typing of values
 
 def coerce(key: str, value: Any) -> Any:
-    """Check (and widen int->float) a value for `key`; raise ConfigError if the type is wrong."""
+    """Check (and widen int->float) a value for `key`; raise ConfigError if the type is wrong. Every
+    value from a file, a flag or a live change passes here, so a float field is held finite here: an
+    infinite rate (1e400 reads as inf) or NaN would only show as a NaN loss once training runs."""
     if key not in FIELDS:
         raise ConfigError(f"unknown config key {key!r}" + _suggest(key))
     want = type(getattr(DEFAULTS, key))
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            value = float(value)
+        except OverflowError:   # an int past any float
+            raise ConfigError(f"{key}: must be a finite number, got {str(value)[:20]}... "
+                              f"({len(str(value))} digits)") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value}")
+        return value
     if want is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)  # 1e6 written for an iteration count
     if type(value) is not want:
@@ -183,8 +192,18 @@ def parse_value(key: str, text: str) -> Any:
     try:
         value = ast.literal_eval(text)
     except UNPARSABLE:
+        if want is float and _is_float_text(text):   # inf, nan: refused by coerce's rule, as 1e400 is
+            return coerce(key, float(text))
         raise ConfigError(f"{key}: expected {want.__name__}, got {text[:80]!r}") from None
     return coerce(key, value)
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
