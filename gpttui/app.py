@@ -337,8 +337,8 @@ class EngineRun(LiveRunReads):
             with directory.preparing(self.loaded.config, self.run_dir, self.plan.force) as (cfg, _, lock):
                 self.loaded = C.LoadedConfig(cfg, self.loaded.source, self.loaded.source_text,
                                              self.loaded.overrides)
-                self.plan.new_run = False
-                self._spawn(self.plan.engine_args, lock)
+                self.plan.new_run = False  # (a resume's changes: the engine writes them once it accepts them)
+                self._spawn([*directory.engine_overrides(cfg, self.run_dir), *self.plan.engine_args], lock)
         except (directory.RunDirError, C.ConfigError) as e:
             self._show_failure(Failure(str(e)))
 

@@ -129,8 +129,9 @@ def test_shape_mismatch_names_the_field(char_data, tmp_path):
     nanogpt_checkpoint(run / "ckpt.pt", 61, 7)
     eng = EngineProc(run, "--init_from=resume")
     assert eng.finish() == 2  # refused input at its start (README: 2)
-    msg = read_events(run, "error")[-1]["message"]
+    msg = [e for e in eng.events if e["type"] == "error"][-1]["message"]
     assert "n_embd is 32 in the checkpoint but 48 in the config" in msg
+    assert not (run / "metrics.jsonl").exists()  # a refused start is no part of the run's record
     assert "Traceback" not in eng.stderr and f"error: {msg}" in eng.stderr
 
 

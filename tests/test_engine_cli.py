@@ -139,3 +139,60 @@ def test_ctrl_c_stops_with_a_checkpoint(char_data, tmp_path):
     assert stopped["state"] == "stopped" and stopped["iter"] > 5
     # our stdin stayed open, so the engine never thought its UI had gone
     assert "went away" not in (tmp_path / "run" / "engine.log").read_text()
+
+
+def run_files(run: Path) -> dict[str, bytes]:
+    """Every file of a run that is not the lock (whose pid line each engine rewrites), by content."""
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file() and p.name != "engine.lock"}
+
+
+def test_a_refused_resume_changes_no_file_of_the_run(char_data, tmp_path):
+    """What the engine would refuse about a resume is refused before anything is written, for
+    train and launch alike; what only the engine can find (a checkpoint torch can't read) leaves
+    the run as it was too: no overrides in config.toml, no 'failed' in engine.json or metrics.jsonl."""
+    run = tmp_path / "run"
+    cfg = write_py_config(tmp_path / "c.py", char_data, run, max_iters=10, lr_decay_iters=10)
+    assert gpttui("train", str(cfg)).returncode == 0
+    before = run_files(run)
+    refusals = [
+        (("train", str(run), "--optimizer=muon"),
+         f"error: {run / 'ckpt.pt'}: optimizer is 'adamw' in the checkpoint but 'muon' in the config; "
+         f"resume with --optimizer=adamw"),
+        (("launch", str(run), "--n_layer=3"), f"error: {run / 'ckpt.pt'}: n_layer is 2 in the checkpoint but 3"),
+        (("launch", str(run), "--optimizer=muon"), "optimizer is 'adamw' in the checkpoint but 'muon'"),
+        (("train", str(run), "--dataset=nonexistent"), "data/nonexistent: data directory not found"),
+    ]
+    for args, message in refusals:
+        r = gpttui(*args, cwd=tmp_path, timeout=60)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.count("\n") == 1 and message in r.stderr, (args, r.stderr)
+        assert run_files(run) == before, args
+
+    good = (run / "ckpt.pt").read_bytes()
+    (run / "ckpt.pt").write_bytes(good[:3000])  # only torch finds out: the engine refuses it
+    r = gpttui("train", str(run), "--max_iters=20")
+    assert r.returncode == 2 and "ckpt.pt: not a readable checkpoint" in r.stderr
+    assert run_files(run) == {**before, "ckpt.pt": good[:3000]}
+    status = gpttui("attach", str(run), "--status")
+    assert "the last one finished (max_iters=10 reached) at iteration 10" in status.stdout
+
+    (run / "ckpt.pt").write_bytes(good)
+    again = gpttui("train", str(run), "--max_iters=12", "--lr_decay_iters=12")
+    assert again.returncode == 0, again.stderr
+    assert "finished at iter 12" in again.stdout and C.load(run).config.max_iters == 12
+
+
+def test_a_new_dataset_for_a_run_is_trained_on(char_data, tmp_path):
+    """--dataset on a run whose config.toml pins data_dir moves the data to data/<dataset>."""
+    run = tmp_path / "run"
+    cfg = write_py_config(tmp_path / "c.py", char_data, run, max_iters=10, lr_decay_iters=10)
+    assert gpttui("train", str(cfg)).returncode == 0
+    other = tmp_path / "data" / "other"
+    other.mkdir(parents=True)
+    for name in ("train.bin", "val.bin", "meta.pkl"):
+        (other / name).write_bytes((char_data / name).read_bytes())
+    r = gpttui("train", str(run), "--dataset=other", "--max_iters=12", "--lr_decay_iters=12", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"found vocab_size = 61 (inside {other})" in r.stdout
+    written = C.load(run).config
+    assert written.dataset == "other" and written.data_dir == str(other)

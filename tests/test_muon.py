@@ -86,9 +86,12 @@ def test_resuming_with_the_other_optimizer_is_one_clear_error(char_data, tmp_pat
     assert EngineProc(run).finish(timeout=240) == 0
     eng = EngineProc(run, "--init_from=resume", "--optimizer=adamw", "--max_iters=20")
     assert eng.finish(timeout=240) == 2  # refused input at its start (README: 2)
-    errors = read_events(run, "error")
+    errors = [e for e in eng.events if e["type"] == "error"]
     assert errors[-1]["message"] == (f"{run / 'ckpt.pt'}: optimizer is 'muon' in the checkpoint but 'adamw' in "
                                      f"the config; resume with --optimizer=muon (or start a new run to switch)")
+    # the refused start is not part of the run: its record and its config are as the last engine left them
+    assert read_events(run, "state")[-1]["state"] == "finished" and not read_events(run, "error")
+    assert C.load(run).config.optimizer == "muon" and C.load(run).config.max_iters == 10
 
 
 DDP_SCRIPT = textwrap.dedent("""

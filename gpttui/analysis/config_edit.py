@@ -142,7 +142,7 @@ def plan_apply(run: C.TrainConfig, candidate: C.TrainConfig, current_iter: int |
         if name in C.SHAPE_FIELDS:
             refusals.append(f"{name}: the checkpoint's model has {name}={old!r}; a model's shape "
                             f"can't change under a checkpoint (start a new run instead)")
-        elif name == "block_size":  # the checkpoint's position embeddings; directory.check_shape agrees
+        elif name == "block_size":  # the checkpoint's position embeddings; directory.check_resume agrees
             refusals.append(f"block_size: the checkpoint's model was built for {old}-token contexts; "
                             f"another context length needs a new run")
         elif name == "out_dir":

@@ -141,7 +141,8 @@ def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):
     from gpttui.run import engine_state
 
     loaded = C.load(run_dir, overrides)
-    _check(loaded.config, world)
+    loaded.config = cfg = directory.follow_dataset(loaded.config, loaded.overrides)
+    _check(cfg, world)
     status = engine_state.status(run_dir)
     if status.kind == "alive":
         if overrides:
@@ -153,8 +154,14 @@ def _run_dir_plan(run_dir: Path, overrides: list[str], world: int):
     except OSError as e:
         raise CannotWrite(f"cannot write {e.filename}: {e.strerror}; an engine can't train there "
                           f"(`gpttui open {run_dir}` shows it read-only)") from None
-    args = [f"--init_from={directory.start_from(run_dir, loaded.config)}", *overrides]
-    return LaunchPlan(run_dir, loaded, engine_args=args, prepare=_missing_data(loaded.config))
+    init_from = directory.start_from(run_dir, cfg)
+    need = _missing_data(cfg)
+    if init_from == "resume" and need is None:  # what the engine would refuse, said before the dashboard
+        directory.check_resume(cfg, run_dir / layout.CKPT, sizing.data_vocab_size(cfg.resolved_data_dir()))
+    args = [f"--init_from={init_from}", *overrides]
+    if not cfg.data_dir:  # a new --dataset: the run's data_dir follows it, pinned as for a new run
+        args.append(f"--data_dir={str(cfg.resolved_data_dir().resolve())!r}")
+    return LaunchPlan(run_dir, loaded, engine_args=args, prepare=need)
 
 
 def _missing_data(cfg: C.TrainConfig):

@@ -126,7 +126,7 @@ def resolve(target: str | None, overrides: list[str]) -> C.LoadedConfig:
         changes: dict[str, Any] = {"out_dir": str(path)}
         if "init_from" not in loaded.overrides:
             changes["init_from"] = "resume"
-        loaded.config = C.replace(loaded.config, **changes)
+        loaded.config = C.replace(directory.follow_dataset(loaded.config, loaded.overrides), **changes)
     return loaded
 
 
@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         replaced = replaced_run(loaded.config) if args.force else None
         runner = runner_flags(args)
         with directory.preparing(loaded.config, force=args.force) as (cfg, _, lock):
-            engine = start_engine(Path(cfg.out_dir), runner, lock)
+            overrides = directory.engine_overrides(cfg, cfg.out_dir)
+            engine = start_engine(Path(cfg.out_dir), runner, lock, overrides)
     except directory.RunDirLocked as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_LOCKED
@@ -244,13 +245,15 @@ def summarise_report(lines: Sequence[str]) -> str:
     return f"torchrun: {exceptions[-1] if exceptions else lines[-1].strip()}"
 
 
-def start_engine(run_dir: Path, runner: Sequence[str] = (), lock: FileLock | None = None) -> subprocess.Popen[str]:
+def start_engine(run_dir: Path, runner: Sequence[str] = (), lock: FileLock | None = None,
+                 overrides: Sequence[str] = ()) -> subprocess.Popen[str]:
     """The engine as a child (a torchrun job with `runner`). `lock`, the run's lock, is handed to a
-    single engine process; torchrun's rank 0 is a grandchild, which takes it once ours is released."""
+    single engine process; torchrun's rank 0 is a grandchild, which takes it once ours is released.
+    `overrides`: a resume's changes, which the engine writes into config.toml once it accepts them."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     handed = lock.handed_to_child(env) if lock is not None and not runner else ()
     return subprocess.Popen(
-        engine_argv(run_dir, runner=runner), env=torchrun_env(env) if runner else env, pass_fds=handed,
+        engine_argv(run_dir, overrides, runner=runner), env=torchrun_env(env) if runner else env, pass_fds=handed,
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1,
         start_new_session=True,  # Ctrl+C is ours to turn into a clean stop
     )

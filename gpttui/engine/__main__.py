@@ -1,7 +1,9 @@
 """`python -m gpttui.engine RUN_DIR [--key=value ...]`: the engine process.
 
-Reads RUN_DIR/config.toml (plus overrides, which are written back so a resume keeps them),
-trains, speaks the protocol: events on stdout, human log on stderr, commands on stdin.
+Reads RUN_DIR/config.toml (plus overrides, which are written back once set-up has accepted
+them, so a resume keeps them), trains, speaks the protocol: events on stdout, human log on
+stderr, commands on stdin. A start refused before training (exit 2: the config, checkpoint, data
+or device) leaves the run's files as they were (engine/host.py).
 Under `torchrun` every process runs this; rank 0 alone talks: the other ranks read nothing
 from stdin and write their own errors only, to stderr.
 Rank 0 also holds the run directory's lock and serves its control socket (engine/host.py):
@@ -16,7 +18,7 @@ import threading
 from pathlib import Path
 
 from gpttui.run import config as C
-from gpttui.run import directory, layout, protocol
+from gpttui.run import layout, protocol
 from gpttui.run.protocol import Command
 
 USAGE = "usage: python -m gpttui.engine RUN_DIR [--key=value ...]"
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RANK", "0") != "0":
         keep_off_the_pipes()
     from gpttui.engine.channel import Channel, CommandReader  # torch-free, but engine-only
-    from gpttui.engine.trainer import Dist, Trainer
+    from gpttui.engine.trainer import EXIT_REFUSED, Dist, Trainer
 
     dist = Dist.from_env()
     host = None
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 closed = True
                 chan.close()
                 if host is not None:
-                    host.close(code)
+                    host.close(code, refused=code == EXIT_REFUSED)
             if exit_now:
                 # the process group of a failed job may keep threads bound to a dead peer; torch's
                 # destructors at interpreter exit then abort ("terminate called ..."): skip them
@@ -103,20 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = C.load(run_dir, argv[1:])
         cfg = C.replace(loaded.config, out_dir=str(run_dir))
-        if loaded.overrides and dist.master:
-            C.check(cfg)
-            directory.write_config(cfg, run_dir)
+        C.check(cfg)
     except C.ConfigError as e:
         chan.emit("error", 0, message=str(e))
         chan.log(f"error: {e}")
         chan.emit("state", 0, state="failed", reason=str(e))
-        chan.close()
-        if host is not None:
-            host.close(2)
-        return 2
+        close(EXIT_REFUSED, exit_now=False)
+        return EXIT_REFUSED
     code = 1
     try:
-        trainer = Trainer(cfg, run_dir, chan, commands, dist)
+        trainer = Trainer(cfg, run_dir, chan, commands, dist, config_unsaved=bool(loaded.overrides))
         code = trainer.run()
     finally:
         # a job's process group can leave gloo threads that abort the interpreter's exit (seen on

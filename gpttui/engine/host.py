@@ -9,7 +9,10 @@
     stdout/stderr break) it queues an internal `ui_lost` command once; the trainer then
     checkpoints and, by config.on_ui_lost, trains on detached ("detach") or stops ("stop").
     The dead pipes are pointed at /dev/null so no stray write can fail later; the human log
-    goes on in RUN_DIR/engine.log and the events in metrics.jsonl and on the socket.
+    goes on in RUN_DIR/engine.log and the events in metrics.jsonl and on the socket;
+  - a start refused before training (the config, checkpoint, data or device) takes back what
+    this engine wrote: metrics.jsonl and engine.log are cut back to where they ended, engine.json
+    says again what it said (files that were not there are removed), so the run stays as it was.
 Torch-free (like channel.py), engine-only.
 """
 
@@ -50,6 +53,7 @@ class EngineHost:
     def start(self) -> None:
         """Take the run lock (raises engine_state.RunLocked), listen on the socket, start the heartbeat."""
         self.status.acquire()
+        self._ends = {name: _size(self.run_dir / name) for name in (layout.METRICS, layout.ENGINE_LOG)}
         remove_leftovers(self.run_dir)
         # A crash in native code (segfault, abort) leaves its Python stack in engine.log,
         # which an attached UI shows as the engine's last words.
@@ -88,11 +92,35 @@ class EngineHost:
         self.status.update(ui="detached")
         self.push(protocol.Command(UI_LOST, {"why": why}))
 
-    def close(self, exit_code: int) -> None:
-        """Stop serving, record the exit code, release the lock (the state was already published)."""
+    def close(self, exit_code: int, refused: bool = False) -> None:
+        """Stop serving, record the exit code, release the lock (the state was already published).
+        `refused`: the start was refused before training; the run's files are put back as they
+        were (the events stay closed: call after the channel's close)."""
         if self.server is not None:
             self.server.close()
-        self.status.close(exit_code=exit_code)
+        if refused:
+            for name, end in self._ends.items():
+                _cut_back(self.run_dir / name, end)
+        self.status.close(exit_code=exit_code, restore=refused)
+
+
+def _size(path: Path) -> int | None:
+    """The file's size, None when it does not exist."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def _cut_back(path: Path, end: int | None) -> None:
+    """A file this engine appended to, back to its size `end` (None: removed)."""
+    try:
+        if end is None:
+            path.unlink(missing_ok=True)
+        else:
+            os.truncate(path, end)
+    except OSError:
+        pass  # as it stands, the run's record says the refusal
 
 
 # Temporary files of atomic writes (checkpoint.save, rundir.write_config, runstate): a dead

@@ -21,8 +21,9 @@ import torch
 from gpttui.engine.checkpoint import CheckpointError
 from gpttui.engine.model import GPT
 from gpttui.run import config as C
+from gpttui.run import directory
 
-KIND_KEY = "optimizer_kind"  # in the checkpoint; absent (nanoGPT's) means AdamW
+KIND_KEY = directory.OPTIMIZER_KIND_KEY  # in the checkpoint; absent (nanoGPT's) means AdamW
 ADJUST_LR_FN = "original"
 
 
@@ -152,13 +153,8 @@ def load_state(opt: Optimizer, state: dict[str, Any], cfg: C.TrainConfig) -> Non
     apply_live(opt, cfg)
 
 
-def checkpoint_kind(ckpt: dict[str, Any]) -> str:
-    return str(ckpt.get(KIND_KEY, "adamw"))
-
-
 def check_resume(ckpt: dict[str, Any], cfg: C.TrainConfig, path: Any) -> None:
-    """A checkpoint's optimizer state only fits the optimizer it was made with."""
-    kind = checkpoint_kind(ckpt)
-    if "optimizer" in ckpt and kind != cfg.optimizer:
-        raise CheckpointError(f"{path}: optimizer is {kind!r} in the checkpoint but {cfg.optimizer!r} in the "
-                              f"config; resume with --optimizer={kind} (or start a new run to switch)")
+    """A checkpoint's optimizer state only fits the optimizer it was made with (the command
+    checks the same without torch before it starts an engine: run/directory.py)."""
+    if why := directory.optimizer_mismatch(ckpt, cfg, path):
+        raise CheckpointError(why)

@@ -54,6 +54,7 @@ DISK_CHECK_S = 3.0  # paused for a full disk: how often rank 0 looks whether the
 FAILED_KEY = "gpttui/failed"  # in the job's store: the first rank to fail alone, and why
 # what a start refuses with one line (at setup: refused input; later: a failed run)
 REFUSALS = (C.ConfigError, K.CheckpointError, DataError, directory.RunDirError, hardware.DeviceError)
+EXIT_REFUSED = 2  # the engine's exit code for a start it refused (the CLI's code for refused input)
 
 
 class Stop(Exception):
@@ -124,7 +125,9 @@ def _root_cause(e: BaseException) -> str:
 
 class Trainer:
     def __init__(self, cfg: C.TrainConfig, run_dir: Path, chan: Channel,
-                 commands: CommandReader | None, dist: Dist | None = None):
+                 commands: CommandReader | None, dist: Dist | None = None, config_unsaved: bool = False):
+        """`config_unsaved`: cfg carries changes config.toml lacks (a start's overrides), written
+        there once set-up has accepted them."""
         self.cfg = cfg
         self.run_dir = run_dir
         self.chan = chan
@@ -141,7 +144,7 @@ class Trainer:
         self.disk_full = False  # paused for a full disk: its checkpoint is retried on resume
         self.held = False  # paused by the user (a full disk's pause then never ends by itself)
         self.disk_check_at = 0.0
-        self.config_unsaved = False  # config.toml lags a `set` that a full disk kept out
+        self.config_unsaved = config_unsaved  # config.toml lags the config (overrides; a `set` a full disk kept out)
         self.undo: undo.UndoPoint | None = None  # (rank 0) the state before a learning-rate change
         self.state = ""
         self.ctrl: Any = None   # the process group of control traffic (None: the default group)
@@ -192,6 +195,9 @@ class Trainer:
             except REFUSALS:
                 refused = True
                 raise
+            if self.config_unsaved:  # accepted: the start's changes become the run's config
+                with self.rank0_work():
+                    self.save_config()
             self.loop()
         except Stop as s:
             final = s
@@ -208,7 +214,7 @@ class Trainer:
         # (a failed job's group may wait on a dead peer: it ends with the process, see __main__)
         if self.dist.ddp and torch.distributed.is_initialized() and final.state != "failed":
             torch.distributed.destroy_process_group()
-        return (2 if refused else 1) if final.state == "failed" else 0
+        return (EXIT_REFUSED if refused else 1) if final.state == "failed" else 0
 
     def finish(self, final: Stop) -> bool:
         """Say how the run ended: once, though the main thread and the signal watcher (on a failed
@@ -560,6 +566,8 @@ class Trainer:
             self.config_unsaved = True
             self.emit("error", message=f"disk full: config.toml not updated ({e.strerror}); "
                                        f"the change applies now, and reaches config.toml once space is freed")
+            return
+        self.config_unsaved = False
 
     def rank0_says(self, value: Any) -> Any:
         """Rank 0's `value` on every rank (a collective: every rank calls it at the same point)."""

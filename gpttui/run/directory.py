@@ -1,11 +1,13 @@
 """Preparing a run directory before the engine starts: pure Python, no torch.
 
 `prepare` checks everything that can be checked without torch (the config, the data, whether
-a run would be clobbered) and writes RUN_DIR/config.toml atomically, so `gpttui train` and the
-UI fail fast with one clear line instead of a traceback from the engine. It writes only while it
-holds the run's lock (RUN_DIR/engine.lock, the engine's), so a start refused because an engine
-trains there changes no file of that run; a directory it made for a start it then refused is
-removed again.
+a run would be clobbered, whether a checkpoint fits the config that would resume it) and writes
+RUN_DIR/config.toml atomically, so `gpttui train` and the UI fail fast with one clear line instead
+of a traceback from the engine. It writes only while it holds the run's lock (RUN_DIR/engine.lock,
+the engine's), so a start refused because an engine trains there changes no file of that run; a
+directory it made for a start it then refused is removed again. A resume's changes are not
+written here: the engine writes them into config.toml once it has accepted them (see
+`engine_overrides`), so a resume the engine refuses leaves the run as it was.
 """
 
 from __future__ import annotations
@@ -98,13 +100,30 @@ def preparing(cfg: C.TrainConfig, run_dir: str | Path | None = None,
         if cfg.init_from == "resume" and not ckpt.is_file():
             raise RunDirError(f"{ckpt}: no checkpoint to resume from (use --init_from=scratch to start)")
         if cfg.init_from == "resume":
-            check_shape(cfg, ckpt, info.vocab_size)
+            check_resume(cfg, ckpt, info.vocab_size)
         if cfg.init_from != "resume" and ckpt.is_file() and not force:  # scratch, or pretrained weights
             raise RunDirError(f"{rd}: already holds a run ({describe_run(rd)}); resume it with "
                               f"`gpttui train {rd}`, choose another out_dir, or replace it with --force")
         check_engine_can_write(rd)
-        write_config(cfg, rd)
+        if not (cfg.init_from == "resume" and (rd / layout.CONFIG).is_file()):
+            write_config(cfg, rd)
         yield cfg, info, lock
+
+
+def engine_overrides(cfg: C.TrainConfig, run_dir: str | Path) -> list[str]:
+    """`--key=value` for every field in which `cfg` differs from RUN_DIR/config.toml: what an
+    engine started on the run must apply (and write into config.toml once it has accepted them)."""
+    on_disk = C.load(run_dir).config.to_dict()
+    return [f"--{k}={v!r}" for k, v in cfg.to_dict().items() if on_disk.get(k) != v]
+
+
+def follow_dataset(cfg: C.TrainConfig, overrides: dict[str, Any]) -> C.TrainConfig:
+    """A run's config.toml pins its data (data_dir, absolute): a --dataset given without a
+    --data_dir moves the data to data/<dataset>, as for a new run, rather than being written
+    into config.toml while the run goes on training on its old data."""
+    if "dataset" in overrides and "data_dir" not in overrides and cfg.data_dir:
+        return C.replace(cfg, data_dir="")
+    return cfg
 
 
 
@@ -212,12 +231,30 @@ def peek_checkpoint(path: str | Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def check_shape(cfg: C.TrainConfig, ckpt: Path, data_vocab: int | None) -> None:
-    """Refuse a config whose model shape disagrees with the checkpoint it would resume."""
+OPTIMIZER_KIND_KEY = "optimizer_kind"  # in a checkpoint: the optimizer its state is for; absent (nanoGPT's): AdamW
+
+
+def optimizer_mismatch(ckpt: dict[str, Any], cfg: C.TrainConfig, path: str | Path) -> str | None:
+    """Why a checkpoint's optimizer state can't resume under `cfg` (None when it can): the state
+    only fits the optimizer it was made with. The engine says the same (engine/optim.py)."""
+    kind = str(ckpt.get(OPTIMIZER_KIND_KEY, "adamw"))
+    if "optimizer" not in ckpt or kind == cfg.optimizer:
+        return None
+    return (f"{path}: optimizer is {kind!r} in the checkpoint but {cfg.optimizer!r} in the config; "
+            f"resume with --optimizer={kind} (or start a new run to switch)")
+
+
+def check_resume(cfg: C.TrainConfig, ckpt: Path, data_vocab: int | None) -> None:
+    """Refuse, before anything is written, a config the engine would refuse to resume this
+    checkpoint with: a model shape or an optimizer that disagrees with it."""
     peek = peek_checkpoint(ckpt)
-    args = peek.get("model_args") if peek else None
-    if not isinstance(args, dict):
+    if peek is None:
         return  # the engine reads it with torch and says what is wrong
+    if why := optimizer_mismatch(peek, cfg, ckpt):
+        raise RunDirError(why)
+    args = peek.get("model_args")
+    if not isinstance(args, dict):
+        return
     want = {name: getattr(cfg, name) for name in SHAPE_ARGS}
     want["vocab_size"] = cfg.vocab_size or data_vocab or sizing.GPT2_PADDED_VOCAB
     for name in SHAPE_ARGS:

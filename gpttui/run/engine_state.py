@@ -172,6 +172,7 @@ class EngineStatus:
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._previous: bytes | None = None  # engine.json as the last engine left it (None: absent)
 
     def acquire(self, wait: float = 1.0) -> None:
         """Take the exclusive lock or raise RunLocked naming the holder.
@@ -183,6 +184,10 @@ class EngineStatus:
             raise RunLocked(locked_message(self.run_dir))
         fd = self._lock.fd
         assert fd is not None
+        try:
+            self._previous = (self.run_dir / layout.ENGINE_STATUS).read_bytes()
+        except OSError:
+            self._previous = None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._write()
@@ -200,8 +205,10 @@ class EngineStatus:
         if set(fields) != {"iter"}:
             self._wake.set()
 
-    def close(self, state: str | None = None, reason: str = "", exit_code: int | None = None) -> None:
-        """Final status written synchronously, then the lock released."""
+    def close(self, state: str | None = None, reason: str = "", exit_code: int | None = None,
+              restore: bool = False) -> None:
+        """Final status written synchronously, then the lock released. `restore`: this engine's
+        start was refused; engine.json goes back to what the last engine left (or away)."""
         self._closed.set()
         self._wake.set()
         if self._thread is not None:
@@ -212,8 +219,14 @@ class EngineStatus:
             if state is not None:
                 self.info.state, self.info.reason = state, reason
             self.info.exit_code = exit_code
+        path = self.run_dir / layout.ENGINE_STATUS
         try:
-            self._write()
+            if not restore:
+                self._write()
+            elif self._previous is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic.write_bytes(path, self._previous)
         except OSError:
             pass
         self._lock.release()
