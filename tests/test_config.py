@@ -133,6 +133,31 @@ def test_validation_messages_one_per_problem():
     assert C.validate(C.TrainConfig()) == []
 
 
+@pytest.mark.parametrize("args,said", [
+    (["--learning_rate=-1"], "learning_rate: must be > 0, got -1.0"),          # not min_lr above it too
+    (["--n_embd=-4", "--n_head=3"], "n_embd: must be a positive integer, got -4"),   # not 'not divisible'
+    (["--lr_schedule=wsd", "--max_iters=-1"], "max_iters: must be >= 0, got -1"),   # not warm-up into the decay
+    (["FILE", "max_iters = -1\nlr_decay_iters = max_iters\n"], "max_iters: must be >= 0, got -1"),
+])
+def test_a_refused_field_is_said_once_not_again_through_the_fields_that_follow_it(tmp_path, capsys, args, said):
+    if args[0] == "FILE":
+        (tmp_path / "c.py").write_text(args[1])
+        args = [str(tmp_path / "c.py")]
+    assert main(["config", *args]) == 2
+    assert capsys.readouterr().err == f"error: {said}\n"
+
+
+def test_the_demos_lr_decay_iters_following_a_bad_max_iters_is_not_refused_apart(tmp_path, capsys, monkeypatch):
+    """`gpttui launch demo --max_iters=-1`: the demo's cosine follows max_iters, so lr_decay_iters
+    is -1 too; the user set max_iters, and only max_iters is named."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["launch", "demo", "--max_iters=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "max_iters: must be >= 0, got -1" in err and "lr_decay_iters" not in err
+    assert C.validate(C.replace(C.DEFAULTS, max_iters=-1, lr_decay_iters=-2)) == [
+        "max_iters: must be >= 0, got -1", "lr_decay_iters: must be >= 0, got -2"]   # a value of its own: said
+
+
 def test_toml_round_trip(tmp_path):
     cfg = C.TrainConfig(n_layer=4, lr_schedule="wsd", device="cpu", sample_prompt="ROMEO:")
     C.save(cfg, tmp_path / "config.toml")

@@ -508,57 +508,77 @@ def save(cfg: TrainConfig, path: str | Path) -> None:
 
 # ---------------------------------------------------------------- validation
 
+# A field that takes another's value (the demo's lr_decay_iters follows --max_iters; nanoGPT's configs
+# write `lr_decay_iters = max_iters`): while the two are equal, the other's problem is its problem too.
+FOLLOWS = {"lr_decay_iters": "max_iters"}
+
+
 def validate(cfg: TrainConfig) -> list[str]:
-    """Every problem, one line each: 'field: what is wrong'. Empty when the config is sound."""
+    """Every problem, one line each: 'field: what is wrong'. Empty when the config is sound.
+
+    Each problem is said once, at its root: a field holding the value of a refused field it follows
+    (FOLLOWS) is not refused again, and a rule between fields (min_lr under learning_rate, n_embd
+    divisible by n_head) is checked only on fields sound on their own."""
     errs: list[str] = []
+    refused: set[str] = set()
+
+    def refuse(name: str, why: str) -> None:
+        refused.add(name)
+        errs.append(f"{name}: {why}")
+
     for name in ("batch_size", "block_size", "n_layer", "n_head", "n_embd",
                  "gradient_accumulation_steps", "eval_interval", "log_interval", "eval_iters",
                  "keep_checkpoints", "sample_tokens"):
         if getattr(cfg, name) <= 0:
-            errs.append(f"{name}: must be a positive integer, got {getattr(cfg, name)}")
+            refuse(name, f"must be a positive integer, got {getattr(cfg, name)}")
     for name in ("max_iters", "warmup_iters", "lr_decay_iters", "vocab_size", "threads"):
-        if getattr(cfg, name) < 0:
-            errs.append(f"{name}: must be >= 0, got {getattr(cfg, name)}")
-    if cfg.n_head > 0 and cfg.n_embd % cfg.n_head:
-        errs.append(f"n_embd: {cfg.n_embd} is not divisible by n_head={cfg.n_head}")
+        leader = FOLLOWS.get(name)
+        if getattr(cfg, name) < 0 and not (leader in refused and getattr(cfg, name) == getattr(cfg, leader)):
+            refuse(name, f"must be >= 0, got {getattr(cfg, name)}")
     if not 0.0 <= cfg.dropout < 1.0:
-        errs.append(f"dropout: must be in [0, 1), got {cfg.dropout}")
+        refuse("dropout", f"must be in [0, 1), got {cfg.dropout}")
     if not cfg.learning_rate > 0:
-        errs.append(f"learning_rate: must be > 0, got {cfg.learning_rate}")
+        refuse("learning_rate", f"must be > 0, got {cfg.learning_rate}")
     if cfg.min_lr < 0:
-        errs.append(f"min_lr: must be >= 0, got {cfg.min_lr}")
-    elif cfg.decay_lr and cfg.learning_rate < cfg.min_lr:  # (a constant rate never reaches min_lr)
-        errs.append(f"min_lr: {cfg.min_lr} is above learning_rate={cfg.learning_rate}")
+        refuse("min_lr", f"must be >= 0, got {cfg.min_lr}")
     if not cfg.muon_lr > 0:
-        errs.append(f"muon_lr: must be > 0, got {cfg.muon_lr}")
+        refuse("muon_lr", f"must be > 0, got {cfg.muon_lr}")
     for name in ("beta1", "beta2", "muon_momentum"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
-            errs.append(f"{name}: must be in [0, 1), got {getattr(cfg, name)}")
+            refuse(name, f"must be in [0, 1), got {getattr(cfg, name)}")
     for name in ("weight_decay", "grad_clip", "peak_flops"):
         if getattr(cfg, name) < 0:
-            errs.append(f"{name}: must be >= 0, got {getattr(cfg, name)}")
-    if cfg.decay_lr and cfg.lr_schedule == "wsd":
-        if not 0.0 < cfg.decay_frac <= 1.0:
-            errs.append(f"decay_frac: must be in (0, 1], got {cfg.decay_frac}")
-        elif cfg.warmup_iters > wsd_decay_start(cfg):
-            errs.append(f"warmup_iters: {cfg.warmup_iters} runs into the wsd decay, which starts at "
-                        f"iter {int(wsd_decay_start(cfg))}")
+            refuse(name, f"must be >= 0, got {getattr(cfg, name)}")
+    wsd = cfg.decay_lr and cfg.lr_schedule == "wsd"
+    if wsd and not 0.0 < cfg.decay_frac <= 1.0:
+        refuse("decay_frac", f"must be in (0, 1], got {cfg.decay_frac}")
     for name, choices in CHOICES.items():
         if getattr(cfg, name) not in choices:
-            errs.append(f"{name}: expected one of {', '.join(choices)}; got {getattr(cfg, name)!r}")
+            refuse(name, f"expected one of {', '.join(choices)}; got {getattr(cfg, name)!r}")
+    if not DEVICE_RE.match(cfg.device):
+        refuse("device", f"expected cpu, cuda, cuda:N, mps or auto; got {cfg.device!r}")
+    if not cfg.out_dir:
+        refuse("out_dir", "must not be empty")
+
+    def sound(*names: str) -> bool:
+        return not refused.intersection(names)
+
+    if sound("n_embd", "n_head") and cfg.n_embd % cfg.n_head:
+        errs.append(f"n_embd: {cfg.n_embd} is not divisible by n_head={cfg.n_head}")
+    if sound("min_lr", "learning_rate") and cfg.decay_lr and cfg.learning_rate < cfg.min_lr:
+        errs.append(f"min_lr: {cfg.min_lr} is above learning_rate={cfg.learning_rate}")  # (a constant rate never reaches it)
+    if wsd and sound("decay_frac", "warmup_iters", "max_iters") and cfg.warmup_iters > wsd_decay_start(cfg):
+        errs.append(f"warmup_iters: {cfg.warmup_iters} runs into the wsd decay, which starts at "
+                    f"iter {int(wsd_decay_start(cfg))}")
     if cfg.init_from not in INIT_FROM and not pretrained.is_path(cfg.init_from):
         errs.append(f"init_from: expected one of {', '.join(INIT_FROM)} or a path to a Hugging Face "
                     f"model.safetensors; got {cfg.init_from!r}")
-    elif pretrained.is_pretrained(cfg.init_from):
+    elif pretrained.is_pretrained(cfg.init_from) and sound("block_size"):
         try:  # a path: the weights, and the config.json beside them
             if error := pretrained.block_error(cfg.init_from, cfg.block_size):
                 errs.append(error)
         except pretrained.PretrainedError as e:
             errs.append(str(e))
-    if not DEVICE_RE.match(cfg.device):
-        errs.append(f"device: expected cpu, cuda, cuda:N, mps or auto; got {cfg.device!r}")
-    if not cfg.out_dir:
-        errs.append("out_dir: must not be empty")
     return errs
 
 
