@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from engine_kit import CHAR_DATA_CHARS, SHAKESPEARE, gpttui, prepare_run, read_events, tiny_config, write_py_config
 
@@ -196,3 +197,27 @@ def test_a_new_dataset_for_a_run_is_trained_on(char_data, tmp_path):
     assert f"found vocab_size = 61 (inside {other})" in r.stdout
     written = C.load(run).config
     assert written.dataset == "other" and written.data_dir == str(other)
+
+
+def test_a_new_run_its_engine_refuses_leaves_no_directory(tmp_path):
+    """Token ids past the vocabulary are found by the engine only (no meta.pkl to read): the
+    refused start leaves neither the run directory nor the directories made above it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "val"):
+        (np.arange(4000) % 100).astype(np.uint16).tofile(data / f"{split}.bin")
+    out = tmp_path / "a" / "b" / "run"
+    r = gpttui("train", f"--data_dir={data}", f"--out_dir={out}", "--vocab_size=50", "--n_layer=1", "--n_head=2",
+               "--n_embd=32", "--block_size=16", "--batch_size=2", "--max_iters=1", "--device=cpu",
+               "--compile=False")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "99" in r.stderr
+    assert not (tmp_path / "a").exists()
+
+    kept = tmp_path / "kept"  # a directory that was there before keeps only what it held
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    r = gpttui("train", f"--data_dir={data}", f"--out_dir={kept}", "--vocab_size=50", "--n_layer=1", "--n_head=2",
+               "--n_embd=32", "--block_size=16", "--batch_size=2", "--max_iters=1", "--device=cpu",
+               "--compile=False")
+    assert r.returncode == 2 and sorted(p.name for p in kept.iterdir()) == ["notes.txt"]

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             raise C.ConfigError(error)
         replaced = replaced_run(loaded.config) if args.force else None
         runner = runner_flags(args)
+        made = directory.NewFiles(loaded.config.out_dir)
         with directory.preparing(loaded.config, force=args.force) as (cfg, _, lock):
             overrides = directory.engine_overrides(cfg, cfg.out_dir)
             engine = start_engine(Path(cfg.out_dir), runner, lock, overrides)
@@ -154,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"Overriding: {key} = {value!r}")
     for warning in sizing.config_warnings(cfg, loaded.source_text, loaded.source):
         print(f"warning: {warning}", file=sys.stderr)
-    return follow_engine(engine, Path(cfg.out_dir), runner)
+    code = follow_engine(engine, Path(cfg.out_dir), runner)
+    if code == EXIT_BAD_INPUT:  # the engine refused the start: a new run leaves nothing behind
+        made.remove()
+    return code
 
 
 class CommandPipe:

@@ -126,6 +126,34 @@ def follow_dataset(cfg: C.TrainConfig, overrides: dict[str, Any]) -> C.TrainConf
     return cfg
 
 
+class NewFiles:
+    """What a start adds to a run directory (config.toml, engine.lock, the directories above
+    them), noted before it: removed again when its engine refuses the start, so a refused new
+    run leaves nothing behind (the engine takes back its own files, see engine/host.py)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.dirs = dirs.missing(self.run_dir)
+        self.files = [n for n in (layout.CONFIG, layout.ENGINE_LOCK) if not (self.run_dir / n).exists()]
+
+    def remove(self) -> None:
+        """Under the run's lock (nothing is removed if another start has taken it since)."""
+        if not self.files and not self.dirs:
+            return
+        lock = FileLock(self.run_dir / layout.ENGINE_LOCK)
+        try:
+            if not lock.acquire(wait=1.0):
+                return
+        except OSError:
+            return
+        try:
+            for name in self.files:
+                (self.run_dir / name).unlink(missing_ok=True)
+        finally:
+            lock.release()
+        dirs.remove_empty(self.dirs)
+
+
 
 def start_from(run_dir: Path, cfg: C.TrainConfig) -> str:
     """The init_from that starts this run's engine again: its checkpoint when it has one, else the
