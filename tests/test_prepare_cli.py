@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -258,6 +259,41 @@ def test_ctrl_c_cleans_up_and_says_so(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert err.strip() == f"interrupted: nothing written to {out}"
     assert not out.exists()
+
+
+def _workers_started(pid: int) -> int:
+    import psutil
+
+    started = 0
+    for child in psutil.Process(pid).children():
+        try:
+            started += "spawn_main" in " ".join(child.cmdline())
+        except psutil.Error:  # gone meanwhile
+            pass
+    return started
+
+
+def test_ctrl_c_while_workers_start_is_one_line(tmp_path: Path) -> None:
+    """A terminal's Ctrl+C reaches the whole process group: workers still importing their modules
+    get it too, and a second one (timeout(1) sends it to the process and to its group) may reach
+    the parent while it cleans up. Either way the user sees the one line, never a traceback."""
+    src = _write(tmp_path / "big.txt", TEXT.encode() * 16)  # past PARALLEL_MIN_BYTES: two workers
+    out = tmp_path / "data"
+    for workers_seen, after_s, signals in ((1, 0.0, 1), (2, 0.0, 1), (2, 0.1, 2)):
+        proc = subprocess.Popen([sys.executable, "-m", "gpttui", "prepare", str(src), "--out", str(out),
+                                 "--split-blank-lines", "--workers", "2"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while _workers_started(proc.pid) < workers_seen:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        time.sleep(after_s)
+        for _ in range(signals):
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert (proc.returncode, err) == (130, f"interrupted: nothing written to {out}\n"), (workers_seen, after_s)
+        assert not out.exists()
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")   # no traceback from a thread either

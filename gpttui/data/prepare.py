@@ -63,7 +63,9 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
+from multiprocessing import resource_tracker
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 
@@ -450,8 +452,43 @@ def _spawnable() -> bool:
     return main_file is None or os.path.isfile(main_file)
 
 
+_WORKER_IGNORED = {signal.SIGINT, signal.SIGTERM}  # in workers: the parent handles them and cleans up
+_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # the signals a caller may turn into exceptions
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Run the block with Ctrl+C and termination held back, then act on one that came meanwhile.
+
+    A terminal's Ctrl+C reaches the whole process group. A worker still importing its modules
+    would print a traceback (or a fatal error) before _worker_init ignores it; a parent interrupted
+    inside the pool's bookkeeping would strand half-spawned workers and the pool's semaphores (the
+    resource tracker's 'leaked semaphore' warning under the user's line). Blocked in the thread that
+    spawns them, the signals stay pending in the workers until _worker_init ignores them. In the
+    main thread, where Python runs handlers, a signal that comes is noted and its handler called at
+    the end, so it is delayed, never lost.
+    """
+    arrived: list[int] = []
+    handlers: dict[int, Callable[[int, FrameType | None], object]] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in _HELD:
+            if callable(handler := signal.getsignal(sig)):
+                handlers[sig] = handler
+                signal.signal(sig, lambda signum, frame: arrived.append(signum))
+    resource_tracker.ensure_running()  # first: starting it unblocks both signals in this thread
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_IGNORED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one pending here is noted as it unblocks
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if arrived:
+            handlers[arrived[0]](arrived[0], None)
+
+
 def _worker_init() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the parent handles them and cleans up
+    for sig in _WORKER_IGNORED:  # held since the worker was spawned (_signals_held): dropped now
         signal.signal(sig, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, daemon=True, name="parent-watch").start()
     gpt2_encoder()
@@ -693,26 +730,33 @@ class _Run:
 
 
 class _Workers:
-    """encode_gpt2 in worker processes; results in input order, 2 chunks per worker in flight."""
+    """encode_gpt2 in worker processes; results in input order, 2 chunks per worker in flight.
+
+    The pool is made, its workers spawned and, on failure, killed under _signals_held."""
 
     def __init__(self, n: int):
         self.n = n
-        # spawn: fork is unsafe from a threaded caller (the TUI runs prepare in a thread)
-        self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_worker_init)
+        self.pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> _Workers:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
+        if self.pool is None:
+            return
         if exc_type is None:  # running chunks finish (a fraction of a second), queued ones are dropped
             self.pool.shutdown(wait=True, cancel_futures=True)
             return
-        # failing (a worker died, a signal): a broken pool's shutdown(wait=True) can wait for good
-        procs = list((getattr(self.pool, "_processes", None) or {}).values())
-        manager = getattr(self.pool, "_executor_manager_thread", None)
-        calls, results = getattr(self.pool, "_call_queue", None), getattr(self.pool, "_result_queue", None)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        with _signals_held():  # a second Ctrl+C must not cut the cleanup short
+            self._let_go(self.pool)
+
+    @staticmethod
+    def _let_go(pool: ProcessPoolExecutor) -> None:
+        """Stop a failing pool now: a broken pool's shutdown(wait=True) can wait for good."""
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        manager = getattr(pool, "_executor_manager_thread", None)
+        calls, results = getattr(pool, "_call_queue", None), getattr(pool, "_result_queue", None)
+        pool.shutdown(wait=False, cancel_futures=True)
         for proc in procs:
             proc.kill()   # SIGKILL: the workers ignore SIGTERM (the parent cleans up) and hold nothing to save
         for proc in procs:
@@ -737,11 +781,21 @@ class _Workers:
             if manager is not None:
                 manager.join(5)
 
+    def _submit(self, piece: _Piece) -> Future:
+        """The first call makes the pool, and a call while fewer than n workers run spawns one
+        (ProcessPoolExecutor spawns them on demand): both under _signals_held."""
+        with _signals_held():
+            if self.pool is None:
+                # spawn: fork is unsafe from a threaded caller (the TUI runs prepare in a thread)
+                self.pool = ProcessPoolExecutor(self.n, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_worker_init)
+            return self.pool.submit(encode_gpt2, piece.chunk.texts, piece.chunk.open_end)
+
     def map(self, pieces: Iterable[_Piece]) -> Iterator[tuple[_Piece, Encoded]]:
         pending: deque[tuple[_Piece, Future]] = deque()
         try:
             for piece in pieces:
-                pending.append((piece, self.pool.submit(encode_gpt2, piece.chunk.texts, piece.chunk.open_end)))
+                pending.append((piece, self._submit(piece)))
                 if len(pending) >= 2 * self.n:
                     piece, future = pending.popleft()
                     yield piece, future.result()
