@@ -146,6 +146,16 @@ def test_output_directory_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureF
     assert (tmp_path / "data").read_text() == "I am a file"
 
 
+@pytest.mark.parametrize("out", ["", " "])
+def test_an_empty_out_is_refused_not_the_current_directory(out: str, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, SHAKESPEARE, f"--out={out}")
+    assert code == EXIT_BAD_INPUT
+    assert err == "error: --out is empty: expected a directory for train.bin and val.bin\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_work_that_fails_exits_1_not_2(tmp_path: Path, capsys: pytest.CaptureFixture,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     def die(*args, **kwargs):

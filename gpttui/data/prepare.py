@@ -151,6 +151,8 @@ def prepare(
     opts = _options(tokenizer, val_fraction, val_docs, text_column, split_blank_lines, errors)
     if workers is not None and workers < 1:
         raise PrepareError(f"workers must be at least 1 (got {workers})")
+    if not os.fspath(out_dir).strip():  # Path('') is '.': the files would land wherever the user stands
+        raise PrepareError("--out is empty: expected a directory for train.bin and val.bin")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise PrepareError(f"{out}: is a file, expected a directory for train.bin and val.bin")
