@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from engine_kit import CHAR_DATA_CHARS, SHAKESPEARE, gpttui, prepare_run, read_events, tiny_config, write_py_config
 
+from gpttui.engine.durable import FAULT_SLOW_SAVE_ENV
 from gpttui.run import config as C
-from gpttui.run import directory
+from gpttui.run import directory, engine_state
 
 
 def test_train_prints_nanogpt_lines_then_resumes_from_the_run_dir(char_data, tmp_path):
@@ -221,3 +224,28 @@ def test_a_new_run_its_engine_refuses_leaves_no_directory(tmp_path):
                "--n_embd=32", "--block_size=16", "--batch_size=2", "--max_iters=1", "--device=cpu",
                "--compile=False")
     assert r.returncode == 2 and sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+
+
+def test_a_second_ctrl_c_is_recorded_as_the_user_quitting(char_data, tmp_path):
+    """Two SIGINTs 20 ms apart, the stop's checkpoint still being written: exit 130, and engine.json
+    says the user quit, not that the engine died."""
+    run = tmp_path / "run"
+    cfg = write_py_config(tmp_path / "c.py", char_data, run, max_iters=100_000, lr_decay_iters=100_000)
+    proc = subprocess.Popen([sys.executable, "-m", "gpttui", "train", str(cfg)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, FAULT_SLOW_SAVE_ENV: "5"})
+    for line in proc.stdout:
+        if line.startswith("iter 5:"):
+            break
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "error: quit without a checkpoint (a second Ctrl+C)" in err
+    info = engine_state.read_info(run)
+    assert info is not None and info.state == "stopped" and info.exit_code == 130
+    assert not (run / "engine.sock").exists()
+    status = gpttui("attach", str(run), "--status")
+    assert "the last one stopped (quit by a second Ctrl+C, without a checkpoint)" in status.stdout
+    assert "died" not in status.stdout

@@ -34,7 +34,7 @@ from gpttui.commands import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_
 from gpttui.fs.lock import FileLock
 from gpttui.ipc.process import engine_argv, torchrun_env
 from gpttui.run import config as C
-from gpttui.run import directory, layout, protocol, sizing
+from gpttui.run import directory, engine_state, layout, protocol, sizing
 
 HELP = "train headless, printing nanoGPT's log lines"
 OVERRIDES = True
@@ -271,10 +271,12 @@ def follow_engine(child: subprocess.Popen[str], run_dir: Path, runner: Sequence[
     if sys.stdin is not None and not sys.stdin.isatty():
         threading.Thread(target=pipe.forward, args=(sys.stdin,), daemon=True).start()
     interrupts = 0
+    last_signal = signal.SIGINT
 
     def on_signal(signum: int, frame: Any) -> None:
-        nonlocal interrupts
+        nonlocal interrupts, last_signal
         interrupts += 1
+        last_signal = signal.Signals(signum)
         if interrupts == 1:
             print("stopping: saving a checkpoint (Ctrl+C again to quit without one)", file=sys.stderr, flush=True)
             pipe.write(protocol.command("stop"))
@@ -291,7 +293,9 @@ def follow_engine(child: subprocess.Popen[str], run_dir: Path, runner: Sequence[
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    if interrupts > 1:
+    if interrupts > 1 and code < 0:  # (an engine that ended first, its stop saved, is said as it ended)
+        how = "Ctrl+C" if last_signal == signal.SIGINT else last_signal.name
+        engine_state.record_quit(run_dir, f"quit by a second {how}, without a checkpoint", EXIT_INTERRUPTED)
         print("error: quit without a checkpoint (a second Ctrl+C); the last complete checkpoint stands",
               file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -267,6 +267,30 @@ def _overwrite_in_place(path: Path, data: bytes, why: OSError) -> None:
         os.close(fd)
 
 
+def record_quit(run_dir: str | Path, reason: str, exit_code: int) -> None:
+    """An engine killed on the user's word (a second Ctrl+C) can't say how it ended: its starter
+    says it for it, so that engine.json reads "stopped" with `reason`, not a crash, and the dead
+    engine's socket is gone. Nothing is written if another engine has taken the run since."""
+    held = lock.FileLock(Path(run_dir) / layout.ENGINE_LOCK)
+    try:
+        if not held.acquire(wait=2.0):
+            return
+    except OSError:
+        return
+    try:
+        info = read_info(run_dir)
+        if info is None or info.final:
+            return
+        info.state, info.reason, info.exit_code = "stopped", reason, exit_code
+        atomic.write_bytes(Path(run_dir) / layout.ENGINE_STATUS, _status_bytes(dataclasses.asdict(info)))
+        if info.socket:
+            Path(info.socket).unlink(missing_ok=True)
+    except OSError:
+        pass  # engine.json stays as the engine left it: "died while running"
+    finally:
+        held.release()
+
+
 def locked_message(run_dir: str | Path) -> str:
     """Why an engine can't start here, naming the holder and how to reach it."""
     try:
