@@ -54,3 +54,26 @@ def test_warm_up_past_the_decay_starts_as_nanogpt_does():
     cfg = C.replace(C.DEFAULTS, max_iters=20, lr_decay_iters=20)
     assert C.validate(cfg) == []
     assert [lr_at(cfg, it) for it in (0, 19)] == [cfg.learning_rate / 2001, cfg.learning_rate * 20 / 2001]
+
+
+@pytest.mark.parametrize("args,warning", [
+    (["--max_iters=300", "--lr_decay_iters=3000"],   # nanoGPT's warmup_iters = 2000: 6e-4 * 301/2001 at the end
+     "warning: warmup_iters 2,000 is past max_iters 300: the run ends inside its warm-up, and the lr never "
+     "reaches learning_rate 0.0006 (it ends at 9e-05; set warmup_iters below max_iters)"),
+    (["--lr_decay_iters=0"],
+     "warning: lr_decay_iters 0 is not past warmup_iters 2,000: the lr warms up to learning_rate 0.0006, then "
+     "drops at once to min_lr 6e-05 at iter 2,000, with no cosine between (nanoGPT's get_lr gives min_lr past "
+     "lr_decay_iters); set lr_decay_iters = max_iters"),
+    (["--max_iters=3000", "--lr_decay_iters=2000"],
+     "warning: lr_decay_iters 2,000 is not past warmup_iters 2,000: the lr warms up to learning_rate 0.0006, "
+     "then drops at once to min_lr 6e-05 after iter 2,000, with no cosine between (nanoGPT's get_lr divides by "
+     "zero at iter 2,000); set lr_decay_iters = max_iters"),
+], ids=["ends inside warm-up", "decay ends before warm-up", "decay ends where warm-up does"])
+def test_a_schedule_that_never_reaches_its_peak_or_has_no_cosine_is_warned_of(capsys, args, warning):
+    """The worst cosine cut short is one still warming up at its end; the lr at the end is then low
+    for want of rising, not for having decayed, and the unfinished-decay measure missed it."""
+    from gpttui.cli import main
+
+    assert main(["config", *args]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == warning
+    assert lr_at(C.replace(C.DEFAULTS, max_iters=300, lr_decay_iters=3000), 300) == pytest.approx(6e-4 * 301 / 2001)

@@ -54,23 +54,47 @@ def lr_at(cfg: ScheduleConfig, it: int) -> float:
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
+def ends_in_warmup(cfg: ScheduleConfig, end: int | None = None) -> bool:
+    """Whether the run's last iteration (`end`, max_iters) falls inside its warm-up: its lr never
+    reaches learning_rate, whatever the schedule after warm-up would have done."""
+    end = cfg.max_iters if end is None else end
+    return cfg.decay_lr and cfg.warmup_iters > end
+
+
 def decay_left(cfg: ScheduleConfig, end: int | None = None) -> float:
     """How much of a cosine's decay (from the peak to min_lr) is still to come at `end` (max_iters):
-    0 unless it decays past it, as nanoGPT's configs do when max_iters alone is changed."""
+    0 unless it decays past it, as nanoGPT's configs do when max_iters alone is changed. A run that
+    ends inside its warm-up has not begun its decay: 0 here, ends_in_warmup says it."""
     end = cfg.max_iters if end is None else end
     span = cfg.learning_rate - cfg.min_lr
-    if not cfg.decay_lr or cfg.lr_schedule != "cosine" or cfg.lr_decay_iters <= end or span <= 0:
+    if (not cfg.decay_lr or cfg.lr_schedule != "cosine" or cfg.lr_decay_iters <= end or span <= 0
+            or ends_in_warmup(cfg, end)):
         return 0.0
     return (lr_at(cfg, end) - cfg.min_lr) / span
 
 
-def unfinished_decay(cfg: ScheduleConfig) -> str | None:
-    """The warning for a cosine that ends with more than DECAY_UNFINISHED of its decay to come; None if none."""
-    left = decay_left(cfg)
-    if left <= DECAY_UNFINISHED:
-        return None
-    return (f"lr_decay_iters {cfg.lr_decay_iters:,} is past max_iters {cfg.max_iters:,}: the cosine ends with "
-            f"{left:.0%} of its decay to come (set lr_decay_iters = max_iters)")
+def schedule_warnings(cfg: ScheduleConfig) -> list[str]:
+    """What a schedule is warned of before it runs (none for a sound one): a run that ends inside its
+    warm-up, a cosine with no room after warm-up (nanoGPT's get_lr then drops to min_lr at once), a
+    cosine ending with more than DECAY_UNFINISHED of its decay to come."""
+    if ends_in_warmup(cfg):
+        return [f"warmup_iters {cfg.warmup_iters:,} is past max_iters {cfg.max_iters:,}: the run ends inside "
+                f"its warm-up, and the lr never reaches learning_rate {cfg.learning_rate:g} (it ends at "
+                f"{lr_at(cfg, cfg.max_iters):.2g}; set warmup_iters below max_iters)"]
+    if cfg.decay_lr and cfg.lr_schedule == "cosine" and cfg.lr_decay_iters <= cfg.warmup_iters:
+        w = cfg.warmup_iters
+        when, nanogpt = ((f"at iter {w:,}", "nanoGPT's get_lr gives min_lr past lr_decay_iters")
+                         if cfg.lr_decay_iters < w else
+                         (f"after iter {w:,}", f"nanoGPT's get_lr divides by zero at iter {w:,}"))
+        fix = ("lr_decay_iters = max_iters" if cfg.lr_decay_iters < cfg.max_iters
+               else "warmup_iters below lr_decay_iters")
+        return [f"lr_decay_iters {cfg.lr_decay_iters:,} is not past warmup_iters {w:,}: the lr warms up to "
+                f"learning_rate {cfg.learning_rate:g}, then drops at once to min_lr {cfg.min_lr:g} {when}, "
+                f"with no cosine between ({nanogpt}); set {fix}"]
+    if (left := decay_left(cfg)) > DECAY_UNFINISHED:
+        return [f"lr_decay_iters {cfg.lr_decay_iters:,} is past max_iters {cfg.max_iters:,}: the cosine ends with "
+                f"{left:.0%} of its decay to come (set lr_decay_iters = max_iters)"]
+    return []
 
 
 def lr_array(cfg: ScheduleConfig, iters: ArrayLike) -> np.ndarray:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gpttui.run.schedule import unfinished_decay
+from gpttui.run.schedule import schedule_warnings
 from gpttui.run.units import human_count
 
 GPT2_PADDED_VOCAB = 50304
@@ -238,5 +238,6 @@ def size_mismatches(cfg: Sizable, source_text: str = "", source: str | None = No
 
 def config_warnings(cfg: Any, source_text: str = "", source: str | None = None) -> list[str]:
     """What a config is warned of before it runs (gpttui config, train, launch and the editor alike):
-    a size its names or comments promise and it does not build, and a cosine that would end unfinished."""
-    return [*size_mismatches(cfg, source_text, source), *filter(None, [unfinished_decay(cfg)])]
+    a size its names or comments promise and it does not build, and a schedule that would not do what
+    its fields suggest (see schedule_warnings)."""
+    return [*size_mismatches(cfg, source_text, source), *schedule_warnings(cfg)]
