@@ -144,6 +144,7 @@ class Trainer:
         self.disk_full = False  # paused for a full disk: its checkpoint is retried on resume
         self.held = False  # paused by the user (a full disk's pause then never ends by itself)
         self.disk_check_at = 0.0
+        self.unsaved_why = ""  # why the last checkpoint asked for was not written
         self.config_unsaved = config_unsaved  # config.toml lags the config (overrides; a `set` a full disk kept out)
         self.undo: undo.UndoPoint | None = None  # (rank 0) the state before a learning-rate change
         self.state = ""
@@ -477,8 +478,10 @@ class Trainer:
         self.disk_full = True
         self.save_requested = True
         self.disk_check_at = time.monotonic() + DISK_CHECK_S
+        kept = ("the last complete checkpoint is kept" if (self.run_dir / layout.CKPT).is_file()
+                else "no checkpoint has been written yet")
         self.emit("error", message=f"disk full writing {what} ({error}); training paused at iter "
-                                   f"{self.iter_num}, the last complete checkpoint is kept. "
+                                   f"{self.iter_num}, {kept}. "
                                    f"Free some space: training resumes by itself once the writes fit "
                                    f"(or resume now)")
         self.log(f"disk full writing {what}: paused; free some space, it resumes by itself")
@@ -659,8 +662,13 @@ class Trainer:
             if self.stop_requested:
                 with self.rank0_work():
                     saved = self.checkpoint(force=True)
-                raise Stop("stopped", "stop requested" if saved else
-                           "stop requested; no new checkpoint (disk full), the last complete one is kept")
+                if saved:
+                    raise Stop("stopped", "stop requested")
+                if not (self.run_dir / layout.CKPT).is_file():  # nothing to resume from: a failed run
+                    raise Stop("failed", f"stopped at iter {self.iter_num} without a checkpoint "
+                                         f"({self.unsaved_why}): none was ever written, the run's weights are lost")
+                raise Stop("stopped", f"stop requested; no new checkpoint ({self.unsaved_why}), "
+                                      f"the last complete one is kept")
             cfg = self.cfg  # `set` replaces it
             it = self.iter_num
             at_end = it >= cfg.max_iters
@@ -810,6 +818,7 @@ class Trainer:
         if self.last_val_loss is not None and not math.isfinite(self.last_val_loss):
             self.emit("error", message=f"val loss {self.last_val_loss} at iter {self.iter_num}: "
                                        f"checkpoint not written, the last good one is kept")
+            self.unsaved_why = f"val loss {self.last_val_loss}"
             return False
         self.set_state("saving")
         ckpt = self.checkpoint_state()
@@ -824,6 +833,7 @@ class Trainer:
                 raise
             self.internal(protocol.Command("disk_full", {"what": f"the checkpoint at iter {self.iter_num}",
                                                          "error": durable.reason(e)}))
+            self.unsaved_why = "disk full"
             return False
         self.emit("checkpoint", path=str(path), val_loss=self.last_val_loss)
         if self.cfg.sample_on_checkpoint:

@@ -354,3 +354,31 @@ def test_a_second_engine_on_the_same_directory_is_refused(make_run, engines):
     assert first.alive
     first.signal(signal.SIGTERM)
     assert first.wait(30) == 0
+
+
+def test_a_stop_on_a_full_disk_with_no_checkpoint_ever_written_says_the_weights_are_lost(char_data, tmp_path, tmpfs):
+    """A 200 KB disk the first checkpoint (~350 KB) never fits: training pauses; a stop then has
+    nothing to keep and says so, exit 1 (a failed write), not "the last complete one is kept"."""
+    full = tmpfs("full", "200k")
+    cfg = tmp_path / "c.py"
+    cfg.write_text("".join(f"{k} = {v!r}\n" for k, v in {
+        "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "batch_size": 4, "max_iters": 100_000,
+        "lr_decay_iters": 100_000, "eval_interval": 3, "eval_iters": 2, "log_interval": 1, "device": "cpu",
+        "compile": False, "threads": 1, "data_dir": str(char_data), "out_dir": str(full / "run")}.items()))
+    proc = subprocess.Popen([sys.executable, "-m", "gpttui", "train", str(cfg)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("disk full writing"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        line for line in err.splitlines() if "weights are lost" in line]
+    assert "none was ever written, the run's weights are lost" in err and "disk full" in err
+    assert "the last complete one is kept" not in out + err and "Traceback" not in out + err
+    assert not (full / "run" / "ckpt.pt").exists()
