@@ -156,6 +156,33 @@ def test_an_empty_out_is_refused_not_the_current_directory(out: str, tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("meta_json, present", [(None, ("train.bin", "val.bin", "meta.pkl")), (None, ("val.bin",)),
+                                                ('{"vocab_size": 50304}', ("train.bin", "val.bin"))])
+def test_data_not_made_by_gpttui_is_replaced_only_with_force(meta_json: str | None, present: tuple[str, ...],
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A nanoGPT data directory (its prepare.py writes no meta.json, another tool's is not ours)
+    may hold hours of tokenizing."""
+    out = tmp_path / "shakespeare_char"
+    out.mkdir()
+    for name in present:
+        np.arange(1000, dtype=np.uint16).tofile(out / name)
+    if meta_json is not None:
+        (out / "meta.json").write_text(meta_json)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    src = _write(tmp_path / "a.txt", TEXT[:20_000].encode())
+    code, _, err = run(capsys, src, "--out", out)
+    bins = [n for n in present if n.endswith(".bin")]
+    them = "them" if len(bins) > 1 else "it"
+    assert code == EXIT_BAD_INPUT
+    assert err == (f"error: {out}: holds {' and '.join(bins)} not made by gpttui prepare (no meta.json of its); "
+                   f"--force replaces {them}\n")
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    code, stdout, err = run(capsys, src, "--out", out, "--force")
+    assert code == 0 and err == "" and stdout.startswith(f"wrote {out}")
+    assert json.loads((out / "meta.json").read_text())["format"] == "gpttui-prepare/1"
+    assert (out / "val.bin").read_bytes() != before["val.bin"]
+
+
 def test_work_that_fails_exits_1_not_2(tmp_path: Path, capsys: pytest.CaptureFixture,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     def die(*args, **kwargs):

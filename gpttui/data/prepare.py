@@ -41,7 +41,8 @@ the pipe multiprocessing gives it from the parent, which reads end-of-file once 
 is gone (a parent-death signal would fire when the *thread* that started them ends: the dashboard
 prepares from a worker thread). A re-run with the same
 sources (path, size, mtime) and options whose meta.json and .bin files agree does nothing
-unless force=True.
+unless force=True; train.bin or val.bin in a directory without gpttui's meta.json (nanoGPT's
+own data) is refused unless force=True.
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ def prepare(
     command = _command(sources, out, opts)
     if not force and (meta := _up_to_date(out, srcs, opts)) is not None:
         return PrepareResult(out, True, meta, warnings=val_warnings(meta))
+    if not force and (foreign := _foreign_bins(out)):
+        them = "them" if len(foreign) > 1 else "it"
+        raise PrepareError(f"{out}: holds {' and '.join(foreign)} not made by gpttui prepare (no meta.json "
+                           f"of its); --force replaces {them}")
     made = dirs.missing(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -253,6 +258,16 @@ def read_meta(out_dir: str | os.PathLike) -> dict | None:
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
+
+
+def _foreign_bins(out: Path) -> list[str]:
+    """train.bin / val.bin in a directory without a meta.json of gpttui prepare. nanoGPT's own
+    preparation writes none, and its output may be hours of tokenizing: it is replaced only with
+    force. gpttui's own output is redone when the inputs change (its meta.json says how it was made)."""
+    meta = read_meta(out)
+    if meta is not None and meta.get("format") == FORMAT:
+        return []
+    return [name for name in ("train.bin", "val.bin") if (out / name).exists()]
 
 
 def _up_to_date(out: Path, srcs: list[Source], opts: dict) -> dict | None:
