@@ -61,8 +61,8 @@ def test_124m_log_parameters_tokens_and_mfu():
     assert r.params["nanogpt"] == 123_587_328                    # "number of parameters: 123.59M"
     assert round(r.params["nanogpt"] / 1e6, 2) == 123.59
     assert r.params["non_embedding"] == 123_587_328 - 50304 * 768
-    assert r.tokens["seen"] == 10200 * 524_288
-    assert r.tokens["per_param"] == pytest.approx(10200 * 524_288 / 123_587_328)
+    assert r.tokens["seen"] == 10201 * 524_288                  # iterations 0 to 10200, each a step
+    assert r.tokens["per_param"] == pytest.approx(10201 * 524_288 / 123_587_328)
     assert r.max_iters == 12000 and r.timing.eta_s is not None
     # nanoGPT's MFU is against an A100; the steady state (evals excluded) is flops / (dt * 312e12)
     flops = (6 * 123_587_328 + 12 * 12 * 768 * 1024) * 524_288
@@ -111,7 +111,7 @@ def test_forecast_back_tests(path):
 def test_until_judges_the_log_at_that_iteration(capsys):
     assert cli.main(["doctor", str(LOG_124M), "--until", "6000", "--forecast-at", "9000", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["last_iter"] == 6000 and out["tokens_seen"] == 6000 * 524_288
+    assert out["last_iter"] == 6000 and out["tokens_seen"] == 6001 * 524_288
     assert out["forecast"]["iter"] == 9000
     assert [f["iter"] for f in out["forecasts"]] == [9000, 12000, 24000]
     assert out["duration_s"] < doctor.diagnose(load_run(LOG_124M)).timing.duration_s

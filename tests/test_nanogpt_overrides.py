@@ -113,8 +113,8 @@ def test_doctor_config_flag_gives_a_headerless_log_its_tokens(tmp_path, capsys):
     cfg = write_config(tmp_path)
     assert cli.main(["doctor", str(LOG_40M), "--config", str(cfg), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["tokens_seen"] == 20000 * TPI and out["tokens_per_iter"] == TPI
-    assert out["tokens_per_param"] == pytest.approx(20000 * TPI / out["params"], abs=0.01)
+    assert out["tokens_seen"] == 20001 * TPI and out["tokens_per_iter"] == TPI
+    assert out["tokens_per_param"] == pytest.approx(20001 * TPI / out["params"], abs=0.01)
     assert out["max_iters"] == 20000
     assert "warm-up 700" in out["forecast_note"]
     assert cli.main(["doctor", str(LOG_40M), "--config", str(tmp_path / "nope.py")]) == 2
@@ -182,4 +182,4 @@ def test_a_users_own_config_file_echoed_by_nanogpt_is_the_runs_config():
     assert h.config_unknown == {} and h.tokens_per_iter == 40_960   # nanoGPT's default 40 micro-steps
     r = doctor.diagnose(h)
     assert r.forecast_note.startswith("cosine schedule (decay to iter 500, warm-up 50) from the config")
-    assert r.tokens["seen"] == 800 * 40_960
+    assert r.tokens["seen"] == 801 * 40_960   # iterations 0 to 800

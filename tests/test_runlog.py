@@ -71,7 +71,7 @@ def test_124m_log_config_echo_params_and_junk_prefixed_record():
     step = next(s for s in h.steps if s.iter == 7800)   # the line reads "33iter 7800: ..."
     assert (step.loss, step.dt_ms, step.mfu) == (3.2876, 9349.59, 0.1363)
     assert h.last_iter == 10200 and h.best_val == 3.3581
-    assert h.tokens_seen == 10200 * 524_288
+    assert h.tokens_seen == 10201 * 524_288   # iterations 0 to 10200, each a step
 
 
 def test_40m_log_has_no_config_so_its_figures_stay_unknown():

@@ -326,9 +326,10 @@ def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]
         return t, Finding("tokens", "tokens", ["tokens per iteration unknown (no config or 'tokens per iteration' line)"],
                           "unknown: give the config (--config FILE) to count them", "note")
     # the engine's own count may stand without tokens/iter (its hello lost): then no product
-    lines = [f"{human_count(seen)} seen" + (f" = {h.last_iter:,} iters x {tpi:,} tokens" if tpi else "")]
+    done = seen // tpi if tpi and seen % tpi == 0 else None   # (an engine's count over several sizes of job is not)
+    lines = [f"{human_count(seen)} seen" + (f" = {done:,} iterations x {tpi:,} tokens" if done is not None else "")]
     if h.max_iters and tpi:
-        t["at_max_iters"] = h.max_iters * tpi
+        t["at_max_iters"] = (h.max_iters + 1) * tpi   # iterations 0 to max_iters, as nanoGPT's loop and the engine run
     if not params:
         return t, Finding("tokens", "tokens", lines, "tokens per parameter unknown (parameters unknown)", "note")
     t["per_param"] = seen / params

@@ -276,11 +276,14 @@ class RunHistory:
 
     @property
     def tokens_seen(self) -> int | None:
-        """Tokens trained on up to the last iteration: the engine's count, else iters x tokens/iter."""
+        """Tokens trained on up to the last iteration: the engine's count, else the iterations done
+        times tokens/iter (iteration N's step makes N + 1 done, from 0; an eval at N comes before it)."""
         if self.steps and self.steps[-1].tokens is not None and self.steps[-1].iter == self.last_iter:
             return self.steps[-1].tokens
         tpi, last = self.tokens_per_iter, self.last_iter
-        return tpi * last if tpi and last is not None else None
+        if not tpi or last is None:
+            return None
+        return tpi * (last + 1 if self.steps and self.steps[-1].iter == last else last)
 
     def train_config(self) -> C.TrainConfig | None:
         """The full TrainConfig, when the source gave every knob (else None: don't guess)."""
