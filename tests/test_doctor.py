@@ -344,3 +344,17 @@ def test_a_log_that_died_in_nanogpts_configurator_says_why_and_nothing_it_cannot
                              "value is not of its default's type")
     assert "e.g. --min_lr=0 for a float: write 0.0" in out[1]
     assert len(out) == 3 and "parameters" not in "".join(out)
+
+
+def test_an_eval_only_log_is_its_eval_not_an_untrained_run(tmp_path, capsys):
+    """`--eval_only=True` (nanoGPT's eval_gpt2 configs): one eval, then exit. The doctor called it 0% of
+    compute-optimal with no train/val gap and too little to forecast."""
+    lines = (FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt").read_text(encoding="utf-8").splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("step 0:"))
+    log = tmp_path / "eval_only.txt"
+    log.write_text("\n".join([*lines[:first], "Overriding: eval_only = True", lines[first]]) + "\n")
+    assert cli.main(["doctor", str(log), "--json"]) == 0
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert [f["key"] for f in findings] == ["params", "eval_only"]
+    assert findings[1]["lines"] == [f"val loss {lines[first].split('val loss ')[1]}, train loss "
+                                    f"{lines[first].split('train loss ')[1].split(',')[0]} at iter 0"]

@@ -151,6 +151,8 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
     shaped = None if r.params.get("shape") == "unknown" else cfg   # FLOPs from the shape, else from the log's MFU
     r.mfu, f_mfu = _mfu(h, shaped, r.params.get("nanogpt"), r.timing, device)
     r.findings = [f_params, f_tokens, f_trend, f_gap, f_forecast, f_time, f_mfu]
+    if h.config.get("eval_only") is True:   # one eval of a model, nothing trained: nothing else to judge
+        r.findings = [f_params, _eval_only(h)]
     if (f_decay := _decay_cut_short(h, r, cfg)) is not None:
         r.findings.insert(r.findings.index(f_forecast) + 1, f_decay)
     if (f_loss := _non_finite(h)) is not None:
@@ -234,6 +236,17 @@ def _non_finite(h: RunHistory) -> Finding | None:
         verdict = (f"the run diverged at iter {at:,}: resume from {where} with a lower learning_rate "
                    "(or a longer warmup, grad_clip)")
     return Finding("nonfinite", "loss", lines, verdict, "warn")
+
+
+def _eval_only(h: RunHistory) -> Finding:
+    """An eval_only run (nanoGPT's eval_gpt2 configs): its losses are the whole result."""
+    evals = [e for e in h.evals if e.val_loss is not None]
+    if not evals:
+        return Finding("eval_only", "eval only", ["no eval in this source"], "eval_only = True: nothing trained", "note")
+    e = evals[-1]
+    train = f", train loss {e.train_loss:.4f}" if e.train_loss is not None else ""
+    return Finding("eval_only", "eval only", [f"val loss {e.val_loss:.4f}{train} at iter {e.iter:,}"],
+                   "eval_only = True: the model was evaluated, not trained", "ok")
 
 
 # ---------------------------------------------------------------- parameters
