@@ -3,6 +3,7 @@ flags filled in, the plotext chart, atomic writes."""
 
 import csv
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -95,6 +96,10 @@ def test_tokens_mfu_peak_and_checkpoint_flags_are_filled_from_the_log(tmp_path, 
     assert int(step["tokens"]) == 201 * 524288                       # seen after iteration 200
     assert float(step["tokens_per_s"]) == pytest.approx(524288 / 9.33704)   # "time 9337.04ms"
     assert float(step["mfu"]) == 0.1538 and float(step["mfu_peak_flops"]) == 312e12
+    # nanoGPT prints no lr: its get_lr of the echoed config (3e-4, warm-up 500, cosine to 3e-5 at 12000)
+    assert float(step["lr"]) == pytest.approx(3e-4 * 201 / 501)
+    late = next(r for r in rows if r["kind"] == "step" and r["iter"] == "6000")
+    assert float(late["lr"]) == pytest.approx(3e-5 + 0.5 * (1 + math.cos(math.pi * 5500 / 11500)) * 2.7e-4)
     ev = next(r for r in rows if r["kind"] == "eval" and r["iter"] == "500")
     assert int(ev["tokens"]) == 500 * 524288
     flagged = [r for r in rows if r["checkpointed"] == "true"]

@@ -5,7 +5,8 @@ eval row per eval event (`step N:` line); evals sort before the step of the same
 as nanoGPT prints them. Files are written atomically (gpttui.fs.atomic).
 
 What a nanoGPT log leaves out is filled in where the run says it: `tokens` (seen after the row:
-(iter + 1) x tokens per iteration for a step, iter x it for an eval) and `tokens_per_s`. `mfu`
+(iter + 1) x tokens per iteration for a step, iter x it for an eval), `tokens_per_s`, and `lr`
+(its config's schedule, as nanoGPT's get_lr, where the log holds the config). `mfu`
 is a fraction (0..1) of the peak in `mfu_peak_flops` (nanoGPT's logs: its fixed A100 figure, a
 running average). `checkpointed` marks the row after which a checkpoint was written (its eval
 row, else the last step before it), with `checkpoint` its path. Parquet also carries the run's
@@ -27,6 +28,7 @@ import pyarrow as pa
 
 from gpttui.fs import atomic
 from gpttui.run.history import RunHistory
+from gpttui.run.schedule import lr_at
 
 _STEP_FIGURES = ("t", "loss", "lr", "dt_ms", "tokens_per_s", "mfu", "grad_norm")
 SCHEMA = pa.schema(
@@ -45,10 +47,12 @@ def rows(h: RunHistory) -> list[dict]:
     """Step and eval rows in iteration order (eval first within an iteration)."""
     tpi = h.tokens_per_iter
     peak = h.mfu_peak
+    cfg = h.train_config() if h.kind == "nanogpt-log" else None   # nanoGPT prints no lr: its get_lr of the config
     out = [(e.iter, 0, i, {"kind": "eval", "iter": e.iter, "t": e.t, "train_loss": e.train_loss,
                            "val_loss": e.val_loss, "tokens": e.iter * tpi if tpi else None})
            for i, e in enumerate(h.evals)]
-    out += [(s.iter, 1, i, {"kind": "step", "iter": s.iter, "t": s.t, "loss": s.loss, "lr": s.lr,
+    out += [(s.iter, 1, i, {"kind": "step", "iter": s.iter, "t": s.t, "loss": s.loss,
+                            "lr": s.lr if s.lr is not None or cfg is None else lr_at(cfg, s.iter),
                             "dt_ms": s.dt_ms, "mfu": s.mfu, "grad_norm": s.grad_norm,
                             "mfu_peak_flops": peak if s.mfu is not None else None,
                             "tokens_per_s": s.tokens_per_s if s.tokens_per_s is not None
