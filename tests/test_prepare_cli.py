@@ -54,6 +54,25 @@ def test_prints_what_it_wrote_then_up_to_date(tmp_path: Path, capsys: pytest.Cap
     assert code == 0 and "wrote" in out
 
 
+def test_counts_of_one_read_in_the_singular(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _write(tmp_path / "ten.txt", b"abcdefghij")  # char: 9 train, 1 val
+    code, out, _ = run(capsys, src, "--tokenizer", "char", "--out", tmp_path / "data")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith(f"wrote {tmp_path / 'data'}: train.bin 9 tokens, val.bin 1 token, ")
+    assert lines[1] == "1 document from 1 source" and lines[2].endswith(" 1 worker")
+    assert lines[3].startswith("warning: val.bin holds 1 token, fewer than one 1,024-token block")
+    code, out, _ = run(capsys, src, "--tokenizer", "char", "--out", tmp_path / "data")
+    assert out.startswith(f"{tmp_path / 'data'} is up to date: meta.json matches this source and the options;")
+    jsonl = _write(tmp_path / "a.jsonl", b'{"text": ""}\n{"text": "a b"}\n{"text": "c d"}\n')
+    code, out, _ = run(capsys, jsonl, "--out", tmp_path / "jsonl")
+    assert "2 documents from 1 source, 1 null or empty text skipped" in out.splitlines()
+    monkeypatch.setattr(cmd, "PLAIN_EVERY", 0.0)
+    monkeypatch.setattr("gpttui.data.prepare.PROGRESS_EVERY", 0.0)
+    code, out, _ = run(capsys, src, "--out", tmp_path / "gpt2")
+    assert "scanning characters: 100%, 1 document, 0 tokens," in out.splitlines()[0]
+
+
 def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cmd, "PLAIN_EVERY", 0.0)
@@ -105,7 +124,8 @@ BAD = {
     "one document": (lambda d: [parquet(d / "a.parquet", ["only one document"])],
                      "need at least 2 non-empty documents for a train and a val split, the input holds 1"),
     "one character": (lambda d: [_write(d / "a.txt", b"a")],
-                      "1 characters are too few for a train and a val split"),
+                      "1 character is too few for a train and a val split"),
+    "one text, empty": (lambda d: [parquet(d / "a.parquet", [None])], "no documents: the one text is empty or null"),
     "too many val docs": (lambda d: [parquet(d / "a.parquet", ["a", "b", "c"]), "--val-docs", "3"],
                           "--val-docs 3 leaves no training documents (the input holds 3)"),
 }
@@ -130,7 +150,7 @@ def test_bad_input_one_line_nonzero_nothing_written(case: str, tmp_path: Path,
     args = make(src)
     out = tmp_path / "data"
     column = [] if case in ("missing file", "empty glob", "empty directory", "unknown kind", "all empty", "no rows",
-                            "bad utf-8", "one document", "one character", "too many val docs",
+                            "bad utf-8", "one document", "one character", "one text, empty", "too many val docs",
                             "not parquet") else ["--text-column", "content"]
     code, stdout, err = run(capsys, *args, "--out", out, *column)
     assert code == EXIT_BAD_INPUT  # refused input (README's exit codes)

@@ -115,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
         _end(f"{signal.Signals(e.signum).name}: stopped, nothing written to {args.out}", EXIT_SIGNAL_BASE + e.signum)
     meta = result.meta
     if result.up_to_date:
-        print(f"{args.out} is up to date: meta.json matches these {len(meta['sources'])} source(s) "
-              "and options; nothing to do (--force to redo)")
+        n = len(meta["sources"])
+        print(f"{args.out} is up to date: meta.json matches {'this source' if n == 1 else f'these {n} sources'} "
+              "and the options; nothing to do (--force to redo)")
     else:
         print(summary(meta, args.out))
         for note in result.notes:
@@ -130,16 +131,16 @@ def summary(meta: dict, out: str) -> str:
     tok, docs = meta["tokens"], meta["documents"]
     per_split = (f" ({docs['train']:,} / {docs['val']:,} documents)" if "train" in docs else "")
     lines = [
-        f"wrote {out}: train.bin {tok['train']:,} tokens, val.bin {tok['val']:,} tokens{per_split}, "
-        f"{meta['dtype']}, {meta['tokenizer']} vocab {meta['vocab_size']:,}",
-        f"{docs['total']:,} documents from {len(meta['sources'])} source(s)"
-        + (f", {docs['skipped_empty']:,} null or empty texts skipped" if docs["skipped_empty"] else ""),
+        f"wrote {out}: train.bin {P.counted(tok['train'], 'token')}, val.bin {P.counted(tok['val'], 'token')}"
+        f"{per_split}, {meta['dtype']}, {meta['tokenizer']} vocab {meta['vocab_size']:,}",
+        f"{P.counted(docs['total'], 'document')} from {P.counted(len(meta['sources']), 'source')}"
+        + (f", {P.counted(docs['skipped_empty'], 'null or empty text')} skipped" if docs["skipped_empty"] else ""),
     ]
     secs = max(meta["seconds"], 1e-9)
     total = tok["train"] + tok["val"]
     lines.append(f"{meta['text_bytes'] / 1e6:,.1f} MB of text in {meta['seconds']:.1f} s: "
                  f"{meta['text_bytes'] / 1e6 / secs:.1f} MB/s, {total / secs / 1e6:.2f}M tokens/s, "
-                 f"{meta['workers']} worker(s)")
+                 f"{P.counted(meta['workers'], 'worker')}")
     return "\n".join(lines)
 
 
@@ -162,7 +163,7 @@ class _PlainProgress:
         self.last = now
         eta = f", ETA {human_duration(p.eta_s)}" if p.eta_s is not None else ""
         what = "scanning characters" if p.phase == "scan" else "tokenizing"
-        print(f"{what}: {p.fraction:.0%}, {p.documents:,} documents, {p.tokens:,} tokens, "
+        print(f"{what}: {p.fraction:.0%}, {P.counted(p.documents, 'document')}, {P.counted(p.tokens, 'token')}, "
               f"{p.text_bytes / 1e6:,.1f} MB, {p.mb_per_s:.1f} MB/s{eta}", flush=True)
 
 

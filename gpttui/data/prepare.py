@@ -237,6 +237,11 @@ def _one_text(srcs: list[Source], opts: dict) -> bool:
     return started == 1
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 document', '2,000 documents': a count and its noun, in the singular for one."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def val_warnings(meta: dict) -> list[str]:
     """A val.bin too short for a usual block: what it holds and the flag that makes it longer."""
     try:
@@ -247,7 +252,7 @@ def val_warnings(meta: dict) -> list[str]:
         return []
     raise_it = (f"raise --val-docs ({opts['val_docs']} now)" if opts.get("val_docs") is not None
                 else f"raise --val-fraction ({opts.get('val_fraction')} now)")
-    return [f"val.bin holds {val:,} tokens, fewer than one {VAL_MIN_TOKENS:,}-token block (a run needs more "
+    return [f"val.bin holds {counted(val, 'token')}, fewer than one {VAL_MIN_TOKENS:,}-token block (a run needs more "
             f"than block_size of them): {raise_it}"]
 
 
@@ -458,8 +463,10 @@ def _encode_chars(texts: S.Texts, open_end: bool, codes: np.ndarray, dtype: np.d
 
 
 def _no_documents(skipped: int) -> str:
+    if skipped == 1:
+        return "no documents: the one text is empty or null"
     if skipped:
-        return f"no documents: all {skipped} texts are empty or null"
+        return f"no documents: all {skipped:,} texts are empty or null"
     return "no documents: the sources hold no text"
 
 
@@ -554,7 +561,8 @@ def _train_chars(total: int, val_fraction: float) -> int:
     """Characters of train under the characters rule; too few characters for both splits are refused."""
     train = int(total * (1 - val_fraction))
     if not 0 < train < total:
-        raise PrepareError(f"{total} characters are too few for a train and a val split")
+        raise PrepareError(f"{counted(total, 'character')} {'is' if total == 1 else 'are'} too few for a train "
+                           "and a val split")
     return train
 
 
