@@ -183,3 +183,21 @@ def test_a_users_own_config_file_echoed_by_nanogpt_is_the_runs_config():
     r = doctor.diagnose(h)
     assert r.forecast_note.startswith("cosine schedule (decay to iter 500, warm-up 50) from the config")
     assert r.tokens["seen"] == 801 * 40_960   # iterations 0 to 800
+
+
+def test_an_echoed_config_with_helper_names_gives_the_shape_that_ran():
+    """nanoGPT exec()s a config: helper names and tuple assignments are its own; read line by line, each
+    helper was refused alone and the model became nanoGPT's defaults (85M beside the log's 0.10M)."""
+    config = ("# helper variables, as nanoGPT allows\ndepth = 2\ndataset = 'shakespeare_char'\n"
+              "n_layer = depth\nn_head, dropout = depth, 0.0\nn_embd = 32 * depth\nblock_size = 64\n"
+              "batch_size = 12\nmax_iters = 100\nlr_decay_iters = max_iters\n")
+    log = (f"Overriding config with cfg/helper2.py:\n{config}\nOverriding: device = cpu\n"
+           "tokens per iteration will be: 30,720\nfound vocab_size = 65 (inside data/shakespeare_char/meta.pkl)\n"
+           "number of parameters: 0.10M\n"
+           "step 0: train loss 4.1822, val loss 4.1783\niter 0: loss 4.1859, time 695.02ms, mfu -100.00%\n")
+    h = RunHistory.from_nanogpt_text(log)
+    cfg = h.train_config()
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout, cfg.lr_decay_iters) == (2, 2, 64, 0.0, 100)
+    assert h.config_unknown == {}
+    r = doctor.diagnose(h)
+    assert r.params["source"] == "config" and round(r.params["nanogpt"] / 1e6, 2) == 0.10

@@ -286,6 +286,12 @@ class _Parser:
             return
         log.config_text += text + "\n"
         log.config_complete = True
+        known_text = "\n".join(f"{k} = {v!r}" for k, v in log.config.items() if k in C.FIELDS)
+        try:   # whole, as train.py exec()s it: its helper names (depth = 2; n_layer = depth) read in order
+            log.config.update(C.parse_nanogpt_py(known_text + "\n" + text))
+            return
+        except C.ConfigError:
+            pass   # then line by line: what can be read is taken, the rest recorded
         try:
             stmts = ast.parse(text).body
         except C.UNPARSABLE:
@@ -295,7 +301,6 @@ class _Parser:
                     stmts += ast.parse(line).body
                 except C.UNPARSABLE:
                     continue
-        known_text = "\n".join(f"{k} = {v!r}" for k, v in log.config.items() if k in C.FIELDS)
         for stmt in stmts:
             segment = ast.unparse(stmt)
             try:
