@@ -66,3 +66,69 @@ def test_the_config_editor_names_the_optimizer_whose_memory_it_shows():
     shown = figures(muon, GPT2_124M).plain
     assert f"Muon+AdamW {human_bytes(sizing.derive(muon).memory_bytes['optimizer'])}" in shown
     assert f" AdamW {human_bytes(sizing.derive(GPT2_124M).memory_bytes['optimizer'])}" in figures(GPT2_124M, GPT2_124M).plain
+
+
+def _data_with_meta(tmp_path, meta: bytes, name: str = "meta.pkl"):
+    import numpy as np
+
+    d = tmp_path / "data"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    rng.integers(0, 65, 4000, dtype=np.uint16).tofile(d / "train.bin")
+    rng.integers(0, 65, 1000, dtype=np.uint16).tofile(d / "val.bin")
+    (d / name).write_bytes(meta)
+    return d
+
+
+TINY = ["--device=cpu", "--compile=False", "--max_iters=1", "--n_layer=1", "--n_head=1", "--n_embd=16",
+        "--block_size=16", "--batch_size=2", "--gradient_accumulation_steps=1", "--eval_iters=1"]
+
+
+@pytest.mark.parametrize("command", ["train", "config"])
+def test_a_meta_pkl_that_cannot_be_read_is_refused_before_training(tmp_path, capsys, monkeypatch, command):
+    """Training swallowed it and built the model for GPT-2's vocabulary (loss from 10.8), while
+    `gpttui sample` refused the same file; nanoGPT's train.py fails on it too."""
+    import random
+
+    from gpttui.cli import main
+
+    d = _data_with_meta(tmp_path, b"\x80\x04\xbb" + random.Random(0).randbytes(297))
+    monkeypatch.chdir(tmp_path)
+    assert main([command, f"--data_dir={d}", "--out_dir=out", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {d / 'meta.pkl'}: not a nanoGPT meta.pkl: ") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text,why", [
+    ('{"tokenizer": "char", "vocab_size": "65"', "cannot read"),
+    ('{"tokenizer": "char", "vocab_size": "65"}', "vocab_size is '65', not a positive integer"),
+    ("[65]", "expected a JSON object"),
+])
+def test_a_meta_json_that_cannot_be_read_is_refused_naming_it(tmp_path, text, why):
+    d = _data_with_meta(tmp_path, text.encode(), "meta.json")
+    with pytest.raises(C.ConfigError, match=f"^{d / 'meta.json'}: {why}"):
+        sizing.data_vocab_size(d)
+
+
+def test_damaged_meta_pkl_bytes_are_one_value_error_whatever_the_unpickler_trips_on(tmp_path):
+    """Random and bit-flipped pickles raise a dozen kinds of error inside pickle; each is said the same way."""
+    import pickle
+    import random
+
+    from gpttui.data.metapkl import read_meta_pkl
+
+    rng = random.Random(1)
+    good = pickle.dumps({"vocab_size": 65, "itos": {0: "a"}, "stoi": {"a": 0}})
+    p = tmp_path / "meta.pkl"
+    for i in range(3000):
+        data = bytearray(good if i % 2 else rng.randbytes(rng.randint(1, 300)))
+        for _ in range(rng.randint(1, 4) if i % 2 else 0):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        p.write_bytes(bytes(data))
+        try:
+            meta = read_meta_pkl(p)
+        except ValueError as e:
+            assert str(e).startswith(f"{p}: not a nanoGPT meta.pkl") and "\n" not in str(e)
+        else:
+            assert type(meta["vocab_size"]) is int and meta["vocab_size"] > 0

@@ -27,12 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         loaded = C.load(args.file, args.overrides)
+        cfg = loaded.config
+        d = sizing.derive(cfg)   # (the data's vocabulary: a meta it can't read is refused here)
     except C.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    cfg = loaded.config
     errors = C.validate(cfg)
-    d = sizing.derive(cfg)
     warnings = sizing.config_warnings(cfg, loaded.source_text, loaded.source)
     if args.json:  # the whole object either way: a script reads "errors" from it
         print(json.dumps({"config": cfg.to_dict(), "derived": d.to_dict(),

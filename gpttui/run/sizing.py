@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gpttui.run.config import ConfigError
 from gpttui.run.schedule import schedule_warnings
 from gpttui.run.units import human_count
 
@@ -43,25 +44,34 @@ class Sizable(Protocol):
 # ---------------------------------------------------------------- vocabulary
 
 def data_vocab_size(data_dir: Path) -> int | None:
-    """Vocabulary size from the data's meta.json (gpttui) or meta.pkl (nanoGPT), if present."""
+    """Vocabulary size from the data's meta.json (gpttui) or meta.pkl (nanoGPT); None without one, or
+    for GPT-2 tokens. A meta that is there but can't be read is a ConfigError naming it: the model
+    would otherwise be built for GPT-2's vocabulary, trained and sampled with the wrong one (nanoGPT's
+    train.py fails on it too)."""
     mj = data_dir / "meta.json"
     if mj.exists():
         try:
-            meta = json.loads(mj.read_text())
-            if meta.get("tokenizer") == "gpt2":
-                return None  # GPT-2 ids: pad to 50304 as nanoGPT does for data without meta.pkl
-            v = meta.get("vocab_size")
-            return int(v) if v else None
-        except (OSError, ValueError, AttributeError):
+            meta = json.loads(mj.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{mj}: cannot read: {e}") from None
+        if not isinstance(meta, dict):
+            raise ConfigError(f"{mj}: expected a JSON object with tokenizer and vocab_size")
+        if meta.get("tokenizer") == "gpt2":
+            return None  # GPT-2 ids: pad to 50304 as nanoGPT does for data without meta.pkl
+        v = meta.get("vocab_size")
+        if v is None:
             return None
+        if type(v) is not int or v <= 0:
+            raise ConfigError(f"{mj}: vocab_size is {str(v)[:40]!r}, not a positive integer")
+        return v
     mp = data_dir / "meta.pkl"
     if mp.exists():
         from gpttui.data.metapkl import read_meta_pkl
 
         try:
-            return int(read_meta_pkl(mp)["vocab_size"])
-        except (OSError, ValueError, KeyError):
-            return None
+            return read_meta_pkl(mp)["vocab_size"]
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     return None
 
 
