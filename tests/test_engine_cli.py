@@ -215,7 +215,8 @@ def test_a_new_run_its_engine_refuses_leaves_no_directory(tmp_path):
                "--n_embd=32", "--block_size=16", "--batch_size=2", "--max_iters=1", "--device=cpu",
                "--compile=False")
     assert r.returncode == 2, r.stderr
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "99" in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "largest id in the file: 99" in errors[0] and "Traceback" not in r.stderr
     assert not (tmp_path / "a").exists()
 
     kept = tmp_path / "kept"  # a directory that was there before keeps only what it held
