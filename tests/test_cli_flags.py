@@ -159,3 +159,10 @@ def test_an_override_whose_value_has_a_space_is_an_override_not_a_config_path(na
     assert (nanogpt_dir / "my runs" / "first" / "ckpt.pt").is_file()
     assert cli.main(["config", "--n_layer=2", "stray word"]) == 2   # a positional with a space is still the config
     assert "stray word: no such config file" in capsys.readouterr().err
+
+
+def test_launch_says_a_refused_field_in_one_line_as_train_does(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["launch", "demo", "--max_iters=-1"]) == 2   # lr_decay_iters follows it: not said again
+    assert capsys.readouterr().err == "error: max_iters: must be >= 0, got -1\n"
+    assert list(tmp_path.iterdir()) == []

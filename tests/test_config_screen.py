@@ -1,6 +1,8 @@
 """The config editor, driven with the pilot as a user would: type, look at the screen, apply.
 (What the form's texts mean is tested directly in test_config_edit.py.)"""
 
+import shutil
+
 import pytest
 from app_helpers import UNSET, ScreenHost, dashboard, flat, pilot_test, tiny_config, wait_for, written_run
 from engine_kit import read_events
@@ -319,3 +321,17 @@ async def test_c_on_a_running_run_applies_live_then_restarts_for_batch_size(tmp_
         await pilot.press("y")
         await wait_for(pilot, lambda: not ctl.engine_alive, 30, "the engine to stop")
         assert app.ui_errors == []  # checked before the app shuts down
+
+
+@pilot_test
+async def test_a_data_meta_pkl_that_cannot_be_read_is_said_in_the_figures_place(tmp_path, char_data):
+    """The sizes need the data's vocabulary; a damaged meta.pkl raised out of the editor."""
+    data = tmp_path / "data"
+    shutil.copytree(char_data, data)
+    (data / "meta.pkl").write_bytes(bytes(range(256)))
+    cfg = C.replace(C.DEFAULTS, data_dir=str(data), n_layer=2, n_head=2, n_embd=64, block_size=32)
+    app = ScreenHost(ConfigScreen(C.LoadedConfig(cfg)))
+    async with app.run_test(size=(140, 60)) as pilot:
+        await wait_for(pilot, lambda: "meta.pkl" in flat(app, SIDE), 30, "the meta.pkl's error")
+        await type_into(pilot, "n_layer", "3")      # a change recomputes the side: still said, no crash
+        assert "meta.pkl" in flat(app, SIDE) and field_value(app, "n_layer") == "3"

@@ -131,7 +131,11 @@ def plan_apply(run: C.TrainConfig, candidate: C.TrainConfig, current_iter: int |
     refusals: list[str] = []
     if changes.keys() & {"vocab_size", "dataset", "data_dir"}:
         # the vocabulary the model would be built with (0 = from the data's meta)
-        old, new = sizing.effective_vocab_size(run), sizing.effective_vocab_size(candidate)
+        try:
+            old, new = sizing.effective_vocab_size(run), sizing.effective_vocab_size(candidate)
+        except C.ConfigError as e:   # the data's meta can't be read
+            old = new = 0
+            refusals.append(str(e))
         if old != new:
             refusals.append(f"vocab_size: the checkpoint's model has a vocabulary of {old:,}; this "
                             f"config's (with its data) is {new:,} (start a new run instead)")

@@ -259,8 +259,7 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
     if isinstance(hp, dict) and hp.get("nanogpt"):
         p.update(nanogpt=hp.get("nanogpt"), total=hp.get("total"), non_embedding=hp.get("non_embedding"),
                  source="engine")
-    elif cfg is not None:
-        vocab = cfg.vocab_size or (sizing.GPT2_PADDED_VOCAB if h.kind == "nanogpt-log" else sizing.effective_vocab_size(cfg))
+    elif cfg is not None and (vocab := _config_vocab(h, cfg)):
         total, nano, non_emb = sizing.count_params(cfg.n_layer, cfg.n_embd, cfg.block_size, vocab, cfg.bias)
         p.update(nanogpt=nano, total=total, non_embedding=non_emb, source="config")
     reported = h.params_reported
@@ -301,6 +300,17 @@ def _params(h: RunHistory, cfg: C.TrainConfig | None) -> tuple[dict[str, Any], F
         verdict = (f"matches the ~{human_count(promised[0][1], 0)} the {promised[0][0]} promises" if promised
                    else "no size promised by the config's names or comments to check against")
     return p, Finding("params", "parameters", lines, verdict, level)
+
+
+def _config_vocab(h: RunHistory, cfg: C.TrainConfig) -> int | None:
+    """The vocabulary the config's model has: a log's, nanoGPT's default where it never said; a run's,
+    from its data's meta (None where that can't be read now: no count from the config then)."""
+    if cfg.vocab_size or h.kind == "nanogpt-log":
+        return cfg.vocab_size or sizing.GPT2_PADDED_VOCAB
+    try:
+        return sizing.effective_vocab_size(cfg)
+    except C.ConfigError:
+        return None
 
 
 def _vocab_explains(built: float, reported: float, n_embd: int, assumed_vocab: int) -> bool:

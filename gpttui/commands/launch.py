@@ -187,5 +187,5 @@ def _check(cfg: C.TrainConfig, world: int) -> None:
     errors = C.validate(cfg)
     if error := world_size_error(cfg, world):
         errors.append(error)
-    if errors:
-        raise LaunchError("invalid config:\n  " + "\n  ".join(errors))
+    if errors:   # one line each, as train says them
+        raise LaunchError("\nerror: ".join(errors))

@@ -289,10 +289,14 @@ class ConfigScreen(Screen[ConfigChange | None]):
         for group, names in self.groups.items():
             self._fill(f"#values-{group}", self._values(names))
         self._show_field_help()
-        self._fill("#figures", figures(
-            check.config, self.base, measured_ms_per_iter=self.measured_ms_per_iter,
-            device_memory_bytes=self.device_memory_bytes))
-        warnings = sizing.config_warnings(check.config, self.loaded.source_text, self.loaded.source)
+        try:   # the sizes need the data's vocabulary: a meta.pkl that can't be read is said in their place
+            self._fill("#figures", figures(
+                check.config, self.base, measured_ms_per_iter=self.measured_ms_per_iter,
+                device_memory_bytes=self.device_memory_bytes))
+            warnings = sizing.config_warnings(check.config, self.loaded.source_text, self.loaded.source)
+        except C.ConfigError as e:
+            self._fill("#figures", Text(str(e), style="bold red"))
+            warnings = []
         self._fill("#warnings", Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow"))
         self._fill("#problems", self._problems_text())
         if self.live:

@@ -56,8 +56,11 @@ class RunHeader(Static):
 
     def show(self, live: LiveRun, run_dir: Path, note: str, cfg: C.TrainConfig | None) -> None:
         h = live.hello
-        data_known = bool(h) or cfg is None or bool(cfg.vocab_size) or \
-            sizing.data_vocab_size(cfg.resolved_data_dir()) is not None
+        try:
+            data_known = bool(h) or cfg is None or bool(cfg.vocab_size) or \
+                sizing.data_vocab_size(cfg.resolved_data_dir()) is not None
+        except C.ConfigError:   # a meta that can't be read: no vocabulary, so no parameter count
+            data_known = False
         key = (id(h), str(run_dir), note, data_known, live.history.params_reported)
         if key == self._key:
             return
