@@ -7,12 +7,14 @@ For each thread count and length: the median wall time of --runs runs of gpttui'
 `engine.generate.generate` (KV cache) and of nanoGPT's `model.generate` (the whole context
 recomputed per token; `engine.generate.generate_uncached`), both with nanoGPT's sampling
 (temperature 0.8, top_k 200), their tokens/s and ratio, measured in the same run with the
-runs interleaved. Cached
+runs interleaved, and whether they drew the same tokens. Past block_size gpttui computes
+nanoGPT's window too (one block-long forward per token), so a length past the block also
+times the opt-in half-block refill (`keep`, the sampler's fast_past_block). Cached
 decoding reads every weight once per token, so its bound is memory bandwidth / bytes per
 token; the bench measures the bandwidth (a 1 GB read and a 1 GB copy) and prints how close
-decoding comes. Also: time to the first token, where a token's time goes, and whether a bf16
-copy of lm_head would pay. The load average is printed with every figure: other processes on
-the same cores change everything (run it when the machine is quiet).
+decoding comes within the block. Also: time to the first token, where a token's time goes, and
+whether a bf16 copy of lm_head would pay. The load average is printed with every figure: other
+processes on the same cores change everything (run it when the machine is quiet).
 
     python bench/sample_speed.py [--runs 3] [--threads 2,1] [--tokens 500,1000] [--models demo,bpe]
 """
@@ -144,10 +146,12 @@ def main() -> None:
             for n in lengths:
                 x = torch.zeros((1, 1), dtype=torch.long)
                 cached: list[int] = []
+                block = model.config.block_size
+                past = n > block  # the 1-token prompt and the new tokens outgrow the block
 
-                def run_cached() -> None:
+                def run_cached(keep: int | None = None) -> None:
                     torch.manual_seed(1)
-                    cached[:] = generate(model, [0], n, vocab_size=vocab, **SAMPLING)
+                    cached[:] = generate(model, [0], n, vocab_size=vocab, keep=keep, **SAMPLING)
 
                 def run_recomputed() -> torch.Tensor:
                     torch.manual_seed(1)
@@ -155,21 +159,26 @@ def main() -> None:
 
                 run_cached()  # warm-up
                 before = load()
-                times_c, times_r = [], []
+                times_c, times_r, times_f = [], [], []
                 for _ in range(args.runs):  # interleaved, so a change of load hits both alike
                     times_c.append(median_time(run_cached, 1))
                     times_r.append(median_time(run_recomputed, 1))
+                    if past:
+                        times_f.append(median_time(lambda: run_cached(block // 2), 1))
                 tc, tr = statistics.median(times_c), statistics.median(times_r)
-                if n < model.config.block_size:
-                    ref = run_recomputed()[0, 1:].tolist()
-                    diff = next((i for i, (a, b) in enumerate(zip(ref, cached)) if a != b), None)
-                    same = ("same tokens" if diff is None else
-                            f"same tokens up to #{diff}, where float rounding (cached vs recomputed) flipped a near tie")
+                run_cached()  # the tokens of the default path (the last run may have been the opt-in)
+                ref = run_recomputed()[0, 1:].tolist()
+                diff = next((i for i, (a, b) in enumerate(zip(ref, cached)) if a != b), None)
+                same = ("same tokens" if diff is None else
+                        f"same tokens up to #{diff}, where float rounding (cached vs recomputed) flipped a near tie")
+                if past:
+                    tf = statistics.median(times_f)
+                    bound = (f"past block_size {block}: nanoGPT's window, one {block}-token forward per token; "
+                             f"fast_past_block {n / tf:.1f} tok/s")
                 else:
-                    same = "past block_size the two keep different windows, by design"
-                limit = read_bw * 1e9 / bytes_per_token(model, n / 2)
-                print(f"{n:5d} tokens: cached {n / tc:7.1f} tok/s ({100 * n / tc / limit:3.0f}% of the "
-                      f"{limit:.0f} tok/s read-bandwidth bound), recomputed {n / tr:6.1f} tok/s, "
+                    limit = read_bw * 1e9 / bytes_per_token(model, n / 2)
+                    bound = f"{100 * n / tc / limit:3.0f}% of the {limit:.0f} tok/s read-bandwidth bound"
+                print(f"{n:5d} tokens: cached {n / tc:7.1f} tok/s ({bound}), recomputed {n / tr:6.1f} tok/s, "
                       f"ratio {tr / tc:5.1f}x  [{before}, then {load()}; {same}]")
             print(f"   first token after {first_token_ms(model, 1, vocab):.1f} ms (1-token prompt), "
                   f"{first_token_ms(model, model.config.block_size, vocab):.1f} ms "

@@ -1,11 +1,12 @@
-"""Generation (engine/generate.py): the KV cache against recomputation (also past block_size),
-nanoGPT's sampling step and its cheaper draw, filters, stop tokens, text streamed as it decodes."""
+"""Generation (engine/generate.py): nanoGPT's tokens for its seed past block_size, the KV cache
+against recomputation, nanoGPT's sampling step and its cheaper draw, filters, stop tokens, text
+streamed as it decodes."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from engine_kit import BPE_ARGS, CHAR_ARGS
+from engine_kit import BPE_ARGS, CHAR_ARGS, nanogpt
 
 from gpttui.data.tokenizer import GPT2_EOT, GPT2Tokenizer, gpt2
 from gpttui.engine.generate import TextStream, _draw_is_multinomial, draw, generate, generate_uncached
@@ -33,6 +34,29 @@ def test_draw_is_torch_multinomial_to_the_random_number():
         assert torch.equal(draw(probs), want) and torch.equal(torch.get_rng_state(), want_state)
 
 
+# ---------------------------------------------------------------- nanoGPT's tokens past block_size
+
+@pytest.mark.parametrize("prompt_len", [3, 40])  # 40 > block_size: cropped as nanoGPT does
+def test_nanogpts_tokens_for_its_seed_past_block_size(prompt_len):
+    """nanoGPT's model.generate (its own code) recomputes the last block_size tokens for every new
+    token; the same seed draws the same tokens well past block_size, for each sampling setting."""
+    ng = nanogpt()
+    torch.manual_seed(0)
+    args = {**CHAR_ARGS, "block_size": 16}
+    ref = ng.GPT(ng.GPTConfig(**args)).eval()
+    model = GPT(GPTConfig(**args)).eval()
+    model.load_state_dict(ref.state_dict())
+    prompt = torch.randint(0, 65, (prompt_len,)).tolist()
+    n = 60  # 44 and more tokens past the 16-token block
+    for seed, temperature, top_k in ((1, 0.8, 200), (2, 1.0, None), (3, 0.5, 5), (4, 1.0, 1)):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            want = ref.generate(torch.tensor([prompt]), n, temperature=temperature, top_k=top_k)
+        torch.manual_seed(seed)
+        got = list(generate(model, prompt, n, temperature=temperature, top_k=top_k))
+        assert got == want[0, prompt_len:].tolist(), (seed, temperature, top_k)
+
+
 # ---------------------------------------------------------------- the cache is exact
 
 def _greedy_reference(model: GPT, prompt: list[int], n: int, keep: int) -> list[int]:
@@ -50,17 +74,17 @@ def _greedy_reference(model: GPT, prompt: list[int], n: int, keep: int) -> list[
     return out
 
 
-@pytest.mark.parametrize("prompt_len", [3, 40])  # 40 > block_size: cropped as nanoGPT does
-def test_cached_greedy_equals_recomputed_past_block_size(prompt_len):
+@pytest.mark.parametrize("prompt_len", [3, 40])
+def test_cached_greedy_equals_recomputed_over_the_window_kept(prompt_len):
+    """In float64 (rounding far below the gaps between logits): nanoGPT's window by default; keep=N
+    (the sampler's fast_past_block) refills the last N tokens once the cache is full."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(**{**CHAR_ARGS, "block_size": 16})).double().eval()
     prompt = torch.randint(0, 65, (prompt_len,)).tolist()
     n = 60  # several refills of the 16-token window
-    # keep=block_size: nanoGPT's own sliding window (its generate with top_k=1 is greedy)
+    assert list(generate(model, prompt, n, temperature=0, keep=8)) == _greedy_reference(model, prompt, n, keep=8)
     nano = generate_uncached(model, torch.tensor([prompt]), n, top_k=1)[0, prompt_len:].tolist()
-    assert list(generate(model, prompt, n, temperature=0, keep=16)) == nano
-    # the default: refill with the last half when the cache is full
-    assert list(generate(model, prompt, n, temperature=0)) == _greedy_reference(model, prompt, n, keep=8)
+    assert list(generate(model, prompt, n, temperature=0)) == nano
 
 
 def test_top_p_tiny_is_greedy_and_padding_ids_are_never_drawn():

@@ -63,7 +63,8 @@ def run_request(loaded: sampler.Loaded, **values) -> list[sampler.Sample]:
 # ---------------------------------------------------------------- same seed, same text
 
 def test_same_seed_gives_nanogpts_text_for_a_nanogpt_checkpoint(char_run, shakespeare_chars):
-    """nanoGPT's sample.py: seed, build its GPT, load, generate; we print the same samples."""
+    """nanoGPT's sample.py: seed, build its GPT, load, generate; we print the same samples, also
+    past block_size (32 here: 6 prompt + 60 new characters), unless fast_past_block is asked for."""
     ng = nanogpt()
     ckpt = torch.load(char_run / "ckpt.pt", weights_only=True)
     torch.manual_seed(1337)
@@ -72,16 +73,20 @@ def test_same_seed_gives_nanogpts_text_for_a_nanogpt_checkpoint(char_run, shakes
     ref.eval()
     tok = CharTokenizer(shakespeare_chars)
     x = torch.tensor([tok.encode("ROMEO:")])
-    want = [tok.decode(ref.generate(x, 20, temperature=0.8, top_k=200)[0].tolist()) for _ in range(3)]
+    with torch.no_grad():
+        want = [tok.decode(ref.generate(x, 60, temperature=0.8, top_k=200)[0].tolist()) for _ in range(3)]
 
     loaded = sampler.load(char_run / "ckpt.pt", seed=1337)
     got = [s.prompt + s.text for s in run_request(loaded, out_dir=str(char_run), start="ROMEO:",
-                                                  num_samples=3, max_new_tokens=20)]
+                                                  num_samples=3, max_new_tokens=60)]
     assert got == want
-    again = [s.prompt + s.text for s in run_request(loaded, start="ROMEO:", num_samples=3, max_new_tokens=20)]
+    again = [s.prompt + s.text for s in run_request(loaded, start="ROMEO:", num_samples=3, max_new_tokens=60)]
     assert again == want  # a second request with the seed: same text (model already loaded)
-    other = [s.text for s in run_request(loaded, start="ROMEO:", num_samples=3, max_new_tokens=20, seed=7)]
+    other = [s.text for s in run_request(loaded, start="ROMEO:", num_samples=3, max_new_tokens=60, seed=7)]
     assert other != [w[len("ROMEO:"):] for w in want]
+    fast = [s.prompt + s.text for s in run_request(loaded, start="ROMEO:", num_samples=3, max_new_tokens=60,
+                                                   fast_past_block=True)]
+    assert fast != want and fast[0][:32] == want[0][:32]  # the same until the block is full
 
 
 # ---------------------------------------------------------------- checkpoints and tokenizers

@@ -60,19 +60,24 @@ def nanogpt_sample_py(run: Path, tok: CharTokenizer, start: str, num_samples: in
 
 
 def test_prints_what_nanogpt_sample_py_prints_in_both_flag_forms(nano_run):
+    """Past block_size too: a 23-character prompt and 60 new characters on a 64-character block."""
     cwd, tok = nano_run
     (cwd / "prompt.txt").write_text("JULIET:\nO Romeo, Romeo!", encoding="utf-8")
-    want = nanogpt_sample_py(cwd / "out-shakespeare-char", tok, "JULIET:\nO Romeo, Romeo!", 2, 30, 42)
+    want = nanogpt_sample_py(cwd / "out-shakespeare-char", tok, "JULIET:\nO Romeo, Romeo!", 2, 60, 42)
     a = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--start=FILE:prompt.txt", "--num_samples=2",
-                      "--max_new_tokens=30", "--seed=42", "--device=cpu", "--compile=False")
+                      "--max_new_tokens=60", "--seed=42", "--device=cpu", "--compile=False")
     assert a.returncode == 0, a.stderr
     assert a.stdout == want
     assert "no torch" in a.stderr and "iter 5000" in a.stderr and "tokens/s" in a.stderr
     b = gpttui_sample(cwd, "--out_dir", "out-shakespeare-char", "--start", "FILE:prompt.txt", "--num_samples", "2",
-                      "--max_new_tokens", "30", "--seed", "42", "--compile", "--top_k=None")
+                      "--max_new_tokens", "60", "--seed", "42", "--compile", "--top_k=None")
     # top_k=None keeps all 65 characters, as top_k=200 does: same text, whichever flag form
     assert b.returncode == 0 and b.stdout == want, b.stderr
     assert "--compile is not used" in b.stderr
+    c = gpttui_sample(cwd, "--out_dir=out-shakespeare-char", "--start=FILE:prompt.txt", "--num_samples=2",
+                      "--max_new_tokens=60", "--seed=42", "--fast_past_block")
+    # the opt-in refill: nanoGPT's text while the block holds the context, its own after
+    assert c.returncode == 0 and c.stdout != want and c.stdout[:64] == want[:64], c.stderr
 
 
 def test_bad_input_is_one_line_and_exit_2(nano_run):

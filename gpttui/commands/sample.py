@@ -1,10 +1,11 @@
 """`gpttui sample --out_dir=RUN [nanoGPT sample.py flags]`: print samples as they are made.
 
 Takes nanoGPT sample.py's flags in its `--key=value` form (or `--key value`) with its defaults,
-plus --top_p, --ckpt, --stop_at_eot, --data_dir and --threads, and prints what nanoGPT prints:
-each sample (prompt included) followed by a '---------------' line, on stdout; notes and the
-speed go to stderr. The work happens in the sampler process (`python -m gpttui.engine.sample`),
-so this command never imports torch; the text streams as each token is decoded.
+plus --top_p, --ckpt, --stop_at_eot, --fast_past_block, --data_dir and --threads, and prints
+what nanoGPT prints: each sample (prompt included) followed by a '---------------' line, on
+stdout; notes and the speed go to stderr. The work happens in the sampler process
+(`python -m gpttui.engine.sample`), so this command never imports torch; the text streams as
+each token is decoded.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="accepted for nanoGPT's command lines; unused (the KV cache is the speed-up)")
     p.add_argument("--stop_at_eot", default=False, type=_bool, nargs="?", const=True,
                    help="end a sample at <|endoftext|>")
+    p.add_argument("--fast_past_block", default=False, type=_bool, nargs="?", const=True,
+                   help="past block_size, refill the KV cache with the last half block instead of a forward over "
+                        "the whole block per token (nanoGPT's): faster for samples longer than the block, but a "
+                        "token sees half a block to a block of context and the text is not nanoGPT's")
     p.add_argument("--data_dir", default="", type=_nano_str,
                    help="where the character vocabulary's meta.pkl is, if not data/<dataset>")
     p.add_argument("--threads", default=0, type=int, help="CPU threads (0: 1 while the run trains, else the cores left idle)")
@@ -80,7 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def request_values(args: argparse.Namespace) -> dict[str, Any]:
     """The sampler's Request fields from the parsed flags."""
     names = ("out_dir", "ckpt", "start", "num_samples", "max_new_tokens", "temperature", "top_k", "top_p",
-             "seed", "stop_at_eot", "data_dir", "threads")
+             "seed", "stop_at_eot", "fast_past_block", "data_dir", "threads")
     return {n: getattr(args, n) for n in names}
 
 

@@ -7,15 +7,18 @@ reads every weight once, so decoding is bound by memory bandwidth (bench/sample_
 measures how close it gets). Loops per token stay short: no tensor is allocated for the cache,
 nothing is concatenated, and the one host sync per token is reading the sampled id.
 
-Past block_size nanoGPT recomputes the last block_size tokens for every new token. Here, when
-the cache is full, it is refilled with the last `keep` tokens (block_size // 2 by default) and
-decoding continues: one prefill of block_size/2 tokens per block_size/2 new tokens, so a token
-sees between block_size/2 and block_size tokens of context (nanoGPT's see exactly block_size;
-keep=block_size reproduces that, at nanoGPT's cost).
+Past block_size nanoGPT recomputes the last block_size tokens for every new token. With
+absolute position embeddings every token's position moves each step, so no cache can hold
+that window: once the context fills the block, each new token is one forward over the last
+block_size tokens, as nanoGPT's (the KV cache serves everything before). The opt-in `keep`
+trades that for speed: the full cache is refilled with the last `keep` tokens and decoding
+continues cached, one prefill of `keep` tokens per block_size - keep new ones, but a token
+then sees between keep and block_size tokens of context and the text is no longer nanoGPT's.
 
 Same seed, same text: `pick` is nanoGPT's sampling step (`draw` is multinomial's own
-arithmetic, cheaper), so the same random numbers choose the same tokens (while the context fits
-in block_size; only float rounding, cached against recomputed attention, could flip a near tie).
+arithmetic, cheaper), so the same random numbers choose the same tokens. Past block_size the
+logits are nanoGPT's own computation; before, only float rounding, cached against recomputed
+attention, could flip a near tie.
 """
 
 from __future__ import annotations
@@ -109,18 +112,18 @@ def generate(model: GPT, prompt: list[int], max_new_tokens: int, *, temperature:
              top_k: int | None = 200, top_p: float = 1.0, vocab_size: int | None = None,
              stop_token: int | None = None, keep: int | None = None,
              cache_dtype: torch.dtype | None = None) -> Iterator[int]:
-    """Yield new token ids one by one, decoding with a KVCache.
+    """Yield new token ids one by one, decoding with a KVCache while the context fits the block.
 
-    A prompt longer than block_size is cropped to its last block_size tokens (as nanoGPT);
-    past block_size the cache is refilled with the last `keep` tokens (module docstring).
+    A prompt longer than block_size is cropped to its last block_size tokens, and past
+    block_size each token is computed over the last block_size tokens (both as nanoGPT); with
+    `keep` the full cache is refilled with the last `keep` tokens instead (module docstring).
     Ids from vocab_size up (the padding of 50257 to 50304) are never drawn. The generator may
     be abandoned at any point (that is how a sample is cancelled).
     """
     if not prompt:
         raise ValueError("generate needs at least one prompt token")
     block = model.config.block_size
-    keep = block // 2 if keep is None else keep
-    assert 1 <= keep <= block, f"keep={keep} must be in 1..{block}"
+    assert keep is None or 1 <= keep < block, f"keep={keep} must be in 1..{block - 1}"
     device = model.lm_head.weight.device
     cache = KVCache(model.config, device=device, dtype=cache_dtype or model.lm_head.weight.dtype)
     seq = list(prompt)
@@ -135,11 +138,13 @@ def generate(model: GPT, prompt: list[int], max_new_tokens: int, *, temperature:
         if token == stop_token or n == max_new_tokens - 1:
             return
         seq.append(token)
-        if cache.pos == block:  # full: slide the window
+        if cache.pos < block:
+            logits, _ = model(nxt.view(1, 1), cache=cache)
+        elif keep is None:  # nanoGPT's window: the last block_size tokens, recomputed
+            logits, _ = model(torch.tensor([seq[-block:]], device=device))
+        else:  # the opt-in: refill the cache with the last `keep` tokens
             cache.reset()
             logits, _ = model(torch.tensor([seq[-keep:]], device=device), cache=cache)
-        else:
-            logits, _ = model(nxt.view(1, 1), cache=cache)
 
 
 @torch.no_grad()

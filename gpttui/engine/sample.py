@@ -13,7 +13,8 @@ drive it. The decoding itself is generate.py's.
 Same seed, same text - and the text nanoGPT's sample.py prints for that checkpoint and seed:
 nanoGPT seeds torch, then builds the model (its random init draws from the generator), then
 samples with torch.multinomial over the whole vocabulary. `Loaded.seed` reproduces that state,
-and generate.pick is nanoGPT's sampling step.
+generate.pick is nanoGPT's sampling step, and past block_size generate computes nanoGPT's window
+(unless fast_past_block asks for the cached half-block refill, whose text is its own).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Request:
     top_p: float = 1.0          # nucleus filter; 1: off
     seed: int = 1337
     stop_at_eot: bool = False   # end a sample at <|endoftext|> (GPT-2 vocabularies)
+    fast_past_block: bool = False  # past block_size: cached, on the last half block (not nanoGPT's text)
     data_dir: str = ""          # where meta.pkl is; when there, the only place looked
     threads: int = 0            # CPU threads; 0: auto_threads() (1 while the run trains)
 
@@ -298,6 +300,7 @@ def sample_stream(loaded: Loaded, req: Request, prompt: list[int],
     stream = TextStream(tok)
     pieces: list[str] = []
     stop_token = tok.eot if req.stop_at_eot else None
+    keep = (loaded.model.config.block_size // 2 or None) if req.fast_past_block else None
     t0 = time.perf_counter()
     first = 0.0
     n = 0
@@ -305,7 +308,7 @@ def sample_stream(loaded: Loaded, req: Request, prompt: list[int],
     with loaded.ctx:
         gen = generate(loaded.model, prompt, req.max_new_tokens, temperature=req.temperature,
                        top_k=req.top_k, top_p=req.top_p, vocab_size=tok.vocab_size, stop_token=stop_token,
-                       cache_dtype=autocast_dtype(loaded.ctx))
+                       keep=keep, cache_dtype=autocast_dtype(loaded.ctx))
         for token in gen:
             n += 1
             if n == 1:
