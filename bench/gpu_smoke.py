@@ -175,7 +175,7 @@ class Smoke:
             assert proc.poll() is None and after > before, f"training went on ({before} -> {after})"
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=120)
-            assert code == 0, f"gpttui train exited {code} after SIGTERM"
+            assert code == 128 + signal.SIGTERM, f"gpttui train exited {code} after SIGTERM (a signal stop: 143)"
             assert events(live, "state")[-1]["state"] == "stopped"
             device = where.rsplit(") in ", 1)[0].split("; ")[-1]  # "cuda:0: bfloat16 on ...: needs ..." / "cpu: CPU"
             return f"sampled on {device}; training {before} -> {after} meanwhile, then stopped cleanly"
