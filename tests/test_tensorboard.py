@@ -3,6 +3,7 @@ scalar for every step and eval field at its iteration, written without torch."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -30,12 +31,17 @@ def test_a_nanogpt_log_becomes_scalars_tensorboard_reads(tmp_path, capsys):
     assert "scalars" in capsys.readouterr().out
     acc = read(tmp_path / "tb")
     assert set(acc.Tags()["scalars"]) == {"eval/train_loss", "eval/val_loss", "step/loss", "step/dt_ms",
-                                          "step/mfu", "step/tokens", "step/tokens_per_s"}
+                                          "step/lr", "step/mfu", "step/tokens", "step/tokens_per_s"}
     val = {e.step: e.value for e in acc.Scalars("eval/val_loss")}
     assert len(val) == 21 and val[500] == pytest.approx(5.5055) and val[0] == pytest.approx(10.9913)
     loss = {e.step: e.value for e in acc.Scalars("step/loss")}
     assert loss[7800] == pytest.approx(3.2876)
     assert {e.step: e.value for e in acc.Scalars("step/tokens")}[200] == 201 * 524288
+    # the log has no lr: it comes from the echoed config's schedule, nanoGPT's get_lr (warm-up 500, cosine)
+    lr = {e.step: e.value for e in acc.Scalars("step/lr")}
+    assert lr[200] == pytest.approx(3e-4 * 201 / 501, rel=1e-6)
+    cosine = 0.5 * (1 + math.cos(math.pi * (7800 - 500) / (12000 - 500)))
+    assert lr[7800] == pytest.approx(3e-5 + cosine * (3e-4 - 3e-5), rel=1e-6)
 
 
 def test_an_engine_run_has_every_step_field(tmp_path, char_data):
