@@ -28,7 +28,6 @@ import pyarrow as pa
 
 from gpttui.fs import atomic
 from gpttui.run.history import RunHistory
-from gpttui.run.schedule import lr_at
 
 _STEP_FIGURES = ("t", "loss", "lr", "dt_ms", "tokens_per_s", "mfu", "grad_norm")
 SCHEMA = pa.schema(
@@ -47,12 +46,12 @@ def rows(h: RunHistory) -> list[dict]:
     """Step and eval rows in iteration order (eval first within an iteration)."""
     tpi = h.tokens_per_iter
     peak = h.mfu_peak
-    cfg = h.train_config() if h.kind == "nanogpt-log" else None   # nanoGPT prints no lr: its get_lr of the config
+    lr_of = h.config_lr() if h.kind == "nanogpt-log" else None   # nanoGPT prints no lr
     out = [(e.iter, 0, i, {"kind": "eval", "iter": e.iter, "t": e.t, "train_loss": e.train_loss,
                            "val_loss": e.val_loss, "tokens": e.iter * tpi if tpi else None})
            for i, e in enumerate(h.evals)]
     out += [(s.iter, 1, i, {"kind": "step", "iter": s.iter, "t": s.t, "loss": s.loss,
-                            "lr": s.lr if s.lr is not None or cfg is None else lr_at(cfg, s.iter),
+                            "lr": s.lr if s.lr is not None or lr_of is None else lr_of(s.iter),
                             "dt_ms": s.dt_ms, "mfu": s.mfu, "grad_norm": s.grad_norm,
                             "mfu_peak_flops": peak if s.mfu is not None else None,
                             "tokens_per_s": s.tokens_per_s if s.tokens_per_s is not None

@@ -494,14 +494,33 @@ def run_schedule(h: RunHistory, cfg: C.TrainConfig | None, horizon: int, end: in
                 f"min_lr = lr/10) decaying to iter {end:,}")
         return lr_array(assumed, grid), stride, note
     sched = lr_array(cfg, grid)
-    recorded = [(s.iter, s.lr) for s in h.steps if s.lr is not None and 0 <= s.iter <= horizon]
     note = f"{schedule_name(cfg)} from the config"
+    for earlier in _earlier_schedules(h, cfg, grid, sched):
+        note += f"; {earlier}"
+    recorded = [(s.iter, s.lr) for s in h.steps if s.lr is not None and 0 <= s.iter <= horizon]
     if len(recorded) >= 2:   # the lrs the run really used (live changes included), then the config's
         its = np.array([r[0] for r in recorded])
         past = grid <= its.max()
         sched[past] = np.interp(grid[past], its, [r[1] for r in recorded])
         note += " (recorded lrs up to the last step)"
     return sched, stride, note
+
+
+def _earlier_schedules(h: RunHistory, cfg: C.TrainConfig, grid: np.ndarray, sched: np.ndarray) -> list[str]:
+    """Put into `sched` the lrs of the sessions before the last that started under another schedule
+    (a nanoGPT log appended to by a resume that changed max_iters or the decay), and say each."""
+    notes = []
+    for k, (s, nxt) in enumerate(zip(h.sessions, h.sessions[1:])):
+        own = h.session_config(s)
+        span = (grid >= (s.start_iter if k else 0)) & (grid < nxt.start_iter)
+        if own is None or not span.any():
+            continue
+        lrs = lr_array(own, grid[span])
+        if np.allclose(lrs, sched[span], rtol=1e-9, atol=0.0):
+            continue
+        sched[span] = lrs
+        notes.append(f"iters {int(grid[span][0]):,}-{nxt.start_iter:,} ran under an earlier start's {schedule_name(own)}")
+    return notes
 
 
 def schedule_name(cfg: C.TrainConfig) -> str:

@@ -18,7 +18,6 @@ from gpttui.run import engine_state, layout
 from gpttui.run.history import RunHistory, open_run
 from gpttui.run.metrics import MetricsTail
 from gpttui.run.nanogpt_log import LogReader
-from gpttui.run.schedule import lr_at
 
 
 @dataclass
@@ -83,8 +82,8 @@ class OpenedRun:
     def config_lrs(self, iters: list[int]) -> None:
         """The lr panel's values at these iterations of a log: nanoGPT prints no lr, and its get_lr is a
         function of the config."""
-        if iters and (cfg := self.history.train_config()) is not None:
-            self.live.lr.extend(lr_at(cfg, it) for it in iters)
+        if iters and (lr := self.history.config_lr()) is not None:
+            self.live.lr.extend(lr(it) for it in iters)
 
     def take_added(self) -> list[str]:
         """The log's lines read since the last call, for the log pane (as `tail -f` shows them)."""

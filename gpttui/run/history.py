@@ -11,14 +11,15 @@ an earlier checkpoint: the new branch replaces the abandoned one (no zig-zag in 
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from gpttui.run import config as C
-from gpttui.run import layout, nanogpt_log, protocol
+from gpttui.run import layout, nanogpt_log, protocol, schedule
 from gpttui.run.metrics import EventReader
 
 
@@ -63,6 +64,14 @@ class Session:
     t_start: float | None = None
     t_end: float | None = None
     world_size: int = 1                # processes (GPUs) that trained it; the hello's world_size
+    config: dict[str, Any] | None = None   # a nanoGPT log's config as read when this process started
+
+
+def _train_config(values: dict[str, Any]) -> C.TrainConfig | None:
+    try:
+        return C.build({k: v for k, v in values.items() if k in C.FIELDS})
+    except (C.ConfigError, TypeError):
+        return None
 
 
 def _num(value: Any) -> float | None:
@@ -180,8 +189,11 @@ class RunHistory:
         last = self.last_iter
         if last is not None and it < last:
             self.truncate_from(it)
+        config = protocol.clean_config(e["config"]) if isinstance(e.get("config"), dict) else None
         if not self.sessions or self.sessions[-1].start_iter != it:
-            self.sessions.append(Session(it, t, t))
+            self.sessions.append(Session(it, t, t, config=config))
+        elif config is not None:
+            self.sessions[-1].config = config
 
     def truncate_from(self, start: int) -> None:
         """Drop what was recorded at iterations >= start (the abandoned branch of a resume).
@@ -287,13 +299,27 @@ class RunHistory:
 
     def train_config(self) -> C.TrainConfig | None:
         """The full TrainConfig, when the source gave every knob (else None: don't guess)."""
-        if not self.config_complete:
+        return _train_config(self.config) if self.config_complete else None
+
+    def session_config(self, session: Session) -> C.TrainConfig | None:
+        """The full TrainConfig a session started with, where its source says it apart (a nanoGPT
+        log's processes); None otherwise."""
+        return None if session.config is None else _train_config(session.config)
+
+    def config_lr(self) -> Callable[[int], float] | None:
+        """The lr at an iteration as the config's schedule (nanoGPT's get_lr) gives it, for a source
+        that prints none: of the config its process started with (a log appended to by a resume may
+        change the schedule), else of the run's. None without a full config."""
+        cfg = self.train_config()
+        if cfg is None:
             return None
-        values = {k: v for k, v in self.config.items() if k in C.FIELDS}
-        try:
-            return C.build(values)
-        except (C.ConfigError, TypeError):
-            return None
+        starts = [s.start_iter for s in self.sessions]
+        configs = [self.session_config(s) or cfg for s in self.sessions]
+
+        def lr(it: int) -> float:
+            k = bisect.bisect_right(starts, it) - 1
+            return schedule.lr_at(configs[k] if k >= 0 else cfg, it)
+        return lr
 
     def val_curve(self) -> tuple[list[int], list[float]]:
         """(iters, val losses) of the evals with a finite val loss: a diverged eval (a nanoGPT

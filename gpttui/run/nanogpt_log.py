@@ -276,7 +276,12 @@ class _Parser:
         return True
 
     def _session(self, it: int) -> None:
-        self.log.events.append({"type": "session", "iter": it})
+        """A process starting at `it`, with the config as read so far: a log appended to by a resume
+        (`tee -a`) that changed the schedule ran each stretch under its own."""
+        event: dict[str, Any] = {"type": "session", "iter": it}
+        if self.log.config_complete:
+            event["config"] = dict(self.log.config)
+        self.log.events.append(event)
         self.started = True
 
     def _apply_echo(self, text: str) -> None:
