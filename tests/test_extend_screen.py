@@ -100,6 +100,29 @@ async def test_bad_entries_are_marked_and_cannot_be_applied():
 
 
 @pilot_test
+async def test_a_huge_end_typed_key_by_key_is_refused_not_a_crash():
+    """'1e400' passes through '1e40' as it is typed: an end whose ETA no clock can show. The screen
+    refuses an end past what gpttui trains, and says a far finish by its date."""
+    screen = ExtendScreen(SEED, current_iter=6000, tokens_per_iter=TPI, pace=Pace(3900.0, 15.0, True, 500, 6000),
+                          evals=EVALS)
+    app = ScreenHost(screen)
+    async with app.run_test(size=(110, 40)) as pilot:
+        for key in "1e400":
+            await pilot.press(key)
+            await settle(pilot)
+            if key == "0":
+                assert "more iterations than gpttui trains (at most 99,999,999)" in flat(app, "#error")
+                assert app.screen.query_one("#apply", Button).disabled
+        await pilot.press(*["backspace"] * 5, *"50000000")   # 50M iterations at 3.9 s: years
+        await settle(pilot)
+        summary = flat(app, "#summary")
+        assert flat(app, "#error") == ""
+        assert f"ETA {units.human_duration(50_000_000 * 3.9 + 99_988 * 15)}" in summary
+        assert "y " in units.human_duration(50_000_000 * 3.9)
+        assert any(f" {year}" in summary for year in range(2032, 2040))   # a date, not a weekday
+
+
+@pilot_test
 async def test_the_entry_hint_is_whole_at_80_columns_and_wraps_at_a_word_below():
     for width in (80, 60):
         app = ScreenHost(ExtendScreen(SEED, current_iter=6000, tokens_per_iter=TPI, pace=None, evals=EVALS))

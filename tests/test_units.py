@@ -7,7 +7,8 @@ from gpttui.widgets import fmt
 
 
 def test_durations_have_one_format_everywhere():
-    cases = {0: "0s", 47: "47s", 59.6: "1m 00s", 754: "12m 34s", 47000: "13h 03m", 200000: "2d 07h", -3: "0s"}
+    cases = {0: "0s", 47: "47s", 59.6: "1m 00s", 754: "12m 34s", 47000: "13h 03m", 200000: "2d 07h", -3: "0s",
+             4e8: "12y 246d"}
     assert {s: human_duration(s) for s in cases} == cases
     assert {s: fmt.duration(s) for s in cases} == cases          # the dashboard's, the same
     assert fmt.duration(None) == fmt.duration(math.inf) == "—"   # not known yet

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from gpttui.analysis import forecast
 from gpttui.run import config as C
 from gpttui.run import schedule
+from gpttui.run.protocol import MAX_ITER
 
 TOKEN_UNITS = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
 _END_RE = re.compile(r"^(\+)?(\d+(?:\.\d*)?(?:e\d+)?)([kmbt])?(tok|toks|token|tokens)?$", re.I)
@@ -33,6 +34,9 @@ def parse_end(text: str, *, current_iter: int, max_iters: int, tokens_per_iter: 
         raise ValueError(f"{text.strip()!r} is not {HINT}")
     plus, number, unit, tokens_word = m.groups()
     x = float(number)
+    too_many = ValueError(f"{text.strip()!r}: more iterations than gpttui trains (at most {MAX_ITER - 1:,})")
+    if not math.isfinite(x):
+        raise too_many
     if unit or tokens_word:
         iters = math.ceil(x * (TOKEN_UNITS[unit.lower()] if unit else 1) / max(1, tokens_per_iter))
     elif x.is_integer():
@@ -40,6 +44,8 @@ def parse_end(text: str, *, current_iter: int, max_iters: int, tokens_per_iter: 
     else:
         raise ValueError(f"{text.strip()!r}: an iteration count must be a whole number")
     end = max_iters + iters if plus else iters
+    if end >= MAX_ITER:
+        raise too_many
     if end <= current_iter:
         raise ValueError(f"{end:,} is not beyond the current iteration {current_iter:,}")
     if end == max_iters:

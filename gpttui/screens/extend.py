@@ -197,8 +197,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
                 how += f" + {evals} evals × {p.eval_pause_s:.1f} s{'' if p.pause_measured else ' (estimated)'}"
             elif evals:
                 how += f"; {evals} eval pauses not measured yet"
-            finish = time.strftime("%a %H:%M", time.localtime(time.time() + secs))
-            parts.append(f"ETA {units.human_duration(secs)} ({how}), around {finish}")
+            parts.append(f"ETA {units.human_duration(secs)} ({how}), around {units.finish_time(secs, time.time())}")
         else:
             parts.append("ETA unknown until the run has measured its speed")
         return "\n  ".join(parts)
