@@ -605,9 +605,18 @@ class EngineRun(LiveRunReads):
     # ------------------------------------------------------------ shutdown
 
     def shutdown(self) -> None:
-        """Whatever ends the app, an engine it owns is not left orphaned without a checkpoint."""
+        """Whatever ends the app, an engine it owns is not left orphaned without a checkpoint. The
+        dashboard failing (an exception: exit code 1) is a UI lost, not a stop the user asked for:
+        the engine checkpoints and follows its on_ui_lost, as when the terminal closes."""
         self._release_ui_lock()
         eng = self.engine
+        if eng is not None and eng.alive and self.app.return_code == 1 and isinstance(eng, EngineClient | SocketClient):
+            cfg = self.live.train_config()
+            stays = cfg is None or cfg.on_ui_lost == "detach"
+            self.farewell = ui_failed_message(eng.pid, self.run_dir, self.live.iter, stays)
+            eng.detach()
+            self.engine = None
+            return
         if eng is not None and eng.alive:
             eng.send("stop")
             deadline = time.monotonic() + 30
@@ -615,6 +624,18 @@ class EngineRun(LiveRunReads):
                 time.sleep(0.05)
             if eng.alive:
                 eng.terminate(grace=5.0)
+
+
+def ui_failed_message(pid: int | None, run_dir: Path, at_iter: int, stays: bool) -> str:
+    """What the shell shows under the traceback of a dashboard that failed while its engine trained."""
+    if not stays:
+        return (f"gpttui: the dashboard failed (above); the engine (pid {pid}) saves a checkpoint and stops "
+                f"(on_ui_lost = 'stop'), from iteration {at_iter:,} in {run_dir}\n"
+                f"  resume it:  gpttui launch {run_dir}")
+    return (f"gpttui: the dashboard failed (above); the engine (pid {pid}) saves a checkpoint and trains on "
+            f"from iteration {at_iter:,} in {run_dir}\n"
+            f"  back to it:  gpttui attach {run_dir}\n"
+            f"  is it alive: gpttui attach {run_dir} --status")
 
 
 def detach_message(pid: int | None, run_dir: Path, at_iter: int) -> str:

@@ -32,4 +32,7 @@ def load_history(source: str) -> RunHistory | None:
 def run_app(app: GpttuiApp) -> int:
     """Run the dashboard; its exit code (1 after an exception, which Textual has printed)."""
     code = app.run()
+    farewell = getattr(app.controller, "farewell", "")
+    if app.return_code == 1 and farewell:   # the dashboard failed: where its engine went
+        print(farewell, file=sys.stderr)
     return app.return_code or int(code or 0)

@@ -142,3 +142,42 @@ def test_engine_killed_under_the_attached_dashboard_is_shown_and_r_resumes(make_
 
     asyncio.run(go())
     assert engine_state.status(rd).info.state == "stopped"
+
+
+class DashboardBug(Exception):
+    """Stands for any bug that ends the dashboard with a traceback."""
+
+
+def test_a_dashboard_that_fails_leaves_its_engine_training_as_on_ui_lost_says(make_run, engines):
+    """An exception ends the app (exit code 1): the engine is not stopped as by q, but checkpoints and
+    trains on detached (on_ui_lost = 'detach', the default), and the shell is told where it is."""
+    rd = make_run(eval_interval=100)
+    engines.dirs.append(rd)
+
+    def fail() -> None:
+        raise DashboardBug("a bug in a screen")
+
+    async def failing_ui() -> tuple[GpttuiApp, int]:
+        app = GpttuiApp(make_plan(str(rd), []))
+        ctl = app.controller
+        with pytest.raises(DashboardBug):
+            async with app.run_test(size=(120, 40)) as pilot:
+                await wait_for(pilot, lambda: ctl.live.iter >= 30, 60, "30 iterations")
+                pid = ctl.engine.pid
+                app.call_later(fail)
+                await wait_for(pilot, lambda: not app.is_running, 10, "the app to exit")
+        return app, pid
+
+    app, pid = asyncio.run(failing_ui())
+    assert app.return_code == 1
+    assert f"the engine (pid {pid}) saves a checkpoint and trains on" in app.controller.farewell
+    assert f"gpttui attach {rd}\n" in app.controller.farewell
+    t0 = time.monotonic()
+    while _info(rd).ui != "detached" and time.monotonic() - t0 < 30:
+        time.sleep(0.1)
+    assert _info(rd).ui == "detached" and _info(rd).pid == pid and _info(rd).state == "running"
+    at = _info(rd).iter
+    while _info(rd).iter < at + 20 and time.monotonic() - t0 < 60:
+        time.sleep(0.1)
+    assert _info(rd).iter >= at + 20 and engine_state.status(rd).kind == "alive"   # training on
+    assert any(e["type"] == "checkpoint" for e in events(rd))
