@@ -272,7 +272,11 @@ class EngineRun(LiveRunReads):
 
     @property
     def can_resume(self) -> bool:
-        return not self.engine_alive and not self.loading and (self.run_dir / layout.CONFIG).exists()
+        """r: a stopped or failed run goes on from its checkpoint; one that finished at its max_iters
+        has nothing left to run (it would train its last stretch again): e trains it longer."""
+        if self.engine_alive or self.loading or not (self.run_dir / layout.CONFIG).exists():
+            return False
+        return not (self.live.state == "finished" and self.live.iter >= self.config.max_iters)
 
     @property
     def can_detach(self) -> bool:

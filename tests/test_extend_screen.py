@@ -4,7 +4,7 @@
 import math
 
 import pytest
-from app_helpers import UNSET, ScreenHost, flat, pilot_test, screen_text, tiny_config, wait_for
+from app_helpers import UNSET, ScreenHost, flat, footer_text, pilot_test, screen_text, tiny_config, wait_for
 from engine_kit import read_events
 from seed_run import EVALS, SEED, TPI
 from textual.widgets import Button
@@ -176,11 +176,18 @@ async def test_e_extends_a_running_run_then_a_finished_one(tmp_path, char_data):
         await wait_for(pilot, lambda: ctl.live.state == "finished" and not ctl.engine_alive, 90,
                        "the run to finish and its engine to exit")
         assert ctl.live.iter > 3000  # trained past the old end
+        # finished at its max_iters: nothing to resume (r would train the last stretch again)
+        assert "Resume" not in footer_text(app).split()
+        await pilot.press("r")
+        await pilot.pause(0.5)
+        assert not ctl.engine_alive and ctl.live.state == "finished"
 
-        # a finished run: extending resumes it from its checkpoint with the new end
+        # a finished run: extending resumes it from its checkpoint with the new end, counted from there
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), 5, "the extend screen")
-        assert "not running: Apply resumes it from its checkpoint" in flat(app, "#now")
+        ckpt = ctl.live.last_checkpoint_iter
+        assert f"iteration {ckpt:,} of max_iters 3,300" in flat(app, "#now")
+        assert f"not running: Apply resumes it from its checkpoint at iteration {ckpt:,}" in flat(app, "#now")
         await pilot.press("+", "1", "0", "enter")
         await wait_for(pilot, lambda: ctl.live.max_iters == 3310 and ctl.live.iter > 3300, 60,
                        "the resumed run to train past 3,300")

@@ -76,11 +76,12 @@ class ExtendScreen(Screen[ConfigChange | None]):
     @classmethod
     def for_run(cls, run: RunController) -> ExtendScreen:
         live = run.live
-        return cls(run.config, current_iter=live.iter,
+        resume = None if run.engine_alive or run.read_only else live.last_checkpoint_iter
+        # a resume trains on from its checkpoint, which may be behind the last iteration shown
+        return cls(run.config, current_iter=live.iter if resume is None else resume,
                    tokens_per_iter=live.hello.get("tokens_per_iter") or run.history.tokens_per_iter,
                    pace=live.pace(), evals=run.history.evals, vocab_size=run.history.vocab_size,
-                   resume_iter=None if run.engine_alive or run.read_only else live.last_checkpoint_iter,
-                   what_if=run.read_only, stopped=not run.engine_alive)
+                   resume_iter=resume, what_if=run.read_only, stopped=not run.engine_alive)
 
     def compose(self) -> ComposeResult:
         yield Static("Extend training: what if? (read-only: nothing is applied)" if self.what_if
