@@ -139,6 +139,11 @@ def test_one_log_opens_in_the_dashboard_and_control_keys_are_not_offered():
             help_text = flat(app)   # what the help screen shows
             assert "pause training" not in help_text and "edit the config" not in help_text
             assert "judge the run" in help_text
+            # q and e as they act here: q quits at once, e changes nothing
+            help_text = flat(app, "#help")   # (the screen's border would break a wrapped line)
+            assert "quit (nothing runs here to stop)" in help_text and "asks whether to stop" not in help_text
+            assert "what if it trained longer" in help_text and "(nothing is applied)" in help_text
+            assert "train longer: change max_iters" not in help_text
     asyncio.run(scenario())
 
 

@@ -69,6 +69,10 @@ OTHER_SCREENS = {
 ENGINE_KEYS = {"pause", "unpause", "save", "evaluate", "stop", "undo"}   # need a running engine
 RUN_KEYS = ENGINE_KEYS | {"resume_run"}                                   # control a run: never read-only
 RUN_SCREENS = {"config"}                      # screens that change a run (extend is a what-if read-only)
+READ_ONLY_HELP = {   # what a key does when the runs are only read (gpttui open), where that differs
+    "quit": "quit (nothing runs here to stop)",
+    "extend": "what if it trained longer: tokens, time and the forecast at a new end (nothing is applied)",
+}
 
 
 class DashboardScreen(Screen[None]):
@@ -282,11 +286,13 @@ class DashboardScreen(Screen[None]):
     def action_help(self) -> None:
         """Every key offered here now, under the keys it has now (a user's keymap included)."""
         keys: dict[tuple[str, str], list[str]] = {}
+        read_only = self.controller.read_only
         for key, active in self.active_bindings.items():
             b = active.binding
             if active.node is self and b.id in BINDING_IDS and b.description:
                 shown = self.app.get_key_display(b.with_key(key))
-                keys.setdefault((b.action, b.tooltip or b.description), []).append(shown)
+                what = READ_ONLY_HELP.get(b.id or "") if read_only else None
+                keys.setdefault((b.action, what or b.tooltip or b.description), []).append(shown)
         self.app.push_screen(HelpScreen([(" / ".join(names), what) for (_, what), names in keys.items()]))
 
     def action_chart(self, what: str) -> None:
