@@ -10,6 +10,7 @@ own colour), and Enter shows the highlighted run in the dashboard (Esc comes bac
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,13 @@ class ReadOnlyRuns(LiveRunReads):
 
     def _load_all(self) -> None:
         runs = []
-        for i, path in enumerate(self.sources):
+        for i, (path, name) in enumerate(zip(self.sources, distinct_names(self.sources))):
             try:
-                runs.append(open_source(path, colour(i), self.configs.get(path)))
+                run = open_source(path, colour(i), self.configs.get(path))
+                run.name = name
             except (RunLogError, C.ConfigError, OSError) as e:
-                runs.append(OpenedRun(path, path.name, colour(i), error=str(e)))
+                run = OpenedRun(path, name, colour(i), error=str(e))
+            runs.append(run)
         self.app.call_from_thread(self._runs_loaded, runs)
 
     def _runs_loaded(self, runs: list[OpenedRun]) -> None:
@@ -137,3 +140,26 @@ class ReadOnlyRuns(LiveRunReads):
 
     def shutdown(self) -> None:
         """Nothing was started, so nothing is left to stop."""
+
+
+def distinct_names(paths: list[Path]) -> list[str]:
+    """The runs' names as the header and the table show them: the file or directory name, with as
+    many of the folders above it as it takes to tell apart runs of the same name (two
+    `gpttui-demo` runs: `a/gpttui-demo` and `b/gpttui-demo`); the same path twice is numbered."""
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    depth = [1] * len(paths)
+    names = [p.name for p in paths]
+    while True:
+        clash = {n for n in names if names.count(n) > 1}
+        grow = [i for i, n in enumerate(names) if n in clash and depth[i] < len(parts[i]) - 1]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+            names[i] = "/".join(parts[i][-depth[i]:])
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if names.count(n) == 1 else f"{n} #{seen[n]}")
+    return out

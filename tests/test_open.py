@@ -115,6 +115,24 @@ def test_two_logs_overlay_then_dashboard_then_doctor():
     asyncio.run(scenario())
 
 
+def test_two_runs_of_the_same_name_are_told_apart_by_their_folders(tmp_path):
+    """`gpttui open gpttui-demo b/gpttui-demo`: the header, the runs table and the chart's legend
+    name each by as much of its path as differs, not by the same name twice."""
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "train.log").write_bytes(LOG_40M.read_bytes())
+
+    async def scenario():
+        app = GpttuiApp(ReadOnlyRuns([tmp_path / "a" / "train.log", tmp_path / "b" / "train.log"]))
+        ctl = app.controller
+        async with app.run_test(size=(150, 45)) as pilot:
+            await wait_for(pilot, lambda: not ctl.loading and isinstance(app.screen, CompareScreen)
+                           and app.screen.query_one(OverlayChart).curves, 60)
+            assert [c.name for c in app.screen.query_one(OverlayChart).curves] == ["a/train.log", "b/train.log"]
+            await wait_for(pilot, lambda: "a/train.log" in flat(app) and "b/train.log" in flat(app), 10, "the names")
+    asyncio.run(scenario())
+
+
 def test_one_log_opens_in_the_dashboard_and_control_keys_are_not_offered():
     async def scenario():
         app = GpttuiApp(ReadOnlyRuns([LOG_124M]))
