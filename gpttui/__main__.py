@@ -1,3 +1,3 @@
-from gpttui.cli import main
+from gpttui.entry import main
 
 raise SystemExit(main())
