@@ -52,7 +52,22 @@ async def test_a_loss_halving_reads_as_a_halving_and_a_new_value_is_drawn_within
 def test_scale_rises_from_zero_and_buckets_are_means():
     assert scale_for([1e-3, 9.99e-4]) == Scale(0.0, 1e-3) and scale_for([-1.0, 2.0]) == Scale(-1.0, 2.0)
     assert Scale(0.0, 1e-3).level(9.99e-4, 24) == 24 and Scale(0.0, 4.0).level(1e-9, 24) == 1
-    assert columns([1.0, 3.0, 5.0, 7.0], 2) == [2.0, 6.0] and columns([1.0], 5) == [1.0]
+    assert columns([1.0, 3.0, 5.0, 7.0], 2) == [2.0, 7.0] and columns([1.0], 5) == [1.0]
+
+
+@pilot_test
+async def test_the_range_stated_holds_the_latest_value():
+    """An lr decaying over 3000 steps in 30 columns: the last bucket's mean is above the latest lr,
+    and the caption said 'lr 9.53e-4   9.54e-4–9.96e-4'."""
+    app = Sparks()
+    async with app.run_test(size=(40, 10)) as pilot:
+        lr = app.query_one("#lr", SparkPanel)
+        values = [1e-3 - 1.6e-8 * i for i in range(3000)]
+        lr.show(values, version=1)
+        await wait_for(pilot, lambda: "–" in text_of(lr.query_one(".caption")), 5, "the range")
+        caption = text_of(lr.query_one(".caption"))
+        latest = fmt.number(values[-1])
+        assert caption.startswith(f"lr {latest}") and caption.endswith(f"{latest}–{fmt.number(max(columns(values, 30)))}")
 
 
 @pilot_test

@@ -46,15 +46,16 @@ def scale_for(values: Sequence[float]) -> Scale:
 
 def columns(values: Sequence[float], width: int) -> list[float]:
     """The values cut into `width` consecutive buckets (fewer when there are fewer values), each
-    bucket's mean."""
+    bucket's mean; the last column is the latest value itself, the one the caption names, so the
+    range stated holds it (an lr decaying is below its last bucket's mean)."""
     n = len(values)
     if n <= width:
         return list(values)
     out = []
-    for c in range(width):
+    for c in range(width - 1):
         part = values[c * n // width:(c + 1) * n // width]
         out.append(sum(part) / len(part))
-    return out
+    return [*out, values[-1]]
 
 
 class SparkBars(Widget):
