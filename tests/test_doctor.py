@@ -358,3 +358,20 @@ def test_an_eval_only_log_is_its_eval_not_an_untrained_run(tmp_path, capsys):
     assert [f["key"] for f in findings] == ["params", "eval_only"]
     assert findings[1]["lines"] == [f"val loss {lines[first].split('val loss ')[1]}, train loss "
                                     f"{lines[first].split('train loss ')[1].split(',')[0]} at iter 0"]
+
+
+def test_a_finished_run_is_not_forecast_where_its_last_eval_already_is(capsys):
+    """A log that reached max_iters has its eval there: the doctor showed a 'forecast' of it (once
+    outside the band it gave) and ticked it; it says the eval, and forecasts training on to twice."""
+    log = FIXTURES / "train_log_shakespeare_char_cpu_cos700_f32.txt"
+    last = [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("step 700:")][0]
+    assert cli.main(["doctor", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert f"max_iters 700 reached: val {float(last.split('val loss ')[1]):.3f} at its last eval (iter 700)" in out
+    assert "at iter 700 (max_iters)" not in out and "the fit puts val at" not in out
+    assert "at iter 1,400 (2x max_iters)" in out and "more from here to iter 1,400" in out
+    assert cli.main(["doctor", str(log), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["forecast"]["iter"] == 1400
+    # cut before its end, max_iters is forecast as before
+    assert cli.main(["doctor", str(log), "--until", "400"]) == 0
+    assert "at iter 700 (max_iters)" in capsys.readouterr().out

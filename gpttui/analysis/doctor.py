@@ -532,6 +532,8 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
         targets.append(forecast_at)
     if not targets and last_eval is not None:
         targets.append(last_eval)
+    if last_eval is not None and h.max_iters and last_eval >= h.max_iters and forecast_at != h.max_iters:
+        targets.remove(h.max_iters)   # reached: its eval says it, no forecast does
     targets = sorted(set(targets))
     if not targets or last_eval is None:
         return Finding("forecast", "forecast", ["no evals yet"], "needs evals", "note")
@@ -548,7 +550,7 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
         return Finding("forecast", "forecast", [f"{len(its)} eval(s)"], why,
                        "warn" if F.instability(its, vals, trains) else "note")
     predicted = [fit.predict(t) for t in targets]
-    primary = next(f for f in predicted if f.iter == (forecast_at or h.max_iters or last_eval))
+    primary = next((f for f in predicted if f.iter == (forecast_at or h.max_iters or last_eval)), predicted[0])
     r.forecasts = [f for f in predicted if not f.too_wide]
     fitted = (f"fit on {fit.n_points} of {len(_valid_evals(h))} evals ({fit.first_iter:,}-{fit.last_iter:,}; "
               f"the first {F.FIT_START:.0%} is the initial transient); {r.forecast_note}")
@@ -556,6 +558,8 @@ def _forecast(h: RunHistory, r: Report, cfg: C.TrainConfig | None, forecast_at: 
         return Finding("forecast", "forecast", [fitted], F.too_early(primary), "note")
     r.forecast = primary
     lines = []
+    if h.max_iters and h.max_iters not in targets:
+        lines.append(f"max_iters {h.max_iters:,} reached: val {vals[-1]:.3f} at its last eval (iter {last_eval:,})")
     for f in r.forecasts:
         tag = ("max_iters" if f.iter == h.max_iters else "2x max_iters" if h.max_iters and f.iter == 2 * h.max_iters
                else "--forecast-at" if f.iter == forecast_at else "last eval")
