@@ -43,6 +43,21 @@ def test_elapsed_leaves_out_the_time_paused_and_stopped():
     assert live.paused_for(now=4000.0) == pytest.approx(60 + 334)
 
 
+def test_a_resumed_engines_start_is_not_counted_as_training():
+    """The engine says 'starting' before its hello: the time stopped ran to that event, and went into
+    the training time (a run stopped 20 s read 'elapsed 1m 03s (+18s on pause)', nothing stopped)."""
+    live = LiveRun()
+    live.add_all([
+        {"type": "state", "iter": 0, "t": 0.0, "state": "starting"},
+        {"type": "hello", "iter": 0, "t": 1.0, "start_iter": 0}, step(0, 2.0), step(1, 3.0),
+        {"type": "state", "iter": 2, "t": 4.0, "state": "stopped"},
+        {"type": "state", "iter": 2, "t": 24.0, "state": "starting"},    # r, twenty seconds later
+        {"type": "hello", "iter": 2, "t": 25.0, "start_iter": 2}, step(2, 26.0),
+    ])
+    assert live.stopped_s == pytest.approx(21)          # 4 -> 25: stopped, then the new engine starting
+    assert live.elapsed() == pytest.approx(3 + 1)       # 1 -> 4 and 25 -> 26
+
+
 def test_an_evals_cost_from_a_nanogpt_log_agrees_with_the_doctor():
     """A log line stands for log_interval iterations; the eval's pause is not those iterations."""
     live = open_source(LOG_124M, 0).live

@@ -82,7 +82,8 @@ class LiveRun:
         it = e.get("iter")
         if kind not in ("hello", "step") and isinstance(it, int) and it > self.iter:
             self.iter = it  # an eval, checkpoint or final state at the iteration about to run
-        if t is not None:
+        if t is not None and not (kind == "state" and e.get("state") == "starting"):
+            # (a new engine says it is starting before its hello: until then the run stands stopped)
             self._last_t = t if self._last_t is None else max(self._last_t, t)
         self.version += 1
 
