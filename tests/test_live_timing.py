@@ -103,3 +103,20 @@ async def test_the_status_line_shows_training_time_and_the_time_stopped_apart():
 async def test_the_time_paused_is_said_on_pause_and_the_time_stopped_as_stopped():
     shown = await status_shown(two_sessions("paused", 3606.0), "paused", 3606.0 + 90)
     assert f"(+{fmt.duration(3600)} stopped, {fmt.duration(90)} on pause)" in shown
+
+
+def test_the_doctor_counts_a_pause_the_engine_said_even_where_an_eval_falls_in_it():
+    """A pause held at an eval's iteration: the step gap holds the pause and the eval, and the doctor
+    took all of it for the eval ('paused 1s' beside a status line's 18 s on pause). The engine's
+    paused/running states say how long it stood."""
+    events = [{"type": "hello", "iter": 0, "t": 0.0, "start_iter": 0, "config": {"eval_interval": 100}}]
+    events += [{**step(i, 1.0 + 0.1 * i), "dt_ms": 100.0} for i in range(100)]   # 0.1 s an iteration
+    events += [{"type": "state", "iter": 100, "t": 11.0, "state": "paused"},
+               {"type": "state", "iter": 100, "t": 29.0, "state": "running"},   # 18 s on pause
+               {"type": "eval", "iter": 100, "t": 31.0, "train_loss": 2.0, "val_loss": 2.1}]   # a 2 s eval
+    events += [{**step(i, 31.1 + 0.1 * (i - 100)), "dt_ms": 100.0} for i in range(100, 200)]
+    live = LiveRun()
+    live.add_all(events)
+    t = doctor.diagnose(live.history).timing
+    assert t.paused_s == pytest.approx(18.0, abs=0.2) == pytest.approx(live.paused_for(), abs=0.2)
+    assert t.eval_pause_s == pytest.approx(2.0, abs=0.2)

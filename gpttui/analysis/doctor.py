@@ -78,7 +78,8 @@ class Timing:
     evals: int = 0                      # evals charged to eval overhead ...
     evals_total: int = 0                # ... of the evals in the timed span (the rest: in start-up)
     startup_s: float | None = None
-    paused_s: float | None = None       # gaps between steps with no eval, longer than PAUSE_STEPS steps
+    paused_s: float | None = None       # paused as the engine said, else gaps between steps with no eval,
+                                        # longer than PAUSE_STEPS steps
     wall_iter_ms: float | None = None   # wall time per iteration outside evals and pauses
     eta_s: float | None = None
 
@@ -752,7 +753,9 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
             continue
         if prev is not None and s.iter > prev.iter and s.iter not in starts:
             expected = _interp_sum(prev.iter + 1, s.iter, n_its, n_dts)
-            extra = max(0.0, (s.t - prev.t) - expected)
+            held = sum(max(0.0, min(s.t, b) - max(prev.t, a)) for a, b in h.pauses)   # the engine said paused
+            paused += held
+            extra = max(0.0, (s.t - prev.t) - held - expected)
             inside = [e for e in evals if prev.iter < e <= s.iter]
             if inside:
                 eval_s += extra
@@ -760,7 +763,7 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
             elif extra > PAUSE_STEPS * expected / (s.iter - prev.iter):
                 paused += extra
             else:   # logging, event writing: part of what an iteration costs
-                stepping += s.t - prev.t
+                stepping += s.t - prev.t - held
                 stepped += s.iter - prev.iter
         prev = s
     for extra, n in _after_last_steps(h, steps, evals):

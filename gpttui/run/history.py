@@ -102,6 +102,8 @@ class RunHistory:
     mfu_smoothed: bool = False         # nanoGPT prints a running average (0.9/0.1 EMA)
     device: dict[str, Any] = field(default_factory=dict)  # device, device_name, dtype, peak_flops
     sessions: list[Session] = field(default_factory=list)
+    pauses: list[tuple[float, float]] = field(default_factory=list)   # (from, to) wall times the engine said paused
+    paused_since: float | None = None  # a pause still going on
     lines: int = 0                     # lines read from the source
 
     # ------------------------------------------------------------ events
@@ -167,6 +169,13 @@ class RunHistory:
     def _on_state(self, e: dict, it: int, t: float | None) -> None:
         if isinstance(e.get("state"), str):
             self.state = e["state"]
+            if t is None:
+                return
+            if self.state == "paused":
+                self.paused_since = t if self.paused_since is None else self.paused_since
+            elif self.paused_since is not None:
+                self.pauses.append((self.paused_since, t))
+                self.paused_since = None
 
     def _on_config(self, e: dict, it: int, t: float | None) -> None:
         if isinstance(e.get("changes"), dict):
@@ -219,6 +228,8 @@ class RunHistory:
         h.errors = [e for e in self.errors if not isinstance(e.get("iter"), int) or e["iter"] <= last]
         h.sessions = [copy.copy(s) for s in self.sessions if s.start_iter <= last]
         times = [x.t for x in (*h.steps, *h.evals) if x.t is not None]
+        h.pauses = [p for p in self.pauses if times and p[1] <= max(times)]
+        h.paused_since = None
         if h.sessions and times and h.sessions[-1].t_end is not None:
             h.sessions[-1].t_end = min(h.sessions[-1].t_end, max(times))
         if self.last_iter is not None and last < self.last_iter:
