@@ -57,12 +57,18 @@ def render(cfg: C.TrainConfig, d: sizing.Derived) -> str:
                 value = getattr(cfg, name)
                 mark = "" if value == getattr(C.DEFAULTS, name) else "   (default " + repr(getattr(C.DEFAULTS, name)) + ")"
                 lines.append(f"  {name} = {value!r}{mark}")
-    mem = d.memory_bytes
     lines += [
         "",
         f"number of parameters: {d.params_nanogpt / 1e6:.2f}M",
         f"  total {human_count(d.params_total)} (with position embeddings), "
         f"non-embedding {human_count(d.params_non_embedding)}, vocab {d.vocab_size}",
+    ]
+    return "\n".join(lines + (_eval_only_lines(cfg, d) if cfg.eval_only else _training_lines(cfg, d)))
+
+
+def _training_lines(cfg: C.TrainConfig, d: sizing.Derived) -> list[str]:
+    mem = d.memory_bytes
+    return [
         f"tokens per iteration will be: {d.tokens_per_iter:,}",
         f"tokens at max_iters ({cfg.max_iters:,}): {human_count(d.tokens_at_max_iters)} "
         f"= {d.tokens_per_param:.1f} tokens/parameter (compute-optimal is ~20)",
@@ -71,4 +77,17 @@ def render(cfg: C.TrainConfig, d: sizing.Derived) -> str:
         f" + grads {human_bytes(mem['grads'])} + {sizing.optimizer_label(cfg)} {human_bytes(mem['optimizer'])}"
         f" + activations {human_bytes(mem['activations'])}",
     ]
-    return "\n".join(lines)
+
+
+def _eval_only_lines(cfg: C.TrainConfig, d: sizing.Derived) -> list[str]:
+    """An eval_only run trains nothing (no tokens trained, no optimizer): it evaluates once and exits."""
+    model = {"scratch": "a freshly initialized model",
+             "resume": f"the checkpoint in {cfg.out_dir}"}.get(cfg.init_from, f"the {cfg.init_from!r} weights")
+    mem = d.eval_memory_bytes
+    return [
+        f"eval_only: trains nothing; evaluates {model} once and exits",
+        f"tokens per evaluation: {d.tokens_per_eval:,} = eval_iters {cfg.eval_iters:,} batches of "
+        f"{cfg.batch_size} x {cfg.block_size} tokens on each of train and val",
+        f"evaluation memory (estimate): {human_bytes(mem['total'])} = weights {human_bytes(mem['weights'])}"
+        f" + activations {human_bytes(mem['activations'])} (no grads or optimizer state)",
+    ]

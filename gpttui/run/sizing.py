@@ -32,6 +32,7 @@ class Sizable(Protocol):
     batch_size: int
     gradient_accumulation_steps: int
     max_iters: int
+    eval_iters: int
     dtype: str
     device: str
     optimizer: str                # "adamw" or "muon": how many moment buffers each weight has
@@ -97,6 +98,8 @@ class Derived:
     flops_per_token: float      # nanoGPT's 6N + 12*L*C*T, forward and backward
     flops_per_iter: float
     memory_bytes: dict[str, int]  # weights, grads, optimizer, activations, total
+    tokens_per_eval: int        # both splits, eval_iters batches each (all an eval_only run reads)
+    eval_memory_bytes: dict[str, int]  # weights, activations, total: an evaluation keeps no grads or optimizer state
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,6 +133,8 @@ def derive(cfg: Sizable) -> Derived:
         flops_per_token=float(fpt),
         flops_per_iter=float(fpt) * tpi,
         memory_bytes=estimate_memory(cfg, total, vocab),
+        tokens_per_eval=2 * cfg.eval_iters * cfg.batch_size * cfg.block_size,
+        eval_memory_bytes=estimate_eval_memory(cfg, total, vocab),
     )
 
 
@@ -203,6 +208,16 @@ def estimate_memory(cfg: Sizable, params: int, vocab: int) -> dict[str, int]:
     return mem
 
 
+def estimate_eval_memory(cfg: Sizable, params: int, vocab: int) -> dict[str, int]:
+    """Rough memory of an evaluation: fp32 weights, nothing for grads or optimizer state (an eval
+    runs without autograd and before any optimizer step), and activations that live only while a
+    block runs (about 12*B*T*C values: qkv, attention output, the MLP's 4C hidden before and after
+    GELU) plus the logits and their log-softmax in fp32."""
+    B, T, C = cfg.batch_size, cfg.block_size, cfg.n_embd
+    activations = int(12 * B * T * C * bytes_per_activation(cfg) + 2 * B * T * vocab * 4)
+    return {"weights": 4 * params, "activations": activations, "total": 4 * params + activations}
+
+
 # ---------------------------------------------------------------- size promises
 
 _SIZE_RE = re.compile(r"(?<![\w.])~?(\d+(?:\.\d+)?)\s*([MmBb])(?![a-zA-Z])")
@@ -249,5 +264,6 @@ def size_mismatches(cfg: Sizable, source_text: str = "", source: str | None = No
 def config_warnings(cfg: Any, source_text: str = "", source: str | None = None) -> list[str]:
     """What a config is warned of before it runs (gpttui config, train, launch and the editor alike):
     a size its names or comments promise and it does not build, and a schedule that would not do what
-    its fields suggest (see schedule_warnings)."""
-    return [*size_mismatches(cfg, source_text, source), *schedule_warnings(cfg)]
+    its fields suggest (see schedule_warnings). An eval_only run follows no schedule: it trains nothing."""
+    schedule = [] if getattr(cfg, "eval_only", False) else schedule_warnings(cfg)
+    return [*size_mismatches(cfg, source_text, source), *schedule]
