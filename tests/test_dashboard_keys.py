@@ -232,6 +232,8 @@ async def test_while_the_engine_stops_its_keys_leave_the_footer_and_the_question
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the stop question")
         message = app.screen.message
+        # the run trains on while the question stands: the iteration it names is only where it was
+        assert "where the run stands when you answer (iteration 571 now: it trains on while this asks)" in message
         rows = screen_text(app, "#message").splitlines()
         assert " ".join(" ".join(rows).split()) == message                # all of it shown ...
         assert all(set(row.split()) <= set(message.split()) for row in rows)   # ... no word cut in two

@@ -204,7 +204,7 @@ class ConfigScreen(Screen[ConfigChange | None]):
     def _title(self) -> str:
         src = f" (from {Path(self.loaded.source).name})" if self.loaded.source else ""
         if self.live:
-            at = f", iteration {self.current_iter:,}" if self.current_iter is not None else ""
+            at = f", iteration {self.current_iter:,} when opened" if self.current_iter is not None else ""
             return f"Config of the run in {self.base.out_dir}{at}{src}"
         return f"Config{src}"
 

@@ -265,7 +265,10 @@ class DashboardScreen(Screen[None]):
         self.post_message(SendCommand("eval", pending="evaluating…"))
 
     def action_stop(self) -> None:
-        msg = (f"Save a checkpoint at iteration {self.controller.live.iter:,} and stop the engine. "
+        now = f"iteration {self.controller.live.iter:,}"
+        where = (f"where the run stands when you answer ({now} now: it trains on while this asks)"
+                 if self.controller.display_state == "running" else f"at {now}")
+        msg = (f"Save a checkpoint {where} and stop the engine. "
                "You can resume later (r, or gpttui launch on the run directory).")
 
         def answered(stop: bool | None) -> None:
