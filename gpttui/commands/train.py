@@ -8,7 +8,9 @@ in a fraction of a second with one line. Training runs in the engine process (th
 the dashboard drives): its human log comes out on stdout, its events go to RUN_DIR/metrics.jsonl.
 Commands are read from stdin when stdin is not a terminal: `echo '{"cmd":"stop"}' | gpttui train ...`.
 Ctrl+C or SIGTERM stops with a checkpoint and exits 130 (143 for SIGTERM), so that `gpttui train
-... && next` goes no further; a second Ctrl+C abandons the run without one.
+... && next` goes no further; a second Ctrl+C abandons the run without one. A stop whose checkpoint
+could not be written exits 1 (130 / 143 still after Ctrl+C / SIGTERM), its one error line naming
+the weights not saved, why, and the checkpoint kept.
 An engine that dies on a signal (kill -9, the out-of-memory killer, a native crash) is said in
 one line with the signal, the iteration and the last checkpoint, then the end of engine.log;
 the exit code is 128 + the signal's number.
@@ -50,9 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_runner_arguments(p)
     p.epilog = ("Config overrides, nanoGPT style: --key=value (--dataset=shakespeare_char --n_layer=4 "
                 "--out_dir=out-x). Exit codes: 0 done (max_iters reached, or stopped by a command on stdin), "
-                "1 failed, 2 refused input, 3 an engine already trains there, 130 stopped by Ctrl+C (143: "
-                "SIGTERM; a checkpoint saved, or quit without one on a second), 128+N the engine was killed "
-                "by signal N.")
+                "1 failed (a stop's checkpoint not written included), 2 refused input, 3 an engine already "
+                "trains there, 130 stopped by Ctrl+C (143: SIGTERM; a checkpoint saved, or quit without one on "
+                "a second), 128+N the engine was killed by signal N.")
 
 
 def _positive(text: str) -> int:
@@ -305,7 +307,9 @@ def follow_engine(child: subprocess.Popen[str], run_dir: Path, runner: Sequence[
     if code < 0 or (code not in (0, EXIT_LOCKED) and not output.errors and output.report is None):
         print(engine_death(run_dir, child.pid, code, torchrun=bool(runner)), file=sys.stderr)
         return EXIT_SIGNAL_BASE - code if code < 0 else EXIT_FAILED
-    if code == 0 and interrupts and stopped(run_dir):  # `train ... && next` must not go on after a Ctrl+C
+    # `train ... && next` must not go on after a Ctrl+C: 130 / 143 once the engine stopped for it,
+    # whether its checkpoint was saved or not (then its one error line has said so)
+    if code in (0, EXIT_FAILED) and interrupts and stopped(run_dir):
         return EXIT_SIGNAL_BASE + last_signal
     return code
 

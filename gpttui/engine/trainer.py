@@ -13,6 +13,8 @@ clipping, evaluate every eval_interval and checkpoint on improvement or always),
 - a failure ends every process of a job: what rank 0 does alone (evaluate, checkpoint) is
   followed by a broadcast of its outcome; a rank that fails elsewhere records its error in the
   job's store and exits, and rank 0 reports it as that rank's;
+- an end never claims weights it could not write: the end's checkpoint waits for room on a full
+  disk (paused), and a stop whose checkpoint fails says which weights were lost and exits 1;
 - a torch.compile that fails (compile is lazy: a missing C compiler or a GPU Triton can't
   target shows only at the first call) is caught at a warm-up step, and the run goes on eager.
 Rank 0 alone writes events, logs and checkpoints; the other ranks write only their own errors,
@@ -51,6 +53,8 @@ FAULT_NAN_ENV = "GPTTUI_FAULT_NAN_AT"  # test hook: make the loss NaN at this it
 FAULT_NAN_RANK_ENV = "GPTTUI_FAULT_NAN_RANK"  # ... on this rank only (default: every rank)
 POLL_S = 0.5  # while paused, rank 0 re-broadcasts this often so other ranks never time out
 DISK_CHECK_S = 3.0  # paused for a full disk: how often rank 0 looks whether the writes fit again
+DISK_FULL = "disk full"  # how a checkpoint the disk had no room for is said (it waits for room)
+WAIT_FOR_ROOM = "wait"  # the end's checkpoint is held back by a full disk: pause, don't finish
 FAILED_KEY = "gpttui/failed"  # in the job's store: the first rank to fail alone, and why
 # what a start refuses with one line (at setup: refused input; later: a failed run)
 REFUSALS = (C.ConfigError, K.CheckpointError, DataError, directory.RunDirError, hardware.DeviceError)
@@ -59,14 +63,18 @@ EXIT_REFUSED = 2  # the engine's exit code for a start it refused (the CLI's cod
 
 class Stop(Exception):
     """Ends the run with a final state: 'finished', 'stopped' or 'failed'. `shared`: every rank
-    ends for this reason (rank 0 alone reports it); else the failure is this process's own."""
+    ends for this reason (rank 0 alone reports it); else the failure is this process's own.
+    `unsaved`: stopped as asked, but without the checkpoint the stop asked for: said as an error
+    and exit 1, so that `gpttui train RUN && next` never goes on without the run's latest weights."""
 
-    def __init__(self, state: str, reason: str = "", tb: str | None = None, shared: bool = False):
+    def __init__(self, state: str, reason: str = "", tb: str | None = None, shared: bool = False,
+                 unsaved: bool = False):
         super().__init__(reason)
         self.state = state
         self.reason = reason
         self.traceback = tb
         self.shared = shared
+        self.unsaved = unsaved
 
 
 @dataclass
@@ -145,6 +153,7 @@ class Trainer:
         self.held = False  # paused by the user (a full disk's pause then never ends by itself)
         self.disk_check_at = 0.0
         self.unsaved_why = ""  # why the last checkpoint asked for was not written
+        self.evaluated_at: int | None = None  # the iteration of the last eval (a paused end never repeats it)
         self.config_unsaved = config_unsaved  # config.toml lags the config (overrides; a `set` a full disk kept out)
         self.undo: undo.UndoPoint | None = None  # (rank 0) the state before a learning-rate change
         self.state = ""
@@ -186,7 +195,7 @@ class Trainer:
     def run(self) -> int:
         """Train until finished, stopped or failed; the exit code: 0 finished or stopped, 2 its
         input refused before training (the config, data, checkpoint, device: the CLI's code for
-        refused input), 1 failed later."""
+        refused input), 1 failed later or stopped without the checkpoint the stop asked for."""
         self.set_state("starting")
         mirror = run_mirror.attach(self.cfg, self.run_dir, self.chan, self.note) if self.dist.master else None
         refused = False
@@ -215,7 +224,9 @@ class Trainer:
         # (a failed job's group may wait on a dead peer: it ends with the process, see __main__)
         if self.dist.ddp and torch.distributed.is_initialized() and final.state != "failed":
             torch.distributed.destroy_process_group()
-        return (EXIT_REFUSED if refused else 1) if final.state == "failed" else 0
+        if final.state != "failed" and not final.unsaved:
+            return 0
+        return EXIT_REFUSED if refused else 1
 
     def finish(self, final: Stop) -> bool:
         """Say how the run ended: once, though the main thread and the signal watcher (on a failed
@@ -226,6 +237,8 @@ class Trainer:
             self._ended = True
         if final.state == "failed":
             final = self.owner_of(final)
+            self.report(final)
+        elif final.unsaved:
             self.report(final)
         else:
             self.log(f"{final.state} at iter {self.iter_num}" + (f": {final.reason}" if final.reason else ""))
@@ -617,9 +630,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def eval_and_checkpoint(self, it: int, cfg: C.TrainConfig) -> None:
-        """nanoGPT's eval step: checkpoint when val improved or always_save_checkpoint."""
+    def eval_and_checkpoint(self, it: int, cfg: C.TrainConfig) -> bool:
+        """nanoGPT's eval step: checkpoint when val improved or always_save_checkpoint. False when
+        that checkpoint could not be written."""
         self.eval_requested = False
+        self.evaluated_at = it
         losses = self.evaluate()
         if losses is not None and self.undo is not None and it > self.undo.set_at and math.isfinite(losses["val"]):
             self.undo.path.unlink(missing_ok=True)
@@ -631,7 +646,8 @@ class Trainer:
             if improved:
                 self.best_val_loss, self.best_iter = losses["val"], it
             if (improved or cfg.always_save_checkpoint) and it > self.start_iter:
-                self.checkpoint()
+                return self.checkpoint()
+        return True
 
     def serve_while_paused(self) -> None:
         """`eval` and `save` work while paused: look at the val loss, keep a checkpoint now."""
@@ -660,29 +676,27 @@ class Trainer:
                 self.poll(block=True)
                 self.serve_while_paused()
             if self.stop_requested:
-                with self.rank0_work():
-                    saved = self.checkpoint(force=True)
-                if saved:
-                    raise Stop("stopped", "stop requested")
-                if not (self.run_dir / layout.CKPT).is_file():  # nothing to resume from: a failed run
-                    raise Stop("failed", f"stopped at iter {self.iter_num} without a checkpoint "
-                                         f"({self.unsaved_why}): none was ever written, the run's weights are lost")
-                raise Stop("stopped", f"stop requested; no new checkpoint ({self.unsaved_why}), "
-                                      f"the last complete one is kept")
+                self.stop()
             cfg = self.cfg  # `set` replaces it
             it = self.iter_num
             at_end = it >= cfg.max_iters
-            evaluate = it % cfg.eval_interval == 0 or at_end or self.eval_requested
+            evaluate = ((it % cfg.eval_interval == 0 or at_end) and it != self.evaluated_at) or self.eval_requested
+            saved = True
             if evaluate or self.save_requested:
                 with self.rank0_work():
                     if evaluate:
-                        self.eval_and_checkpoint(it, cfg)
+                        saved = self.eval_and_checkpoint(it, cfg)
                     if self.save_requested:
                         self.save_requested = False
-                        self.checkpoint(force=True)
+                        saved = self.checkpoint(force=True) and saved
             if cfg.eval_only:
                 raise Stop("finished", "eval_only")
             if at_end:
+                unsaved = self.rank0_says(self.end_unsaved(saved))
+                if unsaved == WAIT_FOR_ROOM:
+                    continue  # paused: the checkpoint is retried once it fits, or a stop says what is lost
+                if unsaved:
+                    raise Stop("failed", unsaved, shared=True)
                 raise Stop("finished", f"max_iters={cfg.max_iters} reached")
 
             dt, lossf = self.train_step(it, cfg)
@@ -700,6 +714,35 @@ class Trainer:
                 torch.set_num_threads(change[0])
                 if change[1]:
                     self.note(change[1])
+
+    def stop(self) -> None:
+        """The stop asked for: checkpoint, then end. Without that checkpoint the stop is said as an
+        error (which weights, why, what is kept) and the run exits 1."""
+        with self.rank0_work():
+            saved = self.checkpoint(force=True)
+        if saved:
+            raise Stop("stopped", "stop requested")
+        if not (self.run_dir / layout.CKPT).is_file():  # nothing to resume from: a failed run
+            raise Stop("failed", f"stopped at iter {self.iter_num} without a checkpoint "
+                                 f"({self.unsaved_why}): none was ever written, the run's weights are lost")
+        raise Stop("stopped", f"stopped at iter {self.iter_num}, but {self.unsaved_message('its weights')}",
+                   unsaved=True)
+
+    def end_unsaved(self, saved: bool) -> str:
+        """Rank 0 at max_iters, when the end's checkpoint was not written: WAIT_FOR_ROOM on a full
+        disk (the run pauses, as anywhere), else why the run fails (a non-finite val loss); "" when
+        written."""
+        if saved or not self.dist.master:
+            return ""
+        if self.unsaved_why.startswith(DISK_FULL):
+            return WAIT_FOR_ROOM
+        return f"max_iters={self.cfg.max_iters} reached, but {self.unsaved_message()}"
+
+    def unsaved_message(self, whose: str = "") -> str:
+        """Which weights were not saved, why, and the checkpoint a resume starts from instead."""
+        kept = (f"the last complete checkpoint is kept: {self.run_dir}{os.sep}{directory.describe_run(self.run_dir)}"
+                if (self.run_dir / layout.CKPT).is_file() else "no checkpoint was ever written")
+        return f"{whose or f'the weights at iter {self.iter_num}'} were not saved ({self.unsaved_why}); {kept}"
 
     def train_step(self, it: int, cfg: C.TrainConfig) -> tuple[float, float]:
         """One optimizer step; (seconds, mean micro-batch loss). Raises Stop on a non-finite loss."""
@@ -833,7 +876,7 @@ class Trainer:
                 raise
             self.internal(protocol.Command("disk_full", {"what": f"the checkpoint at iter {self.iter_num}",
                                                          "error": durable.reason(e)}))
-            self.unsaved_why = "disk full"
+            self.unsaved_why = f"{DISK_FULL}: {durable.reason(e)}"
             return False
         self.emit("checkpoint", path=str(path), val_loss=self.last_val_loss)
         if self.cfg.sample_on_checkpoint:
