@@ -845,12 +845,16 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
     tokens_per_iter (the hello's) counts all ranks, hence the division by the world size.
     """
     known = h.device
-    dev_name = device or known.get("device_name") or known.get("device")
+    ran_on = known.get("device") or h.config.get("device")
+    on_cpu = str(device or ran_on or "").strip().lower() == "cpu"
+    if on_cpu and str(ran_on).lower() == "cpu":
+        device = None   # no table has a CPU's peak: only the one the engine measured or was given
+    dev_name = device or known.get("device_name") or known.get("device") or ("cpu" if on_cpu else None)
     dtype = known.get("dtype") or _config_dtype(h) or "bfloat16"
     peak = table_peak(dev_name, dtype) if device else (_num(known.get("peak_flops")) or
                                                        (table_peak(dev_name, dtype) if dev_name else None))
     world = h.sessions[-1].world_size if h.sessions else 1
-    m: dict[str, Any] = {"device": dev_name, "device_peak_flops": peak, "mfu": None, "world_size": world,
+    m: dict[str, Any] = {"device": dev_name, "on_cpu": on_cpu, "device_peak_flops": peak, "mfu": None, "world_size": world,
                          "reported_mean": None, "reported_peak_flops": h.mfu_peak, "flops_per_iter": None}
     starts = _session_starts(h)
     vals = [s.mfu for s in h.steps if s.mfu is not None and math.isfinite(s.mfu)
@@ -882,7 +886,7 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
         if a100:
             m["steady_vs_a100"] = round(achieved / NANOGPT_A100_PEAK, 5)
             lines.append(f"steady state {m['steady_vs_a100']:.2%} vs the A100 constant "
-                         f"({achieved / 1e12:.1f} TFLOP/s achieved{per_gpu}; evals excluded)")
+                         f"({achieved / 1e12:.3g} TFLOP/s achieved{per_gpu}; evals excluded)")
             a100_dtype = table_peak("A100", dtype)
             if a100_dtype and a100_dtype != NANOGPT_A100_PEAK:   # the constant is the bf16 peak
                 m["steady_vs_a100_dtype"] = round(achieved / a100_dtype, 5)
@@ -898,8 +902,12 @@ def _mfu(h: RunHistory, cfg: C.TrainConfig | None, params: int | None, timing: T
         verdict = ("low: check the batch size, compile and dtype" if m["mfu"] < 0.2 else
                    "typical for a small GPT" if m["mfu"] < 0.5 else "high: well used")
         level = "note" if m["mfu"] < 0.2 else "ok"
-    elif not vals and not fpi:
-        verdict, level = "no MFU or FLOPs figures in this source", "note"
+    elif not vals and not achieved:
+        verdict, level = "no MFU figures or step times in this source", "note"
+    elif on_cpu and not peak:
+        verdict, level = ("the run was on a CPU, where no GPU peak applies" + (
+            f": nanoGPT's MFU is against an A100's peak ({NANOGPT_A100_PEAK / 1e12:.0f} TFLOP/s), so it means "
+            "little here" if a100 else ", and this source gives no measured peak to take MFU against")), "note"
     elif a100:
         verdict, level = ("the log's MFU is against an A100 whatever the card: pass --device "
                           "(e.g. --device 'RTX 4070') to get MFU against the real peak"), "note"
