@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 from engine_kit import gpttui, read_events, wait_for, write_py_config
@@ -99,18 +100,40 @@ def saved_while_paused(run: Path, train: Train) -> int:
     return ckpt_iter(run)
 
 
-def started(tmp_path: Path, char_data: Path, run: Path, **over) -> Train:
-    cfg = write_py_config(tmp_path / "c.py", char_data, run, **{**RUN, **over})
-    return Train(cfg)
+@pytest.fixture
+def started(tmp_path: Path, char_data: Path) -> Iterator[Callable[..., Train]]:
+    """started(run, **config) -> Train. At the end, whatever still runs is killed: the command, and
+    the engine of each run in started.dirs (it runs in a session of its own, and trains on headless)."""
+    trains: list[Train] = []
+    dirs: list[Path] = []
+
+    def start(run: Path, **over: Any) -> Train:
+        dirs.append(run)
+        trains.append(Train(write_py_config(tmp_path / "c.py", char_data, run, **{**RUN, **over})))
+        return trains[-1]
+
+    start.dirs = dirs  # type: ignore[attr-defined]
+    yield start
+    for t in trains:
+        if t.proc.poll() is None:
+            t.proc.kill()
+            t.proc.wait(10)
+    for run in dirs:
+        st = engine_state.status(run)
+        if st.kind == "alive" and st.info is not None:
+            try:
+                os.kill(st.info.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.mark.parametrize("how, code", [("command", 1), (signal.SIGINT, 130), (signal.SIGTERM, 143)],
                          ids=["stop-command", "SIGINT", "SIGTERM"])
 def test_a_stop_whose_checkpoint_finds_the_disk_full_exits_non_zero_naming_what_is_kept(
-        char_data, tmp_path, tmpfs, how, code):
+        tmpfs, started, how, code):
     disk = tmpfs("disk", "3m")
     run = disk / "run"
-    train = started(tmp_path, char_data, run)
+    train = started(run)
     kept = saved_while_paused(run, train)
     fill(disk / "filler")
     train.send("resume")
@@ -133,11 +156,10 @@ def test_a_stop_whose_checkpoint_finds_the_disk_full_exits_non_zero_naming_what_
     assert status.returncode == 1 and "were not saved (disk full: No space left on device)" in status.stdout
 
 
-def test_max_iters_on_a_full_disk_waits_for_room_instead_of_finishing_without_its_checkpoint(
-        char_data, tmp_path, tmpfs):
+def test_max_iters_on_a_full_disk_waits_for_room_instead_of_finishing_without_its_checkpoint(tmpfs, started):
     disk = tmpfs("disk", "3m")
     run = disk / "run"
-    train = started(tmp_path, char_data, run, max_iters=60, eval_interval=60)
+    train = started(run, max_iters=60, eval_interval=60)
     saved_while_paused(run, train)
     fill(disk / "filler")
     train.send("resume")
@@ -151,11 +173,10 @@ def test_max_iters_on_a_full_disk_waits_for_room_instead_of_finishing_without_it
     assert train.errors() == []
 
 
-def test_max_iters_on_a_full_disk_then_a_stop_exits_1_saying_the_final_weights_were_not_saved(
-        char_data, tmp_path, tmpfs):
+def test_max_iters_on_a_full_disk_then_a_stop_exits_1_saying_the_final_weights_were_not_saved(tmpfs, started):
     disk = tmpfs("disk", "3m")
     run = disk / "run"
-    train = started(tmp_path, char_data, run, max_iters=60, eval_interval=60)
+    train = started(run, max_iters=60, eval_interval=60)
     saved_while_paused(run, train)
     fill(disk / "filler")
     train.send("resume")
@@ -170,7 +191,8 @@ def test_max_iters_on_a_full_disk_then_a_stop_exits_1_saying_the_final_weights_w
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("keys", ["xy", "qy"], ids=["stop-key", "quit-stop-and-save"])
-def test_the_dashboard_shows_a_stop_whose_checkpoint_found_the_disk_full_as_an_error(char_data, tmpfs, keys):
+def test_the_dashboard_shows_a_stop_whose_checkpoint_found_the_disk_full_as_an_error(char_data, tmpfs, started,
+                                                                                    keys):
     """x (or quitting with "stop and save") on a full disk: the failure screen says which weights
     were lost; quitting from it, or having quit, the app exits 1."""
     from app_helpers import wait_for as app_wait
@@ -182,6 +204,7 @@ def test_the_dashboard_shows_a_stop_whose_checkpoint_found_the_disk_full_as_an_e
 
     disk = tmpfs("disk", "3m")
     run = prepare_run(char_data, disk / "run", **{**RUN, "eval_interval": 20})
+    started.dirs.append(run)  # its engine is killed at the end, whatever happens here
     shown = {}
 
     async def go() -> None:
