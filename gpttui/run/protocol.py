@@ -11,6 +11,7 @@ descriptive field is dropped and the rest of the line kept.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterator
 
 from gpttui.run import config as C
+from gpttui.run import pretrained
 
 PROTOCOL_VERSION = 1
 
@@ -219,6 +221,24 @@ def clean_config(v: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _run_config(v: Any) -> dict[str, Any]:
+    """A hello's config: the whole config the run started with, held to the rules `gpttui train`
+    holds a config file to (config.validate). A shape or rate no run could have started with
+    (n_layer -4, block_size 0) means the line was garbled or tampered with, and every figure built
+    from it (parameters, tokens, forecast) would be nonsense: it is dropped whole, never in part
+    (a config missing its n_layer would be completed with the defaults')."""
+    cleaned = _config(v)
+    if lost := sorted(C.FIELDS.keys() & v.keys() - cleaned.keys()):   # of another type, or out of range
+        raise _Bad(f"a config gpttui train would take, not {lost[0]}: {_shown(v[lost[0]])}")
+    cfg = C.TrainConfig(**{k: cleaned[k] for k in C.FIELDS.keys() & cleaned.keys()})
+    if pretrained.is_path(cfg.init_from):   # weights on disk then may be gone now: the record stands
+        cfg = dataclasses.replace(cfg, init_from="scratch")
+    # a rule broken by the defaults that complete a partial config (a hand-written hello's) is none of its own
+    if problems := [p for p in C.validate(cfg) if p.partition(":")[0] in cleaned]:
+        raise _Bad(f"a config gpttui train would take, not {problems[0]}")
+    return cleaned
+
+
 def _params(v: Any) -> dict[str, int]:
     if not isinstance(v, dict):
         raise _Bad("an object of parameter counts")
@@ -229,7 +249,7 @@ _Check = Callable[[Any], Any]
 # Per event type: field -> (check, key). A bad key field refuses the line; any other bad field
 # is dropped. Fields not listed are kept as bounded scalars (_scalar).
 SCHEMA: dict[str, dict[str, tuple[_Check, bool]]] = {
-    "hello": {"version": (_count, False), "config": (_config, False), "params": (_params, False),
+    "hello": {"version": (_count, False), "config": (_run_config, False), "params": (_params, False),
               "device": (_name, False), "device_name": (_name, False), "dtype": (_name, False),
               "dtype_reason": (_text, False), "peak_flops": (_positive_real, False),
               "tokens_per_iter": (_positive_count, False), "start_iter": (_iteration, True),
