@@ -191,10 +191,10 @@ def test_data_not_made_by_gpttui_is_replaced_only_with_force(meta_json: str | No
     before = {f.name: f.read_bytes() for f in out.iterdir()}
     src = _write(tmp_path / "a.txt", TEXT[:20_000].encode())
     code, _, err = run(capsys, src, "--out", out)
-    bins = [n for n in present if n.endswith(".bin")]
-    them = "them" if len(bins) > 1 else "it"
+    names = ", ".join(present[:-1]) + " and " + present[-1] if len(present) > 1 else present[0]
+    them = "them" if len(present) > 1 else "it"
     assert code == EXIT_BAD_INPUT
-    assert err == (f"error: {out}: holds {' and '.join(bins)} not made by gpttui prepare (no meta.json of its); "
+    assert err == (f"error: {out}: holds {names} not made by gpttui prepare (no meta.json of its); "
                    f"--force replaces {them}\n")
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     code, stdout, err = run(capsys, src, "--out", out, "--force")

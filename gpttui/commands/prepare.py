@@ -63,7 +63,7 @@ unreadable source, bad text, bad options); 130 / 128 + N interrupted."""
                    help="invalid UTF-8 in text files: stop with its byte offset, or replace with U+FFFD")
     p.add_argument("--force", action="store_true",
                    help="redo even if meta.json says the output is up to date; replace a train.bin / val.bin "
-                        "that gpttui prepare did not make (nanoGPT's)")
+                        "/ meta.pkl that gpttui prepare did not make (nanoGPT's)")
 
 
 class Terminated(BaseException):

@@ -41,8 +41,8 @@ the pipe multiprocessing gives it from the parent, which reads end-of-file once 
 is gone (a parent-death signal would fire when the *thread* that started them ends: the dashboard
 prepares from a worker thread). A re-run with the same
 sources (path, size, mtime) and options whose meta.json and .bin files agree does nothing
-unless force=True; train.bin or val.bin in a directory without gpttui's meta.json (nanoGPT's
-own data) is refused unless force=True.
+unless force=True; train.bin, val.bin or meta.pkl in a directory without gpttui's meta.json
+(nanoGPT's own data) is refused unless force=True.
 """
 
 from __future__ import annotations
@@ -92,6 +92,11 @@ _EOT = np.array([GPT2_EOT], dtype=np.uint32)
 
 class PrepareFailed(PrepareError):
     """The work failed after the input was accepted (a write, a worker, a lock): not bad input."""
+
+
+class ForeignData(PrepareError):
+    """The output directory holds data gpttui prepare did not make: replaced only when forced
+    (the dashboard's prepare screen then offers to)."""
 
 
 @dataclass
@@ -164,9 +169,10 @@ def prepare(
     command = _command(sources, out, opts)
     if not force and (meta := _up_to_date(out, srcs, opts)) is not None:
         return PrepareResult(out, True, meta, warnings=val_warnings(meta))
-    if not force and (foreign := _foreign_bins(out)):
+    if not force and (foreign := _foreign_data(out)):
         them = "them" if len(foreign) > 1 else "it"
-        raise PrepareError(f"{out}: holds {' and '.join(foreign)} not made by gpttui prepare (no meta.json "
+        names = f"{', '.join(foreign[:-1])} and {foreign[-1]}" if len(foreign) > 1 else foreign[0]
+        raise ForeignData(f"{out}: holds {names} not made by gpttui prepare (no meta.json "
                            f"of its); --force replaces {them}")
     made = dirs.missing(out)
     try:
@@ -265,14 +271,16 @@ def read_meta(out_dir: str | os.PathLike) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
-def _foreign_bins(out: Path) -> list[str]:
-    """train.bin / val.bin in a directory without a meta.json of gpttui prepare. nanoGPT's own
-    preparation writes none, and its output may be hours of tokenizing: it is replaced only with
-    force. gpttui's own output is redone when the inputs change (its meta.json says how it was made)."""
+def _foreign_data(out: Path) -> list[str]:
+    """train.bin / val.bin / meta.pkl in a directory without a meta.json of gpttui prepare. nanoGPT's
+    own preparation writes none, and its output may be hours of tokenizing: it is replaced only with
+    force. A meta.pkl alone counts too: it is someone's vocabulary, which a char preparation would
+    overwrite and a GPT-2 one delete. gpttui's own output is redone when the inputs change (its
+    meta.json says how it was made)."""
     meta = read_meta(out)
     if meta is not None and meta.get("format") == FORMAT:
         return []
-    return [name for name in ("train.bin", "val.bin") if (out / name).exists()]
+    return [name for name in ("train.bin", "val.bin", "meta.pkl") if (out / name).exists()]
 
 
 def _up_to_date(out: Path, srcs: list[Source], opts: dict) -> dict | None:

@@ -1,11 +1,14 @@
 """A run's data directory has no train.bin: prepare it here, from a path the user types (or the
-demo's bundled text), showing `gpttui prepare`'s progress. The work runs on a thread."""
+demo's bundled text), showing `gpttui prepare`'s progress. The work runs on a thread. Data that
+gpttui prepare did not make (a nanoGPT meta.pkl, a lone val.bin) is replaced only when the user
+says so, as `gpttui prepare --force`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -37,6 +40,7 @@ class PrepareScreen(ModalScreen[bool]):
         self.tokenizer = tokenizer
         self._cancel = False
         self._busy = False
+        self._asked: tuple[list[str], str] | None = None   # the sources and tokenizer last tried
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prepare"):
@@ -54,6 +58,9 @@ class PrepareScreen(ModalScreen[bool]):
                 yield Static(f"Preparing {self.source.name} with the {self.tokenizer} tokenizer…")
             yield ProgressBar(total=100, show_eta=False, id="bar")
             yield Static("", id="info")
+            force = Button("Replace (--force)", variant="error", id="force")
+            force.display = False   # shown when the directory holds data of someone else's
+            yield force
 
     def on_mount(self) -> None:
         if self.source is not None:
@@ -67,6 +74,8 @@ class PrepareScreen(ModalScreen[bool]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "go":
             self._go()
+        elif event.button.id == "force" and not self._busy and self._asked is not None:
+            self._start(*self._asked, force=True)
 
     def _go(self) -> None:
         if self._busy:
@@ -77,14 +86,16 @@ class PrepareScreen(ModalScreen[bool]):
             return
         self._start(sources, str(self.query_one("#tokenizer", Select).value))
 
-    def _start(self, sources: list[str], tokenizer: str) -> None:
+    def _start(self, sources: list[str], tokenizer: str, force: bool = False) -> None:
         self._busy = True
+        self._asked = (sources, tokenizer)
+        self.query_one("#force", Button).display = False
         self.query_one("#info", Static).update("starting…")
-        self._prepare(sources, tokenizer)
+        self._prepare(sources, tokenizer, force)
 
     @work(thread=True, exclusive=True)
-    def _prepare(self, sources: list[str], tokenizer: str) -> None:
-        from gpttui.data.prepare import PrepareError, prepare
+    def _prepare(self, sources: list[str], tokenizer: str, force: bool) -> None:
+        from gpttui.data.prepare import ForeignData, PrepareError, prepare
 
         def progress(p: ProgressInfo) -> None:
             if self._cancel:
@@ -92,9 +103,12 @@ class PrepareScreen(ModalScreen[bool]):
             self.app.call_from_thread(self._show, p)
 
         try:
-            result = prepare(sources, self.data_dir, tokenizer=tokenizer, progress=progress)
+            result = prepare(sources, self.data_dir, tokenizer=tokenizer, force=force, progress=progress)
         except Cancelled:
             self.app.call_from_thread(self.dismiss, False)
+            return
+        except ForeignData as e:
+            self.app.call_from_thread(self._failed, str(e), True)
             return
         except (PrepareError, OSError) as e:
             self.app.call_from_thread(self._failed, str(e))
@@ -107,9 +121,10 @@ class PrepareScreen(ModalScreen[bool]):
             f"{p.phase}: {p.documents:,} documents, {fmt.count(p.tokens)} tokens, "
             f"{p.mb_per_s:.1f} MB/s, ETA {fmt.duration(p.eta_s)}")
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, forceable: bool = False) -> None:
         self._busy = False
-        self.query_one("#info", Static).update(f"[red]{message}[/]")
+        self.query_one("#info", Static).update(Text(message, style="red"))   # a path may hold [ ]
+        self.query_one("#force", Button).display = forceable
 
     def _done(self, tokens: dict[str, int]) -> None:
         self.query_one("#bar", ProgressBar).update(progress=100)
