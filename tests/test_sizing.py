@@ -132,3 +132,11 @@ def test_damaged_meta_pkl_bytes_are_one_value_error_whatever_the_unpickler_trips
             assert str(e).startswith(f"{p}: not a nanoGPT meta.pkl") and "\n" not in str(e)
         else:
             assert type(meta["vocab_size"]) is int and meta["vocab_size"] > 0
+
+
+def test_one_compute_optimal_judgment_for_the_doctor_and_the_config_editor():
+    """11.6 tokens per parameter is 58% of compute-optimal: the doctor called it 'about compute-optimal'
+    where 9.8 was 'under-trained, 49%' and the config editor said 'fewer'. Within a factor of 1.5 of
+    20, either way, is about it."""
+    assert [sizing.compute_optimal_side(x) for x in (9.8, 11.6, 13.0, 13.4, 20.0, 30.0, 30.1)] == \
+        ["under", "under", "under", "about", "about", "about", "over"]

@@ -18,8 +18,6 @@ from rich.text import Text
 from gpttui.run import config as C
 from gpttui.run import layout, live_set, sizing, units
 
-COMPUTE_OPTIMAL_TOKENS_PER_PARAM = 20  # Hoffmann et al. (Chinchilla)
-
 
 class ApplyAction(StrEnum):
     """How config changes reach a run: a live `set`, a restart from its checkpoint, or a new run."""
@@ -195,10 +193,9 @@ def figures(cfg: C.TrainConfig, base: C.TrainConfig, *, measured_ms_per_iter: fl
     t.append(f" per iteration {d.tokens_per_iter:,}")
     was(d.tokens_per_iter, b.tokens_per_iter, lambda n: f"{n:,}")
     t.append(f"\n at max_iters ({cfg.max_iters:,}) {units.human_count(d.tokens_at_max_iters)}\n")
-    ratio = d.tokens_per_param / COMPUTE_OPTIMAL_TOKENS_PER_PARAM
-    verdict = ("near compute-optimal" if 0.5 <= ratio <= 2 else
-               "fewer than compute-optimal" if ratio < 0.5 else "more than compute-optimal")
-    t.append(f" per parameter {d.tokens_per_param:.1f} vs ~{COMPUTE_OPTIMAL_TOKENS_PER_PARAM}: {verdict}\n")
+    verdict = {"under": "fewer than compute-optimal", "about": "near compute-optimal",
+               "over": "more than compute-optimal"}[sizing.compute_optimal_side(d.tokens_per_param)]
+    t.append(f" per parameter {d.tokens_per_param:.1f} vs ~{sizing.COMPUTE_OPTIMAL:.0f}: {verdict}\n")
     head("Compute")
     t.append(f" FLOPs/token {units.human_count(d.flops_per_token)} · per iteration {d.flops_per_iter:.3g}\n")
     head("Training memory (estimate)")

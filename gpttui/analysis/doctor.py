@@ -49,7 +49,6 @@ from gpttui.run.units import human_count, human_duration
 
 WARMUP = 5               # nanoGPT measures MFU from the 5th iteration of a process on
 PAUSE_STEPS = 10         # a gap this many step-times longer than expected is a pause
-CHINCHILLA = 20.0        # compute-optimal tokens per parameter
 TREND_HORIZON = 0.25     # the trend judged over this fraction of the iterations so far ...
 TREND_HORIZON_MIN = 1000  # ... and at least this many iterations, but never more than the run's own length
 FLAT_GAIN = 0.015        # less val improvement than this over the horizon is flat
@@ -357,7 +356,7 @@ def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]
     if not params:
         return t, Finding("tokens", "tokens", lines, "tokens per parameter unknown (parameters unknown)", "note")
     t["per_param"] = seen / params
-    lines[0] += f" = {t['per_param']:.1f} tokens/parameter (compute-optimal ~{CHINCHILLA:.0f})"
+    lines[0] += f" = {t['per_param']:.1f} tokens/parameter (compute-optimal ~{sizing.COMPUTE_OPTIMAL:.0f})"
     if t["at_max_iters"]:
         t["per_param_at_max_iters"] = t["at_max_iters"] / params
         lines.append(f"at max_iters {h.max_iters:,}: {human_count(t['at_max_iters'])} "
@@ -365,12 +364,13 @@ def _tokens(h: RunHistory, params: int | None) -> tuple[dict[str, Any], Finding]
     ratio = t["per_param"]
     if promise := _tokens_promise_mismatch(h, t["at_max_iters"]):
         return t, Finding("tokens", "tokens", lines, promise, "warn")
-    if ratio < 0.5 * CHINCHILLA:
-        verdict, level = f"under-trained for its size: {ratio / CHINCHILLA:.0%} of compute-optimal so far", "note"
-    elif ratio <= 1.5 * CHINCHILLA:
+    side = sizing.compute_optimal_side(ratio)
+    if side == "under":
+        verdict, level = f"under-trained for its size: {ratio / sizing.COMPUTE_OPTIMAL:.0%} of compute-optimal so far", "note"
+    elif side == "about":
         verdict, level = "about compute-optimal", "ok"
     else:
-        verdict, level = (f"{ratio / CHINCHILLA:.1f}x compute-optimal: past the compute-optimal point, "
+        verdict, level = (f"{ratio / sizing.COMPUTE_OPTIMAL:.1f}x compute-optimal: past the compute-optimal point, "
                           "more data than a bigger model would use (fine for a model you will run a lot)"), "ok"
     return t, Finding("tokens", "tokens", lines, verdict, level)
 

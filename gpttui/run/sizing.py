@@ -105,6 +105,17 @@ class Derived:
         return dataclasses.asdict(self)
 
 
+COMPUTE_OPTIMAL = 20.0   # tokens per parameter (Hoffmann et al., Chinchilla)
+NEAR_OPTIMAL = 1.5       # within this factor of it, either way, a run is about compute-optimal
+
+
+def compute_optimal_side(tokens_per_param: float) -> str:
+    """'under', 'about' or 'over' compute-optimal: the one judgment the doctor and the config
+    editor both make."""
+    ratio = tokens_per_param / COMPUTE_OPTIMAL
+    return "under" if ratio < 1 / NEAR_OPTIMAL else "over" if ratio > NEAR_OPTIMAL else "about"
+
+
 def count_params(n_layer: int, n_embd: int, block_size: int, vocab_size: int, bias: bool) -> tuple[int, int, int]:
     """(total, without wpe, without wte and wpe) for nanoGPT's GPT."""
     C = n_embd
