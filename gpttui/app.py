@@ -446,6 +446,9 @@ class EngineRun(LiveRunReads):
         state = self.live.state
         self.log.write([f"── engine exited with code {code}"])
         if self.quit_when_stopped:
+            if code:   # the stop failed (its checkpoint not written): the shell is told why
+                err = (self.live.last_error or {}).get("message") or f"the engine ended ({exit_text(code)})"
+                self.farewell = f"error: {err}"
             self.app.exit(code)
             return
         if code == 0 and state in ("finished", "stopped"):

@@ -223,8 +223,11 @@ def test_the_dashboard_shows_a_stop_whose_checkpoint_found_the_disk_full_as_an_e
                 await pilot.press("q")
             await app_wait(pilot, lambda: not app.is_running, 60, "the app to exit")
         shown["code"] = app.return_code or app.return_value  # what run_app makes the exit code
+        shown["shell"] = ctl.farewell                          # what run_app prints in the shell after it
 
     asyncio.run(go())
     if keys == "xy":
         assert shown["message"].startswith("stopped at iter ") and "its weights were not saved (disk full" in shown["message"]
+    else:   # quit: no failure screen to read it on, so the shell says it
+        assert shown["shell"].startswith("error: stopped at iter ") and "its weights were not saved (disk full" in shown["shell"]
     assert shown["code"] == 1

@@ -33,6 +33,6 @@ def run_app(app: GpttuiApp) -> int:
     """Run the dashboard; its exit code (1 after an exception, which Textual has printed)."""
     code = app.run()
     farewell = getattr(app.controller, "farewell", "")
-    if app.return_code == 1 and farewell:   # the dashboard failed: where its engine went
+    if app.return_code and farewell:   # the dashboard failed, or the stop it was asked for: why, and where the engine is
         print(farewell, file=sys.stderr)
     return app.return_code or int(code or 0)
