@@ -14,7 +14,7 @@ from gpttui.analysis.pace import Pace
 from gpttui.app import GpttuiApp
 from gpttui.commands.launch import make_plan
 from gpttui.run import config as C
-from gpttui.run import units
+from gpttui.run import schedule, units
 from gpttui.screens.extend import ExtendScreen
 
 
@@ -120,6 +120,27 @@ async def test_a_huge_end_typed_key_by_key_is_refused_not_a_crash():
         assert f"ETA {units.human_duration(50_000_000 * 3.9 + 99_988 * 15)}" in summary
         assert "y " in units.human_duration(50_000_000 * 3.9)
         assert any(f" {year}" in summary for year in range(2032, 2040))   # a date, not a weekday
+
+
+@pilot_test
+async def test_now_follows_a_run_that_trains_on_under_the_screen():
+    """The screen said 'now (1,589)' and the lr then while the run went on to 1,872 before Apply:
+    what 'now' is moves with the run, and an end it has passed becomes invalid."""
+    at = {"iter": 6000}
+    screen = ExtendScreen(SEED, current_iter=6000, tokens_per_iter=TPI, pace=Pace(3900.0, 15.0, True, 500, 6000),
+                          evals=EVALS, follow=lambda: at["iter"])
+    app = ScreenHost(screen)
+    async with app.run_test(size=(110, 40)) as pilot:
+        await pilot.press(*"7000")
+        await settle(pilot)
+        assert "iteration 6,000 of max_iters 12,000" in flat(app, "#now") and "now (6,000)" in flat(app, "#legend")
+        assert flat(app, "#error") == ""
+        at["iter"] = 7500                     # the run trains on
+        await wait_for(pilot, lambda: "iteration 7,500 of max_iters" in flat(app, "#now"), 5, "now to follow")
+        assert "now (7,500)" in flat(app, "#legend")
+        assert f"lr {schedule.lr_at(SEED, 7500):.2e}" in flat(app, "#now")
+        assert "✗ 7,000 is not beyond the current iteration 7,500" in flat(app, "#error")
+        assert app.screen.query_one("#apply", Button).disabled
 
 
 @pilot_test

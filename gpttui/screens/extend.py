@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from functools import partial
+from typing import Callable
 
 from rich.text import Text
 from textual import on
@@ -41,6 +42,8 @@ from gpttui.run.history import Eval
 from gpttui.screens.controller import RunController
 from gpttui.widgets.lr_chart import AFTER_COLOR, BEFORE_COLOR, LRChart
 
+FOLLOW_S = 1.0   # how often the screen takes the iteration of a run training under it
+
 
 class ExtendScreen(Screen[ConfigChange | None]):
     """Choose a new end for a run, see its learning rate, cost and expected val loss."""
@@ -51,12 +54,14 @@ class ExtendScreen(Screen[ConfigChange | None]):
     def __init__(self, config: C.TrainConfig, *, current_iter: int = 0,
                  tokens_per_iter: int | None = None, pace: Pace | None = None,
                  evals: list[Eval] | None = None, vocab_size: int | None = None,
-                 resume_iter: int | None = None, what_if: bool = False, stopped: bool = False) -> None:
+                 resume_iter: int | None = None, what_if: bool = False, stopped: bool = False,
+                 follow: Callable[[], int] | None = None) -> None:
         """`pace`: the run's (analysis/pace.py; None: not measured yet), what the time to a new
         end is counted with, as the status line's and the doctor's ETA.
         `resume_iter`: the run is not running, and applying resumes it from a checkpoint there.
         `what_if`: a run only read (`gpttui open`): forecast, tokens and time, nothing to apply.
-        `stopped`: no engine runs it (without `resume_iter`, applying starts it again from scratch)."""
+        `stopped`: no engine runs it (without `resume_iter`, applying starts it again from scratch).
+        `follow`: the run's iteration now, while it trains on under the screen (what "now" is follows it)."""
         super().__init__()
         self.what_if = what_if
         self.stopped = stopped
@@ -70,6 +75,7 @@ class ExtendScreen(Screen[ConfigChange | None]):
         self.evals = list(evals or [])
         self.vocab_size = vocab_size   # the forecast's prior (forecast.anneal_gain), as the doctor's
         self.resume_iter = resume_iter
+        self.follow = follow
         self.values: dict[str, int] | None = None
         self.after: C.TrainConfig | None = None   # the config with the new end, once it is valid
 
@@ -81,7 +87,8 @@ class ExtendScreen(Screen[ConfigChange | None]):
         return cls(run.config, current_iter=live.iter if resume is None else resume,
                    tokens_per_iter=live.hello.get("tokens_per_iter") or run.history.tokens_per_iter,
                    pace=live.pace(), evals=run.history.evals, vocab_size=run.history.vocab_size,
-                   resume_iter=resume, what_if=run.read_only, stopped=not run.engine_alive)
+                   resume_iter=resume, what_if=run.read_only, stopped=not run.engine_alive,
+                   follow=(lambda: live.iter) if run.engine_alive and not run.read_only else None)
 
     def compose(self) -> ComposeResult:
         yield Static("Extend training: what if? (read-only: nothing is applied)" if self.what_if
@@ -106,6 +113,18 @@ class ExtendScreen(Screen[ConfigChange | None]):
     def on_mount(self) -> None:
         self.query_one("#end", Input).focus()
         self._update("")
+        if self.follow is not None:
+            self.set_interval(FOLLOW_S, self._follow)
+
+    def _follow(self) -> None:
+        """The run trained on: 'now', the lr now and the ETA move with it (the forecast, a fit, waits
+        for the next entry)."""
+        it = self.follow() if self.follow is not None else self.current_iter
+        if it == self.current_iter:
+            return
+        self.current_iter = it
+        self.query_one("#now", Static).update(self._now_text())
+        self._show(self.query_one("#end", Input).value)
 
     def _now_text(self) -> Text:
         cfg, it = self.config, self.current_iter
@@ -140,6 +159,15 @@ class ExtendScreen(Screen[ConfigChange | None]):
         self._update(event.value)
 
     def _update(self, text: str) -> None:
+        after = self._show(text)
+        cfg = self.config
+        end = after.max_iters if after else cfg.max_iters
+        self.query_one("#forecast", Static).update(Text(f"  val loss at {end:,}: forecasting…", style="dim"))
+        self.run_worker(partial(self._forecast, after or cfg, end), thread=True, exclusive=True,
+                        group="forecast")
+
+    def _show(self, text: str) -> C.TrainConfig | None:
+        """Check the entry and show what it does (all but the forecast); the config it makes, if valid."""
         cfg = self.config
         error, after = "", None
         if text.strip():
@@ -162,13 +190,10 @@ class ExtendScreen(Screen[ConfigChange | None]):
         self.query_one("#chart", LRChart).show(cfg, after, self.current_iter)
         self.query_one("#legend", Static).update(self._legend(after is not None))
         self.query_one("#summary", Static).update(self._summary(after, self.values))
-        end = after.max_iters if after else cfg.max_iters
-        self.query_one("#forecast", Static).update(Text(f"  val loss at {end:,}: forecasting…", style="dim"))
-        self.run_worker(partial(self._forecast, after or cfg, end), thread=True, exclusive=True,
-                        group="forecast")
         if not self.what_if:
             self.query_one("#apply", Button).disabled = after is None
         self.refresh_bindings()
+        return after
 
     def _summary(self, after: C.TrainConfig | None, values: dict[str, int] | None) -> Text:
         cfg, it = self.config, self.current_iter
