@@ -121,8 +121,9 @@ class Request:
 # ---------------------------------------------------------------- loading
 
 def _given_dir(data_dir: str) -> Path | None:
-    """The data_dir a request names, if it is there. One that is not is passed over: the
-    dashboard names the run's own, which may be gone since training (`gpttui sample` refuses it)."""
+    """The data_dir a request names, if it is there. One that is not is passed over, and said
+    (Loaded.tokenizer_note): the dashboard names the run's own, which may be gone since training
+    (`gpttui sample` refuses it)."""
     return Path(data_dir) if data_dir and Path(data_dir).is_dir() else None
 
 
@@ -175,6 +176,7 @@ class Loaded:
     load_s: float
     rng_states: dict[int, torch.Tensor] = field(default_factory=dict)
     device_reason: str = ""           # why this device: shown in the sampling pane
+    tokenizer_note: str = ""          # the data_dir named is gone: what stands in, shown in the pane
 
     def seed(self, seed: int) -> None:
         """Seed torch as nanoGPT's sample.py does: manual_seed, then the model's random init."""
@@ -242,7 +244,13 @@ def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: s
                           f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
     config = ckpt.get("config") or {}
     tok, source = find_tokenizer(config if isinstance(config, dict) else {}, p, data_dir)
+    gone = ""
+    if data_dir and not _given_dir(data_dir):
+        gone = f"data_dir {data_dir} is gone (moved or deleted since training?)"
     if tok.vocab_size > model.config.vocab_size:
+        if gone:
+            raise SampleError(f"{gone}: the prompt can't be encoded without its meta.pkl (the model's "
+                              f"{model.config.vocab_size}-token vocabulary; found only {source})")
         if _given_dir(data_dir):
             raise SampleError(f"{p}: the model's vocab_size is {model.config.vocab_size} but data_dir {data_dir} "
                               f"has no meta.pkl (a character model needs its vocabulary's meta.pkl there)")
@@ -256,7 +264,8 @@ def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: s
     val = ckpt.get("best_val_loss")
     return Loaded(model, tok, p, stamp, ckpt["iter_num"],
                   float(val) if val is not None and math.isfinite(float(val)) else None,
-                  args, dev.device, ctx, source, time.perf_counter() - t0, rng, why)
+                  args, dev.device, ctx, source, time.perf_counter() - t0, rng, why,
+                  f"{gone}: using {source} instead" if gone else "")
 
 
 def _sampling_device(model: GPT, device: str, dtype: str) -> tuple[hardware.Device, str]:
@@ -419,7 +428,7 @@ class Sampler:
                   ckpt=str(m.path), iter_num=m.iter_num, val_loss=m.val_loss, params=m.n_params,
                   block_size=m.model.config.block_size, tokenizer=m.tokenizer.name,
                   vocab_size=m.tokenizer.vocab_size, device=m.device, device_reason=m.device_reason,
-                  load_s=round(m.load_s, 3))
+                  load_s=round(m.load_s, 3), **({"tokenizer_note": m.tokenizer_note} if m.tokenizer_note else {}))
 
     def run(self, rid: int, values: dict[str, Any]) -> bool:
         """One request; False if it failed (an error event says why)."""

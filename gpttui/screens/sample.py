@@ -176,6 +176,7 @@ class SampleScreen(Screen[None]):
             yield Label("checkpoint", classes="name")
             yield Select([], prompt="no checkpoint yet", id="ckpt", allow_blank=True, compact=True)
             yield Static("", id="ckpt-info")
+        yield Static("", id="data-note")   # the run's data_dir is gone: what the sampler uses instead
         with Horizontal(id="prompt-row", classes="row"):
             yield Label("prompt", classes="name")
             yield Input(placeholder=r"text to continue (\n for a new line; empty: a new line or <|endoftext|>)",
@@ -258,6 +259,9 @@ class SampleScreen(Screen[None]):
                     self.set_status("ready: type a prompt; Enter (or ctrl+g) generates")
             elif kind == "log" and e.get("ckpt"):
                 val = e.get("val_loss")
+                note = self.query_one("#data-note", Static)
+                note.update(e.get("tokenizer_note", ""))
+                note.display = "tokenizer_note" in e
                 info = f"iter {e.get('iter_num', e['iter'])}"
                 info += f" · val loss {val:.4f}" if isinstance(val, (int, float)) else ""
                 self.query_one("#ckpt-info", Static).update(
