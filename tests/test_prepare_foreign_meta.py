@@ -8,9 +8,8 @@ import asyncio
 import pickle
 from pathlib import Path
 
-from app_helpers import flat, wait_for
+from app_helpers import UNSET, ScreenHost, flat, wait_for
 from engine_kit import SHAKESPEARE
-from textual.app import App
 
 from gpttui import cli
 from gpttui.commands import EXIT_BAD_INPUT
@@ -51,24 +50,11 @@ def test_prepare_refuses_a_lone_meta_pkl_without_force(tmp_path, capsys):
     assert vocab(out) == len(set(TEXT)) != len(VOCAB) and (out / "train.bin").exists()
 
 
-class Host(App[None]):
-    def __init__(self, screen: PrepareScreen) -> None:
-        super().__init__()
-        self.prepare_screen = screen
-        self.result: bool | None = None
-
-    def on_mount(self) -> None:
-        self.push_screen(self.prepare_screen, self._done)
-
-    def _done(self, ok: bool | None) -> None:
-        self.result = ok
-
-
 def drive(out: Path, src: Path, given: bool) -> tuple[str, bytes, bool | None]:
     """The screen's text once it refused, meta.pkl as it then stood, and what the screen returned
     after Replace was pressed. `given`: the source comes with the screen (the demo's text), else typed."""
     async def scenario() -> tuple[str, bytes, bool | None]:
-        app = Host(PrepareScreen(out, src if given else None, "char"))
+        app = ScreenHost(PrepareScreen(out, src if given else None, "char"))
         async with app.run_test(size=(120, 30)) as pilot:
             if not given:
                 await wait_for(pilot, lambda: app.screen.query_one("#source"), 10, "the source field")
@@ -78,7 +64,7 @@ def drive(out: Path, src: Path, given: bool) -> tuple[str, bytes, bool | None]:
             await wait_for(pilot, lambda: "holds meta.pkl" in flat(app), 30, "the refusal")
             shown, kept = f"{flat(app, '#info')} | {flat(app, '#force')}", (out / "meta.pkl").read_bytes()
             await pilot.click("#force")
-            await wait_for(pilot, lambda: app.result is not None, 60, "the data prepared")
+            await wait_for(pilot, lambda: app.result is not UNSET, 60, "the data prepared")
             return shown, kept, app.result
 
     return asyncio.run(scenario())
