@@ -107,9 +107,17 @@ def test_bad_settings_and_no_checkpoint_are_named(run_dir):
             status = screen.query_one("#status", Static)
             await pilot.press("ctrl+g")
             assert "no checkpoint in" in str(status.render()) and status.has_class("error")
+            assert screen.query_one("#ckpt", Select).prompt == "no checkpoint yet"
             torch.save({"x": 1}, run_dir / "other.pt")
             screen.refresh_files()
-            assert screen.query_one("#ckpt", Select).value == str(run_dir / "other.pt")
+            select = screen.query_one("#ckpt", Select)
+            assert select.value == str(run_dir / "other.pt")
+            # the blank entry Select lists above the checkpoints no longer says there are none
+            assert select.prompt == "choose a checkpoint"
+            select.clear()
+            await pilot.press("ctrl+g")
+            assert "choose a checkpoint above first" in str(status.render()) and "no checkpoint in" not in str(status.render())
+            select.value = str(run_dir / "other.pt")
             screen.query_one("#set-top_p", Input).value = "1.5"
             await pilot.press("ctrl+g")
             assert "top-p: must be in (0, 1]" in str(status.render())

@@ -316,7 +316,9 @@ class SampleScreen(Screen[None]):
             return
         ckpt = self.query_one("#ckpt", Select).value
         if not isinstance(ckpt, str):
-            if not self.run_dir.is_dir():   # a log read (gpttui open LOG): nothing will ever be written beside it
+            if self._ckpt_sig:
+                self.set_status("choose a checkpoint above first", input_error=True)
+            elif not self.run_dir.is_dir():   # a log read (gpttui open LOG): nothing will ever be written beside it
                 self.set_status(f"{self.run_dir.name} is a log, with no checkpoint beside it: sample the run's "
                                 f"ckpt.pt with gpttui sample --out_dir=OUT_DIR", input_error=True)
             else:
@@ -390,6 +392,9 @@ class SampleScreen(Screen[None]):
             options = [(f"{p.name}  ({time.strftime('%H:%M:%S', time.localtime(st.st_mtime))}, "
                         f"{st.st_size / 1e6:.1f} MB)", str(p)) for p, st in found]
             sel.set_options(options)
+            # (the blank entry Select lists first reads as the prompt: once there are checkpoints,
+            # "no checkpoint yet" above them would be a choice that is not true)
+            sel.prompt = "choose a checkpoint" if options else "no checkpoint yet"
             values = [v for _, v in options]
             if keep in values:
                 sel.value = keep
