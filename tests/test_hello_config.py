@@ -58,7 +58,9 @@ def test_a_hello_config_breaking_a_config_rule_builds_no_figure(trained, tmp_pat
     from n_layer -4 (it said -0.05M) or from the defaults that would complete a config in part."""
     out = doctor(edited(trained, tmp_path / "run", keep_toml=False, **{field: value}))
     assert "parameters    not in this source" in out
-    assert "1 line(s) read without fields that held bad values" in out
+    assert "1 line(s) read without fields that held bad values, the first: line " in out
+    said = out.split(": hello config: expected a config gpttui train would take, not ")[1].splitlines()[0]
+    assert field in said   # which field, as the config rule says it ('n_embd: 32 is not divisible by n_head=3')
 
 
 def test_the_runs_config_toml_stands_for_a_hello_config_that_breaks_the_rules(trained, tmp_path):
@@ -75,6 +77,9 @@ def test_opens_doctor_panel_shows_no_parameter_count_built_from_the_hello_config
         app = GpttuiApp(ReadOnlyRuns([run]))
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: "iter 20" in flat(app, "#status"), 30, "the run read")
+            log = flat(app, "#log")   # the log pane says what was read without the bad field, and which
+            assert "1 line read without fields that held bad values, the first: line" in log
+            assert "hello config: expected a config gpttui train would take, not n_layer" in log
             await pilot.press("d")
             await wait_for(pilot, lambda: isinstance(app.screen, DoctorScreen) and app.screen.report is not None, 60)
             await pilot.pause()

@@ -48,7 +48,7 @@ def holds(out: dict) -> None:
         if isinstance(value, str):
             assert not any(0xD800 <= ord(c) <= 0xDFFF or ord(c) < 0x20 and c not in "\t\n" for c in value)
             value.encode("utf-8")
-    assert P.check_event(out) == (out, [])               # what came out passes again, unchanged
+    assert P.check_event(out) == (out, {})               # what came out passes again, unchanged
     assert P.parse_event(P.encode(out))[0] == out         # and survives a round trip
 
 

@@ -169,7 +169,8 @@ def diagnose(h: RunHistory, forecast_at: int | None = None, device: str | None =
             what = "stray line" if h.kind == "nanogpt-log" else "torn or garbled line"
             lines.append(f"{h.skipped_lines} {what}{'s' * (h.skipped_lines != 1)} skipped of {h.lines}")
         if h.repaired_lines:
-            lines.append(f"{h.repaired_lines} line(s) read without fields that held bad values")
+            lines.append(f"{h.repaired_lines} line(s) read without fields that held bad values"
+                         + (f", the first: {h.first_repair}" if h.first_repair else ""))
         if errors:
             lines.append(f"{len(errors)} error event(s); last: {errors[-1].get('message', '')[:100]}")
         r.findings.append(Finding("data", "data", lines,

@@ -98,6 +98,9 @@ class OpenedRun:
                  f"{len(h.checkpoints):,} checkpoints"]
         if h.skipped_lines:
             lines.append(f"── {h.skipped_lines} stray line{'s' * (h.skipped_lines != 1)} skipped")
+        if h.repaired_lines:
+            lines.append(f"── {h.repaired_lines} line{'s' * (h.repaired_lines != 1)} read without fields that held "
+                         f"bad values, the first: {h.first_repair}")
         if (e := h.fatal_error) is not None:
             lines.append(f"── it ended in an error at iter {e.get('iter', 0):,}: {e.get('message', '')}")
         if self.tail is not None:
@@ -189,6 +192,7 @@ def open_source(path: Path, colour: int, config: Path | None = None) -> OpenedRu
         run.tail = MetricsTail(metrics)
         run.live.add_all(run.tail.poll())
         run.live.history.skipped_lines = run.tail.skipped
+        run.live.history.repaired_lines, run.live.history.first_repair = run.tail.repaired, run.tail.first_repair
         run.live.history.source = str(metrics)
         if engine_state.status(run_dir).kind != "alive":
             run.tail = None

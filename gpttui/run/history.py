@@ -89,6 +89,7 @@ class RunHistory:
     errors: list[dict] = field(default_factory=list)
     skipped_lines: int = 0             # lines of the source not used (torn, garbled, ill-typed, stray)
     repaired_lines: int = 0            # lines used without the fields that held bad values
+    first_repair: str = ""             # the first of those fields, where, and what it should have held
     source: str = ""
     # What else a source tells (mostly nanoGPT logs, which carry no hello):
     kind: str = "events"               # "events" (metrics.jsonl / live) or "nanogpt-log"
@@ -371,6 +372,7 @@ class RunHistory:
             except OSError as e:
                 raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
             h.skipped_lines, h.repaired_lines, h.lines = reader.skipped, reader.repaired, reader.lines
+            h.first_repair = reader.first_repair
         elif not toml.exists():
             raise RunLogError(f"{run_dir}: not a run directory (no metrics.jsonl or config.toml)")
         return h

@@ -24,6 +24,7 @@ class _LineCounts:
         self.lines = 0
         self.skipped = 0      # lines not used at all
         self.repaired = 0     # lines used without a field that held a bad value
+        self.first_repair = ""   # the first such field, and what it should have held
 
     def _decode(self, raw: bytes) -> dict | None:
         self.lines += 1
@@ -32,7 +33,11 @@ class _LineCounts:
         except ProtocolError:
             self.skipped += 1
             return None
-        self.repaired += bool(dropped)
+        if dropped:
+            self.repaired += 1
+            if not self.first_repair:
+                name, why = next(iter(dropped.items()))
+                self.first_repair = f"line {self.lines}: {event['type']} {name}: {why}"
         return event
 
 

@@ -289,10 +289,11 @@ _CHECKS = {kind: {**fields, **_ENVELOPE} for kind, fields in SCHEMA.items()}
 _UNKNOWN: tuple[_Check, bool] = (_scalar, False)
 
 
-def check_event(obj: Any) -> tuple[dict[str, Any], list[str]]:
-    """A decoded JSON value as an event whose every field holds what it must, and the names of
-    the fields dropped for holding something else. ProtocolError (naming the field) when the
-    line itself is not usable: not an object, no type, a bad iter or t, a bad key field."""
+def check_event(obj: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """A decoded JSON value as an event whose every field holds what it must, and the fields
+    dropped for holding something else, each with what it should have held. ProtocolError (naming
+    the field) when the line itself is not usable: not an object, no type, a bad iter or t, a bad
+    key field."""
     if not isinstance(obj, dict):
         raise ProtocolError(f"not an event: a JSON {type(obj).__name__}, not an object")
     kind = obj.get("type")
@@ -300,7 +301,7 @@ def check_event(obj: Any) -> tuple[dict[str, Any], list[str]]:
         raise ProtocolError("type: expected an event type (lower-case letters), got "
                             f"{_shown(kind)}")
     out: dict[str, Any] = {"type": kind}
-    dropped: list[str] = []
+    dropped: dict[str, str] = {}
     checks = _CHECKS.get(kind, _ENVELOPE)
     for name, value in obj.items():
         if name == "type":
@@ -311,7 +312,7 @@ def check_event(obj: Any) -> tuple[dict[str, Any], list[str]]:
         except _Bad as e:
             if key:
                 raise ProtocolError(f"{kind} event: {name}: expected {e}, got {_shown(value)}") from None
-            dropped.append(name)
+            dropped[name] = f"expected {e}" + ("" if isinstance(value, (dict, list)) else f", got {_shown(value)}")
     if "iter" not in out:
         raise ProtocolError(f"{kind} event: iter: missing")
     return out, dropped
@@ -322,8 +323,8 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parse_event(line: str | bytes) -> tuple[dict[str, Any], list[str]]:
-    """One line as an event (any type) and the names of the fields dropped from it."""
+def parse_event(line: str | bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    """One line as an event (any type) and the fields dropped from it, each with why."""
     if len(line) > MAX_LINE:
         raise ProtocolError(f"a line of {len(line):,} bytes: longer than {MAX_LINE:,}")
     try:
