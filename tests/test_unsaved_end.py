@@ -156,7 +156,9 @@ def test_a_stop_whose_checkpoint_finds_the_disk_full_exits_non_zero_naming_what_
     assert status.returncode == 1 and "were not saved (disk full: No space left on device)" in status.stdout
 
 
-def test_max_iters_on_a_full_disk_waits_for_room_instead_of_finishing_without_its_checkpoint(tmpfs, started):
+def paused_at_max_iters_on_a_full_disk(tmpfs, started) -> tuple[Path, Path, Train]:
+    """A 60-iteration run whose disk fills after its first checkpoint: it reaches max_iters and pauses
+    there, its last checkpoint not written. (disk, run, its train)."""
     disk = tmpfs("disk", "3m")
     run = disk / "run"
     train = started(run, max_iters=60, eval_interval=60)
@@ -164,6 +166,11 @@ def test_max_iters_on_a_full_disk_waits_for_room_instead_of_finishing_without_it
     fill(disk / "filler")
     train.send("resume")
     wait_for(lambda: state(run) == "paused: disk full", 60, f"a pause at max_iters (now {state(run)!r})")
+    return disk, run, train
+
+
+def test_max_iters_on_a_full_disk_waits_for_room_instead_of_finishing_without_its_checkpoint(tmpfs, started):
+    disk, run, train = paused_at_max_iters_on_a_full_disk(tmpfs, started)
     assert engine_state.read_info(run).iter == 60 and train.proc.poll() is None  # not "finished"
     assert any("disk full writing the checkpoint at iter 60" in line for line in train.out)
     (disk / "filler").unlink()
@@ -174,13 +181,7 @@ def test_max_iters_on_a_full_disk_waits_for_room_instead_of_finishing_without_it
 
 
 def test_max_iters_on_a_full_disk_then_a_stop_exits_1_saying_the_final_weights_were_not_saved(tmpfs, started):
-    disk = tmpfs("disk", "3m")
-    run = disk / "run"
-    train = started(run, max_iters=60, eval_interval=60)
-    saved_while_paused(run, train)
-    fill(disk / "filler")
-    train.send("resume")
-    wait_for(lambda: state(run) == "paused: disk full", 60, f"a pause at max_iters (now {state(run)!r})")
+    _, run, train = paused_at_max_iters_on_a_full_disk(tmpfs, started)
     train.send("stop")
     assert train.wait() == 1
     [line] = train.errors()
