@@ -68,18 +68,13 @@ class Train:
 def fill(path: Path, leave: int = LEAVE) -> None:
     """Write `path` until its file system is full, then give back `leave` bytes."""
     with open(path, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
+        for block in (65536, 4096):   # large blocks, then the last small ones
+            try:
+                while True:
+                    f.write(b"\0" * block)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
     os.truncate(path, max(0, path.stat().st_size - leave))
 
 
