@@ -85,7 +85,7 @@ def test_live_panels_pause_resume_save_and_quit(tmp_path, char_data):
             assert ctl.live.iter == paused_at, "iterations went on while paused"
             await pilot.press("space")
             await wait_for(pilot, lambda: ctl.live.iter > paused_at + 2, 30, "training to go on")
-            assert "paused" not in status(app)
+            await wait_for(pilot, lambda: "paused" not in status(app), 10, "the status line to say it")  # its own rate
             await wait_for(pilot, lambda: "space Pause" in footer_text(app), 5, "the footer to offer Pause again")
 
             n_ckpt = len(read_events(run_dir, "checkpoint"))
