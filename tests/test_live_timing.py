@@ -56,6 +56,8 @@ def test_a_resumed_engines_start_is_not_counted_as_training():
     ])
     assert live.stopped_s == pytest.approx(21)          # 4 -> 25: stopped, then the new engine starting
     assert live.elapsed() == pytest.approx(3 + 1)       # 1 -> 4 and 25 -> 26
+    # the doctor's duration agrees: its sessions end where their engine stopped, not where the next started
+    assert doctor.diagnose(live.history).timing.duration_s == pytest.approx(3 + 1)
 
 
 def test_an_evals_cost_from_a_nanogpt_log_agrees_with_the_doctor():

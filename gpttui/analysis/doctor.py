@@ -754,7 +754,7 @@ def _time_from_stamps(h: RunHistory, t: Timing, steps: list, n_its: np.ndarray, 
             continue
         if prev is not None and s.iter > prev.iter and s.iter not in starts:
             expected = _interp_sum(prev.iter + 1, s.iter, n_its, n_dts)
-            held = sum(max(0.0, min(s.t, b) - max(prev.t, a)) for a, b in h.pauses)   # the engine said paused
+            held = h.paused_between(prev.t, s.t)   # the engine said paused
             paused += held
             extra = max(0.0, (s.t - prev.t) - held - expected)
             inside = [e for e in evals if prev.iter < e <= s.iter]

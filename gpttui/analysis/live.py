@@ -21,7 +21,7 @@ from gpttui.analysis import pace as P
 from gpttui.analysis.series import StepSeries
 from gpttui.run import config as C
 from gpttui.run import layout
-from gpttui.run.history import RunHistory
+from gpttui.run.history import RunHistory, starting
 
 HISTORY_STEPS = 20_000   # RunHistory.steps is thinned past this ...
 HISTORY_RECENT = 5_000   # ... keeping the most recent ones exact
@@ -47,9 +47,6 @@ class LiveRun:
         self._base = 0.0                        # run time accumulated by earlier sessions
         self._last_t: float | None = None       # wall time of the newest event
         self._pace: tuple[int, P.Pace | None] = (-1, None)   # (version, the pace then)
-        self._paused_at: float | None = None    # wall time the current pause began
-        self.paused_s = 0.0                     # time spent paused (left out of elapsed)
-        self._session_paused_s = 0.0            # ... of it in the current session
         self.stopped_s = 0.0                    # time between sessions (the run was not running)
 
     # ------------------------------------------------------------ events
@@ -68,8 +65,6 @@ class LiveRun:
         self.history.add(e)
         if kind == "step":
             self._on_step(e, t)
-        elif kind == "state" and t is not None:
-            self._on_state(e.get("state"), t)
         elif kind == "undo":
             self.undo = e if e.get("available") else None
             if e.get("done") is True and isinstance(e.get("to_iter"), int):
@@ -82,8 +77,7 @@ class LiveRun:
         it = e.get("iter")
         if kind not in ("hello", "step") and isinstance(it, int) and it > self.iter:
             self.iter = it  # an eval, checkpoint or final state at the iteration about to run
-        if t is not None and not (kind == "state" and e.get("state") == "starting"):
-            # (a new engine says it is starting before its hello: until then the run stands stopped)
+        if t is not None and not starting(e):   # (until the new engine's hello the run stands stopped)
             self._last_t = t if self._last_t is None else max(self._last_t, t)
         self.version += 1
 
@@ -93,10 +87,6 @@ class LiveRun:
             self._base += max(0.0, self._last_t - self._session_t0 - self._session_paused(self._last_t))
             if t is not None:
                 self.stopped_s += max(0.0, t - self._last_t)
-        if self._paused_at is not None and self._last_t is not None:  # stopped while paused
-            self.paused_s += max(0.0, self._last_t - self._paused_at)
-        self._paused_at = None
-        self._session_paused_s = 0.0
         self.undo = None   # a new engine says again if it has one to offer
         if isinstance(start, int):
             last = self.history.last_iter
@@ -184,23 +174,10 @@ class LiveRun:
 
     def paused_for(self, now: float | None = None) -> float:
         """Seconds the run was paused, a pause still going on included."""
-        going = max(0.0, (now if now is not None else self._last_t or 0.0) - self._paused_at) \
-            if self._paused_at is not None else 0.0
-        return self.paused_s + going
+        return self.history.paused_between(-math.inf, now if now is not None else self._last_t or 0.0)
 
-    def _session_paused(self, end: float | None = None) -> float:
-        going = max(0.0, end - self._paused_at) if self._paused_at is not None and end is not None else 0.0
-        return self._session_paused_s + going
-
-    def _on_state(self, state: Any, t: float) -> None:
-        if state == "paused":
-            if self._paused_at is None:
-                self._paused_at = t
-        elif self._paused_at is not None:
-            took = max(0.0, t - self._paused_at)
-            self.paused_s += took
-            self._session_paused_s += took
-            self._paused_at = None
+    def _session_paused(self, end: float) -> float:
+        return self.history.paused_between(self._session_t0 or 0.0, end)
 
     def eval_pause(self) -> float | None:
         """Seconds an eval (and its checkpoint) costs: measured, else estimated from ms/iter."""

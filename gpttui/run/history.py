@@ -67,6 +67,11 @@ class Session:
     config: dict[str, Any] | None = None   # a nanoGPT log's config as read when this process started
 
 
+def starting(e: dict) -> bool:
+    """A new engine's first word, before its hello: its time is the session's to come, not the last one's."""
+    return e.get("type") == "state" and e.get("state") == "starting"
+
+
 def _train_config(values: dict[str, Any]) -> C.TrainConfig | None:
     try:
         return C.build({k: v for k, v in values.items() if k in C.FIELDS})
@@ -120,12 +125,14 @@ class RunHistory:
         if handler is None:
             return
         handler(event, it, t)
-        if t is not None and self.sessions:
+        if t is not None and self.sessions and not starting(event):
             s = self.sessions[-1]
             s.t_start = t if s.t_start is None else s.t_start
             s.t_end = t if s.t_end is None else max(s.t_end, t)
 
     def _on_hello(self, e: dict, it: int, t: float | None) -> None:
+        if self.paused_since is not None and self.sessions:   # the engine ended paused (killed): the pause ended with it
+            self._end_pause(self.sessions[-1].t_end)
         start = e.get("start_iter", it)
         start = start if isinstance(start, int) else it
         last = self.last_iter
@@ -170,13 +177,22 @@ class RunHistory:
     def _on_state(self, e: dict, it: int, t: float | None) -> None:
         if isinstance(e.get("state"), str):
             self.state = e["state"]
-            if t is None:
+            if t is None or starting(e):
                 return
             if self.state == "paused":
                 self.paused_since = t if self.paused_since is None else self.paused_since
-            elif self.paused_since is not None:
-                self.pauses.append((self.paused_since, t))
-                self.paused_since = None
+            else:
+                self._end_pause(t)
+
+    def _end_pause(self, t: float | None) -> None:
+        if self.paused_since is not None and t is not None:
+            self.pauses.append((self.paused_since, max(t, self.paused_since)))
+        self.paused_since = None
+
+    def paused_between(self, start: float, end: float) -> float:
+        """Seconds the engine said it was paused between two wall times (a pause still going on included)."""
+        spans = [*self.pauses, *([(self.paused_since, end)] if self.paused_since is not None else [])]
+        return sum(max(0.0, min(b, end) - max(a, start)) for a, b in spans)
 
     def _on_config(self, e: dict, it: int, t: float | None) -> None:
         if isinstance(e.get("changes"), dict):
