@@ -306,9 +306,7 @@ class EngineRun(LiveRunReads):
                     self.pending = f"reading {layout.METRICS}: {n:,} events"
             self.pending = ""
             self._history_end = reader.end  # attaching picks up here: no gap, no duplicate
-            h = live.history  # the doctor panel says what was skipped
-            h.skipped_lines, h.repaired_lines, h.lines = reader.skipped, reader.repaired, reader.lines
-            h.first_repair = reader.first_repair
+            live.history.count_lines(reader)  # the doctor panel says what was skipped
         if live.state in layout.ACTIVE_STATES and not self.plan.attach:
             live.history.state = "stopped"  # the engine that wrote this is gone
         self.app.call_from_thread(self._history_loaded, live)

@@ -191,8 +191,7 @@ def open_source(path: Path, colour: int, config: Path | None = None) -> OpenedRu
             run.live.history.config_complete = True
         run.tail = MetricsTail(metrics)
         run.live.add_all(run.tail.poll())
-        run.live.history.skipped_lines = run.tail.skipped
-        run.live.history.repaired_lines, run.live.history.first_repair = run.tail.repaired, run.tail.first_repair
+        run.live.history.count_lines(run.tail)
         run.live.history.source = str(metrics)
         if engine_state.status(run_dir).kind != "alive":
             run.tail = None

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from gpttui.run import config as C
 from gpttui.run import layout, nanogpt_log, protocol, schedule
-from gpttui.run.metrics import EventReader
+from gpttui.run.metrics import EventReader, LineCounts
 
 
 class RunLogError(ValueError):
@@ -329,6 +329,12 @@ class RunHistory:
         """The full TrainConfig, when the source gave every knob (else None: don't guess)."""
         return _train_config(self.config) if self.config_complete else None
 
+    def count_lines(self, reader: LineCounts) -> None:
+        """What a reader of the run's metrics.jsonl made of its lines: skipped, repaired (and the first
+        repair), read."""
+        self.skipped_lines, self.repaired_lines, self.lines = reader.skipped, reader.repaired, reader.lines
+        self.first_repair = reader.first_repair
+
     def session_config(self, session: Session) -> C.TrainConfig | None:
         """The full TrainConfig a session started with, where its source says it apart (a nanoGPT
         log's processes); None otherwise."""
@@ -387,8 +393,7 @@ class RunHistory:
                     h.add(e)
             except OSError as e:
                 raise RunLogError(f"{p}: cannot read: {e.strerror or e}") from None
-            h.skipped_lines, h.repaired_lines, h.lines = reader.skipped, reader.repaired, reader.lines
-            h.first_repair = reader.first_repair
+            h.count_lines(reader)
         elif not toml.exists():
             raise RunLogError(f"{run_dir}: not a run directory (no metrics.jsonl or config.toml)")
         return h

@@ -16,7 +16,7 @@ from gpttui.run.protocol import MAX_LINE, ProtocolError, bounded_lines, encode, 
 READ_CHUNK = 4 * MAX_LINE  # bytes a MetricsTail poll reads at most (the rest waits for the next)
 
 
-class _LineCounts:
+class LineCounts:
     """The lines a reader of metrics.jsonl has seen, and what became of them."""
 
     def __init__(self, path: str | Path):
@@ -41,7 +41,7 @@ class _LineCounts:
         return event
 
 
-class EventReader(_LineCounts):
+class EventReader(LineCounts):
     """Iterate a metrics.jsonl's events; torn or malformed lines are skipped and counted.
 
     `end` is the byte offset the reading stopped at: a UI attaching to the running engine
@@ -65,7 +65,7 @@ def read_events(path: str | Path) -> Iterator[dict]:
     return iter(EventReader(path))
 
 
-class MetricsTail(_LineCounts):
+class MetricsTail(LineCounts):
     """Follow a growing metrics.jsonl: `poll()` returns the events of newly completed lines.
 
     A last line without its newline is left for the next poll (the writer may be mid-line),
