@@ -167,13 +167,15 @@ def prepare(
     if opts["val_docs"] is None and opts["val_fraction"] is None:
         opts["val_fraction"] = DEFAULT_VAL_FRACTION["characters" if by_chars else "documents"]
     command = _command(sources, out, opts)
-    if not force and (meta := _up_to_date(out, srcs, opts)) is not None:
-        return PrepareResult(out, True, meta, warnings=val_warnings(meta))
-    if not force and (foreign := _foreign_data(out)):
-        them = "them" if len(foreign) > 1 else "it"
-        names = f"{', '.join(foreign[:-1])} and {foreign[-1]}" if len(foreign) > 1 else foreign[0]
-        raise ForeignData(f"{out}: holds {names} not made by gpttui prepare (no meta.json "
-                           f"of its); --force replaces {them}")
+    if not force:
+        found = read_meta(out)
+        if (meta := _up_to_date(out, found, srcs, opts)) is not None:
+            return PrepareResult(out, True, meta, warnings=val_warnings(meta))
+        if foreign := _foreign_data(out, found):
+            them = "them" if len(foreign) > 1 else "it"
+            names = f"{', '.join(foreign[:-1])} and {foreign[-1]}" if len(foreign) > 1 else foreign[0]
+            raise ForeignData(f"{out}: holds {names} not made by gpttui prepare (no meta.json "
+                               f"of its); --force replaces {them}")
     made = dirs.missing(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -271,20 +273,19 @@ def read_meta(out_dir: str | os.PathLike) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
-def _foreign_data(out: Path) -> list[str]:
-    """train.bin / val.bin / meta.pkl in a directory without a meta.json of gpttui prepare. nanoGPT's
+def _foreign_data(out: Path, meta: dict | None) -> list[str]:
+    """train.bin / val.bin / meta.pkl in a directory whose meta.json (`meta`) is not gpttui prepare's. nanoGPT's
     own preparation writes none, and its output may be hours of tokenizing: it is replaced only with
     force. A meta.pkl alone counts too: it is someone's vocabulary, which a char preparation would
     overwrite and a GPT-2 one delete. gpttui's own output is redone when the inputs change (its
     meta.json says how it was made)."""
-    meta = read_meta(out)
     if meta is not None and meta.get("format") == FORMAT:
         return []
     return [name for name in ("train.bin", "val.bin", "meta.pkl") if (out / name).exists()]
 
 
-def _up_to_date(out: Path, srcs: list[Source], opts: dict) -> dict | None:
-    meta = read_meta(out)
+def _up_to_date(out: Path, meta: dict | None, srcs: list[Source], opts: dict) -> dict | None:
+    """`meta` (out's meta.json) when it describes these sources and options and the files agree."""
     if (meta is None or meta.get("format") != FORMAT or meta.get("options") != opts
             or meta.get("sources") != [s.record() for s in srcs]):
         return None
