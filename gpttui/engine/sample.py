@@ -127,13 +127,13 @@ def _given_dir(data_dir: str) -> Path | None:
     return Path(data_dir) if data_dir and Path(data_dir).is_dir() else None
 
 
-def find_tokenizer(ckpt_config: dict[str, Any], ckpt_path: Path, data_dir: str = "") -> tuple[Tokenizer, str]:
+def find_tokenizer(ckpt_config: dict[str, Any], ckpt_path: Path, given: Path | None = None) -> tuple[Tokenizer, str]:
     """(tokenizer, where it came from). nanoGPT looks for data/<dataset>/meta.pkl (relative to
-    the working directory) and otherwise uses GPT-2. A data_dir given is the one place looked in
-    (its meta.pkl, else GPT-2): another directory's vocabulary must not stand in for it. Without
-    one, gpttui tries the run's own data_dir, nanoGPT's place, then data/<dataset> next to the
+    the working directory) and otherwise uses GPT-2. A data_dir given (_given_dir) is the one place
+    looked in (its meta.pkl, else GPT-2): another directory's vocabulary must not stand in for it.
+    Without one, gpttui tries the run's own data_dir, nanoGPT's place, then data/<dataset> next to the
     run directory."""
-    if given := _given_dir(data_dir):
+    if given is not None:
         return _vocabulary(given)
     dirs: list[Path] = []
     if ckpt_config.get("data_dir"):
@@ -243,15 +243,14 @@ def load(path: str | Path, device: str = "cpu", dtype: str = "auto", data_dir: s
         raise SampleFailed(f"{p}: could not put the model on {dev.device} ({why}): "
                           f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
     config = ckpt.get("config") or {}
-    tok, source = find_tokenizer(config if isinstance(config, dict) else {}, p, data_dir)
-    gone = ""
-    if data_dir and not _given_dir(data_dir):
-        gone = f"data_dir {data_dir} is gone (moved or deleted since training?)"
+    given = _given_dir(data_dir)
+    tok, source = find_tokenizer(config if isinstance(config, dict) else {}, p, given)
+    gone = f"data_dir {data_dir} is gone (moved or deleted since training?)" if data_dir and given is None else ""
     if tok.vocab_size > model.config.vocab_size:
         if gone:
             raise SampleError(f"{gone}: the prompt can't be encoded without its meta.pkl (the model's "
                               f"{model.config.vocab_size}-token vocabulary; found only {source})")
-        if _given_dir(data_dir):
+        if given is not None:
             raise SampleError(f"{p}: the model's vocab_size is {model.config.vocab_size} but data_dir {data_dir} "
                               f"has no meta.pkl (a character model needs its vocabulary's meta.pkl there)")
         dataset = config.get("dataset", "?") if isinstance(config, dict) else "?"
