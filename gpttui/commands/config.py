@@ -71,7 +71,7 @@ def _training_lines(cfg: C.TrainConfig, d: sizing.Derived) -> list[str]:
     return [
         f"tokens per iteration will be: {d.tokens_per_iter:,}",
         f"tokens at max_iters ({cfg.max_iters:,}): {human_count(d.tokens_at_max_iters)} "
-        f"= {d.tokens_per_param:.1f} tokens/parameter (compute-optimal is ~20)",
+        f"= {d.tokens_per_param:.1f} tokens/parameter (compute-optimal is ~{sizing.COMPUTE_OPTIMAL:.0f})",
         f"FLOPs per token: {human_count(d.flops_per_token)}, per iteration: {d.flops_per_iter:.3g}",
         f"training memory (estimate): {human_bytes(mem['total'])} = weights {human_bytes(mem['weights'])}"
         f" + grads {human_bytes(mem['grads'])} + {sizing.optimizer_label(cfg)} {human_bytes(mem['optimizer'])}"
