@@ -301,7 +301,7 @@ def follow_engine(child: subprocess.Popen[str], run_dir: Path, runner: Sequence[
     if interrupts > 1 and code < 0:  # (an engine that ended first, its stop saved, is said as it ended)
         how = "Ctrl+C" if last_signal == signal.SIGINT else last_signal.name
         engine_state.record_quit(run_dir, f"quit by a second {how}, without a checkpoint", EXIT_INTERRUPTED)
-        print("error: quit without a checkpoint (a second Ctrl+C); the last complete checkpoint stands",
+        print(f"error: quit without a checkpoint (a second {how}); the last complete checkpoint stands",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if code < 0 or (code not in (0, EXIT_LOCKED) and not output.errors and output.report is None):
