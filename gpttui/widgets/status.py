@@ -78,7 +78,7 @@ def fitted(f: Figures, width: int) -> Text:
     if full.cell_len <= width:
         return full
     lean = line(f, bar_width=0, tokens=False, elapsed=False)
-    for tokens, elapsed in ((True, False), (False, False)):
+    for tokens, elapsed in ((True, True), (True, False), (False, False)):   # a shorter bar first, then fewer figures
         room = min(BAR, BAR - (line(f, tokens=tokens, elapsed=elapsed).cell_len - width))
         if room >= MIN_BAR:
             return line(f, bar_width=room, tokens=tokens, elapsed=elapsed)
